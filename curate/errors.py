@@ -1,0 +1,42 @@
+"""Typed errors. The CLI turns any CurateError into one red line (plus a hint) and a non-zero exit."""
+from __future__ import annotations
+
+
+class CurateError(Exception):
+    """Base for every error a user can cause or fix. `hint` says what to do about it."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class InputError(CurateError):
+    """Bad user input: a malformed file, row, field, mapping or option. Name the file, line and field."""
+
+    exit_code = 2
+
+
+class StoreError(CurateError):
+    """The trace store cannot do what was asked (bad path, corrupted shard, SQL error)."""
+
+
+class StoreLocked(StoreError):
+    """Another process holds the store's write lock longer than we were willing to wait."""
+
+
+class StoreVersionError(StoreError):
+    """The store was written by a newer curate, or its migrations are unknown to this version."""
+
+
+class ConfigError(InputError):
+    """A recipe or training config failed validation; the message names the field path."""
+
+
+class BackendError(CurateError):
+    """A generation backend failed after its retries (unreachable server, missing package)."""
