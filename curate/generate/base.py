@@ -8,6 +8,7 @@ stores the same keys per row.
 from __future__ import annotations
 
 import dataclasses
+import zlib
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Protocol, Sequence
 
@@ -58,7 +59,7 @@ class Request:
         """A seed that differs per (problem, sample) but is fixed for a run seed, for backends that take one."""
         if self.seed is None:
             return None
-        return int(self.id[:8], 16) ^ (self.seed & 0x7FFFFFFF)
+        return (zlib.crc32(self.id.encode()) ^ self.seed) & 0x7FFFFFFF
 
 
 @dataclass
