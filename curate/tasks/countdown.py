@@ -36,7 +36,7 @@ PROMPT = (
     "Target: {target}\n"
     "Give the expression as your final answer, e.g. \\boxed{{(1 + 2) * 3}}."
 )
-SOLUTION_CAP = 64  # difficulty counts distinct solutions up to this many
+SOLUTION_CAP = 16  # difficulty counts distinct solutions up to this many
 
 
 @dataclass(frozen=True)
