@@ -58,16 +58,23 @@ def detect_injected_system(tokenizer) -> str | None:
     return prefix.strip() if len(words) >= 3 else None
 
 
-def render(tokenizer, messages, warn: bool = True) -> str:
-    """Apply the tokenizer's chat template with a generation prompt; warn once about injected system prompts."""
-    if warn and not any(m["role"] == "system" for m in messages):
-        injected = detect_injected_system(tokenizer)
-        if injected:
-            warnings.warn(
-                f"the chat template injects a system prompt when none is given ({injected[:80]!r}...); "
-                "the study uses none: pass --system '' with a template that allows it, or a different template",
-                stacklevel=2,
-            )
-    if getattr(tokenizer, "chat_template", None) is None:
-        raise InputError("the tokenizer has no chat template; use --raw to send the plain user text")
+def warn_if_injected(tokenizer, system: bool = False) -> str | None:
+    """Warn (once per call site) when the template adds a system prompt nobody asked for; return it."""
+    if system:
+        return None
+    injected = detect_injected_system(tokenizer)
+    if injected:
+        warnings.warn(
+            f"the chat template injects a system prompt when none is given ({injected[:80]!r}); "
+            "the study uses none: use a template without one, or pass --system to choose it explicitly",
+            stacklevel=2,
+        )
+    return injected
+
+
+def render(tokenizer, messages) -> str:
+    """Apply the tokenizer's chat template with a generation prompt."""
+    if not getattr(tokenizer, "chat_template", None):
+        raise InputError("the tokenizer has no chat template",
+                         hint="set -o raw=true to send the plain user text, or use a chat model's tokenizer")
     return tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True)
