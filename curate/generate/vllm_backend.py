@@ -53,9 +53,9 @@ class VLLMBackend:
         try:
             import vllm
         except ImportError:
-            raise BackendError("the vllm backend needs vLLM, which is not installed",
-                               hint="pip install 'curate[vllm]' (Linux with a CUDA GPU), or use --backend openai "
-                                    "against `vllm serve`") from None
+            raise BackendError("the vllm backend needs vLLM, which is not installed: pip install 'curate[vllm]'",
+                               hint="vLLM needs Linux and a CUDA GPU; elsewhere use --backend openai against a "
+                                    "`vllm serve` endpoint") from None
         self.vllm = vllm
         self.config = c = config or VLLMConfig()
         self.sampling = sampling or SamplingParams()
