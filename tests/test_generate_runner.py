@@ -150,3 +150,20 @@ def test_cli_dry_run_generates_nothing(tmp_path, cli):
     assert TraceStore(path).query("SELECT count(*) AS n FROM samples").to_pylist()[0]["n"] == 0
     bad = cli("generate", "--store", str(path), "--shard", "3/2")
     assert bad.returncode != 0 and "--shard" in bad.stderr
+
+
+def test_cli_openai_backend_against_local_server(tmp_path, cli):
+    path = tmp_path / "store"
+    assert cli("tasks", "add", "countdown", "--store", str(path), "--size", "6", "--set", "max_numbers=3").returncode == 0
+    with TestServer(ServerState(fault_queue=["429", "500", "malformed"])) as srv:
+        r = cli("generate", "--store", str(path), "--backend", "openai", "--base-url", srv.base_url, "--model",
+                "test-model", "--n", "2", "--max-tokens", "64", "-o", "backoff_s=0.01", "--json")
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout.strip().splitlines()[-1])
+    assert report["generated"] == 12 and report["backend"] == "openai"
+    rows = TraceStore(path).query("SELECT model, finish_reason, completion_tokens, params FROM samples").to_pylist()
+    assert len(rows) == 12 and all(x["model"] == "test-model" and x["finish_reason"] == "stop" for x in rows)
+    assert json.loads(rows[0]["params"])["endpoint"] == "chat"
+    down = cli("generate", "--store", str(path), "--backend", "openai", "--base-url", "http://127.0.0.1:9/v1",
+               "--model", "m", "--n", "3", "-o", "max_retries=1", "-o", "backoff_s=0")
+    assert down.returncode != 0 and "request failed after 2 attempts" in down.stderr and "Traceback" not in down.stderr

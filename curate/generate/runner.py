@@ -182,7 +182,7 @@ def run(store, backend: Backend, where: str | None = None, cfg: RunConfig | None
     """Generate every missing sample for the selected problems into the store; see the module docstring."""
     cfg = cfg or RunConfig()
     t0 = time.perf_counter()
-    if not dry_run:
+    if not dry_run and store.pending_shards():
         store.commit_pending()  # shards a killed run left behind count as done before we plan
     requests, report = plan(store, where, backend, cfg, params)
     report.dry_run = dry_run
