@@ -39,7 +39,7 @@ def load(config: HumanEvalConfig, size: int | None, seed: int, split: str) -> It
             raise InputError(f"humaneval: {task_id} lacks {', '.join(missing)}")
         yield Problem(source=NAME, domain="code", prompt=PROMPT.format(prompt=row["prompt"]),
                       reference={"prompt": row["prompt"], "test": row["test"], "entry_point": row["entry_point"]},
-                      metadata={"task_id": task_id, "verifier": "code"}, split=split)
+                      metadata={"task_id": task_id}, split=split)
 
 
 def oracle(problem: Problem) -> str | None:
