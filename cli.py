@@ -148,6 +148,123 @@ def import_(
 
 
 # ---------------------------------------------------------------- tasks and generation (issue 4)
+tasks_app = typer.Typer(no_args_is_help=True, help="Problem sources: list them, add problems to the store.")
+app.add_typer(tasks_app, name="tasks")
+SetOpt = Annotated[Optional[list[str]], typer.Option("--set", "-o", help="A config field as key=value (repeatable).")]
+
+
+def _kv(pairs: list[str] | None, flag: str) -> dict:
+    from curate.errors import InputError
+
+    out = {}
+    for item in pairs or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"{flag} expects key=value, got {item!r}")
+        out[key.strip()] = value
+    return out
+
+
+@tasks_app.command("list")
+def tasks_list(json_: JsonOpt = False) -> None:
+    """Every registered problem source with its domain, verifier and options."""
+    import json
+
+    from curate.tasks import list_tasks
+
+    rows = list_tasks()
+    if json_:
+        print(json.dumps(rows, indent=2, default=str))
+        return
+    _print_table([{"name": r["name"], "domain": r["domain"], "kind": "generated" if r["generated"] else "loaded",
+                   "verifier": r["verifier"] or "", "options": ", ".join(o["name"] for o in r["options"]),
+                   "description": r["description"]} for r in rows])
+
+
+@tasks_app.command("add")
+def tasks_add(
+    source: Annotated[str, typer.Argument(help="A task name from `curate tasks list`, or a .jsonl/.parquet path.")],
+    store: StoreOpt = DEFAULT_STORE,
+    size: Annotated[Optional[int], typer.Option(help="How many problems (required for generated tasks).")] = None,
+    seed: Annotated[int, typer.Option(help="Generator seed; problem i uses seed + i.")] = 0,
+    split: Annotated[Optional[str], typer.Option(help="train or eval (default: the source's own).")] = None,
+    set_: SetOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Add problems from a source to the store (idempotent: ids are content hashes)."""
+    import json
+
+    from curate.tasks import add_problems
+
+    result = add_problems(_store(store), source, _kv(set_, "--set"), size=size, seed=seed, split=split)
+    if json_:
+        print(json.dumps(result))
+    else:
+        out_console.print(f"{result['source']}: {result['seen']} problems, {result['added']} new, into {store}")
+
+
+@app.command("generate")
+def generate_cmd(
+    store: StoreOpt = DEFAULT_STORE,
+    problems: Annotated[Optional[str], typer.Option("--problems", "-p", help="SQL predicate over the problems view.")] = None,
+    backend: Annotated[str, typer.Option(help="synthetic | openai | hf | vllm")] = "synthetic",
+    model: Annotated[Optional[str], typer.Option(help="Model name or path (served name for openai).")] = None,
+    revision: Annotated[Optional[str], typer.Option(help="Model revision, stored per row.")] = None,
+    n: Annotated[int, typer.Option("--n", help="Samples per problem.")] = 1,
+    max_tokens: Annotated[int, typer.Option(help="Most new tokens per sample.")] = 16384,
+    temperature: Annotated[float, typer.Option()] = 0.6,
+    top_p: Annotated[float, typer.Option()] = 0.95,
+    top_k: Annotated[int, typer.Option(help="-1 turns it off.")] = 20,
+    min_p: Annotated[float, typer.Option()] = 0.0,
+    seed: Annotated[int, typer.Option(help="Run seed (part of each sample's id).")] = 0,
+    logprobs: Annotated[bool, typer.Option(help="Record teacher logprob/entropy where supported.")] = False,
+    system: Annotated[Optional[str], typer.Option(help="A system prompt (the study uses none).")] = None,
+    template: Annotated[Optional[str], typer.Option(help="User-turn template containing {question}.")] = None,
+    base_url: Annotated[Optional[str], typer.Option(help="openai backend: server URL, e.g. http://host:8000/v1.")] = None,
+    option: Annotated[Optional[list[str]], typer.Option("--option", "-o", help="Backend config field key=value.")] = None,
+    shard: Annotated[Optional[str], typer.Option(help="i/n: this worker's share of the problems (0-based).")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="At most this many problems.")] = None,
+    flush_every: Annotated[int, typer.Option(hidden=True)] = 2000,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print what would run; generate nothing.")] = False,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    json_: JsonOpt = False,
+) -> None:
+    """Sample traces for the selected problems into the store; rerun the same command to resume."""
+    import json
+
+    from curate.errors import InputError
+    from curate.generate import RunConfig, SamplingParams, generate, parse_shard
+    from curate.generate.prompting import DEFAULT_TEMPLATE
+
+    try:
+        sampling = SamplingParams(temperature=temperature, top_p=top_p, top_k=top_k, min_p=min_p,
+                                  max_tokens=max_tokens, logprobs=logprobs)
+    except ValueError as e:
+        raise InputError(str(e)) from None
+    opts = _kv(option, "--option")
+    if base_url:
+        opts["base_url"] = base_url
+    cfg = RunConfig(n=n, seed=seed, template=template or DEFAULT_TEMPLATE, system=system, shard=parse_shard(shard),
+                    limit=limit, flush_every=flush_every)
+    report = generate(_store(store), problems, backend, model, sampling=sampling, options=opts, revision=revision,
+                      run_config=cfg, dry_run=dry_run, progress=progress and not json_)
+    d = report.to_dict()
+    if json_:
+        print(json.dumps(d, default=str))
+        return
+    if dry_run:
+        out_console.print(f"[bold]dry run[/]: {d['backend']} / {d['model']}")
+        out_console.print(f"problems {d['problems']}  samples planned {d['planned']}  already stored {d['existing']}  "
+                          f"to generate {d['planned'] - d['existing']}")
+        out_console.print(f"params {json.dumps(d['params'])}")
+        if d["example_prompt"]:
+            out_console.print(f"first prompt {json.dumps(d['example_prompt'], ensure_ascii=False)}")
+        return
+    out_console.print(f"generated {d['generated']} samples ({d['existing']} already stored) in {d['elapsed_s']:.1f}s, "
+                      f"{d['samples_per_s']} samples/s, {d['completion_tokens']} completion tokens, "
+                      f"{d['truncated']} truncated; run {d['run_id']}")
+
+
 
 
 # ---------------------------------------------------------------- recipes and mixing (issue 5)
