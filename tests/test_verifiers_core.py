@@ -176,5 +176,4 @@ def test_verifier_chosen_from_source_then_domain():
     assert registry.verifier_for(P("reasoning_gym/leg_counting", "logic")) == "reasoning_gym"
     assert registry.verifier_for(P("gpqa_diamond", "science")) == "multiple_choice"
     assert registry.verifier_for(P("hex_phi", "safety")) == "refusal"
-    assert registry.verifier_for(P("x", "math", {"verifier": "countdown"})) == "countdown"
     assert registry.verifier_for(P("x", "poetry")) is None

@@ -130,11 +130,8 @@ def describe_all() -> list[dict]:
 
 
 def verifier_for(problem: Any) -> str | None:
-    """The verifier name for a problem: metadata['verifier'] if set, else the verifier claiming its source,
-    else the one claiming its domain. None when nothing claims it."""
-    meta = getattr(problem, "metadata", None) or {}
-    if isinstance(meta, dict) and isinstance(meta.get("verifier"), str):
-        return meta["verifier"]
+    """The verifier name for a problem: the one claiming its source, else the one claiming its domain.
+    None when nothing claims it (name a verifier explicitly for those)."""
     return verifier_for_source(getattr(problem, "source", None), getattr(problem, "domain", None))
 
 
