@@ -180,7 +180,7 @@ def _parse_eval(expr: str, allow_unary: bool) -> tuple[int, int, list[int]]:
         tok = toks[pos]
         pos += 1
         if tok[0] in "0123456789":
-            if tok[0] == "0" and len(tok) > 1:
+            if tok[0] == "0" and len(tok) > 1 and tok.strip("0"):  # Python rejects 045 but accepts 00
                 raise Rejected("not a valid expression: leading zeros")
             v = int(tok)
             used.append(v)
