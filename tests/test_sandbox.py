@@ -263,3 +263,13 @@ def test_fallback_level_none_still_runs_and_reports_itself():
         [sys.executable, "-c", "from verifiers.sandbox import run_python as r, Limits as L; x = r('print(6*7)', limits=L(timeout_s=2)); print(x.isolation, x.stdout)"],
         capture_output=True, text=True, env=env, timeout=30)
     assert out.stdout.strip() == "none b'42\\n'", out.stderr
+
+
+@pytest.mark.skipif(os.environ.get("CURATE_SANDBOX_ZYGOTE") == "0", reason="already the fallback run")
+def test_fallback_path_without_the_zygote_contains_the_same_attacks():
+    """The same corpus subset through a fresh `unshare`d interpreter per program (no pre-forked zygote)."""
+    env = {**os.environ, "CURATE_SANDBOX_ZYGOTE": "0", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    sel = "daemon or network or infinite_loop or killing_the_parent or memory_bomb or exiting_before or environment"
+    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__, "-k", sel],
+                         capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stdout[-3000:]

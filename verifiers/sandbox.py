@@ -1,9 +1,14 @@
 """Run one untrusted Python program in a fresh, limited, isolated process and capture its output.
 
+How a program starts: a per-process "zygote" (verifiers/_zygote.py, a pre-forked clean interpreter that never
+runs untrusted code) forks one fresh process per program, so there is no interpreter start-up per test.
+Where the zygote cannot run (or CURATE_SANDBOX_ZYGOTE=0), each program gets a fresh interpreter started
+through the `unshare` tool instead; both paths give the same isolation and are both tested.
+
 What it isolates (each run):
-- a separate process started through `unshare`, in its own session and process group; on timeout the whole
-  group is SIGKILLed, and with a PID namespace every process the program started dies with it (a `setsid`
-  daemon cannot outlive the run); PDEATHSIG kills it if the verifier worker itself is killed;
+- a separate process in its own session and process group; on timeout the whole group is SIGKILLed, and
+  as PID 1 of its own PID namespace every process the program started dies with it (a `setsid` daemon
+  cannot outlive the run); PDEATHSIG kills it if the verifier worker itself is killed;
 - a new network namespace (no interfaces up: connects fail), a new PID namespace with its own /proc (the
   parent's processes and environment are invisible, its PID unreachable), a private mount namespace;
 - when started as root: the program runs as `nobody` (65534), so it cannot write or delete files outside its
@@ -36,12 +41,14 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import json
 import os
 import resource
 import secrets
 import selectors
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -219,19 +226,17 @@ def run_python(source: str, stdin: bytes | str = b"", limits: Limits = Limits(),
             os.chown(workdir, NOBODY, NOBODY)
             os.chmod(prog, 0o644)
             os.chmod(in_path, 0o600)  # opened by us, before the uid change; the program cannot re-read it
-        cmd = [*_prefix(level), python, "-I", "-c", _HARNESS, mode, str(prog)]
         with open(in_path, "rb") as fin:
             in_path.unlink()  # the open fd is all the program gets; the marker never sits on disk
-            try:
-                proc = subprocess.Popen(
-                    cmd, stdin=fin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=workdir,
-                    env=_base_env(workdir), start_new_session=True, preexec_fn=lambda: _preexec(limits),
-                    close_fds=True,
-                )
-            except OSError as e:
-                return RunResult(None, isolation=level, sandbox_error=f"cannot start sandbox: {e}",
-                                 duration_s=time.monotonic() - t0)
-        res = _collect(proc, limits, t0)
+            res = None
+            zyg = _zygote(level, python)
+            if zyg is not None:
+                try:
+                    res = zyg.run(fin.fileno(), prog, workdir, mode, limits, t0)
+                except _ZygoteBroken:
+                    _drop_zygote()  # fall back to a fresh interpreter per program
+            if res is None:
+                res = _run_popen(level, python, fin, prog, workdir, mode, limits, t0)
         res.isolation = level
         if marker is not None:
             lines = res.stdout.rstrip(b"\n").rsplit(b"\n", 1)
@@ -243,20 +248,52 @@ def run_python(source: str, stdin: bytes | str = b"", limits: Limits = Limits(),
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _collect(proc: subprocess.Popen, limits: Limits, t0: float) -> RunResult:
-    """Read both pipes until EOF, process exit, timeout or the output cap; always kill the group after."""
-    deadline = t0 + limits.timeout_s
-    bufs = {proc.stdout: bytearray(), proc.stderr: bytearray()}
-    sel = selectors.DefaultSelector()
-    for f in bufs:
-        os.set_blocking(f.fileno(), False)
-        sel.register(f, selectors.EVENT_READ)
-    pidfd = None
+def _run_popen(level, python, fin, prog, workdir, mode, limits, t0) -> RunResult:
+    """A fresh interpreter per program, started through `unshare` (the fallback when no zygote runs)."""
+    cmd = [*_prefix(level), python, "-I", "-c", _HARNESS, mode, str(prog)]
+    try:
+        proc = subprocess.Popen(
+            cmd, stdin=fin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=workdir,
+            env=_base_env(workdir), start_new_session=True, preexec_fn=lambda: _preexec(limits), close_fds=True,
+        )
+    except OSError as e:
+        return RunResult(None, sandbox_error=f"cannot start sandbox: {e}", duration_s=time.monotonic() - t0)
     try:
         pidfd = os.pidfd_open(proc.pid)
-        sel.register(pidfd, selectors.EVENT_READ)
     except (AttributeError, OSError):  # old kernel: rely on pipe EOF and the deadline
+        pidfd = None
+    try:
+        res = _pump(proc.stdout.fileno(), proc.stderr.fileno(), pidfd, limits, t0,
+                    wait=lambda t: proc.wait(timeout=t))
+    finally:
+        _kill_group(proc.pid)  # leftovers in the group die whether or not the program finished
+        try:
+            rc = proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL does not take this long
+            rc = None
+        proc.stdout.close()
+        proc.stderr.close()
+    res.returncode = rc
+    return res
+
+
+def _kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
         pass
+
+
+def _pump(out_fd: int, err_fd: int, pidfd: int | None, limits: Limits, t0: float, wait) -> RunResult:
+    """Read both pipes until EOF + exit, the deadline or the output cap. Does not kill; the caller does."""
+    deadline = t0 + limits.timeout_s
+    bufs = {out_fd: bytearray(), err_fd: bytearray()}
+    sel = selectors.DefaultSelector()
+    for fd in bufs:
+        os.set_blocking(fd, False)
+        sel.register(fd, selectors.EVENT_READ)
+    if pidfd is not None:
+        sel.register(pidfd, selectors.EVENT_READ)
     timed_out = exceeded = exited = False
     open_pipes = len(bufs)
     try:
@@ -269,19 +306,20 @@ def _collect(proc: subprocess.Popen, limits: Limits, t0: float) -> RunResult:
             if exited and not events:
                 break  # the program is gone; anything still holding the pipes is a leftover
             for key, _ in events:
-                if key.fileobj == pidfd:
+                fd = key.fd
+                if fd == pidfd:
                     exited = True
                     sel.unregister(pidfd)
                     continue
                 try:
-                    chunk = os.read(key.fileobj.fileno(), 65536)
+                    chunk = os.read(fd, 65536)
                 except BlockingIOError:
                     continue
                 if not chunk:
-                    sel.unregister(key.fileobj)
+                    sel.unregister(fd)
                     open_pipes -= 1
                     continue
-                buf = bufs[key.fileobj]
+                buf = bufs[fd]
                 buf += chunk
                 if len(buf) > limits.output_bytes:
                     del buf[limits.output_bytes:]
@@ -290,25 +328,131 @@ def _collect(proc: subprocess.Popen, limits: Limits, t0: float) -> RunResult:
                 break
         if not (timed_out or exceeded or exited):  # pipes closed but the program may still run
             try:
-                proc.wait(timeout=max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
+                wait(max(0.0, deadline - time.monotonic()))
+            except (subprocess.TimeoutExpired, TimeoutError, socket.timeout):
                 timed_out = True
     finally:
-        _kill_group(proc)  # leftovers in the group die whether or not the program finished
-        try:
-            rc = proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL does not take this long
-            rc = None
         sel.close()
         if pidfd is not None:
             os.close(pidfd)
-        proc.stdout.close()
-        proc.stderr.close()
-    return RunResult(
-        returncode=rc,
-        stdout=bytes(bufs[proc.stdout]),
-        stderr=bytes(bufs[proc.stderr]),
-        timed_out=timed_out,
-        output_exceeded=exceeded,
-        duration_s=round(time.monotonic() - t0, 6),
-    )
+    return RunResult(returncode=None, stdout=bytes(bufs[out_fd]), stderr=bytes(bufs[err_fd]), timed_out=timed_out,
+                     output_exceeded=exceeded, duration_s=round(time.monotonic() - t0, 6))
+
+
+# ---------------------------------------------------------------- the pre-forked clean worker
+
+_ZYGOTE_SRC = Path(__file__).with_name("_zygote.py")
+
+
+class _ZygoteBroken(Exception):
+    pass
+
+
+class _Zygote:
+    """Client side of verifiers/_zygote.py: one per process, one program at a time."""
+
+    def __init__(self, level: str, python: str) -> None:
+        self.level = level
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.proc = subprocess.Popen(
+            [python, "-I", str(_ZYGOTE_SRC), str(child.fileno()), level], pass_fds=(child.fileno(),),
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, cwd="/", env=_base_env("/"),
+            start_new_session=True, preexec_fn=_prctl_pdeathsig,
+        )
+        child.close()
+        self.sock = parent
+        self.pid = os.getpid()
+
+    def alive(self) -> bool:
+        return self.pid == os.getpid() and self.proc.poll() is None
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        finally:
+            if self.pid == os.getpid():
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+
+    def _recv(self, timeout: float) -> dict:
+        self.sock.settimeout(timeout)
+        try:
+            msg = self.sock.recv(4096)
+        except (OSError, socket.timeout) as e:
+            raise _ZygoteBroken(f"zygote did not answer: {e}") from None
+        if not msg:
+            raise _ZygoteBroken("zygote exited")
+        return json.loads(msg)
+
+    def run(self, stdin_fd: int, prog: Path, workdir: str, mode: str, limits: Limits, t0: float) -> RunResult:
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        cpu = int(limits.cpu_s if limits.cpu_s is not None else limits.timeout_s + 1) + 1
+        req = {"path": str(prog), "cwd": workdir, "mode": mode, "env": _base_env(workdir),
+               "limits": {"as": limits.memory_mb << 20, "cpu": cpu, "nproc": limits.nproc,
+                          "fsize": limits.fsize_mb << 20, "nofile": limits.nofile}}
+        try:
+            try:
+                socket.send_fds(self.sock, [json.dumps(req).encode()], [stdin_fd, out_w, err_w])
+            except OSError as e:
+                raise _ZygoteBroken(f"zygote unreachable: {e}") from None
+            finally:
+                os.close(out_w)
+                os.close(err_w)
+            first = self._recv(10.0)
+            if "pid" not in first:
+                raise _ZygoteBroken(f"zygote could not start the program: {first.get('error')}")
+            pid = first["pid"]
+            try:
+                pidfd = os.pidfd_open(pid)
+            except (AttributeError, OSError):
+                pidfd = None
+            box: dict = {}
+
+            def wait(t: float) -> None:
+                box.update(self._recv_status(t))
+
+            try:
+                res = _pump(out_r, err_r, pidfd, limits, t0, wait=wait)
+            finally:
+                _kill_group(pid)
+            if "returncode" not in box:
+                box.update(self._recv(10.0))
+            res.returncode = box["returncode"]
+            return res
+        finally:
+            os.close(out_r)
+            os.close(err_r)
+
+    def _recv_status(self, timeout: float) -> dict:
+        try:
+            return self._recv(max(timeout, 0.001))
+        except _ZygoteBroken:
+            raise TimeoutError from None
+
+
+_ZYGOTE: _Zygote | None = None
+_ZYGOTE_OFF = False
+
+
+def _drop_zygote() -> None:
+    global _ZYGOTE, _ZYGOTE_OFF
+    if _ZYGOTE is not None:
+        try:
+            _ZYGOTE.close()
+        except Exception:
+            pass
+    _ZYGOTE, _ZYGOTE_OFF = None, True
+
+
+def _zygote(level: str, python: str) -> _Zygote | None:
+    """The process's zygote, started on first use; None where it is off or unsupported (user-ns level)."""
+    global _ZYGOTE
+    if _ZYGOTE_OFF or level == "user-ns" or os.environ.get("CURATE_SANDBOX_ZYGOTE", "1") == "0":
+        return None
+    if _ZYGOTE is None or not _ZYGOTE.alive():
+        try:
+            _ZYGOTE = _Zygote(level, python)
+        except OSError:
+            return None
+    return _ZYGOTE
