@@ -145,6 +145,77 @@ def import_(
 
 
 # ---------------------------------------------------------------- verifiers and labeling (issue 3)
+verifiers_app = typer.Typer(no_args_is_help=True, help="The verifier registry (built-ins and plugins).")
+app.add_typer(verifiers_app, name="verifiers")
+
+
+@verifiers_app.command("list")
+def verifiers_list(json_: JsonOpt = False) -> None:
+    """Registered verifiers: name, version, what they handle, where they come from."""
+    import json
+
+    from curate.errors import InputError
+    from verifiers.registry import RegistryError, describe_all
+
+    try:
+        rows = describe_all()
+    except RegistryError as e:
+        raise InputError(str(e)) from None
+    if json_:
+        out_console.print_json(json.dumps(rows))
+        return
+    _print_table([{"name": r["name"], "version": r["version"], "domains": ",".join(r["domains"]),
+                   "sources": ",".join(r["sources"]), "origin": r["origin"], "description": r["description"]} for r in rows])
+
+
+@app.command()
+def verify(
+    store: StoreOpt = DEFAULT_STORE,
+    verifier: Annotated[Optional[str], typer.Option("--verifier", "-v", help="Verifier for every sample (default: by problem source, then domain).")] = None,
+    workers: Annotated[int, typer.Option(help="Verifier worker processes.")] = max(1, min(8, (os.cpu_count() or 2))),
+    relabel: Annotated[bool, typer.Option("--relabel", help="Re-verify samples that already have a verdict from this version.")] = False,
+    where: Annotated[Optional[str], typer.Option(help="SQL predicate over the `traces` view, e.g. \"source = 'math500'\".")] = None,
+    batch_size: Annotated[int, typer.Option(help="Verdicts written per store transaction (a kill loses at most one batch).")] = 500,
+    json_: JsonOpt = False,
+) -> None:
+    """Label stored samples that lack a verdict, in worker processes with a hard per-response timeout."""
+    import json
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from curate.label import label_store
+
+    st = _store(store)
+    columns = [TextColumn("verifying {task.fields[name]}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[rate]}/s"), TimeElapsedColumn()]
+    with Progress(*columns, console=err_console, transient=True, disable=json_) as bar:
+        task = bar.add_task("verify", total=None, name="", rate="-")
+        t0 = [0.0, 0]
+
+        def tick(n: int, name: str) -> None:
+            import time
+
+            now = time.monotonic()
+            t0[0] = t0[0] or now
+            t0[1] += n
+            rate = f"{t0[1] / (now - t0[0]):.1f}" if now > t0[0] else "-"
+            bar.update(task, advance=n, name=name, rate=rate)
+
+        rep = label_store(st, verifier=verifier, workers=workers, relabel=relabel, where=where, batch_size=batch_size,
+                          progress=tick)
+    _warn(st)
+    data = rep.to_dict()
+    if json_:
+        out_console.print_json(json.dumps(data))
+        return
+    rows = [{"verifier": k, **{s: c.get(s, 0) for s in ("correct", "incorrect", "no_answer", "timeout", "error")}}
+            for k, c in data["by_verifier"].items()]
+    if rows:
+        _print_table(rows, title="verdicts written")
+    out_console.print(f"labeled {data['labeled']} samples in {data['seconds']:.1f}s ({data['written']} new verdicts, "
+                      f"{data['killed_workers']} workers killed on timeout)")
+    for u in data["unclaimed"]:
+        err_console.print(f"[yellow]no verifier for[/] source={u['source']} domain={u['domain']}; name one with --verifier")
 
 
 # ---------------------------------------------------------------- tasks and generation (issue 4)
