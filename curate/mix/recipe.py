@@ -138,7 +138,7 @@ class Output(_Strict):
 
 
 class Recipe(_Strict):
-    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.=\-]+$")
     description: str = ""
     seed: int = 0
     size: int = Field(ge=1)
@@ -325,3 +325,33 @@ def resolve_recipe_path(name_or_path: str) -> Path:
 def describe(recipe: Recipe) -> dict:
     """A JSON-ready view of a recipe with its hash (for `curate recipes show --json`)."""
     return {"name": recipe.name, "hash": recipe.hash(), "recipe": json.loads(canonical_json(recipe.model_dump(mode="json")))}
+
+
+def catalog(directory: Optional[Path] = None) -> list[dict]:
+    """The shipped (or given directory's) recipes: name, file, size, sweep points, hash, description.
+
+    A file that does not validate is listed with its error instead of hiding it."""
+    rows = []
+    for p in list_recipes(directory):
+        try:
+            r = load_recipe(p)
+            rows.append({"name": r.name, "file": p.name, "size": r.size, "datasets": len(r.expand_sweep()),
+                         "hash": r.hash()[:12], "description": r.description, "error": None})
+        except ConfigError as e:
+            rows.append({"name": p.stem, "file": p.name, "size": None, "datasets": None, "hash": None,
+                         "description": "", "error": e.message})
+    return rows
+
+
+def validate_files(paths: list[str]) -> list[dict]:
+    """Validate each recipe (path or shipped name): [{file, ok, name, hash, error}]."""
+    out = []
+    for raw in paths:
+        p = resolve_recipe_path(raw)
+        try:
+            r = load_recipe(p)
+            r.expand_sweep()  # every sweep point must validate too
+            out.append({"file": str(p), "ok": True, "name": r.name, "hash": r.hash(), "error": None})
+        except ConfigError as e:
+            out.append({"file": str(p), "ok": False, "name": None, "hash": None, "error": e.message})
+    return out
