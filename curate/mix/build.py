@@ -141,7 +141,8 @@ class _Taker:
         for r in rows:
             r = dict(r)
             if q.reference_solution:
-                resp = transforms.reference_response(r["reference"])
+                ref = json.loads(r["reference"]) if r["reference"] is not None else None  # JSON text from the store
+                resp = transforms.reference_response(ref)
                 if resp is None:
                     self.mix.dropped["no reference solution"] += 1
                     return None
@@ -260,7 +261,7 @@ def build(store: Any, recipe: Recipe) -> Mixture:
     _apply_quality(recipe, mix.rows, mix)
     mix.rows.sort(key=lambda r: (r["pk"], r["k"]))
     mix.contamination = {b: dict(sorted(c.items())) for b, c in sorted(taker.contam.items())}
-    mix.snapshot = selection.snapshot(store)
+    mix.snapshot = store.snapshot()
     mix.verifiers = selection.verifier_versions(store, [r["sample_id"] for r in mix.rows if r["sample_id"]])
     return mix
 

@@ -120,7 +120,7 @@ def card(mix: Mixture, facts: dict) -> str:
         f"Recipe hash: `{facts['recipe_hash']}` (hash of the validated recipe below, defaults included).\n",
         "```yaml\n" + r.to_yaml() + "```\n",
         "## Store snapshot\n",
-        f"problems {s['problems']}, samples {s['samples']}, verdicts {s['verdicts']}; digest `{s['digest']}`\n",
+        f"problems {s['problems']}, samples {s['samples']}, verdicts {s['verdicts']}; snapshot id `{s['id']}`\n",
         "## Verifier versions\n",
         _table([{"verifier": v["verifier"], "version": v["version"], "samples": v["samples"]} for v in facts["verifiers"]]),
         "## Composition\n",
@@ -175,7 +175,7 @@ def write(mix: Mixture, out: str | Path, overwrite: bool = False) -> dict:
         (tmp / "data").mkdir(parents=True)
         if mix.recipe.output.parquet:
             pq.write_table(table, tmp / PARQUET, compression="zstd", row_group_size=4096)
-        fingerprint = hashlib.sha256((facts["recipe_hash"] + facts["store"]["digest"]).encode()).hexdigest()[:16]
+        fingerprint = hashlib.sha256((facts["recipe_hash"] + facts["store"]["id"]).encode()).hexdigest()[:16]
         ds = datasets.Dataset(table, fingerprint=fingerprint)
         prev = datasets.utils.logging.get_verbosity()
         datasets.utils.logging.set_verbosity_error()

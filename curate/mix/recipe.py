@@ -261,7 +261,9 @@ def _format_errors(err: ValidationError, origin: str, root: Any = None) -> str:
             msg = "unknown key"
         elif e["type"] == "missing":
             msg = "required field missing"
-        line = _line_of(root, loc) if root is not None else None
+        # a missing field has no line of its own: point at its section (none for a top-level field)
+        at = loc[:-1] if e["type"] == "missing" else loc
+        line = _line_of(root, at) if root is not None and at else None
         where = f"{origin}:{line}" if line else origin
         lines.append(f"{where}: {path}: {msg}")
     return "; ".join(lines)

@@ -11,7 +11,6 @@ Each function is pure and works on one string, so a transform of one row never d
 """
 from __future__ import annotations
 
-import json
 from typing import Any, Optional
 
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
@@ -39,20 +38,9 @@ def truncate(text: str, keep: float) -> str:
     return text[:cut].rstrip()
 
 
-def _as_reference(reference: Any) -> Any:
-    if isinstance(reference, str):
-        s = reference.strip()
-        if s.startswith("{"):
-            try:  # the store hands JSON columns back as text
-                return json.loads(s)
-            except ValueError:
-                return reference
-    return reference
-
-
 def reference_response(reference: Any) -> Optional[str]:
     """The reference short solution as a response; None when the problem has nothing usable."""
-    ref = _as_reference(reference)
+    ref = reference
     if isinstance(ref, dict):
         sol = ref.get("solution")
         if isinstance(sol, str) and sol.strip():

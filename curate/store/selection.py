@@ -10,7 +10,6 @@ other problems are in the store, and the same store and seed give the same choic
 """
 from __future__ import annotations
 
-import hashlib
 from typing import Any, Iterable, Optional
 
 import pyarrow as pa
@@ -144,23 +143,3 @@ def verifier_versions(store: Any, sample_ids: Iterable[str]) -> list[dict]:
         WHERE sample_id IN (SELECT unnest($ids)) GROUP BY verifier, version ORDER BY verifier, version
     """, {"ids": ids})
     return t.to_pylist()
-
-
-def snapshot(store: Any) -> dict:
-    """Counts and an order-independent digest of everything a mixture can depend on.
-
-    The digest sums md5 numbers of ids (and of verdict keys with their status), so it is the same
-    however the store was filled, and changes when a problem, sample or verdict is added or relabelled.
-    """
-    t = _store_query(store, """
-        SELECT 'problems' AS what, count(*) AS n,
-               CAST(coalesce(sum(md5_number_lower(id || split)), 0) AS VARCHAR) AS s FROM problems
-        UNION ALL SELECT 'samples', count(*), CAST(coalesce(sum(md5_number_lower(id)), 0) AS VARCHAR) FROM samples
-        UNION ALL SELECT 'verdicts', count(*),
-               CAST(coalesce(sum(md5_number_lower(concat(sample_id, ':', verifier, ':', version, ':', status))), 0) AS VARCHAR)
-        FROM verdicts
-    """)
-    rows = {r["what"]: r for r in t.to_pylist()}
-    digest = hashlib.sha256("|".join(f"{w}:{rows[w]['n']}:{rows[w]['s']}" for w in ("problems", "samples", "verdicts")).encode())
-    return {"problems": rows["problems"]["n"], "samples": rows["samples"]["n"], "verdicts": rows["verdicts"]["n"],
-            "digest": digest.hexdigest()[:32]}
