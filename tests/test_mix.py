@@ -314,3 +314,17 @@ def test_cli_mix_sweep_json_and_errors(store, tmp_path, cli):
     res = cli("recipes", "validate", str(rfile), "math-cot")
     assert res.returncode != 0 and "r.yaml:5: sources.0.colour: unknown key" in res.stdout + res.stderr
     assert "ok" in res.stdout and "Traceback" not in res.stderr
+
+
+def test_demo_recipes_compare_the_same_questions(store, tmp_path):
+    from curate.mix.compare import compare, demo_recipes
+
+    manifests = [mix_recipe(r, store, tmp_path / r.name)[0] for r in demo_recipes("source = 'countdown'", size=8)]
+    table = compare(manifests)
+    assert [row["mixture"] for row in table] == ["verified", "incorrect-50", "nocot"]
+    assert [row["incorrect"] for row in table] == ["0%", "50%", "0%"]
+    assert [row["thinking removed"] for row in table] == ["0%", "0%", "100%"]
+    assert table[2]["mean response chars"] < table[0]["mean response chars"]
+    ids = [pq.read_table(tmp_path / n / "data" / "train-00000-of-00001.parquet", columns=["problem_id"]).column(0).to_pylist()
+           for n in ("verified", "incorrect-50", "nocot")]
+    assert ids[0] == ids[1] == ids[2]
