@@ -63,7 +63,7 @@ VIEW_DOCS: dict[str, tuple[str, list[tuple[str, str]]]] = {
     "traces": ("samples joined with text, problem, features and the latest verdict: filter everything in one query.", [
         ("id, problem_id, backend, model, ...", "every column of `samples`"),
         ("text", "the full trace text"),
-        ("source, domain, prompt, reference, split", "the problem's columns"),
+        ("source, domain, prompt, reference, metadata, split", "the problem's columns"),
         ("text_chars, thinking_chars, ...", "every column of `features`"),
         ("status, score, verifier, verifier_version", "the most recent verdict (NULL when unlabeled)"),
     ]),
@@ -104,7 +104,7 @@ def create_views(con, shard_files: list[str]) -> None:
     scols = ", ".join(f"s.{c}" for c in SAMPLE_COLUMNS)
     con.execute(
         f"""CREATE OR REPLACE TEMP VIEW traces AS
-        SELECT {scols}, s.created_at, t.text, p.source, p.domain, p.prompt, p.reference, p.split,
+        SELECT {scols}, s.created_at, t.text, p.source, p.domain, p.prompt, p.reference, p.metadata, p.split,
                f.* EXCLUDE (sample_id), v.status, v.score, v.verifier, v.version AS verifier_version
         FROM sample_rows s
         LEFT JOIN texts t ON t.sample_id = s.id
