@@ -17,7 +17,6 @@ Test: tests/test_backend_openai.py (a real local server with injected faults); s
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 import os
 import random

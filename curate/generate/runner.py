@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Sequence
+from typing import Callable
 
 from curate.errors import BackendError, CurateError, InputError
 from curate.generate.base import Backend, Completion, Request, SamplingParams
@@ -241,7 +241,3 @@ def run(store, backend: Backend, where: str | None = None, cfg: RunConfig | None
     report.elapsed_s = time.perf_counter() - t0
     return report
 
-
-def iter_chunks(items: Sequence, size: int) -> Iterator[Sequence]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
