@@ -148,6 +148,9 @@ def test_cli_dry_run_generates_nothing(tmp_path, cli):
     r = cli("generate", "--store", str(path), "--n", "4", "--dry-run")
     assert r.returncode == 0 and "samples planned 20" in r.stdout and "Numbers:" in r.stdout
     assert TraceStore(path).query("SELECT count(*) AS n FROM samples").to_pylist()[0]["n"] == 0
+    real = cli("generate", "--store", str(path), "--n", "2")
+    assert real.returncode == 0 and "generated 10 samples" in real.stdout
+    assert "samples/s" in real.stdout and "tok/s" in real.stdout  # the progress bar's rates
     bad = cli("generate", "--store", str(path), "--shard", "3/2")
     assert bad.returncode != 0 and "--shard" in bad.stderr
 
