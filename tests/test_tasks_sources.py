@@ -51,7 +51,8 @@ def test_generated_oracles_pass_their_scorer(task):
         assert check_answer(ans[len("\\boxed{"):-1], p.reference["numbers"], p.reference["target"])[0]
     for p in iter_problems("reasoning-gym", {"task": task}, size=5, seed=1):
         entry = {"question": p.reference["question"], "answer": p.reference["answer"], "metadata": p.reference["metadata"]}
-        score = reasoning_gym.get_score_answer_fn(task)(TASKS["reasoning_gym"].oracle(p), entry)
+        assert TASKS["reasoning_gym"].oracle(p) == f"<answer>{p.reference['answer']}</answer>"
+        score = reasoning_gym.get_score_answer_fn(task)(p.reference["answer"], entry)
         assert score == 1.0, (task, p.reference)
 
 
@@ -163,3 +164,16 @@ def test_add_to_store_is_idempotent(tmp_path, cli):
     r = cli("tasks", "list", "--json")
     assert r.returncode == 0 and any(t["name"] == "gpqa_diamond" for t in json.loads(r.stdout))
     assert {p.source for p in load("gpqa-diamond", path=str(FIX / "gpqa.jsonl"))} == {"gpqa_diamond"}  # hyphens work too
+
+
+def test_oracles_pass_the_real_verifiers():
+    """Registry-wide: every task with an oracle gets `correct` from the verifier that claims its source."""
+    registry = pytest.importorskip("verifiers.registry")
+    cases = [("countdown", {"max_numbers": 6}, 8), ("reasoning_gym", {"task": "leg_counting"}, 4), ("humaneval", {}, 2)]
+    for name, opts, size in cases:
+        spec = TASKS[name]
+        for p in iter_problems(name, opts, size=size, seed=4):
+            verifier = registry.get_verifier(registry.verifier_for(p))
+            answer = spec.oracle(p)
+            verdict = verifier.verify(p, answer)
+            assert verdict.status == "correct", (name, p.reference, answer, verdict.reason)

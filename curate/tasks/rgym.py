@@ -66,7 +66,9 @@ def load(config: ReasoningGymConfig, size: int | None, seed: int, split: str) ->
 
 
 def oracle(problem: Problem) -> str | None:
-    return problem.reference.get("answer") if isinstance(problem.reference, dict) else None
+    """The generator's answer as a response, in reasoning-gym's <answer> tags."""
+    ans = problem.reference.get("answer") if isinstance(problem.reference, dict) else None
+    return None if ans is None else f"<answer>{ans}</answer>"
 
 
 register(TaskSpec(name=NAME, description="Any reasoning-gym task (--set task=NAME, --set task_config='{...}'), scored by its own scorer",
