@@ -117,10 +117,10 @@ def _summarise_mixture(name: str, path: Path, manifest: dict) -> dict:
     return {
         "mixture": name,
         "rows": len(rows),
-        "incorrect_share": round(incorrect / n, 3),
-        "with_thinking": round(sum("</think>" in r for r in responses) / n, 3),
-        "avg_response_chars": round(sum(map(len, responses)) / n),
-        "recipe_hash": manifest["recipe_hash"][:12],
+        "incorrect": round(incorrect / n, 3),
+        "thinking": round(sum("</think>" in r for r in responses) / n, 3),
+        "avg_chars": round(sum(map(len, responses)) / n),
+        "recipe": manifest["recipe_hash"][:8],
         "path": str(path),
     }
 

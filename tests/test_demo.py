@@ -12,10 +12,10 @@ def test_demo_pipeline_measures_each_condition(tmp_path):
     cfg = DemoConfig(problems=40, samples_per_problem=3, wrong_share=0.4, mixture_size=20, workers=2)
     rep = run_demo(tmp_path / "store", tmp_path / "out", cfg, say=lambda s: None)
     by = {m["mixture"]: m for m in rep.mixtures}
-    assert by["verified"]["rows"] == 20 and by["verified"]["incorrect_share"] == 0.0
-    assert by["incorrect-50"]["incorrect_share"] == 0.5
-    assert by["no-thinking"]["with_thinking"] == 0.0 and by["verified"]["with_thinking"] == 1.0
-    assert by["no-thinking"]["avg_response_chars"] < by["verified"]["avg_response_chars"]
+    assert by["verified"]["rows"] == 20 and by["verified"]["incorrect"] == 0.0
+    assert by["incorrect-50"]["incorrect"] == 0.5
+    assert by["no-thinking"]["thinking"] == 0.0 and by["verified"]["thinking"] == 1.0
+    assert by["no-thinking"]["avg_chars"] < by["verified"]["avg_chars"]
     st = TraceStore(tmp_path / "store")
     counts = st.query("SELECT count(*) AS n, count(status) AS labelled FROM traces").to_pylist()[0]
     assert counts == {"n": 120, "labelled": 120}

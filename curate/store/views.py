@@ -55,7 +55,7 @@ VIEW_DOCS: dict[str, tuple[str, list[tuple[str, str]]]] = {
         ("think_closed", "a </think> tag occurs"),
         ("truncated", "finish_reason = length"),
         ("boxed_count", "number of \\boxed occurrences"),
-        ("repetition_score", "0-1: share of the last 2,000 characters that repeats the final 50 (loops)"),
+        ("repetition_score", "0-1: share of the last 2,000 characters made of repeats of the ending (loops)"),
         ("backtrack_count", "markers such as wait, alternatively, hmm"),
         ("verify_count", "markers such as let me check, verify, double-check"),
         ("non_ascii_ratio", "estimated share of non-ASCII characters (language mixing)"),
