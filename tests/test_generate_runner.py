@@ -56,9 +56,11 @@ def test_run_stores_everything_once_and_resumes_as_noop(store):
 
 
 def test_growing_n_and_changed_knob(store):
+    trial = run(store, synth(), WHERE, RunConfig(n=2, limit=5), progress=False)
+    assert (trial.problems, trial.generated) == (5, 10)  # --limit: a trial run on the first problems
     run(store, synth(), WHERE, RunConfig(n=2), progress=False)
     r = run(store, synth(), WHERE, RunConfig(n=4), progress=False)
-    assert (r.existing, r.generated) == (60, 60)
+    assert (r.existing, r.generated) == (60, 60)  # the trial's 10 were reused, not regenerated
     r = run(store, synth(wrong_share=0.5), WHERE, RunConfig(n=1), progress=False)
     assert r.generated == 30  # a different generator config is a different sample identity
     assert counts(store)[0] == 150
