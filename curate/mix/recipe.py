@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from pathlib import Path
 from typing import Any, Literal, Optional
 
@@ -193,6 +194,7 @@ class Recipe(_Strict):
             for key, value in combo:
                 _set_dotted(data, key, value, where="sweep")
             suffix = "-".join(f"{key.split('.')[-1]}={_fmt(value)}" for key, value in combo)
+            suffix = re.sub(r"[^A-Za-z0-9_.=\-]+", "_", suffix)  # also a directory name
             data["name"] = f"{self.name}-{suffix}"
             out.append((suffix, validate_recipe(data, origin=f"sweep {suffix}")))
         return out

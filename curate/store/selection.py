@@ -24,15 +24,14 @@ _ORDER = {
     "longest_correct": ("status = 'correct'", "tokens DESC, k"),
     "any": ("true", "k"),
 }
-TEXT_BATCH = 4096
+TEXT_BATCH = 50_000
 
 
 def _store_query(store: Any, sql: str, params: Optional[list] = None) -> pa.Table:
     return store.query(sql, params)
 
 
-def check_predicate(store: Any, predicate: str, what: str, view: str = "traces") -> None:
-    """Run a recipe predicate once on an empty result so a SQL error names the predicate."""
+def _check_one(store: Any, predicate: str, what: str, view: str) -> None:
     try:
         _store_query(store, f"SELECT 1 FROM {view} WHERE ({predicate}) LIMIT 0")
     except Exception as e:  # the store wraps DuckDB's errors; keep its message, add ours
@@ -41,8 +40,20 @@ def check_predicate(store: Any, predicate: str, what: str, view: str = "traces")
                           hint="`curate schema` lists the columns of every view") from None
 
 
-def verdict_count(store: Any) -> int:
-    return int(_store_query(store, "SELECT count(*) AS n FROM verdicts").column("n")[0].as_py())
+def preflight(store: Any, predicates: list[tuple[str, str, str]]) -> int:
+    """Check every recipe predicate (what, predicate, view) and count verdicts, in one query.
+
+    Only when that query fails are the predicates run one by one, so the error names the bad one.
+    Each store query opens a connection, so the common case pays for one."""
+    checks = "".join(f", (SELECT count(*) FROM (SELECT 1 FROM {view} WHERE ({pred}) LIMIT 0)) AS c{i}"
+                     for i, (_, pred, view) in enumerate(predicates))
+    try:
+        t = _store_query(store, f"SELECT (SELECT count(*) FROM verdicts) AS n{checks}")
+    except Exception:
+        for what, pred, view in predicates:
+            _check_one(store, pred, what, view)
+        raise
+    return int(t.column("n")[0].as_py())
 
 
 def filter_sql(*, max_tokens: Optional[int], no_truncation: bool, has_answer: bool, think_closed: bool,
@@ -121,8 +132,9 @@ def texts(store: Any, sample_ids: Iterable[str]) -> dict[str, str]:
     out: dict[str, str] = {}
     for i in range(0, len(ids), TEXT_BATCH):
         chunk = ids[i:i + TEXT_BATCH]
-        t = _store_query(store, "SELECT id, text FROM traces WHERE id IN (SELECT unnest($ids))", {"ids": chunk})
-        out.update(zip(t.column("id").to_pylist(), t.column("text").to_pylist()))
+        # the store's `texts` view (sample_id, text) skips the verdict and feature joins of `traces`
+        t = _store_query(store, "SELECT sample_id, text FROM texts WHERE sample_id IN (SELECT unnest($ids))", {"ids": chunk})
+        out.update(zip(t.column("sample_id").to_pylist(), t.column("text").to_pylist()))
     return out
 
 
