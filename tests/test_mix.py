@@ -335,3 +335,15 @@ def test_demo_recipes_compare_the_same_questions(store, tmp_path):
     ids = [pq.read_table(tmp_path / n / "data" / "train-00000-of-00001.parquet", columns=["problem_id"]).column(0).to_pylist()
            for n in ("verified", "incorrect-50", "nocot")]
     assert ids[0] == ids[1] == ids[2]
+
+
+def test_predicates_may_read_the_trace_text(store, tmp_path):
+    """Choosing runs on `traces` minus its text when it can; a predicate on `text` must give the same picks."""
+    plain = build.build(store, recipe(size=30, quality={"incorrect_fraction": 0.5}))
+    on_text = build.build(store, recipe(size=30, quality={"incorrect_fraction": 0.5},
+                                        sources=[{"name": "qwen", "where": QWEN_MATH + " AND text LIKE '%'"}]))
+    assert [r["sample_id"] for r in plain.rows] == [r["sample_id"] for r in on_text.rows]
+    planted = {p.id: p.metadata.get("planted") for p in store.problems("split = 'train'")}
+    only = build.build(store, recipe(size=5, allow_smaller=True,
+                                     sources=[{"name": "q", "where": QWEN_MATH + " AND text LIKE '%\\boxed{%' AND text LIKE '% near%'"}]))
+    assert [planted[r["problem_id"]] for r in only.rows] == ["near-dup"]

@@ -102,7 +102,7 @@ class _Taker:
             batch = [p for p in order[i:i + step] if p not in taken]
             i += step
             ids = []
-            if not q.reference_solution or "trace" in recipe.decontaminate.check:
+            if not q.reference_solution:  # reference rows need no trace text
                 for p in batch:
                     for r in by_problem[p]:
                         ids.append(r["sample_id"])
@@ -123,6 +123,7 @@ class _Taker:
                     self.contam[b]["prompt"] += 1
                 if hits and recipe.decontaminate.action == "drop":
                     self.mix.dropped["contaminated"] += 1
+                    taken.add(p)  # a later source would drop (and count) it again
                     continue
                 out = self._rows_for(p, rows, text)
                 if out is None:

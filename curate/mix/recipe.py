@@ -296,6 +296,9 @@ def load_recipe(path: str | Path, overrides: Optional[dict[str, list[Any]]] = No
         mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        ctx, cmark = getattr(e, "context", None), getattr(e, "context_mark", None)
+        if ctx and cmark is not None and mark is not None and cmark.line != mark.line:
+            problem += f" ({ctx} at line {cmark.line + 1})"
         raise ConfigError(f"{path}{line}: malformed YAML: {problem}") from None
     recipe = validate_recipe(data, origin=str(path), root=root)
     if overrides:

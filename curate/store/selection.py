@@ -26,6 +26,23 @@ _ORDER = {
 }
 TEXT_BATCH = 50_000
 
+# `traces` without its `text` column, from the documented views. Choosing needs no text, and joining
+# every shard's ids in (as `traces` must) is most of that view's cost; the latest verdict is a grouped
+# arg_min instead of a window. Same rows and columns as `traces` minus `text`, same "latest" order
+# (created_at DESC, verifier, version); a predicate that mentions `text` falls back to `traces`.
+LEAN_TRACES = """lean_traces AS (
+    SELECT s.*, p.source, p.domain, p.prompt, p.reference, p.split, f.* EXCLUDE (sample_id),
+           lv.v.status AS status, lv.v.score AS score, lv.v.verifier AS verifier, lv.v.version AS verifier_version
+    FROM samples s
+    LEFT JOIN problems p ON p.id = s.problem_id
+    LEFT JOIN features f ON f.sample_id = s.id
+    LEFT JOIN (
+        SELECT sample_id, arg_min(struct_pack(status := status, score := score, verifier := verifier, version := version),
+                                  struct_pack(t := -epoch_us(created_at), verifier := verifier, version := version)) AS v
+        FROM verdicts GROUP BY sample_id
+    ) lv ON lv.sample_id = s.id
+)"""
+
 
 def _store_query(store: Any, sql: str, params: Optional[list] = None) -> pa.Table:
     return store.query(sql, params)
@@ -100,12 +117,12 @@ def per_problem_choices(store: Any, *, where: str, filters: str, per_problem: st
         neg_join = "LEFT JOIN (SELECT * FROM neg WHERE nr = 1) n ON n.problem_id = c.problem_id"
     require = "AND n.neg_id IS NOT NULL" if require_incorrect else ""
     sql = f"""
-        WITH cand AS (
+        WITH @LEAN@cand AS (
             SELECT id AS sample_id, problem_id, status,
                    coalesce(completion_tokens, text_chars // 4, 0) AS tokens,
                    CAST(floor(ln(greatest(coalesce(completion_tokens, text_chars // 4, 0), 1)) / {ln_ratio}) AS INTEGER) AS bucket,
                    md5(concat($seed, ':', problem_id, ':', id)) AS k
-            FROM traces
+            FROM @VIEW@
             WHERE split = 'train' AND ({where}) AND ({filters})
         ),
         ranked AS (
@@ -120,7 +137,11 @@ def per_problem_choices(store: Any, *, where: str, filters: str, per_problem: st
         ORDER BY pk, c.k
     """
     try:
-        return _store_query(store, sql, {"seed": str(seed)})
+        return _store_query(store, sql.replace("@LEAN@", LEAN_TRACES + ",").replace("@VIEW@", "lean_traces"), {"seed": str(seed)})
+    except Exception:
+        pass  # most likely a predicate that reads `text`: the full view has it
+    try:
+        return _store_query(store, sql.replace("@LEAN@", "").replace("@VIEW@", "traces"), {"seed": str(seed)})
     except Exception as e:
         msg = getattr(e, "message", None) or str(e)
         raise StoreError(f"selecting candidates failed: {msg}") from None
