@@ -317,6 +317,10 @@ def test_cli_mix_sweep_json_and_errors(store, tmp_path, cli):
     out = json.loads(res.stdout)
     assert [r["name"] for r in out] == ["small-incorrect_fraction=0", "small-incorrect_fraction=0.5"]
     assert out[1]["rows_incorrect"] == 3 and out[1]["rows_correct"] == 3
+    # another process (another PYTHONHASHSEED) writes the very same bytes
+    again = load_recipe(rfile, overrides={"quality.incorrect_fraction": [0, 0.5]})
+    mix_recipe(again, store, tmp_path / "again")
+    assert file_hashes(tmp_path / "o") == file_hashes(tmp_path / "again")
     rfile.write_text("name: small\nsize: 6\nsources:\n  - name: q\n    colour: red\n")
     res = cli("recipes", "validate", str(rfile), "math-cot")
     assert res.returncode != 0 and "r.yaml:5: sources.0.colour: unknown key" in res.stdout + res.stderr
