@@ -327,20 +327,6 @@ def test_cli_mix_sweep_json_and_errors(store, tmp_path, cli):
     assert "ok" in res.stdout and "Traceback" not in res.stderr
 
 
-def test_demo_recipes_compare_the_same_questions(store, tmp_path):
-    from curate.mix.compare import compare, demo_recipes
-
-    manifests = [mix_recipe(r, store, tmp_path / r.name)[0] for r in demo_recipes("source = 'countdown'", size=8)]
-    table = compare(manifests)
-    assert [row["mixture"] for row in table] == ["verified", "incorrect-50", "nocot"]
-    assert [row["incorrect"] for row in table] == ["0%", "50%", "0%"]
-    assert [row["thinking removed"] for row in table] == ["0%", "0%", "100%"]
-    assert table[2]["mean response chars"] < table[0]["mean response chars"]
-    ids = [pq.read_table(tmp_path / n / "data" / "train-00000-of-00001.parquet", columns=["problem_id"]).column(0).to_pylist()
-           for n in ("verified", "incorrect-50", "nocot")]
-    assert ids[0] == ids[1] == ids[2]
-
-
 def test_predicates_may_read_the_trace_text(store, tmp_path):
     """Choosing runs on `traces` minus its text when it can; a predicate on `text` must give the same picks."""
     plain = build.build(store, recipe(size=30, quality={"incorrect_fraction": 0.5}))
