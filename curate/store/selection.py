@@ -24,15 +24,31 @@ _ORDER = {
     "longest_correct": ("status = 'correct'", "tokens DESC, k"),
     "any": ("true", "k"),
 }
-TEXT_BATCH = 4096
+TEXT_BATCH = 50_000
+
+# `traces` without its `text` column, from the documented views. Choosing needs no text, and joining
+# every shard's ids in (as `traces` must) is most of that view's cost; the latest verdict is a grouped
+# arg_min instead of a window. Same rows and columns as `traces` minus `text`, same "latest" order
+# (created_at DESC, verifier, version); a predicate that mentions `text` falls back to `traces`.
+LEAN_TRACES = """lean_traces AS (
+    SELECT s.*, p.source, p.domain, p.prompt, p.reference, p.split, f.* EXCLUDE (sample_id),
+           lv.v.status AS status, lv.v.score AS score, lv.v.verifier AS verifier, lv.v.version AS verifier_version
+    FROM samples s
+    LEFT JOIN problems p ON p.id = s.problem_id
+    LEFT JOIN features f ON f.sample_id = s.id
+    LEFT JOIN (
+        SELECT sample_id, arg_min(struct_pack(status := status, score := score, verifier := verifier, version := version),
+                                  struct_pack(t := -epoch_us(created_at), verifier := verifier, version := version)) AS v
+        FROM verdicts GROUP BY sample_id
+    ) lv ON lv.sample_id = s.id
+)"""
 
 
 def _store_query(store: Any, sql: str, params: Optional[list] = None) -> pa.Table:
     return store.query(sql, params)
 
 
-def check_predicate(store: Any, predicate: str, what: str, view: str = "traces") -> None:
-    """Run a recipe predicate once on an empty result so a SQL error names the predicate."""
+def _check_one(store: Any, predicate: str, what: str, view: str) -> None:
     try:
         _store_query(store, f"SELECT 1 FROM {view} WHERE ({predicate}) LIMIT 0")
     except Exception as e:  # the store wraps DuckDB's errors; keep its message, add ours
@@ -41,8 +57,20 @@ def check_predicate(store: Any, predicate: str, what: str, view: str = "traces")
                           hint="`curate schema` lists the columns of every view") from None
 
 
-def verdict_count(store: Any) -> int:
-    return int(_store_query(store, "SELECT count(*) AS n FROM verdicts").column("n")[0].as_py())
+def preflight(store: Any, predicates: list[tuple[str, str, str]]) -> int:
+    """Check every recipe predicate (what, predicate, view) and count verdicts, in one query.
+
+    Only when that query fails are the predicates run one by one, so the error names the bad one.
+    Each store query opens a connection, so the common case pays for one."""
+    checks = "".join(f", (SELECT count(*) FROM (SELECT 1 FROM {view} WHERE ({pred}) LIMIT 0)) AS c{i}"
+                     for i, (_, pred, view) in enumerate(predicates))
+    try:
+        t = _store_query(store, f"SELECT (SELECT count(*) FROM verdicts) AS n{checks}")
+    except Exception:
+        for what, pred, view in predicates:
+            _check_one(store, pred, what, view)
+        raise
+    return int(t.column("n")[0].as_py())
 
 
 def filter_sql(*, max_tokens: Optional[int], no_truncation: bool, has_answer: bool, think_closed: bool,
@@ -89,12 +117,12 @@ def per_problem_choices(store: Any, *, where: str, filters: str, per_problem: st
         neg_join = "LEFT JOIN (SELECT * FROM neg WHERE nr = 1) n ON n.problem_id = c.problem_id"
     require = "AND n.neg_id IS NOT NULL" if require_incorrect else ""
     sql = f"""
-        WITH cand AS (
+        WITH @LEAN@cand AS (
             SELECT id AS sample_id, problem_id, status,
                    coalesce(completion_tokens, text_chars // 4, 0) AS tokens,
                    CAST(floor(ln(greatest(coalesce(completion_tokens, text_chars // 4, 0), 1)) / {ln_ratio}) AS INTEGER) AS bucket,
                    md5(concat($seed, ':', problem_id, ':', id)) AS k
-            FROM traces
+            FROM @VIEW@
             WHERE split = 'train' AND ({where}) AND ({filters})
         ),
         ranked AS (
@@ -109,7 +137,11 @@ def per_problem_choices(store: Any, *, where: str, filters: str, per_problem: st
         ORDER BY pk, c.k
     """
     try:
-        return _store_query(store, sql, {"seed": str(seed)})
+        return _store_query(store, sql.replace("@LEAN@", LEAN_TRACES + ",").replace("@VIEW@", "lean_traces"), {"seed": str(seed)})
+    except Exception:
+        pass  # most likely a predicate that reads `text`: the full view has it
+    try:
+        return _store_query(store, sql.replace("@LEAN@", "").replace("@VIEW@", "traces"), {"seed": str(seed)})
     except Exception as e:
         msg = getattr(e, "message", None) or str(e)
         raise StoreError(f"selecting candidates failed: {msg}") from None
@@ -121,8 +153,9 @@ def texts(store: Any, sample_ids: Iterable[str]) -> dict[str, str]:
     out: dict[str, str] = {}
     for i in range(0, len(ids), TEXT_BATCH):
         chunk = ids[i:i + TEXT_BATCH]
-        t = _store_query(store, "SELECT id, text FROM traces WHERE id IN (SELECT unnest($ids))", {"ids": chunk})
-        out.update(zip(t.column("id").to_pylist(), t.column("text").to_pylist()))
+        # the store's `texts` view (sample_id, text) skips the verdict and feature joins of `traces`
+        t = _store_query(store, "SELECT sample_id, text FROM texts WHERE sample_id IN (SELECT unnest($ids))", {"ids": chunk})
+        out.update(zip(t.column("sample_id").to_pylist(), t.column("text").to_pylist()))
     return out
 
 
