@@ -146,7 +146,7 @@ class _Taker:
             r = dict(r)
             if q.reference_solution:
                 ref = json.loads(r["reference"]) if r["reference"] is not None else None  # JSON text from the store
-                resp = transforms.reference_response(ref)
+                resp = transforms.reference_response(ref, r.get("solution"))
                 if resp is None:
                     self.mix.dropped["no reference solution"] += 1
                     return None
@@ -250,7 +250,7 @@ def build(store: Any, recipe: Recipe) -> Mixture:
         table = selection.per_problem_choices(
             store, where=s.where, filters=filters, per_problem=recipe.selection.per_problem, seed=recipe.seed,
             bucket_ratio=recipe.quality.length_bucket_ratio, want_incorrect=want_incorrect,
-            require_incorrect=recipe.selection.require_incorrect)
+            require_incorrect=recipe.selection.require_incorrect, want_solution=recipe.quality.reference_solution)
         got = taker.take(s.name, table, requested[s.name], taken)
         if len(got) < requested[s.name]:
             short.append(f"source {s.name}: {len(got)} eligible rows of {requested[s.name]} requested")

@@ -27,20 +27,15 @@ _ORDER = {
 TEXT_BATCH = 50_000
 
 # `traces` without its `text` column, from the documented views. Choosing needs no text, and joining
-# every shard's ids in (as `traces` must) is most of that view's cost; the latest verdict is a grouped
-# arg_min instead of a window. Same rows and columns as `traces` minus `text`, same "latest" order
-# (created_at DESC, verifier, version); a predicate that mentions `text` falls back to `traces`.
+# every shard's ids in (as `traces` must) is most of that view's cost. Same rows and columns as `traces`
+# minus `text`, with the store's own `latest_verdicts`; a predicate that mentions `text` falls back to `traces`.
 LEAN_TRACES = """lean_traces AS (
-    SELECT s.*, p.source, p.domain, p.prompt, p.reference, p.split, f.* EXCLUDE (sample_id),
-           lv.v.status AS status, lv.v.score AS score, lv.v.verifier AS verifier, lv.v.version AS verifier_version
+    SELECT s.*, p.source, p.domain, p.prompt, p.reference, p.metadata, p.split, f.* EXCLUDE (sample_id),
+           lv.status, lv.score, lv.verifier, lv.version AS verifier_version
     FROM samples s
     LEFT JOIN problems p ON p.id = s.problem_id
     LEFT JOIN features f ON f.sample_id = s.id
-    LEFT JOIN (
-        SELECT sample_id, arg_min(struct_pack(status := status, score := score, verifier := verifier, version := version),
-                                  struct_pack(t := -epoch_us(created_at), verifier := verifier, version := version)) AS v
-        FROM verdicts GROUP BY sample_id
-    ) lv ON lv.sample_id = s.id
+    LEFT JOIN latest_verdicts lv ON lv.sample_id = s.id
 )"""
 
 
@@ -95,12 +90,15 @@ def filter_sql(*, max_tokens: Optional[int], no_truncation: bool, has_answer: bo
 
 
 def per_problem_choices(store: Any, *, where: str, filters: str, per_problem: str, seed: int,
-                        bucket_ratio: float, want_incorrect: bool, require_incorrect: bool) -> pa.Table:
+                        bucket_ratio: float, want_incorrect: bool, require_incorrect: bool,
+                        want_solution: bool = False) -> pa.Table:
     """One row per chosen trace (several per problem for `all_correct`), ordered by problem rank.
 
     Columns: problem_id, pk (problem rank key), sample_id, k, status, tokens, bucket, source, domain,
     prompt, reference, and when want_incorrect: neg_id, neg_tokens, neg_bucket (the verified-incorrect
-    trace of the same problem closest in length bucket, null if none).
+    trace of the same problem closest in length bucket, null if none); when want_solution: solution, the
+    reference short solution from the problem's metadata or, failing that, from another problem with the
+    same prompt (a NuminaMath import beside a trace pool: the same questions under another source).
     """
     status, order = _ORDER[per_problem]
     keep = "true" if per_problem == "all_correct" else "r = 1"
@@ -116,6 +114,13 @@ def per_problem_choices(store: Any, *, where: str, filters: str, per_problem: st
         neg_cols = ", n.neg_id, n.neg_tokens, n.neg_bucket"
         neg_join = "LEFT JOIN (SELECT * FROM neg WHERE nr = 1) n ON n.problem_id = c.problem_id"
     require = "AND n.neg_id IS NOT NULL" if require_incorrect else ""
+    sol_cols = sol_join = ""
+    if want_solution:
+        sol_cols = ", coalesce(json_extract_string(p.metadata, '$.solution'), ps.solution) AS solution"
+        sol_join = """LEFT JOIN (
+            SELECT prompt, min(json_extract_string(metadata, '$.solution')) AS solution FROM problems
+            WHERE json_extract_string(metadata, '$.solution') IS NOT NULL GROUP BY prompt
+        ) ps ON ps.prompt = p.prompt"""
     sql = f"""
         WITH @LEAN@cand AS (
             SELECT id AS sample_id, problem_id, status,
@@ -131,8 +136,8 @@ def per_problem_choices(store: Any, *, where: str, filters: str, per_problem: st
         ),
         chosen AS (SELECT * FROM ranked WHERE {keep}){neg_cte}
         SELECT c.problem_id, md5(concat($seed, ':problem:', c.problem_id)) AS pk, c.sample_id, c.k, c.status,
-               c.tokens, c.bucket, p.source, p.domain, p.prompt, CAST(p.reference AS VARCHAR) AS reference{neg_cols}
-        FROM chosen c JOIN problems p ON p.id = c.problem_id {neg_join}
+               c.tokens, c.bucket, p.source, p.domain, p.prompt, CAST(p.reference AS VARCHAR) AS reference{neg_cols}{sol_cols}
+        FROM chosen c JOIN problems p ON p.id = c.problem_id {neg_join} {sol_join}
         WHERE true {require}
         ORDER BY pk, c.k
     """
