@@ -28,6 +28,120 @@ DEFAULT_STORE = Path("curate-store")
 
 
 # ---------------------------------------------------------------- store (issue 2)
+def _store(path: Path):
+    from curate.store import TraceStore
+
+    return TraceStore(path)
+
+
+def _print_table(rows: list[dict], title: str | None = None) -> None:
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    cols = list(rows[0]) if rows else []
+    for c in cols:
+        table.add_column(c, overflow="fold")
+    for r in rows:
+        table.add_row(*("" if r[c] is None else str(r[c]) for c in cols))
+    out_console.print(table)
+
+
+def _warn(store) -> None:
+    for w in store.warnings:
+        err_console.print(f"[yellow]warning:[/] {w}")
+
+
+@app.command()
+def sql(
+    query: Annotated[str, typer.Argument(help="SQL over the views problems, samples, verdicts, features, traces.")],
+    store: StoreOpt = DEFAULT_STORE,
+    json_: JsonOpt = False,
+    csv: Annotated[bool, typer.Option("--csv", help="Print CSV.")] = False,
+    limit: Annotated[int, typer.Option(help="Rows to show in a table (JSON/CSV print all).")] = 50,
+) -> None:
+    """Run a read-only SQL query against the store."""
+    import warnings
+
+    from curate.report import print_result
+
+    st = _store(store)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        table = st.query(query)
+    _warn(st)
+    print_result(table, out_console, fmt="json" if json_ else "csv" if csv else "table", limit=limit)
+
+
+@app.command()
+def stats(store: StoreOpt = DEFAULT_STORE, json_: JsonOpt = False) -> None:
+    """Counts by source, domain, model and verdict status, with token totals."""
+    import json
+
+    st = _store(store)
+    data = st.stats()
+    if json_:
+        out_console.print_json(json.dumps(data, default=str))
+        return
+    for name, rows in data.items():
+        if rows:
+            _print_table(rows, title=name)
+        else:
+            out_console.print(f"[dim]{name}: none[/]")
+
+
+@app.command()
+def schema(
+    json_: JsonOpt = False,
+    markdown: Annotated[bool, typer.Option("--markdown", help="Print the README's schema table.")] = False,
+) -> None:
+    """The views you can query, with a one-line description of each column."""
+    import json
+
+    from curate.store.views import VIEW_DOCS, schema_markdown
+
+    if json_:
+        out_console.print_json(json.dumps({v: {"description": d, "columns": dict(c)} for v, (d, c) in VIEW_DOCS.items()}))
+    elif markdown:
+        print(schema_markdown(), end="")
+    else:
+        for view, (desc, cols) in VIEW_DOCS.items():
+            _print_table([{"column": c, "description": d} for c, d in cols], title=f"{view}: {desc}")
+
+
+@app.command("import")
+def import_(
+    source: Annotated[str, typer.Argument(help="JSONL or Parquet file, a save_to_disk directory, or a Hub dataset id.")],
+    store: StoreOpt = DEFAULT_STORE,
+    preset: Annotated[str, typer.Option(help="generic, pool, openr1, sharegpt or numina.")] = "generic",
+    map_: Annotated[Optional[list[str]], typer.Option("--map", help="FIELD=COLUMN, e.g. response=generation (repeatable).")] = None,
+    name: Annotated[Optional[str], typer.Option("--name", help="Problem source name (default: preset or file name).")] = None,
+    domain: Annotated[Optional[str], typer.Option(help="Problem domain (default: the preset's, math).")] = None,
+    split: Annotated[str, typer.Option(help="Problem split: train or eval.")] = "train",
+    model: Annotated[Optional[str], typer.Option(help="Model that wrote the responses (default: the preset's).")] = None,
+    hf_split: Annotated[str, typer.Option(help="Dataset split to read from a DatasetDict or the Hub.")] = "train",
+    skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Skip and list bad rows instead of stopping.")] = False,
+    json_: JsonOpt = False,
+) -> None:
+    """Import problems and traces (and any correctness labels they carry) into the store."""
+    import json
+
+    from curate.importer import import_dataset, parse_mapping
+
+    st = _store(store)
+    with err_console.status("importing...") as status:
+        rep = import_dataset(st, source, preset=preset, mapping=parse_mapping(map_ or []), source_name=name, domain=domain,
+                             split=split, model=model, hf_split=hf_split, skip_bad=skip_bad,
+                             progress=lambda r: status.update(f"importing... {r.rows} rows, {r.samples} new samples"))
+    _warn(st)
+    if json_:
+        out_console.print_json(json.dumps(rep.to_dict()))
+        return
+    out_console.print(f"{rep.rows} rows -> {rep.problems} new problems, {rep.samples} new samples, {rep.verdicts} new labels")
+    for s in rep.skipped[:10]:
+        err_console.print(f"[yellow]skipped:[/] {s}")
+    if len(rep.skipped) > 10:
+        err_console.print(f"[yellow]... and {len(rep.skipped) - 10} more skipped rows[/]")
+
 
 
 # ---------------------------------------------------------------- verifiers and labeling (issue 3)

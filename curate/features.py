@@ -1,0 +1,99 @@
+"""Trace-health and behaviour features, computed once per sample at ingest (the `features` view).
+
+Vectorised over an Arrow column of texts (pyarrow compute kernels), so the producer that writes a shard
+pays for them in bulk and the single committing writer only copies numbers.
+
+Columns:
+- text_chars, thinking_chars (before the last `</think>`), answer_chars (after it)
+- thinking_tokens: the completion token count scaled by thinking's share of characters when the backend
+  reported tokens, else characters / 4. An estimate: exact counts need the generating tokenizer.
+- think_closed: a `</think>` occurs; truncated: finish_reason == "length"
+- boxed_count: occurrences of `\\boxed`
+- repetition_score in [0, 1]: how much of the last 2,000 characters is copies of the final 50 characters.
+  Known issue: it sees loops whose period is under ~2,000 characters; longer loops score 0.
+- backtrack_count / verify_count: case-insensitive marker counts ("wait", "alternatively", "let me check", ...)
+- non_ascii_ratio: estimated share of non-ASCII characters, (UTF-8 bytes - chars) / (2 * chars): exact for CJK,
+  half the true share for 2-byte scripts. A language-mixing signal for English prompts.
+"""
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+THINK_CLOSE = "</think>"
+BACKTRACK = r"\b(wait|alternatively|hmm|let me reconsider|on second thought|but actually|i made a mistake|that's not right)\b"
+VERIFY = r"\b(let me (check|verify|double[- ]check|confirm)|double[- ]check|sanity check|verify|verifying|plugging (it|this) back)\b"
+TAIL, NEEDLE = 2000, 50
+
+SCHEMA = pa.schema(
+    [
+        ("text_chars", pa.int32()),
+        ("thinking_chars", pa.int32()),
+        ("answer_chars", pa.int32()),
+        ("thinking_tokens", pa.int32()),
+        ("think_closed", pa.bool_()),
+        ("truncated", pa.bool_()),
+        ("boxed_count", pa.int32()),
+        ("repetition_score", pa.float64()),
+        ("backtrack_count", pa.int32()),
+        ("verify_count", pa.int32()),
+        ("non_ascii_ratio", pa.float64()),
+    ]
+)
+NAMES = SCHEMA.names
+
+
+def strip_thinking(text: str) -> str:
+    """Everything after the last `</think>` (the whole text when there is none), as the study scores answers."""
+    i = text.rfind(THINK_CLOSE)
+    return text if i < 0 else text[i + len(THINK_CLOSE) :]
+
+
+def repetition_score(text: str) -> float:
+    tail = text[-TAIL:]
+    if len(tail) < 2 * NEEDLE:
+        return 0.0
+    copies = tail.count(tail[-NEEDLE:]) - 1  # the needle itself always matches once
+    return min(1.0, copies * NEEDLE / (len(tail) - NEEDLE))
+
+
+def compute(texts: pa.Array | pa.ChunkedArray, finish_reason: pa.Array | pa.ChunkedArray, completion_tokens=None) -> pa.Table:
+    """Feature columns for each text, in input order (nulls count as empty text)."""
+    texts = pc.fill_null(texts, "")
+    n = len(texts)
+    chars = pc.utf8_length(texts)
+    # Answer = after the last </think>: split once from the right (also tells whether the tag occurs).
+    parts = pc.split_pattern(texts, THINK_CLOSE, max_splits=1, reverse=True)
+    closed = pc.greater(pc.list_value_length(parts), 1)
+    answer = pc.if_else(closed, pc.binary_join(pc.list_slice(parts, 1, 2), ""), texts)
+    answer_chars = pc.utf8_length(answer)
+    thinking_chars = pc.if_else(closed, pc.subtract(pc.subtract(chars, answer_chars), len(THINK_CLOSE)), 0)
+    # An unclosed <think> (a truncated trace) is all thinking.
+    unclosed = pc.and_(pc.invert(closed), pc.starts_with(pc.utf8_ltrim_whitespace(texts), "<think>"))
+    thinking_chars = pc.if_else(unclosed, chars, thinking_chars)
+    answer_chars = pc.if_else(unclosed, 0, answer_chars)
+    share = pc.divide(pc.cast(thinking_chars, pa.float64()), pc.max_element_wise(pc.cast(chars, pa.float64()), 1.0))
+    if completion_tokens is not None:
+        tok = pc.cast(completion_tokens, pa.float64())
+        est = pc.if_else(pc.is_null(tok), pc.divide(pc.cast(thinking_chars, pa.float64()), 4.0), pc.multiply(share, tok))
+    else:
+        est = pc.divide(pc.cast(thinking_chars, pa.float64()), 4.0)
+    thinking_tokens = pc.cast(pc.round(est), pa.int32())
+    # Extra UTF-8 bytes per character, halved: exact for CJK (3 bytes), half the share for 2-byte scripts.
+    extra = pc.cast(pc.subtract(pc.binary_length(texts), chars), pa.float64())
+    non_ascii_ratio = pc.min_element_wise(pc.divide(extra, pc.multiply(pc.max_element_wise(pc.cast(chars, pa.float64()), 1.0), 2.0)), 1.0)
+    rep = pa.array([repetition_score(t) for t in pc.utf8_slice_codeunits(texts, -TAIL).to_pylist()], pa.float64()) if n else pa.array([], pa.float64())
+    cols = [
+        chars,
+        thinking_chars,
+        answer_chars,
+        thinking_tokens,
+        closed,
+        pc.fill_null(pc.equal(finish_reason, "length"), False),
+        pc.count_substring(texts, "\\boxed"),
+        rep,
+        pc.count_substring_regex(texts, BACKTRACK, ignore_case=True),
+        pc.count_substring_regex(texts, VERIFY, ignore_case=True),
+        non_ascii_ratio,
+    ]
+    return pa.Table.from_arrays([pc.cast(c, f.type) for c, f in zip(cols, SCHEMA)], schema=SCHEMA)

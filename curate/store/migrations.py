@@ -1,0 +1,38 @@
+"""Named schema migrations. Each runs once, in order, inside one transaction, and is recorded in the store.
+
+A store that records a migration this code does not know was written by a newer curate: we refuse to
+touch it rather than guess. Add migrations at the end; never edit or reorder applied ones.
+"""
+from __future__ import annotations
+
+MIGRATIONS: list[tuple[str, str]] = [
+    (
+        "0001_initial",
+        """
+        CREATE TABLE problem_rows (
+            id VARCHAR NOT NULL, source VARCHAR NOT NULL, domain VARCHAR NOT NULL, prompt VARCHAR NOT NULL,
+            reference JSON, metadata JSON, split VARCHAR NOT NULL, created_at TIMESTAMP NOT NULL
+        );
+        CREATE TABLE sample_rows (
+            id VARCHAR NOT NULL, problem_id VARCHAR NOT NULL, backend VARCHAR NOT NULL, model VARCHAR NOT NULL,
+            revision VARCHAR, params JSON, sample_index INTEGER NOT NULL, seed BIGINT, finish_reason VARCHAR NOT NULL,
+            prompt_tokens INTEGER, completion_tokens INTEGER, teacher_logprob DOUBLE, teacher_entropy DOUBLE,
+            latency_s DOUBLE, run_id VARCHAR, created_at TIMESTAMP NOT NULL, shard VARCHAR NOT NULL
+        );
+        CREATE TABLE verdict_rows (
+            sample_id VARCHAR NOT NULL, verifier VARCHAR NOT NULL, version VARCHAR NOT NULL, status VARCHAR NOT NULL,
+            score DOUBLE, answer VARCHAR, reason VARCHAR, duration_s DOUBLE, created_at TIMESTAMP NOT NULL
+        );
+        CREATE TABLE feature_rows (
+            sample_id VARCHAR NOT NULL, text_chars INTEGER, thinking_chars INTEGER, answer_chars INTEGER,
+            thinking_tokens INTEGER, think_closed BOOLEAN, truncated BOOLEAN, boxed_count INTEGER,
+            repetition_score DOUBLE, backtrack_count INTEGER, verify_count INTEGER, non_ascii_ratio DOUBLE
+        );
+        CREATE TABLE shard_rows (
+            name VARCHAR NOT NULL, rows BIGINT NOT NULL, bytes BIGINT NOT NULL, committed_at TIMESTAMP NOT NULL
+        );
+        """,
+    ),
+]
+
+KNOWN = {name for name, _ in MIGRATIONS}

@@ -1,0 +1,107 @@
+"""Parquet shards: how trace text and sample metadata travel from producers into the store.
+
+A producer (a generation worker, an importer, another machine writing into a shared directory) turns
+samples into an Arrow table, adds feature columns, and writes `<store>/shards/<name>.parquet` atomically:
+a temporary name in the same directory, fsync, then rename. A half-written file therefore never has a
+shard's name, and a killed producer leaves only a `.tmp-*` file that nobody reads.
+"""
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from pathlib import Path
+from typing import Iterable
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from curate import features
+from curate.records import Sample
+
+SHARD_SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("problem_id", pa.string()),
+        ("backend", pa.string()),
+        ("model", pa.string()),
+        ("revision", pa.string()),
+        ("params", pa.string()),  # canonical JSON
+        ("sample_index", pa.int32()),
+        ("seed", pa.int64()),
+        ("finish_reason", pa.string()),
+        ("prompt_tokens", pa.int32()),
+        ("completion_tokens", pa.int32()),
+        ("teacher_logprob", pa.float64()),
+        ("teacher_entropy", pa.float64()),
+        ("latency_s", pa.float64()),
+        ("run_id", pa.string()),
+        ("text", pa.string()),
+    ]
+)
+META_COLUMNS = [n for n in SHARD_SCHEMA.names if n != "text"]
+PARQUET_MAGIC = b"PAR1"
+
+
+def samples_to_table(samples: Iterable[Sample]) -> pa.Table:
+    """Samples as a shard table (without features); the first of two samples with one id wins."""
+    seen: set[str] = set()
+    cols: dict[str, list] = {n: [] for n in SHARD_SCHEMA.names}
+    for s in samples:
+        if s.id in seen:
+            continue
+        seen.add(s.id)
+        d = s.to_dict()
+        d["params"] = json.dumps(d["params"], sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        for n in SHARD_SCHEMA.names:
+            cols[n].append(d[n])
+    return pa.table(cols, schema=SHARD_SCHEMA)
+
+
+def with_features(table: pa.Table) -> pa.Table:
+    """Append the feature columns (computed in bulk) to a shard table."""
+    feats = features.compute(table.column("text"), table.column("finish_reason"), table.column("completion_tokens"))
+    for name in feats.column_names:
+        table = table.append_column(f"f_{name}", feats.column(name))
+    return table
+
+
+def new_shard_name(prefix: str = "s") -> str:
+    return f"{prefix}-{uuid.uuid4().hex}"
+
+
+def write_atomic(table: pa.Table, directory: Path, name: str) -> Path:
+    """Write `table` to directory/name.parquet so the final name appears only once the file is complete."""
+    directory.mkdir(parents=True, exist_ok=True)
+    final = directory / f"{name}.parquet"
+    tmp = directory / f".tmp-{name}-{os.getpid()}.parquet"
+    try:
+        # Row groups of ~64k rows keep a reader's memory bounded on million-row shards.
+        pq.write_table(table, tmp, compression="zstd", row_group_size=65536)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, final)
+        dir_fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return final
+
+
+def looks_complete(path: Path) -> bool:
+    """Cheap check that a Parquet file is whole: magic bytes at both ends (catches truncation)."""
+    try:
+        size = path.stat().st_size
+        if size < 12:
+            return False
+        with open(path, "rb") as f:
+            head = f.read(4)
+            f.seek(size - 4)
+            tail = f.read(4)
+        return head == PARQUET_MAGIC and tail == PARQUET_MAGIC
+    except OSError:
+        return False

@@ -1,0 +1,406 @@
+"""TraceStore: a directory holding a DuckDB catalog (`catalog.duckdb`) and Parquet shards (`shards/`).
+
+The catalog holds problems, sample metadata, verdicts, features and the list of committed shards; trace
+text stays in the shards and is joined in by the `texts`/`traces` views. Every method opens a connection,
+works and closes it, so other processes (`curate sql` during a long generation) get their turn.
+
+Writes are idempotent: ids are content hashes and every insert is an anti-join against what is stored.
+Committing a shard is one transaction (insert rows + register the shard), so a kill at any point leaves
+the shard either fully committed or still pending; the next commit picks it up without duplicates.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import warnings
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from curate.errors import InputError, StoreError, StoreVersionError
+from curate.records import Problem, Sample, Verdict
+from curate.store import shards as shard_io
+from curate.store.connection import connect
+from curate.store.migrations import KNOWN, MIGRATIONS
+from curate.store.views import create_views
+
+CATALOG = "catalog.duckdb"
+SHARDS = "shards"
+QUARANTINE = "quarantine"
+
+PROBLEM_SCHEMA = pa.schema(
+    [("id", pa.string()), ("source", pa.string()), ("domain", pa.string()), ("prompt", pa.string()),
+     ("reference", pa.string()), ("metadata", pa.string()), ("split", pa.string())]
+)
+VERDICT_SCHEMA = pa.schema(
+    [("sample_id", pa.string()), ("verifier", pa.string()), ("version", pa.string()), ("status", pa.string()),
+     ("score", pa.float64()), ("answer", pa.string()), ("reason", pa.string()), ("duration_s", pa.float64())]
+)
+
+
+def _json(v) -> str:
+    return json.dumps(v, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def sql_error(e: duckdb.Error, query: str | None = None) -> StoreError:
+    """One readable line from a DuckDB error (its message, not a traceback)."""
+    lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
+    msg = " ".join(lines) if lines else type(e).__name__
+    if len(msg) > 400:
+        msg = msg[:400] + "..."
+    return StoreError(f"SQL error: {msg}", hint="`curate schema` lists the views and their columns")
+
+
+class TraceStore:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if self.path.exists() and not self.path.is_dir():
+            raise StoreError(f"store path {self.path} is a file, not a directory", hint="pass a directory with --store")
+        self.db_path = self.path / CATALOG
+        self.shard_dir = self.path / SHARDS
+        self.warnings: list[str] = []
+
+    # ------------------------------------------------------------------ connections
+    @property
+    def exists(self) -> bool:
+        return self.db_path.exists()
+
+    def _require(self) -> None:
+        if not self.exists:
+            raise StoreError(f"no store at {self.path}", hint="create one with `curate import`, `curate tasks add` or `curate demo`")
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        self.path.mkdir(parents=True, exist_ok=True)
+        con = connect(self.db_path, read_only=False)
+        try:
+            self._migrate(con)
+            yield con
+        finally:
+            con.close()
+
+    @contextlib.contextmanager
+    def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A read-only connection with the views in place (migrating an older store first)."""
+        self._require()
+        con = connect(self.db_path, read_only=True)
+        try:
+            pending = self._pending_migrations(con)
+        except BaseException:
+            con.close()
+            raise
+        if pending:
+            con.close()
+            with self._write():
+                pass
+            con = connect(self.db_path, read_only=True)
+        try:
+            create_views(con, self._readable_shards(con))
+            yield con
+        finally:
+            con.close()
+
+    def _pending_migrations(self, con) -> list[str]:
+        has = con.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'curate_migrations' AND database_name = current_database()"
+        ).fetchone()[0]
+        applied = [r[0] for r in con.execute("SELECT name FROM curate_migrations").fetchall()] if has else []
+        unknown = sorted(set(applied) - KNOWN)
+        if unknown:
+            raise StoreVersionError(
+                f"store {self.path} was written by a newer curate (unknown migrations: {', '.join(unknown)})",
+                hint="upgrade curate (pip install -U curate) to open it",
+            )
+        return [name for name, _ in MIGRATIONS if name not in applied]
+
+    def _migrate(self, con) -> None:
+        con.execute("CREATE TABLE IF NOT EXISTS curate_migrations (name VARCHAR NOT NULL, applied_at TIMESTAMP NOT NULL)")
+        for name in self._pending_migrations(con):
+            sql = dict(MIGRATIONS)[name]
+            con.execute("BEGIN TRANSACTION")
+            try:
+                con.execute(sql)
+                con.execute("INSERT INTO curate_migrations VALUES (?, now())", [name])
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+
+    def _readable_shards(self, con) -> list[str]:
+        out = []
+        for (name,) in con.execute("SELECT name FROM shard_rows WHERE rows > 0 ORDER BY name").fetchall():
+            p = self.shard_dir / f"{name}.parquet"
+            if shard_io.looks_complete(p):
+                out.append(str(p.resolve()))
+            else:
+                msg = f"shard {p} is missing or damaged; its trace text is unavailable (other data is intact)"
+                if msg not in self.warnings:
+                    self.warnings.append(msg)
+                    warnings.warn(msg, stacklevel=3)
+        return out
+
+    # ------------------------------------------------------------------ writing
+    def init(self) -> "TraceStore":
+        with self._write():
+            pass
+        return self
+
+    def add_problems(self, problems: Iterable[Problem]) -> int:
+        rows: dict[str, dict] = {}
+        for p in problems:
+            if p.id not in rows:
+                rows[p.id] = {"id": p.id, "source": p.source, "domain": p.domain, "prompt": p.prompt,
+                              "reference": _json(p.reference), "metadata": _json(p.metadata), "split": p.split}
+        table = pa.Table.from_pylist(list(rows.values()), schema=PROBLEM_SCHEMA)
+        return self.add_problem_table(table)
+
+    def add_problem_table(self, table: pa.Table) -> int:
+        if table.num_rows == 0:
+            with self._write():
+                return 0
+        with self._write() as con:
+            con.register("new_problems", table)
+            n = con.execute(
+                """INSERT INTO problem_rows
+                SELECT n.id, n.source, n.domain, n.prompt, n.reference::JSON, n.metadata::JSON, n.split, now()
+                FROM new_problems n ANTI JOIN problem_rows p ON p.id = n.id"""
+            ).fetchone()[0]
+            con.unregister("new_problems")
+            return int(n)
+
+    def write_shard(self, samples: Iterable[Sample] | pa.Table, prefix: str = "s") -> Path | None:
+        """Producer side: write samples (with features) as a pending shard. No catalog lock is taken."""
+        table = samples if isinstance(samples, pa.Table) else shard_io.samples_to_table(samples)
+        if table.num_rows == 0:
+            return None
+        if "f_text_chars" not in table.column_names:
+            table = shard_io.with_features(table)
+        return shard_io.write_atomic(table, self.shard_dir, shard_io.new_shard_name(prefix))
+
+    def add_samples(self, samples: Iterable[Sample] | pa.Table) -> int:
+        """Write one shard and commit it (and anything else pending). Returns newly stored samples."""
+        self.write_shard(samples)
+        return self.commit_pending()
+
+    def pending_shards(self, con=None) -> list[Path]:
+        if not self.shard_dir.exists():
+            return []
+        files = sorted(p for p in self.shard_dir.glob("*.parquet") if not p.name.startswith(".tmp-"))
+        if not files:
+            return []
+        close = con is None
+        con = con or connect(self.db_path, read_only=True) if self.exists else con
+        try:
+            done = {r[0] for r in con.execute("SELECT name FROM shard_rows").fetchall()} if con else set()
+        finally:
+            if close and con is not None:
+                con.close()
+        return [p for p in files if p.stem not in done]
+
+    def commit_pending(self) -> int:
+        """The single writer: commit every pending shard, each in its own short transaction."""
+        total = 0
+        with self._write() as con:
+            for path in self.pending_shards(con):
+                total += self._commit_shard(con, path)
+            con.execute("CHECKPOINT")
+        return total
+
+    def _commit_shard(self, con, path: Path) -> int:
+        name = path.stem
+        try:
+            if not shard_io.looks_complete(path):
+                raise ValueError("truncated file")
+            pq.read_metadata(path)
+        except Exception as e:  # a damaged pending shard must not block the others
+            self._quarantine(path, e)
+            return 0
+        f = str(path).replace("'", "''")
+        meta = ", ".join(f"s.{c}" for c in shard_io.META_COLUMNS)
+        fcols = ", ".join(f"s.f_{c}" for c in shard_io.features.NAMES)
+        con.execute("BEGIN TRANSACTION")
+        try:
+            con.execute(f"CREATE OR REPLACE TEMP TABLE new_ids AS SELECT s.id FROM read_parquet('{f}') s ANTI JOIN sample_rows r ON r.id = s.id")
+            n = con.execute(
+                f"""INSERT INTO sample_rows SELECT {meta.replace('s.params', 's.params::JSON')}, now(), '{name}'
+                FROM read_parquet('{f}') s SEMI JOIN new_ids USING (id)"""
+            ).fetchone()[0]
+            con.execute(f"INSERT INTO feature_rows SELECT s.id, {fcols} FROM read_parquet('{f}') s SEMI JOIN new_ids USING (id)")
+            con.execute("INSERT INTO shard_rows VALUES (?, ?, ?, now())", [name, n, path.stat().st_size])
+            con.execute("DROP TABLE new_ids")
+            con.execute("COMMIT")
+        except duckdb.Error as e:
+            con.execute("ROLLBACK")
+            self._quarantine(path, e)
+            return 0
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        if n == 0:  # every row was already stored: the registered name is enough to skip it next time
+            path.unlink(missing_ok=True)
+        return int(n)
+
+    def _quarantine(self, path: Path, err: Exception) -> None:
+        qdir = self.path / QUARANTINE
+        qdir.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(path), qdir / path.name)
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        msg = f"shard {path.name} is unreadable ({first}); moved to {qdir}, the rest was committed"
+        self.warnings.append(msg)
+        warnings.warn(msg, stacklevel=3)
+
+    def add_verdicts(self, verdicts: Iterable[Verdict], replace: bool = False) -> int:
+        rows: dict[tuple, dict] = {}
+        for v in verdicts:
+            if not v.sample_id:
+                raise InputError(f"verdict from {v.verifier} has no sample_id")
+            rows[(v.sample_id, v.verifier, v.version)] = {
+                "sample_id": v.sample_id, "verifier": v.verifier, "version": v.version, "status": v.status,
+                "score": float(v.score), "answer": v.answer, "reason": v.reason, "duration_s": float(v.duration_s)}
+        table = pa.Table.from_pylist(list(rows.values()), schema=VERDICT_SCHEMA)
+        with self._write() as con:
+            if not rows:
+                return 0
+            con.register("new_verdicts", table)
+            con.execute("BEGIN TRANSACTION")
+            try:
+                if replace:
+                    con.execute(
+                        """DELETE FROM verdict_rows v USING new_verdicts n
+                        WHERE v.sample_id = n.sample_id AND v.verifier = n.verifier AND v.version = n.version"""
+                    )
+                n = con.execute(
+                    """INSERT INTO verdict_rows SELECT n.*, now() FROM new_verdicts n
+                    ANTI JOIN verdict_rows v ON v.sample_id = n.sample_id AND v.verifier = n.verifier AND v.version = n.version"""
+                ).fetchone()[0]
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            con.unregister("new_verdicts")
+            return int(n)
+
+    # ------------------------------------------------------------------ reading
+    def query(self, sql: str, params: list | None = None) -> pa.Table:
+        """Run read-only SQL over the views; errors come back as one StoreError line."""
+        if not sql or not sql.strip():
+            raise InputError("empty SQL query")
+        with self.connect() as con:
+            try:
+                return con.sql(sql, params=params or None).to_arrow_table()
+            except duckdb.Error as e:
+                raise sql_error(e) from None
+
+    def problems(self, where: str | None = None, params: list | None = None) -> list[Problem]:
+        q = "SELECT id, source, domain, prompt, reference, metadata, split FROM problems"
+        if where:
+            q += f" WHERE ({where})"
+        rows = self.query(q + " ORDER BY id", params).to_pylist()
+        return [_problem(r) for r in rows]
+
+    def sample_ids(self, ids: Iterable[str]) -> set[str]:
+        ids = list(ids)
+        if not ids or not self.exists:
+            return set()
+        t = pa.table({"id": pa.array(ids, pa.string())})
+        with self.connect() as con:
+            con.register("wanted", t)
+            return {r[0] for r in con.execute("SELECT s.id FROM sample_rows s SEMI JOIN wanted USING (id)").fetchall()}
+
+    def unlabeled(self, verifier: str, version: str, where: str | None = None, relabel: bool = False,
+                  batch_size: int = 1000) -> Iterator[list[tuple[Problem, str, str]]]:
+        """Batches of (problem, sample_id, text) without a verdict from this verifier version.
+
+        `where` is a predicate over the `traces` view. Batches follow shard order so each shard is read once,
+        and no connection is held between batches (the caller writes verdicts in between).
+        """
+        cond = f"AND ({where})" if where else ""
+        skip = "" if relabel else (
+            "AND NOT EXISTS (SELECT 1 FROM verdicts v WHERE v.sample_id = t.id AND v.verifier = $1 AND v.version = $2)")
+        with self.connect() as con:
+            try:
+                todo = con.execute(
+                    f"""SELECT t.id, t.problem_id, s.shard FROM traces t JOIN sample_rows s ON s.id = t.id
+                    WHERE true {cond} {skip} ORDER BY s.shard, t.id""",
+                    [verifier, version] if skip else [],
+                ).fetchall()
+            except duckdb.Error as e:
+                raise sql_error(e) from None
+            pids = sorted({r[1] for r in todo})
+            probs = {}
+            if pids:
+                con.register("pids", pa.table({"id": pa.array(pids, pa.string())}))
+                for r in con.sql("SELECT p.* FROM problems p SEMI JOIN pids USING (id)").to_arrow_table().to_pylist():
+                    probs[r["id"]] = _problem(r)
+        by_shard: dict[str, list[tuple[str, str]]] = {}
+        for sid, pid, shard in todo:
+            by_shard.setdefault(shard, []).append((sid, pid))
+        batch: list[tuple[Problem, str, str]] = []
+        for shard, items in by_shard.items():
+            path = self.shard_dir / f"{shard}.parquet"
+            if not shard_io.looks_complete(path):
+                self.warnings.append(f"shard {path} is missing or damaged; {len(items)} samples skipped")
+                continue
+            want = dict(items)
+            t = pq.read_table(path, columns=["id", "text"])
+            for sid, text in zip(t.column("id").to_pylist(), t.column("text").to_pylist()):
+                pid = want.pop(sid, None)
+                if pid is None or pid not in probs:
+                    continue
+                batch.append((probs[pid], sid, text))
+                if len(batch) >= batch_size:
+                    yield batch
+                    batch = []
+        if batch:
+            yield batch
+
+    def counts(self) -> dict[str, int]:
+        if not self.exists:
+            return {"problems": 0, "samples": 0, "verdicts": 0, "shards": 0}
+        with self.connect() as con:
+            r = con.execute(
+                """SELECT (SELECT count(*) FROM problem_rows), (SELECT count(*) FROM sample_rows),
+                          (SELECT count(*) FROM verdict_rows), (SELECT count(*) FROM shard_rows)"""
+            ).fetchone()
+        return dict(zip(("problems", "samples", "verdicts", "shards"), map(int, r)))
+
+    def stats(self) -> dict[str, list[dict]]:
+        """Counts by source/domain/split, by backend/model (with token totals) and by verifier/status."""
+        q = {
+            "problems": """SELECT source, domain, split, count(*) AS problems FROM problems GROUP BY ALL ORDER BY ALL""",
+            "samples": """SELECT s.backend, s.model, count(*) AS samples, count(DISTINCT s.problem_id) AS problems,
+                sum(s.prompt_tokens)::BIGINT AS prompt_tokens, sum(s.completion_tokens)::BIGINT AS completion_tokens,
+                round(avg(f.text_chars)) AS avg_chars, sum(f.truncated::INT)::BIGINT AS truncated
+                FROM samples s LEFT JOIN features f ON f.sample_id = s.id GROUP BY ALL ORDER BY ALL""",
+            "verdicts": """SELECT verifier, version, status, count(*) AS verdicts FROM verdicts GROUP BY ALL ORDER BY ALL""",
+        }
+        with self.connect() as con:
+            return {k: con.sql(v).to_arrow_table().to_pylist() for k, v in q.items()}
+
+    def snapshot(self) -> dict:
+        """A fingerprint of the stored content (ids, verdicts), for provenance in dataset cards."""
+        with self.connect() as con:
+            r = con.execute(
+                """SELECT (SELECT count(*) FROM problem_rows), (SELECT coalesce(bit_xor(hash(id)), 0) FROM problem_rows),
+                          (SELECT count(*) FROM sample_rows), (SELECT coalesce(bit_xor(hash(id)), 0) FROM sample_rows),
+                          (SELECT count(*) FROM verdict_rows),
+                          (SELECT coalesce(bit_xor(hash(sample_id || verifier || version || status)), 0) FROM verdict_rows)"""
+            ).fetchone()
+        import hashlib
+
+        digest = hashlib.sha256(_json([str(x) for x in r]).encode()).hexdigest()[:16]
+        return {"id": digest, "problems": int(r[0]), "samples": int(r[2]), "verdicts": int(r[4])}
+
+
+def _problem(r: dict) -> Problem:
+    ref, meta = r.get("reference"), r.get("metadata")
+    return Problem(
+        source=r["source"], domain=r["domain"], prompt=r["prompt"],
+        reference=json.loads(ref) if isinstance(ref, str) else ref,
+        metadata=json.loads(meta) if isinstance(meta, str) else (meta or {}),
+        split=r["split"], id=r["id"],
+    )

@@ -1,0 +1,114 @@
+"""The SQL surface users query: view definitions and the one-line description of every column.
+
+Views are TEMP views created on each connection, so they always match this code and can point at the
+store's current directory (trace text lives in Parquet shards). `curate schema` prints VIEW_DOCS; the
+README's schema table is generated from it and a test keeps the two equal.
+"""
+from __future__ import annotations
+
+VIEW_DOCS: dict[str, tuple[str, list[tuple[str, str]]]] = {
+    "problems": ("One row per problem (content-hash id).", [
+        ("id", "content hash of source, domain, prompt and reference"),
+        ("source", "task or dataset the problem came from (countdown, math500, ...)"),
+        ("domain", "math, code, game, science, logic, safety or general"),
+        ("prompt", "the question as shown to the model, before any chat template"),
+        ("reference", "JSON: gold answer, test cases or solver data"),
+        ("metadata", "JSON: difficulty, seed, index, reference solution, ..."),
+        ("split", "train or eval (eval problems are decontaminated against)"),
+        ("created_at", "when the problem entered the store"),
+    ]),
+    "samples": ("One row per generated or imported trace (metadata; text is in `traces`).", [
+        ("id", "hash of problem id, generator (backend, model, revision, params), sample index and seed"),
+        ("problem_id", "the problem this trace answers"),
+        ("backend", "vllm, openai, hf, synthetic or import"),
+        ("model", "model name or path (for imports: the teacher, when known)"),
+        ("revision", "model revision, when known"),
+        ("params", "JSON: every sampling parameter used"),
+        ("sample_index", "index of this sample among the samples of its problem"),
+        ("seed", "sampling seed, when set"),
+        ("finish_reason", "stop, length (truncated), error or unknown"),
+        ("prompt_tokens", "prompt length in tokens, when known"),
+        ("completion_tokens", "response length in tokens, when known"),
+        ("teacher_logprob", "mean token log-probability under the teacher, when known"),
+        ("teacher_entropy", "mean token entropy under the teacher, when known"),
+        ("latency_s", "seconds the backend took for this sample, when measured"),
+        ("run_id", "the generation or import run that wrote it"),
+        ("created_at", "when the sample was committed"),
+    ]),
+    "verdicts": ("One row per (sample, verifier, version).", [
+        ("sample_id", "the judged sample"),
+        ("verifier", "verifier name (math, code, countdown, ...; import:* for labels that came with a dataset)"),
+        ("version", "verifier version; a new version labels again"),
+        ("status", "correct, incorrect, no_answer, timeout or error"),
+        ("score", "verifier score in [0, 1]"),
+        ("answer", "the extracted answer, when one was found"),
+        ("reason", "short explanation"),
+        ("duration_s", "seconds the verifier took"),
+        ("created_at", "when the verdict was written"),
+    ]),
+    "features": ("Trace-health and behaviour columns computed at ingest (see curate/features.py).", [
+        ("sample_id", "the sample"),
+        ("text_chars", "characters in the trace"),
+        ("thinking_chars", "characters before the last </think> (all of them when a <think> never closes)"),
+        ("answer_chars", "characters after the last </think>"),
+        ("thinking_tokens", "thinking tokens (completion tokens scaled by character share; chars/4 when unknown)"),
+        ("think_closed", "a </think> tag occurs"),
+        ("truncated", "finish_reason = length"),
+        ("boxed_count", "number of \\boxed occurrences"),
+        ("repetition_score", "0-1: share of the last 2,000 characters that repeats the final 50 (loops)"),
+        ("backtrack_count", "markers such as wait, alternatively, hmm"),
+        ("verify_count", "markers such as let me check, verify, double-check"),
+        ("non_ascii_ratio", "estimated share of non-ASCII characters (language mixing)"),
+    ]),
+    "traces": ("samples joined with text, problem, features and the latest verdict: filter everything in one query.", [
+        ("id, problem_id, backend, model, ...", "every column of `samples`"),
+        ("text", "the full trace text"),
+        ("source, domain, prompt, reference, split", "the problem's columns"),
+        ("text_chars, thinking_chars, ...", "every column of `features`"),
+        ("status, score, verifier, verifier_version", "the most recent verdict (NULL when unlabeled)"),
+    ]),
+}
+
+def schema_markdown() -> str:
+    """The README's schema table, generated so it cannot drift from the views."""
+    lines = ["| view | column | description |", "|---|---|---|"]
+    for view, (desc, cols) in VIEW_DOCS.items():
+        lines.append(f"| **{view}** | | {desc} |")
+        lines += [f"| | `{c}` | {d.replace('|', '/')} |" for c, d in cols]
+    return "\n".join(lines) + "\n"
+
+
+SAMPLE_COLUMNS = [c for c, _ in VIEW_DOCS["samples"][1] if c != "created_at"]
+
+
+def create_views(con, shard_files: list[str]) -> None:
+    """(Re)create the temp views on this connection; `shard_files` are the readable committed shards."""
+    cols = ", ".join(SAMPLE_COLUMNS)
+    con.execute(f"CREATE OR REPLACE TEMP VIEW problems AS SELECT id, source, domain, prompt, reference, metadata, split, created_at FROM problem_rows")
+    con.execute(f"CREATE OR REPLACE TEMP VIEW samples AS SELECT {cols}, created_at FROM sample_rows")
+    con.execute("CREATE OR REPLACE TEMP VIEW verdicts AS SELECT sample_id, verifier, version, status, score, answer, reason, duration_s, created_at FROM verdict_rows")
+    con.execute("CREATE OR REPLACE TEMP VIEW features AS SELECT * FROM feature_rows")
+    if shard_files:
+        files = "[" + ", ".join("'" + f.replace("'", "''") + "'" for f in shard_files) + "]"
+        con.execute(
+            f"""CREATE OR REPLACE TEMP VIEW texts AS
+            SELECT t.id AS sample_id, t.text FROM read_parquet({files}, filename = true) t
+            JOIN sample_rows s ON s.id = t.id AND s.shard = parse_filename(t.filename, true)"""
+        )
+    else:
+        con.execute("CREATE OR REPLACE TEMP VIEW texts AS SELECT NULL::VARCHAR AS sample_id, NULL::VARCHAR AS text WHERE false")
+    con.execute(
+        """CREATE OR REPLACE TEMP VIEW latest_verdicts AS SELECT * FROM verdict_rows
+        QUALIFY row_number() OVER (PARTITION BY sample_id ORDER BY created_at DESC, verifier, version) = 1"""
+    )
+    scols = ", ".join(f"s.{c}" for c in SAMPLE_COLUMNS)
+    con.execute(
+        f"""CREATE OR REPLACE TEMP VIEW traces AS
+        SELECT {scols}, s.created_at, t.text, p.source, p.domain, p.prompt, p.reference, p.split,
+               f.* EXCLUDE (sample_id), v.status, v.score, v.verifier, v.version AS verifier_version
+        FROM sample_rows s
+        LEFT JOIN texts t ON t.sample_id = s.id
+        LEFT JOIN problem_rows p ON p.id = s.problem_id
+        LEFT JOIN feature_rows f ON f.sample_id = s.id
+        LEFT JOIN latest_verdicts v ON v.sample_id = s.id"""
+    )
