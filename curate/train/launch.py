@@ -1,4 +1,5 @@
-"""`curate train`: validate everything, tokenize once, then run torchrun (one process per device).
+"""`curate train`: validate everything, tokenize once, then run torchrun (one process per device; with a
+single device on a single node the launcher process itself is the one rank, saving torchrun's start-up).
 
 Every user error (bad config, missing model path, a dataset without `messages`, an existing output
 directory, a resume state that does not match the config, too few samples) is raised here as one
@@ -103,11 +104,7 @@ def prepare_run(cfg: TrainConfig, resume: bool, echo=print) -> dict:
 
 def torchrun_command(cfg: TrainConfig, resume: bool) -> list[str]:
     L = cfg.launch
-    nproc = L.nproc_per_node
-    if nproc == "auto":
-        import torch
-
-        nproc = torch.cuda.device_count() if torch.cuda.is_available() else 1
+    nproc = torchrun_nproc() if L.nproc_per_node == "auto" else L.nproc_per_node
     cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", f"--nnodes={L.nnodes}"]
     if L.nnodes == 1 and not L.rdzv_endpoint:
         cmd.append("--standalone")  # picks a free port: several single-node runs never collide
@@ -121,6 +118,41 @@ def torchrun_command(cfg: TrainConfig, resume: bool) -> list[str]:
     return cmd
 
 
+def _single_process(cfg: TrainConfig) -> bool:
+    return cfg.launch.nnodes == 1 and not cfg.launch.rdzv_endpoint and (
+        cfg.launch.nproc_per_node == 1 or (cfg.launch.nproc_per_node == "auto" and torchrun_nproc() == 1))
+
+
+def torchrun_nproc() -> int:
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 1
+
+
+def _run_here(out: Path, resume: bool) -> None:
+    """One device: this process is the only rank (same loop, a 1-rank process group, no torchrun start-up)."""
+    import os
+    import socket
+
+    from curate.train.loop import run
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": "0", "WORLD_SIZE": "1",
+           "LOCAL_RANK": "0", "LOCAL_WORLD_SIZE": "1"}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        run(out, resume)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def train_from_config(config_path: str | Path, overrides: list[str] | None = None, resume: bool = False,
                       echo=print) -> Path:
     """Validate + prepare, then run torchrun and wait. Returns the output directory."""
@@ -131,6 +163,9 @@ def train_from_config(config_path: str | Path, overrides: list[str] | None = Non
              f"{report['dropped_too_long']} dropped too long, {report['dropped_prompt_too_long']} dropped for the prompt, "
              f"{report['truncated']} truncated, {report['empty_response']} empty), {report['tokens']} tokens, "
              f"{report['steps_per_epoch']} steps/epoch")
+    if _single_process(cfg):
+        _run_here(Path(cfg.output_dir).expanduser(), resume)
+        return Path(cfg.output_dir)
     rc = subprocess.call(torchrun_command(cfg, resume))
     if rc != 0:
         raise CurateError(f"training exited with status {rc}", hint=f"see the log above; resume with --resume from {cfg.output_dir}")
