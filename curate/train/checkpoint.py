@@ -21,9 +21,7 @@ from torch.distributed.checkpoint.state_dict import (
     set_state_dict,
 )
 
-
-def step_name(step: int) -> str:
-    return f"step-{step:06d}"
+from curate.train.layout import latest_state, step_name  # noqa: F401  (re-exported for the loop)
 
 
 def export_steps(ckpt_cfg, total_steps: int) -> set[int]:
@@ -94,11 +92,6 @@ def save_state(model, optimizer, scheduler, step: int, extra: dict, folder: Path
         for old in states[:-keep]:
             shutil.rmtree(old, ignore_errors=True)
     dist.barrier()
-
-
-def latest_state(output_dir: Path) -> Path | None:
-    states = sorted(p for p in (output_dir / "state").glob("step-*") if (p / "COMPLETE").exists())
-    return states[-1] if states else None
 
 
 def load_state(model, optimizer, scheduler, folder: Path, rank: int) -> dict:

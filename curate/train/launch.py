@@ -20,12 +20,11 @@ import yaml
 
 from curate.errors import ConfigError, CurateError, InputError
 from curate.train.config import TrainConfig, diff_fingerprints, fingerprint, load_config
+from curate.train.layout import is_local_path, latest_state
 from curate.train.data import load_messages, prepare, steps_per_epoch, validate_messages
 
 
 def _check_model(cfg: TrainConfig) -> None:
-    from curate.train.model import is_local_path
-
     for field, value in (("model.name_or_path", cfg.model.name_or_path), ("model.tokenizer", cfg.model.tokenizer)):
         if value is None or value == "debug":
             continue
@@ -37,8 +36,6 @@ def _check_model(cfg: TrainConfig) -> None:
 
 
 def _check_output_dir(cfg: TrainConfig, out: Path, resume: bool) -> None:
-    from curate.train.checkpoint import latest_state
-
     if not resume:
         if out.exists() and any(out.iterdir()):
             raise InputError(f"output_dir '{out}' already exists and is not empty",

@@ -11,8 +11,6 @@ checkpointed chunks so the (tokens x vocab) logits never exist at once (16k x 15
 from __future__ import annotations
 
 import contextlib
-from pathlib import Path
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -184,7 +182,3 @@ def load_full_state(cfg, hf_config, tokenizer) -> dict:
         lm = AutoModelForCausalLM.from_pretrained(cfg.model.name_or_path, dtype=torch.float32,
                                                   trust_remote_code=cfg.model.trust_remote_code)
     return {f"lm.{k}": v for k, v in lm.state_dict().items()}
-
-
-def is_local_path(s: str) -> bool:
-    return s.startswith(("/", ".", "~")) or Path(s).expanduser().exists() or s.count("/") > 1
