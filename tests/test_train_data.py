@@ -77,18 +77,20 @@ def test_length_policy_is_counted(tok):
         prepare(tok, rows, _data_cfg(max_length=limit, truncation="error"), "fixture")
 
 
-def test_packing_never_mixes_samples_and_matches_unpacked(tok):
+@pytest.mark.parametrize("attn", ["sdpa_varlen", "sdpa", "eager"])
+def test_packing_never_mixes_samples_and_matches_unpacked(tok, attn):
+    """sdpa_varlen: per-segment SDPA; sdpa/eager: transformers' block-diagonal mask from restarting position ids."""
     from transformers import AutoModelForCausalLM
 
     from curate.train.config import TrainConfig
-    from curate.train.model import SFTModel, debug_config
+    from curate.train.model import SFTModel, debug_config, resolve_attn
 
     rows = tiny.rows(7, seed=4)
     data, _ = prepare(tok, rows, _data_cfg(), "fixture")
-    cfg = TrainConfig.model_validate({"model": {"name_or_path": "debug", "tokenizer": "t", "attn_implementation": "sdpa"},
+    cfg = TrainConfig.model_validate({"model": {"name_or_path": "debug", "tokenizer": "t", "attn_implementation": attn},
                                       "data": {"path": "x"}, "output_dir": "o"})
     torch.manual_seed(0)
-    lm = AutoModelForCausalLM.from_config(debug_config(cfg, len(tok), tok), attn_implementation="sdpa", dtype=torch.float32)
+    lm = AutoModelForCausalLM.from_config(debug_config(cfg, len(tok), tok), attn_implementation=resolve_attn(cfg), dtype=torch.float32)
     idx = list(range(len(data)))
     with torch.no_grad():
         singles = [SFTModel(lm)(**collate(data, [i], False, tok.pad_token_id)) for i in idx]
@@ -102,7 +104,8 @@ def test_packing_never_mixes_samples_and_matches_unpacked(tok):
     # a sample inside a pack gives the logits it gives alone: no attention across the boundary
     # (use_cache=False matters: with a cache, transformers skips the packed-sequence mask)
     b = collate(data, idx, True, tok.pad_token_id)
-    logits = lm(input_ids=b["input_ids"], position_ids=b["position_ids"], use_cache=False).logits[0]
+    extra = {"curate_segments": b["segments"]} if attn == "sdpa_varlen" else {}
+    logits = lm(input_ids=b["input_ids"], position_ids=b["position_ids"], use_cache=False, **extra).logits[0]
     start = int(data.offsets[3])
     alone = lm(input_ids=torch.as_tensor(data.sample(3)[0][None].astype(np.int64))).logits[0]
     assert torch.allclose(logits[start : start + len(alone)], alone, atol=1e-5)

@@ -40,7 +40,7 @@ class DebugModel(_Strict):
 class ModelCfg(_Strict):
     name_or_path: str = Field(..., description="'debug', a local directory, or a Hugging Face hub id")
     tokenizer: Optional[str] = Field(None, description="defaults to name_or_path; required for 'debug'")
-    attn_implementation: Literal["auto", "sdpa", "eager", "flash_attention_2", "flash_attention_3"] = "auto"
+    attn_implementation: Literal["auto", "sdpa_varlen", "sdpa", "eager", "flash_attention_2", "flash_attention_3"] = "auto"
     debug: DebugModel = DebugModel()
     trust_remote_code: bool = False
 

@@ -278,8 +278,9 @@ def collate(data: TokenizedData, idx: list[int], packing: bool, pad_id: int) -> 
         ids = np.concatenate([s for s, _ in samples])
         tgt = np.concatenate([sample_targets(s, p) for s, p in samples])
         pos = np.concatenate([np.arange(len(s)) for s, _ in samples])
+        segments = tuple(int(x) for x in np.cumsum([0] + [len(s) for s, _ in samples]))
         return {"input_ids": torch.from_numpy(ids.astype(np.int64))[None], "targets": torch.from_numpy(tgt)[None],
-                "position_ids": torch.from_numpy(pos)[None], "attention_mask": None}
+                "position_ids": torch.from_numpy(pos)[None], "attention_mask": None, "segments": segments}
     L = max(len(s) for s, _ in samples)
     ids = np.full((len(samples), L), pad_id, dtype=np.int64)
     tgt = np.full((len(samples), L), IGNORE, dtype=np.int64)

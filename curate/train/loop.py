@@ -134,7 +134,7 @@ def train(cfg: TrainConfig, out: Path, resume: bool) -> None:
             scale = world / n_resp.double().item()
             nll_sum = torch.zeros((), device=device, dtype=torch.float64)
             for mb in mbs:
-                batch = {k: (v.to(device) if v is not None else None) for k, v in collate(data, mb, cfg.data.packing, pad_id).items()}
+                batch = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in collate(data, mb, cfg.data.packing, pad_id).items()}
                 nll, _ = model(**batch)
                 (nll * scale).backward()
                 nll_sum += nll.detach().double()

@@ -15,6 +15,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from curate.train import attention
 from curate.train.data import IGNORE
 
 
@@ -37,6 +38,7 @@ def debug_config(cfg, vocab_size: int, tokenizer=None):
 
 
 def resolve_attn(cfg) -> str:
+    attention.register()
     want = cfg.model.attn_implementation
     if want != "auto":
         return want
@@ -47,7 +49,7 @@ def resolve_attn(cfg) -> str:
             return "flash_attention_2"
         except ImportError:
             pass
-    return "sdpa"
+    return attention.NAME  # per-segment sdpa for packed rows, plain sdpa otherwise
 
 
 @contextlib.contextmanager
@@ -140,15 +142,17 @@ class SFTModel(nn.Module):
         self.lm = lm
         self.chunk = loss_chunk_tokens
 
-    def forward(self, input_ids, targets, position_ids, attention_mask=None):
+    def forward(self, input_ids, targets, position_ids, attention_mask=None, segments=None):
         n = (targets != IGNORE).sum()
+        # segments: packed-row sample offsets for `sdpa_varlen`; flash-attn derives them from position_ids
+        kw = {"curate_segments": segments} if segments is not None and self.lm.config._attn_implementation == attention.NAME else {}
         if self.chunk <= 0:
             logits = self.lm(input_ids=input_ids, position_ids=position_ids, attention_mask=attention_mask,
-                             use_cache=False).logits
+                             use_cache=False, **kw).logits
             nll = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=IGNORE, reduction="sum")
             return nll, n
         hidden = self.lm.base_model(input_ids=input_ids, position_ids=position_ids, attention_mask=attention_mask,
-                                    use_cache=False).last_hidden_state.flatten(0, 1)
+                                    use_cache=False, **kw).last_hidden_state.flatten(0, 1)
         tgt = targets.flatten()
         keep = tgt != IGNORE  # prompt rows never reach the lm head
         hidden, tgt = hidden[keep], tgt[keep]
