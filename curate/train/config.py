@@ -35,6 +35,7 @@ class DebugModel(_Strict):
     tie_word_embeddings: bool = True
     max_position_embeddings: int = 32768
     rope_theta: float = 1_000_000.0
+    vocab_size: Optional[int] = Field(None, ge=8, description="default: the tokenizer's size")
 
 
 class ModelCfg(_Strict):

@@ -25,7 +25,7 @@ def debug_config(cfg, vocab_size: int, tokenizer=None):
 
     d = cfg.model.debug
     head_dim = d.head_dim or d.hidden_size // d.num_heads
-    kw = dict(vocab_size=vocab_size, hidden_size=d.hidden_size, num_hidden_layers=d.num_layers,
+    kw = dict(vocab_size=d.vocab_size or vocab_size, hidden_size=d.hidden_size, num_hidden_layers=d.num_layers,
               num_attention_heads=d.num_heads, num_key_value_heads=d.num_kv_heads, intermediate_size=d.intermediate_size,
               max_position_embeddings=d.max_position_embeddings, tie_word_embeddings=d.tie_word_embeddings,
               rope_theta=d.rope_theta)
@@ -169,10 +169,11 @@ def _chunk_nll(h, w, t):
 
 
 def count_params(lm) -> tuple[int, int]:
-    """(all parameters, parameters excluding the input embedding) counted from shapes (works on meta)."""
+    """(all parameters, parameters doing matmuls per token) from shapes (works on meta): the input embedding is
+    a lookup, the output projection a matmul even when tied to it."""
     total = sum(p.numel() for p in lm.parameters())
-    emb = lm.get_input_embeddings().weight.numel()
-    return total, total - emb
+    inp, out = lm.get_input_embeddings().weight, lm.get_output_embeddings().weight
+    return total, total - inp.numel() + (out.numel() if out is inp else 0)
 
 
 def load_full_state(cfg, hf_config, tokenizer) -> dict:
