@@ -68,6 +68,8 @@ def prepare_run(cfg: TrainConfig, resume: bool, echo=print) -> dict:
     if cfg.launch.node_rank > 0:
         return {}
     _check_output_dir(cfg, out, resume)
+    rows = load_messages(cfg.data.path, cfg.data.split, cfg.data.messages_field)
+    validate_messages(rows, cfg.data.path)
     from curate.train.loop import load_tokenizer
 
     try:
@@ -77,8 +79,6 @@ def prepare_run(cfg: TrainConfig, resume: bool, echo=print) -> dict:
     if tokenizer.chat_template is None:
         raise InputError(f"tokenizer '{cfg.model.tokenizer or cfg.model.name_or_path}' has no chat template",
                          hint="use a tokenizer with a chat_template (base models: take the instruct model's tokenizer)")
-    rows = load_messages(cfg.data.path, cfg.data.split, cfg.data.messages_field)
-    validate_messages(rows, cfg.data.path)
     data, report = prepare(tokenizer, rows, cfg.data, cfg.data.path)
     G = cfg.train.global_batch_size
     if len(data) < G:
