@@ -4,11 +4,11 @@ synthetic 16k-token sequences; prints tokens/s, MFU and peak memory per configur
 Reference (issue 6, one H200, plain FSDP2 + SDPA + full AC, no packing, no fused loss): 18.3k tokens/s for
 the 1.7B shape (~29% MFU), 8.2k tokens/s for the 4B shape; target >= 1.3x on the same card.
 
-Levers (flags): --ac full|selective|none (+ --ac-every k), --compile, --loss-chunk N (chunked linear
+Levers (flags): --ac full|selective|op|none (+ --ac-every k; op = torchtitan's op-level selective AC), --compile, --loss-chunk N (chunked linear
 cross-entropy: the 16k x 151k logits never exist at once), --attn auto|sdpa|sdpa_varlen|flash_attention_2.
 --compare runs the reference configuration first, then the chosen one, on the same card, and prints the ratio.
 
-  python benchmarks/gpu_sft.py --shape 1.7b --compare --ac selective --loss-chunk 4096 --compile
+  python benchmarks/gpu_sft.py --shape 1.7b --compare --ac op --loss-chunk 4096 --compile
   python benchmarks/gpu_sft.py --shape 4b --nproc 8
   python benchmarks/gpu_sft.py --shape tiny --seq-len 512 --steps 3     # CPU dry run of the whole path
 """
@@ -92,7 +92,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=6)
     ap.add_argument("--warmup", type=int, default=2, help="steps left out of the median (compile, allocator)")
     ap.add_argument("--nproc", type=int, default=1)
-    ap.add_argument("--ac", choices=["full", "selective", "none"], default="full")
+    ap.add_argument("--ac", choices=["full", "selective", "op", "none"], default="full")
     ap.add_argument("--ac-every", type=int, default=2)
     ap.add_argument("--compile", action="store_true")
     ap.add_argument("--loss-chunk", type=int, default=0)

@@ -55,3 +55,14 @@ def test_resume_fingerprint_ignores_schedule_logging_and_max_steps():
     assert diff_fingerprints(fingerprint(a), fingerprint(b)) == []
     c = load_config(CONFIG_DIR / "debug.yaml", ["train.seed=1", "data.packing=false"])
     assert diff_fingerprints(fingerprint(a), fingerprint(c)) == ["data.packing: True -> False", "train.seed: 42 -> 1"]
+
+
+def test_train_package_never_imports_the_store():
+    """DESIGN.md: curate/train reads a dataset from disk only, so it can be lifted out."""
+    from pathlib import Path
+
+    import curate.train
+
+    for f in Path(curate.train.__file__).parent.glob("*.py"):
+        text = f.read_text()
+        assert "curate.store" not in text and "from curate import store" not in text, f

@@ -83,7 +83,7 @@ class TrainCfg(_Strict):
 
 
 class ParallelCfg(_Strict):
-    activation_checkpointing: Literal["full", "selective", "none"] = "full"
+    activation_checkpointing: Literal["full", "selective", "op", "none"] = "full"
     ac_every: int = Field(2, ge=1, description="'selective': checkpoint every k-th decoder layer")
     mixed_precision: Literal["auto", "bf16", "fp32"] = "auto"
     compile: bool = False

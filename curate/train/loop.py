@@ -78,7 +78,8 @@ def build(cfg: TrainConfig, device: torch.device, rank: int, tokenizer):
     model.to_empty(device=device)
     for name, b in buffers.items():  # computed buffers (rotary inv_freq) survive to_empty
         mod_name, _, leaf = name.rpartition(".")
-        model.get_submodule(mod_name).register_buffer(leaf, b.to(device), persistent=False)
+        mod = model.get_submodule(mod_name)
+        mod.register_buffer(leaf, b.to(device), persistent=leaf not in mod._non_persistent_buffers_set)
     retie(lm)
     full = load_full_state(cfg, hf_config, tokenizer) if rank == 0 else {}
     set_model_state_dict(model, full, options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=True))
