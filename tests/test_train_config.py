@@ -25,7 +25,7 @@ def test_study_preset_matches_the_paper():
     assert (c.data.max_length, c.data.max_prompt_length, c.data.max_response_length, c.data.packing) == (20_000, 3_072, 16_384, False)
     steps = export_steps(c.checkpoint, 640)
     assert {10, 20, 40, 80, 160, 320, 480, 640} <= steps and steps == set(range(10, 641, 10))
-    assert c.parallel.activation_checkpointing == "full"
+    assert c.parallel.activation_checkpointing == "full" and c.data.response_end == "eos"
 
 
 def test_set_overrides_parse_yaml(tmp_path):

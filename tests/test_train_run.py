@@ -105,6 +105,7 @@ def test_hf_checkpoint_reloads_with_identical_logits(reference):
     from transformers import AutoModelForCausalLM
 
     ck = reference / "checkpoints" / "step-000006"
+    assert "sdpa_varlen" not in (ck / "config.json").read_text()  # vLLM/lm-eval would not know our attention
     hf = AutoModelForCausalLM.from_pretrained(ck, dtype=torch.float32)
     from_state = AutoModelForCausalLM.from_config(hf.config, dtype=torch.float32)
     sd = {f"lm.{k}": torch.zeros_like(v) for k, v in from_state.state_dict().items()}
