@@ -58,9 +58,12 @@ def trl(tmp: Path, name: str, args, rows, lengths, packing: bool) -> float:
             self.ends.append(time.perf_counter())
 
     ds = datasets.Dataset.from_list([{"prompt": r[:-1], "completion": r[-1:]} for r in rows])
+    # with packing a TRL "row" is a pack of max_length tokens: take about as many tokens per step as ours
+    packs = max(1, round(args.batch * float(lengths.mean()) / args.max_length))
+    micro, accum = (1, packs) if packing else (args.micro, args.batch // args.micro)
     targs = SFTConfig(
-        output_dir=str(tmp / name), per_device_train_batch_size=args.micro, gradient_accumulation_steps=args.batch // args.micro,
-        max_steps=args.steps, learning_rate=1e-4, lr_scheduler_type="constant", logging_steps=1000, save_strategy="no",
+        output_dir=str(tmp / name), per_device_train_batch_size=micro, gradient_accumulation_steps=accum,
+        max_steps=args.steps, learning_rate=1e-4, lr_scheduler_type="constant", logging_steps=1, save_strategy="no",
         report_to=[], use_cpu=True, bf16=False, max_length=args.max_length, completion_only_loss=True,
         train_sampling_strategy="sequential", dataloader_num_workers=0, packing=packing, disable_tqdm=True,
         **({"padding_free": True} if packing else {}),
@@ -69,9 +72,11 @@ def trl(tmp: Path, name: str, args, rows, lengths, packing: bool) -> float:
     timer = Timer()
     trainer = SFTTrainer(model=model, args=targs, train_dataset=ds, processing_class=tiny_tok(tmp), callbacks=[timer])
     trainer.train()
-    # step k covers rows [k*batch, (k+1)*batch) in order (sequential sampler); skip step 0 (warm-up)
-    tokens = sum(int(lengths[k * args.batch : (k + 1) * args.batch].sum()) for k in range(1, args.steps))
-    return tokens / (timer.ends[-1] - timer.ends[1])
+    # TRL logs cumulative non-pad tokens per step (with packing a "row" is a pack, so rows can't be counted)
+    seen = [h["num_tokens"] for h in trainer.state.log_history if "num_tokens" in h and "loss" in h]
+    if not packing:  # cross-check: step k covers rows [k*batch, (k+1)*batch) in order (sequential sampler)
+        assert seen[-1] - seen[0] == sum(int(lengths[k * args.batch : (k + 1) * args.batch].sum()) for k in range(1, args.steps))
+    return (seen[-1] - seen[0]) / (timer.ends[-1] - timer.ends[1])  # step 0 left out (warm-up)
 
 
 _TOK = {}
