@@ -50,3 +50,44 @@ class Verdict:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Verdict":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+    @property
+    def is_infrastructure(self) -> bool:
+        """True for outcomes that say nothing about the response (re-run them, never train on them)."""
+        return self.status in ("timeout", "error")
+
+
+def make_verdict(
+    status: str,
+    verifier: str,
+    version: str,
+    *,
+    score: float | None = None,
+    answer: str | None = None,
+    reason: str = "",
+    duration_s: float = 0.0,
+    sample_id: str = "",
+) -> Verdict:
+    """Build a Verdict with the conventional score (1.0 when correct, else 0.0) and a bounded reason/answer."""
+    if score is None:
+        score = 1.0 if status == "correct" else 0.0
+    return Verdict(
+        status=status,
+        verifier=verifier,
+        version=version,
+        score=float(score),
+        answer=None if answer is None else clip(str(answer), 2000),
+        reason=clip(reason, 500),
+        duration_s=float(duration_s),
+        sample_id=sample_id,
+    )
+
+
+def clip(text: str, limit: int) -> str:
+    """Shorten `text` to at most `limit` characters, marking the cut (reasons and answers are stored per row)."""
+    return text if len(text) <= limit else text[: limit - 12] + "...[clipped]"

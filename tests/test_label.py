@@ -1,0 +1,133 @@
+"""The labeler and `curate verify`: real store, real worker processes, resume after SIGKILL."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from curate.errors import InputError
+from curate.label import label_store, plan
+from curate.records import Problem, Sample
+from curate.store import TraceStore
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _fill(path: Path, n_countdown: int = 6, code_tests: int = 0) -> TraceStore:
+    st = TraceStore(path)
+    cd = [Problem("countdown", "game", f"Numbers: [{i}, 2, 3]\nTarget: {i + 5}", {"numbers": [i, 2, 3], "target": i + 5})
+          for i in range(1, n_countdown + 1)]
+    mth = Problem("math500", "math", "What is 1/2 + 1/4?", "\\frac{3}{4}")
+    odd = Problem("poems", "poetry", "Write a poem.", None)
+    code = [Problem("livecodebench", "code", f"Print the double of n ({i}).",
+                    {"tests": [{"input": f"{i}\n", "output": f"{2 * i}\n"}], "timeout_s": 3})
+            for i in range(code_tests)]
+    st.add_problems(cd + [mth, odd] + code)
+    samples = []
+    for p in cd:
+        a, b, c = p.reference["numbers"]
+        samples.append(Sample(p.id, f"<think>try</think>\\boxed{{{a}+{b}+{c}}}", "synthetic", "dfs", sample_index=0))
+        samples.append(Sample(p.id, f"<think>try</think>\\boxed{{{a}*{b}*{c}}}", "synthetic", "dfs", sample_index=1))
+    samples.append(Sample(mth.id, "<think>1/2 = 2/4</think>So \\boxed{\\frac{3}{4}}", "synthetic", "m"))
+    samples.append(Sample(odd.id, "Roses are red", "synthetic", "m"))
+    for p in code:
+        samples.append(Sample(p.id, "```python\nn = int(input())\nprint(2 * n)\n```", "synthetic", "c"))
+    st.add_samples(samples)
+    return st
+
+
+def _verdicts(st: TraceStore) -> list[dict]:
+    return st.query("SELECT sample_id, verifier, version, status FROM verdicts ORDER BY ALL").to_pylist()
+
+
+def test_labels_by_source_and_domain_then_only_what_is_missing(tmp_path):
+    st = _fill(tmp_path / "store")
+    steps, unclaimed = plan(st, None, None)
+    assert {name for name, _ in steps} == {"countdown", "math"}
+    assert unclaimed == [{"source": "poems", "domain": "poetry"}]
+
+    rep = label_store(st, workers=2, batch_size=4)
+    assert rep.labeled == rep.written == 13
+    assert dict(rep.by_verifier["countdown@1"]) == {"correct": 6, "incorrect": 6} or \
+        sum(rep.by_verifier["countdown@1"].values()) == 12
+    assert dict(rep.by_verifier["math@1"]) == {"correct": 1}
+    rows = _verdicts(st)
+    assert len(rows) == 13 and len({r["sample_id"] for r in rows}) == 13
+
+    again = label_store(st, workers=2)
+    assert again.labeled == 0 and _verdicts(st) == rows  # nothing missing, nothing done
+
+    re = label_store(st, workers=1, relabel=True, where="source = 'math500'")
+    assert re.labeled == 1 and len(_verdicts(st)) == 13  # replaced, not duplicated
+
+
+def test_named_verifier_and_predicate(tmp_path):
+    st = _fill(tmp_path / "store")
+    rep = label_store(st, verifier="refusal", where="domain = 'poetry'", workers=1)
+    assert rep.labeled == 1 and _verdicts(st)[0]["status"] == "incorrect"
+    with pytest.raises(InputError, match="unknown verifier"):
+        label_store(st, verifier="nope")
+
+
+def test_countdown_oracle_states_match_the_arithmetic(tmp_path):
+    st = _fill(tmp_path / "store")
+    label_store(st, verifier="countdown", where="source = 'countdown'", workers=2)
+    rows = st.query("""SELECT t.sample_index, v.status FROM traces t JOIN verdicts v ON v.sample_id = t.id
+                       WHERE t.source = 'countdown' ORDER BY t.prompt, t.sample_index""").to_pylist()
+    # i + 2 + 3 == i + 5 always; i * 2 * 3 == i + 5 only for i = 1
+    assert [r["status"] for r in rows if r["sample_index"] == 0] == ["correct"] * 6
+    assert sum(r["status"] == "correct" for r in rows if r["sample_index"] == 1) == 1
+
+
+def _cli(*args, **kw):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
+    return subprocess.Popen([sys.executable, "-m", "cli", *args], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kw)
+
+
+def test_cli_verify_json_and_errors(tmp_path):
+    st = _fill(tmp_path / "store")
+    p = _cli("verify", "--store", str(st.path), "--workers", "2", "--json")
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 0, err
+    data = json.loads(out)
+    assert data["labeled"] == 13 and data["unclaimed"] == [{"source": "poems", "domain": "poetry"}]
+    p = _cli("verify", "--store", str(st.path), "--verifier", "nope")
+    out, err = p.communicate(timeout=120)
+    assert p.returncode != 0 and "unknown verifier 'nope'" in err and "Traceback" not in err
+    p = _cli("verify", "--store", str(st.path), "--where", "no_such_column = 1")
+    out, err = p.communicate(timeout=120)
+    assert p.returncode != 0 and "SQL error" in err and "Traceback" not in err
+    p = _cli("verifiers", "list", "--json")
+    out, err = p.communicate(timeout=60)
+    assert {"math", "code", "countdown"} <= {r["name"] for r in json.loads(out)}
+
+
+def test_kill_mid_run_loses_at_most_one_batch_and_resumes(tmp_path):
+    st = _fill(tmp_path / "store", n_countdown=1, code_tests=40)
+    p = _cli("verify", "--store", str(st.path), "--verifier", "code", "--where", "domain = 'code'",
+             "--workers", "2", "--batch-size", "5", start_new_session=True)
+    deadline = time.monotonic() + 60
+    written = 0
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        try:
+            written = st.query("SELECT count(*) AS n FROM verdicts").to_pylist()[0]["n"]
+        except Exception:  # the writer holds the lock for a moment
+            continue
+        if written >= 10:
+            break
+    os.killpg(p.pid, signal.SIGKILL)
+    p.communicate(timeout=30)
+    after_kill = st.query("SELECT count(*) AS n FROM verdicts").to_pylist()[0]["n"]
+    assert 10 <= after_kill < 40 and after_kill % 5 == 0  # whole batches only
+    rep = label_store(st, verifier="code", where="domain = 'code'", workers=2)
+    assert rep.labeled == 40 - after_kill  # only what was missing
+    rows = _verdicts(st)
+    assert len(rows) == 40 and {r["status"] for r in rows} == {"correct"}

@@ -1,0 +1,97 @@
+"""Math verifier: the >=100-row regression table, the constant-factor equation rule, and adversarial inputs
+that must come back as a verdict within timeout + 1 s through the worker pool's hard kill."""
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from verifiers.math import MathVerifier, equal_up_to_constant
+from verifiers.pool import VerifierPool
+
+sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "verifiers"))
+from math_regression import CASES, KNOWN_MISSES  # noqa: E402
+
+
+@dataclass
+class P:
+    reference: object
+    prompt: str = "What is it?"
+    metadata: dict = field(default_factory=dict)
+    source: str = "math500"
+    domain: str = "math"
+
+
+V = MathVerifier()
+
+
+def test_table_is_big_enough():
+    assert len(CASES) >= 100
+
+
+@pytest.mark.parametrize("gold, output, expected", CASES, ids=[f"{i}:{g[:20]}" for i, (g, _, _) in enumerate(CASES)])
+def test_regression_table(gold, output, expected):
+    v = V.verify(P(gold), output)
+    expected = KNOWN_MISSES.get((gold, output), expected)
+    assert v.status == expected, f"{v.status}: {v.reason} (answer {v.answer!r})"
+    assert v.verifier == "math" and v.duration_s > 0
+
+
+def test_constant_factor_rule_fixes_a_real_math_verify_miss():
+    from math_verify import parse, verify
+
+    gold, pred = parse(r"\boxed{x^2+2x+1=0}"), parse(r"\boxed{2x^2+4x+2=0}")
+    assert not verify(gold, pred)  # upstream misses it...
+    assert equal_up_to_constant(gold[0], pred[0])  # ...we do not
+    assert MathVerifier(constant_factor_equations=False).verify(P("x^2+2x+1=0"), r"\boxed{2x^2+4x+2=0}").status == "incorrect"
+    assert not equal_up_to_constant(parse(r"\boxed{x=2}")[0], parse(r"\boxed{x=3}")[0])
+    assert not equal_up_to_constant(parse(r"\boxed{x=2}")[0], parse(r"\boxed{y=2}")[0])
+
+
+def test_reference_shapes_and_bad_gold():
+    assert V.verify(P({"answer": "12"}), r"\boxed{12}").status == "correct"
+    assert V.verify(P(12), r"\boxed{12}").status == "correct"
+    assert V.verify(P(None), r"\boxed{12}").status == "error"  # no gold is infrastructure, not incorrect
+    assert V.verify(P({"other": 1}), r"\boxed{12}").status == "error"
+
+
+def test_soft_timeout_in_process():
+    v = MathVerifier(timeout_s=0.5).verify(P("5"), r"\boxed{" + "(" * 2000 + "1" + ")" * 2000 + "}")
+    assert v.status == "timeout" and v.duration_s < 1.5
+
+
+ADVERSARIAL = [
+    r"\boxed{10^{10^{10}}}",
+    r"\boxed{9^{9^{9}}}",
+    r"\boxed{2^{2^{2^{2^{2^{2}}}}}}",
+    r"\boxed{(10^{100})!}",
+    r"\boxed{" + r"\frac{1}{" * 300 + "2" + "}" * 300 + "}",
+    r"\boxed{" + r"\sqrt{" * 300 + "2" + "}" * 300 + "}",
+    "The answer is 9**9**9",
+    r"\boxed{" + "1+" * 5000 + "1}",
+]
+
+
+def test_adversarial_inputs_return_within_timeout_plus_one_second_via_hard_kill():
+    timeout = 1.0
+    # soft_timeout off: only the pool's SIGKILL can stop these, which is what this test proves
+    opts = {"timeout_s": timeout, "soft_timeout": False}
+    tasks = [(i, "math", opts, P("5"), "<think>hmm</think>" + a) for i, a in enumerate(ADVERSARIAL)]
+    tasks.append(("ok", "math", opts, P("5"), r"\boxed{5}"))
+    t0 = time.monotonic()
+    with VerifierPool(workers=2, grace_s=0.5) as pool:
+        out = dict(pool.run(tasks))
+        kills = pool.kills
+    assert set(out) == set(range(len(ADVERSARIAL))) | {"ok"}
+    assert out["ok"].status == "correct"
+    for i in range(len(ADVERSARIAL)):
+        v = out[i]
+        assert v.status in ("timeout", "incorrect", "no_answer"), v
+        assert v.duration_s <= timeout + 1.0, (ADVERSARIAL[i][:40], v)
+        if v.status == "timeout":
+            assert "killed" in v.reason
+    assert kills >= 3  # power towers really needed the hard kill
+    assert time.monotonic() - t0 < 60

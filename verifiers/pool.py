@@ -1,0 +1,223 @@
+"""Worker processes that run verifiers with a hard wall-clock kill.
+
+Why processes: math-verify's timeout is a signal (main thread only) and cannot interrupt C-level work such as
+sympy evaluating `10^{10^{10}}`; model-written code must never run in the labeler's process. Each worker runs
+one task at a time; the parent waits on all pipes and SIGKILLs a worker whose task passes
+`verifier.deadline_s(problem) + grace_s`, reports that task as `timeout`, and starts a replacement. A worker
+that dies mid-task (segfault, OOM kill) yields an `error` verdict; neither is ever `incorrect`.
+
+Workers come from a `forkserver` that preloads the built-in verifier modules, so a replacement after a kill
+costs a fork, not a fresh interpreter and a sympy import. Code-sandbox children set PDEATHSIG, so they die
+with a killed worker.
+
+    with VerifierPool(workers=2) as pool:
+        for key, verdict in pool.run((key, "math", {}, problem, text) for ...):
+            ...
+"""
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import signal
+import time
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+from typing import Any, Iterable, Iterator
+
+from verifiers.registry import get_verifier
+from verifiers.verdict import Verdict
+
+PRELOAD = ["verifiers.pool", "verifiers.registry", "verifiers.math", "verifiers.countdown", "verifiers.code",
+           "verifiers.sandbox", "math_verify", "sympy"]
+_READY = "__ready__"
+Task = tuple  # (key, verifier_name, options: dict, problem, response)
+
+
+class PoolError(RuntimeError):
+    """Workers cannot start (for example the verifier module fails to import in a fresh process)."""
+
+
+def _options_key(options: dict | None) -> tuple:
+    return tuple(sorted((options or {}).items()))
+
+
+def _worker_main(conn: Connection) -> None:
+    """Worker loop: receive a task, verify it, send (key, verdict). Runs in a child process."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the parent decides
+    cache: dict[tuple, Any] = {}
+    conn.send(_READY)
+    while True:
+        try:
+            msg = conn.recv()
+        except (EOFError, OSError):
+            return
+        if msg is None:
+            return
+        key, name, options, problem, response = msg
+        ck = (name, _options_key(options))
+        try:
+            v = cache.get(ck) or cache.setdefault(ck, get_verifier(name, **(options or {})))
+            verdict = v.verify(problem, response)
+        except Exception as e:  # registry trouble inside the worker: still a verdict, never a crash
+            verdict = Verdict("error", name, "?", reason=f"{type(e).__name__}: {e}"[:500])
+        conn.send((key, verdict))
+
+
+@dataclass
+class _Worker:
+    proc: Any
+    conn: Connection
+    ready: bool = False
+    task: Task | None = None
+    started: float = 0.0
+    deadline: float = 0.0
+
+
+class VerifierPool:
+    """A fixed number of verifier worker processes with per-task hard deadlines."""
+
+    def __init__(self, workers: int = 2, grace_s: float = 1.0, context: str = "forkserver",
+                 preload: list[str] | None = None) -> None:
+        if workers < 1:
+            raise ValueError("workers must be >= 1")
+        self.n = workers
+        self.grace_s = grace_s
+        self.ctx = mp.get_context(context)
+        if context == "forkserver":
+            self.ctx.set_forkserver_preload(preload if preload is not None else PRELOAD)
+        self._workers: list[_Worker] = []
+        self._verifiers: dict[tuple, Any] = {}
+        self._start_failures = 0
+        self.kills = 0
+
+    # ------------------------------------------------------------ lifecycle
+    def __enter__(self) -> "VerifierPool":
+        self.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def start(self) -> None:
+        while len(self._workers) < self.n:
+            self._workers.append(self._spawn())
+
+    def _spawn(self) -> _Worker:
+        parent, child = self.ctx.Pipe(duplex=True)
+        proc = self.ctx.Process(target=_worker_main, args=(child,), daemon=True)
+        proc.start()
+        child.close()
+        return _Worker(proc=proc, conn=parent)
+
+    def _replace(self, w: _Worker, kill: bool) -> None:
+        if kill and w.proc.is_alive():
+            try:
+                os.kill(w.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        w.proc.join(timeout=5)
+        w.conn.close()
+        self._workers[self._workers.index(w)] = self._spawn()
+
+    def close(self) -> None:
+        for w in self._workers:
+            try:
+                if w.task is None and w.ready:
+                    w.conn.send(None)
+            except OSError:
+                pass
+        for w in self._workers:
+            w.proc.join(timeout=1)
+            if w.proc.is_alive():
+                w.proc.kill()
+                w.proc.join(timeout=5)
+            w.conn.close()
+        self._workers = []
+
+    # ------------------------------------------------------------ running
+    def _verifier(self, name: str, options: dict | None) -> Any:
+        key = (name, _options_key(options))
+        if key not in self._verifiers:
+            self._verifiers[key] = get_verifier(name, **(options or {}))
+        return self._verifiers[key]
+
+    def _dispatch(self, w: _Worker, task: Task) -> bool:
+        key, name, options, problem, _ = task
+        deadline = float(self._verifier(name, options).deadline_s(problem)) + self.grace_s
+        w.task, w.started = task, time.monotonic()
+        w.deadline = w.started + deadline
+        try:
+            w.conn.send(task)
+        except (OSError, ValueError):
+            return False
+        return True
+
+    def _infra_verdict(self, task: Task, status: str, reason: str, elapsed: float) -> Verdict:
+        _, name, options, _, _ = task
+        v = self._verifier(name, options)
+        return v.verdict(status, reason=reason, duration_s=round(elapsed, 6))
+
+    def run(self, tasks: Iterable[Task]) -> Iterator[tuple[Any, Verdict]]:
+        """Verify every task; yields (key, verdict) in completion order. Consumes `tasks` lazily."""
+        self.start()
+        it = iter(tasks)
+        exhausted = False
+        while True:
+            for w in list(self._workers):
+                if exhausted:
+                    break
+                if w.ready and w.task is None:
+                    try:
+                        task = next(it)
+                    except StopIteration:
+                        exhausted = True
+                        break
+                    self._verifier(task[1], task[2])  # unknown names fail here, in the parent, loudly
+                    if not self._dispatch(w, task):
+                        yield task[0], self._infra_verdict(task, "error", "verifier worker died before the task", 0.0)
+                        w.task = None
+                        self._replace(w, kill=True)
+            busy = [w for w in self._workers if w.task is not None]
+            if exhausted and not busy:
+                return
+            watch = busy + [w for w in self._workers if not w.ready]
+            now = time.monotonic()
+            timeout = max(0.0, min((w.deadline for w in busy), default=now + 1.0) - now)
+            for conn in wait([w.conn for w in watch], timeout=timeout):
+                w = next((x for x in self._workers if x.conn is conn), None)
+                if w is None:
+                    continue
+                try:
+                    msg = conn.recv()
+                except (EOFError, OSError):
+                    code = w.proc.exitcode if not w.proc.is_alive() else None
+                    if w.task is not None:
+                        elapsed = time.monotonic() - w.started
+                        yield w.task[0], self._infra_verdict(w.task, "error", f"verifier worker died (exit code {code})", elapsed)
+                    elif not w.ready:
+                        self._start_failures += 1
+                        if self._start_failures >= 3:
+                            raise PoolError(f"verifier workers exit before becoming ready (exit code {code})")
+                    self._replace(w, kill=True)
+                    continue
+                if msg == _READY:
+                    w.ready = True
+                    self._start_failures = 0
+                    continue
+                key, verdict = msg
+                w.task = None
+                yield key, verdict
+            now = time.monotonic()
+            for w in list(self._workers):
+                if w.task is not None and now >= w.deadline:
+                    task, elapsed = w.task, now - w.started
+                    w.task = None
+                    self.kills += 1
+                    self._replace(w, kill=True)
+                    yield task[0], self._infra_verdict(task, "timeout", f"killed after {elapsed:.1f}s wall clock", elapsed)
+
+
+def verify_all(tasks: Iterable[Task], workers: int = 2, grace_s: float = 1.0) -> dict[Any, Verdict]:
+    """Convenience: run every task through a fresh pool and return {key: verdict}."""
+    with VerifierPool(workers=workers, grace_s=grace_s) as pool:
+        return dict(pool.run(tasks))

@@ -1,0 +1,167 @@
+"""The verifier registry: names -> Verifier classes, loaded from the `curate.verifiers` entry-point group.
+
+Built-ins register exactly like third-party plugins: as entries in pyproject.toml's
+`[project.entry-points."curate.verifiers"]` table. When curate itself is not installed (a plain checkout on
+sys.path, as in the test suite) there is no package metadata, so the registry reads that same table from the
+checkout's pyproject.toml: one list of built-ins, two ways of finding it. A name registered twice (by two
+distributions, or a plugin reusing a built-in name) is an error, never a silent override.
+
+    from verifiers.registry import get_verifier, verifier_for
+    v = get_verifier("countdown")
+    v.verify(problem, response)            # -> Verdict, never raises
+"""
+from __future__ import annotations
+
+import functools
+import sys
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from verifiers.base import Verifier
+
+GROUP = "curate.verifiers"
+DIST = "curate"
+PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
+
+
+class RegistryError(Exception):
+    """A verifier cannot be found or loaded, or two registrations claim one name."""
+
+
+@dataclass(frozen=True)
+class Registration:
+    name: str
+    value: str  # "module:attr"
+    origin: str  # distribution name, or "pyproject.toml" for the checkout fallback
+
+    def load(self) -> type:
+        try:
+            obj = metadata.EntryPoint(self.name, self.value, GROUP).load()
+        except Exception as e:
+            raise RegistryError(f"verifier {self.name!r} ({self.value}, from {self.origin}) failed to load: {e}") from e
+        return obj
+
+
+def _pyproject_entries(path: Path = PYPROJECT) -> list[Registration]:
+    """The built-in table read straight from the checkout's pyproject.toml (used when curate is not installed)."""
+    if not path.is_file():
+        return []
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+    with path.open("rb") as f:
+        data = tomllib.load(f)
+    table = data.get("project", {}).get("entry-points", {}).get(GROUP, {})
+    return [Registration(name, value, "pyproject.toml") for name, value in table.items()]
+
+
+def discover() -> list[Registration]:
+    """Every registration visible: installed distributions' entry points, plus the checkout's table when
+    curate itself has no installed metadata."""
+    regs: list[Registration] = []
+    saw_curate = False
+    for ep in metadata.entry_points(group=GROUP):
+        dist = ep.dist.name if getattr(ep, "dist", None) is not None else "?"
+        saw_curate |= dist.lower() == DIST
+        regs.append(Registration(ep.name, ep.value, dist))
+    if not saw_curate:
+        regs.extend(_pyproject_entries())
+    return regs
+
+
+@functools.lru_cache(maxsize=1)
+def registry() -> dict[str, Registration]:
+    """name -> Registration. Raises RegistryError when a name is registered twice."""
+    out: dict[str, Registration] = {}
+    for reg in discover():
+        if reg.name in out:
+            other = out[reg.name]
+            raise RegistryError(
+                f"verifier name {reg.name!r} is registered twice: {other.value} (from {other.origin}) "
+                f"and {reg.value} (from {reg.origin}); rename one of them"
+            )
+        out[reg.name] = reg
+    return out
+
+
+def names() -> list[str]:
+    return sorted(registry())
+
+
+@functools.lru_cache(maxsize=None)
+def verifier_class(name: str) -> type:
+    reg = registry().get(name)
+    if reg is None:
+        raise RegistryError(f"unknown verifier {name!r}; known: {', '.join(names()) or '(none)'}")
+    cls = reg.load()
+    if not (isinstance(cls, type) and issubclass(cls, Verifier)) and not callable(cls):
+        raise RegistryError(f"verifier {name!r} ({reg.value}) is not a Verifier subclass or factory")
+    return cls
+
+
+def get_verifier(name: str, **options: Any) -> Verifier:
+    """An instance of the verifier registered as `name`, built with `options`."""
+    factory = verifier_class(name)
+    try:
+        v = factory(**options)
+    except TypeError as e:
+        raise RegistryError(f"verifier {name!r} does not accept options {sorted(options)}: {e}") from e
+    if getattr(v, "name", None) != name:
+        raise RegistryError(f"verifier registered as {name!r} calls itself {getattr(v, 'name', None)!r}; they must match")
+    if not callable(getattr(v, "verify", None)):
+        raise RegistryError(f"verifier {name!r} has no verify(problem, response) method")
+    return v
+
+
+def describe_all() -> list[dict]:
+    """One dict per registered verifier (name, version, domains, sources, origin, description)."""
+    out = []
+    for name in names():
+        reg = registry()[name]
+        try:
+            info = get_verifier(name).describe()
+        except RegistryError as e:
+            info = {"name": name, "version": None, "domains": [], "sources": [], "description": f"(broken: {e})"}
+        out.append({**info, "origin": reg.origin, "entry_point": reg.value})
+    return out
+
+
+def verifier_for(problem: Any) -> str | None:
+    """The verifier name for a problem: the one claiming its source, else the one claiming its domain.
+    None when nothing claims it (name a verifier explicitly for those)."""
+    return verifier_for_source(getattr(problem, "source", None), getattr(problem, "domain", None))
+
+
+@functools.lru_cache(maxsize=4096)
+def verifier_for_source(source: str | None, domain: str | None) -> str | None:
+    by_source: dict[str, str] = {}
+    by_domain: dict[str, str] = {}
+    for name in names():
+        try:
+            cls = verifier_class(name)
+        except RegistryError:  # a broken plugin must not stop every other problem from being labeled
+            continue
+        for s in getattr(cls, "sources", ()) or ():
+            by_source.setdefault(s, name)
+        for d in getattr(cls, "domains", ()) or ():
+            by_domain.setdefault(d, name)
+    if source is not None:
+        if source in by_source:
+            return by_source[source]
+        # "reasoning_gym/leg_counting" style sources: match the family before the slash
+        family = source.split("/", 1)[0].split(":", 1)[0]
+        if family in by_source:
+            return by_source[family]
+    if domain is not None and domain in by_domain:
+        return by_domain[domain]
+    return None
+
+
+def clear_cache() -> None:
+    """Forget discovered registrations (tests that add a plugin to sys.path call this)."""
+    registry.cache_clear()
+    verifier_class.cache_clear()
+    verifier_for_source.cache_clear()
