@@ -145,7 +145,8 @@ def test_loads_parquet_and_save_to_disk(tmp_path):
     ds.to_parquet(str(tmp_path / "d.parquet"))
     ds.save_to_disk(str(tmp_path / "disk"))
     datasets.DatasetDict({"train": ds}).save_to_disk(str(tmp_path / "dd"))
-    for p in (tmp_path / "d.parquet", tmp_path / "disk", tmp_path / "dd"):
+    ds.save_to_disk(str(tmp_path / "mixout" / "dataset"))  # the layout `curate mix` writes
+    for p in (tmp_path / "d.parquet", tmp_path / "disk", tmp_path / "dd", tmp_path / "mixout"):
         assert load_messages(p) == tiny.rows(4)
     with pytest.raises(InputError, match="no 'chat' column"):
         load_messages(tmp_path / "disk", field="chat")

@@ -47,11 +47,14 @@ def _read_jsonl(path: Path, field: str) -> list:
 
 def load_messages(path: str | Path, split: str = "train", field: str = "messages") -> list:
     """Return the `messages` column as a list of chat lists. Accepts a `save_to_disk` folder (Dataset or
-    DatasetDict), a .parquet/.jsonl/.json file, or a folder of .parquet or .jsonl files."""
+    DatasetDict), a `curate mix` output folder, a .parquet/.jsonl/.json file, or a folder of .parquet or .jsonl files."""
     p = Path(path).expanduser()
     if not p.exists():
         raise InputError(f"{p}: dataset not found", hint="data.path takes a save_to_disk folder, .parquet or .jsonl")
-    if p.is_dir() and any((p / n).exists() for n in ("dataset_info.json", "state.json", "dataset_dict.json")):
+    saved = ("dataset_info.json", "state.json", "dataset_dict.json")
+    if p.is_dir() and not any((p / n).exists() for n in saved) and any((p / "dataset" / n).exists() for n in saved):
+        p = p / "dataset"  # a `curate mix` output folder: its save_to_disk copy lives in dataset/
+    if p.is_dir() and any((p / n).exists() for n in saved):
         import datasets
 
         ds = datasets.load_from_disk(str(p))
