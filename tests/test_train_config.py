@@ -66,3 +66,22 @@ def test_train_package_never_imports_the_store():
     for f in Path(curate.train.__file__).parent.glob("*.py"):
         text = f.read_text()
         assert "curate.store" not in text and "from curate import store" not in text, f
+
+
+def test_torchrun_command_single_and_multi_node():
+    from curate.train.launch import _single_process, torchrun_command
+
+    one = load_config(CONFIG_DIR / "debug.yaml")
+    assert _single_process(one)  # one device: the launcher process is the rank
+    two = load_config(CONFIG_DIR / "debug.yaml", ["launch.nproc_per_node=2"])
+    cmd = torchrun_command(two, resume=True)
+    assert not _single_process(two)
+    assert cmd[1:3] == ["-m", "torch.distributed.run"] and "--nproc_per_node=2" in cmd and "--standalone" in cmd
+    assert cmd[-3:] == ["curate.train.loop", "runs/debug", "--resume"]
+    multi = load_config(CONFIG_DIR / "study.yaml", ["launch.nproc_per_node=8", "launch.nnodes=2", "launch.node_rank=1",
+                                                    "launch.master_addr=10.0.0.1"])
+    cmd = torchrun_command(multi, resume=False)
+    assert {"--nnodes=2", "--node_rank=1", "--master_addr=10.0.0.1", "--master_port=29500"} <= set(cmd)
+    assert "--standalone" not in cmd and "--resume" not in cmd
+    rdzv = load_config(CONFIG_DIR / "study.yaml", ["launch.nnodes=2", "launch.rdzv_endpoint=host:29400"])
+    assert "--rdzv_endpoint=host:29400" in torchrun_command(rdzv, resume=False)
