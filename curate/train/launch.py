@@ -4,7 +4,7 @@ single device on a single node the launcher process itself is the one rank, savi
 Every user error (bad config, missing model path, a dataset without `messages`, an existing output
 directory, a resume state that does not match the config, too few samples) is raised here as one
 CurateError *before* any process group starts. Multi-node: run the same command on every node with
-`--set launch.nnodes=N launch.node_rank=K launch.master_addr=HOST` (or `launch.rdzv_endpoint=HOST:PORT`)
+`--set launch.nnodes=N --set launch.node_rank=K --set launch.master_addr=HOST` (or launch.rdzv_endpoint)
 and an output_dir on shared storage; node 0 validates and tokenizes before it joins the rendezvous, so
 the other nodes' ranks find the data ready once training starts.
 """
