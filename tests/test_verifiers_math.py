@@ -80,7 +80,8 @@ def test_adversarial_inputs_return_within_timeout_plus_one_second_via_hard_kill(
     # soft_timeout off: only the pool's SIGKILL can stop these, which is what this test proves
     opts = {"timeout_s": timeout, "soft_timeout": False}
     tasks = [(i, "math", opts, P("5"), "<think>hmm</think>" + a) for i, a in enumerate(ADVERSARIAL)]
-    tasks.append(("ok", "math", opts, P("5"), r"\boxed{5}"))
+    # a normal answer alongside, with a generous budget: a loaded CI machine must not make it time out
+    tasks.insert(0, ("ok", "math", {"timeout_s": 30.0}, P("5"), r"\boxed{5}"))
     t0 = time.monotonic()
     with VerifierPool(workers=2, grace_s=0.5) as pool:
         out = dict(pool.run(tasks))

@@ -25,6 +25,7 @@ Known issues (honest list):
 """
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from verifiers.base import Verifier, soft_timeout
@@ -63,6 +64,15 @@ def equal_up_to_constant(gold: Any, pred: Any) -> bool:
         return False
     ratio = sympy.simplify(g / p)
     return bool(ratio.is_number and ratio.is_finite and ratio != 0 and not ratio.free_symbols)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_gold(gold_text: str) -> tuple:
+    """Gold answers repeat across a problem's many samples (32 per question in the study's pool): parse once.
+    Sympy expressions are immutable, so sharing them is safe."""
+    from math_verify import parse
+
+    return tuple(parse(gold_text, parsing_timeout=None))
 
 
 def _quiet_math_verify() -> None:
@@ -104,13 +114,14 @@ class MathVerifier(Verifier):
         from math_verify import parse, verify
 
         _quiet_math_verify()
-        gold = parse(gold_text, parsing_timeout=None)
+        gold = _parse_gold(gold_text)
         if not gold:
             return self.verdict("error", reason=f"gold answer does not parse: {gold_text[:200]!r}")
         pred = parse(tail, parsing_timeout=None)
         if not pred:
             return self.verdict("no_answer", reason="no parsable final answer")
         answer = str(pred[-1]) if isinstance(pred[-1], str) else str(pred[0])
+        gold = list(gold)
         ok = verify(gold, pred, float_rounding=self.float_rounding, numeric_precision=self.numeric_precision,
                     timeout_seconds=None)
         if ok:
