@@ -104,6 +104,8 @@ def label_store(
     try:
         # preload only what this run needs into the forkserver (a countdown run should not import sympy)
         preload = ["verifiers.pool"] + sorted({type(v).__module__ for v in instances.values()})
+        if "verifiers.math" in preload:
+            preload.append("verifiers._warm_math")
         with VerifierPool(workers=workers, grace_s=grace_s, preload=preload) as pool:
             for name, pred in steps:
                 tasks = _tasks(store, name, versions[name], pred, relabel, batch_size, options)

@@ -75,6 +75,11 @@ def _parse_gold(gold_text: str) -> tuple:
     return tuple(parse(gold_text, parsing_timeout=None))
 
 
+def warm() -> None:
+    """Build math-verify's LaTeX parser once (used by the pool's forkserver preload)."""
+    MathVerifier().verify(type("P", (), {"reference": "\\frac{1}{2}", "prompt": "", "metadata": {}})(), "\\boxed{0.5}")
+
+
 def _quiet_math_verify() -> None:
     """math-verify warns once that its timeout is disabled; we disabled it on purpose (see module docstring)."""
     import logging
