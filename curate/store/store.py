@@ -318,14 +318,15 @@ class TraceStore:
         `where` is a predicate over the `traces` view. Batches follow shard order so each shard is read once,
         and no connection is held between batches (the caller writes verdicts in between).
         """
-        cond = f"AND ({where})" if where else ""
+        # Without a predicate there is no need to touch the text shards through `traces`.
+        base = f"(SELECT id, problem_id FROM traces WHERE ({where}))" if where else "(SELECT id, problem_id FROM sample_rows)"
         skip = "" if relabel else (
-            "AND NOT EXISTS (SELECT 1 FROM verdicts v WHERE v.sample_id = t.id AND v.verifier = $1 AND v.version = $2)")
+            "AND NOT EXISTS (SELECT 1 FROM verdict_rows v WHERE v.sample_id = t.id AND v.verifier = $1 AND v.version = $2)")
         with self.connect() as con:
             try:
                 todo = con.execute(
-                    f"""SELECT t.id, t.problem_id, s.shard FROM traces t JOIN sample_rows s ON s.id = t.id
-                    WHERE true {cond} {skip} ORDER BY s.shard, t.id""",
+                    f"""SELECT t.id, t.problem_id, s.shard FROM {base} t JOIN sample_rows s ON s.id = t.id
+                    WHERE true {skip} ORDER BY s.shard, t.id""",
                     [verifier, version] if skip else [],
                 ).fetchall()
             except duckdb.Error as e:

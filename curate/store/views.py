@@ -55,7 +55,7 @@ VIEW_DOCS: dict[str, tuple[str, list[tuple[str, str]]]] = {
         ("think_closed", "a </think> tag occurs"),
         ("truncated", "finish_reason = length"),
         ("boxed_count", "number of \\boxed occurrences"),
-        ("repetition_score", "0-1: share of the last 2,000 characters that repeats the final 50 (loops)"),
+        ("repetition_score", "0-1: share of the last 2,000 characters made of repeats of the ending (loops)"),
         ("backtrack_count", "markers such as wait, alternatively, hmm"),
         ("verify_count", "markers such as let me check, verify, double-check"),
         ("non_ascii_ratio", "estimated share of non-ASCII characters (language mixing)"),
@@ -63,7 +63,7 @@ VIEW_DOCS: dict[str, tuple[str, list[tuple[str, str]]]] = {
     "traces": ("samples joined with text, problem, features and the latest verdict: filter everything in one query.", [
         ("id, problem_id, backend, model, ...", "every column of `samples`"),
         ("text", "the full trace text"),
-        ("source, domain, prompt, reference, split", "the problem's columns"),
+        ("source, domain, prompt, reference, metadata, split", "the problem's columns"),
         ("text_chars, thinking_chars, ...", "every column of `features`"),
         ("status, score, verifier, verifier_version", "the most recent verdict (NULL when unlabeled)"),
     ]),
@@ -104,7 +104,7 @@ def create_views(con, shard_files: list[str]) -> None:
     scols = ", ".join(f"s.{c}" for c in SAMPLE_COLUMNS)
     con.execute(
         f"""CREATE OR REPLACE TEMP VIEW traces AS
-        SELECT {scols}, s.created_at, t.text, p.source, p.domain, p.prompt, p.reference, p.split,
+        SELECT {scols}, s.created_at, t.text, p.source, p.domain, p.prompt, p.reference, p.metadata, p.split,
                f.* EXCLUDE (sample_id), v.status, v.score, v.verifier, v.version AS verifier_version
         FROM sample_rows s
         LEFT JOIN texts t ON t.sample_id = s.id

@@ -1,0 +1,72 @@
+"""store_ingest: N synthetic samples (~2 KB text each) through TraceStore vs raw DuckDB `CREATE TABLE AS`.
+
+Both sides start from the same in-memory Arrow table and write to the same disk. TraceStore's work is
+reported in two parts so the ratio is honest about where time goes:
+  features : the trace features computed by producers (in parallel workers in a real run)
+  store    : shard write (zstd Parquet, fsync, rename) + catalog commit (anti-join insert, features, register)
+The target (>= 0.8) is for `store` vs CTAS; `store+features` is printed too.
+
+    python benchmarks/store_ingest.py            # 200k samples, 3 repetitions
+    python benchmarks/store_ingest.py --n 1000000 --reps 3
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import duckdb  # noqa: E402
+
+from benchmarks._common import sample_table, timed  # noqa: E402
+from curate.store import TraceStore  # noqa: E402
+from curate.store.shards import with_features  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=200_000)
+    ap.add_argument("--reps", type=int, default=3)
+    args = ap.parse_args()
+    table = sample_table(args.n)
+    print(f"{args.n:,} samples, {table.nbytes / 1e9:.2f} GB in Arrow")
+    base = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
+    try:
+        t0 = time.perf_counter()
+        featured = with_features(table)
+        feat_s = time.perf_counter() - t0
+
+        def raw():
+            d = base / f"raw-{time.monotonic_ns()}.duckdb"
+            con = duckdb.connect(str(d))
+            con.register("t", table)
+            con.execute("CREATE TABLE samples AS SELECT * FROM t")
+            con.execute("CHECKPOINT")
+            con.close()
+
+        def store():
+            st = TraceStore(base / f"store-{time.monotonic_ns()}")
+            st.add_samples(featured)
+
+        pairs = []
+        for _ in range(args.reps):  # interleave so both sides see the same machine load
+            pairs.append((timed(raw, 1)[0], timed(store, 1)[0]))
+        import statistics
+
+        raw_s = statistics.median(p[0] for p in pairs)
+        store_s = statistics.median(p[1] for p in pairs)
+        print(f"raw DuckDB CTAS        median {raw_s:7.2f} s   ({args.n / raw_s:,.0f} samples/s)")
+        print(f"TraceStore store path  median {store_s:7.2f} s   ({args.n / store_s:,.0f} samples/s)")
+        print(f"features (producer)           {feat_s:7.2f} s   (once)")
+        print(f"ratio store/raw throughput:           {raw_s / store_s:.2f}x  (target >= 0.8)")
+        print(f"ratio (store+features)/raw throughput: {raw_s / (store_s + feat_s):.2f}x")
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

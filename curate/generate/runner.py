@@ -1,0 +1,247 @@
+"""The resumable generation runner behind `curate generate`.
+
+A sample's identity is (problem, generator config, sample index, seed) (`Sample.identity`), known before
+anything is generated, so a run first asks the store which of its planned ids already exist and only
+generates the rest. Completed samples go to Parquet shards (`store.write_shard`, atomic) every
+`flush_every` samples or `flush_s` seconds and are committed (`store.commit_pending`) every `commit_s`
+seconds and at the end. A run killed at any point loses at most the unflushed buffer; the next run commits
+the leftover shards first, then resumes: no duplicates (ids) and no gaps (the plan is recomputed).
+
+`--shard i/n` assigns each problem to one of n workers by its id, so a job array can split a run and
+every worker commits into the same store. Test: tests/test_generate_runner.py.
+"""
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Callable, Iterator, Sequence
+
+from curate.errors import BackendError, CurateError, InputError
+from curate.generate.base import Backend, Completion, Request, SamplingParams
+from curate.generate.prompting import DEFAULT_TEMPLATE, build_messages
+from curate.records import Problem, Sample
+
+__all__ = ["RunConfig", "RunReport", "parse_shard", "plan", "run", "generator_identity"]
+
+
+def parse_shard(text: str | None) -> tuple[int, int]:
+    """'i/n' with 0 <= i < n (0-based, as SLURM_ARRAY_TASK_ID usually is)."""
+    if not text:
+        return (0, 1)
+    try:
+        i_s, n_s = text.split("/")
+        i, n = int(i_s), int(n_s)
+    except ValueError:
+        raise InputError(f"--shard must look like i/n (e.g. 0/8), got {text!r}") from None
+    if n < 1 or not 0 <= i < n:
+        raise InputError(f"--shard {text}: need 0 <= i < n")
+    return (i, n)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    n: int = 1  # samples per problem
+    seed: int | None = 0  # run seed, stored per row and part of the sample id
+    sampling: SamplingParams = field(default_factory=SamplingParams)
+    template: str = DEFAULT_TEMPLATE
+    system: str | None = None
+    shard: tuple[int, int] = (0, 1)
+    limit: int | None = None  # at most this many problems (after sharding), for trial runs
+    flush_every: int = 2000  # samples per shard file
+    flush_s: float = 30.0
+    commit_s: float = 120.0
+
+    def __post_init__(self) -> None:
+        if self.n < 1:
+            raise InputError(f"--n must be >= 1, got {self.n}")
+        if self.flush_every < 1:
+            raise InputError("flush_every must be >= 1")
+
+
+@dataclass
+class RunReport:
+    run_id: str
+    backend: str
+    model: str
+    problems: int = 0
+    planned: int = 0
+    existing: int = 0
+    generated: int = 0
+    committed: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    truncated: int = 0
+    elapsed_s: float = 0.0
+    dry_run: bool = False
+    params: dict = field(default_factory=dict)
+    example_prompt: list | None = None
+
+    @property
+    def samples_per_s(self) -> float:
+        return self.generated / self.elapsed_s if self.elapsed_s else 0.0
+
+    def to_dict(self) -> dict:
+        d = {k: v for k, v in self.__dict__.items()}
+        d["samples_per_s"] = round(self.samples_per_s, 2)
+        return d
+
+
+def generator_identity(backend: Backend, cfg: RunConfig) -> dict:
+    """What `Sample.generator` will be: backend, model, revision and every setting that shapes the output."""
+    params = {**cfg.sampling.to_dict(), "template": cfg.template, "system": cfg.system, **backend.identity_params()}
+    return {"backend": backend.name, "model": backend.model, "revision": backend.revision, "params": params}
+
+
+def _in_shard(problem_id: str, shard: tuple[int, int]) -> bool:
+    i, n = shard
+    return n == 1 or int(problem_id[:8], 16) % n == i
+
+
+def plan(store, where: str | None, backend: Backend, cfg: RunConfig, params: list | None = None) -> tuple[list[Request], RunReport]:
+    """Select problems, compute every planned sample id, drop the stored ones; return what is left to do."""
+    gen = generator_identity(backend, cfg)
+    report = RunReport(run_id="", backend=backend.name, model=backend.model, params=gen["params"])
+    problems: list[Problem] = [p for p in store.problems(where, params) if _in_shard(p.id, cfg.shard)]
+    problems.sort(key=lambda p: p.id)
+    if cfg.limit is not None:
+        problems = problems[: cfg.limit]
+    report.problems = len(problems)
+    planned: list[tuple[str, Problem, int]] = []
+    for p in problems:
+        for i in range(cfg.n):
+            planned.append((Sample.identity(p.id, gen, i, cfg.seed), p, i))
+    report.planned = len(planned)
+    existing: set[str] = set()
+    for start in range(0, len(planned), 50_000):
+        existing |= store.sample_ids([sid for sid, _, _ in planned[start:start + 50_000]])
+    report.existing = len(existing)
+    messages: dict[str, tuple] = {}
+    requests = []
+    for sid, p, i in planned:
+        if sid in existing:
+            continue
+        if p.id not in messages:
+            messages[p.id] = build_messages(p, cfg.template, cfg.system)
+        requests.append(Request(id=sid, problem=p, messages=messages[p.id], sample_index=i, seed=cfg.seed))
+    if requests:
+        report.example_prompt = list(requests[0].messages)
+    return requests, report
+
+
+class _Progress:
+    """A rich progress bar with samples/s and tokens/s, updated at most 5 times a second."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.enabled = enabled and total > 0
+        self.done = self.tokens = 0
+        self.t0 = time.perf_counter()
+        self._last = 0.0
+        if self.enabled:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.bar = Progress(TextColumn("generate"), BarColumn(), MofNCompleteColumn(),
+                                TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), transient=False)
+            self.task = self.bar.add_task("generate", total=total, rate="")
+            self.bar.start()
+
+    def advance(self, tokens: int) -> None:
+        self.done += 1
+        self.tokens += tokens
+        if not self.enabled:
+            return
+        now = time.perf_counter()
+        if now - self._last > 0.2:
+            self._last = now
+            dt = max(now - self.t0, 1e-9)
+            self.bar.update(self.task, completed=self.done,
+                            rate=f"{self.done / dt:,.1f} samples/s  {self.tokens / dt:,.0f} tok/s")
+
+    def close(self) -> None:
+        if self.enabled:
+            dt = max(time.perf_counter() - self.t0, 1e-9)
+            self.bar.update(self.task, completed=self.done,
+                            rate=f"{self.done / dt:,.1f} samples/s  {self.tokens / dt:,.0f} tok/s")
+            self.bar.stop()
+
+
+def _to_sample(c: Completion, req: Request, gen: dict, run_id: str) -> Sample:
+    s = Sample(
+        problem_id=req.problem.id, text=c.text, backend=gen["backend"], model=gen["model"], params=gen["params"],
+        sample_index=req.sample_index, seed=req.seed, revision=gen["revision"], finish_reason=c.finish_reason,
+        prompt_tokens=c.prompt_tokens, completion_tokens=c.completion_tokens, teacher_logprob=c.teacher_logprob,
+        teacher_entropy=c.teacher_entropy, latency_s=c.latency_s, run_id=run_id,
+    )
+    if s.id != req.id:  # the planned id and the stored id must agree or resume would duplicate
+        raise AssertionError(f"sample id drifted for problem {req.problem.id} #{req.sample_index}")
+    return s
+
+
+def run(store, backend: Backend, where: str | None = None, cfg: RunConfig | None = None, *, params: list | None = None,
+        dry_run: bool = False, progress: bool = True, on_sample: Callable[[Sample], None] | None = None) -> RunReport:
+    """Generate every missing sample for the selected problems into the store; see the module docstring."""
+    cfg = cfg or RunConfig()
+    t0 = time.perf_counter()
+    if not dry_run:
+        store.commit_pending()  # shards a killed run left behind count as done before we plan
+    requests, report = plan(store, where, backend, cfg, params)
+    report.dry_run = dry_run
+    report.run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
+    if dry_run or not requests:
+        report.elapsed_s = time.perf_counter() - t0
+        return report
+    gen = generator_identity(backend, cfg)
+    by_id = {r.id: r for r in requests}
+    buffer: list[Sample] = []
+    bar = _Progress(len(requests), progress)
+    last_flush = last_commit = time.perf_counter()
+
+    def flush() -> None:
+        nonlocal buffer, last_flush
+        if buffer:
+            store.write_shard(buffer)
+            buffer = []
+        last_flush = time.perf_counter()
+
+    try:
+        for c in backend.generate(requests):
+            req = by_id.pop(c.request_id, None)
+            if req is None:
+                raise BackendError(f"backend {backend.name} returned an unknown or duplicate request id {c.request_id!r}")
+            sample = _to_sample(c, req, gen, report.run_id)
+            buffer.append(sample)
+            report.generated += 1
+            report.prompt_tokens += c.prompt_tokens or 0
+            report.completion_tokens += c.completion_tokens or 0
+            report.truncated += c.finish_reason == "length"
+            bar.advance(c.completion_tokens or 0)
+            if on_sample is not None:
+                on_sample(sample)
+            now = time.perf_counter()
+            if len(buffer) >= cfg.flush_every or now - last_flush >= cfg.flush_s:
+                flush()
+            if now - last_commit >= cfg.commit_s:
+                report.committed += store.commit_pending()
+                last_commit = time.perf_counter()
+    except CurateError as e:
+        flush()
+        report.committed += store.commit_pending()
+        e.message = f"{e.message} ({report.generated} samples of this run are stored; rerun the same command to resume)"
+        raise
+    except BaseException:
+        flush()  # KeyboardInterrupt and friends: keep what was generated, leave committing to the next run
+        raise
+    finally:
+        bar.close()
+    flush()
+    report.committed += store.commit_pending()
+    if by_id:
+        raise BackendError(f"backend {backend.name} returned no result for {len(by_id)} requests",
+                           hint="rerun the same command to generate the missing samples")
+    report.elapsed_s = time.perf_counter() - t0
+    return report
+
+
+def iter_chunks(items: Sequence, size: int) -> Iterator[Sequence]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]

@@ -1,0 +1,51 @@
+"""A tiny random causal LM and a locally trained tokenizer, for tests and benchmarks (no downloads).
+
+`build_tiny_model(dir)` trains a byte-level BPE tokenizer on a few strings, wraps it in
+PreTrainedTokenizerFast with a small chat template, builds a 2-layer Llama from a config with random
+weights and saves both, so `from_pretrained(dir)` works like any hub model. `<eos>` is token 0.
+`stop_immediately=True` zeroes the final norm, so every logit is 0 and greedy decoding picks token 0
+(`<eos>`) at once: a model that always stops, to test finish reasons.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}\n{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+)
+CORPUS = [
+    "Using the numbers below, write an arithmetic expression that equals the target.",
+    "Numbers: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 25, 50, 75, 100] Target: 952",
+    "Please reason step by step, and put your final answer within \\boxed{}.",
+    "<think> Let me try 25 * 4 = 100. Wait, that is a dead end. Let me check. </think> The answer is",
+    "What is the sum of 12 and 30? Alternatively, multiply both sides by two.",
+]
+
+
+def build_tiny_model(path: str | Path, stop_immediately: bool = False, vocab_size: int = 320, seed: int = 0) -> Path:
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    tok = Tokenizer(models.BPE(unk_token=None))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<eos>", "<pad>", "<bos>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(CORPUS, trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>", pad_token="<pad>", bos_token="<bos>")
+    fast.chat_template = CHAT_TEMPLATE
+    fast.save_pretrained(path)
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(vocab_size=len(fast), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
+                      eos_token_id=0, pad_token_id=1, bos_token_id=2, tie_word_embeddings=False)
+    model = LlamaForCausalLM(cfg)
+    if stop_immediately:
+        with torch.no_grad():
+            model.model.norm.weight.zero_()
+    model.save_pretrained(path)
+    return path

@@ -1,0 +1,290 @@
+"""Recipe + store -> the rows of a training mixture (selection, dedup, decontamination, quality knobs).
+
+Order of work, all deterministic for a fixed recipe and store:
+1. For each source, DuckDB picks one trace per problem (or all correct ones) and, when the recipe
+   asks for incorrect traces, the verified-incorrect trace of the same problem nearest in length
+   bucket; problems come back ranked by md5(seed:problem:id).
+2. Problems are taken in rank order, skipping those taken by an earlier source, duplicate prompts,
+   and (action `drop`) prompts or traces sharing an n-gram with an eval-split problem, until the
+   source's quota is met. Which problems survive does not depend on the quality knobs, so every
+   point of an incorrect-fraction sweep trains on the same questions.
+3. Quality knobs: round(f * rows) problems swap their correct trace for the matched incorrect one
+   (the incorrect trace nearest in length bucket to the correct one it replaces), then truncation,
+   thinking removal or reference solutions.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from curate.errors import ConfigError, StoreError
+from curate.mix import transforms
+from curate.mix.clean import EvalIndex, PromptDeduper
+from curate.mix.recipe import Recipe
+from curate.store import selection
+
+BATCH = 2048
+
+
+@dataclass
+class Mixture:
+    """The rows of a mixture plus everything its card reports."""
+
+    recipe: Recipe
+    rows: list[dict]
+    requested: dict[str, int]
+    dropped: Counter = field(default_factory=Counter)
+    contamination: dict = field(default_factory=dict)
+    eval_problems: int = 0
+    incorrect: dict = field(default_factory=dict)
+    snapshot: dict = field(default_factory=dict)
+    verifiers: list = field(default_factory=list)
+
+
+def _key(*parts: Any) -> str:
+    return hashlib.md5(":".join(str(p) for p in parts).encode()).hexdigest()
+
+
+def allocate(recipe: Recipe) -> dict[str, int]:
+    """Rows per source: quotas as given, the rest split by weight (default 1) with largest remainders."""
+    out = {s.name: s.quota for s in recipe.sources if s.quota is not None}
+    weighted = [s for s in recipe.sources if s.quota is None]
+    rest = recipe.size - sum(out.values())
+    if weighted:
+        total = sum(s.weight or 1.0 for s in weighted)
+        exact = [(s.name, rest * (s.weight or 1.0) / total) for s in weighted]
+        base = {n: int(math.floor(x)) for n, x in exact}
+        left = rest - sum(base.values())
+        for n, _ in sorted(exact, key=lambda nx: (-(nx[1] - math.floor(nx[1])), [s.name for s in weighted].index(nx[0])))[:left]:
+            base[n] += 1
+        out.update(base)
+    return {s.name: out[s.name] for s in recipe.sources}
+
+
+def _response_ok(text: Optional[str], strip: bool) -> Optional[str]:
+    if text is None:
+        return None
+    return transforms.strip_thinking(text) if strip else text
+
+
+class _Taker:
+    """Walks ranked problems of one source and accepts those that pass dedup and decontamination."""
+
+    def __init__(self, store: Any, recipe: Recipe, dedup: PromptDeduper, index: Optional[EvalIndex], mix: Mixture) -> None:
+        self.store, self.recipe, self.dedup, self.index, self.mix = store, recipe, dedup, index, mix
+        self.contam: dict[str, Counter] = defaultdict(Counter)
+
+    def _contaminated(self, field_name: str, text: str) -> set[str]:
+        d = self.recipe.decontaminate
+        if self.index is None or field_name not in d.check:
+            return set()
+        return self.index.hits(text)
+
+    def take(self, source: str, table, quota: int, taken: set[str]) -> list[dict]:
+        recipe, q = self.recipe, self.recipe.quality
+        by_problem: dict[str, list[dict]] = defaultdict(list)
+        order: list[str] = []
+        for row in table.to_pylist():
+            if row["problem_id"] not in by_problem:
+                order.append(row["problem_id"])
+            by_problem[row["problem_id"]].append(row)
+        accepted: list[dict] = []
+        n_rows = 0
+        i = 0
+        while n_rows < quota and i < len(order):
+            batch = [p for p in order[i:i + BATCH] if p not in taken]
+            i += BATCH
+            ids = []
+            if not q.reference_solution or "trace" in recipe.decontaminate.check:
+                for p in batch:
+                    for r in by_problem[p]:
+                        ids.append(r["sample_id"])
+                        if r.get("neg_id"):
+                            ids.append(r["neg_id"])
+            text = selection.texts(self.store, ids) if ids else {}
+            for p in batch:
+                if n_rows >= quota:
+                    break
+                rows = by_problem[p]
+                first = rows[0]
+                reason, handle = self.dedup.check(first["prompt"])
+                if reason:
+                    self.mix.dropped[f"duplicate prompt ({reason})"] += 1
+                    continue
+                hits = self._contaminated("prompt", first["prompt"])
+                for b in hits:
+                    self.contam[b]["prompt"] += 1
+                if hits and recipe.decontaminate.action == "drop":
+                    self.mix.dropped["contaminated"] += 1
+                    continue
+                out = self._rows_for(p, rows, text)
+                if out is None:
+                    continue
+                take = out[: quota - n_rows]
+                self.dedup.add(handle)
+                taken.add(p)
+                accepted.extend(take)
+                n_rows += len(take)
+        for r in accepted:
+            r["source_name"] = source
+        return accepted
+
+    def _rows_for(self, pid: str, rows: list[dict], text: dict[str, str]) -> Optional[list[dict]]:
+        """The finished candidate rows of one problem, or None (with the reason counted) if it is out."""
+        recipe, q = self.recipe, self.recipe.quality
+        out = []
+        trace_hits: set[str] = set()
+        for r in rows:
+            r = dict(r)
+            if q.reference_solution:
+                ref = json.loads(r["reference"]) if r["reference"] is not None else None  # JSON text from the store
+                resp = transforms.reference_response(ref)
+                if resp is None:
+                    self.mix.dropped["no reference solution"] += 1
+                    return None
+                r["response"], r["status"], r["sample_id"], r["tokens"] = resp, "reference", None, None
+                trace_hits |= self._contaminated("trace", resp)
+            else:
+                raw = text.get(r["sample_id"])
+                resp = _response_ok(raw, q.strip_thinking)
+                if resp is None:
+                    self.mix.dropped["thinking never closes" if raw is not None else "text missing"] += 1
+                    return None
+                r["response"] = resp
+                trace_hits |= self._contaminated("trace", raw)
+            neg = r.pop("neg_id", None)
+            r["neg"] = None
+            if neg and not q.reference_solution:
+                raw_neg = text.get(neg)
+                neg_resp = _response_ok(raw_neg, q.strip_thinking)
+                neg_hits = self._contaminated("trace", raw_neg) if raw_neg is not None else set()
+                if neg_resp is not None and not (neg_hits and recipe.decontaminate.action == "drop"):
+                    r["neg"] = {"sample_id": neg, "response": neg_resp, "tokens": r.get("neg_tokens"), "bucket": r.get("neg_bucket")}
+            if recipe.selection.require_incorrect and r["neg"] is None and not q.reference_solution:
+                self.mix.dropped["incorrect trace unusable"] += 1
+                return None
+            out.append(r)
+        for b in trace_hits:
+            self.contam[b]["trace"] += 1
+        if trace_hits and recipe.decontaminate.action == "drop":
+            self.mix.dropped["contaminated"] += 1
+            return None
+        return out
+
+
+def _apply_quality(recipe: Recipe, rows: list[dict], mix: Mixture) -> None:
+    q = recipe.quality
+    n = len(rows)
+    k_inc = int(math.floor(q.incorrect_fraction * n + 0.5))
+    if k_inc:
+        able = [r for r in rows if r.get("neg")]
+        if len(able) < k_inc:
+            raise ConfigError(
+                f"incorrect_fraction {q.incorrect_fraction} needs {k_inc} of {n} rows to have a verified-incorrect "
+                f"trace of the same problem, but only {len(able)} do",
+                hint="set selection.require_incorrect: true to draw only problems that have one")
+        # Which problems flip is a hash draw, blind to lengths: preferring problems whose incorrect trace
+        # matches would bias the flipped share towards short (or long) problems.
+        able.sort(key=lambda r: _key(recipe.seed, "incorrect", r["problem_id"]))
+        matched = 0
+        for r in able[:k_inc]:
+            neg = r["neg"]
+            matched += neg["bucket"] == r["bucket"]
+            r.update(sample_id=neg["sample_id"], response=neg["response"], tokens=neg["tokens"], status="incorrect",
+                     bucket=neg["bucket"], replaced=True)
+        mix.incorrect = {"requested": k_inc, "replaced": k_inc, "same_length_bucket": matched}
+    k_tr = int(math.floor(q.truncate_fraction * n + 0.5))
+    if k_tr:
+        for r in sorted(rows, key=lambda r: _key(recipe.seed, "truncate", r["problem_id"], r["sample_id"]))[:k_tr]:
+            r["response"] = transforms.truncate(r["response"], q.truncate_keep)
+            r["truncated"] = True
+    for r in rows:
+        parts = []
+        if r.get("replaced"):
+            parts.append("incorrect")
+        if q.reference_solution:
+            parts.append("reference_solution")
+        if q.strip_thinking:
+            parts.append("strip_thinking")
+        if r.get("truncated"):
+            parts.append("truncated")
+        r["transform"] = "+".join(parts) or "none"
+
+
+def build(store: Any, recipe: Recipe) -> Mixture:
+    """Select and transform the rows of `recipe` from `store` (no files written)."""
+    if recipe.selection.per_problem != "any" and selection.verdict_count(store) == 0:
+        raise StoreError("the store has no verdicts, so no trace is known to be correct",
+                         hint="label the traces first (`curate label`), or use selection.per_problem: any")
+    f = recipe.filters
+    for s in recipe.sources:
+        selection.check_predicate(store, s.where, f"sources.{s.name}.where")
+    if f.where:
+        selection.check_predicate(store, f.where, "filters.where")
+    if recipe.decontaminate.eval_where:
+        selection.check_predicate(store, recipe.decontaminate.eval_where, "decontaminate.eval_where", view="problems")
+    filters = selection.filter_sql(max_tokens=f.max_tokens, no_truncation=f.no_truncation, has_answer=f.has_answer,
+                                   think_closed=f.think_closed, max_repetition=f.max_repetition,
+                                   strip_thinking=recipe.quality.strip_thinking and not recipe.quality.reference_solution,
+                                   where=f.where)
+    requested = allocate(recipe)
+    mix = Mixture(recipe=recipe, rows=[], requested=requested)
+    index = None
+    if recipe.decontaminate.enabled:
+        evals = selection.eval_prompts(store, recipe.decontaminate.eval_where)
+        index = EvalIndex(evals, n=recipe.decontaminate.n)
+        mix.eval_problems = len(index)
+    d = recipe.dedup
+    taker = _Taker(store, recipe, PromptDeduper(exact=d.exact, near=d.near, threshold=d.near_threshold, shingle=d.shingle), index, mix)
+    want_incorrect = recipe.quality.incorrect_fraction > 0 or recipe.selection.require_incorrect
+    taken: set[str] = set()
+    short = []
+    for s in recipe.sources:
+        table = selection.per_problem_choices(
+            store, where=s.where, filters=filters, per_problem=recipe.selection.per_problem, seed=recipe.seed,
+            bucket_ratio=recipe.quality.length_bucket_ratio, want_incorrect=want_incorrect,
+            require_incorrect=recipe.selection.require_incorrect)
+        got = taker.take(s.name, table, requested[s.name], taken)
+        if len(got) < requested[s.name]:
+            short.append(f"source {s.name}: {len(got)} eligible rows of {requested[s.name]} requested")
+        mix.rows.extend(got)
+    if short and not recipe.allow_smaller:
+        drops = ", ".join(f"{k}: {v}" for k, v in sorted(mix.dropped.items()))
+        raise ConfigError("not enough eligible rows: " + "; ".join(short) + (f" (dropped on the way: {drops})" if drops else ""),
+                          hint="relax the filters or sources, lower `size`, or set `allow_smaller: true`")
+    if not mix.rows:
+        raise ConfigError("the recipe selects no rows at all", hint="check the sources' predicates with `curate sql`")
+    _apply_quality(recipe, mix.rows, mix)
+    mix.rows.sort(key=lambda r: (r["pk"], r["k"]))
+    mix.contamination = {b: dict(sorted(c.items())) for b, c in sorted(taker.contam.items())}
+    mix.snapshot = store.snapshot()
+    mix.verifiers = selection.verifier_versions(store, [r["sample_id"] for r in mix.rows if r["sample_id"]])
+    return mix
+
+
+def to_records(mix: Mixture) -> list[dict]:
+    """The dataset rows: `messages` plus provenance columns, in the mixture's fixed order."""
+    o = mix.recipe.output
+    out = []
+    for r in mix.rows:
+        out.append({
+            "messages": transforms.messages(r["prompt"], r["response"], o.prompt_template, o.system_prompt),
+            "problem_id": r["problem_id"],
+            "sample_id": r["sample_id"],
+            "source": r["source"],
+            "recipe_source": r["source_name"],
+            "domain": r["domain"],
+            "status": r["status"],
+            "transform": r["transform"],
+            "completion_tokens": r["tokens"] if r["transform"] in ("none", "incorrect") else None,
+            "response_chars": len(r["response"]),
+        })
+    return out
+
+
+def canonical(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":"))

@@ -1,0 +1,145 @@
+"""Named queries for training mixtures (curate.mix): recipe predicates in, compact Arrow tables out.
+
+Everything heavy happens inside DuckDB over the store's views: candidate filtering, the per-problem
+choice and the matching of incorrect traces by length bucket. Only one row per chosen problem comes
+back, and trace text is read afterwards for just the rows a mixture keeps.
+
+Randomness is a hash, not a generator: a candidate's key is md5(seed:problem_id:sample_id) and a
+problem's rank is md5(seed:problem:problem_id), so the choice for one problem never depends on which
+other problems are in the store, and the same store and seed give the same choice on every machine.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterable, Optional
+
+import pyarrow as pa
+
+from curate.errors import ConfigError, StoreError
+
+# per_problem mode -> (status filter, ORDER BY within a problem). `any` takes any trace, labelled or not.
+_ORDER = {
+    "one_random_correct": ("status = 'correct'", "k"),
+    "all_correct": ("status = 'correct'", "k"),
+    "shortest_correct": ("status = 'correct'", "tokens, k"),
+    "longest_correct": ("status = 'correct'", "tokens DESC, k"),
+    "any": ("true", "k"),
+}
+TEXT_BATCH = 4096
+
+
+def _store_query(store: Any, sql: str, params: Optional[list] = None) -> pa.Table:
+    return store.query(sql, params)
+
+
+def check_predicate(store: Any, predicate: str, what: str, view: str = "traces") -> None:
+    """Run a recipe predicate once on an empty result so a SQL error names the predicate."""
+    try:
+        _store_query(store, f"SELECT 1 FROM {view} WHERE ({predicate}) LIMIT 0")
+    except Exception as e:  # the store wraps DuckDB's errors; keep its message, add ours
+        msg = getattr(e, "message", None) or str(e)
+        raise ConfigError(f"{what}: the predicate {predicate!r} fails on the `{view}` view: {msg}",
+                          hint="`curate schema` lists the columns of every view") from None
+
+
+def verdict_count(store: Any) -> int:
+    return int(_store_query(store, "SELECT count(*) AS n FROM verdicts").column("n")[0].as_py())
+
+
+def filter_sql(*, max_tokens: Optional[int], no_truncation: bool, has_answer: bool, think_closed: bool,
+               max_repetition: Optional[float], strip_thinking: bool, where: Optional[str]) -> str:
+    """The feature filters of a recipe as one predicate over `traces` (numbers inlined as literals)."""
+    parts = ["true"]
+    if max_tokens is not None:
+        parts.append(f"coalesce(completion_tokens, 0) <= {int(max_tokens)}")
+    if no_truncation:
+        parts.append("finish_reason <> 'length' AND NOT coalesce(truncated, false)")
+    if has_answer:
+        parts.append("coalesce(boxed_count, 0) > 0")
+    if think_closed:
+        parts.append("coalesce(think_closed, false)")
+    if max_repetition is not None:
+        parts.append(f"coalesce(repetition_score, 0) <= {float(max_repetition)!r}")
+    if strip_thinking:  # an unclosed think block has no summary to keep once the thinking is gone
+        parts.append("(coalesce(thinking_chars, 0) = 0 OR coalesce(think_closed, false))")
+    if where:
+        parts.append(f"({where})")
+    return " AND ".join(parts)
+
+
+def per_problem_choices(store: Any, *, where: str, filters: str, per_problem: str, seed: int,
+                        bucket_ratio: float, want_incorrect: bool, require_incorrect: bool) -> pa.Table:
+    """One row per chosen trace (several per problem for `all_correct`), ordered by problem rank.
+
+    Columns: problem_id, pk (problem rank key), sample_id, k, status, tokens, bucket, source, domain,
+    prompt, reference, and when want_incorrect: neg_id, neg_tokens, neg_bucket (the verified-incorrect
+    trace of the same problem closest in length bucket, null if none).
+    """
+    status, order = _ORDER[per_problem]
+    keep = "true" if per_problem == "all_correct" else "r = 1"
+    ln_ratio = f"ln({float(bucket_ratio)!r})"
+    neg_cte = neg_cols = neg_join = ""
+    if want_incorrect or require_incorrect:
+        neg_cte = f""",
+        neg AS (
+            SELECT c.problem_id, i.sample_id AS neg_id, i.tokens AS neg_tokens, i.bucket AS neg_bucket,
+                   row_number() OVER (PARTITION BY c.problem_id ORDER BY abs(i.bucket - c.bucket), i.k) AS nr
+            FROM chosen c JOIN cand i ON i.problem_id = c.problem_id AND i.status = 'incorrect'
+        )"""
+        neg_cols = ", n.neg_id, n.neg_tokens, n.neg_bucket"
+        neg_join = "LEFT JOIN (SELECT * FROM neg WHERE nr = 1) n ON n.problem_id = c.problem_id"
+    require = "AND n.neg_id IS NOT NULL" if require_incorrect else ""
+    sql = f"""
+        WITH cand AS (
+            SELECT id AS sample_id, problem_id, status,
+                   coalesce(completion_tokens, text_chars // 4, 0) AS tokens,
+                   CAST(floor(ln(greatest(coalesce(completion_tokens, text_chars // 4, 0), 1)) / {ln_ratio}) AS INTEGER) AS bucket,
+                   md5(concat($seed, ':', problem_id, ':', id)) AS k
+            FROM traces
+            WHERE split = 'train' AND ({where}) AND ({filters})
+        ),
+        ranked AS (
+            SELECT *, row_number() OVER (PARTITION BY problem_id ORDER BY {order}) AS r
+            FROM cand WHERE {status}
+        ),
+        chosen AS (SELECT * FROM ranked WHERE {keep}){neg_cte}
+        SELECT c.problem_id, md5(concat($seed, ':problem:', c.problem_id)) AS pk, c.sample_id, c.k, c.status,
+               c.tokens, c.bucket, p.source, p.domain, p.prompt, CAST(p.reference AS VARCHAR) AS reference{neg_cols}
+        FROM chosen c JOIN problems p ON p.id = c.problem_id {neg_join}
+        WHERE true {require}
+        ORDER BY pk, c.k
+    """
+    try:
+        return _store_query(store, sql, {"seed": str(seed)})
+    except Exception as e:
+        msg = getattr(e, "message", None) or str(e)
+        raise StoreError(f"selecting candidates failed: {msg}") from None
+
+
+def texts(store: Any, sample_ids: Iterable[str]) -> dict[str, str]:
+    """Trace text for these sample ids (batched; unknown ids are simply absent)."""
+    ids = sorted(set(sample_ids))
+    out: dict[str, str] = {}
+    for i in range(0, len(ids), TEXT_BATCH):
+        chunk = ids[i:i + TEXT_BATCH]
+        t = _store_query(store, "SELECT id, text FROM traces WHERE id IN (SELECT unnest($ids))", {"ids": chunk})
+        out.update(zip(t.column("id").to_pylist(), t.column("text").to_pylist()))
+    return out
+
+
+def eval_prompts(store: Any, where: Optional[str] = None) -> list[tuple[str, str]]:
+    """(benchmark, prompt) of every eval-split problem, in id order (the index must be built in a fixed order)."""
+    pred = f"AND ({where})" if where else ""
+    t = _store_query(store, f"SELECT source, prompt FROM problems WHERE split = 'eval' {pred} ORDER BY id")
+    return list(zip(t.column("source").to_pylist(), t.column("prompt").to_pylist()))
+
+
+def verifier_versions(store: Any, sample_ids: Iterable[str]) -> list[dict]:
+    """Which verifier versions labelled these samples, and how many each."""
+    ids = sorted(set(sample_ids))
+    if not ids:
+        return []
+    t = _store_query(store, """
+        SELECT verifier, version, count(DISTINCT sample_id) AS samples FROM verdicts
+        WHERE sample_id IN (SELECT unnest($ids)) GROUP BY verifier, version ORDER BY verifier, version
+    """, {"ids": ids})
+    return t.to_pylist()

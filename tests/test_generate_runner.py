@@ -1,0 +1,152 @@
+"""The resumable runner on a real store: resume after SIGKILL (no duplicate, no gap), --shard i/n,
+growing --n, partial progress kept when a backend fails, and the CLI's dry run."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from curate.errors import BackendError, InputError
+from curate.generate import RunConfig, SamplingParams, generate, make_backend
+from curate.generate.runner import run
+from curate.generate.testserver import ServerState, TestServer
+from curate.records import Problem
+from curate.store import TraceStore
+from curate.tasks import add_problems
+
+ROOT = Path(__file__).resolve().parents[1]
+WHERE = "source = 'countdown'"
+
+
+@pytest.fixture
+def store(tmp_path) -> TraceStore:
+    st = TraceStore(tmp_path / "store")
+    add_problems(st, "countdown", {"max_numbers": 4}, size=30, seed=1)
+    return st
+
+
+def synth(**opts):
+    return make_backend("synthetic", None, SamplingParams(), opts)
+
+
+def counts(st: TraceStore) -> tuple[int, int, int]:
+    row = st.query("SELECT count(*) AS n, count(DISTINCT id) AS d, "
+                   "count(DISTINCT problem_id || ':' || sample_index) AS k FROM samples").to_pylist()[0]
+    return row["n"], row["d"], row["k"]
+
+
+def test_run_stores_everything_once_and_resumes_as_noop(store):
+    r = run(store, synth(), WHERE, RunConfig(n=3), progress=False)
+    assert (r.problems, r.planned, r.generated, r.existing) == (30, 90, 90, 0)
+    assert counts(store) == (90, 90, 90)
+    row = store.query("SELECT backend, model, revision, params, finish_reason, completion_tokens, run_id, latency_s "
+                      "FROM samples LIMIT 1").to_pylist()[0]
+    params = json.loads(row["params"])
+    assert row["backend"] == "synthetic" and row["finish_reason"] == "stop" and row["run_id"] == r.run_id
+    assert params["temperature"] == 0.6 and params["wrong_share"] == 0.0 and "template" in params
+    assert row["completion_tokens"] > 0 and row["latency_s"] is not None
+    again = run(store, synth(), WHERE, RunConfig(n=3), progress=False)
+    assert (again.existing, again.generated) == (90, 0) and counts(store) == (90, 90, 90)
+
+
+def test_growing_n_and_changed_knob(store):
+    run(store, synth(), WHERE, RunConfig(n=2), progress=False)
+    r = run(store, synth(), WHERE, RunConfig(n=4), progress=False)
+    assert (r.existing, r.generated) == (60, 60)
+    r = run(store, synth(wrong_share=0.5), WHERE, RunConfig(n=1), progress=False)
+    assert r.generated == 30  # a different generator config is a different sample identity
+    assert counts(store)[0] == 150
+
+
+def test_shards_partition_the_work(store):
+    a = run(store, synth(), WHERE, RunConfig(n=2, shard=(0, 3)), progress=False)
+    b = run(store, synth(), WHERE, RunConfig(n=2, shard=(1, 3)), progress=False)
+    c = run(store, synth(), WHERE, RunConfig(n=2, shard=(2, 3)), progress=False)
+    assert a.problems + b.problems + c.problems == 30 and min(a.problems, b.problems, c.problems) > 0
+    assert counts(store) == (60, 60, 60)
+    assert run(store, synth(), WHERE, RunConfig(n=2), progress=False).generated == 0
+
+
+def test_truncation_is_stored_and_marked(store):
+    r = generate(store, WHERE, "synthetic", None, sampling=SamplingParams(max_tokens=16), run_config=RunConfig(n=1),
+                 progress=False)
+    assert r.truncated == 30
+    rows = store.query("SELECT s.finish_reason, f.truncated FROM samples s JOIN features f ON f.sample_id = s.id").to_pylist()
+    assert all(x["finish_reason"] == "length" and x["truncated"] for x in rows)
+
+
+def test_backend_failure_keeps_partial_progress(tmp_path):
+    st = TraceStore(tmp_path / "s")
+    add_problems(st, "countdown", {"max_numbers": 3}, size=20, seed=0)
+    state = ServerState()
+    served = {"n": 0}
+
+    def fault():  # the server dies (HTTP 503 forever) after 12 answers
+        served["n"] += 1
+        return "503" if served["n"] > 12 else None
+
+    state.next_fault = fault
+    with TestServer(state) as srv:
+        opts = {"base_url": srv.base_url, "concurrency": 1, "max_retries": 2, "backoff_s": 0.0}
+        with pytest.raises(BackendError, match="rerun the same command"):
+            generate(st, WHERE, "openai", "test-model", sampling=SamplingParams(max_tokens=64), options=opts,
+                     run_config=RunConfig(n=1), progress=False)
+    assert counts(st)[0] == 12
+    with TestServer() as srv:
+        opts["base_url"] = srv.base_url
+        r = generate(st, WHERE, "openai", "test-model", sampling=SamplingParams(max_tokens=64), options=opts,
+                     run_config=RunConfig(n=1), progress=False)
+    assert (r.existing, r.generated) == (12, 8) and counts(st) == (20, 20, 20)
+
+
+def test_empty_prompt_is_named(tmp_path):
+    st = TraceStore(tmp_path / "s")
+    st.add_problems([Problem(source="countdown", domain="game", prompt="   ", reference={"numbers": [1, 2], "target": 3})])
+    with pytest.raises(InputError, match="empty prompt"):
+        run(st, synth(), None, RunConfig(), progress=False)
+
+
+def _cli(*args, **kw):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen([sys.executable, "-m", "cli", *args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+
+
+def test_sigkill_mid_run_then_rerun_no_duplicate_no_gap(tmp_path):
+    path = tmp_path / "store"
+    st = TraceStore(path)
+    add_problems(st, "countdown", {"max_numbers": 4}, size=200, seed=2)
+    args = ["generate", "--store", str(path), "--problems", WHERE, "--n", "8", "--flush-every", "25",
+            "--no-progress", "--json"]
+    proc = _cli(*args)
+    incoming = st.shard_dir
+    deadline = time.time() + 60
+    while time.time() < deadline and proc.poll() is None:  # wait for the first shards, then kill hard
+        if incoming.exists() and len(list(incoming.glob("*.parquet"))) >= 3:
+            break
+        time.sleep(0.005)
+    assert proc.poll() is None, "the run finished before it could be killed; make it bigger"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    stored_before = counts(st)[0]
+    assert stored_before < 1600
+    out, err = _cli(*args).communicate(timeout=120)
+    report = json.loads(out.strip().splitlines()[-1])
+    assert report["existing"] > 0 and report["existing"] + report["generated"] == 1600, err
+    assert counts(st) == (1600, 1600, 1600)
+
+
+def test_cli_dry_run_generates_nothing(tmp_path, cli):
+    path = tmp_path / "store"
+    assert cli("tasks", "add", "countdown", "--store", str(path), "--size", "5").returncode == 0
+    r = cli("generate", "--store", str(path), "--n", "4", "--dry-run")
+    assert r.returncode == 0 and "samples planned 20" in r.stdout and "Numbers:" in r.stdout
+    assert TraceStore(path).query("SELECT count(*) AS n FROM samples").to_pylist()[0]["n"] == 0
+    bad = cli("generate", "--store", str(path), "--shard", "3/2")
+    assert bad.returncode != 0 and "--shard" in bad.stderr

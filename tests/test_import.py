@@ -1,0 +1,124 @@
+"""`curate import`: every preset from small fixtures, idempotency, and bad input named by row and field."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from curate.errors import InputError
+from curate.importer import import_dataset, parse_mapping
+from curate.store import TraceStore
+
+FIX = Path(__file__).parent / "fixtures" / "import"
+
+
+def rows(st, sql):
+    return st.query(sql).to_pylist()
+
+
+def test_generic_jsonl_lists_become_several_samples(store_path):
+    st = TraceStore(store_path)
+    rep = import_dataset(st, str(FIX / "generic.jsonl"))
+    assert (rep.rows, rep.problems, rep.samples) == (3, 3, 4)
+    got = rows(st, "SELECT prompt, sample_index, text FROM traces ORDER BY prompt, sample_index")
+    assert [r["sample_index"] for r in got if r["prompt"] == "Simplify 10/4."] == [0, 1]
+    assert any(r["prompt"] == "Find x if 2x + 3 = 11." for r in got)  # `question` column fallback
+    again = import_dataset(st, str(FIX / "generic.jsonl"))
+    assert (again.problems, again.samples) == (0, 0)
+    assert st.counts()["samples"] == 4
+
+
+def test_pool_preset_from_parquet(store_path, tmp_path):
+    recs = [json.loads(l) for l in (FIX / "pool.jsonl").read_text().splitlines()]
+    pq.write_table(pa.Table.from_pylist(recs), tmp_path / "pool.parquet")
+    st = TraceStore(store_path)
+    rep = import_dataset(st, str(tmp_path / "pool.parquet"), preset="pool")
+    assert (rep.problems, rep.samples) == (2, 3)
+    got = rows(st, "SELECT prompt, reference, model, sample_index, teacher_logprob, params FROM traces ORDER BY prompt, sample_index")
+    assert got[0]["prompt"] == "Compute 3 + 5."  # the study's suffix is stripped; mixing re-applies it
+    assert [r["sample_index"] for r in got[:2]] == [0, 1]
+    assert got[0]["model"] == "Qwen/Qwen3-32B" and json.loads(got[0]["params"])["temperature"] == 0.6
+    assert got[0]["teacher_logprob"] == pytest.approx(-0.2)
+    assert json.loads(got[2]["reference"]) == "2"
+
+
+def test_openr1_correctness_lists_become_verdicts(store_path):
+    st = TraceStore(store_path)
+    rep = import_dataset(st, str(FIX / "openr1.jsonl"), preset="openr1")
+    assert (rep.problems, rep.samples, rep.verdicts) == (2, 3, 3)
+    got = rows(st, "SELECT text, status, verifier, finish_reason, truncated, metadata FROM traces ORDER BY text")
+    by_text = {r["text"][:20]: r for r in got}
+    wrong = next(r for r in got if "Guess 12" in r["text"])
+    assert wrong["status"] == "incorrect" and wrong["verifier"] == "import:math_verify"
+    assert wrong["finish_reason"] == "length" and wrong["truncated"] is True
+    assert json.loads(got[0]["metadata"])["solution"]
+    assert len(by_text) == 3
+
+
+def test_sharegpt_and_numina(store_path):
+    st = TraceStore(store_path)
+    rep = import_dataset(st, str(FIX / "sharegpt.jsonl"), preset="sharegpt")
+    assert (rep.problems, rep.samples) == (2, 2)
+    assert {r["prompt"] for r in rows(st, "SELECT prompt FROM problems")} == {"Is 91 prime?", "What is 2^10?"}
+    rep = import_dataset(st, str(FIX / "numina.jsonl"), preset="numina", source_name="numina")
+    assert (rep.problems, rep.samples) == (2, 0)
+    meta = rows(st, "SELECT metadata FROM problems WHERE source = 'numina'")
+    assert all("boxed" in json.loads(m["metadata"])["solution"] for m in meta)
+
+
+def test_save_to_disk_directory_and_mapping(store_path, tmp_path):
+    import datasets
+
+    recs = [{"q": "1+1?", "generation": "<think>2</think>\\boxed{2}", "gold": "2"}]
+    datasets.Dataset.from_list(recs).save_to_disk(str(tmp_path / "ds"))
+    st = TraceStore(store_path)
+    m = parse_mapping(["prompt=q", "response=generation", "answer=gold"])
+    rep = import_dataset(st, str(tmp_path / "ds"), mapping=m, domain="math", split="eval")
+    assert rep.samples == 1
+    assert rows(st, "SELECT split, reference FROM problems") == [{"split": "eval", "reference": '"2"'}]
+
+
+def test_mapping_to_missing_column_is_named(store_path):
+    with pytest.raises(InputError, match="no column 'generation'"):
+        import_dataset(TraceStore(store_path), str(FIX / "generic.jsonl"), mapping={"response": "generation"})
+    with pytest.raises(InputError, match="unknown field"):
+        parse_mapping(["answr=x"])
+
+
+def test_malformed_line_is_named_and_earlier_rows_resume(store_path):
+    st = TraceStore(store_path)
+    with pytest.raises(InputError, match=r"malformed.jsonl:2: malformed JSON"):
+        import_dataset(st, str(FIX / "malformed.jsonl"))
+
+
+def test_non_utf8_is_named(store_path):
+    with pytest.raises(InputError, match=r"non_utf8.jsonl:2: not valid UTF-8"):
+        import_dataset(TraceStore(store_path), str(FIX / "non_utf8.jsonl"))
+
+
+def test_empty_response_stops_or_is_skipped(store_path):
+    st = TraceStore(store_path)
+    with pytest.raises(InputError, match=r"row 2: field 'response': empty; rows before 2 are stored"):
+        import_dataset(st, str(FIX / "empty_response.jsonl"))
+    assert st.counts()["samples"] == 1  # the good row before it is stored, and a rerun skips it
+    rep = import_dataset(st, str(FIX / "empty_response.jsonl"), skip_bad=True)
+    assert rep.samples == 1 and len(rep.skipped) == 1 and "row 2" in rep.skipped[0]
+    assert st.counts()["samples"] == 2
+
+
+def test_unknown_preset_and_missing_file(store_path):
+    with pytest.raises(InputError, match="unknown preset"):
+        import_dataset(TraceStore(store_path), str(FIX / "generic.jsonl"), preset="alpaca")
+    with pytest.raises(InputError, match="no such file"):
+        import_dataset(TraceStore(store_path), "nowhere.jsonl")
+
+
+def test_truncated_parquet_input_is_named(store_path, tmp_path):
+    path = tmp_path / "half.parquet"
+    pq.write_table(pa.table({"prompt": ["a"] * 100, "response": ["b"] * 100}), path)
+    path.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(InputError, match="half.parquet: not a readable Parquet file"):
+        import_dataset(TraceStore(store_path), str(path))

@@ -1,0 +1,138 @@
+"""Countdown task: reproducible generation, targets with a solution, and a solver checked against brute force."""
+from __future__ import annotations
+
+import itertools
+import random
+
+import pytest
+
+from curate.errors import InputError
+from curate.tasks import iter_problems, list_tasks
+from curate.tasks.base import build_config
+from curate.tasks.countdown import (
+    CountdownConfig, apply_op, canonical, check_answer, generate, has_solution, oracle, solve,
+)
+
+
+def brute_force(nums: list[int]) -> dict[int, set]:
+    """Every value reachable with all of nums under the rules -> canonical expression keys (slow, obvious)."""
+    if len(nums) == 1:
+        return {nums[0]: {nums[0]}}
+    out: dict[int, set] = {}
+    idx = range(len(nums))
+    for r in range(1, len(nums)):
+        for left in itertools.combinations(idx, r):
+            if left[0] != 0:
+                continue
+            right = [i for i in idx if i not in left]
+            la, lb = brute_force([nums[i] for i in left]), brute_force([nums[i] for i in right])
+            for a, ea in la.items():
+                for b, eb in lb.items():
+                    for op in "+-*/":
+                        for (p, ep), (q, eq) in (((a, ea), (b, eb)), ((b, eb), (a, ea))):
+                            v = apply_op(op, p, q)
+                            if v is not None:
+                                out.setdefault(v, set()).update((op, x, y) for x in ep for y in eq)
+    return out
+
+
+def test_solver_matches_brute_force():
+    rng = random.Random(7)
+    found = missing = 0
+    for _ in range(25):
+        nums = [rng.randint(1, 15) for _ in range(rng.randint(3, 5))]
+        target = rng.randint(5, 80)
+        table = brute_force(nums)
+        expected = {canonical(e) for e in table.get(target, ())}
+        sols = solve(nums, target)
+        assert has_solution(nums, target) == bool(expected), (nums, target)
+        assert len(sols) == len(expected), (nums, target)
+        for s in sols:
+            assert check_answer(s, nums, target) == (True, "ok"), s
+        found += bool(expected)
+        missing += not expected
+    assert found and missing  # the table exercises both outcomes
+
+
+def test_proves_no_solution():
+    assert solve([1, 1, 1], 100) == []
+    assert not has_solution([2, 3], 7)
+    assert solve([2, 3], 6) == ["2 * 3"] or solve([2, 3], 6) == ["3 * 2"]
+
+
+def test_six_numbers_solver_is_fast():
+    import time
+
+    t = time.perf_counter()
+    assert has_solution([25, 50, 75, 100, 3, 6], 952)
+    assert time.perf_counter() - t < 2.0
+
+
+def test_generation_is_reproducible_and_solvable():
+    cfg = CountdownConfig()
+    a = [generate(cfg, 42, i) for i in range(40)]
+    b = [generate(cfg, 42, i) for i in range(40)]
+    assert [p.id for p in a] == [p.id for p in b]
+    assert [p.metadata for p in a] == [p.metadata for p in b]
+    sizes = set()
+    for p in a:
+        nums, target = p.reference["numbers"], p.reference["target"]
+        assert set(p.reference) == {"numbers", "target"}
+        assert 3 <= len(nums) <= 6 and all(1 <= n <= 100 for n in nums)
+        assert cfg.min_target <= target <= cfg.max_target
+        assert check_answer(p.metadata["solution"], nums, target)[0]
+        assert p.metadata["n_solutions"] >= 1 and p.metadata["difficulty"] in ("easy", "medium", "hard")
+        assert f"Numbers: {nums}" in p.prompt and f"Target: {target}" in p.prompt and "\\boxed{" in p.prompt
+        assert p.domain == "game" and p.split == "train"
+        assert oracle(p) == f"\\boxed{{{p.metadata['solution']}}}"
+        sizes.add(len(nums))
+    assert sizes == {3, 4, 5, 6}
+    assert generate(cfg, 43, 0).id != a[0].id
+
+
+def test_configurable_ranges():
+    cfg = build_config(CountdownConfig, {"min_numbers": "4", "max_numbers": "4", "max_value": "10", "operators": "+-"})
+    for p in iter_problems("countdown", {"min_numbers": 4, "max_numbers": 4, "max_value": 10, "operators": "+-",
+                                         "min_target": 1, "max_target": 40}, size=10, seed=1, split="eval"):
+        assert len(p.reference["numbers"]) == 4 and max(p.reference["numbers"]) <= 10
+        assert "*" not in p.metadata["solution"] and "/" not in p.metadata["solution"]
+        assert p.split == "eval"
+    assert cfg.max_value == 10
+
+
+@pytest.mark.parametrize("opts, needle", [
+    ({"min_numbers": 5, "max_numbers": 3}, "min_numbers"),
+    ({"operators": "+^"}, "operators"),
+    ({"max_value": "lots"}, "max_value"),
+    ({"colour": "red"}, "unknown option"),
+])
+def test_bad_config_is_named(opts, needle):
+    with pytest.raises(InputError, match=needle):
+        list(iter_problems("countdown", opts, size=1))
+
+
+def test_generated_task_needs_size_and_unknown_task_named():
+    with pytest.raises(InputError, match="--size"):
+        list(iter_problems("countdown"))
+    with pytest.raises(InputError, match="unknown task"):
+        list(iter_problems("no-such-task", size=1))
+
+
+@pytest.mark.parametrize("answer, ok", [
+    ("(25 - 3) * 4 + 7", False),
+    ("2 * 3 + 4", True),
+    ("4 + 3 * 2", True),
+    ("2 \\times 3 + 4", True),
+    ("2 * 3 + 4 = 10", True),
+    ("2 * 3", False),  # a number left out
+    ("2 * 3 + 4 + 4", False),  # a number used twice
+    ("__import__('os')", False),
+    ("10", False),
+])
+def test_check_answer_table(answer, ok):
+    assert check_answer(answer, [2, 3, 4], 10)[0] is ok
+
+
+def test_listed():
+    names = {t["name"] for t in list_tasks()}
+    assert "countdown" in names
