@@ -213,7 +213,8 @@ def verify(
     out_console.print(f"labeled {data['labeled']} samples in {data['seconds']:.1f}s ({data['written']} new verdicts, "
                       f"{data['killed_workers']} workers killed on timeout)")
     for u in data["unclaimed"]:
-        err_console.print(f"[yellow]no verifier for[/] source={u['source']} domain={u['domain']}; name one with --verifier")
+        why = f"names unknown verifier {u['verifier']!r}" if u.get("verifier") else "no verifier claims it"
+        err_console.print(f"[yellow]not labeled:[/] source={u['source']} domain={u['domain']} ({why}); name one with --verifier")
 
 
 # ---------------------------------------------------------------- tasks and generation (issue 4)

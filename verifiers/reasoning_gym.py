@@ -60,7 +60,7 @@ class ReasoningGymVerifier(Verifier):
     name = "reasoning_gym"
     version = "1"
     domains = ("logic",)
-    sources = ("reasoning_gym",)
+    sources = ("reasoning_gym",)  # also "reasoning-gym/<task>": names match with - and _ alike
     timeout_s = 10.0
 
     def check(self, problem: Any, response: str) -> Any:
