@@ -71,3 +71,13 @@ def test_bad_references_are_errors():
     assert V.verify(P({"tests": []}), block("print(1)")).status == "error"
     assert V.verify(P({"tests": [{"input": "1"}]}), block("print(1)")).status == "error"
     assert V.verify(P({"test": "def check(c): pass"}), block("print(1)")).status == "error"  # no entry_point
+
+
+def test_livecodebench_reference_shape_from_curate_tasks():
+    ref = {"public_tests": [{"input": "3\n", "output": "9\n", "testtype": "stdin"}],
+           "private_tests": [{"input": "5\n", "output": "25\n", "testtype": "stdin"}], "fn_name": None,
+           "starter_code": "", "timeout_s": 3}
+    assert V.verify(P(ref), block("n = int(input())\nprint(n * n)")).status == "correct"
+    v = V.verify(P(ref), block("n = int(input())\nprint(9)"))
+    assert v.status == "incorrect" and "test 1" in v.reason  # the private test caught it
+    assert V.deadline_s(P(ref)) == 2 * (3 + 1.0) + 5.0

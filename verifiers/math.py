@@ -22,6 +22,7 @@ Known issues (honest list):
 - The constant-factor rule also accepts a sign flip (`x-1=0` vs `1-x=0`), which is equivalent as an
   equation; it never relates an equation to a bare expression.
 - Interval vs inequality (`(-\\infty,2)` vs `x<2`) is rejected unless the prediction is a set.
+Test: `python -m pytest -q tests/test_verifiers_math.py` (the regression table is tests/fixtures/verifiers/).
 """
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ attack succeeded.
   or `backend="module:factory"` plus `backend_options={...}` to build one inside a worker process (the
   generation backends in curate/generate fit this protocol). An unparsable judge reply or a backend failure
   is `error`, never a verdict on the model.
-Test: `python -m pytest -q tests/test_verifiers_safety.py`.
+Test: `python -m pytest -q tests/test_verifiers_mc_rg_safety.py`.
 """
 from __future__ import annotations
 
