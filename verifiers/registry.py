@@ -193,3 +193,6 @@ def clear_cache() -> None:
     registry.cache_clear()
     verifier_class.cache_clear()
     verifier_for_source.cache_clear()
+
+
+get = get_verifier  # short alias: `registry.get("countdown")`
