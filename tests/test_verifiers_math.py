@@ -60,7 +60,8 @@ def test_reference_shapes_and_bad_gold():
 
 def test_soft_timeout_in_process():
     v = MathVerifier(timeout_s=0.5).verify(P("5"), r"\boxed{" + "(" * 2000 + "1" + ")" * 2000 + "}")
-    assert v.status == "timeout" and v.duration_s < 1.5
+    # SIGALRM runs between bytecodes, so a long C call can delay it; the pool's hard kill is the guarantee
+    assert v.status == "timeout" and v.duration_s < 5.0
 
 
 ADVERSARIAL = [
