@@ -26,7 +26,7 @@ NPROC_BINDS = LEVEL == "root-ns" or os.geteuid() != 0
 
 
 def leftovers() -> list[str]:
-    """Processes that belong to a sandbox run: the harness path names a curate-sbx- dir, or uid nobody."""
+    """Processes that belong to a sandbox run: cmdline or cwd in a curate-sbx- dir, or uid nobody."""
     out = []
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
@@ -36,7 +36,11 @@ def leftovers() -> list[str]:
             uid = os.stat(f"/proc/{pid}").st_uid
         except OSError:
             continue
-        if b"curate-sbx-" in cmd or (LEVEL == "root-ns" and uid == NOBODY):
+        try:
+            cwd = os.readlink(f"/proc/{pid}/cwd")  # zygote-forked programs keep the zygote's cmdline
+        except OSError:
+            cwd = ""
+        if b"curate-sbx-" in cmd or "curate-sbx-" in cwd or (LEVEL == "root-ns" and uid == NOBODY):
             out.append(f"{pid} uid={uid} {cmd[:80]!r}")
     return out
 
