@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from verifiers.math import MathVerifier, equal_up_to_constant
+from verifiers.extract import strip_thinking
+from verifiers.math import MathVerifier, _exact_box, equal_up_to_constant
 from verifiers.pool import VerifierPool
 
 sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "verifiers"))
@@ -38,6 +39,21 @@ def test_regression_table(gold, output, expected):
     expected = KNOWN_MISSES.get((gold, output), expected)
     assert v.status == expected, f"{v.status}: {v.reason} (answer {v.answer!r})"
     assert v.verifier == "math" and v.duration_s > 0
+
+
+def test_exact_box_shortcut_agrees_with_math_verify():
+    """Rows the verbatim-box shortcut decides must get the same status through the full math-verify path."""
+    full = MathVerifier(exact_match=False)
+    taken = 0
+    for gold, output, _ in CASES:
+        if _exact_box(gold, strip_thinking(output)) is None:
+            continue
+        taken += 1
+        assert V.verify(P(gold), output).status == full.verify(P(gold), output).status == "correct", (gold, output)
+    assert taken >= 20
+    assert _exact_box("5", r"\boxed{5}\quad\boxed{5}") is None  # two boxes: math-verify reads a set
+    assert _exact_box("$5$", r"\boxed{5}") is None  # a gold we did not wrap takes the full path
+    assert _exact_box(r"\frac{1}{2}", r"so \boxed{ \dfrac{1}{2} }.") == r"\dfrac{1}{2}"
 
 
 def test_constant_factor_rule_fixes_a_real_math_verify_miss():

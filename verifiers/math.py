@@ -1,6 +1,8 @@
 """Math answers through math-verify, gold first, plus one documented improvement.
 
-Flow: strip everything before the last `</think>`; parse the gold (wrapped in `\\boxed{}` unless it already
+Flow: strip everything before the last `</think>`; if the tail has exactly one `\\boxed{}` and it spells the gold
+answer verbatim (modulo spacing), it is correct without parsing (math-verify would extract that box and find
+the strings equal; most correct traces take this path); otherwise parse the gold (wrapped in `\\boxed{}` unless it already
 carries `$` or `\\boxed`) and the response with math-verify's default extraction (LaTeX then plain
 expressions; `\\boxed{}` wins); `verify(gold, pred)` in that order (it is not symmetric). When math-verify
 says no and both sides are equations, we also accept equations equal up to a nonzero constant factor
@@ -27,10 +29,11 @@ Test: `python -m pytest -q tests/test_verifiers_math.py` (the regression table i
 from __future__ import annotations
 
 import functools
+import re
 from typing import Any
 
 from verifiers.base import Verifier, soft_timeout
-from verifiers.extract import strip_thinking
+from verifiers.extract import boxed_contents, strip_thinking
 
 
 def _gold_text(reference: Any) -> str | None:
@@ -51,6 +54,27 @@ def _gold_text(reference: Any) -> str | None:
     if "\\boxed" in text or "$" in text:
         return text
     return "\\boxed{" + text + "}"
+
+
+_WS_RE = re.compile(r"\s+|\\[,;!:]|\\ |\\left|\\right")
+
+
+def _norm(text: str) -> str:
+    return _WS_RE.sub("", text.strip().strip("$")).replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac").rstrip(".")
+
+
+def _exact_box(reference: Any, tail: str) -> str | None:
+    """The boxed answer when the tail has exactly one box and it spells the gold answer verbatim (modulo
+    spacing): math-verify would extract that box and find the strings equal, so skip parsing both into
+    sympy. The common case for correct traces; everything else goes through math-verify."""
+    gold = _gold_text(reference)
+    if gold is None or gold.count("\\boxed") != 1 or not gold.startswith("\\boxed{"):
+        return None  # only golds we wrapped ourselves: a raw `$...$` or pre-boxed gold takes the full path
+    boxes = boxed_contents(tail)
+    if len(boxes) != 1:
+        return None
+    want = _norm(gold[len("\\boxed{"):-1])
+    return boxes[0] if want and _norm(boxes[0]) == want else None
 
 
 def equal_up_to_constant(gold: Any, pred: Any) -> bool:
@@ -99,12 +123,13 @@ class MathVerifier(Verifier):
     timeout_s = 10.0
 
     def __init__(self, timeout_s: float = 10.0, float_rounding: int = 6, numeric_precision: int = 15,
-                 constant_factor_equations: bool = True, soft_timeout: bool = True) -> None:
+                 constant_factor_equations: bool = True, soft_timeout: bool = True, exact_match: bool = True) -> None:
         self.timeout_s = float(timeout_s)
         self.soft_timeout = soft_timeout  # False: rely on the pool's hard kill alone (tests prove it works)
         self.float_rounding = float_rounding
         self.numeric_precision = numeric_precision
         self.constant_factor_equations = constant_factor_equations
+        self.exact_match = exact_match  # False: always parse (the tests compare both paths)
 
     def check(self, problem: Any, response: str) -> Any:
         gold_text = _gold_text(getattr(problem, "reference", None))
@@ -113,6 +138,9 @@ class MathVerifier(Verifier):
         tail = strip_thinking(response).replace("\\fbox{", "\\boxed{")  # math-verify ignores \fbox
         if not tail.strip():
             return self.verdict("no_answer", reason="nothing after thinking")
+        exact = _exact_box(getattr(problem, "reference", None), tail) if self.exact_match else None
+        if exact is not None:
+            return self.verdict("correct", answer=exact, reason="boxed answer is the gold answer verbatim")
         with soft_timeout(self.timeout_s if self.soft_timeout else None):
             return self._compare(gold_text, tail)
 
