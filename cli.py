@@ -171,7 +171,7 @@ def verifiers_list(json_: JsonOpt = False) -> None:
 @app.command()
 def verify(
     store: StoreOpt = DEFAULT_STORE,
-    verifier: Annotated[Optional[str], typer.Option("--verifier", help="Verifier for every sample (default: by problem source, then domain).")] = None,
+    verifier: Annotated[Optional[str], typer.Option("--verifier", help="Verifier for every sample (default: per problem: metadata.verifier, else source, else domain).")] = None,
     workers: Annotated[int, typer.Option(help="Verifier worker processes.")] = max(1, min(8, (os.cpu_count() or 2))),
     relabel: Annotated[bool, typer.Option("--relabel", help="Re-verify samples that already have a verdict from this version.")] = False,
     where: Annotated[Optional[str], typer.Option(help="SQL predicate over the `traces` view, e.g. \"source = 'math500'\".")] = None,
