@@ -434,6 +434,19 @@ def recipes_validate(
 # ---------------------------------------------------------------- training (issue 6)
 
 
+@app.command("train")
+def train_cmd(
+    config: Annotated[Path, typer.Argument(help="Training config YAML (examples: curate/train/configs/).")],
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a field: --set train.lr=1e-5 (repeatable).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in output_dir from its latest state.")] = False,
+) -> None:
+    """Fine-tune a causal LM on a `messages` dataset with the bundled FSDP2 runner (launches torchrun)."""
+    from curate.train import train_from_config
+
+    out = train_from_config(config, set_ or [], resume=resume, echo=out_console.print)
+    out_console.print(f"[green]done[/]: checkpoints in {out / 'checkpoints'}, metrics in {out / 'metrics.jsonl'}")
+
+
 # ---------------------------------------------------------------- demo
 @app.command()
 def demo(

@@ -116,10 +116,12 @@ def side_peer(store_path: Path, out: Path, rows: int) -> None:
     ds = ds.filter(lambda st, fr, sp_: [s == "correct" and f != "length" and sp == "train"
                                         for s, f, sp in zip(st, fr, sp_)], input_columns=["status", "finish_reason", "split"],
                    batched=True)
+    # two plain lists (datasets 4+ returns a lazy Column whose per-item indexing is slow)
+    cols = ds.select_columns(["id", "problem_id"]).to_dict()
+    ids = cols["id"]
     groups: dict[str, list[int]] = {}
-    for i, pid in enumerate(ds["problem_id"]):
+    for i, pid in enumerate(cols["problem_id"]):
         groups.setdefault(pid, []).append(i)
-    ids = ds["id"]
     pick = {}
     for pid, members in groups.items():  # the same per-problem hash choice curate makes
         pick[pid] = min(members, key=lambda i: hashlib.md5(f"1:{pid}:{ids[i]}".encode()).hexdigest())

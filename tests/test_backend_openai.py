@@ -115,3 +115,28 @@ def test_bad_config_rejected():
         OpenAIConfig(base_url="localhost:8000")
     with pytest.raises(BackendError, match="--model"):
         OpenAIBackend("")
+
+
+def test_reasoning_content_is_put_back_in_think_tags_and_logprobs_kept():
+    with TestServer(ServerState(reasoning_field=True)) as srv:
+        b = OpenAIBackend("test-model", OpenAIConfig(base_url=srv.base_url), SamplingParams(max_tokens=256, logprobs=True))
+        out = next(b.generate(requests(1)))
+    assert out.text.startswith("<think>\nThe question is:") and "</think>\n\nThe answer is \\boxed{42}" in out.text
+    assert out.teacher_logprob == pytest.approx(-0.5)
+    import math
+
+    assert out.teacher_entropy == pytest.approx(-(math.exp(-0.5) * -0.5 + math.exp(-1.5) * -1.5))
+
+
+def test_completions_with_local_chat_template(tmp_path):
+    pytest.importorskip("transformers")
+    from curate.generate.tiny import build_tiny_tokenizer
+
+    tok_dir = tmp_path / "tok"
+    build_tiny_tokenizer(tok_dir)
+    with TestServer(ServerState(keep_bodies=5)) as srv:
+        b = OpenAIBackend("test-model", OpenAIConfig(base_url=srv.base_url, endpoint="completions", tokenizer=str(tok_dir)))
+        assert len(list(b.generate(requests(2)))) == 2
+        prompt = srv.state.bodies[0]["prompt"]
+    assert prompt.startswith("<|user|>\nWhat is") and prompt.endswith("<|assistant|>\n")
+    assert b.identity_params()["chat_template_from"] == str(tok_dir)

@@ -56,9 +56,11 @@ def test_run_stores_everything_once_and_resumes_as_noop(store):
 
 
 def test_growing_n_and_changed_knob(store):
+    trial = run(store, synth(), WHERE, RunConfig(n=2, limit=5), progress=False)
+    assert (trial.problems, trial.generated) == (5, 10)  # --limit: a trial run on the first problems
     run(store, synth(), WHERE, RunConfig(n=2), progress=False)
     r = run(store, synth(), WHERE, RunConfig(n=4), progress=False)
-    assert (r.existing, r.generated) == (60, 60)
+    assert (r.existing, r.generated) == (60, 60)  # the trial's 10 were reused, not regenerated
     r = run(store, synth(wrong_share=0.5), WHERE, RunConfig(n=1), progress=False)
     assert r.generated == 30  # a different generator config is a different sample identity
     assert counts(store)[0] == 150
@@ -148,5 +150,25 @@ def test_cli_dry_run_generates_nothing(tmp_path, cli):
     r = cli("generate", "--store", str(path), "--n", "4", "--dry-run")
     assert r.returncode == 0 and "samples planned 20" in r.stdout and "Numbers:" in r.stdout
     assert TraceStore(path).query("SELECT count(*) AS n FROM samples").to_pylist()[0]["n"] == 0
+    real = cli("generate", "--store", str(path), "--n", "2")
+    assert real.returncode == 0 and "generated 10 samples" in real.stdout
+    assert "samples/s" in real.stdout and "tok/s" in real.stdout  # the progress bar's rates
     bad = cli("generate", "--store", str(path), "--shard", "3/2")
     assert bad.returncode != 0 and "--shard" in bad.stderr
+
+
+def test_cli_openai_backend_against_local_server(tmp_path, cli):
+    path = tmp_path / "store"
+    assert cli("tasks", "add", "countdown", "--store", str(path), "--size", "6", "--set", "max_numbers=3").returncode == 0
+    with TestServer(ServerState(fault_queue=["429", "500", "malformed"])) as srv:
+        r = cli("generate", "--store", str(path), "--backend", "openai", "--base-url", srv.base_url, "--model",
+                "test-model", "--n", "2", "--max-tokens", "64", "-o", "backoff_s=0.01", "--json")
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout.strip().splitlines()[-1])
+    assert report["generated"] == 12 and report["backend"] == "openai"
+    rows = TraceStore(path).query("SELECT model, finish_reason, completion_tokens, params FROM samples").to_pylist()
+    assert len(rows) == 12 and all(x["model"] == "test-model" and x["finish_reason"] == "stop" for x in rows)
+    assert json.loads(rows[0]["params"])["endpoint"] == "chat"
+    down = cli("generate", "--store", str(path), "--backend", "openai", "--base-url", "http://127.0.0.1:9/v1",
+               "--model", "m", "--n", "3", "-o", "max_retries=1", "-o", "backoff_s=0")
+    assert down.returncode != 0 and "request failed after 2 attempts" in down.stderr and "Traceback" not in down.stderr

@@ -22,8 +22,8 @@ def load(source, **opts):
 
 def test_registry_lists_every_source_with_options():
     names = {t["name"] for t in list_tasks()}
-    assert {"countdown", "reasoning-gym", "hf", "file", "humaneval", "math500", "aime24", "gpqa-diamond", "mmlu-pro",
-            "livecodebench", "openr1-math", "numinamath", "hex-phi"} <= names
+    assert {"countdown", "reasoning_gym", "hf", "file", "humaneval", "math500", "aime24", "gpqa_diamond", "mmlu_pro",
+            "livecodebench", "openr1_math", "numinamath", "hex_phi"} <= names
     assert all(t["options"] for t in list_tasks())
 
 
@@ -31,7 +31,7 @@ def test_reasoning_gym_by_name_config_seed_and_size():
     ps = list(iter_problems("reasoning-gym", {"task": "chain_sum", "task_config": '{"max_terms": 3}'}, size=5, seed=3))
     again = list(iter_problems("reasoning-gym", {"task": "chain_sum", "task_config": '{"max_terms": 3}'}, size=5, seed=3))
     assert [p.id for p in ps] == [p.id for p in again] and len({p.id for p in ps}) == 5
-    assert ps[0].source == "reasoning-gym/chain_sum" and ps[0].domain == "math"
+    assert ps[0].source == "reasoning_gym/chain_sum" and ps[0].domain == "math"
     assert ps[0].reference["answer"] and ps[0].metadata["index"] == 0
     with pytest.raises(InputError, match="unknown reasoning-gym task"):
         list(iter_problems("reasoning-gym", {"task": "no_such_task"}, size=1))
@@ -51,14 +51,15 @@ def test_generated_oracles_pass_their_scorer(task):
         assert check_answer(ans[len("\\boxed{"):-1], p.reference["numbers"], p.reference["target"])[0]
     for p in iter_problems("reasoning-gym", {"task": task}, size=5, seed=1):
         entry = {"question": p.reference["question"], "answer": p.reference["answer"], "metadata": p.reference["metadata"]}
-        score = reasoning_gym.get_score_answer_fn(task)(TASKS["reasoning-gym"].oracle(p), entry)
+        assert TASKS["reasoning_gym"].oracle(p) == f"<answer>{p.reference['answer']}</answer>"
+        score = reasoning_gym.get_score_answer_fn(task)(p.reference["answer"], entry)
         assert score == 1.0, (task, p.reference)
 
 
 def test_math_presets_from_local_fixtures():
     ps = load("math500", path=str(FIX / "math500.jsonl"))
     assert len(ps) == 3 and ps[0].split == "eval" and ps[0].source == "math500" and ps[0].reference == "2"
-    assert ps[0].metadata["subject"] == "Prealgebra" and ps[0].metadata["verifier"] == "math"
+    assert ps[0].metadata["subject"] == "Prealgebra"
     assert load("aime24", path=str(FIX / "aime24.jsonl"))[0].reference == "3"
     n = load("numinamath", path=str(FIX / "numinamath.jsonl"))
     assert n[0].split == "train" and "boxed{5}" in n[0].metadata["solution"]
@@ -86,8 +87,8 @@ def test_mmlu_pro_subset_and_letters():
 def test_livecodebench_tests_decoded_safely():
     ps = load("livecodebench", path=str(FIX / "livecodebench.jsonl"))
     stdin, functional = ps
-    assert stdin.reference["public_tests"][0]["output"] == "3\n"
-    assert stdin.reference["private_tests"] == [{"input": "5 7\n", "output": "12\n", "testtype": "stdin"}]
+    assert stdin.reference["tests"][0]["output"] == "3\n" and stdin.reference["n_public"] == 1
+    assert stdin.reference["tests"][1:] == [{"input": "5 7\n", "output": "12\n", "testtype": "stdin"}]
     assert functional.reference["fn_name"] == "twice" and "class Solution" in functional.prompt
     from curate.tasks.hf import _tests
     import base64
@@ -161,4 +162,18 @@ def test_add_to_store_is_idempotent(tmp_path, cli):
     r = cli("tasks", "add", str(FIX / "bad_json.jsonl"), "--store", str(tmp_path / "s"))
     assert r.returncode == 2 and "bad_json.jsonl:2" in r.stderr and "Traceback" not in r.stderr
     r = cli("tasks", "list", "--json")
-    assert r.returncode == 0 and any(t["name"] == "gpqa-diamond" for t in json.loads(r.stdout))
+    assert r.returncode == 0 and any(t["name"] == "gpqa_diamond" for t in json.loads(r.stdout))
+    assert {p.source for p in load("gpqa-diamond", path=str(FIX / "gpqa.jsonl"))} == {"gpqa_diamond"}  # hyphens work too
+
+
+def test_oracles_pass_the_real_verifiers():
+    """Registry-wide: every task with an oracle gets `correct` from the verifier that claims its source."""
+    registry = pytest.importorskip("verifiers.registry")
+    cases = [("countdown", {"max_numbers": 6}, 8), ("reasoning_gym", {"task": "leg_counting"}, 4), ("humaneval", {}, 2)]
+    for name, opts, size in cases:
+        spec = TASKS[name]
+        for p in iter_problems(name, opts, size=size, seed=4):
+            verifier = registry.get_verifier(registry.verifier_for(p))
+            answer = spec.oracle(p)
+            verdict = verifier.verify(p, answer)
+            assert verdict.status == "correct", (name, p.reference, answer, verdict.reason)

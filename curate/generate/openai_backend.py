@@ -11,13 +11,14 @@ hosted APIs), one HTTP request per sample, `concurrency` requests in flight on o
 - finish_reason and usage are kept; a reasoning parser's `reasoning_content` is put back inside
   <think>...</think> so traces look the same whichever way the server splits them.
 - `top_k` and `min_p` are vLLM/SGLang extensions; set `extensions=false` for hosted APIs that reject them.
+- `endpoint=completions` sends the plain user text, or with `tokenizer=PATH` the chat template rendered
+  locally (so a base model served without a chat template still gets the study's format).
 
 Test: tests/test_backend_openai.py (a real local server with injected faults); speed: benchmarks/gen_openai.py.
 """
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 import os
 import random
@@ -50,6 +51,7 @@ class OpenAIConfig:
     backoff_max_s: float = 30.0
     extensions: bool = True
     extra_body: dict = field(default_factory=dict)
+    tokenizer: str = ""  # completions endpoint: render the chat template with this tokenizer (path or hub id)
 
     def __post_init__(self) -> None:
         if self.endpoint not in ("chat", "completions"):
@@ -89,13 +91,27 @@ class OpenAIBackend:
         self.config = config or OpenAIConfig()
         self.sampling = sampling or SamplingParams()
         self.api_key = os.environ.get(self.config.api_key_env) or None
+        self._tok = None
+        if self.config.tokenizer and self.config.endpoint == "completions":
+            try:
+                from transformers import AutoTokenizer
+            except ImportError:
+                raise BackendError("-o tokenizer= needs transformers", hint="pip install 'curate[train]'") from None
+            from curate.generate.prompting import warn_if_injected
+
+            try:
+                self._tok = AutoTokenizer.from_pretrained(self.config.tokenizer)
+            except (OSError, ValueError) as e:
+                raise BackendError(f"cannot load tokenizer {self.config.tokenizer!r}: {str(e).splitlines()[0]}") from None
+            warn_if_injected(self._tok)
         self.skipped: list[tuple[str, str]] = []  # (request id, reason) of per-prompt client errors
         self.retries = 0
         self._rr = 0
 
     def identity_params(self) -> dict:
         c = self.config
-        return {"endpoint": c.endpoint, "extensions": c.extensions, "extra_body": dict(c.extra_body)}
+        return {"endpoint": c.endpoint, "extensions": c.extensions, "extra_body": dict(c.extra_body),
+                "chat_template_from": c.tokenizer or None}
 
     def close(self) -> None:
         pass
@@ -114,7 +130,12 @@ class OpenAIBackend:
             if s.logprobs:
                 b["logprobs"], b["top_logprobs"] = True, 5
         else:
-            b["prompt"] = req.messages[-1]["content"]
+            if self._tok is not None:  # the study's way for base models: chat template, sent as raw text
+                from curate.generate.prompting import render
+
+                b["prompt"] = render(self._tok, req.messages)
+            else:
+                b["prompt"] = req.messages[-1]["content"]
             if s.logprobs:
                 b["logprobs"] = 5
         b.update(c.extra_body)

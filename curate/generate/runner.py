@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Sequence
+from typing import Callable
 
 from curate.errors import BackendError, CurateError, InputError
 from curate.generate.base import Backend, Completion, Request, SamplingParams
@@ -182,7 +182,7 @@ def run(store, backend: Backend, where: str | None = None, cfg: RunConfig | None
     """Generate every missing sample for the selected problems into the store; see the module docstring."""
     cfg = cfg or RunConfig()
     t0 = time.perf_counter()
-    if not dry_run:
+    if not dry_run and store.pending_shards():
         store.commit_pending()  # shards a killed run left behind count as done before we plan
     requests, report = plan(store, where, backend, cfg, params)
     report.dry_run = dry_run
@@ -241,7 +241,3 @@ def run(store, backend: Backend, where: str | None = None, cfg: RunConfig | None
     report.elapsed_s = time.perf_counter() - t0
     return report
 
-
-def iter_chunks(items: Sequence, size: int) -> Iterator[Sequence]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]

@@ -46,6 +46,7 @@ class ServerState:
     completed: int = 0
     bodies: list = field(default_factory=list)  # the last parsed bodies, for tests to inspect
     keep_bodies: int = 0
+    reasoning_field: bool = False  # chat: put the <think> part in message.reasoning_content, like vLLM's parser
 
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed)
@@ -132,7 +133,17 @@ async def _handle(state: ServerState, reader: asyncio.StreamReader, writer: asyn
             n_prompt, n_out = len(prompt.split()), len(text.split())
             choice = {"index": 0, "finish_reason": finish}
             if path.endswith("/chat/completions"):
-                choice["message"] = {"role": "assistant", "content": text}
+                msg = {"role": "assistant", "content": text}
+                if state.reasoning_field and "</think>" in text:
+                    thinking, _, answer = text.partition("</think>")
+                    msg = {"role": "assistant", "reasoning_content": thinking.replace("<think>", "").strip(),
+                           "content": answer.strip()}
+                choice["message"] = msg
+                if body.get("logprobs"):  # fixed fake values: every token -0.5, one alternative at -1.5
+                    choice["logprobs"] = {"content": [
+                        {"token": w, "logprob": -0.5, "top_logprobs": [{"token": w, "logprob": -0.5},
+                                                                        {"token": "~", "logprob": -1.5}]}
+                        for w in text.split()]}
             else:
                 choice["text"] = text
             payload = {"id": f"cmpl-{state.requests}", "object": "chat.completion", "created": int(time.time()),

@@ -23,10 +23,10 @@ CORPUS = [
 ]
 
 
-def build_tiny_model(path: str | Path, stop_immediately: bool = False, vocab_size: int = 320, seed: int = 0) -> Path:
-    import torch
+def build_tiny_tokenizer(path: str | Path, vocab_size: int = 320):
+    """Train the byte-level BPE tokenizer, save it with the chat template, and return it."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import PreTrainedTokenizerFast
 
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
@@ -39,6 +39,15 @@ def build_tiny_model(path: str | Path, stop_immediately: bool = False, vocab_siz
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>", pad_token="<pad>", bos_token="<bos>")
     fast.chat_template = CHAT_TEMPLATE
     fast.save_pretrained(path)
+    return fast
+
+
+def build_tiny_model(path: str | Path, stop_immediately: bool = False, vocab_size: int = 320, seed: int = 0) -> Path:
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    path = Path(path)
+    fast = build_tiny_tokenizer(path, vocab_size)
     torch.manual_seed(seed)
     cfg = LlamaConfig(vocab_size=len(fast), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,

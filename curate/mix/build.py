@@ -27,7 +27,7 @@ from curate.mix.clean import EvalIndex, PromptDeduper
 from curate.mix.recipe import Recipe
 from curate.store import selection
 
-BATCH = 2048
+MIN_BATCH = 256
 
 
 @dataclass
@@ -96,10 +96,13 @@ class _Taker:
         n_rows = 0
         i = 0
         while n_rows < quota and i < len(order):
-            batch = [p for p in order[i:i + BATCH] if p not in taken]
-            i += BATCH
+            # Fetch text for a little more than what is still missing: every fetch scans the shards once,
+            # so a few large batches beat many small ones.
+            step = max(MIN_BATCH, int((quota - n_rows) * 1.1) + 64)
+            batch = [p for p in order[i:i + step] if p not in taken]
+            i += step
             ids = []
-            if not q.reference_solution or "trace" in recipe.decontaminate.check:
+            if not q.reference_solution:  # reference rows need no trace text
                 for p in batch:
                     for r in by_problem[p]:
                         ids.append(r["sample_id"])
@@ -120,6 +123,7 @@ class _Taker:
                     self.contam[b]["prompt"] += 1
                 if hits and recipe.decontaminate.action == "drop":
                     self.mix.dropped["contaminated"] += 1
+                    taken.add(p)  # a later source would drop (and count) it again
                     continue
                 out = self._rows_for(p, rows, text)
                 if out is None:
@@ -142,7 +146,7 @@ class _Taker:
             r = dict(r)
             if q.reference_solution:
                 ref = json.loads(r["reference"]) if r["reference"] is not None else None  # JSON text from the store
-                resp = transforms.reference_response(ref)
+                resp = transforms.reference_response(ref, r.get("solution"))
                 if resp is None:
                     self.mix.dropped["no reference solution"] += 1
                     return None
@@ -217,16 +221,15 @@ def _apply_quality(recipe: Recipe, rows: list[dict], mix: Mixture) -> None:
 
 def build(store: Any, recipe: Recipe) -> Mixture:
     """Select and transform the rows of `recipe` from `store` (no files written)."""
-    if recipe.selection.per_problem != "any" and selection.verdict_count(store) == 0:
+    f = recipe.filters
+    predicates = [(f"sources.{s.name}.where", s.where, "traces") for s in recipe.sources]
+    if f.where:
+        predicates.append(("filters.where", f.where, "traces"))
+    if recipe.decontaminate.eval_where:
+        predicates.append(("decontaminate.eval_where", recipe.decontaminate.eval_where, "problems"))
+    if selection.preflight(store, predicates) == 0 and recipe.selection.per_problem != "any":
         raise StoreError("the store has no verdicts, so no trace is known to be correct",
                          hint="label the traces first (`curate label`), or use selection.per_problem: any")
-    f = recipe.filters
-    for s in recipe.sources:
-        selection.check_predicate(store, s.where, f"sources.{s.name}.where")
-    if f.where:
-        selection.check_predicate(store, f.where, "filters.where")
-    if recipe.decontaminate.eval_where:
-        selection.check_predicate(store, recipe.decontaminate.eval_where, "decontaminate.eval_where", view="problems")
     filters = selection.filter_sql(max_tokens=f.max_tokens, no_truncation=f.no_truncation, has_answer=f.has_answer,
                                    think_closed=f.think_closed, max_repetition=f.max_repetition,
                                    strip_thinking=recipe.quality.strip_thinking and not recipe.quality.reference_solution,
@@ -247,7 +250,7 @@ def build(store: Any, recipe: Recipe) -> Mixture:
         table = selection.per_problem_choices(
             store, where=s.where, filters=filters, per_problem=recipe.selection.per_problem, seed=recipe.seed,
             bucket_ratio=recipe.quality.length_bucket_ratio, want_incorrect=want_incorrect,
-            require_incorrect=recipe.selection.require_incorrect)
+            require_incorrect=recipe.selection.require_incorrect, want_solution=recipe.quality.reference_solution)
         got = taker.take(s.name, table, requested[s.name], taken)
         if len(got) < requested[s.name]:
             short.append(f"source {s.name}: {len(got)} eligible rows of {requested[s.name]} requested")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from pathlib import Path
 from typing import Any, Literal, Optional
 
@@ -193,6 +194,7 @@ class Recipe(_Strict):
             for key, value in combo:
                 _set_dotted(data, key, value, where="sweep")
             suffix = "-".join(f"{key.split('.')[-1]}={_fmt(value)}" for key, value in combo)
+            suffix = re.sub(r"[^A-Za-z0-9_.=\-]+", "_", suffix)  # also a directory name
             data["name"] = f"{self.name}-{suffix}"
             out.append((suffix, validate_recipe(data, origin=f"sweep {suffix}")))
         return out
@@ -294,6 +296,9 @@ def load_recipe(path: str | Path, overrides: Optional[dict[str, list[Any]]] = No
         mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        ctx, cmark = getattr(e, "context", None), getattr(e, "context_mark", None)
+        if ctx and cmark is not None and mark is not None and cmark.line != mark.line:
+            problem += f" ({ctx} at line {cmark.line + 1})"
         raise ConfigError(f"{path}{line}: malformed YAML: {problem}") from None
     recipe = validate_recipe(data, origin=str(path), root=root)
     if overrides:

@@ -38,8 +38,14 @@ def truncate(text: str, keep: float) -> str:
     return text[:cut].rstrip()
 
 
-def reference_response(reference: Any) -> Optional[str]:
-    """The reference short solution as a response; None when the problem has nothing usable."""
+def reference_response(reference: Any, solution: Optional[str] = None) -> Optional[str]:
+    """The reference short solution as a response; None when the problem has nothing usable.
+
+    `solution` (from the problem's metadata, where importers and task sources keep it) wins; then a
+    `{"solution": ...}` reference; then a bare gold answer as a one-line boxed answer.
+    """
+    if isinstance(solution, str) and solution.strip():
+        return solution.strip()
     ref = reference
     if isinstance(ref, dict):
         sol = ref.get("solution")

@@ -24,15 +24,26 @@ _ORDER = {
     "longest_correct": ("status = 'correct'", "tokens DESC, k"),
     "any": ("true", "k"),
 }
-TEXT_BATCH = 4096
+TEXT_BATCH = 50_000
+
+# `traces` without its `text` column, from the documented views. Choosing needs no text, and joining
+# every shard's ids in (as `traces` must) is most of that view's cost. Same rows and columns as `traces`
+# minus `text`, with the store's own `latest_verdicts`; a predicate that mentions `text` falls back to `traces`.
+LEAN_TRACES = """lean_traces AS (
+    SELECT s.*, p.source, p.domain, p.prompt, p.reference, p.metadata, p.split, f.* EXCLUDE (sample_id),
+           lv.status, lv.score, lv.verifier, lv.version AS verifier_version
+    FROM samples s
+    LEFT JOIN problems p ON p.id = s.problem_id
+    LEFT JOIN features f ON f.sample_id = s.id
+    LEFT JOIN latest_verdicts lv ON lv.sample_id = s.id
+)"""
 
 
 def _store_query(store: Any, sql: str, params: Optional[list] = None) -> pa.Table:
     return store.query(sql, params)
 
 
-def check_predicate(store: Any, predicate: str, what: str, view: str = "traces") -> None:
-    """Run a recipe predicate once on an empty result so a SQL error names the predicate."""
+def _check_one(store: Any, predicate: str, what: str, view: str) -> None:
     try:
         _store_query(store, f"SELECT 1 FROM {view} WHERE ({predicate}) LIMIT 0")
     except Exception as e:  # the store wraps DuckDB's errors; keep its message, add ours
@@ -41,8 +52,20 @@ def check_predicate(store: Any, predicate: str, what: str, view: str = "traces")
                           hint="`curate schema` lists the columns of every view") from None
 
 
-def verdict_count(store: Any) -> int:
-    return int(_store_query(store, "SELECT count(*) AS n FROM verdicts").column("n")[0].as_py())
+def preflight(store: Any, predicates: list[tuple[str, str, str]]) -> int:
+    """Check every recipe predicate (what, predicate, view) and count verdicts, in one query.
+
+    Only when that query fails are the predicates run one by one, so the error names the bad one.
+    Each store query opens a connection, so the common case pays for one."""
+    checks = "".join(f", (SELECT count(*) FROM (SELECT 1 FROM {view} WHERE ({pred}) LIMIT 0)) AS c{i}"
+                     for i, (_, pred, view) in enumerate(predicates))
+    try:
+        t = _store_query(store, f"SELECT (SELECT count(*) FROM verdicts) AS n{checks}")
+    except Exception:
+        for what, pred, view in predicates:
+            _check_one(store, pred, what, view)
+        raise
+    return int(t.column("n")[0].as_py())
 
 
 def filter_sql(*, max_tokens: Optional[int], no_truncation: bool, has_answer: bool, think_closed: bool,
@@ -67,12 +90,15 @@ def filter_sql(*, max_tokens: Optional[int], no_truncation: bool, has_answer: bo
 
 
 def per_problem_choices(store: Any, *, where: str, filters: str, per_problem: str, seed: int,
-                        bucket_ratio: float, want_incorrect: bool, require_incorrect: bool) -> pa.Table:
+                        bucket_ratio: float, want_incorrect: bool, require_incorrect: bool,
+                        want_solution: bool = False) -> pa.Table:
     """One row per chosen trace (several per problem for `all_correct`), ordered by problem rank.
 
     Columns: problem_id, pk (problem rank key), sample_id, k, status, tokens, bucket, source, domain,
     prompt, reference, and when want_incorrect: neg_id, neg_tokens, neg_bucket (the verified-incorrect
-    trace of the same problem closest in length bucket, null if none).
+    trace of the same problem closest in length bucket, null if none); when want_solution: solution, the
+    reference short solution from the problem's metadata or, failing that, from another problem with the
+    same prompt (a NuminaMath import beside a trace pool: the same questions under another source).
     """
     status, order = _ORDER[per_problem]
     keep = "true" if per_problem == "all_correct" else "r = 1"
@@ -88,13 +114,20 @@ def per_problem_choices(store: Any, *, where: str, filters: str, per_problem: st
         neg_cols = ", n.neg_id, n.neg_tokens, n.neg_bucket"
         neg_join = "LEFT JOIN (SELECT * FROM neg WHERE nr = 1) n ON n.problem_id = c.problem_id"
     require = "AND n.neg_id IS NOT NULL" if require_incorrect else ""
+    sol_cols = sol_join = ""
+    if want_solution:
+        sol_cols = ", coalesce(json_extract_string(p.metadata, '$.solution'), ps.solution) AS solution"
+        sol_join = """LEFT JOIN (
+            SELECT prompt, min(json_extract_string(metadata, '$.solution')) AS solution FROM problems
+            WHERE json_extract_string(metadata, '$.solution') IS NOT NULL GROUP BY prompt
+        ) ps ON ps.prompt = p.prompt"""
     sql = f"""
-        WITH cand AS (
+        WITH @LEAN@cand AS (
             SELECT id AS sample_id, problem_id, status,
                    coalesce(completion_tokens, text_chars // 4, 0) AS tokens,
                    CAST(floor(ln(greatest(coalesce(completion_tokens, text_chars // 4, 0), 1)) / {ln_ratio}) AS INTEGER) AS bucket,
                    md5(concat($seed, ':', problem_id, ':', id)) AS k
-            FROM traces
+            FROM @VIEW@
             WHERE split = 'train' AND ({where}) AND ({filters})
         ),
         ranked AS (
@@ -103,13 +136,17 @@ def per_problem_choices(store: Any, *, where: str, filters: str, per_problem: st
         ),
         chosen AS (SELECT * FROM ranked WHERE {keep}){neg_cte}
         SELECT c.problem_id, md5(concat($seed, ':problem:', c.problem_id)) AS pk, c.sample_id, c.k, c.status,
-               c.tokens, c.bucket, p.source, p.domain, p.prompt, CAST(p.reference AS VARCHAR) AS reference{neg_cols}
-        FROM chosen c JOIN problems p ON p.id = c.problem_id {neg_join}
+               c.tokens, c.bucket, p.source, p.domain, p.prompt, CAST(p.reference AS VARCHAR) AS reference{neg_cols}{sol_cols}
+        FROM chosen c JOIN problems p ON p.id = c.problem_id {neg_join} {sol_join}
         WHERE true {require}
         ORDER BY pk, c.k
     """
     try:
-        return _store_query(store, sql, {"seed": str(seed)})
+        return _store_query(store, sql.replace("@LEAN@", LEAN_TRACES + ",").replace("@VIEW@", "lean_traces"), {"seed": str(seed)})
+    except Exception:
+        pass  # most likely a predicate that reads `text`: the full view has it
+    try:
+        return _store_query(store, sql.replace("@LEAN@", "").replace("@VIEW@", "traces"), {"seed": str(seed)})
     except Exception as e:
         msg = getattr(e, "message", None) or str(e)
         raise StoreError(f"selecting candidates failed: {msg}") from None
@@ -121,8 +158,9 @@ def texts(store: Any, sample_ids: Iterable[str]) -> dict[str, str]:
     out: dict[str, str] = {}
     for i in range(0, len(ids), TEXT_BATCH):
         chunk = ids[i:i + TEXT_BATCH]
-        t = _store_query(store, "SELECT id, text FROM traces WHERE id IN (SELECT unnest($ids))", {"ids": chunk})
-        out.update(zip(t.column("id").to_pylist(), t.column("text").to_pylist()))
+        # the store's `texts` view (sample_id, text) skips the verdict and feature joins of `traces`
+        t = _store_query(store, "SELECT sample_id, text FROM texts WHERE sample_id IN (SELECT unnest($ids))", {"ids": chunk})
+        out.update(zip(t.column("sample_id").to_pylist(), t.column("text").to_pylist()))
     return out
 
 

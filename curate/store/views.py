@@ -97,9 +97,13 @@ def create_views(con, shard_files: list[str]) -> None:
         )
     else:
         con.execute("CREATE OR REPLACE TEMP VIEW texts AS SELECT NULL::VARCHAR AS sample_id, NULL::VARCHAR AS text WHERE false")
+    # "Latest" = newest created_at, ties broken by verifier then version; a grouped arg_min, not a window sort.
     con.execute(
-        """CREATE OR REPLACE TEMP VIEW latest_verdicts AS SELECT * FROM verdict_rows
-        QUALIFY row_number() OVER (PARTITION BY sample_id ORDER BY created_at DESC, verifier, version) = 1"""
+        """CREATE OR REPLACE TEMP VIEW latest_verdicts AS
+        SELECT sample_id, v.status AS status, v.score AS score, v.verifier AS verifier, v.version AS version FROM (
+            SELECT sample_id, arg_min(struct_pack(status := status, score := score, verifier := verifier, version := version),
+                                      struct_pack(t := -epoch_us(created_at), verifier := verifier, version := version)) AS v
+            FROM verdict_rows GROUP BY sample_id)"""
     )
     scols = ", ".join(f"s.{c}" for c in SAMPLE_COLUMNS)
     con.execute(

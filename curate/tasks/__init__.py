@@ -21,8 +21,8 @@ __all__ = ["TASKS", "TaskSpec", "register", "get_task", "task_names", "iter_prob
 
 def resolve(source: str) -> TaskSpec:
     """A task name, or a .jsonl/.parquet path (mapped to the `file` source)."""
-    if source in TASKS:
-        return TASKS[source]
+    if source.replace("-", "_") in TASKS:
+        return TASKS[source.replace("-", "_")]
     if source.endswith((".jsonl", ".json", ".parquet")) or Path(source).exists():
         return get_task("file")
     return get_task(source)
@@ -32,7 +32,7 @@ def iter_problems(source: str, options: dict[str, Any] | None = None, size: int 
                   split: str | None = None) -> Iterator[Problem]:
     spec = resolve(source)
     options = dict(options or {})
-    if spec.name == "file" and source not in TASKS:
+    if spec.name == "file" and source.replace("-", "_") not in TASKS:
         options.setdefault("path", source)
     config = build_config(spec.config_cls, options)
     split = check_split(split or spec.default_split)

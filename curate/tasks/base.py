@@ -53,8 +53,9 @@ def task_names() -> list[str]:
 
 
 def get_task(name: str) -> TaskSpec:
+    """Look a task up by name; `gpqa-diamond` and `gpqa_diamond` are the same task."""
     try:
-        return TASKS[name]
+        return TASKS[name.replace("-", "_")]
     except KeyError:
         raise InputError(
             f"unknown task or preset {name!r}",

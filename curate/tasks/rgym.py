@@ -15,7 +15,7 @@ from curate.errors import InputError
 from curate.records import Problem
 from curate.tasks.base import TaskSpec, register
 
-NAME = "reasoning-gym"
+NAME = "reasoning_gym"  # also the problems.source family: reasoning_gym/<task>
 # reasoning-gym package folder -> our domain names
 _DOMAINS = {"algebra": "math", "arithmetic": "math", "geometry": "math", "probability": "math", "graphs": "logic",
             "logic": "logic", "induction": "logic", "cognition": "logic", "arc": "logic", "games": "game",
@@ -60,16 +60,17 @@ def load(config: ReasoningGymConfig, size: int | None, seed: int, split: str) ->
             source=f"{NAME}/{config.task}", domain=domain, prompt=entry["question"],
             reference=_jsonable({"task": config.task, "question": entry["question"], "answer": entry["answer"],
                                  "metadata": entry.get("metadata", {})}),
-            metadata={"seed": seed, "index": index, "task": config.task, "task_config": _jsonable(config.task_config),
-                      "verifier": "reasoning-gym"},
+            metadata={"seed": seed, "index": index, "task": config.task, "task_config": _jsonable(config.task_config)},
             split=split,
         )
 
 
 def oracle(problem: Problem) -> str | None:
-    return problem.reference.get("answer") if isinstance(problem.reference, dict) else None
+    """The generator's answer as a response, in reasoning-gym's <answer> tags."""
+    ans = problem.reference.get("answer") if isinstance(problem.reference, dict) else None
+    return None if ans is None else f"<answer>{ans}</answer>"
 
 
 register(TaskSpec(name=NAME, description="Any reasoning-gym task (--set task=NAME, --set task_config='{...}'), scored by its own scorer",
-                  domain="logic", config_cls=ReasoningGymConfig, load=load, verifier="reasoning-gym", oracle=oracle,
+                  domain="logic", config_cls=ReasoningGymConfig, load=load, verifier="reasoning_gym", oracle=oracle,
                   generated=True))

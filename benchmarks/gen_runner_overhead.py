@@ -1,0 +1,96 @@
+"""Benchmark: `curate generate` overhead. The runner (plan, resume check, hf backend, shards, commit)
+vs calling `model.generate` directly on the same prompts with the same batch size, side by side.
+
+Prints median wall and CPU seconds for each over --reps and the throughput ratios direct / runner
+(target >= 0.95x). On a shared machine wall time swings with other people's load; process CPU time
+(all threads of this process) is the steadier measure of the work each side does. Both sides sample the same number of new tokens per row (EOS is suppressed so
+neither side stops early), so the comparison is of everything around the model.
+
+Run: python benchmarks/gen_runner_overhead.py [--prompts 64] [--max-tokens 128] [--batch-size 16] [--reps 5] [--threads 1]
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
+
+from curate.generate import RunConfig, SamplingParams  # noqa: E402
+from curate.generate.hf_backend import HFBackend, HFConfig  # noqa: E402
+from curate.generate.prompting import DEFAULT_TEMPLATE, user_text  # noqa: E402
+from curate.generate.runner import run  # noqa: E402
+from curate.generate.tiny import build_tiny_model  # noqa: E402
+from curate.records import Problem  # noqa: E402
+from curate.store import TraceStore  # noqa: E402
+from curate.tasks.countdown import CountdownConfig, generate as countdown  # noqa: E402
+
+
+def direct(model_dir: str, problems: list[Problem], max_tokens: int, batch_size: int) -> tuple[float, float]:
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    tok.padding_side = "left"
+    model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+    prompts = [tok.apply_chat_template([{"role": "user", "content": user_text(p.prompt, DEFAULT_TEMPLATE)}],
+                                       tokenize=False, add_generation_prompt=True) for p in problems]
+    prompts.sort(key=len)  # the same length-sorted batching the backend does, so only overhead differs
+    t0, c0 = time.perf_counter(), time.process_time()
+    for i in range(0, len(prompts), batch_size):
+        enc = tok(prompts[i:i + batch_size], return_tensors="pt", padding=True, add_special_tokens=False)
+        torch.manual_seed(i)
+        with torch.inference_mode():
+            out = model.generate(**enc, max_new_tokens=max_tokens, min_new_tokens=max_tokens, do_sample=True,
+                                 temperature=0.6, top_p=0.95, top_k=20, pad_token_id=tok.pad_token_id)
+        tok.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+    return time.perf_counter() - t0, time.process_time() - c0
+
+
+def through_runner(model_dir: str, problems: list[Problem], max_tokens: int, batch_size: int) -> tuple[float, float]:
+    tmp = Path(tempfile.mkdtemp())
+    try:
+        st = TraceStore(tmp / "store")
+        st.add_problems(problems)
+        backend = HFBackend(model_dir, HFConfig(batch_size=batch_size), SamplingParams(max_tokens=max_tokens))
+        backend.lm.generation_config.min_new_tokens = max_tokens  # same token count as the direct side
+        t0, c0 = time.perf_counter(), time.process_time()
+        r = run(st, backend, None, RunConfig(n=1, sampling=SamplingParams(max_tokens=max_tokens)), progress=False)
+        elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
+        assert r.generated == len(problems)
+        return elapsed, cpu
+    finally:
+        shutil.rmtree(tmp)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--prompts", type=int, default=64)
+    ap.add_argument("--max-tokens", type=int, default=128)
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)  # one thread: steadier timings on a shared machine
+    tmp = Path(tempfile.mkdtemp())
+    model_dir = str(build_tiny_model(tmp / "tiny"))
+    problems = [countdown(CountdownConfig(max_numbers=4), 0, i) for i in range(args.prompts)]
+    d, r = [], []
+    for _ in range(args.reps):
+        d.append(direct(model_dir, problems, args.max_tokens, args.batch_size))
+        r.append(through_runner(model_dir, problems, args.max_tokens, args.batch_size))
+    md, mr = statistics.median(x[0] for x in d), statistics.median(x[0] for x in r)
+    cd, cr = statistics.median(x[1] for x in d), statistics.median(x[1] for x in r)
+    print(f"wall: direct model.generate {md:.2f}s, curate runner {mr:.2f}s (store included), ratio {md / mr:.2f}x\n"
+          f"cpu:  direct model.generate {cd:.2f}s, curate runner {cr:.2f}s (store included), ratio {cd / cr:.2f}x\n"
+          f"[{args.prompts} prompts x {args.max_tokens} tokens, batch {args.batch_size}, {args.reps} reps, median]")
+    shutil.rmtree(tmp)
+
+
+if __name__ == "__main__":
+    main()
