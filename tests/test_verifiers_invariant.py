@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from verifiers.registry import get_verifier, names, verifier_for
+from verifiers.registry import canonical, get_verifier, names, verifier_for
 
 
 @dataclass
@@ -75,7 +75,7 @@ def _task_cases():
     return cases
 
 
-TASK_OPTIONS = {"reasoning-gym": [{"task": t} for t in ("leg_counting", "chain_sum", "word_sorting", "basic_arithmetic")]}
+TASK_OPTIONS = {"reasoning_gym": [{"task": t} for t in ("leg_counting", "chain_sum", "word_sorting", "basic_arithmetic")]}
 
 
 @pytest.mark.parametrize("task", _task_cases())
@@ -83,7 +83,7 @@ def test_every_generated_task_oracle_is_correct_under_its_verifier(task):
     from curate.tasks import TASKS, iter_problems
 
     spec = TASKS[task]
-    for options in TASK_OPTIONS.get(task, [{}]):
+    for options in TASK_OPTIONS.get(canonical(task), [{}]):
         for problem in iter_problems(task, options, size=5, seed=11):
             answer = spec.oracle(problem)
             assert answer is not None, (task, problem.prompt[:80])
