@@ -171,7 +171,7 @@ def verifiers_list(json_: JsonOpt = False) -> None:
 @app.command()
 def verify(
     store: StoreOpt = DEFAULT_STORE,
-    verifier: Annotated[Optional[str], typer.Option("--verifier", "-v", help="Verifier for every sample (default: by problem source, then domain).")] = None,
+    verifier: Annotated[Optional[str], typer.Option("--verifier", help="Verifier for every sample (default: per problem: metadata.verifier, else source, else domain).")] = None,
     workers: Annotated[int, typer.Option(help="Verifier worker processes.")] = max(1, min(8, (os.cpu_count() or 2))),
     relabel: Annotated[bool, typer.Option("--relabel", help="Re-verify samples that already have a verdict from this version.")] = False,
     where: Annotated[Optional[str], typer.Option(help="SQL predicate over the `traces` view, e.g. \"source = 'math500'\".")] = None,
@@ -180,6 +180,7 @@ def verify(
 ) -> None:
     """Label stored samples that lack a verdict, in worker processes with a hard per-response timeout."""
     import json
+    import time
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -190,16 +191,13 @@ def verify(
                TextColumn("{task.fields[rate]}/s"), TimeElapsedColumn()]
     with Progress(*columns, console=err_console, transient=True, disable=json_) as bar:
         task = bar.add_task("verify", total=None, name="", rate="-")
-        t0 = [0.0, 0]
+        started, done = time.monotonic(), 0
 
         def tick(n: int, name: str) -> None:
-            import time
-
-            now = time.monotonic()
-            t0[0] = t0[0] or now
-            t0[1] += n
-            rate = f"{t0[1] / (now - t0[0]):.1f}" if now > t0[0] else "-"
-            bar.update(task, advance=n, name=name, rate=rate)
+            nonlocal done
+            done += n
+            elapsed = time.monotonic() - started
+            bar.update(task, advance=n, name=name, rate=f"{done / elapsed:.1f}" if elapsed > 0 else "-")
 
         rep = label_store(st, verifier=verifier, workers=workers, relabel=relabel, where=where, batch_size=batch_size,
                           progress=tick)
@@ -215,7 +213,8 @@ def verify(
     out_console.print(f"labeled {data['labeled']} samples in {data['seconds']:.1f}s ({data['written']} new verdicts, "
                       f"{data['killed_workers']} workers killed on timeout)")
     for u in data["unclaimed"]:
-        err_console.print(f"[yellow]no verifier for[/] source={u['source']} domain={u['domain']}; name one with --verifier")
+        why = f"names unknown verifier {u['verifier']!r}" if u.get("verifier") else "no verifier claims it"
+        err_console.print(f"[yellow]not labeled:[/] source={u['source']} domain={u['domain']} ({why}); name one with --verifier")
 
 
 # ---------------------------------------------------------------- tasks and generation (issue 4)

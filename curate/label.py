@@ -1,7 +1,8 @@
 """The labeler behind `curate verify`: run verifiers over stored traces that lack a verdict, in worker processes.
 
-- Which verifier: the one named (`--verifier`), else per problem from its source, then its domain
-  (`verifiers.registry.verifier_for_source`); problems nothing claims are counted as skipped.
+- Which verifier: the one named (`--verifier`), else per problem: the verifier its metadata names (task
+  loaders set metadata.verifier), else the one claiming its source, then its domain
+  (`verifiers.registry.by_rules`); problems nothing claims are reported, not labeled.
 - What: `store.unlabeled(name, version, where, relabel)`: samples without a verdict from that verifier
   *version* (a new version re-labels), filtered by an optional SQL predicate over the `traces` view.
 - How: a `verifiers.pool.VerifierPool` (hard wall-clock kill per response), verdicts flushed to the store
@@ -21,7 +22,7 @@ from typing import Any, Callable, Iterable, Iterator
 from curate.errors import CurateError, InputError, StoreError
 from curate.records import Verdict
 from verifiers.pool import PoolError, VerifierPool
-from verifiers.registry import RegistryError, get_verifier, verifier_for_source
+from verifiers.registry import RegistryError, by_rules, get_verifier, names, resolve
 
 
 @dataclass
@@ -29,7 +30,7 @@ class LabelReport:
     labeled: int = 0
     written: int = 0
     by_verifier: dict[str, Counter] = field(default_factory=dict)
-    unclaimed: list[dict] = field(default_factory=list)  # (source, domain) pairs no verifier handles
+    unclaimed: list[dict] = field(default_factory=list)  # (source, domain, named verifier) groups nothing labels
     killed: int = 0
     seconds: float = 0.0
 
@@ -53,24 +54,29 @@ def _lit(s: str) -> str:
     return "'" + str(s).replace("'", "''") + "'"
 
 
+_META_VERIFIER = "json_extract_string(metadata, '$.verifier')"
+
+
 def plan(store: Any, verifier: str | None, where: str | None) -> tuple[list[tuple[str, str | None]], list[dict]]:
-    """[(verifier name, predicate over `traces`)] to run, and the unclaimed (source, domain) pairs."""
+    """[(verifier name, predicate over `traces`)] to run, and the problem groups nothing can label.
+
+    Without a named verifier, each (source, domain, metadata.verifier) group of problems goes to
+    `verifiers.registry.by_rules`: the verifier the problem names (task loaders set metadata.verifier), else
+    the one claiming its source, else its domain."""
     user = f"({where})" if where else None
     if verifier:
-        return [(verifier, user)], []
-    pairs = {(r["source"], r["domain"]) for r in store.stats().get("problems", [])}
-    groups: dict[str, list[tuple[str, str]]] = {}
+        return [(resolve(verifier), user)], []
+    groups = store.query(f"SELECT DISTINCT source, domain, {_META_VERIFIER} AS named FROM problems ORDER BY ALL").to_pylist()
+    members: dict[str, list[str]] = {}
     unclaimed = []
-    for source, domain in sorted(pairs):
-        name = verifier_for_source(source, domain)
-        if name is None:
-            unclaimed.append({"source": source, "domain": domain})
-        else:
-            groups.setdefault(name, []).append((source, domain))
-    out = []
-    for name, members in groups.items():
-        pred = " OR ".join(f"(source = {_lit(s)} AND domain = {_lit(d)})" for s, d in members)
-        out.append((name, f"({pred})" + (f" AND {user}" if user else "")))
+    for g in groups:
+        name = by_rules(g["source"], g["domain"], g["named"])
+        if name is None or name not in names():
+            unclaimed.append({"source": g["source"], "domain": g["domain"], "verifier": g["named"]})
+            continue
+        named = f"{_META_VERIFIER} = {_lit(g['named'])}" if g["named"] else f"{_META_VERIFIER} IS NULL"
+        members.setdefault(name, []).append(f"(source = {_lit(g['source'])} AND domain = {_lit(g['domain'])} AND {named})")
+    out = [(name, f"({' OR '.join(conds)})" + (f" AND {user}" if user else "")) for name, conds in members.items()]
     return out, unclaimed
 
 
@@ -104,6 +110,8 @@ def label_store(
     try:
         # preload only what this run needs into the forkserver (a countdown run should not import sympy)
         preload = ["verifiers.pool"] + sorted({type(v).__module__ for v in instances.values()})
+        if "verifiers.math" in preload:
+            preload.append("verifiers._warm_math")
         with VerifierPool(workers=workers, grace_s=grace_s, preload=preload) as pool:
             for name, pred in steps:
                 tasks = _tasks(store, name, versions[name], pred, relabel, batch_size, options)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from curate.errors import InputError
+from curate.errors import InputError, StoreError
 from curate.label import label_store, plan
 from curate.records import Problem, Sample
 from curate.store import TraceStore
@@ -50,7 +50,7 @@ def test_labels_by_source_and_domain_then_only_what_is_missing(tmp_path):
     st = _fill(tmp_path / "store")
     steps, unclaimed = plan(st, None, None)
     assert {name for name, _ in steps} == {"countdown", "math"}
-    assert unclaimed == [{"source": "poems", "domain": "poetry"}]
+    assert unclaimed == [{"source": "poems", "domain": "poetry", "verifier": None}]
 
     rep = label_store(st, workers=2, batch_size=4)
     assert rep.labeled == rep.written == 13
@@ -69,7 +69,7 @@ def test_labels_by_source_and_domain_then_only_what_is_missing(tmp_path):
 
 def test_named_verifier_and_predicate(tmp_path):
     st = _fill(tmp_path / "store")
-    rep = label_store(st, verifier="refusal", where="domain = 'poetry'", workers=1)
+    rep = label_store(st, verifier="safety", where="domain = 'poetry'", workers=1)
     assert rep.labeled == 1 and _verdicts(st)[0]["status"] == "incorrect"
     with pytest.raises(InputError, match="unknown verifier"):
         label_store(st, verifier="nope")
@@ -97,13 +97,12 @@ def test_cli_verify_json_and_errors(tmp_path):
     out, err = p.communicate(timeout=120)
     assert p.returncode == 0, err
     data = json.loads(out)
-    assert data["labeled"] == 13 and data["unclaimed"] == [{"source": "poems", "domain": "poetry"}]
+    assert data["labeled"] == 13 and data["unclaimed"] == [{"source": "poems", "domain": "poetry", "verifier": None}]
     p = _cli("verify", "--store", str(st.path), "--verifier", "nope")
     out, err = p.communicate(timeout=120)
     assert p.returncode != 0 and "unknown verifier 'nope'" in err and "Traceback" not in err
-    p = _cli("verify", "--store", str(st.path), "--where", "no_such_column = 1")
-    out, err = p.communicate(timeout=120)
-    assert p.returncode != 0 and "SQL error" in err and "Traceback" not in err
+    with pytest.raises(StoreError, match="SQL error"):  # a bad predicate is one typed error, mapped by the CLI
+        label_store(st, where="no_such_column = 1")
     p = _cli("verifiers", "list", "--json")
     out, err = p.communicate(timeout=60)
     assert {"math", "code", "countdown"} <= {r["name"] for r in json.loads(out)}
@@ -131,3 +130,23 @@ def test_kill_mid_run_loses_at_most_one_batch_and_resumes(tmp_path):
     assert rep.labeled == 40 - after_kill  # only what was missing
     rows = _verdicts(st)
     assert len(rows) == 40 and {r["status"] for r in rows} == {"correct"}
+
+
+def test_metadata_verifier_wins_and_unknown_names_are_reported(tmp_path):
+    st = TraceStore(tmp_path / "store")
+    # arithmetic from reasoning-gym lands in domain "math", but names its verifier: it must not go to `math`
+    import reasoning_gym
+
+    entry = reasoning_gym.create_dataset("chain_sum", size=1, seed=5)[0]
+    rg = Problem("reasoning-gym/chain_sum", "math", entry["question"],
+                 {"task": "chain_sum", "question": entry["question"], "answer": entry["answer"], "metadata": {}},
+                 metadata={"verifier": "reasoning-gym"})
+    odd = Problem("mystery", "math", "2+2?", "4", metadata={"verifier": "oracle_of_delphi"})
+    plain = Problem("mystery", "math", "3+3?", "6")
+    st.add_problems([rg, odd, plain])
+    st.add_samples([Sample(rg.id, f"<think>add</think>\\boxed{{{entry['answer']}}}", "s", "m"),
+                    Sample(odd.id, "\\boxed{4}", "s", "m"), Sample(plain.id, "\\boxed{6}", "s", "m")])
+    rep = label_store(st, workers=1)
+    assert dict(rep.by_verifier["reasoning_gym@1"]) == {"correct": 1}
+    assert dict(rep.by_verifier["math@1"]) == {"correct": 1}  # the plain one, by domain
+    assert rep.unclaimed == [{"source": "mystery", "domain": "math", "verifier": "oracle_of_delphi"}]

@@ -19,10 +19,14 @@ from verifiers.sandbox import NOBODY, OUTPUT_CAP, Limits, isolation, run_python
 FAST = Limits(timeout_s=1.5, memory_mb=512)
 LEVEL, _PY = isolation()
 NS = LEVEL in ("root-ns", "user-ns")
+# Without namespaces (level "none") some attacks would really hurt the machine running the tests: a fork bomb
+# as root (RLIMIT_NPROC does not bind root) or a program killing the test process. Those run only where
+# the sandbox contains them; the fallback level is documented as not containing them.
+NPROC_BINDS = LEVEL == "root-ns" or os.geteuid() != 0
 
 
 def leftovers() -> list[str]:
-    """Processes that belong to a sandbox run: the harness path names a curate-sbx- dir, or uid nobody."""
+    """Processes that belong to a sandbox run: cmdline or cwd in a curate-sbx- dir, or uid nobody."""
     out = []
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
@@ -32,7 +36,11 @@ def leftovers() -> list[str]:
             uid = os.stat(f"/proc/{pid}").st_uid
         except OSError:
             continue
-        if b"curate-sbx-" in cmd or (LEVEL == "root-ns" and uid == NOBODY):
+        try:
+            cwd = os.readlink(f"/proc/{pid}/cwd")  # zygote-forked programs keep the zygote's cmdline
+        except OSError:
+            cwd = ""
+        if b"curate-sbx-" in cmd or "curate-sbx-" in cwd or (LEVEL == "root-ns" and uid == NOBODY):
             out.append(f"{pid} uid={uid} {cmd[:80]!r}")
     return out
 
@@ -67,6 +75,7 @@ def test_a_normal_program_runs_and_sees_a_clean_world():
 
 # ---------------------------------------------------------------- the corpus (>= 15 attacks)
 
+@pytest.mark.skipif(not NPROC_BINDS, reason="as root without a uid change RLIMIT_NPROC does not apply")
 def test_fork_bomb():
     r = run("""
         import os
@@ -121,6 +130,7 @@ def test_writing_and_deleting_outside_the_work_dir(tmp_path):
     assert victim.read_text() == "keep me" and not (tmp_path / "evil.txt").exists()
 
 
+@pytest.mark.skipif(not NS, reason="without a PID namespace /proc shows the parent (documented)")
 def test_reading_the_parents_environment(monkeypatch):
     monkeypatch.setenv("CURATE_TEST_SECRET", "s3cret-token-42")
     r = run("""
@@ -183,6 +193,7 @@ def test_a_real_solution_passes_and_a_wrong_one_fails():
     assert CodeVerifier().verify(P(), code("def add3(x):\n    return x + 4\n")).status == "incorrect"
 
 
+@pytest.mark.skipif(not NS, reason="without a PID namespace the parent is reachable (documented)")
 def test_killing_the_parent():
     me = os.getpid()
     r = run(f"""

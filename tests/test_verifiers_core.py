@@ -12,7 +12,7 @@ from verifiers.base import Verifier, soft_timeout, VerifyTimeout
 from verifiers.extract import answer_line, boxed_contents, last_boxed, last_code_block, strip_thinking
 from verifiers.verdict import Verdict, make_verdict
 
-BUILTINS = {"math", "code", "countdown", "multiple_choice", "reasoning_gym", "refusal", "harm_judge"}
+BUILTINS = {"math", "code", "countdown", "multiple_choice", "reasoning_gym", "safety", "harm_judge"}
 
 
 # ---------------------------------------------------------------- extraction
@@ -175,5 +175,11 @@ def test_verifier_chosen_from_source_then_domain():
     assert registry.verifier_for(P("humaneval", "code")) == "code"
     assert registry.verifier_for(P("reasoning_gym/leg_counting", "logic")) == "reasoning_gym"
     assert registry.verifier_for(P("gpqa_diamond", "science")) == "multiple_choice"
-    assert registry.verifier_for(P("hex_phi", "safety")) == "refusal"
+    assert registry.verifier_for(P("hex-phi", "safety")) == "safety"
+    # what curate/tasks writes: hyphenated sources and metadata["verifier"] names
+    assert registry.verifier_for(P("reasoning-gym/chain_sum", "math", {"verifier": "reasoning-gym"})) == "reasoning_gym"
+    assert registry.verifier_for(P("reasoning-gym/chain_sum", "math")) == "reasoning_gym"  # source beats domain
+    assert registry.verifier_for(P("gpqa-diamond", "science")) == "multiple_choice"
+    assert registry.verifier_for(P("x", "math", {"verifier": "countdown"})) == "countdown"
+    assert registry.get_verifier("reasoning-gym").name == "reasoning_gym"
     assert registry.verifier_for(P("x", "poetry")) is None

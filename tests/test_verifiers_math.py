@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from verifiers.math import MathVerifier, equal_up_to_constant
+from verifiers.extract import strip_thinking
+from verifiers.math import MathVerifier, _exact_box, equal_up_to_constant
 from verifiers.pool import VerifierPool
 
 sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "verifiers"))
@@ -40,6 +41,21 @@ def test_regression_table(gold, output, expected):
     assert v.verifier == "math" and v.duration_s > 0
 
 
+def test_exact_box_shortcut_agrees_with_math_verify():
+    """Rows the verbatim-box shortcut decides must get the same status through the full math-verify path."""
+    full = MathVerifier(exact_match=False)
+    taken = 0
+    for gold, output, _ in CASES:
+        if _exact_box(gold, strip_thinking(output)) is None:
+            continue
+        taken += 1
+        assert V.verify(P(gold), output).status == full.verify(P(gold), output).status == "correct", (gold, output)
+    assert taken >= 20
+    assert _exact_box("5", r"\boxed{5}\quad\boxed{5}") is None  # two boxes: math-verify reads a set
+    assert _exact_box("$5$", r"\boxed{5}") is None  # a gold we did not wrap takes the full path
+    assert _exact_box(r"\frac{1}{2}", r"so \boxed{ \dfrac{1}{2} }.") == r"\dfrac{1}{2}"
+
+
 def test_constant_factor_rule_fixes_a_real_math_verify_miss():
     from math_verify import parse, verify
 
@@ -60,7 +76,8 @@ def test_reference_shapes_and_bad_gold():
 
 def test_soft_timeout_in_process():
     v = MathVerifier(timeout_s=0.5).verify(P("5"), r"\boxed{" + "(" * 2000 + "1" + ")" * 2000 + "}")
-    assert v.status == "timeout" and v.duration_s < 1.5
+    # SIGALRM runs between bytecodes, so a long C call can delay it; the pool's hard kill is the guarantee
+    assert v.status == "timeout" and v.duration_s < 5.0
 
 
 ADVERSARIAL = [
@@ -80,7 +97,8 @@ def test_adversarial_inputs_return_within_timeout_plus_one_second_via_hard_kill(
     # soft_timeout off: only the pool's SIGKILL can stop these, which is what this test proves
     opts = {"timeout_s": timeout, "soft_timeout": False}
     tasks = [(i, "math", opts, P("5"), "<think>hmm</think>" + a) for i, a in enumerate(ADVERSARIAL)]
-    tasks.append(("ok", "math", opts, P("5"), r"\boxed{5}"))
+    # a normal answer alongside, with a generous budget: a loaded CI machine must not make it time out
+    tasks.insert(0, ("ok", "math", {"timeout_s": 30.0}, P("5"), r"\boxed{5}"))
     t0 = time.monotonic()
     with VerifierPool(workers=2, grace_s=0.5) as pool:
         out = dict(pool.run(tasks))

@@ -105,7 +105,10 @@ def test_rg_partial_credit_is_not_correct():
 def test_rg_boxed_answer_and_missing_task():
     p, entry = _rg_problem("leg_counting")
     assert ReasoningGymVerifier().verify(p, rf"\boxed{{{entry['answer']}}}").status == "correct"
-    assert ReasoningGymVerifier().verify(p, "no answer here").status == "no_answer"
+    long_ramble = "<think>hmm</think>" + "I considered many animals and their legs. " * 20
+    assert ReasoningGymVerifier().verify(p, long_ramble).status == "no_answer"
+    assert ReasoningGymVerifier().verify(p, f"<think>count</think>\n{entry['answer']}\n").status == "correct"  # bare
+    assert ReasoningGymVerifier().verify(p, "<think>count</think>7").status == "incorrect"
     assert ReasoningGymVerifier().verify(P({"answer": "3"}), "<answer>3</answer>").status == "error"
 
 

@@ -1,4 +1,11 @@
-"""Verifiers: pure functions `verify(problem, response) -> Verdict`; a leaf package that imports nothing from curate."""
-from verifiers.verdict import STATUSES, ProblemLike, Status, Verdict
+"""Verifiers: `verify(problem, response) -> Verdict`, a leaf package that imports nothing from curate.
 
-__all__ = ["STATUSES", "ProblemLike", "Status", "Verdict"]
+    from verifiers.registry import get_verifier
+    get_verifier("math").verify(problem, "<think>...</think> so \\boxed{3/4}")
+
+Built-ins and plugins register under the `curate.verifiers` entry-point group (see verifiers/registry.py).
+"""
+from verifiers.base import Verifier
+from verifiers.verdict import STATUSES, ProblemLike, Status, Verdict, make_verdict
+
+__all__ = ["STATUSES", "ProblemLike", "Status", "Verdict", "Verifier", "make_verdict"]

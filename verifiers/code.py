@@ -1,7 +1,8 @@
 """Code: run the response's last ```python block against the problem's tests in the sandbox.
 
 Reference shapes (problem.reference, a dict):
-- stdin/stdout (LiveCodeBench, APPS): {"tests": [{"input": "...", "output": "..."}, ...]}; each test is one
+- stdin/stdout (LiveCodeBench, APPS): {"tests": [{"input": "...", "output": "..."}, ...]} (or LiveCodeBench's
+  {"public_tests": [...], "private_tests": [...], "fn_name": ...}, all run, public first); each test is one
   sandboxed run; output compared line by line after trimming trailing whitespace, then token by token with
   numeric tokens equal within 1e-6 (LiveCodeBench's rule). A test may say "testtype": "functional" with a
   top-level "fn_name": inputs are one JSON value per line, called as `Solution().fn_name(*args)` (or a
@@ -108,14 +109,15 @@ class CodeVerifier(Verifier):
         return Limits(timeout_s=t, memory_mb=int(reference_field(problem, "memory_mb", self.memory_mb)))
 
     def deadline_s(self, problem: Any) -> float:
-        ref = getattr(problem, "reference", None)
-        n = len(ref.get("tests", [])) if isinstance(ref, dict) and isinstance(ref.get("tests"), list) else 1
+        tests = _tests(getattr(problem, "reference", None))
+        n = len(tests) if isinstance(tests, list) else 1
         return max(1, n) * (self._limits(problem).timeout_s + 1.0) + 5.0
 
     def check(self, problem: Any, response: str) -> Any:
         ref = getattr(problem, "reference", None)
-        if not isinstance(ref, dict) or not ("tests" in ref or "test" in ref):
-            return self.verdict("error", reason="code problem reference needs 'tests' (stdin/stdout) or 'test' + 'entry_point'")
+        if not isinstance(ref, dict) or not ("test" in ref or _tests(ref) is not None):
+            return self.verdict("error", reason="code problem reference needs 'tests' (or public_tests/private_tests) "
+                                                "or 'test' + 'entry_point'")
         code = last_code_block(strip_thinking(response))
         if code is None or not code.strip():
             return self.verdict("no_answer", reason="no closed ```python block after thinking")
@@ -127,7 +129,7 @@ class CodeVerifier(Verifier):
             prompt = ref.get("prompt", getattr(problem, "prompt", "") or "")
             program = humaneval_program(prompt, code, ref["test"], entry)
             return self._judge([run_python(program, limits=limits, mode="check")], code, 1, check_mode=True)
-        tests = ref["tests"]
+        tests = _tests(ref)
         if not isinstance(tests, list) or not tests:
             return self.verdict("error", reason="reference 'tests' must be a non-empty list")
         results: list[RunResult] = []
@@ -162,6 +164,17 @@ class CodeVerifier(Verifier):
             if not ok:
                 return self.verdict("incorrect", answer=answer, reason=f"test {i} failed: {_why(r, check_mode)}")
         return self.verdict("correct", answer=answer, reason=f"passed {total}/{total} tests ({results[0].isolation})")
+
+
+def _tests(ref: Any) -> list | None:
+    """The stdin/functional test list: `tests`, else LiveCodeBench's public + private tests."""
+    if not isinstance(ref, dict):
+        return None
+    if "tests" in ref:
+        return ref["tests"]
+    if "public_tests" in ref or "private_tests" in ref:
+        return list(ref.get("public_tests") or []) + list(ref.get("private_tests") or [])
+    return None
 
 
 def _why(r: RunResult, check_mode: bool) -> str:

@@ -221,12 +221,16 @@ def check_expression(expr: str, numbers: list[int], target: int | Fraction, *, u
     """(correct, reason) for a raw expression string."""
     try:
         _prefilter(expr)
-        plain = expr.strip() if _PLAIN_RE.fullmatch(expr) else normalize(expr)
-        _prefilter(plain)
-        if not _ALLOWED_CHARS.match(plain) or "." in plain:
-            bad = sorted({c for c in plain if not _ALLOWED_CHARS.match(c) or c == "."})[:5]
-            raise Rejected(f"characters not allowed: {''.join(bad)!r}")
-        num, den, used = _parse_eval(plain.replace("[", "(").replace("]", ")").replace("{", "(").replace("}", ")"), allow_unary)
+        if _PLAIN_RE.fullmatch(expr):  # the common case: nothing to normalise
+            plain = expr
+        else:
+            plain = normalize(expr)
+            _prefilter(plain)
+            if not _ALLOWED_CHARS.match(plain) or "." in plain:
+                bad = sorted({c for c in plain if not _ALLOWED_CHARS.match(c) or c == "."})[:5]
+                raise Rejected(f"characters not allowed: {''.join(bad)!r}")
+            plain = plain.replace("[", "(").replace("]", ")").replace("{", "(").replace("}", ")")
+        num, den, used = _parse_eval(plain, allow_unary)
     except Rejected as e:
         return False, str(e)
     except ZeroDivisionError:
@@ -240,8 +244,12 @@ def check_expression(expr: str, numbers: list[int], target: int | Fraction, *, u
             return False, f"uses numbers not given (or too often): {sorted(extra.elements())}"
         if use_all:
             return False, f"does not use every number: missing {sorted((want - have).elements())}"
-    target = Fraction(target)
-    if num * target.denominator == target.numerator * den:
+    if isinstance(target, int):
+        tn, td = target, 1
+    else:
+        target = Fraction(target)
+        tn, td = target.numerator, target.denominator
+    if num * td == tn * den:
         return True, "hits the target"
     return False, f"evaluates to {Fraction(num, den)}, target {target}"
 

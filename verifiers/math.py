@@ -1,6 +1,8 @@
 """Math answers through math-verify, gold first, plus one documented improvement.
 
-Flow: strip everything before the last `</think>`; parse the gold (wrapped in `\\boxed{}` unless it already
+Flow: strip everything before the last `</think>`; if the tail has exactly one `\\boxed{}` and it spells the gold
+answer verbatim (modulo spacing), it is correct without parsing (math-verify would extract that box and find
+the strings equal; most correct traces take this path); otherwise parse the gold (wrapped in `\\boxed{}` unless it already
 carries `$` or `\\boxed`) and the response with math-verify's default extraction (LaTeX then plain
 expressions; `\\boxed{}` wins); `verify(gold, pred)` in that order (it is not symmetric). When math-verify
 says no and both sides are equations, we also accept equations equal up to a nonzero constant factor
@@ -22,13 +24,16 @@ Known issues (honest list):
 - The constant-factor rule also accepts a sign flip (`x-1=0` vs `1-x=0`), which is equivalent as an
   equation; it never relates an equation to a bare expression.
 - Interval vs inequality (`(-\\infty,2)` vs `x<2`) is rejected unless the prediction is a set.
+Test: `python -m pytest -q tests/test_verifiers_math.py` (the regression table is tests/fixtures/verifiers/).
 """
 from __future__ import annotations
 
+import functools
+import re
 from typing import Any
 
 from verifiers.base import Verifier, soft_timeout
-from verifiers.extract import strip_thinking
+from verifiers.extract import boxed_contents, strip_thinking
 
 
 def _gold_text(reference: Any) -> str | None:
@@ -51,6 +56,27 @@ def _gold_text(reference: Any) -> str | None:
     return "\\boxed{" + text + "}"
 
 
+_WS_RE = re.compile(r"\s+|\\[,;!:]|\\ |\\left|\\right")
+
+
+def _norm(text: str) -> str:
+    return _WS_RE.sub("", text.strip().strip("$")).replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac").rstrip(".")
+
+
+def _exact_box(reference: Any, tail: str) -> str | None:
+    """The boxed answer when the tail has exactly one box and it spells the gold answer verbatim (modulo
+    spacing): math-verify would extract that box and find the strings equal, so skip parsing both into
+    sympy. The common case for correct traces; everything else goes through math-verify."""
+    gold = _gold_text(reference)
+    if gold is None or gold.count("\\boxed") != 1 or not gold.startswith("\\boxed{"):
+        return None  # only golds we wrapped ourselves: a raw `$...$` or pre-boxed gold takes the full path
+    boxes = boxed_contents(tail)
+    if len(boxes) != 1:
+        return None
+    want = _norm(gold[len("\\boxed{"):-1])
+    return boxes[0] if want and _norm(boxes[0]) == want else None
+
+
 def equal_up_to_constant(gold: Any, pred: Any) -> bool:
     """True when gold and pred are equations whose (lhs - rhs) differ by a nonzero constant factor."""
     import sympy
@@ -63,6 +89,20 @@ def equal_up_to_constant(gold: Any, pred: Any) -> bool:
         return False
     ratio = sympy.simplify(g / p)
     return bool(ratio.is_number and ratio.is_finite and ratio != 0 and not ratio.free_symbols)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_gold(gold_text: str) -> tuple:
+    """Gold answers repeat across a problem's many samples (32 per question in the study's pool): parse once.
+    Sympy expressions are immutable, so sharing them is safe."""
+    from math_verify import parse
+
+    return tuple(parse(gold_text, parsing_timeout=None))
+
+
+def warm() -> None:
+    """Build math-verify's LaTeX parser once (used by the pool's forkserver preload)."""
+    MathVerifier().verify(type("P", (), {"reference": "\\frac{1}{2}", "prompt": "", "metadata": {}})(), "\\boxed{0.5}")
 
 
 def _quiet_math_verify() -> None:
@@ -83,12 +123,13 @@ class MathVerifier(Verifier):
     timeout_s = 10.0
 
     def __init__(self, timeout_s: float = 10.0, float_rounding: int = 6, numeric_precision: int = 15,
-                 constant_factor_equations: bool = True, soft_timeout: bool = True) -> None:
+                 constant_factor_equations: bool = True, soft_timeout: bool = True, exact_match: bool = True) -> None:
         self.timeout_s = float(timeout_s)
         self.soft_timeout = soft_timeout  # False: rely on the pool's hard kill alone (tests prove it works)
         self.float_rounding = float_rounding
         self.numeric_precision = numeric_precision
         self.constant_factor_equations = constant_factor_equations
+        self.exact_match = exact_match  # False: always parse (the tests compare both paths)
 
     def check(self, problem: Any, response: str) -> Any:
         gold_text = _gold_text(getattr(problem, "reference", None))
@@ -97,6 +138,9 @@ class MathVerifier(Verifier):
         tail = strip_thinking(response).replace("\\fbox{", "\\boxed{")  # math-verify ignores \fbox
         if not tail.strip():
             return self.verdict("no_answer", reason="nothing after thinking")
+        exact = _exact_box(getattr(problem, "reference", None), tail) if self.exact_match else None
+        if exact is not None:
+            return self.verdict("correct", answer=exact, reason="boxed answer is the gold answer verbatim")
         with soft_timeout(self.timeout_s if self.soft_timeout else None):
             return self._compare(gold_text, tail)
 
@@ -104,13 +148,14 @@ class MathVerifier(Verifier):
         from math_verify import parse, verify
 
         _quiet_math_verify()
-        gold = parse(gold_text, parsing_timeout=None)
+        gold = _parse_gold(gold_text)
         if not gold:
             return self.verdict("error", reason=f"gold answer does not parse: {gold_text[:200]!r}")
         pred = parse(tail, parsing_timeout=None)
         if not pred:
             return self.verdict("no_answer", reason="no parsable final answer")
         answer = str(pred[-1]) if isinstance(pred[-1], str) else str(pred[0])
+        gold = list(gold)
         ok = verify(gold, pred, float_rounding=self.float_rounding, numeric_precision=self.numeric_precision,
                     timeout_seconds=None)
         if ok:

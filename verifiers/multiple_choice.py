@@ -7,7 +7,7 @@ The letter comes from the answer after thinking: the last `\\boxed{}` (`\\boxed{
 `shuffle_options` reorders options with a generator seeded from sha256(seed, key): the same (seed, question)
 always gives the same order in every process, unlike the study's scripts that seeded with Python's `hash()`
 (randomised per process unless PYTHONHASHSEED is fixed).
-Test: `python -m pytest -q tests/test_verifiers_mc.py`.
+Test: `python -m pytest -q tests/test_verifiers_mc_rg_safety.py`.
 """
 from __future__ import annotations
 

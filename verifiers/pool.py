@@ -27,8 +27,8 @@ from typing import Any, Iterable, Iterator
 from verifiers.registry import get_verifier
 from verifiers.verdict import Verdict
 
-PRELOAD = ["verifiers.pool", "verifiers.registry", "verifiers.math", "verifiers.countdown", "verifiers.code",
-           "verifiers.sandbox", "math_verify", "sympy"]
+PRELOAD = ["verifiers.pool", "verifiers.registry", "verifiers.math", "verifiers._warm_math", "verifiers.countdown",
+           "verifiers.code", "verifiers.sandbox"]
 _READY = "__ready__"
 Task = tuple  # (key, verifier_name, options: dict, problem, response)
 

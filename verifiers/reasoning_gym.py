@@ -4,10 +4,13 @@ Partial credit (many tasks give 0.01-0.5 for near misses) is kept as the verdict
 `incorrect`: mixtures filter on status, and a near miss is not a verified trace.
 
 Reference: {"task": "leg_counting", "entry": {"question", "answer", "metadata"}} (the dataset row as
-reasoning-gym yields it), or {"answer": ..., "metadata": {...}} with the task in metadata.source_dataset,
-reference.task, problem.metadata["task"] or a source named "reasoning_gym/<task>".
-Answer: the last `<answer>...</answer>` after thinking (reasoning-gym's own format), else the last `\\boxed{}`.
-Test: `python -m pytest -q tests/test_verifiers_rg.py`.
+reasoning-gym yields it), or the row's fields inline, {"task", "question", "answer", "metadata"} (what
+curate/tasks writes); the task may also come from metadata.source_dataset, problem.metadata["task"] or a
+source named "reasoning-gym/<task>".
+Answer: the last `<answer>...</answer>` after thinking (reasoning-gym's own format), else the last `\\boxed{}`,
+else, when what follows the thinking is short (one to five lines, at most 300 characters), all of it: a
+bare answer such as the tasks' oracle gives. A long answer without either marker is `no_answer`.
+Test: `python -m pytest -q tests/test_verifiers_mc_rg_safety.py`.
 """
 from __future__ import annotations
 
@@ -34,7 +37,13 @@ def extract_answer(response: str) -> str | None:
     tags = _ANSWER_TAG_RE.findall(tail)
     if tags:
         return tags[-1].strip()
-    return last_boxed(tail)
+    boxed = last_boxed(tail)
+    if boxed is not None:
+        return boxed
+    bare = tail.strip()
+    if bare and len(bare) <= 300 and bare.count("\n") < 5:
+        return bare
+    return None
 
 
 def task_and_entry(problem: Any) -> tuple[str, dict]:
@@ -44,11 +53,11 @@ def task_and_entry(problem: Any) -> tuple[str, dict]:
         ref = {"answer": ref}
     entry = ref.get("entry")
     if not isinstance(entry, dict):
-        entry = {"question": getattr(problem, "prompt", ""), "answer": ref.get("answer"),
+        entry = {"question": ref.get("question", getattr(problem, "prompt", "")), "answer": ref.get("answer"),
                  "metadata": ref.get("metadata") or meta.get("rg_metadata") or {}}
     source = getattr(problem, "source", "") or ""
     task = (ref.get("task") or (entry.get("metadata") or {}).get("source_dataset") or meta.get("task")
-            or (source.split("/", 1)[1] if source.startswith("reasoning_gym/") else None))
+            or (source.split("/", 1)[1] if source.replace("-", "_").startswith("reasoning_gym/") else None))
     if not task:
         raise ValueError("reasoning-gym problem does not name its task (reference.task or metadata.source_dataset)")
     return str(task), entry
@@ -60,7 +69,7 @@ class ReasoningGymVerifier(Verifier):
     name = "reasoning_gym"
     version = "1"
     domains = ("logic",)
-    sources = ("reasoning_gym",)
+    sources = ("reasoning_gym",)  # also "reasoning-gym/<task>": names match with - and _ alike
     timeout_s = 10.0
 
     def check(self, problem: Any, response: str) -> Any:

@@ -72,30 +72,43 @@ def discover() -> list[Registration]:
     return regs
 
 
+def canonical(name: str) -> str:
+    """Verifier and source names compare with `-` and `_` alike, case-insensitively (as pip does):
+    `reasoning-gym` finds `reasoning_gym`."""
+    return name.strip().lower().replace("-", "_")
+
+
 @functools.lru_cache(maxsize=1)
 def registry() -> dict[str, Registration]:
-    """name -> Registration. Raises RegistryError when a name is registered twice."""
+    """canonical name -> Registration. Raises RegistryError when a name is registered twice."""
     out: dict[str, Registration] = {}
     for reg in discover():
-        if reg.name in out:
-            other = out[reg.name]
+        key = canonical(reg.name)
+        if key in out:
+            other = out[key]
             raise RegistryError(
                 f"verifier name {reg.name!r} is registered twice: {other.value} (from {other.origin}) "
                 f"and {reg.value} (from {reg.origin}); rename one of them"
             )
-        out[reg.name] = reg
+        out[key] = reg
     return out
 
 
 def names() -> list[str]:
-    return sorted(registry())
+    return sorted(r.name for r in registry().values())
+
+
+def resolve(name: str) -> str:
+    """The registered spelling of `name` (`reasoning-gym` -> `reasoning_gym`); RegistryError if unknown."""
+    reg = registry().get(canonical(name))
+    if reg is None:
+        raise RegistryError(f"unknown verifier {name!r}; known: {', '.join(names()) or '(none)'}")
+    return reg.name
 
 
 @functools.lru_cache(maxsize=None)
 def verifier_class(name: str) -> type:
-    reg = registry().get(name)
-    if reg is None:
-        raise RegistryError(f"unknown verifier {name!r}; known: {', '.join(names()) or '(none)'}")
+    reg = registry()[canonical(resolve(name))]
     cls = reg.load()
     if not (isinstance(cls, type) and issubclass(cls, Verifier)) and not callable(cls):
         raise RegistryError(f"verifier {name!r} ({reg.value}) is not a Verifier subclass or factory")
@@ -104,6 +117,7 @@ def verifier_class(name: str) -> type:
 
 def get_verifier(name: str, **options: Any) -> Verifier:
     """An instance of the verifier registered as `name`, built with `options`."""
+    name = resolve(name)
     factory = verifier_class(name)
     try:
         v = factory(**options)
@@ -120,7 +134,7 @@ def describe_all() -> list[dict]:
     """One dict per registered verifier (name, version, domains, sources, origin, description)."""
     out = []
     for name in names():
-        reg = registry()[name]
+        reg = registry()[canonical(name)]
         try:
             info = get_verifier(name).describe()
         except RegistryError as e:
@@ -130,14 +144,27 @@ def describe_all() -> list[dict]:
 
 
 def verifier_for(problem: Any) -> str | None:
-    """The verifier name for a problem: the one claiming its source, else the one claiming its domain.
-    None when nothing claims it (name a verifier explicitly for those)."""
-    return verifier_for_source(getattr(problem, "source", None), getattr(problem, "domain", None))
+    """The verifier name for a problem: metadata["verifier"] when the problem names one (task loaders do),
+    else the verifier claiming its source, else the one claiming its domain; None when nothing claims it.
+    A named verifier that is not registered is returned as named (the labeler reports it)."""
+    meta = getattr(problem, "metadata", None) or {}
+    named = meta.get("verifier") if isinstance(meta, dict) else None
+    return by_rules(getattr(problem, "source", None), getattr(problem, "domain", None), named)
+
+
+def by_rules(source: str | None, domain: str | None, named: str | None = None) -> str | None:
+    """verifier_for on plain values (what the labeler has for each (source, domain, metadata.verifier))."""
+    if named:
+        try:
+            return resolve(str(named))
+        except RegistryError:
+            return str(named)
+    return verifier_for_source(source, domain)
 
 
 @functools.lru_cache(maxsize=4096)
 def verifier_for_source(source: str | None, domain: str | None) -> str | None:
-    by_source: dict[str, str] = {}
+    by_source: dict[str, str] = {}  # canonical source -> verifier name
     by_domain: dict[str, str] = {}
     for name in names():
         try:
@@ -145,18 +172,19 @@ def verifier_for_source(source: str | None, domain: str | None) -> str | None:
         except RegistryError:  # a broken plugin must not stop every other problem from being labeled
             continue
         for s in getattr(cls, "sources", ()) or ():
-            by_source.setdefault(s, name)
+            by_source.setdefault(canonical(s), name)
         for d in getattr(cls, "domains", ()) or ():
-            by_domain.setdefault(d, name)
-    if source is not None:
-        if source in by_source:
-            return by_source[source]
-        # "reasoning_gym/leg_counting" style sources: match the family before the slash
-        family = source.split("/", 1)[0].split(":", 1)[0]
+            by_domain.setdefault(canonical(d), name)
+    if source:
+        src = canonical(source)
+        if src in by_source:
+            return by_source[src]
+        # "reasoning-gym/leg_counting" style sources: match the family before the slash
+        family = src.split("/", 1)[0].split(":", 1)[0]
         if family in by_source:
             return by_source[family]
-    if domain is not None and domain in by_domain:
-        return by_domain[domain]
+    if domain and canonical(domain) in by_domain:
+        return by_domain[canonical(domain)]
     return None
 
 
@@ -165,3 +193,6 @@ def clear_cache() -> None:
     registry.cache_clear()
     verifier_class.cache_clear()
     verifier_for_source.cache_clear()
+
+
+get = get_verifier  # short alias: `registry.get("countdown")`

@@ -52,6 +52,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -229,12 +230,13 @@ def run_python(source: str, stdin: bytes | str = b"", limits: Limits = Limits(),
         with open(in_path, "rb") as fin:
             in_path.unlink()  # the open fd is all the program gets; the marker never sits on disk
             res = None
-            zyg = _zygote(level, python)
-            if zyg is not None:
-                try:
-                    res = zyg.run(fin.fileno(), prog, workdir, mode, limits, t0)
-                except _ZygoteBroken:
-                    _drop_zygote()  # fall back to a fresh interpreter per program
+            with _ZYGOTE_LOCK:  # one program at a time per zygote; parallelism comes from worker processes
+                zyg = _zygote(level, python)
+                if zyg is not None:
+                    try:
+                        res = zyg.run(fin.fileno(), prog, workdir, mode, limits, t0)
+                    except _ZygoteBroken:
+                        _drop_zygote()  # fall back to a fresh interpreter per program
             if res is None:
                 res = _run_popen(level, python, fin, prog, workdir, mode, limits, t0)
         res.isolation = level
@@ -432,6 +434,7 @@ class _Zygote:
 
 
 _ZYGOTE: _Zygote | None = None
+_ZYGOTE_LOCK = threading.Lock()
 _ZYGOTE_OFF = False
 
 
