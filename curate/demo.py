@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from curate.store import TraceStore
+from curate.store import TraceStore, queries
 
 # The three conditions the demo contrasts, as recipe overrides of one countdown recipe.
 CONDITIONS = {
@@ -95,12 +95,7 @@ def run_demo(store_path: Path, out: Path, cfg: DemoConfig = DemoConfig(),
     report.steps.append({"step": "mix", "detail": f"{len(CONDITIONS)} mixtures under {out / 'mixtures'}",
                          "seconds": round(time.perf_counter() - t, 2)})
     say(f"4/4 mix: {report.steps[-1]['detail']}")
-    report.store_summary = store.query(
-        """SELECT source, model, count(*) AS traces, count(*) FILTER (status = 'correct') AS correct,
-                  count(*) FILTER (status = 'incorrect') AS incorrect, round(avg(text_chars)) AS avg_chars,
-                  round(avg(backtrack_count), 2) AS avg_backtracks
-           FROM traces GROUP BY ALL ORDER BY ALL"""
-    ).to_pylist()
+    report.store_summary = queries.trace_summary(store)
     return report
 
 

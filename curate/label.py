@@ -21,6 +21,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 from curate.errors import CurateError, InputError, StoreError
 from curate.records import Verdict
+from curate.store import queries
 from verifiers.pool import PoolError, VerifierPool
 from verifiers.registry import RegistryError, by_rules, get_verifier, names, resolve
 
@@ -50,33 +51,23 @@ class LabelReport:
         }
 
 
-def _lit(s: str) -> str:
-    return "'" + str(s).replace("'", "''") + "'"
-
-
-_META_VERIFIER = "json_extract_string(metadata, '$.verifier')"
-
-
 def plan(store: Any, verifier: str | None, where: str | None) -> tuple[list[tuple[str, str | None]], list[dict]]:
     """[(verifier name, predicate over `traces`)] to run, and the problem groups nothing can label.
 
     Without a named verifier, each (source, domain, metadata.verifier) group of problems goes to
     `verifiers.registry.by_rules`: the verifier the problem names (task loaders set metadata.verifier), else
     the one claiming its source, else its domain."""
-    user = f"({where})" if where else None
     if verifier:
-        return [(resolve(verifier), user)], []
-    groups = store.query(f"SELECT DISTINCT source, domain, {_META_VERIFIER} AS named FROM problems ORDER BY ALL").to_pylist()
-    members: dict[str, list[str]] = {}
+        return [(resolve(verifier), f"({where})" if where else None)], []
+    members: dict[str, list[dict]] = {}
     unclaimed = []
-    for g in groups:
+    for g in queries.problem_groups(store):
         name = by_rules(g["source"], g["domain"], g["named"])
         if name is None or name not in names():
             unclaimed.append({"source": g["source"], "domain": g["domain"], "verifier": g["named"]})
             continue
-        named = f"{_META_VERIFIER} = {_lit(g['named'])}" if g["named"] else f"{_META_VERIFIER} IS NULL"
-        members.setdefault(name, []).append(f"(source = {_lit(g['source'])} AND domain = {_lit(g['domain'])} AND {named})")
-    out = [(name, f"({' OR '.join(conds)})" + (f" AND {user}" if user else "")) for name, conds in members.items()]
+        members.setdefault(name, []).append(g)
+    out = [(name, queries.group_predicate(groups, where)) for name, groups in members.items()]
     return out, unclaimed
 
 
