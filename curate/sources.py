@@ -21,7 +21,7 @@ def read_rows(source: str, hf_split: str = "train") -> Iterator[Row]:
     if p.exists():
         suffix = p.suffix.lower()
         if suffix in (".jsonl", ".json", ".ndjson"):
-            return _jsonl(p)
+            return read_jsonl(p)
         if suffix == ".parquet":
             return _parquet(p)
         raise InputError(f"{p}: unsupported file type {suffix or '(none)'}", hint="use .jsonl, .parquet or a save_to_disk directory")
@@ -30,7 +30,8 @@ def read_rows(source: str, hf_split: str = "train") -> Iterator[Row]:
     raise InputError(f"{source}: no such file or directory")
 
 
-def _jsonl(path: Path) -> Iterator[Row]:
+def read_jsonl(path: Path) -> Iterator[Row]:
+    """(line number, object) for each non-blank line; bad bytes, bad JSON and non-objects name the line."""
     with open(path, "rb") as f:
         for n, raw in enumerate(f, start=1):
             try:

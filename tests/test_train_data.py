@@ -130,7 +130,7 @@ def test_loader_errors_name_file_row_field(tmp_path):
     with pytest.raises(InputError, match=r"bad.jsonl:2: no 'messages' field"):
         load_messages(bad)
     (tmp_path / "broken.jsonl").write_text('{"messages": [}\n')
-    with pytest.raises(InputError, match=r"broken.jsonl:1: not valid JSON"):
+    with pytest.raises(InputError, match=r"broken.jsonl:1: malformed JSON"):
         load_messages(tmp_path / "broken.jsonl")
     with pytest.raises(InputError, match="row 0: the last message must be the assistant"):
         validate_messages([[{"role": "assistant", "content": "a"}, {"role": "user", "content": "b"}]], "d")

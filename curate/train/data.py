@@ -15,7 +15,6 @@ eos` renders the response as raw text + tokenizer.eos_token, as the study's verl
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,18 +29,13 @@ IGNORE = -100
 
 
 def _read_jsonl(path: Path, field: str) -> list:
+    from curate.sources import read_jsonl
+
     rows = []
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise InputError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
-            if not isinstance(row, dict) or field not in row:
-                raise InputError(f"{path}:{lineno}: no '{field}' field", hint="each line needs a chat list under 'messages'")
-            rows.append(row[field])
+    for lineno, row in read_jsonl(path):
+        if field not in row:
+            raise InputError(f"{path}:{lineno}: no '{field}' field", hint="each line needs a chat list under 'messages'")
+        rows.append(row[field])
     return rows
 
 
