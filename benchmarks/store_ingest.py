@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import duckdb  # noqa: E402
 
-from benchmarks._common import sample_table, timed  # noqa: E402
+from benchmarks._common import paired, sample_table  # noqa: E402
 from curate.store import TraceStore  # noqa: E402
 from curate.store.shards import with_features  # noqa: E402
 
@@ -52,13 +52,7 @@ def main() -> None:
             st = TraceStore(base / f"store-{time.monotonic_ns()}")
             st.add_samples(featured)
 
-        pairs = []
-        for _ in range(args.reps):  # interleave so both sides see the same machine load
-            pairs.append((timed(raw, 1)[0], timed(store, 1)[0]))
-        import statistics
-
-        raw_s = statistics.median(p[0] for p in pairs)
-        store_s = statistics.median(p[1] for p in pairs)
+        raw_s, store_s = paired(raw, store, args.reps)
         print(f"raw DuckDB CTAS        median {raw_s:7.2f} s   ({args.n / raw_s:,.0f} samples/s)")
         print(f"TraceStore store path  median {store_s:7.2f} s   ({args.n / store_s:,.0f} samples/s)")
         print(f"features (producer)           {feat_s:7.2f} s   (once)")

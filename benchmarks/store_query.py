@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -22,7 +21,7 @@ import pandas as pd  # noqa: E402
 import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
-from benchmarks._common import sample_table, timed  # noqa: E402
+from benchmarks._common import paired, sample_table  # noqa: E402
 from curate.store import TraceStore  # noqa: E402
 from curate.store.shards import with_features  # noqa: E402
 
@@ -71,9 +70,7 @@ def main() -> None:
         a = ours().to_pandas().sort_values(["source", "status"]).reset_index(drop=True)
         b = pandas_peer().sort_values(["source", "status"]).reset_index(drop=True)
         assert (a["n"].to_numpy() == b["n"].to_numpy()).all(), "the two sides disagree"
-        pairs = [(timed(ours, 1)[0], timed(pandas_peer, 1)[0]) for _ in range(args.reps)]
-        o = statistics.median(p[0] for p in pairs)
-        q = statistics.median(p[1] for p in pairs)
+        o, q = paired(ours, pandas_peer, args.reps)
         print(f"{args.n:,} samples; identical groups on both sides")
         print(f"TraceStore SQL  median {o * 1000:8.1f} ms")
         print(f"pandas          median {q * 1000:8.1f} ms")
