@@ -44,7 +44,7 @@ def commit_and_ack(store: str) -> None:
     with st._write() as con:
         print("ready", flush=True)
         for path in st.pending_shards(con):
-            st._commit_shard(con, path)
+            st._commit_shards(con, [path])
             print(path.stem, flush=True)
 
 

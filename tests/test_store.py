@@ -169,8 +169,8 @@ def test_damaged_pending_shard_is_quarantined_not_blocking(store_path):
     st = TraceStore(store_path)
     probs, samples = make(n_problems=2, per=2)
     st.add_problems(probs)
-    good = st.write_shard(samples[:2])
-    bad = st.write_shard(samples[2:])
+    [good] = st.write_shard(samples[:2])
+    [bad] = st.write_shard(samples[2:])
     bad.write_bytes(b"PAR1 this is not parquet at all PAR1")
     with pytest.warns(UserWarning, match="unreadable"):
         assert st.commit_pending() == 2
@@ -188,6 +188,31 @@ def test_large_and_unicode_text_round_trips(store_path):
     row = st.query("SELECT text, text_chars, non_ascii_ratio FROM traces").to_pylist()[0]
     assert row["text"] == big and row["text_chars"] == len(big)
     assert 0.1 < row["non_ascii_ratio"] < 0.3
+
+
+def test_large_batches_split_into_parallel_shards(store_path, monkeypatch):
+    import curate.store.store as store_mod
+
+    monkeypatch.setattr(store_mod, "SHARD_ROWS", 4)
+    st = TraceStore(store_path)
+    probs, samples = make(n_problems=5, per=2)
+    st.add_problems(probs)
+    paths = st.write_shard(samples)
+    assert len(paths) == 3 and all(p.exists() for p in paths)
+    assert st.commit_pending() == 10
+    assert st.query("SELECT count(*) AS n, count(text) AS t FROM traces").to_pylist() == [{"n": 10, "t": 10}]
+
+
+def test_pending_shards_sharing_ids_commit_once(store_path):
+    st = TraceStore(store_path)
+    probs, samples = make(n_problems=3, per=2)
+    st.add_problems(probs)
+    st.write_shard(samples[:4])
+    st.write_shard(samples[2:])  # rows 2-3 are in both pending shards
+    assert st.commit_pending() == 6
+    row = st.query("SELECT count(*) AS n, count(DISTINCT id) AS d, count(text) AS t FROM traces").to_pylist()[0]
+    assert row == {"n": 6, "d": 6, "t": 6}
+    assert st.query("SELECT count(*) AS n FROM features").to_pylist()[0]["n"] == 6
 
 
 def test_snapshot_changes_with_content(store_path):

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -29,6 +31,7 @@ from curate.store.migrations import KNOWN, MIGRATIONS
 from curate.store.views import create_views
 
 CATALOG = "catalog.duckdb"
+SHARD_ROWS = 131_072  # rows per shard file: bounded reader memory, and parallel writes for big batches
 SHARDS = "shards"
 QUARANTINE = "quarantine"
 
@@ -172,14 +175,22 @@ class TraceStore:
             con.unregister("new_problems")
             return int(n)
 
-    def write_shard(self, samples: Iterable[Sample] | pa.Table, prefix: str = "s") -> Path | None:
-        """Producer side: write samples (with features) as a pending shard. No catalog lock is taken."""
+    def write_shard(self, samples: Iterable[Sample] | pa.Table, prefix: str = "s") -> list[Path]:
+        """Producer side: write samples (with features) as pending shards. No catalog lock is taken.
+
+        A large batch is split into shards of SHARD_ROWS written by parallel threads (Parquet compression
+        releases the GIL), which is most of an ingest's cost."""
         table = samples if isinstance(samples, pa.Table) else shard_io.samples_to_table(samples)
         if table.num_rows == 0:
-            return None
+            return []
         if "f_text_chars" not in table.column_names:
             table = shard_io.with_features(table)
-        return shard_io.write_atomic(table, self.shard_dir, shard_io.new_shard_name(prefix))
+        parts = [table.slice(i, SHARD_ROWS) for i in range(0, table.num_rows, SHARD_ROWS)]
+        write = lambda part: shard_io.write_atomic(part, self.shard_dir, shard_io.new_shard_name(prefix))  # noqa: E731
+        if len(parts) == 1:
+            return [write(parts[0])]
+        with ThreadPoolExecutor(max_workers=min(len(parts), os.cpu_count() or 1)) as pool:
+            return list(pool.map(write, parts))
 
     def add_samples(self, samples: Iterable[Sample] | pa.Table) -> int:
         """Write one shard and commit it (and anything else pending). Returns newly stored samples."""
@@ -202,47 +213,71 @@ class TraceStore:
         return [p for p in files if p.stem not in done]
 
     def commit_pending(self) -> int:
-        """The single writer: commit every pending shard, each in its own short transaction."""
-        total = 0
+        """The single writer: commit every pending shard in one short transaction. Returns new samples."""
         with self._write() as con:
-            for path in self.pending_shards(con):
-                total += self._commit_shard(con, path)
+            total = self._commit_shards(con, self.pending_shards(con))
             con.execute("CHECKPOINT")
         return total
 
-    def _commit_shard(self, con, path: Path) -> int:
-        name = path.stem
-        try:
-            if not shard_io.looks_complete(path):
-                raise ValueError("truncated file")
-            pq.read_metadata(path)
-        except Exception as e:  # a damaged pending shard must not block the others
-            self._quarantine(path, e)
+    def _commit_shards(self, con, paths: list[Path]) -> int:
+        good = []
+        for path in paths:
+            try:
+                if not shard_io.looks_complete(path):
+                    raise ValueError("truncated file")
+                pq.read_metadata(path)
+                good.append(path)
+            except Exception as e:  # a damaged pending shard must not block the others
+                self._quarantine(path, e)
+        if not good:
             return 0
-        f = str(path).replace("'", "''")
-        meta = ", ".join(f"s.{c}" for c in shard_io.META_COLUMNS)
+        try:
+            return self._commit_batch(con, good)
+        except duckdb.Error:
+            if len(good) == 1:
+                raise
+        # Something in the batch is unreadable past its footer: commit one by one to find and set it aside.
+        total = 0
+        for path in good:
+            try:
+                total += self._commit_batch(con, [path])
+            except duckdb.Error as e:
+                self._quarantine(path, e)
+        return total
+
+    def _commit_batch(self, con, paths: list[Path]) -> int:
+        """One transaction: insert the rows not yet stored (and their features), register every shard."""
+        files = "[" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in paths) + "]"
+        meta = ", ".join("s.params::JSON AS params" if c == "params" else f"s.{c}" for c in shard_io.META_COLUMNS)
         fcols = ", ".join(f"s.f_{c}" for c in shard_io.features.NAMES)
+        # Producers dedupe within a shard; two pending shards may still share ids (a rerun after a kill):
+        # keep the copy in the first file by name (grouping ids alone is far cheaper than DISTINCT ON rows).
+        src = f"read_parquet({files}, filename = true)"
+        first = (f"SEMI JOIN (SELECT id, min(filename) AS filename FROM {src} GROUP BY id) d "
+                 "ON d.id = s.id AND d.filename = s.filename") if len(paths) > 1 else ""
         con.execute("BEGIN TRANSACTION")
         try:
-            con.execute(f"CREATE OR REPLACE TEMP TABLE new_ids AS SELECT s.id FROM read_parquet('{f}') s ANTI JOIN sample_rows r ON r.id = s.id")
-            n = con.execute(
-                f"""INSERT INTO sample_rows SELECT {meta.replace('s.params', 's.params::JSON')}, now(), '{name}'
-                FROM read_parquet('{f}') s SEMI JOIN new_ids USING (id)"""
-            ).fetchone()[0]
-            con.execute(f"INSERT INTO feature_rows SELECT s.id, {fcols} FROM read_parquet('{f}') s SEMI JOIN new_ids USING (id)")
-            con.execute("INSERT INTO shard_rows VALUES (?, ?, ?, now())", [name, n, path.stat().st_size])
-            con.execute("DROP TABLE new_ids")
+            con.execute(
+                f"""CREATE OR REPLACE TEMP TABLE incoming AS
+                SELECT {meta}, parse_filename(s.filename, true) AS shard, {fcols}
+                FROM {src} s {first} ANTI JOIN sample_rows r ON r.id = s.id"""
+            )
+            cols = ", ".join(shard_io.META_COLUMNS)
+            con.execute(f"INSERT INTO sample_rows SELECT {cols}, now(), shard FROM incoming")
+            fnames = ", ".join(f"f_{c}" for c in shard_io.features.NAMES)
+            con.execute(f"INSERT INTO feature_rows SELECT id, {fnames} FROM incoming")
+            per_shard = dict(con.execute("SELECT shard, count(*) FROM incoming GROUP BY shard").fetchall())
+            con.executemany("INSERT INTO shard_rows VALUES (?, ?, ?, now())",
+                            [[p.stem, per_shard.get(p.stem, 0), p.stat().st_size] for p in paths])
+            con.execute("DROP TABLE incoming")
             con.execute("COMMIT")
-        except duckdb.Error as e:
-            con.execute("ROLLBACK")
-            self._quarantine(path, e)
-            return 0
         except BaseException:
             con.execute("ROLLBACK")
             raise
-        if n == 0:  # every row was already stored: the registered name is enough to skip it next time
-            path.unlink(missing_ok=True)
-        return int(n)
+        for p in paths:  # every row was already stored: the registered name is enough to skip it next time
+            if per_shard.get(p.stem, 0) == 0:
+                p.unlink(missing_ok=True)
+        return int(sum(per_shard.values()))
 
     def _quarantine(self, path: Path, err: Exception) -> None:
         qdir = self.path / QUARANTINE
