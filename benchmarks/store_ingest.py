@@ -1,9 +1,9 @@
 """store_ingest: N synthetic samples (~2 KB text each) through TraceStore vs raw DuckDB `CREATE TABLE AS`.
 
-Both sides start from the same in-memory Arrow table and write to the same disk. TraceStore's work is
-reported in two parts so the ratio is honest about where time goes:
-  features : the trace features computed by producers (in parallel workers in a real run)
-  store    : shard write (zstd Parquet, fsync, rename) + catalog commit (anti-join insert, features, register)
+Both sides start from the same in-memory Arrow table and write to the same disk. TraceStore is timed twice
+so the ratio is honest about where time goes:
+  store          : shard writes (zstd Parquet, fsync, rename) + the catalog commit, features precomputed
+  store+features : the same plus computing the trace features (what `add_samples` does for a bare table)
 The target (>= 0.8) is for `store` vs CTAS; `store+features` is printed too.
 
     python benchmarks/store_ingest.py            # 200k samples, 3 repetitions
@@ -36,9 +36,7 @@ def main() -> None:
     print(f"{args.n:,} samples, {table.nbytes / 1e9:.2f} GB in Arrow")
     base = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
     try:
-        t0 = time.perf_counter()
         featured = with_features(table)
-        feat_s = time.perf_counter() - t0
 
         def raw():
             d = base / f"raw-{time.monotonic_ns()}.duckdb"
@@ -48,16 +46,16 @@ def main() -> None:
             con.execute("CHECKPOINT")
             con.close()
 
-        def store():
-            st = TraceStore(base / f"store-{time.monotonic_ns()}")
-            st.add_samples(featured)
+        def store(t=featured):
+            TraceStore(base / f"store-{time.monotonic_ns()}").add_samples(t)
 
         raw_s, store_s = paired(raw, store, args.reps)
+        raw2_s, full_s = paired(raw, lambda: store(table), args.reps)
         print(f"raw DuckDB CTAS        median {raw_s:7.2f} s   ({args.n / raw_s:,.0f} samples/s)")
         print(f"TraceStore store path  median {store_s:7.2f} s   ({args.n / store_s:,.0f} samples/s)")
-        print(f"features (producer)           {feat_s:7.2f} s   (once)")
+        print(f"TraceStore + features  median {full_s:7.2f} s   ({args.n / full_s:,.0f} samples/s)")
         print(f"ratio store/raw throughput:           {raw_s / store_s:.2f}x  (target >= 0.8)")
-        print(f"ratio (store+features)/raw throughput: {raw_s / (store_s + feat_s):.2f}x")
+        print(f"ratio (store+features)/raw throughput: {raw2_s / full_s:.2f}x")
     finally:
         shutil.rmtree(base, ignore_errors=True)
 

@@ -178,15 +178,18 @@ class TraceStore:
     def write_shard(self, samples: Iterable[Sample] | pa.Table, prefix: str = "s") -> list[Path]:
         """Producer side: write samples (with features) as pending shards. No catalog lock is taken.
 
-        A large batch is split into shards of SHARD_ROWS written by parallel threads (Parquet compression
-        releases the GIL), which is most of an ingest's cost."""
+        A large batch is split into shards of SHARD_ROWS, each featurised and written by its own thread
+        (pyarrow's kernels and Parquet compression release the GIL): that is most of an ingest's cost."""
         table = samples if isinstance(samples, pa.Table) else shard_io.samples_to_table(samples)
         if table.num_rows == 0:
             return []
-        if "f_text_chars" not in table.column_names:
-            table = shard_io.with_features(table)
         parts = [table.slice(i, SHARD_ROWS) for i in range(0, table.num_rows, SHARD_ROWS)]
-        write = lambda part: shard_io.write_atomic(part, self.shard_dir, shard_io.new_shard_name(prefix))  # noqa: E731
+
+        def write(part: pa.Table) -> Path:
+            if "f_text_chars" not in part.column_names:
+                part = shard_io.with_features(part)  # its pyarrow kernels release the GIL too
+            return shard_io.write_atomic(part, self.shard_dir, shard_io.new_shard_name(prefix))
+
         if len(parts) == 1:
             return [write(parts[0])]
         with ThreadPoolExecutor(max_workers=min(len(parts), os.cpu_count() or 1)) as pool:
