@@ -17,7 +17,8 @@ from curate.store import TraceStore, queries
 # The three conditions the demo contrasts, as recipe overrides of one countdown recipe.
 CONDITIONS = {
     "verified": {},
-    "incorrect-50": {"quality": {"incorrect_fraction": 0.5}},
+    # draw problems that have a flawed trace, so small runs still reach the 50% share
+    "incorrect-50": {"quality": {"incorrect_fraction": 0.5}, "selection": {"require_incorrect": True}},
     "no-thinking": {"quality": {"strip_thinking": True}},
 }
 
