@@ -2,6 +2,12 @@
 from __future__ import annotations
 
 
+def first_line(e: BaseException) -> str:
+    """The first non-empty line of an exception's message (its type name when there is none)."""
+    s = str(e).strip()
+    return s.splitlines()[0] if s else type(e).__name__
+
+
 class CurateError(Exception):
     """Base for every error a user can cause or fix. `hint` says what to do about it."""
 

@@ -208,7 +208,9 @@ def import_dataset(store: TraceStore, source: str, *, preset: str = "generic", m
             report.samples += store.add_samples(samples)
         if labels:
             report.verdicts += store.add_verdicts(labels)
-        problems.clear(), samples.clear(), labels.clear()
+        problems.clear()
+        samples.clear()
+        labels.clear()
         if progress:
             progress(report)
 

@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 from typing import Iterator
 
-from curate.errors import InputError
+from curate.errors import InputError, first_line
 
 Row = tuple[int, dict]
 
@@ -55,7 +55,7 @@ def _parquet(path: Path) -> Iterator[Row]:
     try:
         pf = pq.ParquetFile(path)
     except Exception as e:
-        raise InputError(f"{path}: not a readable Parquet file ({_first_line(e)})") from None
+        raise InputError(f"{path}: not a readable Parquet file ({first_line(e)})") from None
     n = 0
     try:
         for batch in pf.iter_batches(batch_size=4096):
@@ -65,7 +65,7 @@ def _parquet(path: Path) -> Iterator[Row]:
     except InputError:
         raise
     except Exception as e:
-        raise InputError(f"{path}: damaged Parquet data after row {n} ({_first_line(e)})") from None
+        raise InputError(f"{path}: damaged Parquet data after row {n} ({first_line(e)})") from None
 
 
 def _dataset_dir(path: Path, hf_split: str) -> Iterator[Row]:
@@ -74,7 +74,7 @@ def _dataset_dir(path: Path, hf_split: str) -> Iterator[Row]:
     try:
         ds = datasets.load_from_disk(str(path))
     except Exception as e:
-        raise InputError(f"{path}: not a dataset saved with save_to_disk ({_first_line(e)})") from None
+        raise InputError(f"{path}: not a dataset saved with save_to_disk ({first_line(e)})") from None
     if isinstance(ds, datasets.DatasetDict):
         if hf_split not in ds:
             raise InputError(f"{path}: no split {hf_split!r} (has {', '.join(ds)})", hint="choose one with --hf-split")
@@ -89,12 +89,7 @@ def _hub(name: str, hf_split: str) -> Iterator[Row]:
     try:
         ds = datasets.load_dataset(name, split=hf_split)
     except Exception as e:
-        raise InputError(f"could not load dataset {name!r} split {hf_split!r} from the Hub ({_first_line(e)})",
+        raise InputError(f"could not load dataset {name!r} split {hf_split!r} from the Hub ({first_line(e)})",
                          hint="check the name and your network, or download it and import the local files") from None
     for n, row in enumerate(ds, start=1):
         yield n, row
-
-
-def _first_line(e: Exception) -> str:
-    s = str(e).strip()
-    return s.splitlines()[0] if s else type(e).__name__

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import duckdb
 
-from curate.errors import StoreError, StoreLocked
+from curate.errors import StoreError, StoreLocked, first_line
 
 DEFAULT_LOCK_TIMEOUT = 30.0
 
@@ -44,8 +44,7 @@ def connect(db_path: Path, *, read_only: bool, timeout: float | None = None) -> 
         except duckdb.Error as e:
             msg = str(e)
             if not _is_lock_error(msg):
-                first = msg.strip().splitlines()[0] if msg.strip() else type(e).__name__
-                raise StoreError(f"cannot open the store catalog {db_path}: {first}",
+                raise StoreError(f"cannot open the store catalog {db_path}: {first_line(e)}",
                                  hint="the file may be damaged or not a curate store") from None
             if time.monotonic() >= deadline:
                 pid = re.search(r"PID (\d+)", msg)

@@ -7,7 +7,6 @@ shard's name, and a killed producer leaves only a `.tmp-*` file that nobody read
 """
 from __future__ import annotations
 
-import json
 import os
 import uuid
 from pathlib import Path
@@ -17,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from curate import features
-from curate.records import Sample
+from curate.records import Sample, canonical_json
 
 SHARD_SCHEMA = pa.schema(
     [
@@ -52,7 +51,7 @@ def samples_to_table(samples: Iterable[Sample]) -> pa.Table:
             continue
         seen.add(s.id)
         d = s.to_dict()
-        d["params"] = json.dumps(d["params"], sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        d["params"] = canonical_json(d["params"])
         for n in SHARD_SCHEMA.names:
             cols[n].append(d[n])
     return pa.table(cols, schema=SHARD_SCHEMA)

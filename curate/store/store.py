@@ -11,6 +11,7 @@ the shard either fully committed or still pending; the next commit picks it up w
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -23,8 +24,8 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from curate.errors import InputError, StoreError, StoreVersionError
-from curate.records import Problem, Sample, Verdict
+from curate.errors import InputError, StoreError, StoreVersionError, first_line
+from curate.records import Problem, Sample, Verdict, canonical_json
 from curate.store import shards as shard_io
 from curate.store.connection import connect
 from curate.store.migrations import KNOWN, MIGRATIONS
@@ -43,10 +44,6 @@ VERDICT_SCHEMA = pa.schema(
     [("sample_id", pa.string()), ("verifier", pa.string()), ("version", pa.string()), ("status", pa.string()),
      ("score", pa.float64()), ("answer", pa.string()), ("reason", pa.string()), ("duration_s", pa.float64())]
 )
-
-
-def _json(v) -> str:
-    return json.dumps(v, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def sql_error(e: duckdb.Error, query: str | None = None) -> StoreError:
@@ -157,7 +154,7 @@ class TraceStore:
         for p in problems:
             if p.id not in rows:
                 rows[p.id] = {"id": p.id, "source": p.source, "domain": p.domain, "prompt": p.prompt,
-                              "reference": _json(p.reference), "metadata": _json(p.metadata), "split": p.split}
+                              "reference": canonical_json(p.reference), "metadata": canonical_json(p.metadata), "split": p.split}
         table = pa.Table.from_pylist(list(rows.values()), schema=PROBLEM_SCHEMA)
         return self.add_problem_table(table)
 
@@ -201,18 +198,16 @@ class TraceStore:
         return self.commit_pending()
 
     def pending_shards(self, con=None) -> list[Path]:
+        """Shard files on disk that the catalog has not registered yet (read on `con`, else a short read)."""
         if not self.shard_dir.exists():
             return []
         files = sorted(p for p in self.shard_dir.glob("*.parquet") if not p.name.startswith(".tmp-"))
-        if not files:
-            return []
-        close = con is None
-        con = con or connect(self.db_path, read_only=True) if self.exists else con
-        try:
-            done = {r[0] for r in con.execute("SELECT name FROM shard_rows").fetchall()} if con else set()
-        finally:
-            if close and con is not None:
-                con.close()
+        if not files or (con is None and not self.exists):
+            return files
+        if con is None:
+            with self.connect() as own:
+                return self.pending_shards(own)
+        done = {r[0] for r in con.execute("SELECT name FROM shard_rows").fetchall()}
         return [p for p in files if p.stem not in done]
 
     def commit_pending(self) -> int:
@@ -286,8 +281,7 @@ class TraceStore:
         qdir = self.path / QUARANTINE
         qdir.mkdir(parents=True, exist_ok=True)
         shutil.move(str(path), qdir / path.name)
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        msg = f"shard {path.name} is unreadable ({first}); moved to {qdir}, the rest was committed"
+        msg = f"shard {path.name} is unreadable ({first_line(err)}); moved to {qdir}, the rest was committed"
         self.warnings.append(msg)
         warnings.warn(msg, stacklevel=3)
 
@@ -299,10 +293,10 @@ class TraceStore:
             rows[(v.sample_id, v.verifier, v.version)] = {
                 "sample_id": v.sample_id, "verifier": v.verifier, "version": v.version, "status": v.status,
                 "score": float(v.score), "answer": v.answer, "reason": v.reason, "duration_s": float(v.duration_s)}
+        if not rows:
+            return 0
         table = pa.Table.from_pylist(list(rows.values()), schema=VERDICT_SCHEMA)
         with self._write() as con:
-            if not rows:
-                return 0
             con.register("new_verdicts", table)
             con.execute("BEGIN TRANSACTION")
             try:
@@ -429,9 +423,7 @@ class TraceStore:
                           (SELECT count(*) FROM verdict_rows),
                           (SELECT coalesce(bit_xor(hash(sample_id || verifier || version || status)), 0) FROM verdict_rows)"""
             ).fetchone()
-        import hashlib
-
-        digest = hashlib.sha256(_json([str(x) for x in r]).encode()).hexdigest()[:16]
+        digest = hashlib.sha256(canonical_json([str(x) for x in r]).encode()).hexdigest()[:16]
         return {"id": digest, "problems": int(r[0]), "samples": int(r[2]), "verdicts": int(r[4])}
 
 
