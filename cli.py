@@ -447,6 +447,54 @@ def train_cmd(
     out_console.print(f"[green]done[/]: checkpoints in {out / 'checkpoints'}, metrics in {out / 'metrics.jsonl'}")
 
 
+# ---------------------------------------------------------------- evaluation
+evals_app = typer.Typer(help="Evaluation results in the store: the per-checkpoint table, imports of published results.")
+app.add_typer(evals_app, name="evals")
+
+
+@evals_app.callback(invoke_without_command=True)
+def evals_cmd(
+    ctx: typer.Context,
+    store: StoreOpt = DEFAULT_STORE,
+    where: Annotated[Optional[str], typer.Option(help="SQL predicate over the `evals` view, e.g. \"suite = 'paper'\".")] = None,
+    long: Annotated[bool, typer.Option("--long", help="One row per metric instead of one column per benchmark.")] = False,
+    json_: JsonOpt = False,
+    csv: Annotated[bool, typer.Option("--csv", help="Print CSV.")] = False,
+) -> None:
+    """Evaluation results: one row per checkpoint, one column per benchmark (with length and truncation)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    import pyarrow as pa
+
+    from curate.evaluate.results import wide
+    from curate.report import print_result
+    from curate.store.evals import read_evals
+
+    rows = read_evals(_store(store), where)
+    table = pa.Table.from_pylist(rows if long else wide(rows)) if rows else pa.table({"evals": pa.array([], pa.string())})
+    print_result(table, out_console, fmt="json" if json_ else "csv" if csv else "table", limit=10_000)
+
+
+@evals_app.command("import")
+def evals_import(
+    file: Annotated[Path, typer.Argument(help="CSV or JSONL with run,benchmark,step,value [,metric,ci_low,ci_high,suite].")],
+    store: StoreOpt = DEFAULT_STORE,
+    run: Annotated[Optional[str], typer.Option(help="Use this run name for every row (the file's run column is then optional).")] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Import published scores (e.g. a paper's curves) into the evals table, marked as imported."""
+    import json
+
+    from curate.evaluate.results import import_results
+
+    rep = import_results(_store(store), file, run=run)
+    if json_:
+        print(json.dumps(rep))
+    else:
+        out_console.print(f"imported {rep['rows']} rows ({len(rep['runs'])} runs, benchmarks: {', '.join(rep['benchmarks'])})",
+                          markup=False)
+
+
 # ---------------------------------------------------------------- demo
 @app.command()
 def demo(

@@ -33,6 +33,24 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
+    (
+        "0002_evals",
+        """
+        CREATE TABLE eval_rows (
+            run VARCHAR NOT NULL, checkpoint VARCHAR NOT NULL, step INTEGER, suite VARCHAR NOT NULL,
+            benchmark VARCHAR NOT NULL, metric VARCHAR NOT NULL, kind VARCHAR NOT NULL, value DOUBLE,
+            ci_low DOUBLE, ci_high DOUBLE, n_problems INTEGER, n_samples INTEGER, complete BOOLEAN NOT NULL,
+            settings_hash VARCHAR NOT NULL, model VARCHAR, run_id VARCHAR, config_hash VARCHAR,
+            mixture_fingerprint VARCHAR, recipe_hash VARCHAR, store_snapshot VARCHAR, provenance VARCHAR NOT NULL,
+            details JSON, created_at TIMESTAMP NOT NULL
+        );
+        CREATE TABLE eval_sample_rows (
+            sample_id VARCHAR NOT NULL, problem_id VARCHAR NOT NULL, sample_index INTEGER NOT NULL,
+            run VARCHAR NOT NULL, checkpoint VARCHAR NOT NULL, step INTEGER, suite VARCHAR NOT NULL,
+            benchmark VARCHAR NOT NULL, settings_hash VARCHAR NOT NULL, created_at TIMESTAMP NOT NULL
+        );
+        """,
+    ),
 ]
 
 KNOWN = {name for name, _ in MIGRATIONS}

@@ -67,6 +67,33 @@ VIEW_DOCS: dict[str, tuple[str, list[tuple[str, str]]]] = {
         ("text_chars, thinking_chars, ...", "every column of `features`"),
         ("status, score, verifier, verifier_version", "the most recent verdict (NULL when unlabeled)"),
     ]),
+    "evals": ("One row per (run, checkpoint, step, suite, benchmark, metric, settings): scores and behaviour.", [
+        ("run", "the evaluated run or condition (training run folder name, model id, or the name of imported results)"),
+        ("checkpoint", "checkpoint folder, model id or endpoint that was evaluated (empty for imported results)"),
+        ("step", "training step of the checkpoint (0 = the base model; NULL when unknown)"),
+        ("suite", "evaluation suite (paper, math, countdown, smoke, a file's name, lm-eval, imported)"),
+        ("benchmark", "benchmark name within the suite (math500, aime24, gpqa_diamond, hex_phi, ...)"),
+        ("metric", "avg@k, pass@k, maj@k, asr (safety), or a behaviour metric (mean_tokens, p90_tokens, ...)"),
+        ("kind", "score (the benchmark's metrics) or behaviour (response length, truncation, markers)"),
+        ("value", "percent (0-100) for accuracies and rates, tokens or counts for behaviour; NULL when incomplete"),
+        ("ci_low, ci_high", "95% bootstrap confidence interval over problems (same unit as value)"),
+        ("n_problems, n_samples", "problems and judged samples behind the value"),
+        ("complete", "every planned sample was generated and judged; an incomplete benchmark has no value"),
+        ("settings_hash", "hash of the benchmark's settings incl. command-line overrides (a smoke run never mixes with a full one)"),
+        ("model", "the `samples.model` of the eval traces (join `samples`/`traces` on it)"),
+        ("run_id, config_hash", "lineage: the training run id and its config hash (from the checkpoint)"),
+        ("mixture_fingerprint, recipe_hash, store_snapshot", "lineage: the training mixture, its recipe and the store it came from"),
+        ("provenance", "curate (evaluated here), lm-eval, or imported:FILE"),
+        ("details", "JSON: per-status counts, missing samples, settings, lm-eval task versions, ..."),
+        ("created_at", "when the row was written (a re-evaluation replaces it)"),
+    ]),
+    "eval_samples": ("Which stored samples an evaluation planned: one row per (sample, run, checkpoint, benchmark).", [
+        ("sample_id", "the planned sample (present in `samples` once generated)"),
+        ("problem_id", "its problem"),
+        ("sample_index", "index among the k samples of the problem"),
+        ("run, checkpoint, step, suite, benchmark, settings_hash", "as in `evals`"),
+        ("created_at", "when it was planned"),
+    ]),
 }
 
 def schema_markdown() -> str:
@@ -88,6 +115,8 @@ def create_views(con, shard_files: list[str]) -> None:
     con.execute(f"CREATE OR REPLACE TEMP VIEW samples AS SELECT {cols}, created_at FROM sample_rows")
     con.execute("CREATE OR REPLACE TEMP VIEW verdicts AS SELECT sample_id, verifier, version, status, score, answer, reason, duration_s, created_at FROM verdict_rows")
     con.execute("CREATE OR REPLACE TEMP VIEW features AS SELECT * FROM feature_rows")
+    con.execute("CREATE OR REPLACE TEMP VIEW evals AS SELECT * FROM eval_rows")
+    con.execute("CREATE OR REPLACE TEMP VIEW eval_samples AS SELECT * FROM eval_sample_rows")
     if shard_files:
         files = "[" + ", ".join("'" + f.replace("'", "''") + "'" for f in shard_files) + "]"
         con.execute(

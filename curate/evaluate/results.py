@@ -1,0 +1,128 @@
+"""Published results into the `evals` table, and the wide per-checkpoint view `curate evals` prints.
+
+`import_results(store, FILE)` reads a CSV or JSONL with the columns `run,benchmark,step,value` and optional
+`metric,ci_low,ci_high,suite` (for example the study's published curves), so a user's own runs sit in the same
+table as the numbers they want to reproduce. Imported rows carry `provenance = imported:<file name>`, suite
+`imported` unless given, and an empty checkpoint. Values are taken as written (the study reports percent).
+
+`wide(rows)` pivots result rows to one row per (run, step, suite) with one column per benchmark (its headline
+metric) plus the response-length and truncation columns, so a dip is read next to its length spike.
+Test: tests/test_evaluate.py.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import math
+from pathlib import Path
+
+from curate.errors import InputError
+from curate.sources import read_jsonl
+from curate.store.evals import write_evals
+
+REQUIRED = ("run", "benchmark", "step", "value")
+OPTIONAL = ("metric", "ci_low", "ci_high", "suite")
+BEHAVIOUR_COLUMNS = ("mean_tokens", "truncation_rate")
+
+
+def _rows(path: Path):
+    if path.suffix.lower() in (".jsonl", ".ndjson", ".json"):
+        yield from read_jsonl(path)
+        return
+    if path.suffix.lower() != ".csv":
+        raise InputError(f"{path}: unsupported file type {path.suffix or '(none)'}", hint="use .csv or .jsonl")
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            if not reader.fieldnames:
+                raise InputError(f"{path}: empty file (expected a header {','.join(REQUIRED)})")
+            for n, row in enumerate(reader, start=2):
+                if None in row:
+                    raise InputError(f"{path}:{n}: more fields than the header has")
+                yield n, row
+    except UnicodeDecodeError as e:
+        raise InputError(f"{path}: not valid UTF-8 ({e.reason})") from None
+    except csv.Error as e:
+        raise InputError(f"{path}: malformed CSV ({e})") from None
+
+
+def _number(path: Path, n: int, field: str, raw, integer: bool = False):
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        return None
+    try:
+        v = int(str(raw).strip()) if integer else float(raw)
+    except (TypeError, ValueError):
+        kind = "an integer" if integer else "a number"
+        raise InputError(f"{path}:{n}: {field}: expected {kind}, got {raw!r}") from None
+    if not integer and not math.isfinite(v):
+        raise InputError(f"{path}:{n}: {field}: expected a finite number, got {raw!r}")
+    if integer and v < 0:
+        raise InputError(f"{path}:{n}: {field}: a step is >= 0, got {v}")
+    return v
+
+
+def parse_results(path: str | Path, run: str | None = None) -> list[dict]:
+    """Validate every row of a published-results file; errors name the file, line and field."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    out = []
+    for n, r in _rows(path):
+        unknown = sorted(set(r) - set(REQUIRED) - set(OPTIONAL))
+        if unknown:
+            raise InputError(f"{path}:{n}: unknown column(s) {', '.join(unknown)}",
+                             hint=f"columns are {','.join(REQUIRED)} and optionally {','.join(OPTIONAL)}")
+        for field in REQUIRED:
+            if field == "run" and run:
+                continue
+            if r.get(field) is None or str(r.get(field)).strip() == "":
+                raise InputError(f"{path}:{n}: {field}: required field missing")
+        value = _number(path, n, "value", r["value"])
+        lo, hi = _number(path, n, "ci_low", r.get("ci_low")), _number(path, n, "ci_high", r.get("ci_high"))
+        if lo is not None and hi is not None and lo > hi:
+            raise InputError(f"{path}:{n}: ci_low {lo} is above ci_high {hi}")
+        out.append({
+            "run": run or str(r["run"]).strip(), "checkpoint": "", "step": _number(path, n, "step", r["step"], integer=True),
+            "suite": str(r.get("suite") or "imported").strip(), "benchmark": str(r["benchmark"]).strip(),
+            "metric": str(r.get("metric") or "avg@1").strip(), "kind": "score", "value": value, "ci_low": lo,
+            "ci_high": hi, "complete": True, "settings_hash": f"imported-{digest}",
+            "provenance": f"imported:{path.name}", "details": {"file": str(path), "line": n},
+        })
+    if not out:
+        raise InputError(f"{path}: no rows")
+    return out
+
+
+def import_results(store, path: str | Path, run: str | None = None) -> dict:
+    """Import a published-results file into `evals`; re-importing the same file replaces its rows."""
+    rows = parse_results(path, run)
+    written = write_evals(store, rows)
+    return {"file": str(path), "rows": written, "runs": sorted({r["run"] for r in rows}),
+            "benchmarks": sorted({r["benchmark"] for r in rows})}
+
+
+def wide(rows: list[dict]) -> list[dict]:
+    """One row per (run, step, suite): each benchmark's headline score (first score metric), then length and
+    truncation averaged over the benchmarks; an incomplete benchmark shows as `incomplete`, never a number."""
+    table: dict[tuple, dict] = {}
+    behaviour: dict[tuple, dict[str, list[float]]] = {}
+    for r in rows:
+        key = (r["run"], r["step"], r["suite"])
+        out = table.setdefault(key, {"run": r["run"], "step": r["step"], "suite": r["suite"]})
+        if r["kind"] == "score":
+            col = r["benchmark"]
+            if col in out:
+                continue
+            out[col] = "incomplete" if not r["complete"] or r["value"] is None else round(r["value"], 1)
+        elif r["metric"] in BEHAVIOUR_COLUMNS and r["value"] is not None:
+            behaviour.setdefault(key, {}).setdefault(r["metric"], []).append(r["value"])
+    for key, out in table.items():
+        for m in BEHAVIOUR_COLUMNS:
+            vals = behaviour.get(key, {}).get(m)
+            if vals:
+                out[m] = round(sum(vals) / len(vals), 1)
+    ordered = sorted(table.values(), key=lambda d: (d["run"], d["step"] is None, d["step"] or 0, d["suite"]))
+    cols = ["run", "step", "suite"] + sorted({c for d in ordered for c in d} - {"run", "step", "suite"} - set(BEHAVIOUR_COLUMNS)) \
+        + [c for c in BEHAVIOUR_COLUMNS if any(c in d for d in ordered)]
+    return [{c: d.get(c) for c in cols} for d in ordered]

@@ -1,0 +1,124 @@
+"""The store's evaluation tables: results (`eval_rows`, the `evals` view) and planned samples (`eval_sample_rows`).
+
+An evaluation result is keyed by (run, checkpoint, step, suite, benchmark, metric, settings_hash); writing a
+key again replaces its row, so re-evaluating or re-importing never duplicates. The samples an evaluation
+planned are recorded before they are generated, so "which samples belong to this checkpoint's MATH500 run,
+and which of them are still missing" is one join, and a half-finished benchmark is visible as such.
+
+    from curate.store.evals import write_evals, read_evals
+Test: tests/test_evaluate.py.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, Iterable
+
+import pyarrow as pa
+
+from curate.errors import InputError
+
+EVAL_KEY = ("run", "checkpoint", "step", "suite", "benchmark", "metric", "settings_hash")
+EVAL_SCHEMA = pa.schema([
+    ("run", pa.string()), ("checkpoint", pa.string()), ("step", pa.int32()), ("suite", pa.string()),
+    ("benchmark", pa.string()), ("metric", pa.string()), ("kind", pa.string()), ("value", pa.float64()),
+    ("ci_low", pa.float64()), ("ci_high", pa.float64()), ("n_problems", pa.int32()), ("n_samples", pa.int32()),
+    ("complete", pa.bool_()), ("settings_hash", pa.string()), ("model", pa.string()), ("run_id", pa.string()),
+    ("config_hash", pa.string()), ("mixture_fingerprint", pa.string()), ("recipe_hash", pa.string()),
+    ("store_snapshot", pa.string()), ("provenance", pa.string()), ("details", pa.string()),
+])
+EVAL_COLUMNS = [f.name for f in EVAL_SCHEMA]
+PLAN_SCHEMA = pa.schema([
+    ("sample_id", pa.string()), ("problem_id", pa.string()), ("sample_index", pa.int32()), ("run", pa.string()),
+    ("checkpoint", pa.string()), ("step", pa.int32()), ("suite", pa.string()), ("benchmark", pa.string()),
+    ("settings_hash", pa.string()),
+])
+KINDS = ("score", "behaviour")
+
+
+def _row(r: dict) -> dict:
+    missing = [k for k in ("run", "suite", "benchmark", "metric", "settings_hash", "provenance") if not r.get(k)]
+    if missing:
+        raise InputError(f"eval row lacks {', '.join(missing)}: {r}")
+    out = {c: r.get(c) for c in EVAL_COLUMNS}
+    out["checkpoint"] = out["checkpoint"] or ""
+    out["kind"] = out["kind"] or "score"
+    if out["kind"] not in KINDS:
+        raise InputError(f"eval row kind must be one of {KINDS}, got {out['kind']!r}")
+    out["complete"] = bool(out["complete"]) if out["complete"] is not None else out["value"] is not None
+    if out["details"] is not None and not isinstance(out["details"], str):
+        out["details"] = json.dumps(out["details"], sort_keys=True, default=str)
+    return out
+
+
+def write_evals(store, rows: Iterable[dict]) -> int:
+    """Insert or replace result rows by their key; returns how many rows were written."""
+    by_key: dict[tuple, dict] = {}
+    for r in rows:
+        row = _row(r)
+        by_key[tuple(row[k] for k in EVAL_KEY)] = row
+    if not by_key:
+        return 0
+    table = pa.Table.from_pylist(list(by_key.values()), schema=EVAL_SCHEMA)
+    match = " AND ".join(f"e.{k} IS NOT DISTINCT FROM n.{k}" for k in EVAL_KEY)
+    cols = ", ".join(f"n.{c}" if c != "details" else "n.details::JSON" for c in EVAL_COLUMNS)
+    with store._write() as con:
+        con.register("new_evals", table)
+        con.execute("BEGIN TRANSACTION")
+        try:
+            con.execute(f"DELETE FROM eval_rows e USING new_evals n WHERE {match}")
+            con.execute(f"INSERT INTO eval_rows SELECT {cols}, now() FROM new_evals n")
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        finally:
+            con.unregister("new_evals")
+    return len(by_key)
+
+
+def plan_samples(store, rows: list[dict]) -> int:
+    """Record the samples an evaluation will judge (idempotent); returns newly recorded rows."""
+    if not rows:
+        return 0
+    table = pa.Table.from_pylist(rows, schema=PLAN_SCHEMA)
+    with store._write() as con:
+        con.register("planned", table)
+        try:
+            n = con.execute(
+                """INSERT INTO eval_sample_rows SELECT p.*, now() FROM planned p ANTI JOIN eval_sample_rows e
+                ON e.sample_id = p.sample_id AND e.run = p.run AND e.checkpoint = p.checkpoint
+                AND e.step IS NOT DISTINCT FROM p.step AND e.suite = p.suite AND e.benchmark = p.benchmark
+                AND e.settings_hash = p.settings_hash"""
+            ).fetchone()[0]
+        finally:
+            con.unregister("planned")
+    return int(n)
+
+
+def planned_outcomes(store, key: dict[str, Any], verifier: str, version: str) -> list[dict]:
+    """Every planned sample of one (run, checkpoint, step, suite, benchmark, settings_hash) with what is known
+    about it: whether it was generated, its verdict from this verifier version, its length and behaviour."""
+    params = [key["run"], key["checkpoint"], key["step"], key["suite"], key["benchmark"], key["settings_hash"],
+              verifier, version]
+    return store.query(
+        """SELECT e.problem_id, e.sample_index, e.sample_id, s.id IS NOT NULL AS generated, v.status, v.score, v.answer,
+                  s.completion_tokens, s.finish_reason, f.text_chars, f.truncated, f.repetition_score,
+                  f.backtrack_count, f.verify_count
+           FROM eval_sample_rows e
+           LEFT JOIN sample_rows s ON s.id = e.sample_id
+           LEFT JOIN feature_rows f ON f.sample_id = e.sample_id
+           LEFT JOIN verdict_rows v ON v.sample_id = e.sample_id AND v.verifier = $7 AND v.version = $8
+           WHERE e.run = $1 AND e.checkpoint = $2 AND e.step IS NOT DISTINCT FROM $3 AND e.suite = $4
+             AND e.benchmark = $5 AND e.settings_hash = $6
+           ORDER BY e.problem_id, e.sample_index""",
+        params,
+    ).to_pylist()
+
+
+def read_evals(store, where: str | None = None) -> list[dict]:
+    """Result rows (newest settings first within a key), optionally filtered by a predicate over `evals`."""
+    q = "SELECT * EXCLUDE (created_at) FROM evals"
+    if where:
+        q += f" WHERE ({where})"
+    q += " ORDER BY run, step NULLS LAST, suite, benchmark, kind, metric, created_at DESC"
+    return store.query(q).to_pylist()
