@@ -123,7 +123,7 @@ def _resolve_path_options(options: dict) -> dict:
 
 def benchmark_problems(store, bench: Benchmark) -> list:
     """The benchmark's problems, in id order; auto-added ones are stored first. Raises InputError when none."""
-    from curate.tasks import add_problems, iter_problems
+    from curate.tasks import iter_problems
 
     if bench.auto_add is not None:
         a = bench.auto_add
@@ -132,7 +132,7 @@ def benchmark_problems(store, bench: Benchmark) -> list:
                           key=lambda p: p.id)
         if not problems:
             raise InputError(f"benchmark {bench.name}: task {bench.task} gave no problems")
-        add_problems(store, bench.task, opts, size=a.size, seed=a.seed, split="eval")
+        store.add_problems(problems)  # idempotent by id
     else:
         problems = store.problems(E.benchmark_predicate(bench.problem_source, bench.where)) if store.exists else []
     if bench.limit is not None:
