@@ -22,8 +22,9 @@ def require_matplotlib():
     try:
         import matplotlib
     except ImportError:
-        raise CurateError("curate report needs matplotlib, which is not installed",
-                          hint="pip install 'curate[report]'  (the `report` extra)") from None
+        # No square brackets: the CLI prints messages as rich markup.
+        raise CurateError("curate report needs matplotlib: install curate's `report` extra, "
+                          "or pip install 'matplotlib>=3.7'") from None
     return matplotlib
 
 
