@@ -49,15 +49,31 @@ def colours(names: list[str]) -> dict[str, Any]:
 
 
 def set_steps_axis(ax, steps: list[int]) -> None:
-    """Symlog when the steps span a wide range (0, 10, 20, ..., 640), so the early dip is not squashed."""
-    pos = sorted(s for s in steps if s > 0)
-    if pos and pos[-1] / pos[0] >= 16:
+    """Symlog when the steps span a wide range (0, 10, 20, ..., 640), so the early dip is not squashed.
+    Ticks sit on evaluated steps with plain labels (the log formatters' mathtext is slow and reads badly)."""
+    pos = sorted(s for s in set(steps) if s > 0)
+    gaps = [b - a for a, b in zip(pos, pos[1:])]
+    evenly_spaced = bool(gaps) and max(gaps) <= 2 * min(gaps)  # 10, 20, ..., 200 reads best on a linear axis
+    log = bool(pos) and pos[-1] / pos[0] >= 16 and not evenly_spaced
+    if log:
         ax.set_xscale("symlog", linthresh=pos[0], linscale=0.5)
     uniq = sorted(set(steps))
-    if len(uniq) <= 12:
-        ax.set_xticks(uniq)
-        ax.set_xticklabels(["base" if s == 0 else str(s) for s in uniq])
-        ax.minorticks_off()
+    ticks = uniq
+    if len(uniq) > 12:
+        if log:  # the first evaluated step past each doubling
+            ticks, want = [s for s in uniq if s <= 0], pos[0]
+            for s in pos:
+                if s >= want:
+                    ticks.append(s)
+                    want = 2 * s
+        else:
+            ticks = uniq[:: -(-len(uniq) // 10)]
+        if ticks[-1] != uniq[-1]:
+            close = (ticks[-1] * 1.5 > uniq[-1]) if log else (uniq[-1] - ticks[-1] < (uniq[-1] - uniq[0]) / 20)
+            ticks = ticks[:-1] + [uniq[-1]] if close and len(ticks) > 1 else ticks + [uniq[-1]]
+    ax.set_xticks(ticks)
+    ax.set_xticklabels(["base" if s == 0 else str(s) for s in ticks])
+    ax.minorticks_off()
     ax.set_xlabel("training step (base = step 0)")
     ax.grid(True, alpha=0.3)
 
@@ -74,7 +90,8 @@ def score_figure(bench: dict, steps: list[int], palette: dict):
         ax.plot(xs, ys, "-o", color=col, ms=3.5, lw=1.6, label=c["label"])
         ci = [(p["step"], p["ci_low"], p["ci_high"]) for p in pts if p["ci_low"] is not None and p["ci_high"] is not None]
         if len(ci) >= 2:
-            ax.fill_between([x for x, _, _ in ci], [lo for _, lo, _ in ci], [hi for _, _, hi in ci], color=col, alpha=0.15, lw=0)
+            ax.fill_between([x for x, _, _ in ci], [lo for _, lo, _ in ci], [hi for _, _, hi in ci], color=col,
+                            alpha=0.15 if annotate else 0.06, lw=0)
         elif ci:
             ax.errorbar([ci[0][0]], [(ci[0][1] + ci[0][2]) / 2], yerr=[[(ci[0][2] - ci[0][1]) / 2]], color=col, capsize=3)
         d = c["dynamics"]
@@ -96,7 +113,7 @@ def score_figure(bench: dict, steps: list[int], palette: dict):
     ax.margins(y=0.12)
     ax.set_ylabel(f"{', '.join(bench['metrics'])} (%)" + ("  lower is better" if not bench["higher_is_better"] else ""))
     ax.set_title(f"{bench['benchmark']}: score vs step  (square: base, \u25bc: dip minimum, \u2605: recovery)", fontsize=10)
-    ax.legend(fontsize=8, loc="best", ncol=2 if len(bench["curves"]) > 5 else 1)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     return fig
 
 
@@ -116,7 +133,7 @@ def behaviour_figure(runs: list[dict], steps: list[int], palette: dict):
     set_steps_axis(top, steps)
     top.set_xlabel("")
     top.set_title("response length and truncation vs step (mean over benchmarks)", fontsize=10)
-    top.legend(fontsize=8, ncol=2 if len(runs) > 5 else 1)
+    top.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     return fig
 
 
@@ -189,6 +206,7 @@ def save(fig, folder: Path, stem: str) -> bytes:
     buf = io.BytesIO()
     with matplotlib.rc_context({"svg.hashsalt": "curate-report", "svg.fonttype": "none"}):
         fig.savefig(buf, format="png", dpi=110, metadata={"Software": None})
+        fig.set_layout_engine("none")  # laid out by the PNG draw; the SVG reuses it
         fig.savefig(folder / f"{stem}.svg", format="svg", metadata={"Date": None, "Creator": None})
     png = buf.getvalue()
     (folder / f"{stem}.png").write_bytes(png)
