@@ -261,3 +261,17 @@ def test_compare_cli_paired_with_per_problem_data_unpaired_without(built, cli):
     assert "no CI" in r.stdout and "+28.6" in r.stdout and "compared unpaired" in r.stderr
     r = cli("evals", "compare", "cond-a", "ghost", "--store", str(built["store"].path))
     assert r.returncode == 2 and "no complete score rows for run 'ghost'" in r.stderr
+
+
+def test_names_stay_plain_text_in_figures_and_html(tmp_path):
+    from curate.evaluate.report import build_report
+    from curate.store import TraceStore
+
+    st = TraceStore(tmp_path / "store")
+    write_evals(st, [dict(run=run, step=s, suite="x", benchmark="cost$1$", metric="avg@1", value=v, settings_hash="h",
+                          provenance="curate") for run in ("a$x$", "<script>alert(1)</script>")
+                     for s, v in ((0, 5.0), (10, 3.0), (20, 6.0))])
+    build_report(st, tmp_path / "out")
+    page = (tmp_path / "out" / "report.html").read_text()
+    assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "a$x$" in (tmp_path / "out" / "figures" / "score_cost_1_.svg").read_text()  # not rendered as mathtext

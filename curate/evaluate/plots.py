@@ -28,6 +28,13 @@ def require_matplotlib():
     return matplotlib
 
 
+def style():
+    """Settings for drawing and saving every figure: names are plain text (a run called `a$b$` must not turn
+    into mathtext), SVG text stays text, SVG ids are fixed so the files are deterministic."""
+    matplotlib = require_matplotlib()
+    return matplotlib.rc_context({"text.parse_math": False, "svg.hashsalt": "curate-report", "svg.fonttype": "none"})
+
+
 def _figure(w: float, h: float, rows: int = 1, cols: int = 1, **kw):
     require_matplotlib()
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -200,11 +207,9 @@ def verdict_figure(rows: list[dict], statuses: tuple[str, ...]):
 
 def save(fig, folder: Path, stem: str) -> bytes:
     """Write stem.png and stem.svg under folder; return the PNG bytes."""
-    import matplotlib
-
     folder.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
-    with matplotlib.rc_context({"svg.hashsalt": "curate-report", "svg.fonttype": "none"}):
+    with style():
         fig.savefig(buf, format="png", dpi=110, metadata={"Software": None})
         fig.set_layout_engine("none")  # laid out by the PNG draw; the SVG reuses it
         fig.savefig(folder / f"{stem}.svg", format="svg", metadata={"Date": None, "Creator": None})

@@ -207,15 +207,16 @@ def build_report(store, out: str | Path, study: str | Path | None = None, mixtur
                    | {p["step"] for r in data["behaviour"] for p in r["points"]})
     palette = plots.colours(list({c["run"] for b in data["benchmarks"] for c in b["curves"]}
                                  | {r["run"] for r in data["behaviour"]}))
-    for b in data["benchmarks"]:
-        b["figure"] = f"score_{_slug(b['benchmark'])}"
-        figures[b["figure"]] = plots.save(plots.score_figure(b, steps, palette), figdir, b["figure"])
-    if data["behaviour"]:
-        figures["behaviour"] = plots.save(plots.behaviour_figure(data["behaviour"], steps, palette), figdir, "behaviour")
-    if data["mixtures"]:
-        figures["mixtures"] = plots.save(plots.mixture_figure(data["mixtures"]), figdir, "mixtures")
-    if data["verdicts"]:
-        figures["verdicts"] = plots.save(plots.verdict_figure(data["verdicts"][:40], STATUSES), figdir, "verdicts")
+    with plots.style():
+        for b in data["benchmarks"]:
+            b["figure"] = f"score_{_slug(b['benchmark'])}"
+            figures[b["figure"]] = plots.save(plots.score_figure(b, steps, palette), figdir, b["figure"])
+        if data["behaviour"]:
+            figures["behaviour"] = plots.save(plots.behaviour_figure(data["behaviour"], steps, palette), figdir, "behaviour")
+        if data["mixtures"]:
+            figures["mixtures"] = plots.save(plots.mixture_figure(data["mixtures"]), figdir, "mixtures")
+        if data["verdicts"]:
+            figures["verdicts"] = plots.save(plots.verdict_figure(data["verdicts"][:40], STATUSES), figdir, "verdicts")
     data["files"] = ["report.html", "report.md", "report.json"] + [f"figures/{s}.{e}" for s in figures for e in ("png", "svg")]
     (out / "report.json").write_text(json.dumps(data, indent=1, default=str) + "\n", encoding="utf-8")
     (out / "report.md").write_text(markdown(data), encoding="utf-8")
