@@ -563,7 +563,7 @@ def evals_compare(
         print(json.dumps(rep))
         return
     r1 = lambda v: "" if v is None else f"{v:.1f}"  # noqa: E731
-    rows = [{"benchmark": r["benchmark"], "metric": r["metric"], "step": r["step"], "A": r1(r["a"]), "B": r1(r["b"]),
+    rows = [{"benchmark": r["benchmark"], "metric": r["metric"], "step": "-" if r["step"] is None else r["step"], "A": r1(r["a"]), "B": r1(r["b"]),
              "B-A": f"{r['diff']:+.1f}", "95% CI": f"[{r['ci_low']:+.1f}, {r['ci_high']:+.1f}]" if r["ci_low"] is not None else "",
              "significant": "" if r["significant"] is None else "yes" if r["significant"] else "no",
              "method": r["method"] + (f" ({r['n_problems']} problems)" if r["n_problems"] else "")} for r in rep["rows"]]

@@ -25,7 +25,7 @@ from conftest import run_cli  # noqa: E402
 
 from curate.evaluate.compare import paired_bootstrap, unpaired  # noqa: E402
 from curate.evaluate.results import import_results  # noqa: E402
-from curate.store.evals import write_evals  # noqa: E402
+from curate.store.evals import plan_samples, write_evals  # noqa: E402
 
 PAPER = Path(__file__).parent / "fixtures" / "evals" / "paper_curves.csv"
 N = 40
@@ -46,6 +46,9 @@ def eval_rows() -> list[dict]:
                          "ci_high": 100 * p + hw, "details": {"per_problem": {f"p{i:02d}": float(i < k) for i in range(N)}}})
             rows.append({**key, "metric": "mean_tokens", "kind": "behaviour", "value": TOKENS[run][step]})
             rows.append({**key, "metric": "truncation_rate", "kind": "behaviour", "value": TOKENS[run][step] / 200})
+    # a hub model evaluated outside a training run: no step, so a table row and no curve
+    rows.append(dict(run="hub-model", checkpoint="org/model", step=None, suite="countdown", benchmark="countdown",
+                     settings_hash="s1", provenance="curate", metric="avg@1", kind="score", value=61.0, complete=True))
     return rows
 
 
@@ -58,6 +61,11 @@ def built(tmp_path_factory):
     store = fixture_store.build(root / "store")
     import_results(store, PAPER)
     write_evals(store, eval_rows())
+    # two countdown traces (one correct, one incorrect) were sampled by an evaluation: not training data
+    planned = store.query("""SELECT s.id AS sample_id, s.problem_id, s.sample_index FROM traces s
+        WHERE source = 'countdown' QUALIFY row_number() OVER (PARTITION BY status ORDER BY s.id) = 1""").to_pylist()
+    plan_samples(store, [{**p, "run": "cond-a", "checkpoint": "c", "step": 0, "suite": "countdown",
+                          "benchmark": "countdown", "settings_hash": "s1"} for p in planned])
     study = root / "study"
     base = {"name": "t", "seed": 7, "size": 20, "filters": {"no_truncation": True},
             "sources": [{"name": "qwen", "where": "domain = 'math' AND model ILIKE '%qwen3-32b%'"}]}
@@ -164,7 +172,9 @@ def test_json_numbers_dynamics_flips_mixtures_and_verdicts(built):
     assert mixes["no-cot"]["thinking_share"] == 0.0 and mixes["no-cot"]["incorrect_share"] == 0.0
     rates = {(v["source"], v["model"]): v for v in data["verdicts"]}
     cd = rates[("countdown", fixture_store.QWEN)]
-    assert cd["rates"]["correct"] == 50.0 and cd["rates"]["incorrect"] == 50.0 and cd["traces"] == 24
+    assert cd["rates"]["correct"] == 50.0 and cd["rates"]["incorrect"] == 50.0 and cd["traces"] == 22
+    assert data["unstepped"] == [{"run": "hub-model", "suite": "countdown", "benchmark": "countdown", "metric": "avg@1",
+                                  "value": 61.0, "ci_low": None, "ci_high": None, "n_problems": None}]
 
 
 def test_markdown_and_html_carry_the_table_and_the_flip_warning(built):
@@ -172,6 +182,7 @@ def test_markdown_and_html_carry_the_table_and_the_flip_warning(built):
     html_text = (built["out"] / "report.html").read_text()
     assert "| qwen3-4b-math-cot | math500 | avg@3 | 70.8 | 640 | 86.2 | 15.4 | 480 | 87.1 | 7.9 | 20 |" in md
     assert "![math500](figures/score_math500.png)" in md
+    assert "| hub-model | countdown | countdown | avg@1 | 61.0 |" in md
     for text in (md, html_text):
         assert "countdown: at step 10 cond-a led by 25.0; at step 80 cond-b leads by 15.0" in text
         assert "Left out" not in text
@@ -182,11 +193,11 @@ def test_sections_without_data_are_left_out_with_a_reason(tmp_path, cli):
     assert cli("evals", "import", str(PAPER), "--store", str(store)).returncode == 0
     r = cli("report", "--store", str(store), "--out", str(tmp_path / "out"))
     assert r.returncode == 0, r.stderr
-    assert "left out verdicts: the store holds no traces" in r.stdout
+    assert "left out verdicts: the store holds no traces besides evaluation samples" in r.stdout
     page = parse((tmp_path / "out" / "report.html").read_text())
     assert len(page.images) == 2  # gpqa and math500 only: no empty axes for the missing sections
     md = (tmp_path / "out" / "report.md").read_text()
-    assert "_Left out: no mean_tokens or truncation_rate rows" in md and "_Left out: no mixtures given" in md
+    assert "_Left out: no mean_tokens or truncation_rate rows with a training step" in md and "_Left out: no mixtures given" in md
     assert sorted(p.name for p in (tmp_path / "out" / "figures").iterdir()) == [
         "score_gpqa_diamond.png", "score_gpqa_diamond.svg", "score_math500.png", "score_math500.svg"]
 

@@ -71,7 +71,8 @@ def _pick(ra: list[dict], rb: list[dict]) -> tuple[dict, dict]:
 
 
 def compare(store, a: str, b: str, benchmark: str | None = None, resamples: int = RESAMPLES, seed: int = 0) -> dict:
-    """Per benchmark and common step: A, B, B - A with a CI, and how the CI was computed."""
+    """Per benchmark and common step (a missing step, e.g. two hub models, counts as one): A, B, B - A with a CI,
+    and how the CI was computed."""
     if a == b:
         raise InputError("compare needs two different runs")
     rows = rq.compare_rows(store, a, b, benchmark)
@@ -85,11 +86,11 @@ def compare(store, a: str, b: str, benchmark: str | None = None, resamples: int 
             what = f" on {benchmark}" if benchmark else ""
             raise InputError(f"no complete score rows for run {run!r}{what}", hint="`curate evals` lists runs and benchmarks")
     out_rows, notes = [], []
-    for key in sorted(set(by[a]) & set(by[b])):
+    for key in sorted(set(by[a]) & set(by[b]), key=lambda k: (k[0], k[1], k[2] is None, k[2] or 0)):
         x, y = _pick(by[a][key], by[b][key])
         pa, pb = _per_problem(x["per_problem"]), _per_problem(y["per_problem"])
         row = {"benchmark": key[0], "metric": key[1], "step": key[2], "a": x["value"], "b": y["value"],
-               "same_settings": x["settings_hash"] == y["settings_hash"]}
+               "higher_is_better": key[1] != "asr", "same_settings": x["settings_hash"] == y["settings_hash"]}
         if pa is not None and pb is not None:
             bs = paired_bootstrap(pa, pb, resamples=resamples, seed=seed)
             row.update(diff=bs["diff"], ci_low=bs["ci_low"], ci_high=bs["ci_high"], p_value=bs["p_value"],
@@ -103,11 +104,21 @@ def compare(store, a: str, b: str, benchmark: str | None = None, resamples: int 
                        n_problems=None)
         row["significant"] = None if row["ci_low"] is None else (row["ci_low"] > 0 or row["ci_high"] < 0)
         out_rows.append(row)
+    metrics = {run: {} for run in (a, b)}
+    for run in (a, b):
+        for bench, metric, _ in by[run]:
+            metrics[run].setdefault(bench, set()).add(metric)
+    for bench in sorted(set(metrics[a]) & set(metrics[b])):
+        if not metrics[a][bench] & metrics[b][bench]:
+            notes.append(f"{bench}: not compared, {a} has {', '.join(sorted(metrics[a][bench]))} and "
+                         f"{b} has {', '.join(sorted(metrics[b][bench]))}")
     if not out_rows:
         notes.append(f"{a} and {b} share no (benchmark, metric, step) with complete scores")
     if any(r["method"] != "paired bootstrap" for r in out_rows):
         notes.append("rows without per-problem scores (imported or lm-eval results) are compared unpaired, from each "
                      "row's own CI (assumes independence, so wider); 'no CI' where a row has none")
+    if any(not r["higher_is_better"] for r in out_rows):
+        notes.append("asr (attack success rate): lower is better, so a negative B - A favours B")
     if any(not r["same_settings"] for r in out_rows):
         notes.append("some steps compare rows evaluated with different settings (same_settings = no)")
     return {"a": a, "b": b, "difference": "b - a (percentage points)", "rows": out_rows, "notes": notes}

@@ -83,6 +83,13 @@ def score_curves(rows: list[dict]) -> list[dict]:
     return out
 
 
+def unstepped(rows: list[dict]) -> list[dict]:
+    """Score rows without a training step (a hub model or endpoint): a table row each, no curve."""
+    return [{"run": r["run"], "suite": r["suite"], "benchmark": r["benchmark"], "metric": r["metric"],
+             "value": r["value"], "ci_low": r["ci_low"], "ci_high": r["ci_high"], "n_problems": r["n_problems"]}
+            for r in rows if r["kind"] == "score" and r["step"] is None and r["value"] is not None and r["complete"]]
+
+
 def behaviour_curves(rows: list[dict]) -> list[dict]:
     """Per run and step: mean response tokens and truncation rate, averaged over the benchmarks that report them."""
     acc: dict[str, dict[int, dict[str, list[float]]]] = {}
@@ -169,12 +176,14 @@ def collect(store, study: Path | None = None, mixtures: Iterable[Path] = ()) -> 
     rows = rq.eval_curves(store)
     data: dict = {"store": str(store.path), "study": str(study) if study else None, "skipped": {}}
     data["benchmarks"] = score_curves(rows)
+    data["unstepped"] = unstepped(rows)
     if not data["benchmarks"]:
         data["skipped"]["scores"] = ("no score rows in the evals table" if not rows else
-                                     "no complete score with a step in the evals table")
+                                     "no complete score with a training step in the evals table")
     data["behaviour"] = behaviour_curves(rows)
     if not data["behaviour"]:
-        data["skipped"]["behaviour"] = "no mean_tokens or truncation_rate rows in the evals table (imported results carry none)"
+        data["skipped"]["behaviour"] = ("no mean_tokens or truncation_rate rows with a training step in the evals table "
+                                        "(imported results carry none)")
     data["table"] = summary_table(data["benchmarks"])
     paths = find_mixtures(study, mixtures)
     data["mixtures"] = [mixture_summary(p) for p in paths]
@@ -187,7 +196,7 @@ def collect(store, study: Path | None = None, mixtures: Iterable[Path] = ()) -> 
             r["rates"] = {s: round(100.0 * r[s] / r["traces"], 2) for s in STATUSES}
             data["verdicts"].append(r)
     else:
-        data["skipped"]["verdicts"] = "the store holds no traces"
+        data["skipped"]["verdicts"] = "the store holds no traces besides evaluation samples"
     return data
 
 
@@ -303,9 +312,12 @@ def markdown(data: dict) -> str:
             parts.append("")
     else:
         parts.append(_skip(data, "scores"))
+    if data["unstepped"]:
+        parts.append("Scores without a training step (models evaluated outside a training run):\n")
+        parts.append(_md_table(data["unstepped"]))
     parts.append("## Mixtures\n")
     parts.append(_md_table(_mixture_rows(data)) + "\n![mixtures](figures/mixtures.png)\n" if data["mixtures"] else _skip(data, "mixtures"))
-    parts.append("## Verdicts per source and teacher\n")
+    parts.append("## Verdicts per source and teacher\n\nTraces sampled by an evaluation are not counted here.\n")
     parts.append(_md_table(_verdict_rows(data)) + "\n![verdicts](figures/verdicts.png)\n" if data["verdicts"] else _skip(data, "verdicts"))
     return "\n".join(parts)
 
@@ -361,12 +373,16 @@ def render_html(data: dict, figures: dict[str, bytes]) -> str:
                      f"step and the last one:<ul>{items}{more}</ul></div>")
     else:
         p.append(skip("scores"))
+    if data["unstepped"]:
+        p.append("<p>Scores without a training step (models evaluated outside a training run):</p>")
+        p.append(_html_table(data["unstepped"]))
     p.append("<h2>Mixtures</h2>")
     if data["mixtures"]:
         p += [_html_table(_mixture_rows(data)), _img(figures, "mixtures", "mixture composition and lengths")]
     else:
         p.append(skip("mixtures"))
     p.append("<h2>Verdicts per source and teacher</h2>")
+    p.append('<p class="meta">Traces sampled by an evaluation are not counted here: their scores are above.</p>')
     if data["verdicts"]:
         p += [_html_table(_verdict_rows(data)), _img(figures, "verdicts", "verdict rates per source and teacher")]
     else:

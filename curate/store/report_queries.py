@@ -2,7 +2,8 @@
 
 - eval_curves: score and behaviour rows of `evals` without the bulky `details` JSON (newest row first per key).
 - verdict_rates: per problem source and teacher model, traces by latest verdict status, length and truncation;
-  it avoids the `traces` view so no trace text (Parquet) is read.
+  traces planned by an evaluation are left out (their scores are in `evals`); it avoids the `traces` view so
+  no trace text (Parquet) is read.
 - compare_rows: the score rows of two runs with their per-problem scores (details.per_problem) when present.
 """
 from __future__ import annotations
@@ -21,13 +22,17 @@ def eval_curves(store, where: str | None = None) -> list[dict]:
     return store.query(q).to_pylist()
 
 
+# Traces an evaluation planned are scored in `evals`; the verdict section is about the traces data is made of.
+NOT_EVAL = "NOT EXISTS (SELECT 1 FROM eval_samples e WHERE e.sample_id = s.id)"
+
+
 def has_samples(store) -> bool:
-    return bool(store.query("SELECT count(*) > 0 AS n FROM samples").column(0)[0].as_py())
+    return bool(store.query(f"SELECT count(*) > 0 AS n FROM samples s WHERE {NOT_EVAL}").column(0)[0].as_py())
 
 
 def verdict_rates(store) -> list[dict]:
     return store.query(
-        """SELECT p.source, coalesce(s.model, '(unknown)') AS model, count(*) AS traces,
+        f"""SELECT p.source, coalesce(s.model, '(unknown)') AS model, count(*) AS traces,
                   count(*) FILTER (v.status = 'correct') AS correct,
                   count(*) FILTER (v.status = 'incorrect') AS incorrect,
                   count(*) FILTER (v.status = 'no_answer') AS no_answer,
@@ -39,6 +44,7 @@ def verdict_rates(store) -> list[dict]:
            FROM samples s
            JOIN problems p ON p.id = s.problem_id
            LEFT JOIN latest_verdicts v ON v.sample_id = s.id
+           WHERE {NOT_EVAL}
            GROUP BY ALL ORDER BY p.source, model"""
     ).to_pylist()
 
@@ -50,6 +56,6 @@ def compare_rows(store, a: str, b: str, benchmark: str | None = None) -> list[di
     return store.query(
         f"""SELECT run, step, suite, benchmark, metric, value, ci_low, ci_high, n_problems, complete, settings_hash,
                    provenance, json_extract(details, '$.per_problem')::VARCHAR AS per_problem
-            FROM evals WHERE {cond} AND step IS NOT NULL
-            ORDER BY benchmark, metric, step, run, complete DESC, created_at DESC"""
+            FROM evals WHERE {cond}
+            ORDER BY benchmark, metric, step NULLS LAST, run, complete DESC, created_at DESC"""
     ).to_pylist()
