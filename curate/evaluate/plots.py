@@ -147,7 +147,7 @@ def behaviour_figure(runs: list[dict], steps: list[int], palette: dict):
 def mixture_figure(mixtures: list[dict]):
     """Per mixture: rows by verdict status (with thinking share) and the response-length spread by status."""
     n = len(mixtures)
-    fig, axes = _figure(9.0, 1.2 + 0.55 * n + 0.6, rows=1, cols=2)
+    fig, axes = _figure(9.0, 2.0 + 0.55 * n, rows=1, cols=2)
     left, right = axes[0][0], axes[0][1]
     names = [m["name"] for m in mixtures]
     for i, m in enumerate(mixtures):
@@ -173,9 +173,9 @@ def mixture_figure(mixtures: list[dict]):
     left.set_xlim(0, 125)
     left.set_xlabel("rows (%)")
     left.set_title("composition by verdict status", fontsize=10)
-    left.legend(fontsize=7, loc="lower right")
-    right.set_xlabel("response characters (thin: min-max, thick: median-p90, |: mean)")
-    right.set_title("length distribution by status", fontsize=10)
+    left.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.22 if n < 3 else -0.12), ncol=3)
+    right.set_xlabel("response characters")
+    right.set_title("response length by status\nline: min-max, bar: median-p90, |: mean", fontsize=9)
     right.grid(True, axis="x", alpha=0.3)
     return fig
 
@@ -201,7 +201,7 @@ def verdict_figure(rows: list[dict], statuses: tuple[str, ...]):
     ax.set_xlim(0, 115)
     ax.set_xlabel("traces (%)")
     ax.set_title("verdicts per source and teacher (latest verdict)", fontsize=10)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     return fig
 
 
