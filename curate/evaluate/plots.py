@@ -210,7 +210,7 @@ def save(fig, folder: Path, stem: str) -> bytes:
     folder.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
     with style():
-        fig.savefig(buf, format="png", dpi=110, metadata={"Software": None})
+        fig.savefig(buf, format="png", dpi=110, metadata={"Software": None}, pil_kwargs={"compress_level": 1})
         fig.set_layout_engine("none")  # laid out by the PNG draw; the SVG reuses it
         fig.savefig(folder / f"{stem}.svg", format="svg", metadata={"Date": None, "Creator": None})
     png = buf.getvalue()
