@@ -90,11 +90,14 @@ def score_figure(bench: dict, steps: list[int], palette: dict):
     fig, axes = _figure(7.6, 4.3)
     ax = axes[0][0]
     annotate = len(bench["curves"]) <= 4
+    seen: dict[str, int] = {}
     for c in bench["curves"]:
         col = palette[c["run"]]
+        style = ("-", "--", "-.", ":")[seen.get(c["run"], 0) % 4]  # a run's other suites/settings: same colour, new dash
+        seen[c["run"]] = seen.get(c["run"], 0) + 1
         pts = c["points"]
         xs, ys = [p["step"] for p in pts], [p["value"] for p in pts]
-        ax.plot(xs, ys, "-o", color=col, ms=3.5, lw=1.6, label=c["label"])
+        ax.plot(xs, ys, style, marker="o", color=col, ms=3.5, lw=1.6, label=c["label"])
         ci = [(p["step"], p["ci_low"], p["ci_high"]) for p in pts if p["ci_low"] is not None and p["ci_high"] is not None]
         if len(ci) >= 2:
             ax.fill_between([x for x, _, _ in ci], [lo for _, lo, _ in ci], [hi for _, _, hi in ci], color=col,
