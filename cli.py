@@ -545,6 +545,56 @@ def evals_import(
                           markup=False)
 
 
+@evals_app.command("compare")
+def evals_compare(
+    a: Annotated[str, typer.Argument(help="Run (condition) A, as in the evals table's `run` column.")],
+    b: Annotated[str, typer.Argument(help="Run (condition) B; differences are B - A.")],
+    store: StoreOpt = DEFAULT_STORE,
+    benchmark: Annotated[Optional[str], typer.Option(help="Only this benchmark.")] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """B - A per benchmark at each common step, with a paired bootstrap CI over problems where possible."""
+    import json
+
+    from curate.evaluate.compare import compare
+
+    rep = compare(_store(store), a, b, benchmark)
+    if json_:
+        print(json.dumps(rep))
+        return
+    r1 = lambda v: "" if v is None else f"{v:.1f}"  # noqa: E731
+    rows = [{"benchmark": r["benchmark"], "metric": r["metric"], "step": "-" if r["step"] is None else r["step"], "A": r1(r["a"]), "B": r1(r["b"]),
+             "B-A": f"{r['diff']:+.1f}", "95% CI": f"[{r['ci_low']:+.1f}, {r['ci_high']:+.1f}]" if r["ci_low"] is not None else "",
+             "significant": "" if r["significant"] is None else "yes" if r["significant"] else "no",
+             "method": r["method"] + (f" ({r['n_problems']} problems)" if r["n_problems"] else "")} for r in rep["rows"]]
+    if rows:
+        _print_table(rows, title=f"A = {a}, B = {b}")
+    for n in rep["notes"]:
+        err_console.print(f"[yellow]note:[/] {n}", markup=True)
+
+
+@app.command("report")
+def report_cmd(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for report.html, report.md, report.json and figures/.")],
+    store: StoreOpt = DEFAULT_STORE,
+    study: Annotated[Optional[Path], typer.Option(help="A study directory: its mixtures/*/manifest.json are described.")] = None,
+    mixtures: Annotated[Optional[list[Path]], typer.Option("--mixtures", help="A mixture folder of `curate mix` (repeatable).")] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Curves with dip and recovery, length and truncation, final/best scores, mixtures and verdicts in one report."""
+    import json
+
+    from curate.evaluate.report import build_report
+
+    data = build_report(_store(store), out, study=study, mixtures=mixtures or [])
+    if json_:
+        print(json.dumps(data, default=str))
+        return
+    out_console.print(f"report: {out / 'report.html'} (open it in a browser; figures in {out / 'figures'})", markup=False)
+    for section, why in data["skipped"].items():
+        out_console.print(f"  left out {section}: {why}", markup=False)
+
+
 # ---------------------------------------------------------------- demo
 @app.command()
 def demo(
