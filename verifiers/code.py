@@ -30,7 +30,7 @@ import json
 import math
 from typing import Any
 
-from verifiers.base import Verifier, reference_field
+from verifiers.base import Probe, ProbeProblem, Verifier, reference_field
 from verifiers.extract import last_code_block, strip_thinking
 from verifiers.sandbox import Limits, RunResult, run_check, run_python
 
@@ -124,6 +124,19 @@ class CodeVerifier(Verifier):
         tests = _tests(getattr(problem, "reference", None))
         n = len(tests) if isinstance(tests, list) else 1
         return max(1, n) * (self._limits(problem).timeout_s + 1.0) + 5.0
+
+    def probes(self) -> list[Probe]:
+        """Both reference shapes, through the real sandbox: a correct program must pass, a wrong one must fail."""
+        prompt = 'def add3(x: int) -> int:\n    """Return x plus three."""\n'
+        fn = ProbeProblem(prompt, {"test": "def check(candidate):\n    assert candidate(2) == 5\n    assert candidate(-3) == 0\n",
+                                   "entry_point": "add3", "prompt": prompt, "timeout_s": 5}, source="humaneval", domain="code")
+        io = ProbeProblem("Print n doubled.", {"tests": [{"input": "4\n", "output": "8\n"}, {"input": "-1\n", "output": "-2\n"}],
+                                               "timeout_s": 5}, source="livecodebench", domain="code")
+        block = "<think>simple</think>\n```python\n{}\n```"
+        return [Probe("function call, correct", fn, block.format("def add3(x):\n    return x + 3"), "correct"),
+                Probe("function call, wrong", fn, block.format("def add3(x):\n    return x + 2"), "incorrect"),
+                Probe("stdin/stdout, correct", io, block.format("print(2 * int(input()))"), "correct"),
+                Probe("stdin/stdout, wrong", io, block.format("print(int(input()) + 4)"), "incorrect")]
 
     def check(self, problem: Any, response: str) -> Any:
         ref = getattr(problem, "reference", None)

@@ -32,7 +32,7 @@ import functools
 import re
 from typing import Any
 
-from verifiers.base import Verifier, soft_timeout
+from verifiers.base import Probe, ProbeProblem, Verifier, soft_timeout
 from verifiers.extract import boxed_contents, strip_thinking
 
 
@@ -130,6 +130,12 @@ class MathVerifier(Verifier):
         self.numeric_precision = numeric_precision
         self.constant_factor_equations = constant_factor_equations
         self.exact_match = exact_match  # False: always parse (the tests compare both paths)
+
+    def probes(self) -> list[Probe]:
+        p = ProbeProblem("What is 1/2 + 1/4?", "\\frac{3}{4}", source="math500", domain="math")
+        return [Probe("verbatim box", p, "<think>2/4 + 1/4</think>\\boxed{\\frac{3}{4}}", "correct"),
+                Probe("equivalent decimal", p, "<think>0.5 + 0.25</think>\\boxed{0.75}", "correct"),
+                Probe("wrong fraction", p, "<think>1 + 1 over 2 + 4</think>\\boxed{\\frac{1}{3}}", "incorrect")]
 
     def check(self, problem: Any, response: str) -> Any:
         gold_text = _gold_text(getattr(problem, "reference", None))
