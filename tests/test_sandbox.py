@@ -365,10 +365,12 @@ def test_an_object_equal_to_everything_does_not_pass():
 
 
 def test_values_cross_the_boundary_with_their_types():
-    src = ("def f(x):\n    return [x, (1, 2.5), {'k': {3, 4}}, None, True, b'\\x00', 10 ** 30, float('inf'), 1j]\n")
+    src = ("def f(x):\n    if x == 'big':\n        return 'y' * 300000\n"
+           "    return [x, (1, 2.5), {'k': {3, 4}}, None, True, b'\\x00', 10 ** 30, float('inf'), 1j]\n")
     test = ("def check(c):\n    got = c({'a': (1,)})\n"
             "    assert got == [{'a': (1,)}, (1, 2.5), {'k': {3, 4}}, None, True, b'\\x00', 10 ** 30, float('inf'), 1j]\n"
             "    assert type(got[1]) is tuple and got[4] is True\n"
+            "    assert c('big') == 'y' * 300000\n"
             "    try:\n        c(None, oops=1)\n    except TypeError:\n        pass\n")
     r = run_check(src, test, "f", limits=FAST)
     assert r.passed_marker, r.stderr[-2000:]

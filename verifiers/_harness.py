@@ -29,6 +29,7 @@ import traceback
 SETUP_EXIT = 121
 ENV_EXIT = 120
 PR_SET_DUMPABLE = 4
+_LIBC = ctypes.CDLL(None, use_errno=True)  # loaded once in the zygote, inherited by every fork
 
 
 class _SetupError(Exception):
@@ -207,32 +208,27 @@ def _send(sock, obj):
 
 
 def _recv(sock):
-    head = _read(sock, 4)
-    if head is None:
-        return None
-    body = _read(sock, struct.unpack("!I", head)[0])
-    return None if body is None else json.loads(body)
-
-
-def _read(sock, n):
+    """One length-prefixed message (one recv call for the usual small one), or None at end of stream."""
     buf = bytearray()
-    while len(buf) < n:
-        chunk = sock.recv(min(n - len(buf), 1 << 20))
+    need = 4
+    while len(buf) < need:
+        chunk = sock.recv(max(need - len(buf), 65536) if need == 4 else need - len(buf))
         if not chunk:
             return None
         buf += chunk
-    return bytes(buf)
+        if need == 4 and len(buf) >= 4:
+            need = 4 + struct.unpack("!I", bytes(buf[:4]))[0]
+    return json.loads(bytes(buf[4:need]))
 
 
 # ---------------------------------------------------------------- check mode
 
 def _drop_capabilities():
     """C keeps no capability (user-ns level: it is root of its namespace), so it cannot ptrace T."""
-    libc = ctypes.CDLL(None, use_errno=True)
     header = (ctypes.c_uint32 * 2)(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, this process
     data = (ctypes.c_uint32 * 6)()
-    libc.capset(header, data)
-    libc.prctl(38, 1, 0, 0, 0)  # PR_SET_NO_NEW_PRIVS: no exec can give them back
+    _LIBC.capset(header, data)
+    _LIBC.prctl(38, 1, 0, 0, 0)  # PR_SET_NO_NEW_PRIVS: no exec can give them back
 
 
 def _solution_process(sock, solution, entry):
@@ -323,8 +319,7 @@ def _check(solution, test, entry):
         print(f"curate-sandbox: set-up failed: {e}", file=sys.stderr)
         return SETUP_EXIT
     sock, child_sock = socket.socketpair()
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)  # before the fork: C inherits no way into T's memory
+    _LIBC.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)  # before the fork: C inherits no way into T's memory
     pid = os.fork()
     if pid == 0:
         sock.close()

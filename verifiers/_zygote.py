@@ -120,6 +120,10 @@ HARNESS = {"__name__": "curate_harness"}
 if __name__ == "__main__":
     with open(sys.argv[3], encoding="utf-8") as f:  # read as root, before any program runs
         exec(compile(f.read(), sys.argv[3], "exec"), HARNESS)
+    import gc
+
+    gc.collect()
+    gc.freeze()  # the collector never walks the preloaded objects, so forks do not copy their pages for it
     _pdeathsig()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     serve(socket.socket(fileno=int(sys.argv[1])), sys.argv[2])
