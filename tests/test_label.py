@@ -264,3 +264,18 @@ def test_the_no_verdicts_hint_names_the_command_that_labels(tmp_path):
         build(st, recipe)
     assert "`curate verify`" in e.value.hint
     assert "verify" in run_cli("verify", "--help").stdout
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the sandbox user nobody exists only when curate runs as root")
+def test_an_unusable_sandbox_stops_before_labeling_with_one_line(tmp_path):
+    closed = tmp_path / "closed"
+    closed.mkdir(mode=0o700)
+    (closed / "python3").symlink_to("/usr/bin/python3")
+    st = _code_store(tmp_path / "store")
+    for env, says in (({"CURATE_SANDBOX_ROOT": str(closed / "root")}, f"is closed to nobody); chmod o+x the directories above {closed}"),
+                      ({"CURATE_SANDBOX_PYTHON": str(closed / "python3")}, "cannot be run by the sandbox user nobody")):
+        out = run_cli("verify", "--store", str(st.path), "--workers", "1", env=env)
+        errors = [ln for ln in out.stderr.splitlines() if ln.startswith("error:")]
+        assert out.returncode == 1 and len(errors) == 1, out.stderr
+        assert "verifier 'code' failed its self-test" in errors[0] and says in errors[0]
+        assert _verdicts(st) == []
