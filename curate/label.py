@@ -177,6 +177,13 @@ def _confirm_and_write(pool: VerifierPool, store: Any, name: str, options: dict 
 
 def verify_pairs(pairs: Iterable[tuple[Any, Any, str]], verifier: str, workers: int = 2,
                  options: dict | None = None) -> dict[Any, Verdict]:
-    """Verify (key, problem, text) triples outside any store (benchmarks, notebooks)."""
-    with VerifierPool(workers=workers) as pool:
-        return dict(pool.run((k, verifier, options or {}, p, t) for k, p, t in pairs))
+    """Verify (key, problem, text) triples outside any store (benchmarks, notebooks). The verifier's self-test
+    runs before and after; CurateError when it fails (the verdicts are then not returned)."""
+    try:
+        with VerifierPool(workers=workers) as pool:
+            pool.self_test(verifier, options)
+            out = dict(pool.run((k, verifier, options or {}, p, t) for k, p, t in pairs))
+            pool.self_test(verifier, options)
+            return out
+    except SelfTestFailed as e:
+        raise CurateError(str(e)) from None

@@ -455,3 +455,19 @@ def test_an_interpreter_nobody_cannot_run_is_refused_not_run_as_root(tmp_path):
                          env=_sandbox_python_env(str(hidden / "python3")))
     assert out.returncode != 0 and "SandboxUnavailable" in out.stderr and "cannot be run by the sandbox user" in out.stderr
     assert "correct" not in out.stdout
+
+
+def test_the_harness_reports_its_own_set_up_failure_apart_from_the_program(tmp_path):
+    """The sandbox's own file unreadable: exit SETUP_EXIT with one `curate-sandbox:` line, judged `error`."""
+    from verifiers.sandbox import _HARNESS_MAIN, _HARNESS_PATH, ENV_EXIT, SETUP_EXIT, RunResult
+
+    src = _HARNESS_PATH.read_text() + _HARNESS_MAIN
+    out = subprocess.run([sys.executable, "-I", "-c", src, "script", str(tmp_path / "missing" / "main.py")],
+                         capture_output=True, timeout=30)
+    assert out.returncode == SETUP_EXIT and b"curate-sandbox: set-up failed: cannot read" in out.stderr
+    r = RunResult(returncode=out.returncode, stderr=out.stderr)
+    assert "set-up failed" in r.could_not_judge
+    v = CodeVerifier()._judge([r], "print(1)", 1, check_mode=False)
+    assert v.status == "error" and "could not run" in v.reason
+    assert RunResult(returncode=1, stderr=b"Traceback\nValueError: x").could_not_judge is None  # the program's own crash
+    assert RunResult(returncode=ENV_EXIT, stderr=b"").could_not_judge.startswith("missing module")

@@ -323,7 +323,14 @@ def _run(files: dict[str, str], mode: str, args: list[str], stdin: bytes, limits
         root = work_root(level)
     except SandboxUnavailable as e:
         return RunResult(None, sandbox_error=str(e), duration_s=time.monotonic() - t0)
-    workdir = tempfile.mkdtemp(prefix="curate-sbx-", dir=root)
+    try:
+        workdir = tempfile.mkdtemp(prefix="curate-sbx-", dir=root)
+    except FileNotFoundError:  # a tmp cleaner removed the work root during a long job: make it again
+        _ROOTS.clear()
+        try:
+            workdir = tempfile.mkdtemp(prefix="curate-sbx-", dir=work_root(level))
+        except (SandboxUnavailable, OSError) as e:
+            return RunResult(None, sandbox_error=f"sandbox work root: {e}", duration_s=time.monotonic() - t0)
     try:
         paths = {}
         for name, text in files.items():
