@@ -186,8 +186,11 @@ def verify(
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from curate.errors import InputError
     from curate.label import label_store
 
+    if not 0.0 <= max_error_share <= 1.0:
+        raise InputError(f"--max-error-share must be between 0 and 1, got {max_error_share:g}")
     st = _store(store)
     columns = [TextColumn("verifying {task.fields[name]}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[rate]}/s"), TimeElapsedColumn()]
@@ -214,8 +217,8 @@ def verify(
     over = rep.over_error_share(max_error_share)
     if over:
         raise CurateError(f"error share above --max-error-share {max_error_share:.1%}: {'; '.join(over)}",
-                    hint="these verdicts say the verifier could not judge: `curate sql \"SELECT verifier, reason, count(*) "
-                         "FROM verdicts WHERE status = 'error' GROUP BY ALL\"` shows why (docs/verifiers.md)")
+                          hint="these verdicts say the verifier could not judge: `curate sql \"SELECT verifier, reason, "
+                               "count(*) FROM verdicts WHERE status = 'error' GROUP BY ALL\"` shows why (docs/verifiers.md)")
 
 
 def _print_verify_summary(data: dict) -> None:
