@@ -176,6 +176,8 @@ def verify(
     relabel: Annotated[bool, typer.Option("--relabel", help="Re-verify samples that already have a verdict from this version.")] = False,
     where: Annotated[Optional[str], typer.Option(help="SQL predicate over the `traces` view, e.g. \"source = 'math500'\".")] = None,
     batch_size: Annotated[int, typer.Option(help="Verdicts written per store transaction (a kill loses at most one batch).")] = 500,
+    self_test_every: Annotated[int, typer.Option(help="Re-run each verifier's self-test after this many batches; a batch is written only after it passes.")] = 1,
+    max_error_share: Annotated[float, typer.Option(help="Exit non-zero when a verifier's share of `error` verdicts is above this.")] = 0.01,
     json_: JsonOpt = False,
 ) -> None:
     """Label stored samples that lack a verdict, in worker processes with a hard per-response timeout."""
@@ -184,8 +186,11 @@ def verify(
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from curate.errors import InputError
     from curate.label import label_store
 
+    if not 0.0 <= max_error_share <= 1.0:
+        raise InputError(f"--max-error-share must be between 0 and 1, got {max_error_share:g}")
     st = _store(store)
     columns = [TextColumn("verifying {task.fields[name]}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[rate]}/s"), TimeElapsedColumn()]
@@ -200,18 +205,32 @@ def verify(
             bar.update(task, advance=n, name=name, rate=f"{done / elapsed:.1f}" if elapsed > 0 else "-")
 
         rep = label_store(st, verifier=verifier, workers=workers, relabel=relabel, where=where, batch_size=batch_size,
-                          progress=tick)
+                          progress=tick, self_test_every=self_test_every)
     _warn(st)
     data = rep.to_dict()
     if json_:
         out_console.print_json(json.dumps(data))
-        return
-    rows = [{"verifier": k, **{s: c.get(s, 0) for s in ("correct", "incorrect", "no_answer", "timeout", "error")}}
-            for k, c in data["by_verifier"].items()]
+    else:
+        _print_verify_summary(data)
+    for w in data["warnings"]:
+        err_console.print(f"[yellow]warning:[/] {w}")
+    over = rep.over_error_share(max_error_share)
+    if over:
+        raise CurateError(f"error share above --max-error-share {max_error_share:.1%}: {'; '.join(over)}",
+                          hint="these verdicts say the verifier could not judge: `curate sql \"SELECT verifier, reason, "
+                               "count(*) FROM verdicts WHERE status = 'error' GROUP BY ALL\"` shows why (docs/verifiers.md)")
+
+
+def _print_verify_summary(data: dict) -> None:
+    statuses = ("correct", "incorrect", "no_answer", "timeout", "error")
+    rows = []
+    for k, c in data["by_verifier"].items():
+        total = sum(c.values())
+        rows.append({"verifier": k, **{s: f"{c.get(s, 0)} ({c.get(s, 0) / total:.1%})" for s in statuses}, "total": total})
     if rows:
-        _print_table(rows, title="verdicts written")
+        _print_table(rows, title="status distribution per verifier")
     out_console.print(f"labeled {data['labeled']} samples in {data['seconds']:.1f}s ({data['written']} new verdicts, "
-                      f"{data['killed_workers']} workers killed on timeout)")
+                      f"{data['killed_workers']} workers killed on timeout, {data['self_tests']} self-tests passed)")
     for u in data["unclaimed"]:
         why = f"names unknown verifier {u['verifier']!r}" if u.get("verifier") else "no verifier claims it"
         err_console.print(f"[yellow]not labeled:[/] source={u['source']} domain={u['domain']} ({why}); name one with --verifier")

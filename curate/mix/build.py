@@ -229,7 +229,7 @@ def build(store: Any, recipe: Recipe) -> Mixture:
         predicates.append(("decontaminate.eval_where", recipe.decontaminate.eval_where, "problems"))
     if selection.preflight(store, predicates) == 0 and recipe.selection.per_problem != "any":
         raise StoreError("the store has no verdicts, so no trace is known to be correct",
-                         hint="label the traces first (`curate label`), or use selection.per_problem: any")
+                         hint="label the traces first (`curate verify`), or use selection.per_problem: any")
     filters = selection.filter_sql(max_tokens=f.max_tokens, no_truncation=f.no_truncation, has_answer=f.has_answer,
                                    think_closed=f.think_closed, max_repetition=f.max_repetition,
                                    strip_thinking=recipe.quality.strip_thinking and not recipe.quality.reference_solution,
