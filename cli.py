@@ -510,11 +510,16 @@ def eval_cmd(
                            lm_eval_include=lm_eval_include, progress=progress and not json_, flush_every=flush_every, say=say)
     if json_:
         print(json.dumps(rep.to_dict(), default=str))
-        return
-    for note in rep.notes:
-        err_console.print(f"note: {note}", markup=False)
-    out_console.print(f"evaluated {rep.targets} checkpoint(s): {rep.generated} samples generated, {rep.labeled} labeled "
-                      f"in {rep.seconds:.1f}s; see `curate evals --store {store}`", markup=False)
+    else:
+        for note in rep.notes:
+            err_console.print(f"note: {note}", markup=False)
+        out_console.print(f"evaluated {rep.targets} checkpoint(s): {rep.generated} samples generated, {rep.labeled} labeled "
+                          f"in {rep.seconds:.1f}s; see `curate evals --store {store}`", markup=False)
+    if rep.incomplete:
+        from curate.errors import CurateError
+
+        raise CurateError(f"{len(rep.incomplete)} benchmark(s) incomplete, stored without a score: " + "; ".join(rep.incomplete),
+                          hint="relabel errors with `curate verify --relabel --where \"status = 'error'\"`, then rerun the same command")
 
 
 evals_app = typer.Typer(help="Evaluation results in the store: the per-checkpoint table, imports of published results.")

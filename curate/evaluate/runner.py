@@ -54,6 +54,7 @@ class EvalReport:
     labeled: int = 0
     rows: list[dict] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    incomplete: list[str] = field(default_factory=list)  # "run step N benchmark: why", for a non-zero exit
     seconds: float = 0.0
 
     def to_dict(self) -> dict:
@@ -269,6 +270,10 @@ def evaluate_target(store, target: Target, suite: Suite, opts: EvalOptions, repo
             E.write_evals(store, rows)
             report.rows += [r for r in rows if r["kind"] == "score"]
             head = rows[0]
+            if not head["complete"]:
+                d = head["details"]
+                report.incomplete.append(f"{target.run} step {target.step} {bench.name}: {d['missing_samples']} samples "
+                                         f"missing, {d['unjudged']} unjudged, {d['errors']} verdicts are errors")
             shown = "incomplete" if head["value"] is None else f"{head['value']:.1f}"
             say(f"{target.run} step {target.step if target.step is not None else '-'} {bench.name}: "
                 f"{head['metric']} {shown} ({gen.generated} generated, {labeled} labeled)")
