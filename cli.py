@@ -256,7 +256,7 @@ def tasks_add(
     source: Annotated[str, typer.Argument(help="A task name from `curate tasks list`, or a .jsonl/.parquet path.")],
     store: StoreOpt = DEFAULT_STORE,
     size: Annotated[Optional[int], typer.Option(help="How many problems (required for generated tasks).")] = None,
-    seed: Annotated[int, typer.Option(help="Generator seed; problem i uses seed + i.")] = 0,
+    seed: Annotated[int, typer.Option(help="Generator seed; problem i is drawn from sha256(seed, i), so seeds are independent.")] = 0,
     split: Annotated[Optional[str], typer.Option(help="train or eval (default: the source's own).")] = None,
     set_: SetOpt = None,
     json_: JsonOpt = False,
@@ -264,13 +264,24 @@ def tasks_add(
     """Add problems from a source to the store (idempotent: ids are content hashes)."""
     import json
 
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
     from curate.tasks import add_problems
 
-    result = add_problems(_store(store), source, _kv(set_, "--set"), size=size, seed=seed, split=split)
+    columns = [TextColumn(f"adding {source}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn()]
+    with Progress(*columns, console=err_console, transient=True, disable=json_) as bar:
+        task = bar.add_task("add", total=size)
+        result = add_problems(_store(store), source, _kv(set_, "--set"), size=size, seed=seed, split=split,
+                              progress=lambda done, total: bar.update(task, completed=done, total=total))
     if json_:
         print(json.dumps(result))
     else:
         out_console.print(f"{result['source']}: {result['seen']} problems, {result['added']} new, into {store}")
+    if result["conflicts"] and not json_:
+        first = result["conflicting"][0]
+        err_console.print(f"[yellow]warning:[/] {result['conflicts']} problems are already stored under another split and "
+                          f"were not added as {result['split']} (a problem has one split), e.g. "
+                          f"problem {first['id']} is stored as {first['stored_split']} (`tasks add --json` lists up to 10)")
 
 
 @app.command("generate")

@@ -136,3 +136,47 @@ def test_check_answer_table(answer, ok):
 def test_listed():
     names = {t["name"] for t in list_tasks()}
     assert "countdown" in names
+
+
+def test_seeds_give_independent_streams():
+    """With Random(seed + index), seed 1 repeated seed 0 shifted by one problem: an eval set leaked into train."""
+    cfg = CountdownConfig()
+    train = {generate(cfg, 0, i).id for i in range(300)}
+    assert not train & {generate(cfg, 1, i).id for i in range(300)}
+    assert not train & {generate(cfg, 2, i).id for i in range(300)}
+
+
+def test_problem_stored_under_the_other_split_is_a_reported_conflict(tmp_path):
+    from curate.store import TraceStore
+    from curate.tasks import add_problems
+
+    st = TraceStore(tmp_path / "st")
+    first = add_problems(st, "countdown", size=30, seed=0)
+    assert first["added"] == 30 and first["conflicts"] == 0
+    other = add_problems(st, "countdown", {"min_numbers": 4, "max_numbers": 4}, size=20, seed=1, split="eval")
+    assert other["added"] == 20 and other["conflicts"] == 0
+    # the same problems again, now asked for as eval: none is silently kept as train under an eval label
+    clash = add_problems(st, "countdown", size=10, seed=0, split="eval")
+    assert clash["added"] == 0 and clash["conflicts"] == 10 and clash["split"] == "eval"
+    assert {c["stored_split"] for c in clash["conflicting"]} == {"train"}
+    counts = st.query("SELECT split, count(*) AS n FROM problems GROUP BY split ORDER BY split").to_pylist()
+    assert counts == [{"split": "eval", "n": 20}, {"split": "train", "n": 30}]
+    # re-adding under the same split is the ordinary idempotent no-op, not a conflict
+    again = add_problems(st, "countdown", size=30, seed=0)
+    assert again["added"] == 0 and again["conflicts"] == 0
+
+
+def test_cli_tasks_add_warns_about_split_conflicts(tmp_path, cli):
+    st = str(tmp_path / "st")
+    assert cli("tasks", "add", "countdown", "--size", "5", "--store", st).returncode == 0
+    res = cli("tasks", "add", "countdown", "--size", "5", "--split", "eval", "--store", st)
+    assert res.returncode == 0, res.stderr
+    assert "0 new" in res.stdout and "5 problems are already stored under another split" in res.stderr
+
+
+def test_every_task_names_a_registered_verifier():
+    from verifiers.registry import describe_all
+
+    names = {v["name"] for v in describe_all()}
+    for t in list_tasks():
+        assert t["verifier"] is None or t["verifier"] in names, (t["name"], t["verifier"])

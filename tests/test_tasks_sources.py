@@ -177,3 +177,11 @@ def test_oracles_pass_the_real_verifiers():
             answer = spec.oracle(p)
             verdict = verifier.verify(p, answer)
             assert verdict.status == "correct", (name, p.reference, answer, verdict.reason)
+
+
+def test_reasoning_gym_seeds_are_independent_streams():
+    """reasoning-gym seeds entry i with seed + i: our seed is hashed first, so seed 1 is not seed 0 shifted by one."""
+    opts = {"task": "word_sorting"}
+    zero = [p.prompt for p in iter_problems("reasoning-gym", opts, size=6, seed=0)]
+    one = [p.prompt for p in iter_problems("reasoning-gym", opts, size=6, seed=1)]
+    assert not set(zero) & set(one)

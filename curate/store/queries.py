@@ -3,6 +3,7 @@
 - problem_groups / group_predicate: how the labeler splits problems by (source, domain, metadata.verifier)
   and turns a set of such groups into a predicate over `traces` for TraceStore.unlabeled.
 - trace_summary: per source and model, traces with their verdict counts and behaviour averages (the demo).
+- split_conflicts: which of some problem ids are already stored under another split (tasks add).
 """
 from __future__ import annotations
 
@@ -37,4 +38,14 @@ def trace_summary(store) -> list[dict]:
                   count(*) FILTER (status = 'incorrect') AS incorrect, round(avg(text_chars)) AS avg_chars,
                   round(avg(backtrack_count), 2) AS avg_backtracks
            FROM traces GROUP BY ALL ORDER BY ALL"""
+    ).to_pylist()
+
+
+def split_conflicts(store, ids: list[str], split: str) -> list[dict]:
+    """The problems among `ids` already stored under a split other than `split` (id, split, prompt)."""
+    if not ids or not store.exists:
+        return []
+    return store.query(
+        "SELECT id, split, prompt FROM problems WHERE split <> $split AND id IN (SELECT unnest($ids)) ORDER BY id",
+        {"split": split, "ids": list(ids)},
     ).to_pylist()

@@ -1,14 +1,18 @@
 """Task registry: every problem source registers a TaskSpec (name, config dataclass, loader).
 
 Built-in task files all share one shape, after reasoning-gym: a name, a frozen config dataclass whose
-`__post_init__` validates it, a generator seeded by `seed + index`, an oracle answer, and `register(...)`
-as the last line. Loaders of existing data (Hugging Face datasets, files, HumanEval) register the same way
+`__post_init__` validates it, a generator seeded by `(seed, index)` through `task_rng`, an oracle answer,
+and `register(...)` as the last line. `task_rng` hashes both numbers (sha256), so different seeds give
+independent streams: with `Random(seed + index)`, seed 1's problem i would be seed 0's problem i + 1, and
+an eval set drawn with the next seed would repeat the train set. Loaders of existing data (Hugging Face datasets, files, HumanEval) register the same way
 so `curate tasks list` shows everything and `curate tasks add NAME --set key=value` configures any of them.
 """
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
+import random
 import types
 import typing
 from dataclasses import dataclass
@@ -17,7 +21,7 @@ from typing import Any, Callable, Iterable, Iterator
 from curate.errors import InputError
 from curate.records import SPLITS, Problem
 
-__all__ = ["TaskSpec", "register", "get_task", "task_names", "build_config", "check_split", "TASKS"]
+__all__ = ["TaskSpec", "register", "get_task", "task_names", "build_config", "check_split", "task_rng", "stream_seed", "TASKS"]
 
 TASKS: dict[str, "TaskSpec"] = {}
 
@@ -39,6 +43,17 @@ class TaskSpec:
     oracle: Callable[[Problem], str | None] | None = None
     generated: bool = False  # True: procedurally generated, needs --size; False: loads existing rows
     default_split: str = "train"
+
+
+def stream_seed(seed: int, index: int | None = None) -> int:
+    """A 64-bit seed derived from sha256 of (seed, index): nearby inputs give unrelated outputs."""
+    key = f"{seed}" if index is None else f"{seed}:{index}"
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big")
+
+
+def task_rng(seed: int, index: int) -> random.Random:
+    """The random generator of problem `index` of the stream `seed` (independent across seeds and indices)."""
+    return random.Random(stream_seed(seed, index))
 
 
 def register(spec: TaskSpec) -> TaskSpec:

@@ -4,7 +4,8 @@ Rules (the classic game's, which the generator and the solver share): every numb
 and every intermediate result is a positive integer (division only when exact). An expression valid under
 these rules is correct under any looser checker (each-number-at-most-once, rational arithmetic).
 
-- `generate(config, seed, index)` draws numbers with `random.Random(seed + index)`, builds a random
+- `generate(config, seed, index)` draws numbers with `task_rng(seed, index)` (sha256 of both, so seeds give
+  independent streams and an eval set drawn with another seed shares nothing by construction), builds a random
   expression tree over all of them and takes its value as the target, so a solution always exists.
 - `solve(numbers, target)` enumerates distinct solution expressions lazily; `has_solution` decides
   existence exactly (an empty answer is a proof that none exists under the rules above).
@@ -26,7 +27,7 @@ from functools import lru_cache
 from typing import Iterator
 
 from curate.records import Problem
-from curate.tasks.base import TaskSpec, check_split, register
+from curate.tasks.base import TaskSpec, check_split, register, task_rng
 
 NAME = "countdown"
 PROMPT = (
@@ -336,7 +337,7 @@ def difficulty(n_numbers: int, n_solutions: int) -> str:
 
 
 def generate(config: CountdownConfig, seed: int, index: int, split: str = "train") -> Problem:
-    rng = random.Random(seed + index)
+    rng = task_rng(seed, index)
     # Draw the size once so that retries for an in-range target do not skew the mix toward small sets.
     k = rng.randint(config.min_numbers, config.max_numbers)
     for _ in range(config.max_attempts):

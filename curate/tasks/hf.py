@@ -253,7 +253,7 @@ _preset("openr1_math", "OpenR1-Math-220k questions (the Math-CoT pool)", plain, 
 _preset("numinamath", "NuminaMath-1.5 (human short solution kept in metadata.solution)", plain, "train", "math",
         path="AI-MO/NuminaMath-1.5", hf_split="train", prompt="problem", reference="answer",
         metadata=("solution", "problem_type", "source"), source="numinamath")
-_preset("hex_phi", "HEx-PHI-style prompt-only safety set (prompt column, optional category)", hexphi, "eval", "refusal",
+_preset("hex_phi", "HEx-PHI-style prompt-only safety set (prompt column, optional category)", hexphi, "eval", "safety",
         path="LLM-Tuning-Safety/HEx-PHI", prompt="prompt", reference=None, domain="safety", source="hex_phi")
 register(TaskSpec(name="hf", description="Any Hugging Face dataset or data file with column mapping (--set path=, prompt=, reference=)",
                   domain="math", config_cls=HFDatasetConfig, load=make_loader(plain)))
