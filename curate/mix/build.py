@@ -26,6 +26,7 @@ from curate.mix import transforms
 from curate.mix.clean import EvalIndex, PromptDeduper
 from curate.mix.recipe import Recipe
 from curate.store import selection
+from curate.tasks import problem_key
 
 MIN_BATCH = 256
 
@@ -40,6 +41,7 @@ class Mixture:
     dropped: Counter = field(default_factory=Counter)
     contamination: dict = field(default_factory=dict)
     eval_problems: int = 0
+    eval_index: dict = field(default_factory=dict)
     incorrect: dict = field(default_factory=dict)
     snapshot: dict = field(default_factory=dict)
     verifiers: list = field(default_factory=list)
@@ -65,6 +67,12 @@ def allocate(recipe: Recipe) -> dict[str, int]:
     return {s.name: out[s.name] for s in recipe.sources}
 
 
+def _problem_key(row: dict) -> Optional[str]:
+    """The task's structured key for this problem (Countdown: numbers and target), or None."""
+    ref = row.get("reference")
+    return problem_key(row.get("source") or "", json.loads(ref) if isinstance(ref, str) else ref)
+
+
 def _response_ok(text: Optional[str], strip: bool) -> Optional[str]:
     if text is None:
         return None
@@ -78,11 +86,11 @@ class _Taker:
         self.store, self.recipe, self.dedup, self.index, self.mix = store, recipe, dedup, index, mix
         self.contam: dict[str, Counter] = defaultdict(Counter)
 
-    def _contaminated(self, field_name: str, text: str) -> set[str]:
+    def _contaminated(self, field_name: str, text: str, key: Optional[str] = None) -> set[str]:
         d = self.recipe.decontaminate
         if self.index is None or field_name not in d.check:
             return set()
-        return self.index.hits(text)
+        return self.index.hits(text, key)
 
     def take(self, source: str, table, quota: int, taken: set[str]) -> list[dict]:
         recipe, q = self.recipe, self.recipe.quality
@@ -114,11 +122,12 @@ class _Taker:
                     break
                 rows = by_problem[p]
                 first = rows[0]
-                reason, handle = self.dedup.check(first["prompt"])
+                key = _problem_key(first)
+                reason, handle = self.dedup.check(first["prompt"], key)
                 if reason:
                     self.mix.dropped[f"duplicate prompt ({reason})"] += 1
                     continue
-                hits = self._contaminated("prompt", first["prompt"])
+                hits = self._contaminated("prompt", first["prompt"], key)
                 for b in hits:
                     self.contam[b]["prompt"] += 1
                 if hits and recipe.decontaminate.action == "drop":
@@ -236,21 +245,29 @@ def build(store: Any, recipe: Recipe) -> Mixture:
                                    where=f.where)
     requested = allocate(recipe)
     mix = Mixture(recipe=recipe, rows=[], requested=requested)
-    index = None
-    if recipe.decontaminate.enabled:
-        evals = selection.eval_prompts(store, recipe.decontaminate.eval_where)
-        index = EvalIndex(evals, n=recipe.decontaminate.n)
-        mix.eval_problems = len(index)
-    d = recipe.dedup
-    taker = _Taker(store, recipe, PromptDeduper(exact=d.exact, near=d.near, threshold=d.near_threshold, shingle=d.shingle), index, mix)
     want_incorrect = recipe.quality.incorrect_fraction > 0 or recipe.selection.require_incorrect
+    tables = [selection.per_problem_choices(
+        store, where=s.where, filters=filters, per_problem=recipe.selection.per_problem, seed=recipe.seed,
+        bucket_ratio=recipe.quality.length_bucket_ratio, want_incorrect=want_incorrect,
+        require_incorrect=recipe.selection.require_incorrect, want_solution=recipe.quality.reference_solution)
+        for s in recipe.sources]
+    # Every candidate prompt once, in a fixed order: what counts as template is measured on them.
+    corpus = list(dict.fromkeys(p for t in tables for p in t.column("prompt").to_pylist()))
+    index = None
+    dec = recipe.decontaminate
+    if dec.enabled:
+        evals = [(b, p, problem_key(b, json.loads(r) if r is not None else None))
+                 for b, p, r in selection.eval_prompts(store, dec.eval_where)]
+        index = EvalIndex(evals, n=dec.n, common_share=dec.common_share, corpus=corpus)
+        mix.eval_problems = len(index)
+        mix.eval_index = {"keyed": index.keyed, "template_grams": index.template_grams}
+    d = recipe.dedup
+    deduper = PromptDeduper(exact=d.exact, near=d.near, threshold=d.near_threshold, shingle=d.shingle,
+                            corpus=corpus, common_share=d.common_share)
+    taker = _Taker(store, recipe, deduper, index, mix)
     taken: set[str] = set()
     short = []
-    for s in recipe.sources:
-        table = selection.per_problem_choices(
-            store, where=s.where, filters=filters, per_problem=recipe.selection.per_problem, seed=recipe.seed,
-            bucket_ratio=recipe.quality.length_bucket_ratio, want_incorrect=want_incorrect,
-            require_incorrect=recipe.selection.require_incorrect, want_solution=recipe.quality.reference_solution)
+    for s, table in zip(recipe.sources, tables):
         got = taker.take(s.name, table, requested[s.name], taken)
         if len(got) < requested[s.name]:
             short.append(f"source {s.name}: {len(got)} eligible rows of {requested[s.name]} requested")

@@ -87,6 +87,9 @@ def summarise(mix: Mixture, records: list[dict]) -> dict:
             "checked": list(mix.recipe.decontaminate.check),
             "action": mix.recipe.decontaminate.action,
             "eval_problems": mix.eval_problems,
+            "common_share": mix.recipe.decontaminate.common_share,
+            "keyed_eval_problems": mix.eval_index.get("keyed", 0),
+            "template_grams": mix.eval_index.get("template_grams", 0),
             "hits": mix.contamination,
         },
         "dropped": dict(sorted(mix.dropped.items())),
@@ -138,7 +141,10 @@ def card(mix: Mixture, facts: dict) -> str:
         _table([{"status": k, **v} for k, v in tok["response_chars_by_status"].items()]),
         "## Decontamination\n",
         (f"{dec['n']}-gram overlap of {', '.join(dec['checked'])} with {dec['eval_problems']} eval-split problems; "
-         f"action: {dec['action']}.\n\n" + _table(contam)) if dec["enabled"] else "Disabled in this recipe.\n",
+         f"action: {dec['action']}. {dec['template_grams']} template n-grams (in at least {dec['common_share']:.0%} of a "
+         f"benchmark's or of the candidate prompts) are ignored; {dec['keyed_eval_problems']} eval problems with a "
+         f"structured key (e.g. Countdown numbers and target) are matched by key, not by text.\n\n"
+         + _table(contam)) if dec["enabled"] else "Disabled in this recipe.\n",
         "## Dropped while selecting\n",
         _table([{"reason": k, "problems": v} for k, v in facts["dropped"].items()]),
     ]

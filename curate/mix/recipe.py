@@ -108,6 +108,8 @@ class Dedup(_Strict):
     near: bool = True  # near-duplicate prompts (MinHash over word shingles, Jaccard >= threshold)
     near_threshold: float = Field(default=0.8, gt=0, le=1)
     shingle: int = Field(default=3, ge=1, le=16)
+    # shingles in at least this share of the candidate prompts are template, left out of the comparison
+    common_share: float = Field(default=0.1, gt=0, le=1)
 
 
 class Decontaminate(_Strict):
@@ -115,6 +117,8 @@ class Decontaminate(_Strict):
     n: int = Field(default=13, ge=3, le=64)  # word n-grams shared with an eval prompt
     check: list[Literal["prompt", "trace"]] = Field(default_factory=lambda: ["prompt", "trace"])
     action: Literal["drop", "report"] = "drop"
+    # n-grams in at least this share of one benchmark's prompts, or of the candidate prompts, are template
+    common_share: float = Field(default=0.1, gt=0, le=1)
     eval_where: Optional[str] = None  # predicate over `problems` narrowing which eval problems count
 
     @field_validator("eval_where")

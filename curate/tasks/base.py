@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterable, Iterator
 from curate.errors import InputError
 from curate.records import SPLITS, Problem
 
-__all__ = ["TaskSpec", "register", "get_task", "task_names", "build_config", "check_split", "task_rng", "stream_seed", "TASKS"]
+__all__ = ["TaskSpec", "register", "get_task", "task_names", "build_config", "check_split", "task_rng", "stream_seed", "problem_key", "TASKS"]
 
 TASKS: dict[str, "TaskSpec"] = {}
 
@@ -32,6 +32,8 @@ class TaskSpec:
 
     load(config, size, seed, split) yields Problems; `size=None` means "all" for loaders and is
     required for generators. oracle(problem) returns an answer its verifier accepts (None: no oracle).
+    key(reference) returns a structured identity of the problem (Countdown: its numbers and target), or
+    None; mixtures dedup and decontaminate keyed problems by this key instead of by their templated text.
     """
 
     name: str
@@ -43,6 +45,7 @@ class TaskSpec:
     oracle: Callable[[Problem], str | None] | None = None
     generated: bool = False  # True: procedurally generated, needs --size; False: loads existing rows
     default_split: str = "train"
+    key: Callable[[Any], str | None] | None = None
 
 
 def stream_seed(seed: int, index: int | None = None) -> int:
@@ -76,6 +79,17 @@ def get_task(name: str) -> TaskSpec:
             f"unknown task or preset {name!r}",
             hint=f"known: {', '.join(task_names())}; a .jsonl/.parquet path also works (see `curate tasks list`)",
         ) from None
+
+
+def problem_key(source: str, reference: Any) -> str | None:
+    """The structured key of a problem of this source (None: the source has none, or this reference is not one)."""
+    spec = TASKS.get(source.replace("-", "_")) if source else None
+    if spec is None or spec.key is None:
+        return None
+    try:
+        return spec.key(reference)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
 
 
 def check_split(split: str) -> str:

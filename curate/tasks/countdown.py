@@ -9,7 +9,8 @@ these rules is correct under any looser checker (each-number-at-most-once, ratio
   expression tree over all of them and takes its value as the target, so a solution always exists.
 - `solve(numbers, target)` enumerates distinct solution expressions lazily; `has_solution` decides
   existence exactly (an empty answer is a proof that none exists under the rules above).
-- `reference` is `{"numbers": [...], "target": N}`, which is what the `countdown` verifier reads.
+- `reference` is `{"numbers": [...], "target": N}`, which is what the `countdown` verifier reads; `key`
+  (sorted numbers and target) is what mixtures dedup and decontaminate Countdown problems by.
 
 Known issues: solutions that need a fraction or a negative intermediate value (e.g. (1 + 1/3) * 6 = 8)
 are outside the rules, so the solver reports none for them; distinct expressions are counted as
@@ -382,5 +383,10 @@ def oracle(problem: Problem) -> str:
     return f"\\boxed{{{sol}}}"
 
 
+def key(reference: dict) -> str:
+    """The puzzle itself: the multiset of numbers and the target (the prompt lists the numbers in draw order)."""
+    return f"countdown:{sorted(int(n) for n in reference['numbers'])}->{int(reference['target'])}"
+
+
 register(TaskSpec(name=NAME, description="Countdown arithmetic game: reach the target with all numbers once (generated, exact solver)",
-                  domain="game", config_cls=CountdownConfig, load=load, verifier="countdown", oracle=oracle, generated=True))
+                  domain="game", config_cls=CountdownConfig, load=load, verifier="countdown", oracle=oracle, generated=True, key=key))
