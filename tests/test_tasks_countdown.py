@@ -180,3 +180,15 @@ def test_every_task_names_a_registered_verifier():
     names = {v["name"] for v in describe_all()}
     for t in list_tasks():
         assert t["verifier"] is None or t["verifier"] in names, (t["name"], t["verifier"])
+
+
+def test_size_counts_distinct_puzzles():
+    """Tiny ranges repeat puzzles: --size N still gives N different ones (by numbers and target)."""
+    from curate.tasks.countdown import key
+
+    opts = {"min_numbers": 2, "max_numbers": 2, "max_value": 6, "min_target": 1, "max_target": 40}
+    ps = list(iter_problems("countdown", opts, size=25, seed=0))
+    assert len(ps) == 25 and len({key(p.reference) for p in ps}) == 25
+    assert ps[-1].metadata["index"] > 24  # some draws were repeats and were skipped
+    with pytest.raises(InputError, match="distinct puzzles"):
+        list(iter_problems("countdown", opts, size=500, seed=0))

@@ -10,7 +10,8 @@ these rules is correct under any looser checker (each-number-at-most-once, ratio
 - `solve(numbers, target)` enumerates distinct solution expressions lazily; `has_solution` decides
   existence exactly (an empty answer is a proof that none exists under the rules above).
 - `reference` is `{"numbers": [...], "target": N}`, which is what the `countdown` verifier reads; `key`
-  (sorted numbers and target) is what mixtures dedup and decontaminate Countdown problems by.
+  (sorted numbers and target) is what mixtures dedup and decontaminate Countdown problems by, and
+  `--size N` yields N distinct puzzles (a draw repeating an earlier one of the run is skipped).
 
 Known issues: solutions that need a fraction or a negative intermediate value (e.g. (1 + 1/3) * 6 = 8)
 are outside the rules, so the solver reports none for them; distinct expressions are counted as
@@ -373,8 +374,18 @@ def load(config: CountdownConfig, size: int | None, seed: int, split: str) -> It
     if size is None:
         raise ValueError("countdown is generated: give --size")
     check_split(split)
-    for index in range(size):
-        yield generate(config, seed, index, split)
+    # `size` distinct puzzles: a draw repeating an earlier one of this run (same numbers and target) is
+    # skipped, so a mixture of `size` rows can use every problem (mixtures dedup by the same key).
+    seen: set[str] = set()
+    index = 0
+    while len(seen) < size:
+        p = generate(config, seed, index, split)
+        index += 1
+        if key(p.reference) not in seen:
+            seen.add(key(p.reference))
+            yield p
+        elif index > 10 * size + 1000:
+            raise ValueError(f"only {len(seen)} distinct puzzles in {index} draws; widen the value or target ranges")
 
 
 def oracle(problem: Problem) -> str:
