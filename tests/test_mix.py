@@ -172,7 +172,7 @@ def test_truncate_fraction_cuts_that_share_of_responses(store, tmp_path):
 
 def test_reference_solution_uses_the_short_solution_or_the_gold_answer(store, tmp_path):
     _, cot = run(store, tmp_path / "cot")
-    _, rows = run(store, tmp_path / "ref", quality={"reference_solution": True})
+    manifest, rows = run(store, tmp_path / "ref", quality={"reference_solution": True, "reference_fallback": "boxed_answer"})
     assert [r["problem_id"] for r in rows] == [r["problem_id"] for r in cot]  # same questions
     refs = {p.id: p.reference for p in store.problems("split = 'train'")}
     assert {r["status"] for r in rows} == {"reference"} and all(r["sample_id"] is None for r in rows)
@@ -185,7 +185,15 @@ def test_reference_solution_uses_the_short_solution_or_the_gold_answer(store, tm
         else:
             assert resp == f"The final answer is $\\boxed{{{ref}}}$."
             kinds.add("answer")
+        assert r["transform"] == ("reference_solution" if isinstance(ref, dict) else "reference_answer")
     assert kinds == {"solution", "answer"}
+    ref_facts = manifest["reference"]
+    assert ref_facts["solutions"] + ref_facts["boxed_answers"] == 20 and ref_facts["boxed_answers"] > 0
+    assert f"{ref_facts['boxed_answers']} boxed gold answers standing in" in (tmp_path / "ref" / "README.md").read_text()
+    # without the explicit fallback, problems lacking a solution are dropped and counted, never answered silently
+    strict = build.build(store, recipe(size=5, quality={"reference_solution": True}))
+    assert {r["transform"] for r in strict.rows} == {"reference_solution"}
+    assert strict.dropped["no reference solution"] > 0
 
 
 def test_selection_modes(store, tmp_path):

@@ -9,7 +9,7 @@ import pytest
 from curate.mix.build import allocate
 from curate.mix.clean import EvalIndex, PromptDeduper, words
 from curate.mix.recipe import validate_recipe
-from curate.mix.transforms import messages, reference_response, strip_thinking, truncate
+from curate.mix.transforms import boxed_answer, messages, reference_response, reference_solution, strip_thinking, truncate
 
 EVAL_Q = ("Let a and b be positive real numbers such that a plus b equals ten and a times b equals twenty one. "
           "Compute the value of a squared plus b squared.")
@@ -85,6 +85,11 @@ def test_truncate_cuts_at_a_word_boundary():
 ])
 def test_reference_response(ref, expected):
     assert reference_response(ref) == expected
+    assert reference_solution(ref) in (expected, None) and boxed_answer(ref) in (expected, None, "The final answer is $\\boxed{5}$.")
+    if isinstance(ref, dict) and "solution" in ref:
+        assert reference_solution(ref) == expected
+    else:
+        assert reference_solution(ref) is None  # a bare answer is not a solution; only the explicit fallback uses it
 
 
 def test_messages_shape():

@@ -155,11 +155,14 @@ class _Taker:
             r = dict(r)
             if q.reference_solution:
                 ref = json.loads(r["reference"]) if r["reference"] is not None else None  # JSON text from the store
-                resp = transforms.reference_response(ref, r.get("solution"))
+                resp, kind = transforms.reference_solution(ref, r.get("solution")), "reference_solution"
+                if resp is None and q.reference_fallback == "boxed_answer":
+                    resp, kind = transforms.boxed_answer(ref), "reference_answer"
                 if resp is None:
                     self.mix.dropped["no reference solution"] += 1
                     return None
                 r["response"], r["status"], r["sample_id"], r["tokens"] = resp, "reference", None, None
+                r["reference_kind"] = kind
                 trace_hits |= self._contaminated("trace", resp)
             else:
                 raw = text.get(r["sample_id"])
@@ -220,7 +223,7 @@ def _apply_quality(recipe: Recipe, rows: list[dict], mix: Mixture) -> None:
         if r.get("replaced"):
             parts.append("incorrect")
         if q.reference_solution:
-            parts.append("reference_solution")
+            parts.append(r["reference_kind"])
         if q.strip_thinking:
             parts.append("strip_thinking")
         if r.get("truncated"):
@@ -272,6 +275,14 @@ def build(store: Any, recipe: Recipe) -> Mixture:
         if len(got) < requested[s.name]:
             short.append(f"source {s.name}: {len(got)} eligible rows of {requested[s.name]} requested")
         mix.rows.extend(got)
+    missing = mix.dropped.get("no reference solution", 0)
+    if recipe.quality.reference_solution and missing and (short and not recipe.allow_smaller or not mix.rows):
+        raise ConfigError(
+            f"{missing} selected problems have no reference solution"
+            + (f" ({'; '.join(short)})" if short else ""),
+            hint="import the human short solutions for these questions, e.g. NuminaMath-1.5: "
+                 "`curate import numina.jsonl --preset numina` (matched by prompt) or `curate tasks add numinamath`; "
+                 "or answer them with the gold answer: quality.reference_fallback: boxed_answer")
     if short and not recipe.allow_smaller:
         drops = ", ".join(f"{k}: {v}" for k, v in sorted(mix.dropped.items()))
         raise ConfigError("not enough eligible rows: " + "; ".join(short) + (f" (dropped on the way: {drops})" if drops else ""),

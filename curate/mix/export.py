@@ -81,6 +81,11 @@ def summarise(mix: Mixture, records: list[dict]) -> dict:
             "response_chars_by_status": {s: _stats([r["response_chars"] for r in rs]) for s, rs in sorted(by_status.items())},
         },
         "incorrect": mix.incorrect,
+        "reference": ({"solutions": sum("reference_solution" in r["transform"] for r in records),
+                       "boxed_answers": sum("reference_answer" in r["transform"] for r in records),
+                       "fallback": mix.recipe.quality.reference_fallback,
+                       "without_solution_dropped": mix.dropped.get("no reference solution", 0)}
+                      if mix.recipe.quality.reference_solution else {}),
         "decontamination": {
             "enabled": mix.recipe.decontaminate.enabled,
             "n": mix.recipe.decontaminate.n,
@@ -133,6 +138,11 @@ def card(mix: Mixture, facts: dict) -> str:
         i = facts["incorrect"]
         parts.append(f"Incorrect traces: {i['replaced']} rows replaced by a verified-incorrect trace of the same problem; "
                      f"{i['same_length_bucket']} from the same length bucket as the correct trace they replace.\n")
+    if facts["reference"]:
+        ref = facts["reference"]
+        parts.append(f"Reference responses: {ref['solutions']} human short solutions, {ref['boxed_answers']} boxed gold "
+                     f"answers standing in for a missing solution (reference_fallback: {ref['fallback']}); "
+                     f"{ref['without_solution_dropped']} problems without a solution dropped.\n")
     parts += [
         "## Token statistics\n",
         _table([{"measure": k, **v} for k, v in (("completion_tokens (stored)", tok["completion_tokens"]),

@@ -95,11 +95,15 @@ class Quality(_Strict):
     truncate_fraction: float = Field(default=0.0, ge=0, le=1)
     truncate_keep: float = Field(default=0.5, gt=0, lt=1)  # share of the response kept when truncating
     reference_solution: bool = False
+    # A problem without a reference solution is dropped (none) or answered with its boxed gold answer.
+    reference_fallback: Literal["none", "boxed_answer"] = "none"
 
     @model_validator(mode="after")
     def _compatible(self) -> "Quality":
         if self.reference_solution and self.incorrect_fraction > 0:
             raise ValueError("reference_solution replaces every response; incorrect_fraction must be 0")
+        if self.reference_fallback != "none" and not self.reference_solution:
+            raise ValueError("reference_fallback applies only with reference_solution: true")
         return self
 
 
