@@ -42,6 +42,7 @@ class Mixture:
     contamination: dict = field(default_factory=dict)
     eval_problems: int = 0
     eval_index: dict = field(default_factory=dict)
+    matching: dict = field(default_factory=dict)
     incorrect: dict = field(default_factory=dict)
     snapshot: dict = field(default_factory=dict)
     verifiers: list = field(default_factory=list)
@@ -122,6 +123,9 @@ class _Taker:
                     break
                 rows = by_problem[p]
                 first = rows[0]
+                if first.get("matched") is False:
+                    self.mix.dropped["question not in same_questions_as pool"] += 1
+                    continue
                 key = _problem_key(first)
                 reason, handle = self.dedup.check(first["prompt"], key)
                 if reason:
@@ -237,6 +241,8 @@ def build(store: Any, recipe: Recipe) -> Mixture:
     predicates = [(f"sources.{s.name}.where", s.where, "traces") for s in recipe.sources]
     if f.where:
         predicates.append(("filters.where", f.where, "traces"))
+    if recipe.selection.same_questions_as:
+        predicates.append(("selection.same_questions_as", recipe.selection.same_questions_as, "traces"))
     if recipe.decontaminate.eval_where:
         predicates.append(("decontaminate.eval_where", recipe.decontaminate.eval_where, "problems"))
     if selection.preflight(store, predicates) == 0 and recipe.selection.per_problem != "any":
@@ -252,8 +258,13 @@ def build(store: Any, recipe: Recipe) -> Mixture:
     tables = [selection.per_problem_choices(
         store, where=s.where, filters=filters, per_problem=recipe.selection.per_problem, seed=recipe.seed,
         bucket_ratio=recipe.quality.length_bucket_ratio, want_incorrect=want_incorrect,
-        require_incorrect=recipe.selection.require_incorrect, want_solution=recipe.quality.reference_solution)
+        require_incorrect=recipe.selection.require_incorrect, want_solution=recipe.quality.reference_solution,
+        match_where=recipe.selection.same_questions_as)
         for s in recipe.sources]
+    if recipe.selection.same_questions_as:
+        flags = {pid: m for t in tables for pid, m in zip(t.column("problem_id").to_pylist(), t.column("matched").to_pylist())}
+        mix.matching = {"same_questions_as": recipe.selection.same_questions_as, "candidates": len(flags),
+                        "matched": sum(map(bool, flags.values()))}
     # Every candidate prompt once, in a fixed order: what counts as template is measured on them.
     corpus = list(dict.fromkeys(p for t in tables for p in t.column("prompt").to_pylist()))
     index = None

@@ -81,6 +81,7 @@ def summarise(mix: Mixture, records: list[dict]) -> dict:
             "response_chars_by_status": {s: _stats([r["response_chars"] for r in rs]) for s, rs in sorted(by_status.items())},
         },
         "incorrect": mix.incorrect,
+        "matching": {**mix.matching, "rows_matched": len(records)} if mix.matching else {},
         "reference": ({"solutions": sum("reference_solution" in r["transform"] for r in records),
                        "boxed_answers": sum("reference_answer" in r["transform"] for r in records),
                        "fallback": mix.recipe.quality.reference_fallback,
@@ -138,6 +139,11 @@ def card(mix: Mixture, facts: dict) -> str:
         i = facts["incorrect"]
         parts.append(f"Incorrect traces: {i['replaced']} rows replaced by a verified-incorrect trace of the same problem; "
                      f"{i['same_length_bucket']} from the same length bucket as the correct trace they replace.\n")
+    if facts["matching"]:
+        m = facts["matching"]
+        parts.append(f"Same questions: {m['matched']} of {m['candidates']} candidate questions also have a correct trace in "
+                     f"`{m['same_questions_as']}` (matched by prompt key across sources); all {m['rows_matched']} rows "
+                     f"are matched questions.\n")
     if facts["reference"]:
         ref = facts["reference"]
         parts.append(f"Reference responses: {ref['solutions']} human short solutions, {ref['boxed_answers']} boxed gold "

@@ -64,6 +64,17 @@ class Selection(_Strict):
     # Keep only problems that also have a verified-incorrect trace. A sweep over incorrect_fraction
     # sets this so every point of the sweep trains on the same questions.
     require_incorrect: bool = False
+    # A predicate over `traces` naming the pool of another condition (e.g. Math-CoT's teacher): only
+    # questions that also have a correct trace there (same filters; matched by prompt key across
+    # sources) are chosen, so two teachers are compared on the same questions.
+    same_questions_as: Optional[str] = None
+
+    @field_validator("same_questions_as")
+    @classmethod
+    def _one_statement(cls, v: Optional[str]) -> Optional[str]:
+        if v is not None and (";" in v or not v.strip()):
+            raise ValueError("a predicate is one non-empty SQL expression; ';' is not allowed")
+        return v
 
 
 class Filters(_Strict):

@@ -91,14 +91,20 @@ def filter_sql(*, max_tokens: Optional[int], no_truncation: bool, has_answer: bo
 
 def per_problem_choices(store: Any, *, where: str, filters: str, per_problem: str, seed: int,
                         bucket_ratio: float, want_incorrect: bool, require_incorrect: bool,
-                        want_solution: bool = False) -> pa.Table:
+                        want_solution: bool = False, match_where: Optional[str] = None) -> pa.Table:
     """One row per chosen trace (several per problem for `all_correct`), ordered by problem rank.
+
+    A problem's rank is a hash of the seed and its prompt key (md5 of the lower-cased, whitespace-collapsed
+    prompt), not of its id, which includes the source: the same question imported from two pools ranks
+    the same in both, so conditions with the same seed pick the same questions across teachers.
 
     Columns: problem_id, pk (problem rank key), sample_id, k, status, tokens, bucket, source, domain,
     prompt, reference, and when want_incorrect: neg_id, neg_tokens, neg_bucket (the verified-incorrect
     trace of the same problem closest in length bucket, null if none); when want_solution: solution, the
     reference short solution from the problem's metadata or, failing that, from another problem with the
-    same prompt (a NuminaMath import beside a trace pool: the same questions under another source).
+    same prompt (a NuminaMath import beside a trace pool: the same questions under another source); when
+    match_where: matched, whether the question (by prompt key) also has a correct train trace that passes
+    the same filters and `match_where` (the pool of the condition this one is compared with).
     """
     status, order = _ORDER[per_problem]
     keep = "true" if per_problem == "all_correct" else "r = 1"
@@ -121,9 +127,18 @@ def per_problem_choices(store: Any, *, where: str, filters: str, per_problem: st
             SELECT prompt, min(json_extract_string(metadata, '$.solution')) AS solution FROM problems
             WHERE json_extract_string(metadata, '$.solution') IS NOT NULL GROUP BY prompt
         ) ps ON ps.prompt = p.prompt"""
+    qkey = "md5(lower(regexp_replace(trim(prompt), '\\s+', ' ', 'g')))"
+    match_cte = match_col = ""
+    if match_where:
+        match_cte = f""",
+        matched AS (
+            SELECT DISTINCT {qkey} AS qk FROM @VIEW@
+            WHERE split = 'train' AND status = 'correct' AND ({match_where}) AND ({filters})
+        )"""
+        match_col = ", c.qk IN (SELECT qk FROM matched) AS matched"
     sql = f"""
         WITH @LEAN@cand AS (
-            SELECT id AS sample_id, problem_id, status,
+            SELECT id AS sample_id, problem_id, status, {qkey} AS qk,
                    coalesce(completion_tokens, text_chars // 4, 0) AS tokens,
                    CAST(floor(ln(greatest(coalesce(completion_tokens, text_chars // 4, 0), 1)) / {ln_ratio}) AS INTEGER) AS bucket,
                    md5(concat($seed, ':', problem_id, ':', id)) AS k
@@ -134,12 +149,12 @@ def per_problem_choices(store: Any, *, where: str, filters: str, per_problem: st
             SELECT *, row_number() OVER (PARTITION BY problem_id ORDER BY {order}) AS r
             FROM cand WHERE {status}
         ),
-        chosen AS (SELECT * FROM ranked WHERE {keep}){neg_cte}
-        SELECT c.problem_id, md5(concat($seed, ':problem:', c.problem_id)) AS pk, c.sample_id, c.k, c.status,
-               c.tokens, c.bucket, p.source, p.domain, p.prompt, CAST(p.reference AS VARCHAR) AS reference{neg_cols}{sol_cols}
+        chosen AS (SELECT * FROM ranked WHERE {keep}){neg_cte}{match_cte}
+        SELECT c.problem_id, md5(concat($seed, ':problem:', c.qk)) AS pk, c.sample_id, c.k, c.status,
+               c.tokens, c.bucket, p.source, p.domain, p.prompt, CAST(p.reference AS VARCHAR) AS reference{neg_cols}{sol_cols}{match_col}
         FROM chosen c JOIN problems p ON p.id = c.problem_id {neg_join} {sol_join}
         WHERE true {require}
-        ORDER BY pk, c.k
+        ORDER BY pk, c.problem_id, c.k
     """
     try:
         return _store_query(store, sql.replace("@LEAN@", LEAN_TRACES + ",").replace("@VIEW@", "lean_traces"), {"seed": str(seed)})
