@@ -378,14 +378,23 @@ def mix_cmd(
     store: StoreOpt = DEFAULT_STORE,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing mixture at --out.")] = False,
     sweep: Annotated[Optional[list[str]], typer.Option("--sweep", help="KEY=V1,V2,... e.g. quality.incorrect_fraction=0,0.5,1 (repeatable).")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a recipe field: KEY=VALUE, e.g. size=512, sources.0.where=\"...\" (repeatable).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Build a training mixture from the store: HF dataset + Parquet + dataset card + manifest."""
+    import time
+
     from curate.mix import mix
     from curate.mix.export import manifest_line
     from curate.mix.recipe import resolve_recipe_path
 
-    manifests = mix(resolve_recipe_path(recipe), store, out, overwrite=overwrite, sweep=sweep)
+    started = time.monotonic()
+    with err_console.status("mixing...") as status:
+        def progress(msg: str) -> None:
+            if not as_json:
+                status.update(f"mixing ({time.monotonic() - started:.0f}s): {msg}")
+
+        manifests = mix(resolve_recipe_path(recipe), store, out, overwrite=overwrite, sweep=sweep, sets=set_, progress=progress)
     _print_rows([manifest_line(m) for m in manifests], as_json, title=f"mixtures written to {out}")
 
 

@@ -297,8 +297,10 @@ def test_bad_input(store, tmp_path):
     m, rows = run(store, tmp_path / "small", size=5000, allow_smaller=True)
     assert m["rows"] == len(rows) < 5000
     run(store, tmp_path / "exists")
+    [again] = mix_recipe(recipe(), store, tmp_path / "exists")  # the same recipe on the same store: nothing to do
+    assert again["skipped"] is True
     with pytest.raises(InputError, match="already exists"):
-        run(store, tmp_path / "exists")
+        run(store, tmp_path / "exists", seed=99)
     mix_recipe(recipe(), store, tmp_path / "exists", overwrite=True)
     (tmp_path / "foreign").mkdir()
     (tmp_path / "foreign" / "keep.txt").write_text("mine")
@@ -345,3 +347,36 @@ def test_predicates_may_read_the_trace_text(store, tmp_path):
     only = build.build(store, recipe(size=5, allow_smaller=True,
                                      sources=[{"name": "q", "where": QWEN_MATH + " AND text LIKE '%\\boxed{%' AND text LIKE '% near%'"}]))
     assert [planted[r["problem_id"]] for r in only.rows] == ["near-dup"]
+
+
+def test_sweep_checks_every_point_before_writing_and_a_rerun_skips_built_points(store, tmp_path):
+    """A sweep used to stop at 0.75 after writing three folders, and a rerun was then refused."""
+    src = [{"name": "cd", "where": "source = 'countdown'"}, {"name": "r1", "where": "model ILIKE '%deepseek-r1%'"}]
+    bad = recipe(sources=src, sweep={"quality.incorrect_fraction": [0, 0.25, 0.5, 0.75]})
+    with pytest.raises(ConfigError, match=r"incorrect_fraction=0.75: incorrect_fraction 0.75 needs 15 of 20 rows .* nothing was written"):
+        mix_recipe(bad, store, tmp_path / "sweep")
+    assert not (tmp_path / "sweep").exists()
+    good = recipe(sources=src, sweep={"quality.incorrect_fraction": [0, 0.25, 0.5]})
+    first = mix_recipe(good, store, tmp_path / "sweep")
+    assert [m.get("skipped", False) for m in first] == [False, False, False]
+    before = file_hashes(tmp_path / "sweep")
+    again = mix_recipe(good, store, tmp_path / "sweep")
+    assert [m["skipped"] for m in again] == [True, True, True]
+    assert [m["recipe_hash"] for m in again] == [m["recipe_hash"] for m in first]
+    assert file_hashes(tmp_path / "sweep") == before
+    # a longer sweep builds only its new point; a changed recipe is refused rather than mixed with old points
+    more = mix_recipe(recipe(sources=src, sweep={"quality.incorrect_fraction": [0, 0.25, 0.5, 0.4]}), store, tmp_path / "sweep")
+    assert [m.get("skipped", False) for m in more] == [True, True, True, False]
+    with pytest.raises(InputError, match="already exists"):
+        mix_recipe(recipe(sources=src, seed=3, sweep={"quality.incorrect_fraction": [0, 0.25]}), store, tmp_path / "sweep")
+
+
+def test_cli_mix_set_overrides_a_recipe_field(store, tmp_path, cli):
+    res = cli("mix", "math-cot", "--store", str(store.path), "--out", str(tmp_path / "o"), "--set", "size=6",
+              "--set", "sources.0.where=domain = 'math'", "--set", "decontaminate.enabled=false", "--json")
+    assert res.returncode == 0, res.stderr
+    manifest = json.loads((tmp_path / "o" / "manifest.json").read_text())
+    assert manifest["rows"] == 6 and manifest["recipe"]["sources"][0]["where"] == "domain = 'math'"
+    assert manifest["recipe"]["decontaminate"]["enabled"] is False and manifest["recipe"]["name"] == "math-cot"
+    res = cli("mix", "math-cot", "--store", str(store.path), "--out", str(tmp_path / "p"), "--set", "quality.colour=red")
+    assert res.returncode != 0 and "quality.colour: unknown recipe field" in res.stderr

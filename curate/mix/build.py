@@ -14,12 +14,13 @@ Order of work, all deterministic for a fixed recipe and store:
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from curate.errors import ConfigError, StoreError
 from curate.mix import transforms
@@ -83,8 +84,9 @@ def _response_ok(text: Optional[str], strip: bool) -> Optional[str]:
 class _Taker:
     """Walks ranked problems of one source and accepts those that pass dedup and decontamination."""
 
-    def __init__(self, store: Any, recipe: Recipe, dedup: PromptDeduper, index: Optional[EvalIndex], mix: Mixture) -> None:
-        self.store, self.recipe, self.dedup, self.index, self.mix = store, recipe, dedup, index, mix
+    def __init__(self, store: Any, recipe: Recipe, dedup: PromptDeduper, index: Optional[EvalIndex], mix: Mixture,
+                 say: Callable[[str], None]) -> None:
+        self.store, self.recipe, self.dedup, self.index, self.mix, self.say = store, recipe, dedup, index, mix, say
         self.contam: dict[str, Counter] = defaultdict(Counter)
 
     def _contaminated(self, field_name: str, text: str, key: Optional[str] = None) -> set[str]:
@@ -117,6 +119,7 @@ class _Taker:
                         ids.append(r["sample_id"])
                         if r.get("neg_id"):
                             ids.append(r["neg_id"])
+            self.say(f"source {source}: {n_rows}/{quota} rows, reading {len(ids)} traces")
             text = selection.texts(self.store, ids) if ids else {}
             for p in batch:
                 if n_rows >= quota:
@@ -146,6 +149,7 @@ class _Taker:
                 taken.add(p)
                 accepted.extend(take)
                 n_rows += len(take)
+        self.say(f"source {source}: {n_rows}/{quota} rows")
         for r in accepted:
             r["source_name"] = source
         return accepted
@@ -196,17 +200,27 @@ class _Taker:
         return out
 
 
+def quality_shortfall(recipe: Recipe, rows: list[dict]) -> Optional[str]:
+    """Why the quality knobs of `recipe` cannot be applied to these selected rows, or None if they can."""
+    q = recipe.quality
+    n = len(rows)
+    k_inc = int(math.floor(q.incorrect_fraction * n + 0.5))
+    able = sum(1 for r in rows if r.get("neg")) if k_inc else 0
+    if k_inc > able:
+        return (f"incorrect_fraction {q.incorrect_fraction} needs {k_inc} of {n} rows to have a verified-incorrect "
+                f"trace of the same problem, but only {able} do")
+    return None
+
+
 def _apply_quality(recipe: Recipe, rows: list[dict], mix: Mixture) -> None:
     q = recipe.quality
     n = len(rows)
     k_inc = int(math.floor(q.incorrect_fraction * n + 0.5))
     if k_inc:
+        problem = quality_shortfall(recipe, rows)
+        if problem:
+            raise ConfigError(problem, hint="set selection.require_incorrect: true to draw only problems that have one")
         able = [r for r in rows if r.get("neg")]
-        if len(able) < k_inc:
-            raise ConfigError(
-                f"incorrect_fraction {q.incorrect_fraction} needs {k_inc} of {n} rows to have a verified-incorrect "
-                f"trace of the same problem, but only {len(able)} do",
-                hint="set selection.require_incorrect: true to draw only problems that have one")
         # Which problems flip is a hash draw, blind to lengths: preferring problems whose incorrect trace
         # matches would bias the flipped share towards short (or long) problems.
         able.sort(key=lambda r: _key(recipe.seed, "incorrect", r["problem_id"]))
@@ -235,8 +249,38 @@ def _apply_quality(recipe: Recipe, rows: list[dict], mix: Mixture) -> None:
         r["transform"] = "+".join(parts) or "none"
 
 
-def build(store: Any, recipe: Recipe) -> Mixture:
+# Quality knobs applied after selection: sweep points differing only in these share one selection.
+AFTER_SELECTION = ("incorrect_fraction", "truncate_fraction", "truncate_keep")
+
+
+def selection_key(recipe: Recipe) -> str:
+    """Equal for recipes whose selected rows are equal (they differ at most in AFTER_SELECTION knobs)."""
+    data = recipe.model_dump(mode="json")
+    data.pop("name")
+    for k in AFTER_SELECTION:
+        data["quality"].pop(k)
+    return canonical(data)
+
+
+def build(store: Any, recipe: Recipe, progress: Optional[Callable[[str], None]] = None) -> Mixture:
     """Select and transform the rows of `recipe` from `store` (no files written)."""
+    return finish(store, select(store, recipe, progress=progress), recipe)
+
+
+def finish(store: Any, selected: Mixture, recipe: Recipe) -> Mixture:
+    """Apply `recipe`'s quality knobs to a copy of selected rows (the selection itself is left as it was)."""
+    mix = dataclasses.replace(selected, recipe=recipe, rows=[dict(r) for r in selected.rows], dropped=Counter(selected.dropped))
+    _apply_quality(recipe, mix.rows, mix)
+    mix.rows.sort(key=lambda r: (r["pk"], r["k"]))
+    mix.verifiers = selection.verifier_versions(store, [r["sample_id"] for r in mix.rows if r["sample_id"]])
+    return mix
+
+
+def select(store: Any, recipe: Recipe, want_incorrect: bool = False,
+           progress: Optional[Callable[[str], None]] = None) -> Mixture:
+    """The rows `recipe` selects, before quality knobs; `want_incorrect` also matches incorrect traces
+    (a sweep whose other points need them)."""
+    say = progress or (lambda msg: None)
     f = recipe.filters
     predicates = [(f"sources.{s.name}.where", s.where, "traces") for s in recipe.sources]
     if f.where:
@@ -247,14 +291,15 @@ def build(store: Any, recipe: Recipe) -> Mixture:
         predicates.append(("decontaminate.eval_where", recipe.decontaminate.eval_where, "problems"))
     if selection.preflight(store, predicates) == 0 and recipe.selection.per_problem != "any":
         raise StoreError("the store has no verdicts, so no trace is known to be correct",
-                         hint="label the traces first (`curate label`), or use selection.per_problem: any")
+                         hint="label the traces first (`curate verify`), or use selection.per_problem: any")
     filters = selection.filter_sql(max_tokens=f.max_tokens, no_truncation=f.no_truncation, has_answer=f.has_answer,
                                    think_closed=f.think_closed, max_repetition=f.max_repetition,
                                    strip_thinking=recipe.quality.strip_thinking and not recipe.quality.reference_solution,
                                    where=f.where)
     requested = allocate(recipe)
     mix = Mixture(recipe=recipe, rows=[], requested=requested)
-    want_incorrect = recipe.quality.incorrect_fraction > 0 or recipe.selection.require_incorrect
+    want_incorrect = want_incorrect or recipe.quality.incorrect_fraction > 0 or recipe.selection.require_incorrect
+    say("selecting candidates")
     tables = [selection.per_problem_choices(
         store, where=s.where, filters=filters, per_problem=recipe.selection.per_problem, seed=recipe.seed,
         bucket_ratio=recipe.quality.length_bucket_ratio, want_incorrect=want_incorrect,
@@ -278,7 +323,7 @@ def build(store: Any, recipe: Recipe) -> Mixture:
     d = recipe.dedup
     deduper = PromptDeduper(exact=d.exact, near=d.near, threshold=d.near_threshold, shingle=d.shingle,
                             corpus=corpus, common_share=d.common_share)
-    taker = _Taker(store, recipe, deduper, index, mix)
+    taker = _Taker(store, recipe, deduper, index, mix, say)
     taken: set[str] = set()
     short = []
     for s, table in zip(recipe.sources, tables):
@@ -300,11 +345,8 @@ def build(store: Any, recipe: Recipe) -> Mixture:
                           hint="relax the filters or sources, lower `size`, or set `allow_smaller: true`")
     if not mix.rows:
         raise ConfigError("the recipe selects no rows at all", hint="check the sources' predicates with `curate sql`")
-    _apply_quality(recipe, mix.rows, mix)
-    mix.rows.sort(key=lambda r: (r["pk"], r["k"]))
     mix.contamination = {b: dict(sorted(c.items())) for b, c in sorted(taker.contam.items())}
     mix.snapshot = store.snapshot()
-    mix.verifiers = selection.verifier_versions(store, [r["sample_id"] for r in mix.rows if r["sample_id"]])
     return mix
 
 

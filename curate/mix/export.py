@@ -182,12 +182,38 @@ def _prepare(out: Path, overwrite: bool) -> None:
                              hint="remove it yourself or choose another --out")
 
 
+def read_manifest(out: Path) -> dict | None:
+    """The manifest of the mixture at `out`, or None when there is none (or it is unreadable)."""
+    try:
+        return json.loads((Path(out) / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
 def write(mix: Mixture, out: str | Path, overwrite: bool = False) -> dict:
     """Write the mixture to `out`; returns the manifest."""
-    import datasets  # imported here: heavy, and only the writer needs it
-
     out = Path(out)
     _prepare(out, overwrite)
+    manifest, tmp = stage(mix, out)
+    commit(tmp, out)
+    return manifest
+
+
+def commit(tmp: Path, out: Path) -> None:
+    """Move a staged mixture into place (replacing what is at `out`)."""
+    try:
+        if out.exists():
+            shutil.rmtree(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def stage(mix: Mixture, out: Path) -> tuple[dict, Path]:
+    """Write the mixture into a hidden folder beside `out`; returns (manifest, that folder) for `commit`."""
+    import datasets  # imported here: heavy, and only the writer needs it
+
     records = to_records(mix)
     table = _arrow(records)
     facts = summarise(mix, records)
@@ -211,13 +237,10 @@ def write(mix: Mixture, out: str | Path, overwrite: bool = False) -> dict:
         manifest = {**facts, "recipe": mix.recipe.model_dump(mode="json"),
                     "files": {str(p.relative_to(tmp)): {"sha256": _sha256(p), "bytes": p.stat().st_size} for p in files}}
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
-        if out.exists():
-            shutil.rmtree(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(tmp, out)
-    finally:
+    except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
-    return manifest
+        raise
+    return manifest, tmp
 
 
 def manifest_line(manifest: dict) -> dict[str, Any]:
@@ -227,5 +250,6 @@ def manifest_line(manifest: dict) -> dict[str, Any]:
         comp[c["status"]] += c["rows"]
     hits = sum(sum(v.values()) for v in manifest["decontamination"]["hits"].values())
     return {"name": manifest["name"], "rows": manifest["rows"], **{f"rows_{k}": v for k, v in sorted(comp.items())},
-            "contamination_hits": hits, "recipe_hash": manifest["recipe_hash"][:12]}
+            "contamination_hits": hits, "recipe_hash": manifest["recipe_hash"][:12],
+            "status": "unchanged (skipped)" if manifest.get("skipped") else "built"}
 

@@ -224,15 +224,44 @@ def _fmt(value: Any) -> str:
 
 
 def _set_dotted(data: dict, key: str, value: Any, where: str) -> None:
+    """Set `a.b.c` (list items by index: `sources.0.where`) in a recipe's data; the field must exist."""
     parts = key.split(".")
-    node = data
+    node: Any = data
     for i, part in enumerate(parts[:-1]):
-        if not isinstance(node.get(part), dict):
+        child = node[int(part)] if isinstance(node, list) and part.isdigit() and int(part) < len(node) else (
+            node.get(part) if isinstance(node, dict) else None)
+        if not isinstance(child, (dict, list)):
             raise ConfigError(f"{where}: {key}: '{'.'.join(parts[: i + 1])}' is not a section of a recipe")
-        node = node[part]
-    if parts[-1] not in node:
+        node = child
+    last = parts[-1]
+    if isinstance(node, list):
+        if not (last.isdigit() and int(last) < len(node)):
+            raise ConfigError(f"{where}: {key}: no item {last} in '{'.'.join(parts[:-1])}'")
+        node[int(last)] = value
+        return
+    if last not in node:
         raise ConfigError(f"{where}: {key}: unknown recipe field", hint="run `curate recipes show` to see every field")
-    node[parts[-1]] = value
+    node[last] = value
+
+
+def parse_set_option(spec: str) -> tuple[str, Any]:
+    """`size=512` or `quality.reference_fallback=boxed_answer` -> (key, value); the value is read as YAML."""
+    key, sep, value = spec.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set {spec!r}: expected KEY=VALUE, e.g. size=512 or sources.0.where=\"source = 'x'\"")
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else ""
+    except yaml.YAMLError:
+        raise ConfigError(f"--set {spec!r}: cannot read value {value!r}") from None
+    return key.strip(), parsed
+
+
+def with_values(recipe: "Recipe", values: list[tuple[str, Any]]) -> "Recipe":
+    """The recipe with some fields replaced (`curate mix --set`), validated again as a whole."""
+    data = recipe.model_dump(mode="json")
+    for key, value in values:
+        _set_dotted(data, key, value, where="--set")
+    return validate_recipe(data, origin="recipe with --set " + ", ".join(k for k, _ in values))
 
 
 def parse_sweep_option(spec: str) -> tuple[str, list[Any]]:
