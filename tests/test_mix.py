@@ -258,7 +258,7 @@ def test_card_and_manifest_record_provenance(store, tmp_path):
     r = recipe(quality={"incorrect_fraction": 0.25})
     snap = store.snapshot()
     for needle in (r.hash(), snap["id"], f"problems {snap['problems']}", "| math | 1.0 | 20 |", "## Composition",
-                   "| qwen | openr1-math | incorrect | incorrect | 5 |", "## Token statistics", "completion_tokens (stored)",
+                   "| qwen | openr1-math | incorrect | incorrect | 5 |", "## Token statistics", "completion_tokens (counted by the generator)",
                    "## Decontamination", "8-gram overlap of prompt, trace with 3 eval-split problems", "incorrect_fraction: 0.25"):
         assert needle in card, needle
     for name, meta in manifest["files"].items():
@@ -380,3 +380,30 @@ def test_cli_mix_set_overrides_a_recipe_field(store, tmp_path, cli):
     assert manifest["recipe"]["decontaminate"]["enabled"] is False and manifest["recipe"]["name"] == "math-cot"
     res = cli("mix", "math-cot", "--store", str(store.path), "--out", str(tmp_path / "p"), "--set", "quality.colour=red")
     assert res.returncode != 0 and "quality.colour: unknown recipe field" in res.stderr
+
+
+def test_token_estimates_are_marked_as_estimates(tmp_path):
+    """A pool without token counts showed chars/4 figures as "completion_tokens (stored)"."""
+    from curate.records import Problem, Sample, Verdict
+    from curate.store import TraceStore
+
+    st = TraceStore(tmp_path / "store")
+    problems, samples, verdicts = [], [], []
+    for i in range(6):
+        p = Problem(source="pool", domain="math", prompt=f"What is {i} plus {i + 2} when counted by a careful clerk?", reference=str(2 * i + 2))
+        s = Sample(problem_id=p.id, text=f"<think>add</think> \\boxed{{{2 * i + 2}}}" + " pad" * (10 * i), backend="import",
+                   model="pool", finish_reason="stop", completion_tokens=None if i % 2 else 50 + i)
+        problems.append(p), samples.append(s)
+        verdicts.append(Verdict(status="correct", verifier="math", version="1", score=1.0, answer=str(2 * i + 2), sample_id=s.id))
+    st.add_problems(problems), st.add_samples(samples), st.add_verdicts(verdicts)
+    r = validate_recipe({"name": "est", "size": 6, "sources": [{"name": "pool", "where": "true"}], "decontaminate": {"enabled": False}})
+    [manifest] = mix_recipe(r, st, tmp_path / "o")
+    rows = pq.read_table(tmp_path / "o" / "data" / "train-00000-of-00001.parquet").to_pylist()
+    stored = {s.id: s.completion_tokens for s in samples}
+    for row in rows:
+        assert row["completion_tokens_estimated"] is (stored[row["sample_id"]] is None)
+        if stored[row["sample_id"]] is not None:
+            assert row["completion_tokens"] == stored[row["sample_id"]]
+    assert manifest["tokens"]["completion_tokens"]["n"] == 3 and manifest["tokens"]["completion_tokens_estimated"]["n"] == 3
+    card = (tmp_path / "o" / "README.md").read_text()
+    assert "completion_tokens (estimated: chars/4, no count stored) | 3 |" in card and "(stored)" not in card

@@ -192,3 +192,20 @@ def test_size_counts_distinct_puzzles():
     assert ps[-1].metadata["index"] > 24  # some draws were repeats and were skipped
     with pytest.raises(InputError, match="distinct puzzles"):
         list(iter_problems("countdown", opts, size=500, seed=0))
+
+
+def test_the_same_puzzle_with_its_numbers_reordered_is_a_split_conflict(tmp_path):
+    import json
+
+    from curate.store import TraceStore
+    from curate.tasks import add_problems
+
+    st = TraceStore(tmp_path / "st")
+    add_problems(st, "countdown", size=5, seed=0)
+    stored = st.problems("split = 'train'")[0]
+    nums = list(reversed(stored.reference["numbers"]))
+    twin = {"source": "countdown", "domain": "game", "split": "eval", "reference": {"numbers": nums, "target": stored.reference["target"]},
+            "prompt": stored.prompt.replace(str(stored.reference["numbers"]), str(nums))}
+    (tmp_path / "twin.jsonl").write_text(json.dumps(twin) + "\n")
+    res = add_problems(st, str(tmp_path / "twin.jsonl"), split="eval")
+    assert res["conflicts"] == 1 and res["added"] == 0 and res["conflicting"][0]["id"] == stored.id

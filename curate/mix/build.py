@@ -169,7 +169,7 @@ class _Taker:
                 if resp is None:
                     self.mix.dropped["no reference solution"] += 1
                     return None
-                r["response"], r["status"], r["sample_id"], r["tokens"] = resp, "reference", None, None
+                r["response"], r["status"], r["sample_id"], r["tokens"], r["tokens_est"] = resp, "reference", None, None, None
                 r["reference_kind"] = kind
                 trace_hits |= self._contaminated("trace", resp)
             else:
@@ -187,7 +187,8 @@ class _Taker:
                 neg_resp = _response_ok(raw_neg, q.strip_thinking)
                 neg_hits = self._contaminated("trace", raw_neg) if raw_neg is not None else set()
                 if neg_resp is not None and not (neg_hits and recipe.decontaminate.action == "drop"):
-                    r["neg"] = {"sample_id": neg, "response": neg_resp, "tokens": r.get("neg_tokens"), "bucket": r.get("neg_bucket")}
+                    r["neg"] = {"sample_id": neg, "response": neg_resp, "tokens": r.get("neg_tokens"),
+                                "tokens_est": r.get("neg_tokens_est"), "bucket": r.get("neg_bucket")}
             if recipe.selection.require_incorrect and r["neg"] is None and not q.reference_solution:
                 self.mix.dropped["incorrect trace unusable"] += 1
                 return None
@@ -228,7 +229,7 @@ def _apply_quality(recipe: Recipe, rows: list[dict], mix: Mixture) -> None:
         for r in able[:k_inc]:
             neg = r["neg"]
             matched += neg["bucket"] == r["bucket"]
-            r.update(sample_id=neg["sample_id"], response=neg["response"], tokens=neg["tokens"], status="incorrect",
+            r.update(sample_id=neg["sample_id"], response=neg["response"], tokens=neg["tokens"], tokens_est=neg["tokens_est"], status="incorrect",
                      bucket=neg["bucket"], replaced=True)
         mix.incorrect = {"requested": k_inc, "replaced": k_inc, "same_length_bucket": matched}
     k_tr = int(math.floor(q.truncate_fraction * n + 0.5))
@@ -365,6 +366,8 @@ def to_records(mix: Mixture) -> list[dict]:
             "status": r["status"],
             "transform": r["transform"],
             "completion_tokens": r["tokens"] if r["transform"] in ("none", "incorrect") else None,
+            # chars/4 when the store had no count for the trace (e.g. a pool imported without token counts)
+            "completion_tokens_estimated": bool(r.get("tokens_est")) if r["transform"] in ("none", "incorrect") else None,
             "response_chars": len(r["response"]),
         })
     return out

@@ -37,6 +37,7 @@ SCHEMA = pa.schema([
     ("status", pa.string()),
     ("transform", pa.string()),
     ("completion_tokens", pa.int64()),
+    ("completion_tokens_estimated", pa.bool_()),
     ("response_chars", pa.int64()),
 ])
 PARQUET = "data/train-00000-of-00001.parquet"
@@ -76,7 +77,10 @@ def summarise(mix: Mixture, records: list[dict]) -> dict:
             for (a, b, c, d), n in sorted(comp.items())
         ],
         "tokens": {
-            "completion_tokens": _stats([r["completion_tokens"] for r in records if r["completion_tokens"] is not None]),
+            "completion_tokens": _stats([r["completion_tokens"] for r in records
+                                         if r["completion_tokens"] is not None and not r["completion_tokens_estimated"]]),
+            "completion_tokens_estimated": _stats([r["completion_tokens"] for r in records
+                                                   if r["completion_tokens"] is not None and r["completion_tokens_estimated"]]),
             "response_chars": _stats([r["response_chars"] for r in records]),
             "response_chars_by_status": {s: _stats([r["response_chars"] for r in rs]) for s, rs in sorted(by_status.items())},
         },
@@ -105,9 +109,9 @@ def summarise(mix: Mixture, records: list[dict]) -> dict:
 def _table(rows: list[dict]) -> str:
     if not rows:
         return "_none_\n"
-    cols = list(rows[0])
+    cols = list(dict.fromkeys(c for r in rows for c in r))
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join("" if r[c] is None else str(r[c]) for c in cols) + " |" for r in rows]
+    lines += ["| " + " | ".join("" if r.get(c) is None else str(r[c]) for c in cols) + " |" for r in rows]
     return "\n".join(lines) + "\n"
 
 
@@ -151,7 +155,8 @@ def card(mix: Mixture, facts: dict) -> str:
                      f"{ref['without_solution_dropped']} problems without a solution dropped.\n")
     parts += [
         "## Token statistics\n",
-        _table([{"measure": k, **v} for k, v in (("completion_tokens (stored)", tok["completion_tokens"]),
+        _table([{"measure": k, **v} for k, v in (("completion_tokens (counted by the generator)", tok["completion_tokens"]),
+                                                  ("completion_tokens (estimated: chars/4, no count stored)", tok["completion_tokens_estimated"]),
                                                   ("response_chars", tok["response_chars"]))]),
         "Response characters by status:\n",
         _table([{"status": k, **v} for k, v in tok["response_chars_by_status"].items()]),

@@ -98,8 +98,9 @@ def per_problem_choices(store: Any, *, where: str, filters: str, per_problem: st
     prompt), not of its id, which includes the source: the same question imported from two pools ranks
     the same in both, so conditions with the same seed pick the same questions across teachers.
 
-    Columns: problem_id, pk (problem rank key), sample_id, k, status, tokens, bucket, source, domain,
-    prompt, reference, and when want_incorrect: neg_id, neg_tokens, neg_bucket (the verified-incorrect
+    Columns: problem_id, pk (problem rank key), sample_id, k, status, tokens (completion tokens, text
+    chars // 4 when the store has no count), tokens_est (that estimate was used), bucket, source, domain,
+    prompt, reference, and when want_incorrect: neg_id, neg_tokens, neg_tokens_est, neg_bucket (the verified-incorrect
     trace of the same problem closest in length bucket, null if none); when want_solution: solution, the
     reference short solution from the problem's metadata or, failing that, from another problem with the
     same prompt (a NuminaMath import beside a trace pool: the same questions under another source); when
@@ -113,11 +114,11 @@ def per_problem_choices(store: Any, *, where: str, filters: str, per_problem: st
     if want_incorrect or require_incorrect:
         neg_cte = f""",
         neg AS (
-            SELECT c.problem_id, i.sample_id AS neg_id, i.tokens AS neg_tokens, i.bucket AS neg_bucket,
+            SELECT c.problem_id, i.sample_id AS neg_id, i.tokens AS neg_tokens, i.tokens_est AS neg_tokens_est, i.bucket AS neg_bucket,
                    row_number() OVER (PARTITION BY c.problem_id ORDER BY abs(i.bucket - c.bucket), i.k) AS nr
             FROM chosen c JOIN cand i ON i.problem_id = c.problem_id AND i.status = 'incorrect'
         )"""
-        neg_cols = ", n.neg_id, n.neg_tokens, n.neg_bucket"
+        neg_cols = ", n.neg_id, n.neg_tokens, n.neg_tokens_est, n.neg_bucket"
         neg_join = "LEFT JOIN (SELECT * FROM neg WHERE nr = 1) n ON n.problem_id = c.problem_id"
     require = "AND n.neg_id IS NOT NULL" if require_incorrect else ""
     sol_cols = sol_join = ""
@@ -139,7 +140,7 @@ def per_problem_choices(store: Any, *, where: str, filters: str, per_problem: st
     sql = f"""
         WITH @LEAN@cand AS (
             SELECT id AS sample_id, problem_id, status, {qkey} AS qk,
-                   coalesce(completion_tokens, text_chars // 4, 0) AS tokens,
+                   coalesce(completion_tokens, text_chars // 4, 0) AS tokens, completion_tokens IS NULL AS tokens_est,
                    CAST(floor(ln(greatest(coalesce(completion_tokens, text_chars // 4, 0), 1)) / {ln_ratio}) AS INTEGER) AS bucket,
                    md5(concat($seed, ':', problem_id, ':', id)) AS k
             FROM @VIEW@
@@ -151,7 +152,7 @@ def per_problem_choices(store: Any, *, where: str, filters: str, per_problem: st
         ),
         chosen AS (SELECT * FROM ranked WHERE {keep}){neg_cte}{match_cte}
         SELECT c.problem_id, md5(concat($seed, ':problem:', c.qk)) AS pk, c.sample_id, c.k, c.status,
-               c.tokens, c.bucket, p.source, p.domain, p.prompt, CAST(p.reference AS VARCHAR) AS reference{neg_cols}{sol_cols}{match_col}
+               c.tokens, c.tokens_est, c.bucket, p.source, p.domain, p.prompt, CAST(p.reference AS VARCHAR) AS reference{neg_cols}{sol_cols}{match_col}
         FROM chosen c JOIN problems p ON p.id = c.problem_id {neg_join} {sol_join}
         WHERE true {require}
         ORDER BY pk, c.problem_id, c.k

@@ -5,6 +5,7 @@ A source is a registered task name (countdown, reasoning-gym, math500, humaneval
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -52,16 +53,29 @@ def add_problems(store, source: str, options: dict[str, Any] | None = None, size
                  progress: Callable[[int, int | None], None] | None = None) -> dict:
     """Load problems from a source into the store in batches; returns counts. Idempotent by problem id.
 
-    A problem has one split. One already stored under the other split is a conflict: it is not added
-    again (so a train problem never hides in an eval set, nor the reverse), and the result lists it
-    under `conflicts`. `progress(done, total)` is called as problems are made (total None: unknown).
+    A problem has one split. One already stored under the other split (the same id, or for a task with
+    structured keys the same key, e.g. a Countdown puzzle with its numbers in another order) is a
+    conflict: it is not added (so a train problem never hides in an eval set, nor the reverse), and the
+    result counts it under `conflicts`. `progress(done, total)` is called as problems are made.
     """
     seen = added = 0
     conflicts: list[dict] = []
     batch: list[Problem] = []
+    other_keys: dict[str, dict[str, dict]] = {}  # source -> key -> stored problem, for keyed tasks
+
+    def keyed_clash(p: Problem) -> dict | None:
+        if problem_key(p.source, p.reference) is None:
+            return None
+        if p.source not in other_keys:
+            rows = queries.other_split_references(store, p.source, p.split)
+            other_keys[p.source] = {problem_key(p.source, json.loads(r["reference"])): r for r in rows if r["reference"]}
+        return other_keys[p.source].get(problem_key(p.source, p.reference))
 
     def flush() -> int:
         clash = {c["id"]: c for c in queries.split_conflicts(store, [p.id for p in batch], batch[0].split)}
+        for p in batch:
+            if p.id not in clash and (hit := keyed_clash(p)) is not None:
+                clash[p.id] = {"id": hit["id"], "split": hit["split"], "prompt": p.prompt}
         conflicts.extend(clash.values())
         return store.add_problems([p for p in batch if p.id not in clash])
 
