@@ -407,3 +407,11 @@ def test_token_estimates_are_marked_as_estimates(tmp_path):
     assert manifest["tokens"]["completion_tokens"]["n"] == 3 and manifest["tokens"]["completion_tokens_estimated"]["n"] == 3
     card = (tmp_path / "o" / "README.md").read_text()
     assert "completion_tokens (estimated: chars/4, no count stored) | 3 |" in card and "(stored)" not in card
+
+
+def test_mix_reports_progress(store, tmp_path):
+    said: list[str] = []
+    mix_recipe(recipe(sweep={"quality.truncate_fraction": [0, 0.5]}), store, tmp_path / "p", progress=said.append)
+    assert any("selecting" in m for m in said) and any("source qwen: 20/20 rows" in m for m in said)
+    assert sum("writing" in m for m in said) == 2
+    assert sum("selecting rows" in m for m in said) == 1  # both points share one selection

@@ -209,3 +209,13 @@ def test_the_same_puzzle_with_its_numbers_reordered_is_a_split_conflict(tmp_path
     (tmp_path / "twin.jsonl").write_text(json.dumps(twin) + "\n")
     res = add_problems(st, str(tmp_path / "twin.jsonl"), split="eval")
     assert res["conflicts"] == 1 and res["added"] == 0 and res["conflicting"][0]["id"] == stored.id
+
+
+def test_add_problems_reports_progress(tmp_path):
+    from curate.store import TraceStore
+    from curate.tasks import add_problems
+
+    seen: list[tuple] = []
+    add_problems(TraceStore(tmp_path / "st"), "countdown", size=120, seed=0, progress=lambda done, total: seen.append((done, total)))
+    assert seen[0] == (50, 120) and seen[-1] == (120, 120)
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen)

@@ -1,16 +1,19 @@
 """Recipe + store -> the rows of a training mixture (selection, dedup, decontamination, quality knobs).
 
-Order of work, all deterministic for a fixed recipe and store:
+Order of work, all deterministic for a fixed recipe and store (`build` = `select` then `finish`):
 1. For each source, DuckDB picks one trace per problem (or all correct ones) and, when the recipe
    asks for incorrect traces, the verified-incorrect trace of the same problem nearest in length
-   bucket; problems come back ranked by md5(seed:problem:id).
+   bucket; problems come back ranked by md5(seed:problem:prompt key), so the same question ranks the
+   same in every pool it was imported from.
 2. Problems are taken in rank order, skipping those taken by an earlier source, duplicate prompts,
-   and (action `drop`) prompts or traces sharing an n-gram with an eval-split problem, until the
-   source's quota is met. Which problems survive does not depend on the quality knobs, so every
-   point of an incorrect-fraction sweep trains on the same questions.
-3. Quality knobs: round(f * rows) problems swap their correct trace for the matched incorrect one
-   (the incorrect trace nearest in length bucket to the correct one it replaces), then truncation,
+   questions outside `selection.same_questions_as`, and (action `drop`) prompts or traces sharing a
+   non-template n-gram (or, for keyed tasks like Countdown, the key) with an eval-split problem, until
+   the source's quota is met. Which problems survive does not depend on the quality knobs, so every
+   point of an incorrect-fraction sweep trains on the same questions (and shares one `select`).
+3. `finish`, quality knobs: round(f * rows) problems swap their correct trace for the matched incorrect
+   one (the incorrect trace nearest in length bucket to the correct one it replaces), then truncation,
    thinking removal or reference solutions.
+Test: tests/test_mix*.py.
 """
 from __future__ import annotations
 

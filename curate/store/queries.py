@@ -43,11 +43,11 @@ def trace_summary(store) -> list[dict]:
 
 
 def split_conflicts(store, ids: list[str], split: str) -> list[dict]:
-    """The problems among `ids` already stored under a split other than `split` (id, split, prompt)."""
+    """The problems among `ids` already stored under a split other than `split` (id, split)."""
     if not ids or not store.exists:
         return []
     return store.query(
-        "SELECT id, split, prompt FROM problems WHERE split <> $split AND id IN (SELECT unnest($ids)) ORDER BY id",
+        "SELECT id, split FROM problems WHERE split <> $split AND id IN (SELECT unnest($ids)) ORDER BY id",
         {"split": split, "ids": list(ids)},
     ).to_pylist()
 

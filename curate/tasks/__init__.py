@@ -75,7 +75,7 @@ def add_problems(store, source: str, options: dict[str, Any] | None = None, size
         clash = {c["id"]: c for c in queries.split_conflicts(store, [p.id for p in batch], batch[0].split)}
         for p in batch:
             if p.id not in clash and (hit := keyed_clash(p)) is not None:
-                clash[p.id] = {"id": hit["id"], "split": hit["split"], "prompt": p.prompt}
+                clash[p.id] = {"id": hit["id"], "split": hit["split"]}
         conflicts.extend(clash.values())
         return store.add_problems([p for p in batch if p.id not in clash])
 
@@ -95,7 +95,7 @@ def add_problems(store, source: str, options: dict[str, Any] | None = None, size
         progress(seen, size)
     spec = resolve(source)
     return {"source": spec.name, "split": split or spec.default_split, "seen": seen, "added": added, "conflicts": len(conflicts),
-            "conflicting": [{"id": c["id"], "stored_split": c["split"], "prompt": c["prompt"][:80]} for c in conflicts[:10]]}
+            "conflicting": [{"id": c["id"], "stored_split": c["split"]} for c in conflicts[:10]]}
 
 
 def list_tasks() -> list[dict]:
