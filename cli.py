@@ -279,8 +279,9 @@ def tasks_add(
         out_console.print(f"{result['source']}: {result['seen']} problems, {result['added']} new, into {store}")
     if result["conflicts"] and not json_:
         first = result["conflicting"][0]
-        err_console.print(f"[yellow]warning:[/] {result['conflicts']} problems are already stored under another split and "
-                          f"were not added as {result['split']} (a problem has one split), e.g. "
+        n = result["conflicts"]
+        err_console.print(f"[yellow]warning:[/] {n} {'problem is' if n == 1 else 'problems are'} already stored under another "
+                          f"split and {'was' if n == 1 else 'were'} not added as {result['split']} (a problem has one split), e.g. "
                           f"problem {first['id']} is stored as {first['stored_split']} (`tasks add --json` lists up to 10)")
 
 
