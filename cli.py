@@ -275,7 +275,7 @@ def tasks_add(
     source: Annotated[str, typer.Argument(help="A task name from `curate tasks list`, or a .jsonl/.parquet path.")],
     store: StoreOpt = DEFAULT_STORE,
     size: Annotated[Optional[int], typer.Option(help="How many problems (required for generated tasks).")] = None,
-    seed: Annotated[int, typer.Option(help="Generator seed; problem i uses seed + i.")] = 0,
+    seed: Annotated[int, typer.Option(help="Generator seed; problem i is drawn from sha256(seed, i), so seeds are independent.")] = 0,
     split: Annotated[Optional[str], typer.Option(help="train or eval (default: the source's own).")] = None,
     set_: SetOpt = None,
     json_: JsonOpt = False,
@@ -283,13 +283,25 @@ def tasks_add(
     """Add problems from a source to the store (idempotent: ids are content hashes)."""
     import json
 
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
     from curate.tasks import add_problems
 
-    result = add_problems(_store(store), source, _kv(set_, "--set"), size=size, seed=seed, split=split)
+    columns = [TextColumn(f"adding {source}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn()]
+    with Progress(*columns, console=err_console, transient=True, disable=json_) as bar:
+        task = bar.add_task("add", total=size)
+        result = add_problems(_store(store), source, _kv(set_, "--set"), size=size, seed=seed, split=split,
+                              progress=lambda done, total: bar.update(task, completed=done, total=total))
     if json_:
         print(json.dumps(result))
     else:
         out_console.print(f"{result['source']}: {result['seen']} problems, {result['added']} new, into {store}")
+    if result["conflicts"] and not json_:
+        first = result["conflicting"][0]
+        n = result["conflicts"]
+        err_console.print(f"[yellow]warning:[/] {n} {'problem is' if n == 1 else 'problems are'} already stored under another "
+                          f"split and {'was' if n == 1 else 'were'} not added as {result['split']} (a problem has one split), e.g. "
+                          f"problem {first['id']} is stored as {first['stored_split']} (`tasks add --json` lists up to 10)")
 
 
 @app.command("generate")
@@ -386,14 +398,23 @@ def mix_cmd(
     store: StoreOpt = DEFAULT_STORE,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing mixture at --out.")] = False,
     sweep: Annotated[Optional[list[str]], typer.Option("--sweep", help="KEY=V1,V2,... e.g. quality.incorrect_fraction=0,0.5,1 (repeatable).")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a recipe field: KEY=VALUE, e.g. size=512, sources.0.where=\"...\" (repeatable).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Build a training mixture from the store: HF dataset + Parquet + dataset card + manifest."""
+    import time
+
     from curate.mix import mix
     from curate.mix.export import manifest_line
     from curate.mix.recipe import resolve_recipe_path
 
-    manifests = mix(resolve_recipe_path(recipe), store, out, overwrite=overwrite, sweep=sweep)
+    started = time.monotonic()
+    with err_console.status("mixing...") as status:
+        def progress(msg: str) -> None:
+            if not as_json:
+                status.update(f"mixing ({time.monotonic() - started:.0f}s): {msg}")
+
+        manifests = mix(resolve_recipe_path(recipe), store, out, overwrite=overwrite, sweep=sweep, sets=set_, progress=progress)
     _print_rows([manifest_line(m) for m in manifests], as_json, title=f"mixtures written to {out}")
 
 

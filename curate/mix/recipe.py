@@ -64,6 +64,17 @@ class Selection(_Strict):
     # Keep only problems that also have a verified-incorrect trace. A sweep over incorrect_fraction
     # sets this so every point of the sweep trains on the same questions.
     require_incorrect: bool = False
+    # A predicate over `traces` naming the pool of another condition (e.g. Math-CoT's teacher): only
+    # questions that also have a correct trace there (same filters; matched by prompt key across
+    # sources) are chosen, so two teachers are compared on the same questions.
+    same_questions_as: Optional[str] = None
+
+    @field_validator("same_questions_as")
+    @classmethod
+    def _one_statement(cls, v: Optional[str]) -> Optional[str]:
+        if v is not None and (";" in v or not v.strip()):
+            raise ValueError("a predicate is one non-empty SQL expression; ';' is not allowed")
+        return v
 
 
 class Filters(_Strict):
@@ -95,11 +106,15 @@ class Quality(_Strict):
     truncate_fraction: float = Field(default=0.0, ge=0, le=1)
     truncate_keep: float = Field(default=0.5, gt=0, lt=1)  # share of the response kept when truncating
     reference_solution: bool = False
+    # A problem without a reference solution is dropped (none) or answered with its boxed gold answer.
+    reference_fallback: Literal["none", "boxed_answer"] = "none"
 
     @model_validator(mode="after")
     def _compatible(self) -> "Quality":
         if self.reference_solution and self.incorrect_fraction > 0:
             raise ValueError("reference_solution replaces every response; incorrect_fraction must be 0")
+        if self.reference_fallback != "none" and not self.reference_solution:
+            raise ValueError("reference_fallback applies only with reference_solution: true")
         return self
 
 
@@ -108,6 +123,8 @@ class Dedup(_Strict):
     near: bool = True  # near-duplicate prompts (MinHash over word shingles, Jaccard >= threshold)
     near_threshold: float = Field(default=0.8, gt=0, le=1)
     shingle: int = Field(default=3, ge=1, le=16)
+    # shingles in at least this share of the candidate prompts are template, left out of the comparison
+    common_share: float = Field(default=0.1, gt=0, le=1)
 
 
 class Decontaminate(_Strict):
@@ -115,6 +132,8 @@ class Decontaminate(_Strict):
     n: int = Field(default=13, ge=3, le=64)  # word n-grams shared with an eval prompt
     check: list[Literal["prompt", "trace"]] = Field(default_factory=lambda: ["prompt", "trace"])
     action: Literal["drop", "report"] = "drop"
+    # n-grams in at least this share of one benchmark's prompts, or of the candidate prompts, are template
+    common_share: float = Field(default=0.1, gt=0, le=1)
     eval_where: Optional[str] = None  # predicate over `problems` narrowing which eval problems count
 
     @field_validator("eval_where")
@@ -205,15 +224,44 @@ def _fmt(value: Any) -> str:
 
 
 def _set_dotted(data: dict, key: str, value: Any, where: str) -> None:
+    """Set `a.b.c` (list items by index: `sources.0.where`) in a recipe's data; the field must exist."""
     parts = key.split(".")
-    node = data
+    node: Any = data
     for i, part in enumerate(parts[:-1]):
-        if not isinstance(node.get(part), dict):
+        child = node[int(part)] if isinstance(node, list) and part.isdigit() and int(part) < len(node) else (
+            node.get(part) if isinstance(node, dict) else None)
+        if not isinstance(child, (dict, list)):
             raise ConfigError(f"{where}: {key}: '{'.'.join(parts[: i + 1])}' is not a section of a recipe")
-        node = node[part]
-    if parts[-1] not in node:
+        node = child
+    last = parts[-1]
+    if isinstance(node, list):
+        if not (last.isdigit() and int(last) < len(node)):
+            raise ConfigError(f"{where}: {key}: no item {last} in '{'.'.join(parts[:-1])}'")
+        node[int(last)] = value
+        return
+    if last not in node:
         raise ConfigError(f"{where}: {key}: unknown recipe field", hint="run `curate recipes show` to see every field")
-    node[parts[-1]] = value
+    node[last] = value
+
+
+def parse_set_option(spec: str) -> tuple[str, Any]:
+    """`size=512` or `quality.reference_fallback=boxed_answer` -> (key, value); the value is read as YAML."""
+    key, sep, value = spec.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set {spec!r}: expected KEY=VALUE, e.g. size=512 or sources.0.where=\"source = 'x'\"")
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else ""
+    except yaml.YAMLError:
+        raise ConfigError(f"--set {spec!r}: cannot read value {value!r}") from None
+    return key.strip(), parsed
+
+
+def with_values(recipe: "Recipe", values: list[tuple[str, Any]]) -> "Recipe":
+    """The recipe with some fields replaced (`curate mix --set`), validated again as a whole."""
+    data = recipe.model_dump(mode="json")
+    for key, value in values:
+        _set_dotted(data, key, value, where="--set")
+    return validate_recipe(data, origin="recipe with --set " + ", ".join(k for k, _ in values))
 
 
 def parse_sweep_option(spec: str) -> tuple[str, list[Any]]:
