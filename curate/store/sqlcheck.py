@@ -36,7 +36,8 @@ def _parser() -> duckdb.DuckDBPyConnection:
     con = getattr(_local, "con", None)
     if con is None or getattr(_local, "pid", None) != os.getpid():
         con = duckdb.connect(":memory:", config={"enable_external_access": False, "autoinstall_known_extensions": False,
-                                                 "autoload_known_extensions": False, "lock_configuration": True})
+                                                 "autoload_known_extensions": False, "threads": 1,
+                                                 "lock_configuration": True})
         _local.con, _local.pid = con, os.getpid()
     return con
 

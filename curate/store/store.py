@@ -51,9 +51,15 @@ def sql_error(e: duckdb.Error, query: str | None = None) -> StoreError:
     """One readable line from a DuckDB error (its message, not a traceback)."""
     lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
     msg = " ".join(lines) if lines else type(e).__name__
+    hint = "`curate schema` lists the views and their columns"
+    if isinstance(e, duckdb.OutOfMemoryException):  # DuckDB's own advice (SET threads, ...) is locked here
+        msg = msg.split(" Possible solutions:")[0]
+        hint = "reads are limited by CURATE_SQL_MEMORY (default 50%) and CURATE_SQL_THREADS; raise them or narrow the query"
+    elif isinstance(e, duckdb.PermissionException):
+        hint = "queries read only the store's views: files, URLs, extensions and settings are off limits"
     if len(msg) > 400:
         msg = msg[:400] + "..."
-    return StoreError(f"SQL error: {msg}", hint="`curate schema` lists the views and their columns")
+    return StoreError(f"SQL error: {msg}", hint=hint)
 
 
 class TraceStore:
