@@ -91,9 +91,9 @@ def _check_tree(node, path: list) -> None:
                        f"a number of {len(node.value):,} characters; numbers are limited to {MAX_NUMBER_CHARS}")
 
 
-def _yaml_error(e: yaml.YAMLError, origin: str) -> ConfigError:
+def _yaml_error(e: yaml.YAMLError, origin: str, lines: bool = True) -> ConfigError:
     mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
-    line = f":{mark.line + 1}" if mark is not None else ""
+    line = f":{mark.line + 1}" if mark is not None and lines else ""
     problem = getattr(e, "problem", None) or (str(e).strip().splitlines() or ["unreadable"])[0]
     ctx, cmark = getattr(e, "context", None), getattr(e, "context_mark", None)
     if ctx and cmark is not None and mark is not None and cmark.line != mark.line:
@@ -101,8 +101,9 @@ def _yaml_error(e: yaml.YAMLError, origin: str) -> ConfigError:
     return ConfigError(f"{origin}{line}: malformed YAML: {problem}")
 
 
-def loads(text: str, origin: str, what: str = "file") -> tuple[Any, Any]:
-    """(data, root node) of one YAML document in `text`; `origin` names it in errors (a path)."""
+def loads(text: str, origin: str, what: str = "file", *, lines: bool = True) -> tuple[Any, Any]:
+    """(data, root node) of one YAML document in `text`; `origin` names it in errors (a path, followed by
+    `:line` unless `lines` is false, as for a one-line command-line value)."""
     loader = _Loader(text)
     try:
         root = loader.get_single_node()
@@ -112,10 +113,11 @@ def loads(text: str, origin: str, what: str = "file") -> tuple[Any, Any]:
         return loader.construct_document(root), root
     except _Refused as e:
         field = f" {e.field}:" if e.field else ""
-        raise ConfigError(f"{origin}:{e.mark.line + 1}:{field} {e.problem}",
+        at = f"{origin}:{e.mark.line + 1}" if lines else origin
+        raise ConfigError(f"{at}:{field} {e.problem}",
                           hint=f"a {what} is plain YAML: mappings, lists and scalars") from None
     except yaml.YAMLError as e:
-        raise _yaml_error(e, origin) from None
+        raise _yaml_error(e, origin, lines) from None
     except (RecursionError, ValueError, OverflowError) as e:  # a value PyYAML could not build
         raise ConfigError(f"{origin}: cannot read this {what}: {type(e).__name__}: {str(e)[:200]}") from None
     finally:
@@ -139,4 +141,4 @@ def parse_scalar(text: str, origin: str) -> Any:
     """One value from the command line, read as YAML with the same rules (`1e-5`, `[3, 5]`, `false`)."""
     if len(text) > MAX_BYTES:
         raise ConfigError(f"{origin}: value too large")
-    return loads(text, origin, "value")[0]
+    return loads(text, origin, "value", lines=False)[0]
