@@ -472,8 +472,8 @@ def train_cmd(
     """Fine-tune a causal LM on a `messages` dataset with the bundled FSDP2 runner (launches torchrun)."""
     from curate.train import train_from_config
 
-    out = train_from_config(config, set_ or [], resume=resume, echo=out_console.print)
-    out_console.print(f"[green]done[/]: checkpoints in {out / 'checkpoints'}, metrics in {out / 'metrics.jsonl'}")
+    out = train_from_config(config, set_ or [], resume=resume, echo=lambda m: out_console.print(Text(str(m))))
+    out_console.print("[green]done[/]: " + escape(f"checkpoints in {out / 'checkpoints'}, metrics in {out / 'metrics.jsonl'}"))
 
 
 # ---------------------------------------------------------------- demo
@@ -490,7 +490,7 @@ def demo(
     from curate.demo import DemoConfig, report_json, run_demo
 
     cfg = DemoConfig(problems=problems, samples_per_problem=samples, workers=workers)
-    say = (lambda s: None) if json_ else (lambda s: out_console.print(s))
+    say = (lambda s: None) if json_ else (lambda s: out_console.print(Text(str(s))))
     rep = run_demo(store, out, cfg, say=say)
     if json_:
         print(report_json(rep))
@@ -498,8 +498,8 @@ def demo(
     _print_table(rep.store_summary, title="store: traces by source and teacher")
     _print_table([{k: v for k, v in m.items() if k != "path"} for m in rep.mixtures],
                  title="mixtures: the same problems, three data-quality conditions")
-    out_console.print(f"Mixtures (Hugging Face datasets with cards): {out / 'mixtures'}")
-    out_console.print(f"Query the store: curate sql \"SELECT status, count(*) FROM traces GROUP BY status\" --store {store}")
+    out_console.print(Text(f"Mixtures (Hugging Face datasets with cards): {out / 'mixtures'}"))
+    out_console.print(Text(f"Query the store: curate sql \"SELECT status, count(*) FROM traces GROUP BY status\" --store {store}"))
 
 
 
