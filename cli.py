@@ -12,12 +12,16 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
+from rich.text import Text
 
 from curate.errors import CurateError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Data-quality curation and ablation for reasoning SFT.")
-err_console = Console(stderr=True, highlight=False, soft_wrap=True)
-out_console = Console(highlight=False, soft_wrap=True)
+# Data is printed as Text (or escape()d inside our own markup) and emoji codes stay off: a trace saying
+# `:x:` or `[bold]`, or a hint saying `pip install 'curate[vllm]'`, prints as written.
+err_console = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
+out_console = Console(highlight=False, soft_wrap=True, emoji=False)
 
 StoreOpt = Annotated[
     Path,
@@ -25,6 +29,25 @@ StoreOpt = Annotated[
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 DEFAULT_STORE = Path("curate-store")
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            v = version("curate")
+        except PackageNotFoundError:  # run from a checkout without installing
+            from curate import __version__ as v
+        print(f"curate {v}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", is_eager=True, callback=_version, help="Print the version and exit.")] = False,
+) -> None:
+    """Data-quality curation and ablation for reasoning SFT."""
 
 
 # ---------------------------------------------------------------- store (issue 2)
@@ -37,29 +60,29 @@ def _store(path: Path):
 def _print_table(rows: list[dict], title: str | None = None) -> None:
     from rich.table import Table
 
-    table = Table(title=title, title_justify="left")
+    table = Table(title=None if title is None else Text(title), title_justify="left")
     cols = list(rows[0]) if rows else []
     for c in cols:
-        table.add_column(c, overflow="fold")
+        table.add_column(Text(str(c)), overflow="fold")
     for r in rows:
-        table.add_row(*("" if r[c] is None else str(r[c]) for c in cols))
+        table.add_row(*(Text("" if r[c] is None else str(r[c])) for c in cols))
     out_console.print(table)
 
 
 def _warn(store) -> None:
     for w in store.warnings:
-        err_console.print(f"[yellow]warning:[/] {w}")
+        err_console.print(f"[yellow]warning:[/] {escape(str(w))}")
 
 
 @app.command()
 def sql(
-    query: Annotated[str, typer.Argument(help="SQL over the views problems, samples, verdicts, features, traces.")],
+    query: Annotated[str, typer.Argument(help="One query over the views problems, samples, verdicts, features, traces: SELECT, WITH ... SELECT, DESCRIBE, SHOW or EXPLAIN.")],
     store: StoreOpt = DEFAULT_STORE,
     json_: JsonOpt = False,
     csv: Annotated[bool, typer.Option("--csv", help="Print CSV.")] = False,
     limit: Annotated[int, typer.Option(help="Rows to show in a table (JSON/CSV print all).")] = 50,
 ) -> None:
-    """Run a read-only SQL query against the store."""
+    """Run one read-only SQL query against the store (no writes, files, extensions or settings)."""
     import warnings
 
     from curate.report import print_result
@@ -138,7 +161,7 @@ def import_(
         return
     out_console.print(f"{rep.rows} rows -> {rep.problems} new problems, {rep.samples} new samples, {rep.verdicts} new labels")
     for s in rep.skipped[:10]:
-        err_console.print(f"[yellow]skipped:[/] {s}")
+        err_console.print(f"[yellow]skipped:[/] {escape(str(s))}")
     if len(rep.skipped) > 10:
         err_console.print(f"[yellow]... and {len(rep.skipped) - 10} more skipped rows[/]")
 
@@ -233,7 +256,8 @@ def _print_verify_summary(data: dict) -> None:
                       f"{data['killed_workers']} workers killed on timeout, {data['self_tests']} self-tests passed)")
     for u in data["unclaimed"]:
         why = f"names unknown verifier {u['verifier']!r}" if u.get("verifier") else "no verifier claims it"
-        err_console.print(f"[yellow]not labeled:[/] source={u['source']} domain={u['domain']} ({why}); name one with --verifier")
+        line = f"source={u['source']} domain={u['domain']} ({why}); name one with --verifier"
+        err_console.print(f"[yellow]not labeled:[/] {escape(line)}")
 
 
 # ---------------------------------------------------------------- tasks and generation (issue 4)
@@ -295,13 +319,14 @@ def tasks_add(
     if json_:
         print(json.dumps(result))
     else:
-        out_console.print(f"{result['source']}: {result['seen']} problems, {result['added']} new, into {store}")
+        out_console.print(Text(f"{result['source']}: {result['seen']} problems, {result['added']} new, into {store}"))
     if result["conflicts"] and not json_:
         first = result["conflicting"][0]
         n = result["conflicts"]
-        err_console.print(f"[yellow]warning:[/] {n} {'problem is' if n == 1 else 'problems are'} already stored under another "
-                          f"split and {'was' if n == 1 else 'were'} not added as {result['split']} (a problem has one split), e.g. "
-                          f"problem {first['id']} is stored as {first['stored_split']} (`tasks add --json` lists up to 10)")
+        err_console.print("[yellow]warning:[/] " + escape(
+            f"{n} {'problem is' if n == 1 else 'problems are'} already stored under another split and "
+            f"{'was' if n == 1 else 'were'} not added as {result['split']} (a problem has one split), e.g. problem "
+            f"{first['id']} is stored as {first['stored_split']} (`tasks add --json` lists up to 10)"))
 
 
 @app.command("generate")
@@ -354,12 +379,12 @@ def generate_cmd(
         print(json.dumps(d, default=str))
         return
     if dry_run:
-        out_console.print(f"[bold]dry run[/]: {d['backend']} / {d['model']}")
+        out_console.print(f"[bold]dry run[/]: {escape(str(d['backend']))} / {escape(str(d['model']))}")
         out_console.print(f"problems {d['problems']}  samples planned {d['planned']}  already stored {d['existing']}  "
                           f"to generate {d['planned'] - d['existing']}")
-        out_console.print(f"params {json.dumps(d['params'])}")
+        out_console.print(Text(f"params {json.dumps(d['params'])}"))
         if d["example_prompt"]:
-            out_console.print(f"first prompt {json.dumps(d['example_prompt'], ensure_ascii=False)}")
+            out_console.print(Text(f"first prompt {json.dumps(d['example_prompt'], ensure_ascii=False)}"))
         return
     out_console.print(f"generated {d['generated']} samples ({d['existing']} already stored) in {d['elapsed_s']:.1f}s, "
                       f"{d['samples_per_s']} samples/s, {d['completion_tokens']} completion tokens, "
@@ -382,12 +407,12 @@ def _print_rows(rows: list[dict], as_json: bool, title: str | None = None) -> No
     if as_json:
         out_console.print_json(json.dumps(rows, ensure_ascii=False))
         return
-    table = Table(title=title)
+    table = Table(title=None if title is None else Text(title))
     cols = list(dict.fromkeys(k for r in rows for k in r))
     for c in cols:
-        table.add_column(c)
+        table.add_column(Text(str(c)))
     for r in rows:
-        table.add_row(*("" if r.get(c) is None else str(r.get(c)) for c in cols))
+        table.add_row(*(Text("" if r.get(c) is None else str(r.get(c))) for c in cols))
     out_console.print(table)
 
 
@@ -460,12 +485,17 @@ def recipes_validate(
     from curate.mix.recipe import validate_files
 
     results = validate_files(recipes)
+    bad = [r for r in results if not r["ok"]]
     if as_json:
         _print_rows(results, True)
+    elif len(results) == 1 and bad:  # one recipe: its error is the one line
+        raise ConfigError(bad[0]["error"])
     else:
         for r in results:
-            out_console.print(f"[green]ok[/] {r['file']} ({r['hash'][:12]})" if r["ok"] else f"[red]invalid[/] {r['error']}")
-    bad = [r for r in results if not r["ok"]]
+            if r["ok"]:
+                out_console.print(f"[green]ok[/] {escape(r['file'])} ({r['hash'][:12]})")
+            else:
+                err_console.print(f"[red]invalid[/] {escape(r['error'])}")
     if bad:
         raise ConfigError(f"{len(bad)} of {len(results)} recipes are invalid")
 
@@ -483,8 +513,8 @@ def train_cmd(
     """Fine-tune a causal LM on a `messages` dataset with the bundled FSDP2 runner (launches torchrun)."""
     from curate.train import train_from_config
 
-    out = train_from_config(config, set_ or [], resume=resume, echo=out_console.print)
-    out_console.print(f"[green]done[/]: checkpoints in {out / 'checkpoints'}, metrics in {out / 'metrics.jsonl'}")
+    out = train_from_config(config, set_ or [], resume=resume, echo=lambda m: out_console.print(Text(str(m))))
+    out_console.print("[green]done[/]: " + escape(f"checkpoints in {out / 'checkpoints'}, metrics in {out / 'metrics.jsonl'}"))
 
 
 # ---------------------------------------------------------------- evaluation
@@ -654,7 +684,7 @@ def demo(
     from curate.demo import DemoConfig, report_json, run_demo
 
     cfg = DemoConfig(problems=problems, samples_per_problem=samples, workers=workers)
-    say = (lambda s: None) if json_ else (lambda s: out_console.print(s))
+    say = (lambda s: None) if json_ else (lambda s: out_console.print(Text(str(s))))
     rep = run_demo(store, out, cfg, say=say)
     if json_:
         print(report_json(rep))
@@ -662,32 +692,50 @@ def demo(
     _print_table(rep.store_summary, title="store: traces by source and teacher")
     _print_table([{k: v for k, v in m.items() if k != "path"} for m in rep.mixtures],
                  title="mixtures: the same problems, three data-quality conditions")
-    out_console.print(f"Mixtures (Hugging Face datasets with cards): {out / 'mixtures'}")
-    out_console.print(f"Query the store: curate sql \"SELECT status, count(*) FROM traces GROUP BY status\" --store {store}")
+    out_console.print(Text(f"Mixtures (Hugging Face datasets with cards): {out / 'mixtures'}"))
+    out_console.print(Text(f"Query the store: curate sql \"SELECT status, count(*) FROM traces GROUP BY status\" --store {store}"))
 
+
+
+def _fail(message: str, hint: str | None, code: int) -> None:
+    err_console.print(f"[bold red]error:[/] {escape(' '.join(str(message).split()))}")
+    if hint:
+        err_console.print(f"[dim]hint: {escape(hint)}[/]")
+    sys.exit(code)
+
+
+def _click():
+    """The click that typer runs on: typer bundles its own (typer._click), older typers use click itself."""
+    try:
+        from typer import _click as click
+    except ImportError:  # pragma: no cover - older typer
+        import click
+    return click
 
 
 def main() -> None:
-    """Console entry point: run the app, mapping known errors to one line."""
+    """Console entry point: run the app, mapping known errors and usage errors to one line."""
+    click = _click()
     try:
-        app(standalone_mode=False)
+        rv = app(standalone_mode=False, prog_name="curate")
     except CurateError as e:
-        err_console.print(f"[bold red]error:[/] {e.message}")
-        if e.hint:
-            err_console.print(f"[dim]hint: {e.hint}[/]")
-        sys.exit(e.exit_code)
+        _fail(e.message, e.hint, e.exit_code)
     except (typer.Abort, KeyboardInterrupt):
-        err_console.print("[red]aborted[/]")
-        sys.exit(130)
-    except Exception as e:  # click usage errors carry their own exit code
-        import click
-
-        if isinstance(e, click.exceptions.ClickException):
-            e.show()
-            sys.exit(e.exit_code)
-        if isinstance(e, click.exceptions.Exit):
-            sys.exit(e.exit_code)
-        raise
+        _fail("interrupted", None, 130)
+    except click.exceptions.NoArgsIsHelpError as e:  # a bare group: its help is the answer
+        e.show()
+        sys.exit(e.exit_code)
+    except click.exceptions.UsageError as e:  # unknown option, missing argument, bad value
+        where = e.ctx.command_path if e.ctx is not None else "curate"
+        _fail(f"{e.format_message()} (see `{where} --help`)", None, e.exit_code)
+    except click.exceptions.ClickException as e:
+        _fail(e.format_message(), None, e.exit_code)
+    else:
+        # typer returns, rather than raises, an Exit's code when not standalone (Ctrl-C arrives as 130)
+        if isinstance(rv, int) and rv:
+            if rv == 130:
+                err_console.print("[bold red]error:[/] interrupted")
+            sys.exit(rv)
 
 
 if __name__ == "__main__":

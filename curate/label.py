@@ -28,6 +28,7 @@ from typing import Any, Callable, Iterable
 from curate.errors import CurateError, InputError, StoreError
 from curate.records import Verdict
 from curate.store import queries
+from curate.store.sqlcheck import check_predicate
 from verifiers.pool import PoolError, SelfTestFailed, VerifierPool
 from verifiers.registry import RegistryError, by_rules, get_verifier, names, resolve
 
@@ -81,6 +82,8 @@ def plan(store: Any, verifier: str | None, where: str | None) -> tuple[list[tupl
     Without a named verifier, each (source, domain, metadata.verifier) group of problems goes to
     `verifiers.registry.by_rules`: the verifier the problem names (task loaders set metadata.verifier), else
     the one claiming its source, else its domain."""
+    if where:  # the user's predicate alone, before it is combined with the group filters
+        check_predicate(where, "traces", "predicate over `traces`")
     if verifier:
         return [(resolve(verifier), f"({where})" if where else None)], []
     members: dict[str, list[dict]] = {}

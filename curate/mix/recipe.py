@@ -23,6 +23,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from curate.errors import ConfigError
 from curate.records import canonical_json, content_hash
+from curate.store.sqlcheck import predicate_problem
+from curate.yamlfile import load_yaml, parse_scalar
 
 # `{question}` is replaced literally (not str.format), so braces such as \boxed{} need no escaping.
 STUDY_TEMPLATE = "{question}\nPlease reason step by step, and put your final answer within \\boxed{}."
@@ -31,6 +33,15 @@ SELECTIONS = ("one_random_correct", "all_correct", "shortest_correct", "longest_
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _predicate(v: Optional[str], view: str) -> Optional[str]:
+    """One boolean SQL expression over `view`, checked by DuckDB's parser (store/sqlcheck.py)."""
+    if v is not None:
+        problem = predicate_problem(v, view)
+        if problem:
+            raise ValueError(problem)
+    return v
 
 
 class Source(_Strict):
@@ -43,12 +54,8 @@ class Source(_Strict):
 
     @field_validator("where")
     @classmethod
-    def _one_statement(cls, v: str) -> str:
-        if ";" in v:
-            raise ValueError("a predicate is one SQL expression; ';' is not allowed")
-        if not v.strip():
-            raise ValueError("empty predicate (use 'true' to take everything)")
-        return v
+    def _one_expression(cls, v: str) -> str:
+        return _predicate(v, "traces")
 
     @model_validator(mode="after")
     def _weight_or_quota(self) -> "Source":
@@ -89,10 +96,8 @@ class Filters(_Strict):
 
     @field_validator("where")
     @classmethod
-    def _one_statement(cls, v: Optional[str]) -> Optional[str]:
-        if v is not None and ";" in v:
-            raise ValueError("a predicate is one SQL expression; ';' is not allowed")
-        return v
+    def _one_expression(cls, v: Optional[str]) -> Optional[str]:
+        return _predicate(v, "traces")
 
 
 class Quality(_Strict):
@@ -138,10 +143,8 @@ class Decontaminate(_Strict):
 
     @field_validator("eval_where")
     @classmethod
-    def _one_statement(cls, v: Optional[str]) -> Optional[str]:
-        if v is not None and ";" in v:
-            raise ValueError("a predicate is one SQL expression; ';' is not allowed")
-        return v
+    def _one_expression(cls, v: Optional[str]) -> Optional[str]:
+        return _predicate(v, "problems")
 
 
 class Output(_Strict):
@@ -269,13 +272,7 @@ def parse_sweep_option(spec: str) -> tuple[str, list[Any]]:
     key, sep, values = spec.partition("=")
     if not sep or not key.strip() or not values.strip():
         raise ConfigError(f"--sweep {spec!r}: expected KEY=V1,V2,... e.g. quality.incorrect_fraction=0,0.5,1")
-    parsed = []
-    for raw in values.split(","):
-        try:
-            parsed.append(yaml.safe_load(raw.strip()))
-        except yaml.YAMLError:
-            raise ConfigError(f"--sweep {spec!r}: cannot read value {raw!r}") from None
-    return key.strip(), parsed
+    return key.strip(), [parse_scalar(raw.strip(), f"--sweep {key.strip()}") for raw in values.split(",")]
 
 
 def _line_of(root: Any, loc: tuple) -> Optional[int]:
@@ -333,21 +330,7 @@ def load_recipe(path: str | Path, overrides: Optional[dict[str, list[Any]]] = No
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: no such recipe file", hint="`curate recipes list` shows the shipped recipes")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path}: cannot read ({e})") from None
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
-        line = f":{mark.line + 1}" if mark is not None else ""
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        ctx, cmark = getattr(e, "context", None), getattr(e, "context_mark", None)
-        if ctx and cmark is not None and mark is not None and cmark.line != mark.line:
-            problem += f" ({ctx} at line {cmark.line + 1})"
-        raise ConfigError(f"{path}{line}: malformed YAML: {problem}") from None
+    data, root = load_yaml(path, what="recipe")
     recipe = validate_recipe(data, origin=str(path), root=root)
     if overrides:
         for key in overrides:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from curate.store.sqlcheck import check_predicate
+
 META_VERIFIER = "json_extract_string(metadata, '$.verifier')"
 
 
@@ -30,7 +32,7 @@ def group_predicate(groups: list[dict], where: str | None = None) -> str:
         named = f"{META_VERIFIER} = {literal(g['named'])}" if g.get("named") else f"{META_VERIFIER} IS NULL"
         conds.append(f"(source = {literal(g['source'])} AND domain = {literal(g['domain'])} AND {named})")
     pred = f"({' OR '.join(conds)})" if conds else "false"
-    return pred + (f" AND ({where})" if where else "")
+    return pred + (f" AND {check_predicate(where, 'traces', 'predicate over `traces`')}" if where else "")
 
 
 def trace_summary(store) -> list[dict]:

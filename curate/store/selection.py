@@ -14,7 +14,8 @@ from typing import Any, Iterable, Optional
 
 import pyarrow as pa
 
-from curate.errors import ConfigError, StoreError
+from curate.errors import ConfigError, QueryInterrupted, StoreError
+from curate.store.sqlcheck import check_predicate
 
 # per_problem mode -> (status filter, ORDER BY within a problem). `any` takes any trace, labelled or not.
 _ORDER = {
@@ -45,7 +46,7 @@ def _store_query(store: Any, sql: str, params: Optional[list] = None) -> pa.Tabl
 
 def _check_one(store: Any, predicate: str, what: str, view: str) -> None:
     try:
-        _store_query(store, f"SELECT 1 FROM {view} WHERE ({predicate}) LIMIT 0")
+        _store_query(store, f"SELECT 1 FROM {view} WHERE {check_predicate(predicate, view, what)} LIMIT 0")
     except Exception as e:  # the store wraps DuckDB's errors; keep its message, add ours
         msg = getattr(e, "message", None) or str(e)
         raise ConfigError(f"{what}: the predicate {predicate!r} fails on the `{view}` view: {msg}",
@@ -55,10 +56,12 @@ def _check_one(store: Any, predicate: str, what: str, view: str) -> None:
 def preflight(store: Any, predicates: list[tuple[str, str, str]]) -> int:
     """Check every recipe predicate (what, predicate, view) and count verdicts, in one query.
 
-    Only when that query fails are the predicates run one by one, so the error names the bad one.
+    Each is first checked to be one boolean expression over its view (sqlcheck.check_predicate, naming the
+    field); only when the query fails are they run one by one, so the error names the bad one.
     Each store query opens a connection, so the common case pays for one."""
-    checks = "".join(f", (SELECT count(*) FROM (SELECT 1 FROM {view} WHERE ({pred}) LIMIT 0)) AS c{i}"
-                     for i, (_, pred, view) in enumerate(predicates))
+    wrapped = [check_predicate(pred, view, what) for what, pred, view in predicates]
+    checks = "".join(f", (SELECT count(*) FROM (SELECT 1 FROM {view} WHERE {w} LIMIT 0)) AS c{i}"
+                     for i, ((_, _, view), w) in enumerate(zip(predicates, wrapped)))
     try:
         t = _store_query(store, f"SELECT (SELECT count(*) FROM verdicts) AS n{checks}")
     except Exception:
@@ -85,7 +88,7 @@ def filter_sql(*, max_tokens: Optional[int], no_truncation: bool, has_answer: bo
     if strip_thinking:  # an unclosed think block has no summary to keep once the thinking is gone
         parts.append("(coalesce(thinking_chars, 0) = 0 OR coalesce(think_closed, false))")
     if where:
-        parts.append(f"({where})")
+        parts.append(check_predicate(where, "traces", "filters.where"))
     return " AND ".join(parts)
 
 
@@ -108,6 +111,9 @@ def per_problem_choices(store: Any, *, where: str, filters: str, per_problem: st
     the same filters and `match_where` (the pool of the condition this one is compared with).
     """
     status, order = _ORDER[per_problem]
+    where = check_predicate(where, "traces", "where")
+    if match_where is not None:
+        match_where = check_predicate(match_where, "traces", "selection.same_questions_as")
     keep = "true" if per_problem == "all_correct" else "r = 1"
     ln_ratio = f"ln({float(bucket_ratio)!r})"
     neg_cte = neg_cols = neg_join = ""
@@ -144,7 +150,7 @@ def per_problem_choices(store: Any, *, where: str, filters: str, per_problem: st
                    CAST(floor(ln(greatest(coalesce(completion_tokens, text_chars // 4, 0), 1)) / {ln_ratio}) AS INTEGER) AS bucket,
                    md5(concat($seed, ':', problem_id, ':', id)) AS k
             FROM @VIEW@
-            WHERE split = 'train' AND ({where}) AND ({filters})
+            WHERE split = 'train' AND {where} AND (\n{filters}\n)
         ),
         ranked AS (
             SELECT *, row_number() OVER (PARTITION BY problem_id ORDER BY {order}) AS r
@@ -159,6 +165,8 @@ def per_problem_choices(store: Any, *, where: str, filters: str, per_problem: st
     """
     try:
         return _store_query(store, sql.replace("@LEAN@", LEAN_TRACES + ",").replace("@VIEW@", "lean_traces"), {"seed": str(seed)})
+    except QueryInterrupted:
+        raise
     except Exception:
         pass  # most likely a predicate that reads `text`: the full view has it
     try:
@@ -182,7 +190,7 @@ def texts(store: Any, sample_ids: Iterable[str]) -> dict[str, str]:
 
 def eval_prompts(store: Any, where: Optional[str] = None) -> list[tuple[str, str, Optional[str]]]:
     """(benchmark, prompt, reference JSON) of every eval-split problem, in id order (the index must be built in a fixed order)."""
-    pred = f"AND ({where})" if where else ""
+    pred = f"AND {check_predicate(where, 'problems', 'decontaminate.eval_where')}" if where else ""
     t = _store_query(store, f"SELECT source, prompt, CAST(reference AS VARCHAR) AS reference FROM problems WHERE split = 'eval' {pred} ORDER BY id")
     return list(zip(t.column("source").to_pylist(), t.column("prompt").to_pylist(), t.column("reference").to_pylist()))
 

@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from curate.errors import ConfigError
+from curate.yamlfile import load_yaml
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 
@@ -167,10 +168,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> TrainCo
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"{p}: config file not found", hint=f"examples live in {CONFIG_DIR}")
-    try:
-        raw = yaml.safe_load(p.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{p}: not valid YAML ({e})") from None
+    raw = load_yaml(p, what="training config")[0] or {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{p}: the top level must be a mapping")
     for item in overrides or []:
