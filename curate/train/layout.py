@@ -117,11 +117,11 @@ def checkpoint_info(folder: str | Path) -> dict | None:
     """The marker of a complete HF checkpoint (marker + config.json + weights), with its path; else None."""
     folder = Path(folder)
     marker = folder / MARKER
-    if not (marker.is_file() and (folder / "config.json").is_file() and _weights_present(folder)):
-        return None
     try:
+        if not (marker.is_file() and (folder / "config.json").is_file() and _weights_present(folder)):
+            return None
         info = json.loads(marker.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, KeyError):  # a damaged index or marker: not a usable checkpoint
         return None
     return {**info, "path": str(folder)}
 
