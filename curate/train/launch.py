@@ -131,7 +131,8 @@ def _check_schedule(cfg: TrainConfig, report: dict, total: int) -> None:
     if late:
         raise InputError(
             f"checkpoint.steps: {late} beyond the run's last step {total} ({report['kept']} of {report['rows']} rows "
-            f"kept, {_dropped(report)}; {report['steps_per_epoch']} steps/epoch x {cfg.train.epochs} epochs"
+            f"kept, {_dropped(report)}; {report['steps_per_epoch']} steps/epoch of {cfg.train.global_batch_size} rows "
+            f"x {cfg.train.epochs} epochs"
             + (f", train.max_steps {cfg.train.max_steps}" if cfg.train.max_steps else "") + ")",
             hint="drop those steps, or train on more rows or epochs; the last step is always checkpointed")
 
