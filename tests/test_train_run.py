@@ -210,7 +210,7 @@ def test_checkpoint_past_the_last_step_is_refused_before_training(setup, short_d
         _train_here(cfg)
     msg = e.value.message
     assert "checkpoint.steps: [6] beyond the run's last step 5" in msg
-    assert "44 of 48 rows kept, 4 dropped (4 longer than the limits" in msg
+    assert "44 of 48 rows kept, 4 dropped (4 too long (data.max_length 256" in msg
     assert not (tmp_path / "out").exists()  # refused before anything was written
 
 
@@ -220,7 +220,7 @@ def test_short_data_run_reports_drops_and_exports_its_last_step(setup, short_dat
     said: list[str] = []
     result = _train_here(cfg, echo=said.append)
     text = "\n".join(said)
-    assert "44 of 48 rows kept, 4 dropped (4 longer than the limits" in text
+    assert "44 of 48 rows kept, 4 dropped (4 too long (data.max_length 256" in text
     assert "2 steps/epoch of 16 rows (12 rows per epoch left out: not a multiple of global_batch_size)" in text
     assert "the run ends at step 2" in text
     assert "the chat template injects a system prompt into the 48 rows that have none" in text
@@ -230,6 +230,22 @@ def test_short_data_run_reports_drops_and_exports_its_last_step(setup, short_dat
     assert Path(result["metrics"]).is_file() and Path(result["state"]).is_dir()
     report = json.loads((tmp_path / "out" / "data_report.json").read_text())
     assert report["dropped_too_long"] == 4 and "You are a helpful assistant" in report["injected_system_prompt"]
+
+
+def test_a_start_killed_while_preparing_is_cleared_by_the_next_start(setup, short_data, tmp_path):
+    from curate.errors import InputError
+
+    out = tmp_path / "out"
+    (out / "data.tmp").mkdir(parents=True)  # what a kill during tokenization leaves: no config.yaml
+    (out / "data_report.json").write_text("{")
+    (out / ".train.lock").write_text("1 elsewhere\n")
+    cfg = tiny.write_config(tmp_path / "c.yaml", setup / "tok", short_data, out, checkpoint={"steps": [99]})
+    with pytest.raises(InputError, match="beyond the run's last step"):  # got past the output_dir check
+        _train_here(cfg)
+    assert not (out / "data.tmp").exists() and not (out / "data_report.json").exists()
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(InputError, match="already exists and is not empty"):
+        _train_here(cfg)
 
 
 def test_a_damaged_config_on_resume_is_one_line(setup, tmp_path):

@@ -103,8 +103,12 @@ class RunLock:
 
     def acquire(self) -> "RunLock":
         self.created_dir = not self.dir.exists()
-        self.dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise InputError(f"output_dir '{self.dir}' is not writable ({e.strerror})",
+                             hint="choose an output_dir you can write to") from None
         try:
             held = self._take(fd)
         except BaseException:
@@ -175,11 +179,21 @@ class RunLock:
         self.release()
 
 
-def _die_with_launcher() -> None:  # runs in the child between fork and exec
+def _pdeathsig_setter():
+    """A function for Popen's preexec_fn that asks the kernel to SIGTERM the child when we die (Linux).
+    Resolved here, in the parent: nothing may be imported between fork and exec."""
+    if not sys.platform.startswith("linux"):
+        return None
     import ctypes
 
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
     PR_SET_PDEATHSIG = 1
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    return lambda: prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM))
+
+
+def catchable_signals(signals) -> list:
+    """Signals to take over: not those the user set to be ignored (nohup ignores SIGHUP; so do we)."""
+    return [s for s in signals if signal.getsignal(s) is not signal.SIG_IGN]
 
 
 def run_torchrun(cmd: list[str], lock: RunLock | None, stdout=None) -> int:
@@ -187,10 +201,9 @@ def run_torchrun(cmd: list[str], lock: RunLock | None, stdout=None) -> int:
     env = {**os.environ, LAUNCHER_ENV: str(os.getpid())}
     if lock is not None:
         env[RANKS_LOCK_ENV] = str(lock.ranks_path)
-    on_linux = sys.platform.startswith("linux")
-    # The pdeathsig must be set by the thread that stays alive as long as the launcher: the main one.
+    # The parent-death signal follows the thread that forked: only the main thread lives as long as we do.
     main = threading.current_thread() is threading.main_thread()
-    proc = subprocess.Popen(cmd, env=env, stdout=stdout, preexec_fn=_die_with_launcher if on_linux and main else None)
+    proc = subprocess.Popen(cmd, env=env, stdout=stdout, preexec_fn=_pdeathsig_setter() if main else None)
     got: list[int] = []
 
     def forward(signum, frame):
@@ -200,8 +213,8 @@ def run_torchrun(cmd: list[str], lock: RunLock | None, stdout=None) -> int:
         except ProcessLookupError:
             pass
 
-    catch = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-    old = {s: signal.signal(s, forward) for s in catch} if main else {}
+    catch = catchable_signals((signal.SIGINT, signal.SIGTERM, signal.SIGHUP)) if main else []
+    old = {s: signal.signal(s, forward) for s in catch}
     try:
         deadline = None
         while True:

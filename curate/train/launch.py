@@ -26,7 +26,7 @@ import yaml
 from curate.errors import ConfigError, CurateError, InputError, first_line
 from curate.train.config import TrainConfig, config_from_dict, diff_fingerprints, fingerprint, load_config
 from curate.train.data import load_messages, prepare, steps_per_epoch, validate_messages
-from curate.train.guard import RunLock, TrainingStopped, run_torchrun
+from curate.train.guard import RunLock, TrainingStopped, catchable_signals, run_torchrun
 from curate.train.layout import (LINEAGE, LOCK_FILES, checkpoints, is_local_path, latest_state, lineage_for,
                                  state_step, write_atomic)
 
@@ -61,17 +61,24 @@ def _read_saved_config(saved: Path) -> TrainConfig:
         raise ConfigError(e.message, hint="restore it from the config you started the run with") from None
 
 
+def _leftovers(out: Path) -> list[Path]:
+    """What a fresh start may clear from output_dir: files of a start killed while preparing (no config.yaml
+    yet). Raises InputError when the folder holds anything else."""
+    names = {p.name for p in out.iterdir()} if out.is_dir() else set()
+    names -= set(LOCK_FILES)
+    if names and ("config.yaml" in names or not all(n in _PREP_LEFTOVERS or ".tmp-" in n for n in names)):
+        raise InputError(f"output_dir '{out}' already exists and is not empty",
+                         hint="pass --resume to continue that run, or choose another output_dir")
+    return [out / n for n in sorted(names)]
+
+
 def _check_output_dir(cfg: TrainConfig, out: Path, resume: bool) -> None:
     if not resume:
-        names = {p.name for p in out.iterdir()} if out.exists() else set()
-        if names and names - set(LOCK_FILES):
-            if "config.yaml" not in names and all(n in _PREP_LEFTOVERS or ".tmp-" in n for n in names):
-                for n in names - set(LOCK_FILES):  # a start killed while preparing: no run here yet
-                    target = out / n
-                    shutil.rmtree(target) if target.is_dir() else target.unlink()
-                return
-            raise InputError(f"output_dir '{out}' already exists and is not empty",
-                             hint="pass --resume to continue that run, or choose another output_dir")
+        for target in _leftovers(out):
+            if target.is_dir():
+                shutil.rmtree(target)
+            else:
+                target.unlink()
         return
     saved = out / "config.yaml"
     if not saved.exists():
@@ -91,6 +98,9 @@ def _saved_report(out: Path) -> dict:
     except (OSError, ValueError) as e:
         raise InputError(f"--resume: cannot read '{out / 'data_report.json'}' ({first_line(e)})",
                          hint="start the run over in a new output_dir") from None
+    if not isinstance(report, dict):
+        raise InputError(f"--resume: '{out / 'data_report.json'}' is not a JSON object",
+                         hint="start the run over in a new output_dir")
     return report
 
 
@@ -108,8 +118,7 @@ def total_steps(cfg: TrainConfig, steps_per_epoch_: int) -> int:
 
 
 def _dropped(report: dict) -> str:
-    why = [(report["dropped_too_long"], f"longer than the limits (max_length {report['max_length']}, prompt/response "
-                                        "limits)"),
+    why = [(report["dropped_too_long"], f"too long (data.max_length {report['max_length']} or the prompt/response limits)"),
            (report["dropped_prompt_too_long"], "prompt too long to truncate"),
            (report["empty_response"], "empty prompt or response")]
     parts = [f"{n} {reason}" for n, reason in why if n]
@@ -260,7 +269,7 @@ def _stop_on_signals(out: Path):
     def stop(signum, frame):
         raise TrainingStopped(signum, out)
 
-    old = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGHUP)}
+    old = {s: signal.signal(s, stop) for s in catchable_signals((signal.SIGTERM, signal.SIGHUP))}
     try:
         yield
     finally:
@@ -296,6 +305,8 @@ def train_from_config(config_path: str | Path, overrides: list[str] | None = Non
     cfg = load_config(config_path, overrides)
     out = Path(cfg.output_dir).expanduser()
     _check_model(cfg)
+    if not resume and cfg.launch.node_rank == 0:
+        _leftovers(out)  # refuse a taken folder before putting a lock file into it
     lock = RunLock(out) if cfg.launch.node_rank == 0 else None
     if lock is not None:
         lock.acquire()
