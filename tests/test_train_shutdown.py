@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -76,13 +77,18 @@ def test_killing_the_launchers_group_stops_every_rank_and_resume_matches(setup, 
         assert f"is in use by a running `curate train` (pid {launcher.pid}" in second.stderr
         os.killpg(launcher.pid, signal.SIGKILL)
         launcher.wait(timeout=30)
-        assert wait_gone(tree, 10.0) == set()
+        survivors: list[set] = []
+        watcher = threading.Thread(target=lambda: survivors.append(wait_gone(tree, 10.0)))
+        watcher.start()
+        said: list[str] = []
+        # At once, as a user would: the new launcher waits for the dying ranks, never reads a half-deleted state.
+        _train_here(cfg, "launch.nproc_per_node=1", resume=True, echo=said.append)
+        watcher.join()
+        assert survivors == [set()]  # every rank was gone within 10 s of the kill
     finally:
         for p in tree:
             if alive(p):
                 os.kill(p, signal.SIGKILL)
-    said: list[str] = []
-    _train_here(cfg, "launch.nproc_per_node=1", resume=True, echo=said.append)  # no wait: nothing holds the run
     assert any("resuming from step 2 of 6" in s for s in said), said
     got, want = _metrics(out), _metrics(Path(ref["output_dir"]))
     assert [g["step"] for g in got] == [1, 2, 3, 4, 5, 6]
