@@ -506,15 +506,25 @@ def recipes_validate(
 
 @app.command("train")
 def train_cmd(
-    config: Annotated[Path, typer.Argument(help="Training config YAML (examples: curate/train/configs/).")],
+    config: Annotated[Path, typer.Argument(help="Training config YAML, or a shipped one by name: study, debug.")],
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a field: --set train.lr=1e-5 (repeatable).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in output_dir from its latest state.")] = False,
+    json_: Annotated[bool, typer.Option("--json", help="Print the run's summary as JSON on stdout (logs go to stderr).")] = False,
 ) -> None:
     """Fine-tune a causal LM on a `messages` dataset with the bundled FSDP2 runner (launches torchrun)."""
-    from curate.train import train_from_config
+    import json
 
-    out = train_from_config(config, set_ or [], resume=resume, echo=lambda m: out_console.print(Text(str(m))))
-    out_console.print("[green]done[/]: " + escape(f"checkpoints in {out / 'checkpoints'}, metrics in {out / 'metrics.jsonl'}"))
+    from curate.train import train_from_config
+    from curate.train.launch import describe_result
+
+    console = err_console if json_ else out_console
+    echo = lambda m: console.print(Text(str(m)))  # noqa: E731
+    result = train_from_config(config, set_ or [], resume=resume, echo=echo, stdout=sys.stderr if json_ else None)
+    if json_:
+        print(json.dumps(result, indent=2))
+    else:
+        out_console.print(Text(describe_result(result), style="green"))
+
 
 
 # ---------------------------------------------------------------- evaluation
