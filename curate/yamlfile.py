@@ -142,3 +142,45 @@ def parse_scalar(text: str, origin: str) -> Any:
     if len(text) > MAX_BYTES:
         raise ConfigError(f"{origin}: value too large")
     return loads(text, origin, "value", lines=False)[0]
+
+
+def line_of(root: Any, loc: tuple) -> int | None:
+    """The 1-based line of the YAML node at `loc` (or of its deepest existing parent)."""
+    node, line = root, None
+    for part in loc:
+        if node is None:
+            break
+        line = node.start_mark.line + 1
+        if isinstance(node, yaml.MappingNode):
+            nxt = None
+            for k, v in node.value:
+                if k.value == part:
+                    nxt, line = v, k.start_mark.line + 1
+                    break
+            node = nxt
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+        else:
+            node = None
+    if node is not None:
+        line = node.start_mark.line + 1
+    return line
+
+
+def format_validation_errors(err, origin: str, root: Any = None) -> str:
+    """A pydantic ValidationError as `file:line: field.path: problem` items joined by '; ' (lines from `root`)."""
+    lines = []
+    for e in err.errors():
+        loc = tuple(p for p in e["loc"])
+        path = ".".join(str(p) for p in loc) or "(recipe)"
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif e["type"] == "missing":
+            msg = "required field missing"
+        # a missing field has no line of its own: point at its section (none for a top-level field)
+        at = loc[:-1] if e["type"] == "missing" else loc
+        line = line_of(root, at) if root is not None and at else None
+        where = f"{origin}:{line}" if line else origin
+        lines.append(f"{where}: {path}: {msg}")
+    return "; ".join(lines)

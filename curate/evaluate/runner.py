@@ -122,7 +122,7 @@ def _resolve_path_options(options: dict) -> dict:
     return out
 
 
-def benchmark_problems(store, bench: Benchmark) -> list:
+def benchmark_problems(store, bench: Benchmark, notes: list[str]) -> list:
     """The benchmark's problems, in id order; auto-added ones are stored first. Raises InputError when none."""
     from curate.tasks import iter_problems
 
@@ -134,6 +134,10 @@ def benchmark_problems(store, bench: Benchmark) -> list:
         if not problems:
             raise InputError(f"benchmark {bench.name}: task {bench.task} gave no problems")
         store.add_problems(problems)  # idempotent by id
+        clash = E.train_split_ids(store, [p.id for p in problems])
+        if clash:  # the same problem is already training data: scoring it would measure memorisation
+            notes.append(f"benchmark {bench.name}: {len(clash)} of its problems are stored as train problems; left out")
+            problems = [p for p in problems if p.id not in clash]
     else:
         problems = store.problems(E.benchmark_predicate(bench.problem_source, bench.where)) if store.exists else []
     if bench.limit is not None:
@@ -247,7 +251,7 @@ def evaluate_target(store, target: Target, suite: Suite, opts: EvalOptions, repo
                 raise InputError(f"benchmark {bench.name}: {e}", hint="`curate verifiers list` shows the registered verifiers") from None
             settings = bench.settings_hash({**backend_id, "judge": [verifier, vopts.get("backend_options")]})
             key = _key(target, suite, bench, settings)
-            problems = benchmark_problems(store, bench)
+            problems = benchmark_problems(store, bench, report.notes)
             cfg = RunConfig(n=bench.n, seed=bench.seed, sampling=bench.sampling.params(), template=bench.template,
                             system=bench.system, flush_every=opts.flush_every, flush_s=15.0, commit_s=60.0)
             backend.sampling = cfg.sampling

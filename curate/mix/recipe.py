@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from curate.errors import ConfigError
 from curate.records import canonical_json, content_hash
 from curate.store.sqlcheck import predicate_problem
-from curate.yamlfile import load_yaml, parse_scalar
+from curate.yamlfile import format_validation_errors as _format_errors, load_yaml, parse_scalar
 
 # `{question}` is replaced literally (not str.format), so braces such as \boxed{} need no escaping.
 STUDY_TEMPLATE = "{question}\nPlease reason step by step, and put your final answer within \\boxed{}."
@@ -252,11 +252,7 @@ def parse_set_option(spec: str) -> tuple[str, Any]:
     key, sep, value = spec.partition("=")
     if not sep or not key.strip():
         raise ConfigError(f"--set {spec!r}: expected KEY=VALUE, e.g. size=512 or sources.0.where=\"source = 'x'\"")
-    try:
-        parsed = yaml.safe_load(value) if value.strip() else ""
-    except yaml.YAMLError:
-        raise ConfigError(f"--set {spec!r}: cannot read value {value!r}") from None
-    return key.strip(), parsed
+    return key.strip(), parse_scalar(value, f"--set {key.strip()}") if value.strip() else ""
 
 
 def with_values(recipe: "Recipe", values: list[tuple[str, Any]]) -> "Recipe":
@@ -273,47 +269,6 @@ def parse_sweep_option(spec: str) -> tuple[str, list[Any]]:
     if not sep or not key.strip() or not values.strip():
         raise ConfigError(f"--sweep {spec!r}: expected KEY=V1,V2,... e.g. quality.incorrect_fraction=0,0.5,1")
     return key.strip(), [parse_scalar(raw.strip(), f"--sweep {key.strip()}") for raw in values.split(",")]
-
-
-def _line_of(root: Any, loc: tuple) -> Optional[int]:
-    """The 1-based line of the YAML node at `loc` (or of its deepest existing parent)."""
-    node, line = root, None
-    for part in loc:
-        if node is None:
-            break
-        line = node.start_mark.line + 1
-        if isinstance(node, yaml.MappingNode):
-            nxt = None
-            for k, v in node.value:
-                if k.value == part:
-                    nxt, line = v, k.start_mark.line + 1
-                    break
-            node = nxt
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
-            node = node.value[part]
-        else:
-            node = None
-    if node is not None:
-        line = node.start_mark.line + 1
-    return line
-
-
-def _format_errors(err: ValidationError, origin: str, root: Any = None) -> str:
-    lines = []
-    for e in err.errors():
-        loc = tuple(p for p in e["loc"])
-        path = ".".join(str(p) for p in loc) or "(recipe)"
-        msg = e["msg"]
-        if e["type"] == "extra_forbidden":
-            msg = "unknown key"
-        elif e["type"] == "missing":
-            msg = "required field missing"
-        # a missing field has no line of its own: point at its section (none for a top-level field)
-        at = loc[:-1] if e["type"] == "missing" else loc
-        line = _line_of(root, at) if root is not None and at else None
-        where = f"{origin}:{line}" if line else origin
-        lines.append(f"{where}: {path}: {msg}")
-    return "; ".join(lines)
 
 
 def validate_recipe(data: Any, origin: str = "recipe", root: Any = None) -> Recipe:

@@ -105,12 +105,13 @@ def lineage_for(cfg) -> dict:
             "base_model": model}
 
 
-def _weights_present(folder: Path) -> bool:
+def weights_present(folder: Path) -> bool:
+    """Every weight file an HF folder needs is there (all shards of a sharded index; .bin for older exports)."""
     index = folder / "model.safetensors.index.json"
     if index.is_file():
         shards = set(json.loads(index.read_text())["weight_map"].values())
         return all((folder / s).is_file() for s in shards)
-    return (folder / "model.safetensors").is_file()
+    return (folder / "model.safetensors").is_file() or (folder / "pytorch_model.bin").is_file()
 
 
 def checkpoint_info(folder: str | Path) -> dict | None:
@@ -118,7 +119,7 @@ def checkpoint_info(folder: str | Path) -> dict | None:
     folder = Path(folder)
     marker = folder / MARKER
     try:
-        if not (marker.is_file() and (folder / "config.json").is_file() and _weights_present(folder)):
+        if not (marker.is_file() and (folder / "config.json").is_file() and weights_present(folder)):
             return None
         info = json.loads(marker.read_text(encoding="utf-8"))
     except (OSError, ValueError, KeyError):  # a damaged index or marker: not a usable checkpoint
