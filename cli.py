@@ -227,7 +227,11 @@ def verify(
             elapsed = time.monotonic() - started
             bar.update(task, advance=n, name=name, rate=f"{done / elapsed:.1f}" if elapsed > 0 else "-")
 
+        def plan(n: int, name: str) -> None:  # each verifier adds its share to the total as it starts
+            bar.update(task, total=(bar.tasks[0].total or 0) + n, name=name)
+
         rep = label_store(st, verifier=verifier, workers=workers, relabel=relabel, where=where, batch_size=batch_size,
+                          planned=plan,
                           progress=tick, self_test_every=self_test_every)
     _warn(st)
     data = rep.to_dict()

@@ -109,9 +109,10 @@ def label_store(
     progress: Callable[[int, str], None] | None = None,
     grace_s: float = 1.0,
     self_test_every: int = 1,
+    planned: Callable[[int, str], None] | None = None,
 ) -> LabelReport:
     """Label every sample missing a verdict; returns counts. `progress(n_done_in_step, verifier)` is called
-    as verdicts complete. Raises InputError for an unknown verifier or a bad predicate, CurateError when a
+    as verdicts complete, `planned(n, verifier)` once per verifier with how many samples it will judge. Raises InputError for an unknown verifier or a bad predicate, CurateError when a
     verifier fails its self-test (nothing judged since its last passing self-test is written)."""
     if workers < 1:
         raise InputError("--workers must be at least 1")
@@ -139,7 +140,9 @@ def label_store(
                 _self_test(pool, name, options, report)
             for name, pred in steps:
                 stretch: list[Verdict] = []
-                batches = store.unlabeled(name, versions[name], where=pred, relabel=relabel, batch_size=batch_size)
+                on_plan = (lambda n, name=name: planned(n, name)) if planned else None
+                batches = store.unlabeled(name, versions[name], where=pred, relabel=relabel, batch_size=batch_size,
+                                          on_plan=on_plan)
                 for n, batch in enumerate(batches, 1):
                     tasks = [(sid, name, options or {}, problem, text) for problem, sid, text in batch]
                     for sid, verdict in pool.run(tasks):

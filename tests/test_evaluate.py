@@ -111,14 +111,14 @@ def test_killed_eval_resumes_to_the_same_table(trained, tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "cli", *args, "--store", str(killed)], cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and len(list((killed / "shards").glob("*.parquet"))) < 2 and proc.poll() is None:
+    while time.monotonic() < deadline and len(list((killed / "shards").glob("[!.]*.parquet"))) < 2 and proc.poll() is None:
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not _evals(killed), "a killed eval must not have written a score"
     r = run_cli(*args, "--store", str(killed), "--json", env=ENV, timeout=300)
     assert r.returncode == 0, r.stderr
-    assert json.loads(r.stdout)["generated"] <= 8  # what was flushed before the kill was kept
+    assert json.loads(r.stdout)["generated"] < 10  # what was flushed before the kill was kept
 
     def comparable(rows):
         return sorted((x["benchmark"], x["metric"], x["value"], x["n_samples"], x["complete"]) for x in rows)
@@ -179,3 +179,18 @@ def test_endpoint_that_does_not_answer(tmp_path):
                 "--store", str(tmp_path / "s"), "-o", "max_retries=0", "--no-progress", timeout=120)
     _one_line_error(r, f"127.0.0.1:{port}")
     assert not _evals(tmp_path / "s", "true")
+
+
+def test_jobs_evaluate_checkpoints_side_by_side_with_the_same_rows(trained, tmp_path):
+    """--jobs 2: one `curate eval RUN --steps S` process per checkpoint; rows equal a sequential run's."""
+    args = ["eval", str(trained / "run"), "--suite", "smoke", "-b", "safety", "--set", "sampling.temperature=0", *FAST]
+    seq, par = tmp_path / "seq", tmp_path / "par"
+    assert run_cli(*args, "--store", str(seq), env=ENV, timeout=300).returncode == 0
+    r = run_cli(*args, "--store", str(par), "--jobs", "2", env=ENV, timeout=300)
+    assert r.returncode == 0, r.stderr
+
+    def comparable(rows):
+        return sorted((x["step"], x["benchmark"], x["metric"], x["value"], x["settings_hash"], x["run_id"]) for x in rows)
+
+    assert comparable(_evals(par, "true")) == comparable(_evals(seq, "true"))
+    assert {x["step"] for x in _evals(par)} == {1, 2}

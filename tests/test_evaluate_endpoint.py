@@ -18,9 +18,9 @@ def _judge(prompt: str, body: dict) -> tuple[str, str]:
 def test_endpoint_target_with_a_harm_judge(tmp_path):
     store = tmp_path / "store"
     with TestServer() as model, TestServer(ServerState(respond=_judge)) as judge:
-        args = ["eval", model.base_url, "--model", "served-model", "--suite", "smoke", "-b", "safety", "--store", str(store),
-                "--judge", judge.base_url, "--judge-model", "judge", "--no-progress", "--workers", "1"]
-        r = run_cli(*args, timeout=300)
+        base = ["eval", model.base_url, "--model", "served-model", "--suite", "smoke", "-b", "safety", "--store", str(store),
+                "--no-progress", "--workers", "1"]
+        r = run_cli(*base, "--judge", judge.base_url, "--judge-model", "judge", timeout=300)
         assert r.returncode == 0, r.stderr
         rows = read_evals(TraceStore(store), "kind = 'score'")
         assert [(x["run"], x["benchmark"], x["metric"]) for x in rows] == [("served-model", "safety", "asr")]
@@ -28,7 +28,7 @@ def test_endpoint_target_with_a_harm_judge(tmp_path):
         verdicts = TraceStore(store).query("SELECT verifier, score FROM verdicts ORDER BY score").to_pylist()
         assert [(v["verifier"], v["score"]) for v in verdicts] == [("harm_judge", 1.0), ("harm_judge", 1.0), ("harm_judge", 5.0)]
         # the offline rule-based judge is a different setting: its rows sit beside the LLM judge's
-        r = run_cli(*args[:-6], "--no-progress", "--workers", "1", timeout=300)
+        r = run_cli(*base, timeout=300)
         assert r.returncode == 0, r.stderr
         assert len({x["settings_hash"] for x in read_evals(TraceStore(store), "kind = 'score'")}) == 2
 

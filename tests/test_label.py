@@ -279,3 +279,16 @@ def test_an_unusable_sandbox_stops_before_labeling_with_one_line(tmp_path):
         assert out.returncode == 1 and len(errors) == 1, out.stderr
         assert "verifier 'code' failed its self-test" in errors[0] and says in errors[0]
         assert _verdicts(st) == []
+
+
+def test_each_verifier_announces_how_many_samples_it_will_judge(tmp_path):
+    """The progress total `curate verify` shows: the planned count per verifier, before judging starts."""
+    st = _fill(tmp_path / "store")
+    planned: dict[str, int] = {}
+    done: dict[str, int] = {}
+    rep = label_store(st, workers=1, batch_size=4, planned=lambda n, name: planned.__setitem__(name, n),
+                      progress=lambda n, name: done.__setitem__(name, done.get(name, 0) + n))
+    assert planned == {"countdown": 12, "math": 1} == done and rep.labeled == 13
+    planned.clear()
+    label_store(st, workers=1, planned=lambda n, name: planned.__setitem__(name, n))
+    assert planned == {"countdown": 0, "math": 0}

@@ -17,6 +17,8 @@ with a killed worker.
 """
 from __future__ import annotations
 
+import json
+
 import multiprocessing as mp
 import os
 import signal
@@ -48,8 +50,9 @@ class SelfTestFailed(RuntimeError):
                          f"got {verdict.status} ({reason})")
 
 
-def _options_key(options: dict | None) -> tuple:
-    return tuple(sorted((options or {}).items()))
+def _options_key(options: dict | None) -> str:
+    """A hashable key for verifier options, nested ones included (a judge's backend_options is a dict)."""
+    return json.dumps(options or {}, sort_keys=True, default=repr)
 
 
 def _worker_main(conn: Connection) -> None:

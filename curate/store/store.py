@@ -18,7 +18,7 @@ import shutil
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import duckdb
 import pyarrow as pa
@@ -359,7 +359,8 @@ class TraceStore:
             return {r[0] for r in con.execute("SELECT s.id FROM sample_rows s SEMI JOIN wanted USING (id)").fetchall()}
 
     def unlabeled(self, verifier: str, version: str, where: str | None = None, relabel: bool = False,
-                  batch_size: int = 1000) -> Iterator[list[tuple[Problem, str, str]]]:
+                  batch_size: int = 1000, on_plan: Callable[[int], None] | None = None,
+                  ) -> Iterator[list[tuple[Problem, str, str]]]:
         """Batches of (problem, sample_id, text) without a verdict from this verifier version.
 
         `where` is a predicate over the `traces` view. Batches follow shard order so each shard is read once,
@@ -383,6 +384,8 @@ class TraceStore:
                 con.register("pids", pa.table({"id": pa.array(pids, pa.string())}))
                 for r in con.sql("SELECT p.* FROM problems p SEMI JOIN pids USING (id)").to_arrow_table().to_pylist():
                     probs[r["id"]] = _problem(r)
+        if on_plan is not None:  # how many samples this call will yield, for a progress total
+            on_plan(len(todo))
         by_shard: dict[str, list[tuple[str, str]]] = {}
         for sid, pid, shard in todo:
             by_shard.setdefault(shard, []).append((sid, pid))
