@@ -17,6 +17,7 @@ Test: tests/test_doctor.py.
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -141,7 +142,7 @@ def _check_files(store, rep: CheckReport, registered: dict[str, int] | None) -> 
     qdir = store.path / "quarantine"
     if qdir.exists() and any(qdir.iterdir()):
         rep.notes.append(f"{sum(1 for _ in qdir.iterdir())} files set aside in {qdir} because they could not be read")
-    if not getattr(store, "records_dir", store.path / "records").exists():
+    if not store.records_dir.exists():
         rep.notes.append("no problem/verdict records: a rebuild could recover samples and features only")
 
 
@@ -161,48 +162,46 @@ class RebuildReport:
 
 def rebuild(store) -> RebuildReport:
     """A new catalog from the records and shards; the old one is kept as catalog.duckdb.damaged-<time>."""
-    from curate.store.connection import connect
+    from curate.store.connection import lock_timeout
+    from curate.store.locking import store_lock
     from curate.store.store import TraceStore
 
     t0 = time.monotonic()
     if not store.path.is_dir():
         raise StoreError(f"no store at {store.path}")
-    if store.exists:  # refuse while another process works on the store (a damaged file may not even open)
-        try:
-            connect(store.db_path, read_only=False).close()
-        except StoreError as e:
-            if type(e) is not StoreError:
-                raise
-    work = store.path / ".rebuild"
-    if work.exists():
-        for p in sorted(work.rglob("*"), reverse=True):
-            p.unlink() if p.is_file() else p.rmdir()
-    work.mkdir()
-    fresh = TraceStore(work)
-    fresh.shard_dir = store.shard_dir  # read the real shards in place; nothing is copied
-    fresh.records_dir = store.records_dir
-    fresh.replaying = True
     rep = RebuildReport(catalog=str(store.db_path))
-    for kind, path in store.record_files():
-        import pyarrow.parquet as pq_
-
-        table = pq_.read_table(path)
-        if kind == "problems":
-            rep.problems += fresh.add_problem_table(table)
-        else:
-            rep.verdicts += fresh.add_verdict_table(table.drop_columns(["replace"]), replace=bool(table.column("replace")[0].as_py()) if table.num_rows else False)
-    rep.samples = fresh.commit_pending()
-    rep.shards = fresh.counts()["shards"]
-    if store.exists:
-        kept = store.path / f"{store.db_path.name}.damaged-{time.strftime('%Y%m%dT%H%M%S')}"
-        os.replace(store.db_path, kept)
-        wal = Path(str(store.db_path) + ".wal")
-        if wal.exists():
-            os.replace(wal, Path(str(kept) + ".wal"))
-        rep.kept_as = str(kept)
-    os.replace(fresh.db_path, store.db_path)
-    for p in work.iterdir():
-        p.unlink()
-    work.rmdir()
+    with store_lock(store.path, exclusive=True, timeout=lock_timeout()):  # no writer while we swap catalogs
+        work = store.path / ".rebuild"
+        shutil.rmtree(work, ignore_errors=True)
+        fresh = TraceStore(work)
+        fresh.shard_dir = store.shard_dir  # the real shards, read in place: nothing is copied or deleted
+        fresh.path.mkdir()
+        fresh.keep_records = False
+        fresh.unlink_empty_shards = False
+        fresh.init()
+        for kind, path in store.record_files():
+            table = pq.read_table(path)
+            if kind == "problems":
+                rep.problems += fresh.add_problem_table(table)
+            else:
+                rep.verdicts += fresh.add_verdict_table(table, replace=path.stem.endswith("-replace"))
+        rep.samples = fresh.commit_pending()
+        rep.shards = fresh.counts()["shards"]
+        store.warnings += fresh.warnings
+        if store.exists:
+            kept = store.path / f"{store.db_path.name}.damaged-{time.strftime('%Y%m%dT%H%M%S')}"
+            os.replace(store.db_path, kept)
+            wal = Path(str(store.db_path) + ".wal")
+            if wal.exists():
+                os.replace(wal, Path(str(kept) + ".wal"))
+            rep.kept_as = str(kept)
+        os.replace(fresh.db_path, store.db_path)
+        shutil.rmtree(work, ignore_errors=True)
     rep.seconds = round(time.monotonic() - t0, 3)
     return rep
+
+
+def doctor(store, rebuild_catalog: bool = False) -> tuple[CheckReport, RebuildReport | None]:
+    """What `curate doctor` runs: an optional rebuild, then the check of the result."""
+    built = rebuild(store) if rebuild_catalog else None
+    return check(store), built

@@ -76,7 +76,8 @@ class TraceStore:
         self.db_path = self.path / CATALOG
         self.shard_dir = self.path / SHARDS
         self.records_dir = self.path / RECORDS
-        self.keep_records = True  # off only while `curate doctor --rebuild` replays the records
+        self.keep_records = True  # both off only while `curate doctor --rebuild` replays records and shards
+        self.unlink_empty_shards = True
         self.warnings: list[str] = []
 
     # ------------------------------------------------------------------ connections
@@ -357,7 +358,7 @@ class TraceStore:
 
         per_shard = self._transaction(con, body)
         for p in paths:  # every row was already stored: the registered name is enough to skip it next time
-            if per_shard.get(p.stem, 0) == 0:
+            if self.unlink_empty_shards and per_shard.get(p.stem, 0) == 0:
                 p.unlink(missing_ok=True)
         return int(sum(per_shard.values()))
 
