@@ -182,11 +182,12 @@ def rebuild(store) -> RebuildReport:
         for kind, path in store.record_files():
             table = pq.read_table(path)
             if kind == "problems":
-                rep.problems += fresh.add_problem_table(table)
+                fresh.add_problem_table(table)
             else:
-                rep.verdicts += fresh.add_verdict_table(table, replace=path.stem.endswith("-replace"))
-        rep.samples = fresh.commit_pending()
-        rep.shards = fresh.counts()["shards"]
+                fresh.add_verdict_table(table, replace=path.stem.endswith("-replace"))
+        fresh.commit_pending()
+        counts = fresh.counts()
+        rep.problems, rep.samples, rep.verdicts, rep.shards = (counts[k] for k in ("problems", "samples", "verdicts", "shards"))
         store.warnings += fresh.warnings
         if store.exists:
             kept = store.path / f"{store.db_path.name}.damaged-{time.strftime('%Y%m%dT%H%M%S')}"
