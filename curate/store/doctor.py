@@ -67,10 +67,19 @@ class CheckReport:
 
 def check(store) -> CheckReport:
     """Every integrity problem of `store`, one line each (see the module docstring)."""
-    from curate.store.connection import connect
+    from curate.store.connection import lock_timeout
+    from curate.store.locking import store_lock
 
     rep = CheckReport()
     store._require()
+    with store_lock(store.path, exclusive=False, timeout=lock_timeout()):  # no writer changes it under us
+        _check(store, rep)
+    return rep
+
+
+def _check(store, rep: CheckReport) -> None:
+    from curate.store.connection import connect
+
     try:
         con = connect(store.db_path, read_only=True)
     except StoreError as e:
@@ -78,7 +87,7 @@ def check(store) -> CheckReport:
             raise
         rep.problems.append(f"catalog {store.db_path}: cannot be opened ({e.message}); `curate doctor --rebuild` rebuilds it")
         _check_files(store, rep, registered=None)
-        return rep
+        return
     try:
         tables = {r[0] for r in con.execute(
             "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database()").fetchall()}
@@ -104,7 +113,6 @@ def check(store) -> CheckReport:
     finally:
         con.close()
     _check_files(store, rep, registered)
-    return rep
 
 
 def _check_shard_contents(store, con, registered: dict[str, int], rep: CheckReport) -> None:
