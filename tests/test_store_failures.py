@@ -154,3 +154,18 @@ def test_read_only_store_fails_fast_for_generate_import_and_verify(tmp_path, cli
         assert cli("sql", "SELECT count(*) AS n FROM samples", "--store", str(ro)).returncode == 0  # reading still works
         assert not (ro / "quarantine").exists()
     assert contents(store) == before
+
+
+def test_pending_shard_on_a_read_only_store_is_not_quarantined(tmp_path):
+    from curate.errors import StoreError
+    from tests.store_workers import samples_for
+
+    store = tmp_path / "s"
+    st = TraceStore(store).init()
+    shard = st.write_shard(samples_for(0, 0, 20))[0]
+    with read_only(store, tmp_path) as ro:
+        with pytest.raises(StoreError, match=r"cannot write to the store .*(Read-only file system|Permission denied)"):
+            TraceStore(ro).commit_pending()
+        assert not (ro / "quarantine").exists()
+    assert shard.exists()
+    assert st.commit_pending() == 20

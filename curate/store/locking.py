@@ -31,10 +31,13 @@ def store_lock(store_dir: Path, *, exclusive: bool, timeout: float) -> Iterator[
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
     except OSError as e:
-        if not exclusive and e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
-            yield  # read-only media or someone else's store: nobody can write it while we read
+        if exclusive or e.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
+            raise StoreError(f"cannot write to the store {store_dir}: {e.strerror} ({path})") from None
+        try:  # a shared lock needs only read access (someone else's store)
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            yield  # read-only media without a lock file: nobody can write it while we read
             return
-        raise StoreError(f"cannot write to the store {store_dir}: {e.strerror} ({path})") from None
     try:
         deadline = time.monotonic() + timeout
         delay = 0.005
