@@ -166,7 +166,8 @@ def import_(
     if json_:
         out_console.print_json(json.dumps(rep.to_dict()))
         return
-    out_console.print(f"{rep.rows} rows -> {rep.problems} new problems, {rep.samples} new samples, {rep.verdicts} new labels")
+    resumed = f" (resumed after {rep.resumed_after} rows committed earlier)" if rep.resumed_after else ""
+    out_console.print(f"{rep.rows} rows -> {rep.problems} new problems, {rep.samples} new samples, {rep.verdicts} new labels{resumed}")
     for s in rep.skipped[:10]:
         err_console.print(f"[yellow]skipped:[/] {s}")
     if len(rep.skipped) > 10:

@@ -184,7 +184,7 @@ def _row_to_records(row: dict, cols: dict, preset: Preset, source: str, domain: 
     return Problem(source=source, domain=domain, prompt=prompt, reference=reference, metadata=meta, split=split), responses
 
 
-def _stored_before_error(rows, flush: Callable[[], None]):
+def _stored_before_error(rows, flush: Callable[[], int]):
     """The source's rows; a malformed one still stops the import, after what came before it is committed."""
     it = iter(rows)
     while True:
@@ -193,8 +193,8 @@ def _stored_before_error(rows, flush: Callable[[], None]):
         except StopIteration:
             return
         except InputError as e:
-            flush()
-            e.message += "; rows before it are stored and will be skipped when you rerun"
+            if flush():
+                e.message += "; rows before it are stored and will be skipped when you rerun"
             raise
         yield item
 
@@ -223,7 +223,8 @@ def import_dataset(store: TraceStore, source: str, *, preset: str = "generic", m
     labels: list[Verdict] = []
     checked_columns = False
 
-    def flush() -> None:
+    def flush() -> int:
+        """Commit the buffered rows and then their progress mark; returns the input rows committed so far."""
         if problems:
             report.problems += store.add_problems(problems.values())
         if samples:
@@ -238,6 +239,7 @@ def import_dataset(store: TraceStore, source: str, *, preset: str = "generic", m
             position["recorded"] = position["rows"]
         if progress:
             progress(report)
+        return position["recorded"]
 
     rows = iter_rows(source, hf_split, start_row=done_rows, start_offset=done_offset,
                      on_bad=report.skipped.append if skip_bad else None)
