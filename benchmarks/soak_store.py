@@ -192,7 +192,10 @@ def main() -> None:
     try:
         template = make_template(base / "template", args.problems)
         for i in range(args.runs):
-            r = run_once(template, base, args.seconds, not args.no_kill, rng, refs)
+            try:
+                r = run_once(template, base, args.seconds, not args.no_kill, rng, refs)
+            except KeyboardInterrupt:  # Ctrl-C: stop and print what ran so far
+                break
             totals["runs"] += 1
             totals["kills"] += r.kills
             totals["commands"] += r.commands
