@@ -113,6 +113,36 @@ def stats(store: StoreOpt = DEFAULT_STORE, json_: JsonOpt = False) -> None:
 
 
 @app.command()
+def doctor(
+    store: StoreOpt = DEFAULT_STORE,
+    rebuild: Annotated[bool, typer.Option("--rebuild", help="Rebuild the catalog from the shards and records first (the old one is kept).")] = False,
+    json_: JsonOpt = False,
+) -> None:
+    """Check the store's integrity: every table, every shard, one line per problem (exit 1 if any)."""
+    import json
+
+    from curate.errors import StoreError
+    from curate.store.doctor import doctor as run_doctor
+
+    rep, built = run_doctor(_store(store), rebuild_catalog=rebuild)
+    if json_:
+        print(json.dumps({**rep.to_dict(), "rebuild": built.to_dict() if built else None}))
+    else:
+        if built:
+            out_console.print(f"rebuilt {built.catalog}: {built.problems} problems, {built.samples} samples, "
+                              f"{built.verdicts} verdicts from {built.shards} shards; old catalog kept as {built.kept_as}")
+        for line in rep.problems:
+            out_console.print(f"[red]problem:[/] {line}")
+        for line in rep.notes:
+            out_console.print(f"[dim]note: {line}[/]")
+        if rep.ok:
+            out_console.print(f"ok: {', '.join(f'{k} {v}' for k, v in rep.counts.items())}")
+    if not rep.ok:
+        raise StoreError(f"store {store} has {len(rep.problems)} integrity problems",
+                         hint="`curate doctor --rebuild` rebuilds the catalog from the shards and records")
+
+
+@app.command()
 def schema(
     json_: JsonOpt = False,
     markdown: Annotated[bool, typer.Option("--markdown", help="Print the README's schema table.")] = False,
@@ -159,7 +189,8 @@ def import_(
     if json_:
         out_console.print_json(json.dumps(rep.to_dict()))
         return
-    out_console.print(f"{rep.rows} rows -> {rep.problems} new problems, {rep.samples} new samples, {rep.verdicts} new labels")
+    resumed = f" (resumed after {rep.resumed_after} rows committed earlier)" if rep.resumed_after else ""
+    out_console.print(f"{rep.rows} rows -> {rep.problems} new problems, {rep.samples} new samples, {rep.verdicts} new labels{resumed}")
     for s in rep.skipped[:10]:
         err_console.print(f"[yellow]skipped:[/] {escape(str(s))}")
     if len(rep.skipped) > 10:

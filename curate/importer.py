@@ -8,9 +8,12 @@ Presets map the formats people actually have onto curate's fields; `--map field=
 - sharegpt : `conversations` [{from|role, value|content}]: first human turn -> prompt, gpt turns -> samples
 - numina   : NuminaMath: `problem`, `solution`, `answer`; problems only (the short human solution is kept in
              metadata["solution"] for the `reference_solution` recipe knob)
-Ids are content hashes, so importing the same file twice stores nothing new, and an interrupted import
-resumes: chunks already committed are skipped. A bad row stops the import with its row number and field
-(earlier chunks stay stored and are skipped on the rerun), or is skipped and listed with `skip_bad`.
+Ids are content hashes, so importing the same file twice stores nothing new. An interrupted import resumes
+where its last committed chunk ended: the store records, per source fingerprint (path, size, mtime and the
+import's options), how many rows are committed (and, for JSONL, the byte offset after them), so a rerun
+seeks past them instead of re-reading and rewriting them. A changed file has a new fingerprint and is read
+in full. A bad row (or a malformed JSONL line) stops the import with its row number and field (earlier
+chunks stay stored and are skipped on the rerun), or is skipped and listed with `skip_bad`.
 """
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ from typing import Any, Callable, Iterable
 
 from curate.errors import InputError
 from curate.records import Problem, Sample, Verdict, content_hash
-from curate.sources import read_rows
+from curate.sources import fingerprint, iter_rows
 from curate.store import TraceStore
 
 STUDY_SUFFIX = "\nPlease reason step by step, and put your final answer within \\boxed{}."
@@ -60,6 +63,7 @@ class ImportReport:
     problems: int = 0
     samples: int = 0
     verdicts: int = 0
+    resumed_after: int = 0  # input rows committed by an earlier, interrupted run of this import (not re-read)
     skipped: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
@@ -180,6 +184,21 @@ def _row_to_records(row: dict, cols: dict, preset: Preset, source: str, domain: 
     return Problem(source=source, domain=domain, prompt=prompt, reference=reference, metadata=meta, split=split), responses
 
 
+def _stored_before_error(rows, flush: Callable[[], int]):
+    """The source's rows; a malformed one still stops the import, after what came before it is committed."""
+    it = iter(rows)
+    while True:
+        try:
+            item = next(it)
+        except StopIteration:
+            return
+        except InputError as e:
+            if flush():
+                e.message += "; rows before it are stored and will be skipped when you rerun"
+            raise
+        yield item
+
+
 def import_dataset(store: TraceStore, source: str, *, preset: str = "generic", mapping: dict[str, str] | None = None,
                    source_name: str | None = None, domain: str | None = None, split: str = "train",
                    model: str | None = None, hf_split: str = "train", skip_bad: bool = False, chunk_rows: int = 5000,
@@ -194,14 +213,18 @@ def import_dataset(store: TraceStore, source: str, *, preset: str = "generic", m
     dom = domain or p.domain
     mdl = model or p.model
     run_id = "import-" + content_hash(source, preset, cols)[:12]
-    report = ImportReport()
-    seen_per_problem: dict[str, int] = {}
+    store.check_writable()
+    source_key = content_hash(fingerprint(source, hf_split), preset, cols, name, dom, split, mdl)
+    done_rows, done_offset, seen_per_problem = store.import_progress(source_key)
+    report = ImportReport(resumed_after=done_rows)
+    position = {"rows": done_rows, "offset": done_offset, "recorded": done_rows}
     problems: dict[str, Problem] = {}
     samples: list[Sample] = []
     labels: list[Verdict] = []
     checked_columns = False
 
-    def flush() -> None:
+    def flush() -> int:
+        """Commit the buffered rows and then their progress mark; returns the input rows committed so far."""
         if problems:
             report.problems += store.add_problems(problems.values())
         if samples:
@@ -211,10 +234,16 @@ def import_dataset(store: TraceStore, source: str, *, preset: str = "generic", m
         problems.clear()
         samples.clear()
         labels.clear()
+        if position["rows"] > position["recorded"]:  # only after the rows' data is committed
+            store.record_import_progress(source_key, run_id, position["rows"], position["offset"])
+            position["recorded"] = position["rows"]
         if progress:
             progress(report)
+        return position["recorded"]
 
-    for n, row in read_rows(source, hf_split):
+    rows = iter_rows(source, hf_split, start_row=done_rows, start_offset=done_offset,
+                     on_bad=report.skipped.append if skip_bad else None)
+    for n, row, offset in _stored_before_error(rows, flush):
         if not checked_columns:  # a mapping naming a column that does not exist is an error, not a bad row
             checked_columns = True
             for fld, col in (mapping or {}).items():
@@ -228,9 +257,10 @@ def import_dataset(store: TraceStore, source: str, *, preset: str = "generic", m
             msg = f"{source}: row {n}: {where}: {e.why}"
             if not skip_bad:
                 flush()
-                stored = f"; rows before {n} are stored and will be skipped when you rerun" if report.rows > 1 else ""
+                stored = f"; rows before {n} are stored and will be skipped when you rerun" if n > 1 else ""
                 raise InputError(msg + stored, hint="fix the row, or pass --skip-bad to skip such rows") from None
             report.skipped.append(msg)
+            position.update(rows=n, offset=offset)
             continue
         problems.setdefault(prob.id, prob)
         for r in responses:
@@ -244,9 +274,10 @@ def import_dataset(store: TraceStore, source: str, *, preset: str = "generic", m
                 labels.append(Verdict(status="correct" if r["correct"] else "incorrect", verifier=p.verifier or f"import:{preset}",
                                       version=preset, score=1.0 if r["correct"] else 0.0, reason="label shipped with the dataset",
                                       sample_id=s.id))
+        position.update(rows=n, offset=offset)
         if len(samples) >= chunk_rows or len(problems) >= chunk_rows:
             flush()
     flush()
-    if report.rows == 0:
+    if report.rows == 0 and done_rows == 0:
         raise InputError(f"{source}: no rows to import")
     return report

@@ -122,6 +122,7 @@ def label_store(
         raise InputError("--self-test-every must be at least 1")
     if not store.exists:
         raise StoreError(f"no store at {store.path}", hint="create one with `curate import` or `curate tasks add`")
+    store.check_writable()  # verdicts must be storable before any verifier runs
     t0 = time.monotonic()
     report = LabelReport()
     try:

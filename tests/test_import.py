@@ -122,3 +122,69 @@ def test_truncated_parquet_input_is_named(store_path, tmp_path):
     path.write_bytes(path.read_bytes()[:200])
     with pytest.raises(InputError, match="half.parquet: not a readable Parquet file"):
         import_dataset(TraceStore(store_path), str(path))
+
+
+def _big_jsonl(path: Path, n: int) -> Path:
+    with open(path, "w") as f:
+        for i in range(n):  # every third row repeats a problem, so sample indices cross chunk boundaries
+            f.write(json.dumps({"prompt": f"What is {i % (n // 3 + 1)} + 1?", "response": [f"r{i}a", f"r{i}b"],
+                                "answer": str(i)}) + "\n")
+    return path
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_interrupted_import_resumes_after_committed_chunks(tmp_path):
+    src = _big_jsonl(tmp_path / "big.jsonl", 90)
+    clean = TraceStore(tmp_path / "clean")
+    import_dataset(clean, str(src), chunk_rows=20)
+    st = TraceStore(tmp_path / "store")
+    flushes = []
+
+    def stop_after_two(rep):
+        flushes.append(rep.rows)
+        if len(flushes) == 2:
+            raise _Stop  # as if killed right after the second chunk committed
+
+    with pytest.raises(_Stop):
+        import_dataset(st, str(src), chunk_rows=20, progress=stop_after_two)
+    committed = flushes[-1]
+    rep = import_dataset(st, str(src), chunk_rows=20)
+    assert rep.resumed_after == committed and rep.rows == 90 - committed  # committed rows are not read again
+    q = "SELECT id, problem_id, sample_index, text FROM traces ORDER BY id"
+    assert rows(st, q) == rows(clean, q)
+    again = import_dataset(st, str(src), chunk_rows=20)
+    assert (again.rows, again.samples, again.resumed_after) == (0, 0, 90)
+
+
+def test_changed_source_is_read_in_full(tmp_path):
+    src = _big_jsonl(tmp_path / "data.jsonl", 30)
+    st = TraceStore(tmp_path / "store")
+    import_dataset(st, str(src), chunk_rows=10)
+    with open(src, "a") as f:
+        f.write(json.dumps({"prompt": "A new question?", "response": "yes", "answer": "1"}) + "\n")
+    rep = import_dataset(st, str(src), chunk_rows=10)
+    assert (rep.resumed_after, rep.rows, rep.samples) == (0, 31, 1)
+
+
+def test_skip_bad_skips_malformed_json_lines(tmp_path):
+    src = tmp_path / "bad.jsonl"
+    src.write_text('{"prompt": "Q1?", "response": "a", "answer": "1"}\n{"prompt": "Q2?", "resp\n'
+                   '[1, 2]\n{"prompt": "Q3?", "response": "c", "answer": "3"}\n')
+    st = TraceStore(tmp_path / "store")
+    with pytest.raises(InputError, match=r"bad.jsonl:2: malformed JSON.*rows before it are stored"):
+        import_dataset(st, str(src))
+    assert st.counts()["samples"] == 1
+    rep = import_dataset(st, str(src), skip_bad=True)
+    assert rep.samples == 1 and st.counts()["samples"] == 2
+    assert [s.split(": ", 1)[0].rsplit("/", 1)[-1] for s in rep.skipped] == ["bad.jsonl:2", "bad.jsonl:3"]
+
+
+def test_cli_skip_bad_malformed_json_exits_zero(tmp_path, cli):
+    src = tmp_path / "bad.jsonl"
+    src.write_text('{"prompt": "Q1?", "response": "a"}\n{oops\n{"prompt": "Q3?", "response": "c"}\n')
+    r = cli("import", str(src), "--store", str(tmp_path / "s"), "--skip-bad")
+    assert r.returncode == 0, r.stderr
+    assert "bad.jsonl:2: malformed JSON" in r.stderr and "2 new samples" in r.stdout

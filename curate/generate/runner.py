@@ -17,7 +17,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Callable
 
-from curate.errors import BackendError, CurateError, InputError
+from curate.errors import BackendError, CurateError, InputError, StoreError
 from curate.generate.base import Backend, Completion, Request, SamplingParams
 from curate.generate.prompting import DEFAULT_TEMPLATE, build_messages
 from curate.records import Problem, Sample
@@ -182,6 +182,8 @@ def run(store, backend: Backend, where: str | None = None, cfg: RunConfig | None
     """Generate every missing sample for the selected problems into the store; see the module docstring."""
     cfg = cfg or RunConfig()
     t0 = time.perf_counter()
+    if not dry_run:
+        store.check_writable()  # a full disk or read-only store fails now, not after hours of generating
     if not dry_run and store.pending_shards():
         store.commit_pending()  # shards a killed run left behind count as done before we plan
     requests, report = plan(store, where, backend, cfg, params)
@@ -223,6 +225,8 @@ def run(store, backend: Backend, where: str | None = None, cfg: RunConfig | None
             if now - last_commit >= cfg.commit_s:
                 report.committed += store.commit_pending()
                 last_commit = time.perf_counter()
+    except StoreError:
+        raise  # the store cannot take writes: flushing or committing again would only fail again
     except CurateError as e:
         flush()
         report.committed += store.commit_pending()

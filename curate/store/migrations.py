@@ -51,6 +51,16 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
+    (
+        # How far each import has committed, so a rerun resumes after it instead of re-reading from row 0.
+        "0003_import_progress",
+        """
+        CREATE TABLE import_progress (
+            source_key VARCHAR NOT NULL, run_id VARCHAR NOT NULL, rows BIGINT NOT NULL, byte_offset BIGINT,
+            committed_at TIMESTAMP NOT NULL
+        );
+        """,
+    ),
 ]
 
 KNOWN = {name for name, _ in MIGRATIONS}

@@ -7,6 +7,14 @@ works and closes it, so other processes (`curate sql` during a long generation) 
 Writes are idempotent: ids are content hashes and every insert is an anti-join against what is stored.
 Committing a shard is one transaction (insert rows + register the shard), so a kill at any point leaves
 the shard either fully committed or still pending; the next commit picks it up without duplicates.
+
+One writer or many readers at a time: every connection holds the store lock (locking.py) from before DuckDB
+opens the catalog until after it has closed it, and a writer checkpoints before it lets go, so a reader never
+replays a WAL. A failure to write (disk full, read-only, permission denied) is a StoreError naming the path
+and cause; a shard is set aside in `quarantine/` only when reading it fails on its own.
+
+Problems and verdicts also leave write-ahead records (`records/<kind>/*.parquet`, written before their
+transaction, removed if it fails), so `curate doctor --rebuild` can rebuild a damaged catalog from files.
 """
 from __future__ import annotations
 
@@ -15,6 +23,8 @@ import hashlib
 import json
 import os
 import shutil
+import time
+import uuid
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -27,7 +37,8 @@ import pyarrow.parquet as pq
 from curate.errors import InputError, StoreError, StoreVersionError, first_line
 from curate.records import Problem, Sample, Verdict, canonical_json
 from curate.store import shards as shard_io
-from curate.store.connection import connect, connect_readonly, lock_down, run_query
+from curate.store.connection import connect, connect_readonly, lock_down, lock_timeout, run_query
+from curate.store.locking import store_lock
 from curate.store.migrations import KNOWN, MIGRATIONS
 from curate.store.sqlcheck import check_predicate, check_statement
 from curate.store.views import create_views
@@ -36,6 +47,8 @@ CATALOG = "catalog.duckdb"
 SHARD_ROWS = 131_072  # rows per shard file: bounded reader memory, and parallel writes for big batches
 SHARDS = "shards"
 QUARANTINE = "quarantine"
+RECORDS = "records"
+WRITE_HINT = "free space or fix the permissions, then rerun the same command; `curate doctor` checks the store"
 
 PROBLEM_SCHEMA = pa.schema(
     [("id", pa.string()), ("source", pa.string()), ("domain", pa.string()), ("prompt", pa.string()),
@@ -69,6 +82,9 @@ class TraceStore:
             raise StoreError(f"store path {self.path} is a file, not a directory", hint="pass a directory with --store")
         self.db_path = self.path / CATALOG
         self.shard_dir = self.path / SHARDS
+        self.records_dir = self.path / RECORDS
+        self.keep_records = True  # both off only while `curate doctor --rebuild` replays records and shards
+        self.unlink_empty_shards = True
         self.warnings: list[str] = []
 
     # ------------------------------------------------------------------ connections
@@ -80,15 +96,69 @@ class TraceStore:
         if not self.exists:
             raise StoreError(f"no store at {self.path}", hint="create one with `curate import`, `curate tasks add` or `curate demo`")
 
+    def write_error(self, e: BaseException, what: str | None = None) -> StoreError:
+        """One line naming the store (or file) and the cause of a failed write."""
+        cause = e.strerror if isinstance(e, OSError) and e.strerror else first_line(e)
+        where = what or (e.filename if isinstance(e, OSError) and e.filename else None)
+        return StoreError(f"cannot write to the store {self.path}: {cause}" + (f" ({where})" if where else ""),
+                          hint=WRITE_HINT)
+
+    def check_writable(self) -> None:
+        """Raise a one-line StoreError unless the store directory, its catalog and its shards can be written."""
+        for d in (self.path, self.shard_dir):
+            try:
+                d.mkdir(parents=True, exist_ok=True)
+                probe = d / f".tmp-probe-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+                with open(probe, "wb") as f:
+                    f.write(b"\0" * 4096)  # a real block, so a full disk shows here and not after generating
+                    f.flush()
+                    os.fsync(f.fileno())
+                probe.unlink()
+            except OSError as e:
+                raise self.write_error(e, str(d)) from None
+        for f in (self.db_path, Path(str(self.db_path) + ".wal")):
+            if f.exists() and not os.access(f, os.W_OK):
+                raise self.write_error(PermissionError(13, "Permission denied"), str(f))
+
     @contextlib.contextmanager
     def _write(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        self.path.mkdir(parents=True, exist_ok=True)
-        con = connect(self.db_path, read_only=False)
+        """The single writer: the store lock, a read-write connection, and a checkpoint before letting go."""
         try:
-            self._migrate(con)
-            yield con
-        finally:
-            con.close()
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise self.write_error(e, str(self.path)) from None
+        with store_lock(self.path, exclusive=True, timeout=lock_timeout()):
+            con = connect(self.db_path, read_only=False)
+            failed = True
+            try:
+                self._migrate(con)
+                yield con
+                con.execute("CHECKPOINT")  # the WAL never outlives its writer, so no reader replays one
+                failed = False
+            except duckdb.Error as e:
+                raise self.write_error(e) from None
+            finally:
+                try:
+                    con.close()
+                except duckdb.Error as e:
+                    if not failed:  # an error already on its way is the one that matters
+                        raise self.write_error(e) from None
+
+    @staticmethod
+    def _transaction(con, body):
+        """Run body() in one transaction. A failed COMMIT ends the transaction itself, so the ROLLBACK that
+        follows may fail too: the original error is the one raised."""
+        con.execute("BEGIN TRANSACTION")
+        try:
+            out = body()
+            con.execute("COMMIT")
+            return out
+        except BaseException:
+            try:
+                con.execute("ROLLBACK")
+            except duckdb.Error:
+                pass
+            raise
 
     @contextlib.contextmanager
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -97,24 +167,23 @@ class TraceStore:
         Every read, and so all user SQL, runs here: only the catalog and the committed shards are
         reachable, and no setting can change (see curate/store/connection.py)."""
         self._require()
-        con = connect_readonly(self.db_path)
-        try:
-            pending = self._pending_migrations(con)
-        except BaseException:
-            con.close()
-            raise
-        if pending:
-            con.close()
+        migrate = False
+        with store_lock(self.path, exclusive=False, timeout=lock_timeout()):  # held until DuckDB has closed
+            con = connect_readonly(self.db_path)
+            try:
+                migrate = bool(self._pending_migrations(con))
+                if not migrate:
+                    shards = self._readable_shards(con)
+                    lock_down(con, shards)
+                    create_views(con, shards)
+                    yield con
+            finally:
+                con.close()
+        if migrate:  # an older store: migrate under the write lock, then read
             with self._write():
                 pass
-            con = connect_readonly(self.db_path)
-        try:
-            shards = self._readable_shards(con)
-            lock_down(con, shards)
-            create_views(con, shards)
-            yield con
-        finally:
-            con.close()
+            with self.connect() as con:
+                yield con
 
     def _pending_migrations(self, con) -> list[str]:
         has = con.execute(
@@ -133,14 +202,7 @@ class TraceStore:
         con.execute("CREATE TABLE IF NOT EXISTS curate_migrations (name VARCHAR NOT NULL, applied_at TIMESTAMP NOT NULL)")
         for name in self._pending_migrations(con):
             sql = dict(MIGRATIONS)[name]
-            con.execute("BEGIN TRANSACTION")
-            try:
-                con.execute(sql)
-                con.execute("INSERT INTO curate_migrations VALUES (?, now())", [name])
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
+            self._transaction(con, lambda: (con.execute(sql), con.execute("INSERT INTO curate_migrations VALUES (?, now())", [name])))
 
     def _readable_shards(self, con) -> list[str]:
         out = []
@@ -174,15 +236,42 @@ class TraceStore:
         if table.num_rows == 0:
             with self._write():
                 return 0
-        with self._write() as con:
-            con.register("new_problems", table)
-            n = con.execute(
-                """INSERT INTO problem_rows
-                SELECT n.id, n.source, n.domain, n.prompt, n.reference::JSON, n.metadata::JSON, n.split, now()
-                FROM new_problems n ANTI JOIN problem_rows p ON p.id = n.id"""
-            ).fetchone()[0]
-            con.unregister("new_problems")
-            return int(n)
+        record = self._write_record("problems", table)
+        try:
+            with self._write() as con:
+                con.register("new_problems", table)
+                n = self._transaction(con, lambda: con.execute(
+                    """INSERT INTO problem_rows
+                    SELECT n.id, n.source, n.domain, n.prompt, n.reference::JSON, n.metadata::JSON, n.split, now()
+                    FROM new_problems n ANTI JOIN problem_rows p ON p.id = n.id"""
+                ).fetchone()[0])
+                con.unregister("new_problems")
+                return int(n)
+        except BaseException:
+            _discard(record)
+            raise
+
+    # ------------------------------------------------------------------ write-ahead records (for rebuilds)
+    def _write_record(self, kind: str, table: pa.Table, replace: bool = False) -> Path | None:
+        """Durable copy of a problem/verdict batch, written before its transaction (see the module docstring).
+
+        Names sort in write order (nanosecond clock, then a random part); `-replace` marks a relabel batch."""
+        if not self.keep_records or table.num_rows == 0:
+            return None
+        name = f"{time.time_ns():020d}-{uuid.uuid4().hex[:12]}" + ("-replace" if replace else "")
+        try:
+            return shard_io.write_atomic(table, self.records_dir / kind, name)
+        except OSError as e:
+            raise self.write_error(e) from None
+
+    def record_files(self) -> list[tuple[str, Path]]:
+        """(kind, path) of every record, problems first, each kind in write order."""
+        out = []
+        for kind in ("problems", "verdicts"):
+            d = self.records_dir / kind
+            if d.exists():
+                out += [(kind, p) for p in sorted(d.glob("*.parquet")) if not p.name.startswith(".tmp-")]
+        return out
 
     def write_shard(self, samples: Iterable[Sample] | pa.Table, prefix: str = "s") -> list[Path]:
         """Producer side: write samples (with features) as pending shards. No catalog lock is taken.
@@ -199,10 +288,13 @@ class TraceStore:
                 part = shard_io.with_features(part)  # its pyarrow kernels release the GIL too
             return shard_io.write_atomic(part, self.shard_dir, shard_io.new_shard_name(prefix))
 
-        if len(parts) == 1:
-            return [write(parts[0])]
-        with ThreadPoolExecutor(max_workers=min(len(parts), os.cpu_count() or 1)) as pool:
-            return list(pool.map(write, parts))
+        try:
+            if len(parts) == 1:
+                return [write(parts[0])]
+            with ThreadPoolExecutor(max_workers=min(len(parts), os.cpu_count() or 1)) as pool:
+                return list(pool.map(write, parts))
+        except OSError as e:  # disk full, read-only, permission denied: nothing of this batch is stored
+            raise self.write_error(e) from None
 
     def add_samples(self, samples: Iterable[Sample] | pa.Table) -> int:
         """Write one shard and commit it (and anything else pending). Returns newly stored samples."""
@@ -225,35 +317,29 @@ class TraceStore:
     def commit_pending(self) -> int:
         """The single writer: commit every pending shard in one short transaction. Returns new samples."""
         with self._write() as con:
-            total = self._commit_shards(con, self.pending_shards(con))
-            con.execute("CHECKPOINT")
-        return total
+            return self._commit_shards(con, self.pending_shards(con))
 
     def _commit_shards(self, con, paths: list[Path]) -> int:
         good = []
         for path in paths:
-            try:
-                if not shard_io.looks_complete(path):
-                    raise ValueError("truncated file")
-                pq.read_metadata(path)
+            err = _unreadable(path, footer_only=True)
+            if err is None:
                 good.append(path)
-            except Exception as e:  # a damaged pending shard must not block the others
-                self._quarantine(path, e)
+            else:
+                self._quarantine(path, err)
         if not good:
             return 0
         try:
             return self._commit_batch(con, good)
         except duckdb.Error:
-            if len(good) == 1:
+            # Blame a shard only when reading it on its own fails; otherwise this was a failure to write.
+            bad = {p: e for p in good if (e := _unreadable(p)) is not None}
+            if not bad:
                 raise
-        # Something in the batch is unreadable past its footer: commit one by one to find and set it aside.
-        total = 0
-        for path in good:
-            try:
-                total += self._commit_batch(con, [path])
-            except duckdb.Error as e:
-                self._quarantine(path, e)
-        return total
+        for p, e in bad.items():
+            self._quarantine(p, e)
+        rest = [p for p in good if p not in bad]
+        return self._commit_batch(con, rest) if rest else 0
 
     def _commit_batch(self, con, paths: list[Path]) -> int:
         """One transaction: insert the rows not yet stored (and their features), register every shard."""
@@ -265,8 +351,9 @@ class TraceStore:
         src = f"read_parquet({files}, filename = true)"
         first = (f"SEMI JOIN (SELECT id, min(filename) AS filename FROM {src} GROUP BY id) d "
                  "ON d.id = s.id AND d.filename = s.filename") if len(paths) > 1 else ""
-        con.execute("BEGIN TRANSACTION")
-        try:
+        sizes = [[p.stem, p.stat().st_size] for p in paths]
+
+        def body() -> dict:
             con.execute(
                 f"""CREATE OR REPLACE TEMP TABLE incoming AS
                 SELECT {meta}, parse_filename(s.filename, true) AS shard, {fcols}
@@ -276,23 +363,24 @@ class TraceStore:
             con.execute(f"INSERT INTO sample_rows SELECT {cols}, now(), shard FROM incoming")
             fnames = ", ".join(f"f_{c}" for c in shard_io.features.NAMES)
             con.execute(f"INSERT INTO feature_rows SELECT id, {fnames} FROM incoming")
-            per_shard = dict(con.execute("SELECT shard, count(*) FROM incoming GROUP BY shard").fetchall())
-            con.executemany("INSERT INTO shard_rows VALUES (?, ?, ?, now())",
-                            [[p.stem, per_shard.get(p.stem, 0), p.stat().st_size] for p in paths])
+            per = dict(con.execute("SELECT shard, count(*) FROM incoming GROUP BY shard").fetchall())
+            con.executemany("INSERT INTO shard_rows VALUES (?, ?, ?, now())", [[n, per.get(n, 0), b] for n, b in sizes])
             con.execute("DROP TABLE incoming")
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
+            return per
+
+        per_shard = self._transaction(con, body)
         for p in paths:  # every row was already stored: the registered name is enough to skip it next time
-            if per_shard.get(p.stem, 0) == 0:
+            if self.unlink_empty_shards and per_shard.get(p.stem, 0) == 0:
                 p.unlink(missing_ok=True)
         return int(sum(per_shard.values()))
 
     def _quarantine(self, path: Path, err: Exception) -> None:
         qdir = self.path / QUARANTINE
-        qdir.mkdir(parents=True, exist_ok=True)
-        shutil.move(str(path), qdir / path.name)
+        try:
+            qdir.mkdir(parents=True, exist_ok=True)
+            shutil.move(str(path), qdir / path.name)
+        except OSError as e:
+            raise self.write_error(e, f"setting aside unreadable shard {path}") from None
         msg = f"shard {path.name} is unreadable ({first_line(err)}); moved to {qdir}, the rest was committed"
         self.warnings.append(msg)
         warnings.warn(msg, stacklevel=3)
@@ -307,26 +395,53 @@ class TraceStore:
                 "score": float(v.score), "answer": v.answer, "reason": v.reason, "duration_s": float(v.duration_s)}
         if not rows:
             return 0
-        table = pa.Table.from_pylist(list(rows.values()), schema=VERDICT_SCHEMA)
+        return self.add_verdict_table(pa.Table.from_pylist(list(rows.values()), schema=VERDICT_SCHEMA), replace=replace)
+
+    def add_verdict_table(self, table: pa.Table, replace: bool = False) -> int:
+        """Insert verdict rows (VERDICT_SCHEMA, one per key); `replace` overwrites stored ones with these keys."""
+        record = self._write_record("verdicts", table, replace)
+        try:
+            with self._write() as con:
+                con.register("new_verdicts", table)
+
+                def body() -> int:
+                    if replace:
+                        con.execute(
+                            """DELETE FROM verdict_rows v USING new_verdicts n
+                            WHERE v.sample_id = n.sample_id AND v.verifier = n.verifier AND v.version = n.version""")
+                    n = con.execute(
+                        """INSERT INTO verdict_rows SELECT n.*, now() FROM new_verdicts n
+                        ANTI JOIN verdict_rows v ON v.sample_id = n.sample_id AND v.verifier = n.verifier AND v.version = n.version"""
+                    ).fetchone()[0]
+                    return int(n)
+
+                n = self._transaction(con, body)
+                con.unregister("new_verdicts")
+                return n
+        except BaseException:
+            _discard(record)
+            raise
+
+    def record_import_progress(self, source_key: str, run_id: str, rows: int, byte_offset: int | None) -> None:
+        """Mark the first `rows` input rows of an import as committed (called after their data is)."""
         with self._write() as con:
-            con.register("new_verdicts", table)
-            con.execute("BEGIN TRANSACTION")
-            try:
-                if replace:
-                    con.execute(
-                        """DELETE FROM verdict_rows v USING new_verdicts n
-                        WHERE v.sample_id = n.sample_id AND v.verifier = n.verifier AND v.version = n.version"""
-                    )
-                n = con.execute(
-                    """INSERT INTO verdict_rows SELECT n.*, now() FROM new_verdicts n
-                    ANTI JOIN verdict_rows v ON v.sample_id = n.sample_id AND v.verifier = n.verifier AND v.version = n.version"""
-                ).fetchone()[0]
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
-            con.unregister("new_verdicts")
-            return int(n)
+            con.execute("INSERT INTO import_progress VALUES (?, ?, ?, ?, now())", [source_key, run_id, rows, byte_offset])
+
+    def import_progress(self, source_key: str) -> tuple[int, int | None, dict[str, int]]:
+        """(rows committed, byte offset after them, samples stored per problem by that import) for a resume."""
+        if not self.exists:
+            return 0, None, {}
+        with self.connect() as con:
+            has = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'import_progress'").fetchone()[0]
+            row = con.execute(
+                "SELECT rows, byte_offset, run_id FROM import_progress WHERE source_key = ? ORDER BY rows DESC LIMIT 1",
+                [source_key]).fetchone() if has else None
+            if row is None:
+                return 0, None, {}
+            seen = dict(con.execute(
+                "SELECT problem_id, max(sample_index) + 1 FROM sample_rows WHERE run_id = ? GROUP BY problem_id",
+                [row[2]]).fetchall())
+        return int(row[0]), row[1], {k: int(v) for k, v in seen.items()}
 
     # ------------------------------------------------------------------ reading
     def query(self, sql: str, params: list | None = None) -> pa.Table:
@@ -442,6 +557,31 @@ class TraceStore:
             ).fetchone()
         digest = hashlib.sha256(canonical_json([str(x) for x in r]).encode()).hexdigest()[:16]
         return {"id": digest, "problems": int(r[0]), "samples": int(r[2]), "verdicts": int(r[4])}
+
+
+def _discard(record: Path | None) -> None:
+    """Remove the record of a batch whose transaction failed (best effort: a rebuild would only re-add it)."""
+    if record is not None:
+        with contextlib.suppress(OSError):
+            record.unlink()
+
+
+def _unreadable(path: Path, footer_only: bool = False) -> Exception | None:
+    """Why this shard cannot be read (None when it can): its footer, or every column a commit reads."""
+    try:
+        if not shard_io.looks_complete(path):
+            raise ValueError("truncated file")
+        meta = pq.read_metadata(path)
+        if not footer_only:
+            names = set(meta.schema.names)
+            want = shard_io.META_COLUMNS + [f"f_{c}" for c in shard_io.features.NAMES]
+            missing = [c for c in want if c not in names]
+            if missing:
+                raise ValueError(f"missing columns {', '.join(missing)}")
+            pq.read_table(path, columns=want)
+        return None
+    except Exception as e:  # whatever the reader raises is the reason this file is unreadable
+        return e
 
 
 def _problem(r: dict) -> Problem:

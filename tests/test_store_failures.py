@@ -1,0 +1,171 @@
+"""Failing to write is an error, never a quarantine: a full disk and a read-only store, through the real CLI.
+
+Full-disk tests mount a 5 MB tmpfs and so run only as root (skipped otherwise). Each failure must be one
+`error:` line naming the store and the cause with a non-zero exit, must set nothing aside in quarantine/,
+and a rerun of the same command on a healthy disk must end equal to a clean run.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from curate.store import TraceStore
+from curate.tasks import add_problems
+
+ROOT_ONLY = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("mount"), reason="mounting a tmpfs needs root")
+
+
+@contextlib.contextmanager
+def tmpfs(path: Path, size: str = "5m"):
+    path.mkdir(parents=True, exist_ok=True)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True, text=True)
+    if r.returncode:
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+@contextlib.contextmanager
+def read_only(store: Path, tmp_path: Path):
+    """`store` made read-only: a read-only bind mount as root (root ignores file modes), chmod otherwise."""
+    if os.geteuid() == 0:
+        ro = tmp_path / "ro"
+        ro.mkdir()
+        if subprocess.run(["mount", "--bind", str(store), str(ro)], capture_output=True).returncode:
+            pytest.skip("cannot bind-mount here")
+        try:
+            if subprocess.run(["mount", "-o", "remount,ro,bind", str(ro)], capture_output=True).returncode:
+                pytest.skip("cannot remount read-only here")
+            yield ro
+        finally:
+            subprocess.run(["umount", "-l", str(ro)], check=False)
+    else:
+        paths = [store, *store.rglob("*")]
+        for p in paths:
+            p.chmod(p.stat().st_mode & ~0o222)
+        try:
+            yield store
+        finally:
+            for p in paths:
+                p.chmod(p.stat().st_mode | 0o200)
+
+
+def one_error_line(r: subprocess.CompletedProcess, *needles: str) -> str:
+    assert r.returncode != 0
+    errors = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1, r.stderr
+    assert "Traceback" not in r.stderr and "quarantine" not in r.stderr.lower(), r.stderr
+    for n in needles:
+        assert n in errors[0], errors[0]
+    return errors[0]
+
+
+def contents(store: Path) -> dict:
+    st = TraceStore(store)
+    return {
+        "samples": st.query("SELECT id, md5(text) AS t FROM traces ORDER BY id").to_pylist(),
+        "verdicts": st.query("SELECT sample_id, status FROM verdicts ORDER BY sample_id").to_pylist(),
+        "problems": st.query("SELECT id FROM problems ORDER BY id").to_pylist(),
+    }
+
+
+GEN = ["generate", "--backend", "synthetic", "--n", "4", "--no-progress"]
+
+
+@ROOT_ONLY
+def test_full_disk_during_generate_is_an_error_and_a_rerun_completes(tmp_path, cli):
+    with tmpfs(tmp_path / "disk") as disk:
+        store = disk / "s"
+        add_problems(TraceStore(store), "countdown", {}, size=3000, seed=0, split="train")
+        r = cli(*GEN, "--store", str(store))
+        one_error_line(r, str(store), "No space left on device")
+        assert "generated" not in r.stdout
+        assert not (store / "quarantine").exists()
+        healthy = tmp_path / "healthy"
+        shutil.copytree(store, healthy)
+    r = cli(*GEN, "--store", str(healthy))
+    assert r.returncode == 0, r.stderr
+    clean = tmp_path / "clean"
+    add_problems(TraceStore(clean), "countdown", {}, size=3000, seed=0, split="train")
+    assert cli(*GEN, "--store", str(clean)).returncode == 0
+    assert contents(healthy) == contents(clean)
+    assert TraceStore(healthy).counts()["samples"] == 12000
+
+
+@ROOT_ONLY
+def test_full_disk_during_import_and_verify(tmp_path, cli):
+    src = tmp_path / "data.jsonl"
+    with open(src, "w") as f:
+        for i in range(5000):  # random text: it does not compress below the disk's size
+            f.write(json.dumps({"prompt": f"Question {i}: what is {i} + {i}?", "response": os.urandom(1000).hex(),
+                                "answer": str(2 * i)}) + "\n")
+    with tmpfs(tmp_path / "disk") as disk:
+        store = disk / "s"
+        r = cli("import", str(src), "--store", str(store))
+        one_error_line(r, str(store), "No space left on device")
+        assert not (store / "quarantine").exists()
+        healthy = tmp_path / "healthy"
+        shutil.copytree(store, healthy)
+    assert cli("import", str(src), "--store", str(healthy)).returncode == 0
+    clean = tmp_path / "clean"
+    assert cli("import", str(src), "--store", str(clean)).returncode == 0
+    assert contents(healthy) == contents(clean)
+
+    with tmpfs(tmp_path / "disk2", size="3m") as disk:
+        store = disk / "v"
+        add_problems(TraceStore(store), "countdown", {}, size=300, seed=0, split="train")
+        assert cli("generate", "--backend", "synthetic", "--n", "2", "--no-progress", "--store", str(store)).returncode == 0
+        filler = disk / "filler"
+        with open(filler, "wb") as f:  # leave almost nothing free
+            with contextlib.suppress(OSError):
+                while True:
+                    f.write(b"\0" * 65536)
+                    f.flush()
+        r = cli("verify", "--store", str(store), "--batch-size", "50", "--workers", "1")
+        one_error_line(r, str(store), "No space left on device")
+        filler.unlink()
+        r = cli("verify", "--store", str(store), "--batch-size", "50", "--workers", "1")
+        assert r.returncode == 0, r.stderr
+        assert TraceStore(store).counts()["verdicts"] == 600
+
+
+def test_read_only_store_fails_fast_for_generate_import_and_verify(tmp_path, cli):
+    store = tmp_path / "s"
+    add_problems(TraceStore(store), "countdown", {}, size=200, seed=0, split="train")
+    assert cli("generate", "--backend", "synthetic", "--no-progress", "--store", str(store), "--limit", "50").returncode == 0
+    before = contents(store)
+    src = tmp_path / "data.jsonl"
+    src.write_text(json.dumps({"prompt": "Q?", "response": "a", "answer": "1"}) + "\n")
+    with read_only(store, tmp_path) as ro:
+        r = cli(*GEN, "--store", str(ro))
+        line = one_error_line(r, str(ro))
+        assert "Read-only file system" in line or "Permission denied" in line
+        assert "generated" not in r.stdout
+        one_error_line(cli("import", str(src), "--store", str(ro)), str(ro))
+        one_error_line(cli("verify", "--store", str(ro), "--workers", "1"), str(ro))
+        assert cli("sql", "SELECT count(*) AS n FROM samples", "--store", str(ro)).returncode == 0  # reading still works
+        assert not (ro / "quarantine").exists()
+    assert contents(store) == before
+
+
+def test_pending_shard_on_a_read_only_store_is_not_quarantined(tmp_path):
+    from curate.errors import StoreError
+    from tests.store_workers import samples_for
+
+    store = tmp_path / "s"
+    st = TraceStore(store).init()
+    shard = st.write_shard(samples_for(0, 0, 20))[0]
+    with read_only(store, tmp_path) as ro:
+        with pytest.raises(StoreError, match=r"cannot write to the store .*(Read-only file system|Permission denied)"):
+            TraceStore(ro).commit_pending()
+        assert not (ro / "quarantine").exists()
+    assert shard.exists()
+    assert st.commit_pending() == 20
