@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from curate.records import Verdict
 from curate.store import TraceStore
@@ -85,3 +86,23 @@ def test_rebuild_of_a_healthy_store_changes_nothing(tmp_path):
     built = rebuild(st)
     assert (built.problems, built.samples, built.verdicts) == (40, 80, 80)
     assert snapshot(st) == before and sorted(os.listdir(st.shard_dir)) == shards
+
+
+def test_rebuild_keeps_evaluation_results(tmp_path):
+    """Eval results and planned eval samples leave records too, so a rebuilt catalog still has every score."""
+    from curate.evaluate.results import import_results
+    from curate.store import TraceStore
+    from curate.store.doctor import rebuild
+    from curate.store.evals import plan_samples, read_evals
+
+    st = TraceStore(tmp_path / "store")
+    import_results(st, Path(__file__).parent / "fixtures" / "evals" / "paper_curves.csv")
+    key = {"run": "r", "checkpoint": "c", "step": 1, "suite": "smoke", "benchmark": "b", "settings_hash": "h"}
+    assert plan_samples(st, [{**key, "sample_id": "s1", "problem_id": "p1", "sample_index": 0}]) == 1
+    assert plan_samples(st, [{**key, "sample_id": "s1", "problem_id": "p1", "sample_index": 0}]) == 0  # no new record
+    before = read_evals(st)
+    import_results(st, Path(__file__).parent / "fixtures" / "evals" / "paper_curves.csv")  # identical: nothing rewritten
+    assert read_evals(st) == before
+    rebuild(st)
+    assert read_evals(st) == before
+    assert st.query("SELECT sample_id FROM eval_samples").to_pylist() == [{"sample_id": "s1"}]

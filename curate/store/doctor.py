@@ -8,7 +8,8 @@ files, quarantined shards) are reported but are not problems.
 
 rebuild(store) builds a fresh catalog from durable files only, and keeps the old one aside:
 - samples and their features: from the shards (`shards/*.parquet`, including pending ones);
-- problems and verdicts: from the write-ahead records every write leaves in `records/` (see store.py);
+- problems, verdicts, evaluation results and planned eval samples: from the write-ahead records every
+  write leaves in `records/` (see store.py and store/evals.py), replayed in write order;
 - lost: `created_at` of samples (the rebuild time is used), import resume marks (an import rerun then
   re-reads its source and stores nothing new), and anything written by a curate that did not yet keep
   records (problems and verdicts of such stores cannot be recovered; the check says so).
@@ -170,6 +171,7 @@ class RebuildReport:
 
 def rebuild(store) -> RebuildReport:
     """A new catalog from the records and shards; the old one is kept as catalog.duckdb.damaged-<time>."""
+    from curate.store import evals
     from curate.store.connection import lock_timeout
     from curate.store.locking import store_lock
     from curate.store.store import TraceStore
@@ -191,8 +193,12 @@ def rebuild(store) -> RebuildReport:
             table = pq.read_table(path)
             if kind == "problems":
                 fresh.add_problem_table(table)
-            else:
+            elif kind == "verdicts":
                 fresh.add_verdict_table(table, replace=path.stem.endswith("-replace"))
+            elif kind == "eval_samples":
+                evals.plan_sample_table(fresh, table)
+            else:
+                evals.write_eval_table(fresh, table)
         fresh.commit_pending()
         counts = fresh.counts()
         rep.problems, rep.samples, rep.verdicts, rep.shards = (counts[k] for k in ("problems", "samples", "verdicts", "shards"))

@@ -10,13 +10,16 @@ Test: tests/test_evaluate.py.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any, Iterable
 
+import duckdb
 import pyarrow as pa
 
 from curate.errors import InputError
 from curate.store.sqlcheck import check_predicate
+from curate.store.store import discard_record
 
 EVAL_KEY = ("run", "checkpoint", "step", "suite", "benchmark", "metric", "settings_hash")
 EVAL_SCHEMA = pa.schema([
@@ -86,22 +89,35 @@ def write_evals(store, rows: Iterable[dict]) -> int:
         by_key[tuple(row[k] for k in EVAL_KEY)] = row
     if not by_key:
         return 0
-    table = pa.Table.from_pylist(list(by_key.values()), schema=EVAL_SCHEMA)
+    return write_eval_table(store, pa.Table.from_pylist(list(by_key.values()), schema=EVAL_SCHEMA))
+
+
+def write_eval_table(store, table: pa.Table) -> int:
+    """The upsert itself, from a table in EVAL_SCHEMA (also how `curate doctor --rebuild` replays records);
+    returns the rows written, 0 when every row is already stored as it is."""
     match = " AND ".join(f"e.{k} IS NOT DISTINCT FROM n.{k}" for k in EVAL_KEY)
     cols = ", ".join(f"n.{c}" if c != "details" else "n.details::JSON" for c in EVAL_COLUMNS)
     with store._write() as con:
         con.register("new_evals", table)
+        same = ", ".join(f"{c}::VARCHAR" for c in EVAL_COLUMNS)
+        changed = con.execute(f"SELECT count(*) FROM (SELECT {same} FROM new_evals EXCEPT SELECT {same} FROM eval_rows)").fetchall()[0][0]
+        if changed == 0:  # a rerun that scored the same: leave the rows (and their created_at) alone
+            con.unregister("new_evals")
+            return 0
+        record = store._write_record("evals", table)  # a durable copy first: a rebuilt catalog keeps the results
         con.execute("BEGIN TRANSACTION")
         try:
             con.execute(f"DELETE FROM eval_rows e USING new_evals n WHERE {match}")
             con.execute(f"INSERT INTO eval_rows SELECT {cols}, now() FROM new_evals n")
             con.execute("COMMIT")
         except BaseException:
-            con.execute("ROLLBACK")
+            discard_record(record)
+            with contextlib.suppress(duckdb.Error):
+                con.execute("ROLLBACK")
             raise
         finally:
             con.unregister("new_evals")
-    return len(by_key)
+    return table.num_rows
 
 
 def train_split_ids(store, ids: list[str]) -> set[str]:
@@ -117,19 +133,31 @@ def plan_samples(store, rows: list[dict]) -> int:
     """Record the samples an evaluation will judge (idempotent); returns newly recorded rows."""
     if not rows:
         return 0
-    table = pa.Table.from_pylist(rows, schema=PLAN_SCHEMA)
+    return plan_sample_table(store, pa.Table.from_pylist(rows, schema=PLAN_SCHEMA))
+
+
+def plan_sample_table(store, table: pa.Table) -> int:
+    """The insert itself, from a table in PLAN_SCHEMA (also how `curate doctor --rebuild` replays records)."""
     with store._write() as con:
         con.register("planned", table)
         try:
-            n = con.execute(
-                """INSERT INTO eval_sample_rows SELECT p.*, now() FROM planned p ANTI JOIN eval_sample_rows e
+            con.execute(
+                """CREATE OR REPLACE TEMP TABLE new_planned AS SELECT p.* FROM planned p ANTI JOIN eval_sample_rows e
                 ON e.sample_id = p.sample_id AND e.run = p.run AND e.checkpoint = p.checkpoint
                 AND e.step IS NOT DISTINCT FROM p.step AND e.suite = p.suite AND e.benchmark = p.benchmark
-                AND e.settings_hash = p.settings_hash"""
-            ).fetchone()[0]
+                AND e.settings_hash = p.settings_hash""")
+            new = con.sql("SELECT * FROM new_planned").to_arrow_table()
+            if new.num_rows == 0:  # a rerun: nothing to record
+                return 0
+            record = store._write_record("eval_samples", new)
+            try:
+                con.execute("INSERT INTO eval_sample_rows SELECT *, now() FROM new_planned")
+            except BaseException:
+                discard_record(record)
+                raise
         finally:
             con.unregister("planned")
-    return int(n)
+    return int(new.num_rows)
 
 
 def planned_outcomes(store, key: dict[str, Any], verifier: str, version: str) -> list[dict]:

@@ -248,7 +248,7 @@ class TraceStore:
                 con.unregister("new_problems")
                 return int(n)
         except BaseException:
-            _discard(record)
+            discard_record(record)
             raise
 
     # ------------------------------------------------------------------ write-ahead records (for rebuilds)
@@ -267,7 +267,7 @@ class TraceStore:
     def record_files(self) -> list[tuple[str, Path]]:
         """(kind, path) of every record, problems first, each kind in write order."""
         out = []
-        for kind in ("problems", "verdicts"):
+        for kind in ("problems", "verdicts", "eval_samples", "evals"):
             d = self.records_dir / kind
             if d.exists():
                 out += [(kind, p) for p in sorted(d.glob("*.parquet")) if not p.name.startswith(".tmp-")]
@@ -419,7 +419,7 @@ class TraceStore:
                 con.unregister("new_verdicts")
                 return n
         except BaseException:
-            _discard(record)
+            discard_record(record)
             raise
 
     def record_import_progress(self, source_key: str, run_id: str, rows: int, byte_offset: int | None) -> None:
@@ -559,7 +559,7 @@ class TraceStore:
         return {"id": digest, "problems": int(r[0]), "samples": int(r[2]), "verdicts": int(r[4])}
 
 
-def _discard(record: Path | None) -> None:
+def discard_record(record: Path | None) -> None:
     """Remove the record of a batch whose transaction failed (best effort: a rebuild would only re-add it)."""
     if record is not None:
         with contextlib.suppress(OSError):
