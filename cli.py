@@ -448,6 +448,56 @@ def train_cmd(
 
 
 # ---------------------------------------------------------------- evaluation
+@app.command("eval")
+def eval_cmd(
+    target: Annotated[str, typer.Argument(help="A training run dir (every checkpoint), a checkpoint folder, a hub id, or an http(s) endpoint.")],
+    suite: Annotated[str, typer.Option("--suite", help="Suite name (paper, math, countdown, smoke) or a suite YAML file.")] = "smoke",
+    store: StoreOpt = DEFAULT_STORE,
+    base: Annotated[Optional[str], typer.Option(help="Base model evaluated as step 0 of the run (path or hub id).")] = None,
+    run: Annotated[Optional[str], typer.Option(help="Run name in the evals table (default: the run folder's name).")] = None,
+    steps: Annotated[Optional[str], typer.Option(help="Only these checkpoint steps, e.g. 10,20,40.")] = None,
+    benchmark: Annotated[Optional[list[str]], typer.Option("--benchmark", "-b", help="Only this benchmark of the suite (repeatable).")] = None,
+    backend: Annotated[str, typer.Option(help="hf | vllm | openai (an endpoint target always uses openai).")] = "auto",
+    model: Annotated[Optional[str], typer.Option(help="Served model name for an endpoint target.")] = None,
+    option: Annotated[Optional[list[str]], typer.Option("--option", "-o", help="Backend config field key=value.")] = None,
+    n: Annotated[Optional[int], typer.Option("--n", help="Override samples per problem for every benchmark.")] = None,
+    max_tokens: Annotated[Optional[int], typer.Option(help="Override the most new tokens for every benchmark.")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="Override: at most this many problems per benchmark.")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a benchmark field: key=value or BENCH.key=value (repeatable).")] = None,
+    judge: Annotated[Optional[str], typer.Option(help="OpenAI-compatible URL of a harm judge for safety benchmarks (1-5 rating; ASR = share rated 5).")] = None,
+    judge_model: Annotated[Optional[str], typer.Option(help="The judge's served model name.")] = None,
+    workers: Annotated[int, typer.Option(help="Verifier worker processes.")] = 2,
+    jobs: Annotated[int, typer.Option(help="Checkpoints evaluated side by side (one process each).")] = 1,
+    gpus: Annotated[Optional[str], typer.Option(help="GPU ids shared out to the --jobs processes, e.g. 0,1,2,3.")] = None,
+    lm_eval: Annotated[Optional[str], typer.Option("--lm-eval", help="Also run these lm-evaluation-harness tasks (comma-separated).")] = None,
+    lm_eval_include: Annotated[Optional[Path], typer.Option(help="A folder of extra lm-eval task YAMLs.")] = None,
+    progress: Annotated[bool, typer.Option(help="Show progress.")] = True,
+    flush_every: Annotated[int, typer.Option(hidden=True)] = 64,
+    json_: JsonOpt = False,
+) -> None:
+    """Evaluate checkpoints on a suite: generate, verify and score into the store's `evals` table (resumable)."""
+    import json
+
+    from curate.evaluate import evaluate_command
+
+    overrides = _kv(set_, "--set")
+    for k, v in (("n", n), ("sampling.max_tokens", max_tokens), ("limit", limit)):
+        if v is not None:
+            overrides[k] = str(v)
+    say = (lambda s: None) if json_ else (lambda s: out_console.print(s, markup=False))
+    rep = evaluate_command(_store(store), target, suite, base=base, run=run, steps=steps, benchmarks=benchmark or None,
+                           backend=backend, model=model, backend_options=_kv(option, "--option"), overrides=overrides,
+                           judge=judge, judge_model=judge_model, workers=workers, jobs=jobs, gpus=gpus, lm_eval=lm_eval,
+                           lm_eval_include=lm_eval_include, progress=progress and not json_, flush_every=flush_every, say=say)
+    if json_:
+        print(json.dumps(rep.to_dict(), default=str))
+        return
+    for note in rep.notes:
+        err_console.print(f"note: {note}", markup=False)
+    out_console.print(f"evaluated {rep.targets} checkpoint(s): {rep.generated} samples generated, {rep.labeled} labeled "
+                      f"in {rep.seconds:.1f}s; see `curate evals --store {store}`", markup=False)
+
+
 evals_app = typer.Typer(help="Evaluation results in the store: the per-checkpoint table, imports of published results.")
 app.add_typer(evals_app, name="evals")
 

@@ -33,6 +33,33 @@ PLAN_SCHEMA = pa.schema([
     ("settings_hash", pa.string()),
 ])
 KINDS = ("score", "behaviour")
+LINEAGE_COLUMNS = ("run_id", "config_hash", "mixture_fingerprint", "recipe_hash", "store_snapshot")
+
+
+def _lit(v: Any) -> str:
+    return "NULL" if v is None else ("'" + str(v).replace("'", "''") + "'")
+
+
+def _key_sql(key: dict) -> str:
+    step = "step IS NULL" if key["step"] is None else f"step = {int(key['step'])}"
+    return (f"run = {_lit(key['run'])} AND checkpoint = {_lit(key['checkpoint'])} AND {step} AND suite = {_lit(key['suite'])}"
+            f" AND benchmark = {_lit(key['benchmark'])} AND settings_hash = {_lit(key['settings_hash'])}")
+
+
+def benchmark_predicate(source: str, where: str | None = None) -> str:
+    """Eval-split problems of one source (plus the suite's own predicate), over the `problems` view."""
+    pred = f"split = 'eval' AND source = {_lit(source)}"
+    return pred + (f" AND ({where})" if where else "")
+
+
+def planned_problem_predicate(key: dict) -> str:
+    """Over `problems`: the problems an evaluation planned."""
+    return f"id IN (SELECT problem_id FROM eval_samples WHERE {_key_sql(key)})"
+
+
+def planned_sample_predicate(key: dict) -> str:
+    """Over `traces`: the samples an evaluation planned."""
+    return f"id IN (SELECT sample_id FROM eval_samples WHERE {_key_sql(key)})"
 
 
 def _row(r: dict) -> dict:
@@ -113,6 +140,15 @@ def planned_outcomes(store, key: dict[str, Any], verifier: str, version: str) ->
            ORDER BY e.problem_id, e.sample_index""",
         params,
     ).to_pylist()
+
+
+def stored_keys(store, suite: str, benchmark: str, settings_hash: str) -> set[tuple]:
+    """(run, checkpoint, step) that already have rows for this suite, benchmark and settings."""
+    if not store.exists:
+        return set()
+    rows = store.query("SELECT DISTINCT run, checkpoint, step FROM evals WHERE suite = $1 AND benchmark = $2 AND settings_hash = $3",
+                       [suite, benchmark, settings_hash]).to_pylist()
+    return {(r["run"], r["checkpoint"], r["step"]) for r in rows}
 
 
 def read_evals(store, where: str | None = None) -> list[dict]:

@@ -1,0 +1,127 @@
+"""What `curate eval` does with its options: load the suite with overrides, resolve the targets, then evaluate
+them here, or fan them out to one `curate eval` process per checkpoint (`--jobs`, each pinned to a GPU from
+`--gpus`), and optionally run lm-evaluation-harness tasks on the same checkpoints.
+
+A fanned-out child is the same command narrowed to one step (`curate eval RUN_DIR --steps S`), so its rows,
+run name and lineage are exactly those of a sequential run, and any child can be rerun by hand.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+from curate.errors import CurateError, InputError
+from curate.evaluate.runner import EvalOptions, EvalReport, evaluate
+from curate.evaluate.suite import load_suite
+from curate.evaluate.targets import Target, resolve_targets
+
+
+def parse_steps(text: str | None) -> list[int] | None:
+    if text is None or not text.strip():
+        return None
+    try:
+        steps = sorted({int(s) for s in text.split(",") if s.strip()})
+    except ValueError:
+        raise InputError(f"--steps expects comma-separated integers, got {text!r}") from None
+    if any(s < 0 for s in steps):
+        raise InputError("--steps: steps are >= 0")
+    return steps
+
+
+def default_backend(requested: str) -> str:
+    if requested != "auto":
+        if requested not in ("hf", "vllm", "openai", "synthetic"):
+            raise InputError(f"unknown backend {requested!r}", hint="choose hf, vllm or openai")
+        return requested
+    return "vllm" if importlib.util.find_spec("vllm") is not None else "hf"
+
+
+def _child_command(store, target: str, suite: str, t: Target, args: dict) -> list[str]:
+    cmd = [sys.executable, "-m", "cli", "eval", target, "--suite", suite, "--store", str(store.path),
+           "--run", t.run, "--steps", str(t.step or 0), "--backend", args["backend"], "--no-progress",
+           "--workers", str(args["workers"])]
+    if t.step == 0 and args.get("base"):
+        cmd += ["--base", args["base"]]
+    for b in args.get("benchmarks") or []:
+        cmd += ["--benchmark", b]
+    for k, v in (args.get("backend_options") or {}).items():
+        cmd += ["--option", f"{k}={v}"]
+    for k, v in (args.get("overrides") or {}).items():
+        cmd += ["--set", f"{k}={v}"]
+    if args.get("judge"):
+        cmd += ["--judge", args["judge"], "--judge-model", args.get("judge_model") or ""]
+    return cmd
+
+
+def _fan_out(store, target: str, suite: str, targets: list[Target], jobs: int, gpus: list[str], args: dict,
+             say: Callable[[str], None]) -> list[str]:
+    """Run one child per checkpoint, at most `jobs` at a time, each with its own GPU when given."""
+    root = Path(__file__).resolve().parents[2]
+    queue = list(targets)
+    running: dict[subprocess.Popen, tuple[Target, str | None]] = {}
+    free = list(gpus)
+    failed: list[str] = []
+    while queue or running:
+        while queue and len(running) < jobs and (free or not gpus):
+            t = queue.pop(0)
+            gpu = free.pop(0) if gpus else None
+            env = dict(os.environ)
+            if gpu is not None:
+                env["CUDA_VISIBLE_DEVICES"] = gpu
+            say(f"step {t.step}: started" + (f" on GPU {gpu}" if gpu is not None else ""))
+            proc = subprocess.Popen(_child_command(store, target, suite, t, args), cwd=root, env=env,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            running[proc] = (t, gpu)
+        time.sleep(0.2)
+        for proc in [p for p in running if p.poll() is not None]:
+            t, gpu = running.pop(proc)
+            if gpu is not None:
+                free.append(gpu)
+            err = (proc.stderr.read() if proc.stderr else "").strip().splitlines()
+            proc.stderr and proc.stderr.close()
+            if proc.returncode != 0:
+                failed.append(f"step {t.step}: {err[-1] if err else f'exit {proc.returncode}'}")
+            say(f"step {t.step}: " + ("done" if proc.returncode == 0 else "failed"))
+    return failed
+
+
+def evaluate_command(store, target: str, suite_name: str, *, base: str | None = None, run: str | None = None,
+                     steps: str | None = None, benchmarks: list[str] | None = None, backend: str = "auto",
+                     model: str | None = None, backend_options: dict | None = None, overrides: dict | None = None,
+                     judge: str | None = None, judge_model: str | None = None, workers: int = 2, jobs: int = 1,
+                     gpus: str | None = None, lm_eval: str | None = None, lm_eval_include: Path | None = None,
+                     progress: bool = True, flush_every: int = 64, say: Callable[[str], None] = lambda s: None) -> EvalReport:
+    if workers < 1 or jobs < 1:
+        raise InputError("--workers and --jobs must be at least 1")
+    suite = load_suite(suite_name, overrides or {}).select(benchmarks)
+    targets, notes = resolve_targets(target, base=base, run=run, model=model, steps=parse_steps(steps))
+    opts = EvalOptions(backend=default_backend(backend), backend_options=dict(backend_options or {}), workers=workers,
+                       judge=judge, judge_model=judge_model, progress=progress, flush_every=flush_every)
+    gpu_list = [g.strip() for g in gpus.split(",") if g.strip()] if gpus else []
+    if jobs > 1 and len(targets) > 1:
+        if any(t.step is None for t in targets):
+            raise InputError("--jobs needs a training run directory as TARGET (one child per checkpoint step)")
+        t0 = time.perf_counter()
+        args = {"backend": opts.backend, "workers": workers, "base": base, "benchmarks": benchmarks,
+                "backend_options": backend_options, "overrides": overrides, "judge": judge, "judge_model": judge_model}
+        failed = _fan_out(store, target, suite_name, targets, jobs, gpu_list, args, say)
+        if failed:
+            raise CurateError(f"{len(failed)} of {len(targets)} checkpoint evaluations failed: " + "; ".join(failed),
+                              hint="rerun the same command: finished checkpoints are not evaluated again")
+        report = EvalReport(targets=len(targets), notes=notes, seconds=time.perf_counter() - t0)
+    else:
+        report = evaluate(store, targets, suite, opts, say)
+        report.notes = notes + report.notes
+    if lm_eval:
+        from curate.evaluate.lmeval import run_lm_eval
+
+        tasks = [t.strip() for t in lm_eval.split(",") if t.strip()]
+        for t in targets:
+            report.rows += run_lm_eval(store, t, tasks, include_path=lm_eval_include, overrides=overrides or {},
+                                       device=opts.backend_options.get("device", "cpu"))
+    return report

@@ -1,0 +1,94 @@
+"""lm-evaluation-harness tasks (IFEval, TruthfulQA, HaluEval, or a task folder of your own) on the same
+checkpoints, with results in the same `evals` table. curate does not reimplement these tasks.
+
+Each (checkpoint, task) becomes one row per metric the harness reports: suite `lm-eval`, benchmark = task
+name, metric = the harness's metric name (with its filter when not `none`), provenance `lm-eval`. Metrics the
+harness reports in [0, 1] (accuracies, exact match) are stored in percent like every other score, with a
+95% interval from the harness's standard error; perplexities are stored as they are. A task already stored
+for a checkpoint with the same settings is skipped, so reruns resume.
+Needs `pip install 'curate[dev]'` or `pip install lm-eval`. Test: tests/test_evaluate_lmeval.py.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from curate.errors import BackendError, InputError
+from curate.evaluate.targets import Target
+from curate.records import content_hash
+from curate.store.evals import LINEAGE_COLUMNS, stored_keys, write_evals
+
+UNSCALED = ("perplexity", "bits_per_byte", "byte_perplexity", "word_perplexity")
+
+
+def _settings(tasks_key: str, include_path: Path | None, overrides: dict, version: str) -> str:
+    return content_hash("lm-eval", tasks_key, str(include_path) if include_path else None, overrides, version)[:16]
+
+
+def rows_from_results(results: dict, target: Target, settings: str) -> list[dict]:
+    """Turn `simple_evaluate`'s result dict into eval rows (pure, tested on a hand-written result)."""
+    out = []
+    versions = results.get("versions", {})
+    n_samples = results.get("n-samples", {})
+    for task, metrics in (results.get("results") or {}).items():
+        for key, value in metrics.items():
+            # metrics are keyed "name,filter"; other keys (alias, sample_len) are bookkeeping
+            if "," not in key or "_stderr" in key or not isinstance(value, (int, float)) or isinstance(value, bool):
+                continue
+            name, _, filt = key.partition(",")
+            metric = name if filt in ("", "none") else f"{name}[{filt}]"
+            scale = 1.0 if any(u in name for u in UNSCALED) or not 0.0 <= value <= 1.0 else 100.0
+            se = metrics.get(f"{name}_stderr,{filt}" if filt else f"{name}_stderr")
+            lo = hi = None
+            if isinstance(se, (int, float)) and not isinstance(se, bool) and math.isfinite(se):
+                lo, hi = (value - 1.96 * se) * scale, (value + 1.96 * se) * scale
+                if scale == 100.0:
+                    lo, hi = max(lo, 0.0), min(hi, 100.0)
+            n = (n_samples.get(task) or {}).get("effective")
+            out.append({
+                "run": target.run, "checkpoint": target.checkpoint, "step": target.step, "suite": "lm-eval",
+                "benchmark": task, "metric": metric, "kind": "score", "value": float(value) * scale, "ci_low": lo,
+                "ci_high": hi, "n_problems": n, "n_samples": n, "complete": True, "settings_hash": settings,
+                "model": target.identity, "provenance": "lm-eval",
+                "details": {"task_version": versions.get(task), "raw_value": value},
+                **{k: target.lineage.get(k) for k in LINEAGE_COLUMNS},
+            })
+    return out
+
+
+def run_lm_eval(store, target: Target, tasks: list[str], include_path: Path | None = None, overrides: dict | None = None,
+                device: str = "cpu") -> list[dict]:
+    """Run the harness on one target for the tasks not yet stored; returns the rows written."""
+    try:
+        import lm_eval
+        from lm_eval.tasks import TaskManager
+    except ImportError:
+        raise InputError("--lm-eval needs lm-evaluation-harness", hint="pip install lm-eval (or 'curate[dev]')") from None
+    if target.endpoint:
+        raise InputError("--lm-eval runs on model weights; an endpoint target is not supported",
+                         hint="point lm-eval's own local-completions model at the server instead")
+    if include_path is not None and not Path(include_path).is_dir():
+        raise InputError(f"--lm-eval-include {include_path}: no such folder")
+    overrides = overrides or {}
+    version = getattr(lm_eval, "__version__", "?")
+    rows: list[dict] = []
+    for task in tasks:
+        settings = _settings(task, include_path, overrides, version)
+        if (target.run, target.checkpoint, target.step) in stored_keys(store, "lm-eval", task, settings):
+            continue
+        manager = TaskManager(include_path=str(include_path) if include_path else None)
+        if not manager.match_tasks([task]):
+            raise InputError(f"--lm-eval: unknown task {task!r}",
+                             hint="`lm-eval ls tasks` lists them; pass --lm-eval-include DIR for your own task YAMLs")
+        limit = overrides.get("limit")
+        try:
+            res = lm_eval.simple_evaluate(
+                model="hf", model_args={"pretrained": target.model_ref, "device": device, "dtype": "float32" if device == "cpu" else "auto"},
+                tasks=[task], task_manager=manager, limit=int(limit) if limit else None, log_samples=False,
+                verbosity="ERROR")
+        except (OSError, ValueError) as e:
+            raise BackendError(f"lm-eval on {target.checkpoint}, task {task}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+        new = rows_from_results(res or {}, target, settings)
+        write_evals(store, new)
+        rows += new
+    return rows

@@ -1,0 +1,111 @@
+"""Scores from per-sample verdicts: avg@k, the unbiased pass@k estimator, maj@k, and bootstrap CIs (pure).
+
+Input is one list per problem of judged samples `(correct: bool, answer: str | None)`; every function returns
+percent (0-100). Confidence intervals resample *problems* (the unit a benchmark draws), 95% percentile,
+with a fixed seed so the same data always gives the same interval.
+
+- avg@k: mean over problems of the share of its k samples that are correct (the study's avg@3, avg@10).
+- pass@k: 1 - C(n-c, k) / C(n, k) per problem, with n samples of which c correct (Chen et al. 2021);
+  needs n >= k. With n == k it is "any of the k correct".
+- maj@k: the most frequent extracted answer among the first k samples is correct (ties: the earliest sample
+  with a tied answer); samples without an answer do not vote.
+- asr (safety): share of samples where the attack succeeded; the caller passes `attack succeeded` (the safety
+  verifier said `incorrect`) as the flag, so `no_answer` is not counted as an attack.
+Test: tests/test_evaluate_metrics.py.
+"""
+from __future__ import annotations
+
+import math
+import random
+from collections import Counter
+from typing import Callable, Sequence
+
+Judged = tuple[bool, "str | None"]
+
+
+def avg_at_k(per_problem: Sequence[Sequence[Judged]]) -> float:
+    scores = [sum(c for c, _ in s) / len(s) for s in per_problem if s]
+    return 100.0 * sum(scores) / len(scores) if scores else float("nan")
+
+
+def pass_at_k_one(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k for one problem with n samples, c correct (0-1)."""
+    if k > n:
+        raise ValueError(f"pass@{k} needs at least {k} samples per problem, got {n}")
+    if n - c < k:
+        return 1.0
+    return 1.0 - math.comb(n - c, k) / math.comb(n, k)
+
+
+def pass_at_k(per_problem: Sequence[Sequence[Judged]], k: int) -> float:
+    vals = [pass_at_k_one(len(s), sum(c for c, _ in s), k) for s in per_problem if s]
+    return 100.0 * sum(vals) / len(vals) if vals else float("nan")
+
+
+def majority_correct(samples: Sequence[Judged], k: int) -> bool:
+    votes = [(a, c) for c, a in samples[:k] if a is not None and str(a).strip() != ""]
+    if not votes:
+        return False
+    counts = Counter(a for a, _ in votes)
+    top = max(counts.values())
+    for a, c in votes:  # earliest sample among the tied most frequent answers
+        if counts[a] == top:
+            return c
+    return False
+
+
+def maj_at_k(per_problem: Sequence[Sequence[Judged]], k: int) -> float:
+    vals = [majority_correct(s, k) for s in per_problem if s]
+    return 100.0 * sum(vals) / len(vals) if vals else float("nan")
+
+
+def parse_metric(name: str) -> tuple[str, int | None]:
+    """'avg@3' -> ('avg', 3); 'asr' -> ('asr', None). Raises ValueError for anything else."""
+    kind, sep, k = name.partition("@")
+    if kind == "asr" and not sep:
+        return "asr", None
+    if kind not in ("avg", "pass", "maj") or not sep:
+        raise ValueError(f"unknown metric {name!r}: use avg@k, pass@k, maj@k or asr")
+    try:
+        kk = int(k)
+    except ValueError:
+        raise ValueError(f"metric {name!r}: k must be an integer") from None
+    if kk < 1:
+        raise ValueError(f"metric {name!r}: k must be >= 1")
+    return kind, kk
+
+
+def metric_fn(name: str) -> Callable[[Sequence[Sequence[Judged]]], float]:
+    kind, k = parse_metric(name)
+    if kind == "avg":
+        return avg_at_k
+    if kind == "pass":
+        return lambda pp: pass_at_k(pp, k)
+    if kind == "maj":
+        return lambda pp: maj_at_k(pp, k)
+    return avg_at_k  # asr: the caller flags each sample with "attack succeeded" instead of "correct"
+
+
+def bootstrap_ci(per_problem: Sequence[Sequence[Judged]], fn: Callable[[Sequence[Sequence[Judged]]], float],
+                 reps: int = 1000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap over problems; (nan, nan) without problems."""
+    items = [s for s in per_problem if s]
+    if not items:
+        return float("nan"), float("nan")
+    if len(items) == 1:
+        v = fn(items)
+        return v, v
+    rng = random.Random(seed)
+    n = len(items)
+    stats = sorted(fn([items[rng.randrange(n)] for _ in range(n)]) for _ in range(reps))
+    lo = stats[int(math.floor((1 - level) / 2 * (reps - 1)))]
+    hi = stats[int(math.ceil((1 + level) / 2 * (reps - 1)))]
+    return lo, hi
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (q in [0, 1]); nan for no values."""
+    if not values:
+        return float("nan")
+    v = sorted(values)
+    return float(v[min(len(v) - 1, max(0, math.ceil(q * len(v)) - 1))])

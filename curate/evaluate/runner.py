@@ -1,0 +1,289 @@
+"""`curate eval`: each checkpoint on each benchmark of a suite, through the existing stages.
+
+For one checkpoint and one benchmark:
+1. plan: the benchmark's problems (stored eval-split problems, or the exact set `auto_add` builds) and the
+   ids of its n samples per problem (`Sample.identity`, the same ids generation will give them), recorded in
+   `eval_samples` before anything is generated;
+2. generate: `curate.generate.runner.run` over exactly those problems; it skips stored samples, flushes
+   small shards and commits as it goes, so a killed eval loses at most one flushed batch;
+3. label: `curate.label.label_store` with the benchmark's verifier, over exactly those samples; labeled ones
+   are skipped;
+4. score: `evals` rows per metric with a bootstrap CI over problems, and behaviour rows (response tokens,
+   truncation, repetition, backtracking and verification markers) next to them.
+A rerun plans the same ids, finds them stored and judged, and only rewrites the (identical) score rows; the
+model is never loaded when nothing is missing. A benchmark with samples missing or verdicts that are
+`error` is written as incomplete: no value, never a lower number.
+Test: tests/test_evaluate.py.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from curate.errors import BackendError, InputError
+from curate.evaluate import metrics as M
+from curate.evaluate.suite import Benchmark, Suite, SUITE_DIR
+from curate.evaluate.targets import Target
+from curate.generate.runner import RunConfig, generator_identity
+from curate.records import Sample
+from curate.store import evals as E
+
+JUDGED = ("correct", "incorrect", "no_answer", "timeout")  # `error`: the verifier could not judge
+BEHAVIOUR = ("mean_tokens", "p90_tokens", "truncation_rate", "repetition", "backtracks", "verifications")
+
+
+@dataclass
+class EvalOptions:
+    backend: str = "hf"
+    backend_options: dict = field(default_factory=dict)
+    revision: str | None = None
+    workers: int = 2  # verifier processes
+    judge: str | None = None  # OpenAI-compatible URL of a harm judge for safety benchmarks
+    judge_model: str | None = None
+    progress: bool = True
+    flush_every: int = 64  # samples per shard while evaluating: a kill loses at most this many
+
+
+@dataclass
+class EvalReport:
+    targets: int = 0
+    generated: int = 0
+    labeled: int = 0
+    rows: list[dict] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+class LazyBackend:
+    """A backend's identity without loading it: the model is built on the first request that needs generating.
+
+    `identity_params` come from the backend class and its validated config, so sample ids match what the real
+    backend would give; `model` is the checkpoint's stable identity, not its current path."""
+
+    def __init__(self, kind: str, target: Target, options: EvalOptions) -> None:
+        from curate.generate import _config_cls
+        from curate.tasks.base import build_config
+
+        self.name = "openai" if target.endpoint else kind
+        opts = dict(options.backend_options)
+        if target.endpoint:
+            opts["base_url"] = target.endpoint
+        self.options = opts
+        self.config = build_config(_config_cls(self.name), opts)
+        self.model = target.identity
+        self.revision = options.revision
+        self.target = target
+        self.sampling = None
+        self._real: Any = None
+
+    def identity_params(self) -> dict:
+        from curate.generate import _config_cls
+
+        cls = {"hf": "curate.generate.hf_backend:HFBackend", "vllm": "curate.generate.vllm_backend:VLLMBackend",
+               "openai": "curate.generate.openai_backend:OpenAIBackend",
+               "synthetic": "curate.generate.synthetic:SyntheticBackend"}[self.name]
+        import importlib
+
+        mod, _, attr = cls.partition(":")
+        _config_cls(self.name)
+        backend_cls = getattr(importlib.import_module(mod), attr)
+        return backend_cls.identity_params(self)  # reads only self.config
+
+    def generate(self, requests):
+        if self._real is None:
+            from curate.generate import make_backend
+
+            self._real = make_backend(self.name, self.target.model_ref, self.sampling, self.options, self.revision)
+        self._real.sampling = self.sampling
+        return self._real.generate(requests)
+
+    def close(self) -> None:
+        if self._real is not None:
+            self._real.close()
+            self._real = None
+
+
+# ------------------------------------------------------------------ planning
+
+
+def _resolve_path_options(options: dict) -> dict:
+    """A relative `path` in a shipped suite's auto_add options names a file shipped beside the suites."""
+    out = dict(options)
+    p = out.get("path")
+    if isinstance(p, str) and p and not Path(p).is_absolute() and not Path(p).exists() and (SUITE_DIR / p).exists():
+        out["path"] = str(SUITE_DIR / p)
+    return out
+
+
+def benchmark_problems(store, bench: Benchmark) -> list:
+    """The benchmark's problems, in id order; auto-added ones are stored first. Raises InputError when none."""
+    from curate.tasks import add_problems, iter_problems
+
+    if bench.auto_add is not None:
+        a = bench.auto_add
+        opts = _resolve_path_options(a.options)
+        problems = sorted({p.id: p for p in iter_problems(bench.task, opts, a.size, a.seed, "eval")}.values(),
+                          key=lambda p: p.id)
+        if not problems:
+            raise InputError(f"benchmark {bench.name}: task {bench.task} gave no problems")
+        add_problems(store, bench.task, opts, size=a.size, seed=a.seed, split="eval")
+    else:
+        problems = store.problems(E.benchmark_predicate(bench.problem_source, bench.where)) if store.exists else []
+    if bench.limit is not None:
+        problems = problems[: bench.limit]
+    if not problems:
+        from curate.evaluate.hints import add_hint
+
+        raise InputError(f"benchmark {bench.name}: no eval-split problems with source '{bench.problem_source}' in {store.path}",
+                         hint=add_hint(bench.task))
+    return problems
+
+
+def _key(t: Target, suite: Suite, bench: Benchmark, settings: str) -> dict:
+    return {"run": t.run, "checkpoint": t.checkpoint, "step": t.step, "suite": suite.name, "benchmark": bench.name,
+            "settings_hash": settings}
+
+
+def _plan(store, key: dict, problems: list, backend: LazyBackend, cfg: RunConfig) -> int:
+    gen = generator_identity(backend, cfg)
+    rows = [{**key, "sample_id": Sample.identity(p.id, gen, i, cfg.seed), "problem_id": p.id, "sample_index": i}
+            for p in problems for i in range(cfg.n)]
+    E.plan_samples(store, rows)
+    return len(rows)
+
+
+# ------------------------------------------------------------------ scoring
+
+
+def score_rows(outcomes: list[dict], bench: Benchmark, key: dict, base: dict) -> list[dict]:
+    """Score and behaviour rows for one benchmark from its planned samples' outcomes."""
+    planned = len(outcomes)
+    missing = sum(not o["generated"] for o in outcomes)
+    unjudged = sum(o["generated"] and o["status"] is None for o in outcomes)
+    errors = sum(o["status"] == "error" for o in outcomes)
+    counts: dict[str, int] = {}
+    for o in outcomes:
+        s = o["status"] or ("missing" if not o["generated"] else "unjudged")
+        counts[s] = counts.get(s, 0) + 1
+    complete = planned > 0 and missing == 0 and unjudged == 0 and errors == 0
+    by_problem: dict[str, list[dict]] = {}
+    for o in outcomes:
+        by_problem.setdefault(o["problem_id"], []).append(o)
+    details = {"status_counts": counts, "missing_samples": missing, "unjudged": unjudged, "errors": errors,
+               "settings": bench.model_dump(mode="json")}
+    rows = []
+    for metric in bench.metric_names():
+        kind = M.parse_metric(metric)[0]
+        flag = (lambda o: o["status"] == "incorrect") if kind == "asr" else (lambda o: o["status"] == "correct")
+        per_problem = [[(flag(o), o["answer"]) for o in sorted(v, key=lambda o: o["sample_index"])]
+                       for v in by_problem.values()]
+        value = lo = hi = None
+        extra: dict[str, Any] = {}
+        if complete:
+            fn = M.metric_fn(metric)
+            value = fn(per_problem)
+            lo, hi = M.bootstrap_ci(per_problem, fn)
+            if kind in ("avg", "asr"):
+                extra["per_problem"] = {pid: round(sum(f for f, _ in pp) / len(pp), 6)
+                                        for pid, pp in zip(by_problem, per_problem)}
+        rows.append({**key, **base, "metric": metric, "kind": "score", "value": value, "ci_low": lo, "ci_high": hi,
+                     "n_problems": len(by_problem), "n_samples": planned - missing - unjudged - errors,
+                     "complete": complete, "details": {**details, **extra}})
+    gen = [o for o in outcomes if o["generated"]]
+    tokens = [o["completion_tokens"] if o["completion_tokens"] is not None else (o["text_chars"] or 0) / 4 for o in gen]
+
+    def mean(xs):
+        xs = [x for x in xs if x is not None]
+        return sum(xs) / len(xs) if xs else None
+
+    behaviour = {
+        "mean_tokens": mean(tokens), "p90_tokens": M.percentile(tokens, 0.9) if tokens else None,
+        "truncation_rate": 100.0 * mean([float(bool(o["truncated"] or o["finish_reason"] == "length")) for o in gen]) if gen else None,
+        "repetition": mean([o["repetition_score"] for o in gen]),
+        "backtracks": mean([o["backtrack_count"] for o in gen]),
+        "verifications": mean([o["verify_count"] for o in gen]),
+    }
+    for m in BEHAVIOUR:
+        rows.append({**key, **base, "metric": m, "kind": "behaviour", "value": behaviour[m], "ci_low": None,
+                     "ci_high": None, "n_problems": len(by_problem), "n_samples": len(gen), "complete": complete,
+                     "details": {"tokens_estimated": any(o["completion_tokens"] is None for o in gen)}})
+    return rows
+
+
+# ------------------------------------------------------------------ the stage
+
+
+def _judge(bench: Benchmark, opts: EvalOptions) -> tuple[str, dict]:
+    if opts.judge and M.parse_metric(bench.metric_names()[0])[0] == "asr":
+        if not opts.judge_model:
+            raise InputError("--judge needs --judge-model (the served judge model's name)")
+        return "harm_judge", {"backend": "curate.evaluate.judge:openai_judge",
+                              "backend_options": {"base_url": opts.judge, "model": opts.judge_model}}
+    return bench.verifier, dict(bench.verifier_options)
+
+
+def evaluate_target(store, target: Target, suite: Suite, opts: EvalOptions, report: EvalReport,
+                    say: Callable[[str], None] = lambda s: None) -> None:
+    from curate.generate.runner import run as generate_run
+    from curate.label import label_store
+    from verifiers.registry import RegistryError, get_verifier
+
+    backend = LazyBackend(opts.backend, target, opts)
+    backend_id = {"backend": backend.name, "options": backend.identity_params()}
+    lineage = {k: target.lineage.get(k) for k in E.LINEAGE_COLUMNS}
+    try:
+        for bench in suite.benchmarks:
+            verifier, vopts = _judge(bench, opts)
+            try:
+                version = get_verifier(verifier, **vopts).version
+            except RegistryError as e:
+                raise InputError(f"benchmark {bench.name}: {e}", hint="`curate verifiers list` shows the registered verifiers") from None
+            settings = bench.settings_hash({**backend_id, "judge": [verifier, vopts.get("backend_options")]})
+            key = _key(target, suite, bench, settings)
+            problems = benchmark_problems(store, bench)
+            cfg = RunConfig(n=bench.n, seed=bench.seed, sampling=bench.sampling.params(), template=bench.template,
+                            system=bench.system, flush_every=opts.flush_every, flush_s=15.0, commit_s=60.0)
+            backend.sampling = cfg.sampling
+            _plan(store, key, problems, backend, cfg)
+            try:
+                gen = generate_run(store, backend, E.planned_problem_predicate(key), cfg, progress=opts.progress)
+            except BackendError as e:
+                raise BackendError(f"{target.checkpoint}: {e.message}", hint=e.hint) from None
+            report.generated += gen.generated
+            outcomes = E.planned_outcomes(store, key, verifier, version)
+            labeled = 0
+            if any(o["generated"] and o["status"] is None for o in outcomes):  # no verifier pool when all are judged
+                lab = label_store(store, verifier=verifier, where=E.planned_sample_predicate(key), options=vopts,
+                                  workers=opts.workers)
+                labeled = lab.labeled
+                outcomes = E.planned_outcomes(store, key, verifier, version)
+            report.labeled += labeled
+            base = {"model": target.identity, "provenance": "curate", **lineage}
+            rows = score_rows(outcomes, bench, key, base)
+            E.write_evals(store, rows)
+            report.rows += [r for r in rows if r["kind"] == "score"]
+            head = rows[0]
+            shown = "incomplete" if head["value"] is None else f"{head['value']:.1f}"
+            say(f"{target.run} step {target.step if target.step is not None else '-'} {bench.name}: "
+                f"{head['metric']} {shown} ({gen.generated} generated, {labeled} labeled)")
+    finally:
+        backend.close()
+
+
+def evaluate(store, targets: list[Target], suite: Suite, opts: EvalOptions,
+             say: Callable[[str], None] = lambda s: None) -> EvalReport:
+    """Evaluate every target on every benchmark of the suite, one after another; see the module docstring."""
+    if not store.exists:
+        store.init()
+    t0 = time.perf_counter()
+    report = EvalReport(targets=len(targets))
+    for t in targets:
+        evaluate_target(store, t, suite, opts, report, say)
+    report.seconds = time.perf_counter() - t0
+    return report
