@@ -18,7 +18,6 @@ from typing import Any, Optional
 from curate.errors import ConfigError
 from curate.study.spec import TINY, StudySpec, field_error, load_study, resolve_study_path
 
-KNOWN_SUITES = ("paper", "math", "countdown", "smoke")
 KINDS = ("prepare", "model", "mix", "train", "eval", "report")
 
 
@@ -154,15 +153,17 @@ def _model_path(spec_model, base: Path, out: Path, root: Any, origin: str, i: in
 
 
 def _suite(spec: StudySpec, base: Path, root: Any, origin: str) -> str:
+    from curate.evaluate.suite import shipped_suites
+
     s = spec.eval.suite
-    if s in KNOWN_SUITES:
+    if s in shipped_suites():
         return s
     p = Path(s).expanduser()
     p = p if p.is_absolute() else base / p
     if p.is_file():
         return str(p.resolve())
     raise field_error(origin, root, ("eval", "suite"), f"no such suite '{s}'",
-                      hint=f"shipped suites: {', '.join(KNOWN_SUITES)}; or a suite YAML path relative to the study file")
+                      hint=f"shipped suites: {', '.join(shipped_suites())}; or a suite YAML path relative to the study file")
 
 
 def build_plan(study: str | Path, out: Optional[str | Path] = None) -> Plan:

@@ -51,25 +51,20 @@ def finish_node(plan: Plan, node: Node) -> Optional[str]:
 
 
 def _record_lineage(plan: Plan, node: Node, key: str) -> None:
-    import hashlib
-
-    import yaml
-
-    from curate.records import content_hash
+    from curate.evaluate.targets import mixture_lineage, run_lineage
     from curate.store import TraceStore
     from curate.store.lineage import record_run
 
     cell = plan.cell(node.cell)
     mix = plan.mixtures[cell.mixture]
     manifest = json.loads((mix.dir / "manifest.json").read_text(encoding="utf-8"))
-    cfg = yaml.safe_load((cell.run_dir / "config.yaml").read_text(encoding="utf-8"))
+    # the same hashes `curate eval` reads from the checkpoint, so the lineage view can compare them
+    mixture, run = mixture_lineage(mix.dir), run_lineage(cell.run_dir)
     record_run(TraceStore(plan.store), {
         "run": cell.id, "study": plan.spec.name, "study_file": str(plan.file), "cell": cell.id, "condition": cell.condition,
         "base_model": cell.base_model, "seed": cell.seed, "run_dir": str(cell.run_dir), "train_config": str(plan.train_config),
-        "config_hash": content_hash("train-config", cfg), "mixture": mix.id, "mixture_dir": str(mix.dir),
-        "manifest": str(mix.dir / "manifest.json"),
-        # the fingerprint the mixture's HF dataset carries (curate.mix.export)
-        "mixture_fingerprint": hashlib.sha256((manifest["recipe_hash"] + manifest["store"]["id"]).encode()).hexdigest()[:16],
+        "config_hash": run.get("config_hash"), "mixture": mix.id, "mixture_dir": str(mix.dir),
+        "manifest": str(mix.dir / "manifest.json"), "mixture_fingerprint": mixture.get("mixture_fingerprint"),
         "recipe_name": manifest["name"], "recipe_file": str(mix.recipe_path), "recipe_hash": manifest["recipe_hash"],
         "store_snapshot": manifest["store"]["id"], "node_key": key})
 
