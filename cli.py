@@ -567,7 +567,7 @@ def study_plan(study: StudyArg, out: StudyOut = None, json_: JsonOpt = False) ->
     _print_table([{**m, "conditions": ", ".join(m["conditions"]), "recipe_file": Path(m["recipe_file"]).name}
                   for m in p["mixtures"]], title="mixtures (each built once)")
     e = p["estimate"]
-    hours = f"{e['train_gpu_hours']} GPU-hours of training" if e["train_gpu_hours"] is not None else "GPU-hours unknown"
+    hours = f"{e['train_gpu_hours']:.3g} GPU-hours of training" if e["train_gpu_hours"] is not None else "GPU-hours unknown"
     rough = " (rough: no mixture built yet)" if any(r["rough"] for r in e["per_cell"]) else ""
     out_console.print(f"{e['mixtures']} mixtures, {e['runs']} runs, {e['checkpoint_evals']} checkpoint evaluations, "
                       f"{e['nodes']} nodes; {e['train_tokens']:,} training tokens, {hours}{rough}")

@@ -276,11 +276,18 @@ def build_plan(study: str | Path, out: Optional[str | Path] = None) -> Plan:
 
 
 def _topological(nodes: dict[str, Node]) -> dict[str, Node]:
-    """Stage order (prepare, model, mix, then each cell's train and eval, report), stable within a stage."""
-    order = sorted(nodes.values(), key=lambda n: (KINDS.index(n.kind) if n.kind in ("prepare", "model", "mix") else 3,
-                                                  "" if n.kind in ("prepare", "model", "mix") else (n.cell or "~"),
-                                                  KINDS.index(n.kind)))
-    return {n.id: n for n in order}
+    """Stage order: prepare, model, mix, then each cell's train and eval in grid order, report last."""
+    cells = list(dict.fromkeys(n.cell for n in nodes.values() if n.cell))
+    first = {"prepare": 0, "model": 1, "mix": 2}
+
+    def rank(n: Node) -> tuple:
+        if n.kind in first:
+            return (first[n.kind], 0, 0)
+        if n.cell:
+            return (3, cells.index(n.cell), KINDS.index(n.kind))
+        return (4, 0, 0)
+
+    return {n.id: n for n in sorted(nodes.values(), key=rank)}
 
 
 def recipe_yaml(m: Mixture) -> str:
@@ -323,7 +330,7 @@ def estimate(plan: Plan) -> dict:
     evals = len(plan.cells) * (len(plan.spec.eval.steps) + (1 if plan.spec.eval.base else 0))
     return {"cells": len(plan.cells), "mixtures": len(plan.mixtures), "runs": len(plan.cells), "checkpoint_evals": evals,
             "nodes": len(plan.nodes), "train_tokens": sum(r["tokens"] for r in rows),
-            "train_gpu_hours": round(sum(known), 2) if known else None, "per_cell": rows,
+            "train_gpu_hours": sum(known) if known else None, "per_cell": rows,
             "unknown_params": sorted({r["cell"] for r in rows if r["gpu_hours"] is None})}
 
 
