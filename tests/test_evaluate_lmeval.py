@@ -1,0 +1,57 @@
+"""lm-evaluation-harness through `curate eval --lm-eval`: a tiny local task runs on a tiny checkpoint and its
+rows land in the `evals` table (percent, with the harness's interval); a rerun skips it; result conversion."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("lm_eval")
+
+from curate.evaluate.lmeval import rows_from_results  # noqa: E402
+from curate.evaluate.targets import Target  # noqa: E402
+from curate.store import TraceStore  # noqa: E402
+from curate.store.evals import read_evals  # noqa: E402
+from tests.conftest import run_cli  # noqa: E402
+
+FIXTURE = Path(__file__).parent / "fixtures" / "lmeval" / "tiny_arith.yaml"
+
+
+def test_result_conversion_scales_accuracies_and_skips_bookkeeping():
+    t = Target(run="r", checkpoint="c", step=3, model_ref="c", identity="c", lineage={"recipe_hash": "abc"})
+    res = {"results": {"ifeval": {"alias": "ifeval", "prompt_level_strict_acc,none": 0.25,
+                                  "prompt_level_strict_acc_stderr,none": 0.05, "sample_len": 10},
+                       "wikitext": {"word_perplexity,none": 31.5}},
+           "versions": {"ifeval": 4.0}, "n-samples": {"ifeval": {"effective": 10}}}
+    rows = {r["metric"]: r for r in rows_from_results(res, t, "h")}
+    assert set(rows) == {"prompt_level_strict_acc", "word_perplexity"}
+    acc = rows["prompt_level_strict_acc"]
+    assert acc["value"] == pytest.approx(25.0) and acc["ci_low"] == pytest.approx(15.2) and acc["ci_high"] == pytest.approx(34.8)
+    assert acc["n_problems"] == 10 and acc["recipe_hash"] == "abc" and acc["step"] == 3 and acc["provenance"] == "lm-eval"
+    assert rows["word_perplexity"]["value"] == 31.5  # not a share: stored as reported
+
+
+def test_lm_eval_task_runs_on_a_checkpoint_and_lands_in_evals(tmp_path):
+    from curate.generate.tiny import build_tiny_model
+
+    ck = build_tiny_model(tmp_path / "run" / "checkpoints" / "step-000005")
+    data = tmp_path / "tasks" / "data.jsonl"
+    data.parent.mkdir()
+    data.write_text("".join(json.dumps({"question": f"What is {a} + 1?", "choices": [str(a + 1), str(a + 2)], "answer": 0}) + "\n"
+                            for a in range(6)))
+    (tmp_path / "tasks" / "tiny_arith.yaml").write_text(FIXTURE.read_text().replace("DATA_FILE", str(data)))
+    store = tmp_path / "store"
+    args = ["eval", str(ck), "--suite", "smoke", "-b", "safety", "--backend", "hf", "--max-tokens", "8", "--workers", "1",
+            "--no-progress", "--store", str(store), "--lm-eval", "tiny_arith", "--lm-eval-include", str(tmp_path / "tasks")]
+    r = run_cli(*args, env={"OMP_NUM_THREADS": "1"}, timeout=600)
+    assert r.returncode == 0, r.stderr
+    rows = read_evals(TraceStore(store), "suite = 'lm-eval'")
+    assert [(x["benchmark"], x["metric"], x["step"], x["run"]) for x in rows] == [("tiny_arith", "acc", 5, "run")]
+    assert any(rows[0]["value"] == pytest.approx(100 * k / 6) for k in range(7)) and rows[0]["n_problems"] == 6
+    again = run_cli(*args, env={"OMP_NUM_THREADS": "1"}, timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert read_evals(TraceStore(store), "suite = 'lm-eval'") == rows
+    bad = run_cli(*args[:-4], "--lm-eval", "no_such_task_xyz", "--lm-eval-include", str(tmp_path / "tasks"), timeout=600)
+    assert bad.returncode != 0 and "unknown task 'no_such_task_xyz'" in bad.stderr and "Traceback" not in bad.stderr
