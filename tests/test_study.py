@@ -247,3 +247,21 @@ def test_lineage_view_walks_from_an_eval_row_to_the_recipe(tmp_path):
     assert retire_run(store, "verified-tiny", "verified-tiny@abc") == 2
     assert read_lineage(store, "verified-tiny") == []
     assert {r["condition"] for r in read_lineage(store, "verified-tiny@abc")} == {"verified"}
+
+
+def test_local_executor_runs_one_gpu_node_per_gpu_at_once(tmp_path):
+    from curate.study.executors import Local
+    from curate.study.plan import Node
+
+    plan = build_plan(write(tmp_path))
+    nodes = [Node(f"prepare/{i}", "prepare", ["curate", "tasks", "list"], gpu=True) for i in range(3)]
+    plan.nodes = {n.id: n for n in nodes}
+    said: list[str] = []
+    res = Local(plan, lambda node: None, gpus=[0, 1], retries=0, echo=said.append).run(nodes)
+    assert res["done"] == ["prepare/0", "prepare/1", "prepare/2"] and not res["failed"]
+    starts = [s for s in said if s.startswith("start")]
+    assert starts[:2] == ["start prepare/0 on GPU 0", "start prepare/1 on GPU 1"]
+    # the third waits for a free GPU: it starts only after one of the first two finished
+    first_done = min(i for i, s in enumerate(said) if s.startswith("done"))
+    assert said.index(starts[2]) > first_done
+    assert said.index(starts[1]) < first_done, "the two GPU nodes must run at the same time"

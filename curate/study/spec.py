@@ -143,8 +143,8 @@ class StudySpec(_Strict):
 
 
 def read_yaml(path: Path) -> tuple[Any, Any]:
-    """(data, node tree for line numbers). The one place a study file is parsed: switch to the shared
-    safe loader (curate.yamlfile) here once it exists."""
+    """(data, node tree for line numbers). The one place a study file is parsed: once the shared safe
+    loader is on main, this body becomes `return curate.yamlfile.load_yaml(path, what="study")`."""
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
