@@ -600,6 +600,8 @@ def study_run(
         print(json.dumps(res, default=str))
     elif res.get("report"):
         out_console.print(f"report: {res['report']}", markup=False)
+    elif res.get("store") and not dry_run:
+        out_console.print(f"results: curate evals --store {res['store']}", markup=False)
 
 
 @study_app.command("status")

@@ -197,9 +197,11 @@ def run_study(study: str | Path, out: Optional[str | Path] = None, executor: Opt
                       plan.spec.executor.retries if retries is None else retries, echo)
         res = local.run(todo)
     report = plan.out / "report"
-    out = {"study": plan.spec.name, "out": str(plan.out), "executor": "local", "ran": res["done"], "failed": res["failed"],
-           "blocked": res["blocked"], "skipped": skipped, "report": str(report) if "report" in res["done"] or
-           (st.node_states(plan, verify_evals=False).get("report") and report.is_dir()) else None}
+    if (report / "report.html").is_file():
+        report = report / "report.html"
+    finished = "report" in res["done"] or ("report" in plan.nodes and states["report"].state == "done")
+    out = {"study": plan.spec.name, "out": str(plan.out), "store": str(plan.store), "executor": "local", "ran": res["done"], "failed": res["failed"],
+           "blocked": res["blocked"], "skipped": skipped, "report": str(report) if finished else None}
     if res["failed"]:
         names = ", ".join(res["failed"])
         raise CurateError(f"{len(res['failed'])} node(s) failed: {names}" + (f"; {len(res['blocked'])} waiting on them" if res["blocked"] else ""),
