@@ -88,6 +88,7 @@ def test_plan_command_prints_estimate(tmp_path, cli):
     (("  - {{name: q4b, path: Qwen/Qwen3-4B-Base}}", "  - {{name: q4b, path: ./missing-model}}"), "models.1.path: './missing-model' is not a model folder"),
     (("  backend: hf", "  backend: hf\n  bogus: 1"), ":25: eval.bogus: unknown key"),
     (("  config: debug", "  config: nosuch"), "train.config: no such training config 'nosuch'"),
+    (("  limit: 1", "  limit: 1\n  set: {{metrics: [pass@4]}}"), "eval: "),
     (("overrides: {{seed: 0}}", "overrides: {{quality.nope: 1}}"), "conditions.1.overrides.quality.nope: unknown recipe field"),
     (("  set: {{train.max_steps: 4,", "  set: {{train.max_stepz: 4,"), "train (cell verified-tiny)"),
 ])

@@ -47,6 +47,7 @@ eval:
   backend: hf
   max_tokens: 8
   limit: 1
+  set: {{sampling.temperature: 0}}  # greedy: a resumed eval batches differently, and sampling is seeded per batch
 report: false
 """
 

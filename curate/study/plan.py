@@ -153,17 +153,27 @@ def _model_path(spec_model, base: Path, out: Path, root: Any, origin: str, i: in
 
 
 def _suite(spec: StudySpec, base: Path, root: Any, origin: str) -> str:
-    from curate.evaluate.suite import shipped_suites
+    """The suite's name or absolute path, validated with the overrides the eval nodes will pass."""
+    from curate.evaluate.suite import load_suite, shipped_suites
 
     s = spec.eval.suite
-    if s in shipped_suites():
-        return s
-    p = Path(s).expanduser()
-    p = p if p.is_absolute() else base / p
-    if p.is_file():
-        return str(p.resolve())
-    raise field_error(origin, root, ("eval", "suite"), f"no such suite '{s}'",
-                      hint=f"shipped suites: {', '.join(shipped_suites())}; or a suite YAML path relative to the study file")
+    if s not in shipped_suites():
+        p = Path(s).expanduser()
+        p = p if p.is_absolute() else base / p
+        if not p.is_file():
+            raise field_error(origin, root, ("eval", "suite"), f"no such suite '{s}'",
+                              hint=f"shipped suites: {', '.join(shipped_suites())}; or a suite YAML path relative to the study file")
+        s = str(p.resolve())
+    e = spec.eval
+    overrides = {k: _fmt(v) for k, v in e.set.items()}
+    for key, value in (("n", e.n), ("sampling.max_tokens", e.max_tokens), ("limit", e.limit)):
+        if value is not None:
+            overrides[key] = str(value)
+    try:
+        load_suite(s, overrides)
+    except ConfigError as err:
+        raise ConfigError(f"{origin}: eval: {err.message}", hint=err.hint) from None
+    return s
 
 
 def build_plan(study: str | Path, out: Optional[str | Path] = None) -> Plan:
