@@ -12,12 +12,16 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
+from rich.text import Text
 
 from curate.errors import CurateError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Data-quality curation and ablation for reasoning SFT.")
-err_console = Console(stderr=True, highlight=False, soft_wrap=True)
-out_console = Console(highlight=False, soft_wrap=True)
+# Data is printed as Text (or escape()d inside our own markup) and emoji codes stay off: a trace saying
+# `:x:` or `[bold]`, or a hint saying `pip install 'curate[vllm]'`, prints as written.
+err_console = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
+out_console = Console(highlight=False, soft_wrap=True, emoji=False)
 
 StoreOpt = Annotated[
     Path,
@@ -25,6 +29,25 @@ StoreOpt = Annotated[
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 DEFAULT_STORE = Path("curate-store")
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            v = version("curate")
+        except PackageNotFoundError:  # run from a checkout without installing
+            from curate import __version__ as v
+        print(f"curate {v}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", is_eager=True, callback=_version, help="Print the version and exit.")] = False,
+) -> None:
+    """Data-quality curation and ablation for reasoning SFT."""
 
 
 # ---------------------------------------------------------------- store (issue 2)
@@ -37,29 +60,29 @@ def _store(path: Path):
 def _print_table(rows: list[dict], title: str | None = None) -> None:
     from rich.table import Table
 
-    table = Table(title=title, title_justify="left")
+    table = Table(title=None if title is None else Text(title), title_justify="left")
     cols = list(rows[0]) if rows else []
     for c in cols:
-        table.add_column(c, overflow="fold")
+        table.add_column(Text(str(c)), overflow="fold")
     for r in rows:
-        table.add_row(*("" if r[c] is None else str(r[c]) for c in cols))
+        table.add_row(*(Text("" if r[c] is None else str(r[c])) for c in cols))
     out_console.print(table)
 
 
 def _warn(store) -> None:
     for w in store.warnings:
-        err_console.print(f"[yellow]warning:[/] {w}")
+        err_console.print(f"[yellow]warning:[/] {escape(str(w))}")
 
 
 @app.command()
 def sql(
-    query: Annotated[str, typer.Argument(help="SQL over the views problems, samples, verdicts, features, traces.")],
+    query: Annotated[str, typer.Argument(help="One query over the views problems, samples, verdicts, features, traces: SELECT, WITH ... SELECT, DESCRIBE, SHOW or EXPLAIN.")],
     store: StoreOpt = DEFAULT_STORE,
     json_: JsonOpt = False,
     csv: Annotated[bool, typer.Option("--csv", help="Print CSV.")] = False,
     limit: Annotated[int, typer.Option(help="Rows to show in a table (JSON/CSV print all).")] = 50,
 ) -> None:
-    """Run a read-only SQL query against the store."""
+    """Run one read-only SQL query against the store (no writes, files, extensions or settings)."""
     import warnings
 
     from curate.report import print_result
@@ -138,7 +161,7 @@ def import_(
         return
     out_console.print(f"{rep.rows} rows -> {rep.problems} new problems, {rep.samples} new samples, {rep.verdicts} new labels")
     for s in rep.skipped[:10]:
-        err_console.print(f"[yellow]skipped:[/] {s}")
+        err_console.print(f"[yellow]skipped:[/] {escape(str(s))}")
     if len(rep.skipped) > 10:
         err_console.print(f"[yellow]... and {len(rep.skipped) - 10} more skipped rows[/]")
 
@@ -176,6 +199,8 @@ def verify(
     relabel: Annotated[bool, typer.Option("--relabel", help="Re-verify samples that already have a verdict from this version.")] = False,
     where: Annotated[Optional[str], typer.Option(help="SQL predicate over the `traces` view, e.g. \"source = 'math500'\".")] = None,
     batch_size: Annotated[int, typer.Option(help="Verdicts written per store transaction (a kill loses at most one batch).")] = 500,
+    self_test_every: Annotated[int, typer.Option(help="Re-run each verifier's self-test after this many batches; a batch is written only after it passes.")] = 1,
+    max_error_share: Annotated[float, typer.Option(help="Exit non-zero when a verifier's share of `error` verdicts is above this.")] = 0.01,
     json_: JsonOpt = False,
 ) -> None:
     """Label stored samples that lack a verdict, in worker processes with a hard per-response timeout."""
@@ -184,8 +209,11 @@ def verify(
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from curate.errors import InputError
     from curate.label import label_store
 
+    if not 0.0 <= max_error_share <= 1.0:
+        raise InputError(f"--max-error-share must be between 0 and 1, got {max_error_share:g}")
     st = _store(store)
     columns = [TextColumn("verifying {task.fields[name]}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[rate]}/s"), TimeElapsedColumn()]
@@ -200,21 +228,36 @@ def verify(
             bar.update(task, advance=n, name=name, rate=f"{done / elapsed:.1f}" if elapsed > 0 else "-")
 
         rep = label_store(st, verifier=verifier, workers=workers, relabel=relabel, where=where, batch_size=batch_size,
-                          progress=tick)
+                          progress=tick, self_test_every=self_test_every)
     _warn(st)
     data = rep.to_dict()
     if json_:
         out_console.print_json(json.dumps(data))
-        return
-    rows = [{"verifier": k, **{s: c.get(s, 0) for s in ("correct", "incorrect", "no_answer", "timeout", "error")}}
-            for k, c in data["by_verifier"].items()]
+    else:
+        _print_verify_summary(data)
+    for w in data["warnings"]:
+        err_console.print(f"[yellow]warning:[/] {w}")
+    over = rep.over_error_share(max_error_share)
+    if over:
+        raise CurateError(f"error share above --max-error-share {max_error_share:.1%}: {'; '.join(over)}",
+                          hint="these verdicts say the verifier could not judge: `curate sql \"SELECT verifier, reason, "
+                               "count(*) FROM verdicts WHERE status = 'error' GROUP BY ALL\"` shows why (docs/verifiers.md)")
+
+
+def _print_verify_summary(data: dict) -> None:
+    statuses = ("correct", "incorrect", "no_answer", "timeout", "error")
+    rows = []
+    for k, c in data["by_verifier"].items():
+        total = sum(c.values())
+        rows.append({"verifier": k, **{s: f"{c.get(s, 0)} ({c.get(s, 0) / total:.1%})" for s in statuses}, "total": total})
     if rows:
-        _print_table(rows, title="verdicts written")
+        _print_table(rows, title="status distribution per verifier")
     out_console.print(f"labeled {data['labeled']} samples in {data['seconds']:.1f}s ({data['written']} new verdicts, "
-                      f"{data['killed_workers']} workers killed on timeout)")
+                      f"{data['killed_workers']} workers killed on timeout, {data['self_tests']} self-tests passed)")
     for u in data["unclaimed"]:
         why = f"names unknown verifier {u['verifier']!r}" if u.get("verifier") else "no verifier claims it"
-        err_console.print(f"[yellow]not labeled:[/] source={u['source']} domain={u['domain']} ({why}); name one with --verifier")
+        line = f"source={u['source']} domain={u['domain']} ({why}); name one with --verifier"
+        err_console.print(f"[yellow]not labeled:[/] {escape(line)}")
 
 
 # ---------------------------------------------------------------- tasks and generation (issue 4)
@@ -256,7 +299,7 @@ def tasks_add(
     source: Annotated[str, typer.Argument(help="A task name from `curate tasks list`, or a .jsonl/.parquet path.")],
     store: StoreOpt = DEFAULT_STORE,
     size: Annotated[Optional[int], typer.Option(help="How many problems (required for generated tasks).")] = None,
-    seed: Annotated[int, typer.Option(help="Generator seed; problem i uses seed + i.")] = 0,
+    seed: Annotated[int, typer.Option(help="Generator seed; problem i is drawn from sha256(seed, i), so seeds are independent.")] = 0,
     split: Annotated[Optional[str], typer.Option(help="train or eval (default: the source's own).")] = None,
     set_: SetOpt = None,
     json_: JsonOpt = False,
@@ -264,13 +307,26 @@ def tasks_add(
     """Add problems from a source to the store (idempotent: ids are content hashes)."""
     import json
 
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
     from curate.tasks import add_problems
 
-    result = add_problems(_store(store), source, _kv(set_, "--set"), size=size, seed=seed, split=split)
+    columns = [TextColumn(f"adding {source}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn()]
+    with Progress(*columns, console=err_console, transient=True, disable=json_) as bar:
+        task = bar.add_task("add", total=size)
+        result = add_problems(_store(store), source, _kv(set_, "--set"), size=size, seed=seed, split=split,
+                              progress=lambda done, total: bar.update(task, completed=done, total=total))
     if json_:
         print(json.dumps(result))
     else:
-        out_console.print(f"{result['source']}: {result['seen']} problems, {result['added']} new, into {store}")
+        out_console.print(Text(f"{result['source']}: {result['seen']} problems, {result['added']} new, into {store}"))
+    if result["conflicts"] and not json_:
+        first = result["conflicting"][0]
+        n = result["conflicts"]
+        err_console.print("[yellow]warning:[/] " + escape(
+            f"{n} {'problem is' if n == 1 else 'problems are'} already stored under another split and "
+            f"{'was' if n == 1 else 'were'} not added as {result['split']} (a problem has one split), e.g. problem "
+            f"{first['id']} is stored as {first['stored_split']} (`tasks add --json` lists up to 10)"))
 
 
 @app.command("generate")
@@ -323,12 +379,12 @@ def generate_cmd(
         print(json.dumps(d, default=str))
         return
     if dry_run:
-        out_console.print(f"[bold]dry run[/]: {d['backend']} / {d['model']}")
+        out_console.print(f"[bold]dry run[/]: {escape(str(d['backend']))} / {escape(str(d['model']))}")
         out_console.print(f"problems {d['problems']}  samples planned {d['planned']}  already stored {d['existing']}  "
                           f"to generate {d['planned'] - d['existing']}")
-        out_console.print(f"params {json.dumps(d['params'])}")
+        out_console.print(Text(f"params {json.dumps(d['params'])}"))
         if d["example_prompt"]:
-            out_console.print(f"first prompt {json.dumps(d['example_prompt'], ensure_ascii=False)}")
+            out_console.print(Text(f"first prompt {json.dumps(d['example_prompt'], ensure_ascii=False)}"))
         return
     out_console.print(f"generated {d['generated']} samples ({d['existing']} already stored) in {d['elapsed_s']:.1f}s, "
                       f"{d['samples_per_s']} samples/s, {d['completion_tokens']} completion tokens, "
@@ -351,12 +407,12 @@ def _print_rows(rows: list[dict], as_json: bool, title: str | None = None) -> No
     if as_json:
         out_console.print_json(json.dumps(rows, ensure_ascii=False))
         return
-    table = Table(title=title)
+    table = Table(title=None if title is None else Text(title))
     cols = list(dict.fromkeys(k for r in rows for k in r))
     for c in cols:
-        table.add_column(c)
+        table.add_column(Text(str(c)))
     for r in rows:
-        table.add_row(*("" if r.get(c) is None else str(r.get(c)) for c in cols))
+        table.add_row(*(Text("" if r.get(c) is None else str(r.get(c))) for c in cols))
     out_console.print(table)
 
 
@@ -367,14 +423,23 @@ def mix_cmd(
     store: StoreOpt = DEFAULT_STORE,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing mixture at --out.")] = False,
     sweep: Annotated[Optional[list[str]], typer.Option("--sweep", help="KEY=V1,V2,... e.g. quality.incorrect_fraction=0,0.5,1 (repeatable).")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a recipe field: KEY=VALUE, e.g. size=512, sources.0.where=\"...\" (repeatable).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Build a training mixture from the store: HF dataset + Parquet + dataset card + manifest."""
+    import time
+
     from curate.mix import mix
     from curate.mix.export import manifest_line
     from curate.mix.recipe import resolve_recipe_path
 
-    manifests = mix(resolve_recipe_path(recipe), store, out, overwrite=overwrite, sweep=sweep)
+    started = time.monotonic()
+    with err_console.status("mixing...") as status:
+        def progress(msg: str) -> None:
+            if not as_json:
+                status.update(f"mixing ({time.monotonic() - started:.0f}s): {msg}")
+
+        manifests = mix(resolve_recipe_path(recipe), store, out, overwrite=overwrite, sweep=sweep, sets=set_, progress=progress)
     _print_rows([manifest_line(m) for m in manifests], as_json, title=f"mixtures written to {out}")
 
 
@@ -420,12 +485,17 @@ def recipes_validate(
     from curate.mix.recipe import validate_files
 
     results = validate_files(recipes)
+    bad = [r for r in results if not r["ok"]]
     if as_json:
         _print_rows(results, True)
+    elif len(results) == 1 and bad:  # one recipe: its error is the one line
+        raise ConfigError(bad[0]["error"])
     else:
         for r in results:
-            out_console.print(f"[green]ok[/] {r['file']} ({r['hash'][:12]})" if r["ok"] else f"[red]invalid[/] {r['error']}")
-    bad = [r for r in results if not r["ok"]]
+            if r["ok"]:
+                out_console.print(f"[green]ok[/] {escape(r['file'])} ({r['hash'][:12]})")
+            else:
+                err_console.print(f"[red]invalid[/] {escape(r['error'])}")
     if bad:
         raise ConfigError(f"{len(bad)} of {len(results)} recipes are invalid")
 
@@ -436,15 +506,25 @@ def recipes_validate(
 
 @app.command("train")
 def train_cmd(
-    config: Annotated[Path, typer.Argument(help="Training config YAML (examples: curate/train/configs/).")],
+    config: Annotated[Path, typer.Argument(help="Training config YAML, or a shipped one by name: study, debug.")],
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a field: --set train.lr=1e-5 (repeatable).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in output_dir from its latest state.")] = False,
+    json_: Annotated[bool, typer.Option("--json", help="Print the run's summary as JSON on stdout (logs go to stderr).")] = False,
 ) -> None:
     """Fine-tune a causal LM on a `messages` dataset with the bundled FSDP2 runner (launches torchrun)."""
-    from curate.train import train_from_config
+    import json
 
-    out = train_from_config(config, set_ or [], resume=resume, echo=out_console.print)
-    out_console.print(f"[green]done[/]: checkpoints in {out / 'checkpoints'}, metrics in {out / 'metrics.jsonl'}")
+    from curate.train import train_from_config
+    from curate.train.launch import describe_result
+
+    console = err_console if json_ else out_console
+    echo = lambda m: console.print(Text(str(m)))  # noqa: E731
+    result = train_from_config(config, set_ or [], resume=resume, echo=echo, stdout=sys.stderr if json_ else None)
+    if json_:
+        print(json.dumps(result, indent=2))
+    else:
+        out_console.print(Text(describe_result(result), style="green"))
+
 
 
 # ---------------------------------------------------------------- evaluation
@@ -491,11 +571,16 @@ def eval_cmd(
                            lm_eval_include=lm_eval_include, progress=progress and not json_, flush_every=flush_every, say=say)
     if json_:
         print(json.dumps(rep.to_dict(), default=str))
-        return
-    for note in rep.notes:
-        err_console.print(f"note: {note}", markup=False)
-    out_console.print(f"evaluated {rep.targets} checkpoint(s): {rep.generated} samples generated, {rep.labeled} labeled "
-                      f"in {rep.seconds:.1f}s; see `curate evals --store {store}`", markup=False)
+    else:
+        for note in rep.notes:
+            err_console.print(f"note: {note}", markup=False)
+        out_console.print(f"evaluated {rep.targets} checkpoint(s): {rep.generated} samples generated, {rep.labeled} labeled "
+                          f"in {rep.seconds:.1f}s; see `curate evals --store {store}`", markup=False)
+    if rep.incomplete:
+        from curate.errors import CurateError
+
+        raise CurateError(f"{len(rep.incomplete)} benchmark(s) incomplete, stored without a score: " + "; ".join(rep.incomplete),
+                          hint="relabel errors with `curate verify --relabel --where \"status = 'error'\"`, then rerun the same command")
 
 
 evals_app = typer.Typer(help="Evaluation results in the store: the per-checkpoint table, imports of published results.")
@@ -543,6 +628,56 @@ def evals_import(
     else:
         out_console.print(f"imported {rep['rows']} rows ({len(rep['runs'])} runs, benchmarks: {', '.join(rep['benchmarks'])})",
                           markup=False)
+
+
+@evals_app.command("compare")
+def evals_compare(
+    a: Annotated[str, typer.Argument(help="Run (condition) A, as in the evals table's `run` column.")],
+    b: Annotated[str, typer.Argument(help="Run (condition) B; differences are B - A.")],
+    store: StoreOpt = DEFAULT_STORE,
+    benchmark: Annotated[Optional[str], typer.Option(help="Only this benchmark.")] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """B - A per benchmark at each common step, with a paired bootstrap CI over problems where possible."""
+    import json
+
+    from curate.evaluate.compare import compare
+
+    rep = compare(_store(store), a, b, benchmark)
+    if json_:
+        print(json.dumps(rep))
+        return
+    r1 = lambda v: "" if v is None else f"{v:.1f}"  # noqa: E731
+    rows = [{"benchmark": r["benchmark"], "metric": r["metric"], "step": "-" if r["step"] is None else r["step"], "A": r1(r["a"]), "B": r1(r["b"]),
+             "B-A": f"{r['diff']:+.1f}", "95% CI": f"[{r['ci_low']:+.1f}, {r['ci_high']:+.1f}]" if r["ci_low"] is not None else "",
+             "significant": "" if r["significant"] is None else "yes" if r["significant"] else "no",
+             "method": r["method"] + (f" ({r['n_problems']} problems)" if r["n_problems"] else "")} for r in rep["rows"]]
+    if rows:
+        _print_table(rows, title=f"A = {a}, B = {b}")
+    for n in rep["notes"]:
+        err_console.print(f"[yellow]note:[/] {n}", markup=True)
+
+
+@app.command("report")
+def report_cmd(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for report.html, report.md, report.json and figures/.")],
+    store: StoreOpt = DEFAULT_STORE,
+    study: Annotated[Optional[Path], typer.Option(help="A study directory: its mixtures/*/manifest.json are described.")] = None,
+    mixtures: Annotated[Optional[list[Path]], typer.Option("--mixtures", help="A mixture folder of `curate mix` (repeatable).")] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Curves with dip and recovery, length and truncation, final/best scores, mixtures and verdicts in one report."""
+    import json
+
+    from curate.evaluate.report import build_report
+
+    data = build_report(_store(store), out, study=study, mixtures=mixtures or [])
+    if json_:
+        print(json.dumps(data, default=str))
+        return
+    out_console.print(f"report: {out / 'report.html'} (open it in a browser; figures in {out / 'figures'})", markup=False)
+    for section, why in data["skipped"].items():
+        out_console.print(f"  left out {section}: {why}", markup=False)
 
 
 # ---------------------------------------------------------------- studies
@@ -686,7 +821,7 @@ def demo(
     from curate.demo import DemoConfig, report_json, run_demo
 
     cfg = DemoConfig(problems=problems, samples_per_problem=samples, workers=workers)
-    say = (lambda s: None) if json_ else (lambda s: out_console.print(s))
+    say = (lambda s: None) if json_ else (lambda s: out_console.print(Text(str(s))))
     rep = run_demo(store, out, cfg, say=say)
     if json_:
         print(report_json(rep))
@@ -694,32 +829,50 @@ def demo(
     _print_table(rep.store_summary, title="store: traces by source and teacher")
     _print_table([{k: v for k, v in m.items() if k != "path"} for m in rep.mixtures],
                  title="mixtures: the same problems, three data-quality conditions")
-    out_console.print(f"Mixtures (Hugging Face datasets with cards): {out / 'mixtures'}")
-    out_console.print(f"Query the store: curate sql \"SELECT status, count(*) FROM traces GROUP BY status\" --store {store}")
+    out_console.print(Text(f"Mixtures (Hugging Face datasets with cards): {out / 'mixtures'}"))
+    out_console.print(Text(f"Query the store: curate sql \"SELECT status, count(*) FROM traces GROUP BY status\" --store {store}"))
 
+
+
+def _fail(message: str, hint: str | None, code: int) -> None:
+    err_console.print(f"[bold red]error:[/] {escape(' '.join(str(message).split()))}")
+    if hint:
+        err_console.print(f"[dim]hint: {escape(hint)}[/]")
+    sys.exit(code)
+
+
+def _click():
+    """The click that typer runs on: typer bundles its own (typer._click), older typers use click itself."""
+    try:
+        from typer import _click as click
+    except ImportError:  # pragma: no cover - older typer
+        import click
+    return click
 
 
 def main() -> None:
-    """Console entry point: run the app, mapping known errors to one line."""
+    """Console entry point: run the app, mapping known errors and usage errors to one line."""
+    click = _click()
     try:
-        app(standalone_mode=False)
+        rv = app(standalone_mode=False, prog_name="curate")
     except CurateError as e:
-        err_console.print(f"[bold red]error:[/] {e.message}")
-        if e.hint:
-            err_console.print(f"[dim]hint: {e.hint}[/]")
-        sys.exit(e.exit_code)
+        _fail(e.message, e.hint, e.exit_code)
     except (typer.Abort, KeyboardInterrupt):
-        err_console.print("[red]aborted[/]")
-        sys.exit(130)
-    except Exception as e:  # click usage errors carry their own exit code
-        import click
-
-        if isinstance(e, click.exceptions.ClickException):
-            e.show()
-            sys.exit(e.exit_code)
-        if isinstance(e, click.exceptions.Exit):
-            sys.exit(e.exit_code)
-        raise
+        _fail("interrupted", None, 130)
+    except click.exceptions.NoArgsIsHelpError as e:  # a bare group: its help is the answer
+        e.show()
+        sys.exit(e.exit_code)
+    except click.exceptions.UsageError as e:  # unknown option, missing argument, bad value
+        where = e.ctx.command_path if e.ctx is not None else "curate"
+        _fail(f"{e.format_message()} (see `{where} --help`)", None, e.exit_code)
+    except click.exceptions.ClickException as e:
+        _fail(e.format_message(), None, e.exit_code)
+    else:
+        # typer returns, rather than raises, an Exit's code when not standalone (Ctrl-C arrives as 130)
+        if isinstance(rv, int) and rv:
+            if rv == 130:
+                err_console.print("[bold red]error:[/] interrupted")
+            sys.exit(rv)
 
 
 if __name__ == "__main__":

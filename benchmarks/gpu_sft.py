@@ -53,7 +53,7 @@ def run_one(tmp: Path, name: str, args, ac: str, compile_: bool, loss_chunk: int
         "train": {"global_batch_size": args.batch, "epochs": 1, "max_steps": args.steps, "lr": 5e-5, "warmup_ratio": 0.0},
         "parallel": {"activation_checkpointing": ac, "ac_every": args.ac_every, "compile": compile_,
                      "loss_chunk_tokens": loss_chunk, "mixed_precision": "auto"},
-        "checkpoint": {"steps": [], "every": None, "save_final": False},
+        "checkpoint": {"steps": [], "every": None},
         "logging": {"progress": False},
         "launch": {"nproc_per_node": args.nproc},
     }

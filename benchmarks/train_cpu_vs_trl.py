@@ -34,7 +34,7 @@ def ours(tmp: Path, name: str, args, packing: bool) -> float:
               "shuffle": False, "max_length": args.max_length, "max_prompt_length": None, "max_response_length": None},
         train={"global_batch_size": args.batch, "epochs": 1, "max_steps": args.steps, "lr": 1e-4, "warmup_ratio": 0.0},
         parallel={"activation_checkpointing": "none", "mixed_precision": "fp32"},
-        checkpoint={"every": None, "steps": [], "save_final": False},
+        checkpoint={"every": None, "steps": []},
     )
     train_from_config(cfg, echo=lambda *a: None)
     rows = [json.loads(x) for x in (tmp / name / "metrics.jsonl").read_text().splitlines()][1:]

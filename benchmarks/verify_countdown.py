@@ -5,7 +5,9 @@
 
 Prints median seconds and expressions/s for both, the ratio (ours / naive throughput; target >= 1x),
 agreement on the verdicts, and the time of each adversarial item through our verifier (target < 1 s each;
-the naive checker is not run on them: `eval("9**9**9")` would not come back).
+the naive checker is not run on them: `eval("9**9**9")` would not come back). Its own correctness check comes
+first: every generated expression whose value is the target (exact arithmetic) must be correct, every other one
+and every adversarial item incorrect; when that fails it prints what failed, no ratio, and exits 1.
 """
 from __future__ import annotations
 
@@ -33,6 +35,26 @@ def naive_check(expr: str, numbers: list[int], target: int) -> bool:
         return abs(eval(expr, {"__builtins__": None}, {}) - target) < 1e-5
     except Exception:
         return False
+
+
+def _exact_value(expr: str):
+    """The expression's value in exact rationals (the generator writes only integers, + - * / and parentheses)."""
+    import ast
+    from fractions import Fraction
+
+    def ev(node):
+        if isinstance(node, ast.Constant):
+            return Fraction(node.value)
+        a, b = ev(node.left), ev(node.right)
+        op = type(node.op)
+        if op is ast.Div and b == 0:
+            raise ZeroDivisionError
+        return {ast.Add: a + b, ast.Sub: a - b, ast.Mult: a * b}[op] if op is not ast.Div else a / b
+
+    try:
+        return ev(ast.parse(expr, mode="eval").body)
+    except ZeroDivisionError:
+        return None
 
 
 def make_items(n: int, seed: int = 0) -> list[tuple[str, list[int], int]]:
@@ -75,6 +97,18 @@ def main() -> None:
         t0 = time.perf_counter()
         naive = [naive_check(e, nums, t) for e, nums, t in items]
         naive_t.append(time.perf_counter() - t0)
+    failed = []
+    for (e, nums, t), got in zip(items, ours):
+        want = _exact_value(e) == t
+        if got != want:
+            failed.append(f"{e} (numbers {nums}, target {t}): ours says {got}, exact arithmetic says {want}")
+    adversarial = [(a, check_expression(a, [1, 9, 10], 10)[0]) for a in ADVERSARIAL]
+    failed += [f"adversarial {a[:24]!r} judged correct" for a, ok in adversarial if ok]
+    if failed:
+        print(f"countdown: correctness check FAILED ({len(failed)} items), no ratio printed:", file=sys.stderr)
+        for line in failed[:20]:
+            print(f"  {line}", file=sys.stderr)
+        sys.exit(1)
     agree = sum(a == b for a, b in zip(ours, naive))
     mo, mn = statistics.median(ours_t), statistics.median(naive_t)
     print(f"countdown: {args.n} expressions x {args.reps} reps")

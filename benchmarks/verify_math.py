@@ -11,7 +11,9 @@ over a real store, timed end to end including worker start-up; each rep re-label
 Peer: `math_verify.verify(parse(gold), parse(answer))` in one process, one pair after another, with
 math-verify's default timeouts. Prints median seconds, pairs/s, the ratio (target >= 1.7x) and verdict
 agreement on pairs that did not time out (differences are our documented improvements: equations equal up
-to a constant factor, `\\fbox`).
+to a constant factor, `\\fbox`). Its own correctness check comes first: every pair whose status is known (the
+generated right/wrong renderings, the regression rows) must get that status or `timeout`, and none `error`;
+when that fails it prints what failed, no ratio, and exits 1.
 """
 from __future__ import annotations
 
@@ -30,7 +32,7 @@ sys.path.insert(0, str(ROOT / "tests" / "fixtures" / "verifiers"))
 from curate.label import label_store  # noqa: E402
 from curate.records import Problem, Sample  # noqa: E402
 from curate.store import TraceStore  # noqa: E402
-from math_regression import CASES  # noqa: E402
+from math_regression import CASES, KNOWN_MISSES  # noqa: E402
 from verifiers.extract import strip_thinking  # noqa: E402
 from verifiers.math import _gold_text  # noqa: E402
 
@@ -61,15 +63,22 @@ def gold_and_answers(rng: random.Random) -> tuple[str, str, str]:
 
 
 def make_pairs(n: int, seed: int = 0) -> list[tuple[str, str]]:
+    return [(g, o) for g, o, _ in make_cases(n, seed)]
+
+
+def make_cases(n: int, seed: int = 0) -> list[tuple[str, str, str]]:
+    """(gold, trace, the status a careful grader gives it)."""
     rng = random.Random(seed)
-    pairs = [(g, o) for g, o, _ in CASES if "=" not in g]  # equations: our improvement, compared separately
-    while len(pairs) < n:
+    cases = [(g, o, KNOWN_MISSES.get((g, o), want)) for g, o, want in CASES if "=" not in g]  # equations: ours only
+    while len(cases) < n:
         gold, right, wrong = gold_and_answers(rng)
         a, b = rng.randint(1, 50), rng.randint(1, 50)
         think = "<think>" + THINK.format(a=a, b=b, s=a + b) + "</think>\n"
-        answer = right if rng.random() < 0.6 else wrong
-        pairs.append((gold, think + f"**Summary.** Combining the cases above, the answer is {answer}."))
-    return pairs[:n]
+        ok = rng.random() < 0.6
+        answer = right if ok else wrong
+        cases.append((gold, think + f"**Summary.** Combining the cases above, the answer is {answer}.",
+                      "correct" if ok else "incorrect"))
+    return cases[:n]
 
 
 def peer(pairs: list[tuple[str, str]]) -> list[bool]:
@@ -108,7 +117,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--reps", type=int, default=3)
     args = ap.parse_args()
-    pairs = make_pairs(args.n)
+    cases = make_cases(args.n)
+    pairs = [(g, o) for g, o, _ in cases]
     ceiling_before = machine_parallelism(args.workers)
     with tempfile.TemporaryDirectory() as tmp:
         st = TraceStore(Path(tmp) / "store")
@@ -127,6 +137,14 @@ def main() -> None:
             peer_t.append(time.perf_counter() - t0)
         rows = st.query("SELECT sample_id, status, reason FROM verdicts WHERE verifier = 'math'").to_pylist()
     ours = {sid[r["sample_id"]]: r for r in rows}
+    failed = [f"gold {g!r}: ours {ours[i]['status']} ({ours[i]['reason'][:60]}), expected {want}"
+              for i, (g, _, want) in enumerate(cases)
+              if ours[i]["status"] == "error" or (ours[i]["status"] != "timeout" and ours[i]["status"] != want)]
+    if failed:
+        print(f"verify_math: correctness check FAILED ({len(failed)} pairs), no ratio printed:", file=sys.stderr)
+        for line in failed[:20]:
+            print(f"  {line}", file=sys.stderr)
+        sys.exit(1)
     mo, mp = statistics.median(ours_t), statistics.median(peer_t)
     timed_out = [i for i, r in ours.items() if r["status"] == "timeout"]
     compared = [i for i in range(len(pairs)) if i not in timed_out]

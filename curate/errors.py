@@ -46,3 +46,11 @@ class ConfigError(InputError):
 
 class BackendError(CurateError):
     """A generation backend failed after its retries (unreachable server, missing package)."""
+
+
+class QueryInterrupted(StoreError):
+    """A running query was stopped: by its time limit (exit 1), or by Ctrl-C/SIGTERM (128 + the signal, like a shell)."""
+
+    def __init__(self, message: str, hint: str | None = None, exit_code: int = 130) -> None:
+        super().__init__(message, hint)
+        self.exit_code = exit_code

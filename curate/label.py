@@ -5,8 +5,14 @@
   (`verifiers.registry.by_rules`); problems nothing claims are reported, not labeled.
 - What: `store.unlabeled(name, version, where, relabel)`: samples without a verdict from that verifier
   *version* (a new version re-labels), filtered by an optional SQL predicate over the `traces` view.
-- How: a `verifiers.pool.VerifierPool` (hard wall-clock kill per response), verdicts flushed to the store
-  every `batch_size` completions, so a killed run loses at most one batch and a re-run labels only the rest.
+- How: a `verifiers.pool.VerifierPool` (hard wall-clock kill per response), one batch of `batch_size` at a time.
+- Self-tests: every verifier's probes (`Verifier.probes`) run in the pool before anything is labeled and again
+  after every `self_test_every` batches (so also at the end). A batch's verdicts are written only once the
+  self-test after it has passed; when one fails, labeling stops with a CurateError naming the verifier, the
+  probe and the reason, and the failed stretch is discarded (still unlabeled: a re-run judges it again).
+  A killed run loses at most `self_test_every` batches.
+- The report counts statuses per verifier; `error_shares()` and `over_error_share(limit)` back
+  `curate verify --max-error-share`.
 
     from curate.label import label_store
     report = label_store(TraceStore("store"), workers=4)
@@ -17,12 +23,13 @@ from __future__ import annotations
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable
 
 from curate.errors import CurateError, InputError, StoreError
 from curate.records import Verdict
 from curate.store import queries
-from verifiers.pool import PoolError, VerifierPool
+from curate.store.sqlcheck import check_predicate
+from verifiers.pool import PoolError, SelfTestFailed, VerifierPool
 from verifiers.registry import RegistryError, by_rules, get_verifier, names, resolve
 
 
@@ -34,10 +41,25 @@ class LabelReport:
     unclaimed: list[dict] = field(default_factory=list)  # (source, domain, named verifier) groups nothing labels
     killed: int = 0
     seconds: float = 0.0
+    self_tests: int = 0  # probe rounds passed
+    warnings: list[str] = field(default_factory=list)
 
     def count(self, v: Verdict) -> None:
         self.labeled += 1
         self.by_verifier.setdefault(f"{v.verifier}@{v.version}", Counter())[v.status] += 1
+
+    def error_shares(self) -> dict[str, float]:
+        """verifier@version -> share of its verdicts in this run that are `error` (could not judge)."""
+        return {k: c.get("error", 0) / total for k, c in self.by_verifier.items() if (total := sum(c.values()))}
+
+    def over_error_share(self, limit: float) -> list[str]:
+        """One line per verifier whose error share is above `limit`, e.g. "code@1: 12.0% errors (12 of 100)"."""
+        out = []
+        for k, share in sorted(self.error_shares().items()):
+            if share > limit:
+                c = self.by_verifier[k]
+                out.append(f"{k}: {share:.1%} errors ({c.get('error', 0)} of {sum(c.values())})")
+        return out
 
     def to_dict(self) -> dict:
         return {
@@ -48,6 +70,9 @@ class LabelReport:
             "killed_workers": self.killed,
             "seconds": round(self.seconds, 3),
             "per_second": round(self.labeled / self.seconds, 2) if self.seconds > 0 else None,
+            "error_share": {k: round(v, 6) for k, v in self.error_shares().items()},
+            "self_tests": self.self_tests,
+            "warnings": self.warnings,
         }
 
 
@@ -57,6 +82,8 @@ def plan(store: Any, verifier: str | None, where: str | None) -> tuple[list[tupl
     Without a named verifier, each (source, domain, metadata.verifier) group of problems goes to
     `verifiers.registry.by_rules`: the verifier the problem names (task loaders set metadata.verifier), else
     the one claiming its source, else its domain."""
+    if where:  # the user's predicate alone, before it is combined with the group filters
+        check_predicate(where, "traces", "predicate over `traces`")
     if verifier:
         return [(resolve(verifier), f"({where})" if where else None)], []
     members: dict[str, list[dict]] = {}
@@ -81,13 +108,17 @@ def label_store(
     options: dict | None = None,
     progress: Callable[[int, str], None] | None = None,
     grace_s: float = 1.0,
+    self_test_every: int = 1,
 ) -> LabelReport:
     """Label every sample missing a verdict; returns counts. `progress(n_done_in_step, verifier)` is called
-    as verdicts complete. Raises InputError for an unknown verifier or a bad predicate."""
+    as verdicts complete. Raises InputError for an unknown verifier or a bad predicate, CurateError when a
+    verifier fails its self-test (nothing judged since its last passing self-test is written)."""
     if workers < 1:
         raise InputError("--workers must be at least 1")
     if batch_size < 1:
         raise InputError("--batch-size must be at least 1")
+    if self_test_every < 1:
+        raise InputError("--self-test-every must be at least 1")
     if not store.exists:
         raise StoreError(f"no store at {store.path}", hint="create one with `curate import` or `curate tasks add`")
     t0 = time.monotonic()
@@ -104,36 +135,58 @@ def label_store(
         if "verifiers.math" in preload:
             preload.append("verifiers._warm_math")
         with VerifierPool(workers=workers, grace_s=grace_s, preload=preload) as pool:
+            for name, _ in steps:  # every verifier proves itself before anything is labeled
+                _self_test(pool, name, options, report)
             for name, pred in steps:
-                tasks = _tasks(store, name, versions[name], pred, relabel, batch_size, options)
-                pending: list[Verdict] = []
-                for sid, verdict in pool.run(tasks):
-                    v = verdict.with_sample(sid)
-                    pending.append(v)
-                    report.count(v)
-                    if progress:
-                        progress(1, name)
-                    if len(pending) >= batch_size:
-                        report.written += store.add_verdicts(pending, replace=relabel)
-                        pending = []
-                if pending:
-                    report.written += store.add_verdicts(pending, replace=relabel)
+                stretch: list[Verdict] = []
+                batches = store.unlabeled(name, versions[name], where=pred, relabel=relabel, batch_size=batch_size)
+                for n, batch in enumerate(batches, 1):
+                    tasks = [(sid, name, options or {}, problem, text) for problem, sid, text in batch]
+                    for sid, verdict in pool.run(tasks):
+                        v = verdict.with_sample(sid)
+                        stretch.append(v)
+                        report.count(v)
+                        if progress:
+                            progress(1, name)
+                    if n % self_test_every == 0:
+                        report.written += _confirm_and_write(pool, store, name, options, stretch, relabel, report)
+                        stretch = []
+                if stretch:
+                    report.written += _confirm_and_write(pool, store, name, options, stretch, relabel, report)
             report.killed = pool.kills
     except PoolError as e:
         raise CurateError(f"verifier workers cannot start: {e}") from None
+    except SelfTestFailed as e:
+        raise CurateError(str(e), hint="nothing judged since its last passing self-test was written; fix the "
+                                       "environment (docs/verifiers.md) and re-run: only unlabeled samples are judged") from None
     report.seconds = time.monotonic() - t0
     return report
 
 
-def _tasks(store: Any, name: str, version: str, pred: str | None, relabel: bool, batch_size: int,
-           options: dict | None) -> Iterator[tuple]:
-    for batch in store.unlabeled(name, version, where=pred, relabel=relabel, batch_size=batch_size):
-        for problem, sid, text in batch:
-            yield (sid, name, options or {}, problem, text)
+def _self_test(pool: VerifierPool, name: str, options: dict | None, report: LabelReport) -> None:
+    if pool.self_test(name, options) == 0:
+        warning = f"verifier {name!r} declares no self-test (probes()): nothing checks that it can judge here"
+        if warning not in report.warnings:
+            report.warnings.append(warning)
+    report.self_tests += 1
+
+
+def _confirm_and_write(pool: VerifierPool, store: Any, name: str, options: dict | None, stretch: list[Verdict],
+                       relabel: bool, report: LabelReport) -> int:
+    """Write a stretch of verdicts only after the verifier passes its self-test again (raises if it does not)."""
+    _self_test(pool, name, options, report)
+    return store.add_verdicts(stretch, replace=relabel)
 
 
 def verify_pairs(pairs: Iterable[tuple[Any, Any, str]], verifier: str, workers: int = 2,
                  options: dict | None = None) -> dict[Any, Verdict]:
-    """Verify (key, problem, text) triples outside any store (benchmarks, notebooks)."""
-    with VerifierPool(workers=workers) as pool:
-        return dict(pool.run((k, verifier, options or {}, p, t) for k, p, t in pairs))
+    """Verify (key, problem, text) triples outside any store (benchmarks, notebooks). The verifier's self-test
+    runs before and after; CurateError when it fails (the verdicts are then not returned)."""
+    try:
+        with VerifierPool(workers=workers) as pool:
+            pool.self_test(verifier, options)
+            out = dict(pool.run((k, verifier, options or {}, p, t) for k, p, t in pairs))
+            pool.self_test(verifier, options)
+            return out
+    except SelfTestFailed as e:
+        raise CurateError(str(e)) from None

@@ -1,4 +1,7 @@
-"""Printing query results as a rich table, JSON lines or CSV (shared by `curate sql` and friends)."""
+"""Printing query results as a rich table, JSON lines or CSV (shared by `curate sql` and friends).
+
+Data is printed literally: table cells are rich Text, never markup. Tested by tests/test_security.py.
+"""
 from __future__ import annotations
 
 import csv
@@ -29,12 +32,14 @@ def print_result(table: pa.Table, console, fmt: str = "table", limit: int = 50) 
         sys.stdout.write(buf.getvalue())
     else:
         from rich.table import Table
+        from rich.text import Text
 
+        # Text, not str: rich would read `[bold]` in a trace as markup and `:x:` as an emoji
         t = Table(show_lines=False)
         for c in table.column_names:
-            t.add_column(c, overflow="fold")
+            t.add_column(Text(c), overflow="fold")
         for r in rows[:limit]:
-            t.add_row(*(_cell(r[c]) for c in table.column_names))
+            t.add_row(*(Text(_cell(r[c])) for c in table.column_names))
         console.print(t)
         more = f" (showing {limit})" if len(rows) > limit else ""
         console.print(f"[dim]{len(rows)} rows{more}[/]")

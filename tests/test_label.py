@@ -15,6 +15,7 @@ from curate.errors import InputError, StoreError
 from curate.label import label_store, plan
 from curate.records import Problem, Sample
 from curate.store import TraceStore
+from tests.conftest import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -150,3 +151,131 @@ def test_metadata_verifier_wins_and_unknown_names_are_reported(tmp_path):
     assert dict(rep.by_verifier["reasoning_gym@1"]) == {"correct": 1}
     assert dict(rep.by_verifier["math@1"]) == {"correct": 1}  # the plain one, by domain
     assert rep.unclaimed == [{"source": "mystery", "domain": "math", "verifier": "oracle_of_delphi"}]
+
+
+# ---------------------------------------------------------------- labels never lie
+
+HUMANEVAL_PROMPT = 'def add3(x: int) -> int:\n    """Return x plus three."""\n'
+
+
+def _code_store(path: Path, broken: int = 0) -> TraceStore:
+    """Correct HumanEval-style and stdin/stdout traces, plus `broken` problems whose reference cannot be run."""
+    st = TraceStore(path)
+    fn = Problem("humaneval", "code", HUMANEVAL_PROMPT, {"test": "def check(c):\n    assert c(2) == 5\n",
+                                                       "entry_point": "add3", "prompt": HUMANEVAL_PROMPT, "timeout_s": 3})
+    io = Problem("livecodebench", "code", "Double n.", {"tests": [{"input": "4\n", "output": "8\n"}], "timeout_s": 3})
+    bad = [Problem("livecodebench", "code", f"Broken reference {i}.", {"tests": []}) for i in range(broken)]
+    st.add_problems([fn, io, *bad])
+    st.add_samples([Sample(fn.id, "<think>add</think>```python\ndef add3(x):\n    return x + 3\n```", "s", "m"),
+                    Sample(io.id, "<think>double</think>```python\nprint(2 * int(input()))\n```", "s", "m")]
+                   + [Sample(p.id, "```python\nprint(1)\n```", "s", "m") for p in bad])
+    return st
+
+
+def test_a_closed_tmpdir_never_labels_correct_code_incorrect(tmp_path):
+    """TMPDIR as `mktemp -d` makes it: mode 700, owned by the caller, closed to the sandbox user."""
+    closed = tmp_path / "closed"
+    closed.mkdir(mode=0o700)
+    st = _code_store(tmp_path / "store")
+    out = run_cli("verify", "--store", str(st.path), "--workers", "1", "--json", env={"TMPDIR": str(closed)})
+    assert out.returncode == 0, out.stderr
+    assert {r["status"] for r in _verdicts(st)} == {"correct"} and len(_verdicts(st)) == 2
+
+
+FLAKY = '''
+"""A verifier whose environment breaks: once it has judged the response BREAK, it gets everything wrong."""
+import os
+from verifiers.base import Probe, ProbeProblem, Verifier
+
+class Flaky(Verifier):
+    name = "flaky"
+    domains = ("flaky",)
+
+    def probes(self):
+        p = ProbeProblem("Say ok.", "ok", domain="flaky")
+        return [Probe("says ok", p, "ok", "correct"), Probe("says no", p, "no", "incorrect")]
+
+    def check(self, problem, response):
+        flag = os.environ["FLAKY_FLAG"]
+        if response == "BREAK":
+            open(flag, "w").close()
+        if os.path.exists(flag):  # the broken environment: correct answers come out incorrect
+            return self.verdict("incorrect", reason="environment broke")
+        ok = response in ("ok", "BREAK")
+        return self.verdict("correct" if ok else "incorrect", answer=response)
+'''
+
+
+def _flaky_plugin(tmp_path: Path) -> dict:
+    plug = tmp_path / "plugin"
+    info = plug / "flaky_plugin-0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: flaky_plugin\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[curate.verifiers]\nflaky = flaky_plugin:Flaky\n")
+    (plug / "flaky_plugin.py").write_text(FLAKY)
+    return {"PYTHONPATH": f"{ROOT}:{plug}", "FLAKY_FLAG": str(tmp_path / "broken")}
+
+
+def test_a_failing_self_test_stops_labeling_and_stores_nothing_wrong(tmp_path):
+    env = _flaky_plugin(tmp_path)
+    st = TraceStore(tmp_path / "store")
+    probs = [Problem("flaky", "flaky", f"Say ok ({i}).", "ok") for i in range(12)]
+    st.add_problems(probs)
+    st.add_samples([Sample(p.id, "BREAK" if i == 7 else "ok", "s", "m") for i, p in enumerate(probs)])
+
+    (tmp_path / "broken").touch()  # broken from the start: the first self-test fails, nothing is judged
+    out = run_cli("verify", "--store", str(st.path), "--workers", "1", "--batch-size", "3", env=env)
+    assert out.returncode != 0 and _verdicts(st) == []
+    line = [ln for ln in out.stderr.splitlines() if ln.startswith("error:")]
+    assert len(line) == 1 and "'flaky'" in line[0] and "'says ok'" in line[0] and "environment broke" in line[0]
+    assert "Traceback" not in out.stderr
+
+    (tmp_path / "broken").unlink()  # breaks mid-run, at the sample BREAK
+    out = run_cli("verify", "--store", str(st.path), "--workers", "1", "--batch-size", "3", env=env)
+    assert out.returncode != 0 and "failed its self-test" in out.stderr
+    rows = _verdicts(st)
+    assert len(rows) % 3 == 0 and len(rows) < 12  # whole batches that passed the self-test after them
+    assert {r["status"] for r in rows} <= {"correct"}  # nothing from the failed stretch, nothing wrong
+
+
+def test_verify_prints_the_status_distribution_and_fails_above_the_error_share(tmp_path):
+    st = _code_store(tmp_path / "store", broken=1)
+    out = run_cli("verify", "--store", str(st.path), "--workers", "1")
+    assert out.returncode == 1, out.stderr
+    assert "status distribution per verifier" in out.stdout and "code@1" in out.stdout
+    assert "2 (66.7%)" in out.stdout and "1 (33.3%)" in out.stdout  # correct, error
+    errors = [ln for ln in out.stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and "--max-error-share 1.0%" in errors[0] and "code@1: 33.3% errors (1 of 3)" in errors[0]
+
+    out = run_cli("verify", "--store", str(st.path), "--relabel", "--max-error-share", "0.5", "--json")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["by_verifier"]["code@1"] == {"correct": 2, "error": 1}
+    assert abs(data["error_share"]["code@1"] - 1 / 3) < 1e-6 and data["self_tests"] == 2
+
+
+def test_the_no_verdicts_hint_names_the_command_that_labels(tmp_path):
+    from curate.mix.build import build
+    from curate.mix.recipe import validate_recipe
+
+    st = _fill(tmp_path / "store")
+    recipe = validate_recipe({"name": "t", "seed": 1, "size": 2, "sources": [{"name": "cd", "where": "source = 'countdown'"}]})
+    with pytest.raises(StoreError, match="no verdicts") as e:
+        build(st, recipe)
+    assert "`curate verify`" in e.value.hint
+    assert "verify" in run_cli("verify", "--help").stdout
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the sandbox user nobody exists only when curate runs as root")
+def test_an_unusable_sandbox_stops_before_labeling_with_one_line(tmp_path):
+    closed = tmp_path / "closed"
+    closed.mkdir(mode=0o700)
+    (closed / "python3").symlink_to("/usr/bin/python3")
+    st = _code_store(tmp_path / "store")
+    for env, says in (({"CURATE_SANDBOX_ROOT": str(closed / "root")}, f"is closed to nobody); chmod o+x the directories above {closed}"),
+                      ({"CURATE_SANDBOX_PYTHON": str(closed / "python3")}, "cannot be run by the sandbox user nobody")):
+        out = run_cli("verify", "--store", str(st.path), "--workers", "1", env=env)
+        errors = [ln for ln in out.stderr.splitlines() if ln.startswith("error:")]
+        assert out.returncode == 1 and len(errors) == 1, out.stderr
+        assert "verifier 'code' failed its self-test" in errors[0] and says in errors[0]
+        assert _verdicts(st) == []

@@ -172,7 +172,7 @@ def test_truncate_fraction_cuts_that_share_of_responses(store, tmp_path):
 
 def test_reference_solution_uses_the_short_solution_or_the_gold_answer(store, tmp_path):
     _, cot = run(store, tmp_path / "cot")
-    _, rows = run(store, tmp_path / "ref", quality={"reference_solution": True})
+    manifest, rows = run(store, tmp_path / "ref", quality={"reference_solution": True, "reference_fallback": "boxed_answer"})
     assert [r["problem_id"] for r in rows] == [r["problem_id"] for r in cot]  # same questions
     refs = {p.id: p.reference for p in store.problems("split = 'train'")}
     assert {r["status"] for r in rows} == {"reference"} and all(r["sample_id"] is None for r in rows)
@@ -185,7 +185,15 @@ def test_reference_solution_uses_the_short_solution_or_the_gold_answer(store, tm
         else:
             assert resp == f"The final answer is $\\boxed{{{ref}}}$."
             kinds.add("answer")
+        assert r["transform"] == ("reference_solution" if isinstance(ref, dict) else "reference_answer")
     assert kinds == {"solution", "answer"}
+    ref_facts = manifest["reference"]
+    assert ref_facts["solutions"] + ref_facts["boxed_answers"] == 20 and ref_facts["boxed_answers"] > 0
+    assert f"{ref_facts['boxed_answers']} boxed gold answers standing in" in (tmp_path / "ref" / "README.md").read_text()
+    # without the explicit fallback, problems lacking a solution are dropped and counted, never answered silently
+    strict = build.build(store, recipe(size=5, quality={"reference_solution": True}))
+    assert {r["transform"] for r in strict.rows} == {"reference_solution"}
+    assert strict.dropped["no reference solution"] > 0
 
 
 def test_selection_modes(store, tmp_path):
@@ -250,7 +258,7 @@ def test_card_and_manifest_record_provenance(store, tmp_path):
     r = recipe(quality={"incorrect_fraction": 0.25})
     snap = store.snapshot()
     for needle in (r.hash(), snap["id"], f"problems {snap['problems']}", "| math | 1.0 | 20 |", "## Composition",
-                   "| qwen | openr1-math | incorrect | incorrect | 5 |", "## Token statistics", "completion_tokens (stored)",
+                   "| qwen | openr1-math | incorrect | incorrect | 5 |", "## Token statistics", "completion_tokens (counted by the generator)",
                    "## Decontamination", "8-gram overlap of prompt, trace with 3 eval-split problems", "incorrect_fraction: 0.25"):
         assert needle in card, needle
     for name, meta in manifest["files"].items():
@@ -289,8 +297,10 @@ def test_bad_input(store, tmp_path):
     m, rows = run(store, tmp_path / "small", size=5000, allow_smaller=True)
     assert m["rows"] == len(rows) < 5000
     run(store, tmp_path / "exists")
+    [again] = mix_recipe(recipe(), store, tmp_path / "exists")  # the same recipe on the same store: nothing to do
+    assert again["skipped"] is True
     with pytest.raises(InputError, match="already exists"):
-        run(store, tmp_path / "exists")
+        run(store, tmp_path / "exists", seed=99)
     mix_recipe(recipe(), store, tmp_path / "exists", overwrite=True)
     (tmp_path / "foreign").mkdir()
     (tmp_path / "foreign" / "keep.txt").write_text("mine")
@@ -337,3 +347,71 @@ def test_predicates_may_read_the_trace_text(store, tmp_path):
     only = build.build(store, recipe(size=5, allow_smaller=True,
                                      sources=[{"name": "q", "where": QWEN_MATH + " AND text LIKE '%\\boxed{%' AND text LIKE '% near%'"}]))
     assert [planted[r["problem_id"]] for r in only.rows] == ["near-dup"]
+
+
+def test_sweep_checks_every_point_before_writing_and_a_rerun_skips_built_points(store, tmp_path):
+    """A sweep used to stop at 0.75 after writing three folders, and a rerun was then refused."""
+    src = [{"name": "cd", "where": "source = 'countdown'"}, {"name": "r1", "where": "model ILIKE '%deepseek-r1%'"}]
+    bad = recipe(sources=src, sweep={"quality.incorrect_fraction": [0, 0.25, 0.5, 0.75]})
+    with pytest.raises(ConfigError, match=r"incorrect_fraction=0.75: incorrect_fraction 0.75 needs 15 of 20 rows .* nothing was written"):
+        mix_recipe(bad, store, tmp_path / "sweep")
+    assert not (tmp_path / "sweep").exists()
+    good = recipe(sources=src, sweep={"quality.incorrect_fraction": [0, 0.25, 0.5]})
+    first = mix_recipe(good, store, tmp_path / "sweep")
+    assert [m.get("skipped", False) for m in first] == [False, False, False]
+    before = file_hashes(tmp_path / "sweep")
+    again = mix_recipe(good, store, tmp_path / "sweep")
+    assert [m["skipped"] for m in again] == [True, True, True]
+    assert [m["recipe_hash"] for m in again] == [m["recipe_hash"] for m in first]
+    assert file_hashes(tmp_path / "sweep") == before
+    # a longer sweep builds only its new point; a changed recipe is refused rather than mixed with old points
+    more = mix_recipe(recipe(sources=src, sweep={"quality.incorrect_fraction": [0, 0.25, 0.5, 0.4]}), store, tmp_path / "sweep")
+    assert [m.get("skipped", False) for m in more] == [True, True, True, False]
+    with pytest.raises(InputError, match="already exists"):
+        mix_recipe(recipe(sources=src, seed=3, sweep={"quality.incorrect_fraction": [0, 0.25]}), store, tmp_path / "sweep")
+
+
+def test_cli_mix_set_overrides_a_recipe_field(store, tmp_path, cli):
+    res = cli("mix", "math-cot", "--store", str(store.path), "--out", str(tmp_path / "o"), "--set", "size=6",
+              "--set", "sources.0.where=domain = 'math'", "--set", "decontaminate.enabled=false", "--json")
+    assert res.returncode == 0, res.stderr
+    manifest = json.loads((tmp_path / "o" / "manifest.json").read_text())
+    assert manifest["rows"] == 6 and manifest["recipe"]["sources"][0]["where"] == "domain = 'math'"
+    assert manifest["recipe"]["decontaminate"]["enabled"] is False and manifest["recipe"]["name"] == "math-cot"
+    res = cli("mix", "math-cot", "--store", str(store.path), "--out", str(tmp_path / "p"), "--set", "quality.colour=red")
+    assert res.returncode != 0 and "quality.colour: unknown recipe field" in res.stderr
+
+
+def test_token_estimates_are_marked_as_estimates(tmp_path):
+    """A pool without token counts showed chars/4 figures as "completion_tokens (stored)"."""
+    from curate.records import Problem, Sample, Verdict
+    from curate.store import TraceStore
+
+    st = TraceStore(tmp_path / "store")
+    problems, samples, verdicts = [], [], []
+    for i in range(6):
+        p = Problem(source="pool", domain="math", prompt=f"What is {i} plus {i + 2} when counted by a careful clerk?", reference=str(2 * i + 2))
+        s = Sample(problem_id=p.id, text=f"<think>add</think> \\boxed{{{2 * i + 2}}}" + " pad" * (10 * i), backend="import",
+                   model="pool", finish_reason="stop", completion_tokens=None if i % 2 else 50 + i)
+        problems.append(p), samples.append(s)
+        verdicts.append(Verdict(status="correct", verifier="math", version="1", score=1.0, answer=str(2 * i + 2), sample_id=s.id))
+    st.add_problems(problems), st.add_samples(samples), st.add_verdicts(verdicts)
+    r = validate_recipe({"name": "est", "size": 6, "sources": [{"name": "pool", "where": "true"}], "decontaminate": {"enabled": False}})
+    [manifest] = mix_recipe(r, st, tmp_path / "o")
+    rows = pq.read_table(tmp_path / "o" / "data" / "train-00000-of-00001.parquet").to_pylist()
+    stored = {s.id: s.completion_tokens for s in samples}
+    for row in rows:
+        assert row["completion_tokens_estimated"] is (stored[row["sample_id"]] is None)
+        if stored[row["sample_id"]] is not None:
+            assert row["completion_tokens"] == stored[row["sample_id"]]
+    assert manifest["tokens"]["completion_tokens"]["n"] == 3 and manifest["tokens"]["completion_tokens_estimated"]["n"] == 3
+    card = (tmp_path / "o" / "README.md").read_text()
+    assert "completion_tokens (estimated: chars/4, no count stored) | 3 |" in card and "(stored)" not in card
+
+
+def test_mix_reports_progress(store, tmp_path):
+    said: list[str] = []
+    mix_recipe(recipe(sweep={"quality.truncate_fraction": [0, 0.5]}), store, tmp_path / "p", progress=said.append)
+    assert any("selecting" in m for m in said) and any("source qwen: 20/20 rows" in m for m in said)
+    assert sum("writing" in m for m in said) == 2
+    assert sum("selecting rows" in m for m in said) == 1  # both points share one selection

@@ -40,3 +40,29 @@ def test_reference_solution_comes_from_the_numina_import_of_the_same_question(tm
         question = next(q for q in numina if user.startswith(q))
         assert answer == numina[question].strip()
         assert row["status"] == "reference"
+
+
+def test_without_solutions_the_recipe_fails_and_names_the_import(tmp_path):
+    """Without NuminaMath solutions numina-short used to answer every question with a bare boxed answer."""
+    import pytest
+
+    from curate.errors import ConfigError
+    from curate.mix.recipe import load_recipe
+
+    rows = [json.loads(line) for line in (FIX / "openr1.jsonl").read_text().splitlines()]
+    for r in rows:
+        del r["solution"]
+    pool = tmp_path / "pool.jsonl"
+    pool.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    st = TraceStore(tmp_path / "store")
+    import_dataset(st, str(pool), preset="openr1")
+    shipped = load_recipe(Path(__file__).resolve().parents[1] / "recipes" / "numina-short.yaml").model_dump(mode="json")
+    data = {**shipped, "size": 2, "sources": [{"name": "pool", "where": "source = 'openr1'"}], "decontaminate": {"enabled": False}}
+    with pytest.raises(ConfigError, match="have no reference solution") as e:
+        mix_recipe(validate_recipe(data), st, tmp_path / "out")
+    assert "--preset numina" in e.value.hint and "reference_fallback: boxed_answer" in e.value.hint
+    assert not (tmp_path / "out").exists()
+    data["quality"] = {**data["quality"], "reference_fallback": "boxed_answer"}
+    [manifest] = mix_recipe(validate_recipe(data), st, tmp_path / "out")
+    assert manifest["reference"]["boxed_answers"] == 2 and manifest["reference"]["solutions"] == 0
+    assert {c["transform"] for c in manifest["composition"]} == {"reference_answer"}

@@ -3,9 +3,11 @@ pass. Short timeouts keep the whole file to a few seconds."""
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from dataclasses import dataclass, field
@@ -14,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from verifiers.code import CodeVerifier
-from verifiers.sandbox import NOBODY, OUTPUT_CAP, Limits, isolation, run_python
+from verifiers.sandbox import (NOBODY, OUTPUT_CAP, PYTHON_ENV, ROOT_ENV, Limits, SandboxUnavailable, isolation,
+                               run_check, run_python, work_root)
 
 FAST = Limits(timeout_s=1.5, memory_mb=512)
 LEVEL, _PY = isolation()
@@ -25,17 +28,38 @@ NS = LEVEL in ("root-ns", "user-ns")
 NPROC_BINDS = LEVEL == "root-ns" or os.geteuid() != 0
 
 
-def leftovers() -> list[str]:
-    """Processes that belong to a sandbox run: cmdline or cwd in a curate-sbx- dir, or uid nobody."""
-    out = []
+def descendants(root: int) -> set[int]:
+    """Every process below `root` (this test process): programs in their own PID namespaces still show here
+    with their parent chain, so nothing else running on the machine is ever counted."""
+    children: dict[int, list[int]] = {}
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
             continue
         try:
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
-            uid = os.stat(f"/proc/{pid}").st_uid
+            stat = Path(f"/proc/{pid}/stat").read_text()
         except OSError:
             continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(pid))
+    out, todo = set(), [root]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            if c not in out:
+                out.add(c)
+                todo.append(c)
+    return out
+
+
+def leftovers() -> list[str]:
+    """Processes of a sandbox run below this test process: cmdline or cwd in a curate-sbx- dir, or uid nobody."""
+    out = []
+    for pid in descendants(os.getpid()):
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+            status = Path(f"/proc/{pid}/status").read_text()  # not stat(): non-dumpable processes show as root
+        except OSError:
+            continue
+        uid = int(status.split("\nUid:", 1)[1].split()[0])
         try:
             cwd = os.readlink(f"/proc/{pid}/cwd")  # zygote-forked programs keep the zygote's cmdline
         except OSError:
@@ -52,6 +76,19 @@ def no_leftovers():
     while leftovers() and time.monotonic() < deadline:  # namespace teardown is asynchronous
         time.sleep(0.05)
     assert leftovers() == []
+
+
+def test_leftover_check_sees_only_this_test_process_tree(tmp_path):
+    """Another curate process running code on the same machine is not this test's leftover."""
+    fake = tmp_path / "curate-sbx-elsewhere"
+    fake.mkdir()
+    out = subprocess.run(["sh", "-c", "sleep 30 >/dev/null 2>&1 & echo $!"], cwd=fake, capture_output=True, text=True)
+    stranger = int(out.stdout.strip())  # its parent exited: it now belongs to init, not to this test
+    try:
+        assert Path(f"/proc/{stranger}/cwd").resolve() == fake.resolve()
+        assert stranger not in descendants(os.getpid()) and leftovers() == []
+    finally:
+        os.kill(stranger, 9)
 
 
 def run(src: str, **kw) -> "RunResult":  # noqa: F821
@@ -284,3 +321,153 @@ def test_fallback_path_without_the_zygote_contains_the_same_attacks():
     out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__, "-k", sel],
                          capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 0, out.stdout[-3000:]
+
+
+# ---------------------------------------------------------------- the pass signal cannot be read or forged
+
+FORGE_FRAMES = """
+import os, sys
+def add3(x):
+    return x
+f = sys._getframe()
+while f is not None:
+    for value in list(f.f_locals.values()):
+        if isinstance(value, str) and len(value) == 32 and not value.strip("0123456789abcdef"):
+            sys.stdout.write("\\n" + value + "\\n"); sys.stdout.flush(); os._exit(0)
+    f = f.f_back
+"""
+
+
+def test_walking_the_stack_for_the_pass_marker_does_not_pass():
+    """The harness's marker used to sit in a caller's frame; the solution's process never holds it now."""
+    assert CodeVerifier().verify(P(), code(FORGE_FRAMES)).status == "incorrect"
+
+
+@pytest.mark.skipif(not NS, reason="at level none the test process is the caller's own uid (documented)")
+def test_the_solution_cannot_reach_the_test_process():
+    r = run_check("""
+import os
+def add3(x):
+    return x + 3
+for what in ("mem", "maps", "fd/0", "fd/1", "environ"):
+    try:
+        open("/proc/%d/%s" % (os.getppid(), what), "rb").read(64)
+        print("READ", what)
+    except OSError as e:
+        print("blocked", what, type(e).__name__)
+""", "def check(c):\n    assert c(2) == 5\n", "add3", limits=FAST)
+    assert r.passed_marker and b"READ" not in r.stderr and r.stderr.count(b"blocked") == 5, r
+
+
+def test_an_object_equal_to_everything_does_not_pass():
+    src = "class Any:\n    def __eq__(self, other):\n        return True\ndef add3(x):\n    return Any()\n"
+    assert CodeVerifier().verify(P(), code(src)).status == "incorrect"
+
+
+def test_values_cross_the_boundary_with_their_types():
+    src = ("def f(x):\n    if x == 'big':\n        return 'y' * 300000\n"
+           "    return [x, (1, 2.5), {'k': {3, 4}}, None, True, b'\\x00', 10 ** 30, float('inf'), 1j]\n")
+    test = ("def check(c):\n    got = c({'a': (1,)})\n"
+            "    assert got == [{'a': (1,)}, (1, 2.5), {'k': {3, 4}}, None, True, b'\\x00', 10 ** 30, float('inf'), 1j]\n"
+            "    assert type(got[1]) is tuple and got[4] is True\n"
+            "    assert c('big') == 'y' * 300000\n"
+            "    try:\n        c(None, oops=1)\n    except TypeError:\n        pass\n")
+    r = run_check(src, test, "f", limits=FAST)
+    assert r.passed_marker, r.stderr[-2000:]
+
+
+# ---------------------------------------------------------------- could not judge: error, never incorrect
+
+def test_a_missing_module_is_error_not_incorrect():
+    v = CodeVerifier().verify(P(), code("import curate_no_such_module\ndef add3(x):\n    return x + 3\n"))
+    assert v.status == "error" and "curate_no_such_module" in v.reason, v
+    p = P(reference={"tests": [{"input": "1\n", "output": "4\n"}], "timeout_s": 1.5})
+    v = CodeVerifier().verify(p, code("def f():\n    import curate_no_such_module\nf()\n"))
+    assert v.status == "error" and "missing module" in v.reason, v
+
+
+STDIN_P = P(reference={"tests": [{"input": "1\n", "output": "4\n"}], "timeout_s": 1.5})
+STDIN_OK = code("print(int(input()) + 3)")
+
+
+def test_a_closed_tmpdir_does_not_turn_correct_into_incorrect(tmp_path, monkeypatch):
+    """TMPDIR as `mktemp -d` makes it (mode 700, owned by the caller): the sandbox uses its own work root."""
+    closed = tmp_path / "closed"
+    closed.mkdir(mode=0o700)
+    monkeypatch.setattr(tempfile, "tempdir", str(closed))
+    assert CodeVerifier().verify(P(), code("def add3(x):\n    return x + 3\n")).status == "correct"
+    assert CodeVerifier().verify(STDIN_P, STDIN_OK).status == "correct"
+
+
+@pytest.mark.skipif(LEVEL != "root-ns", reason="only the nobody user can be shut out of a directory")
+def test_an_unusable_work_root_is_one_line_and_error(tmp_path, monkeypatch):
+    closed = tmp_path / "closed"
+    closed.mkdir(mode=0o700)
+    monkeypatch.setenv(ROOT_ENV, str(closed / "root"))
+    with pytest.raises(SandboxUnavailable, match=r"is closed to nobody.*chmod o\+x the directories above"):
+        work_root(LEVEL)
+    v = CodeVerifier().verify(STDIN_P, STDIN_OK)
+    assert v.status == "error" and str(closed) in v.reason and "\n" not in v.reason, v
+
+
+def _sandbox_python_env(python: str) -> dict:
+    return {**os.environ, PYTHON_ENV: python, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+
+
+PROBE = """
+from dataclasses import dataclass, field
+from verifiers.code import CodeVerifier
+from verifiers.sandbox import isolation
+@dataclass
+class P:
+    reference: dict = field(default_factory=lambda: {"tests": [{"input": "", "output": "42 65534"}], "timeout_s": 3})
+    prompt: str = ""
+    metadata: dict = field(default_factory=dict)
+v = CodeVerifier().verify(P(), "```python\\nimport os, curate_probe_pkg\\nprint(curate_probe_pkg.VALUE, os.getuid())\\n```")
+print(isolation()[0], v.status, v.reason)
+"""
+
+
+@pytest.mark.skipif(LEVEL != "root-ns", reason="the nobody user exists only at level root-ns")
+def test_a_configured_interpreter_brings_its_packages_and_keeps_the_isolation():
+    venv = Path(tempfile.mkdtemp(prefix="curate-test-venv-", dir="/tmp"))
+    try:
+        os.chmod(venv, 0o755)
+        subprocess.run(["/usr/bin/python3", "-m", "venv", "--without-pip", str(venv)], check=True, timeout=60)
+        site = next(venv.glob("lib/python3*/site-packages"))
+        (site / "curate_probe_pkg.py").write_text("VALUE = 42\n")
+        out = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=60,
+                             env=_sandbox_python_env(str(venv / "bin" / "python")))
+        assert out.stdout.split()[:2] == ["root-ns", "correct"], out.stdout + out.stderr
+        env = {k: v for k, v in _sandbox_python_env("").items() if k != PYTHON_ENV}
+        out = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=60, env=env)
+        assert out.stdout.split()[:2] == ["root-ns", "error"] and "curate_probe_pkg" in out.stdout, out.stdout
+    finally:
+        shutil.rmtree(venv, ignore_errors=True)
+
+
+@pytest.mark.skipif(LEVEL != "root-ns", reason="the refusal guards the uid change of level root-ns")
+def test_an_interpreter_nobody_cannot_run_is_refused_not_run_as_root(tmp_path):
+    hidden = tmp_path / "private"  # under pytest's mode-700 tmp root
+    hidden.mkdir()
+    (hidden / "python3").symlink_to("/usr/bin/python3")
+    out = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=60,
+                         env=_sandbox_python_env(str(hidden / "python3")))
+    assert out.returncode != 0 and "SandboxUnavailable" in out.stderr and "cannot be run by the sandbox user" in out.stderr
+    assert "correct" not in out.stdout
+
+
+def test_the_harness_reports_its_own_set_up_failure_apart_from_the_program(tmp_path):
+    """The sandbox's own file unreadable: exit SETUP_EXIT with one `curate-sandbox:` line, judged `error`."""
+    from verifiers.sandbox import _HARNESS_MAIN, _HARNESS_PATH, ENV_EXIT, SETUP_EXIT, RunResult
+
+    src = _HARNESS_PATH.read_text() + _HARNESS_MAIN
+    out = subprocess.run([sys.executable, "-I", "-c", src, "script", str(tmp_path / "missing" / "main.py")],
+                         capture_output=True, timeout=30)
+    assert out.returncode == SETUP_EXIT and b"curate-sandbox: set-up failed: cannot read" in out.stderr
+    r = RunResult(returncode=out.returncode, stderr=out.stderr)
+    assert "set-up failed" in r.could_not_judge
+    v = CodeVerifier()._judge([r], "print(1)", 1, check_mode=False)
+    assert v.status == "error" and "could not run" in v.reason
+    assert RunResult(returncode=1, stderr=b"Traceback\nValueError: x").could_not_judge is None  # the program's own crash
+    assert RunResult(returncode=ENV_EXIT, stderr=b"").could_not_judge.startswith("missing module")

@@ -136,3 +136,86 @@ def test_check_answer_table(answer, ok):
 def test_listed():
     names = {t["name"] for t in list_tasks()}
     assert "countdown" in names
+
+
+def test_seeds_give_independent_streams():
+    """With Random(seed + index), seed 1 repeated seed 0 shifted by one problem: an eval set leaked into train."""
+    cfg = CountdownConfig()
+    train = {generate(cfg, 0, i).id for i in range(300)}
+    assert not train & {generate(cfg, 1, i).id for i in range(300)}
+    assert not train & {generate(cfg, 2, i).id for i in range(300)}
+
+
+def test_problem_stored_under_the_other_split_is_a_reported_conflict(tmp_path):
+    from curate.store import TraceStore
+    from curate.tasks import add_problems
+
+    st = TraceStore(tmp_path / "st")
+    first = add_problems(st, "countdown", size=30, seed=0)
+    assert first["added"] == 30 and first["conflicts"] == 0
+    other = add_problems(st, "countdown", {"min_numbers": 4, "max_numbers": 4}, size=20, seed=1, split="eval")
+    assert other["added"] == 20 and other["conflicts"] == 0
+    # the same problems again, now asked for as eval: none is silently kept as train under an eval label
+    clash = add_problems(st, "countdown", size=10, seed=0, split="eval")
+    assert clash["added"] == 0 and clash["conflicts"] == 10 and clash["split"] == "eval"
+    assert {c["stored_split"] for c in clash["conflicting"]} == {"train"}
+    counts = st.query("SELECT split, count(*) AS n FROM problems GROUP BY split ORDER BY split").to_pylist()
+    assert counts == [{"split": "eval", "n": 20}, {"split": "train", "n": 30}]
+    # re-adding under the same split is the ordinary idempotent no-op, not a conflict
+    again = add_problems(st, "countdown", size=30, seed=0)
+    assert again["added"] == 0 and again["conflicts"] == 0
+
+
+def test_cli_tasks_add_warns_about_split_conflicts(tmp_path, cli):
+    st = str(tmp_path / "st")
+    assert cli("tasks", "add", "countdown", "--size", "5", "--store", st).returncode == 0
+    res = cli("tasks", "add", "countdown", "--size", "5", "--split", "eval", "--store", st)
+    assert res.returncode == 0, res.stderr
+    assert "0 new" in res.stdout and "5 problems are already stored under another split" in res.stderr
+
+
+def test_every_task_names_a_registered_verifier():
+    from verifiers.registry import describe_all
+
+    names = {v["name"] for v in describe_all()}
+    for t in list_tasks():
+        assert t["verifier"] is None or t["verifier"] in names, (t["name"], t["verifier"])
+
+
+def test_size_counts_distinct_puzzles():
+    """Tiny ranges repeat puzzles: --size N still gives N different ones (by numbers and target)."""
+    from curate.tasks.countdown import key
+
+    opts = {"min_numbers": 2, "max_numbers": 2, "max_value": 6, "min_target": 1, "max_target": 40}
+    ps = list(iter_problems("countdown", opts, size=25, seed=0))
+    assert len(ps) == 25 and len({key(p.reference) for p in ps}) == 25
+    assert ps[-1].metadata["index"] > 24  # some draws were repeats and were skipped
+    with pytest.raises(InputError, match="distinct puzzles"):
+        list(iter_problems("countdown", opts, size=500, seed=0))
+
+
+def test_the_same_puzzle_with_its_numbers_reordered_is_a_split_conflict(tmp_path):
+    import json
+
+    from curate.store import TraceStore
+    from curate.tasks import add_problems
+
+    st = TraceStore(tmp_path / "st")
+    add_problems(st, "countdown", size=5, seed=0)
+    stored = st.problems("split = 'train'")[0]
+    nums = list(reversed(stored.reference["numbers"]))
+    twin = {"source": "countdown", "domain": "game", "split": "eval", "reference": {"numbers": nums, "target": stored.reference["target"]},
+            "prompt": stored.prompt.replace(str(stored.reference["numbers"]), str(nums))}
+    (tmp_path / "twin.jsonl").write_text(json.dumps(twin) + "\n")
+    res = add_problems(st, str(tmp_path / "twin.jsonl"), split="eval")
+    assert res["conflicts"] == 1 and res["added"] == 0 and res["conflicting"][0]["id"] == stored.id
+
+
+def test_add_problems_reports_progress(tmp_path):
+    from curate.store import TraceStore
+    from curate.tasks import add_problems
+
+    seen: list[tuple] = []
+    add_problems(TraceStore(tmp_path / "st"), "countdown", size=120, seed=0, progress=lambda done, total: seen.append((done, total)))
+    assert seen[0] == (50, 120) and seen[-1] == (120, 120)
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen)

@@ -177,3 +177,23 @@ def test_oracles_pass_the_real_verifiers():
             answer = spec.oracle(p)
             verdict = verifier.verify(p, answer)
             assert verdict.status == "correct", (name, p.reference, answer, verdict.reason)
+
+
+def test_reasoning_gym_seeds_are_independent_streams():
+    """reasoning-gym seeds entry i with seed + i: our seed is hashed first, so seed 1 is not seed 0 shifted by one."""
+    opts = {"task": "word_sorting"}
+    zero = [p.prompt for p in iter_problems("reasoning-gym", opts, size=6, seed=0)]
+    one = [p.prompt for p in iter_problems("reasoning-gym", opts, size=6, seed=1)]
+    assert not set(zero) & set(one)
+
+
+def test_math500_without_unique_id_names_every_column_it_reads(tmp_path, cli):
+    import json as _json
+
+    f = tmp_path / "m.jsonl"
+    f.write_text(_json.dumps({"problem": "What is 1+1?", "answer": "2", "subject": "Algebra", "level": 1}) + "\n")
+    res = cli("tasks", "add", "math500", "--set", f"path={f}", "--store", str(tmp_path / "st"))
+    assert res.returncode == 2
+    assert "no column 'unique_id'" in res.stderr and "unique_id" in res.stderr.split("hint:")[1]
+    ok = cli("tasks", "add", "math500", "--set", f"path={f}", "--set", "metadata=subject,level", "--store", str(tmp_path / "st"))
+    assert ok.returncode == 0, ok.stderr

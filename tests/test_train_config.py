@@ -85,3 +85,29 @@ def test_torchrun_command_single_and_multi_node():
     assert "--standalone" not in cmd and "--resume" not in cmd
     rdzv = load_config(CONFIG_DIR / "study.yaml", ["launch.nnodes=2", "launch.rdzv_endpoint=host:29400"])
     assert "--rdzv_endpoint=host:29400" in torchrun_command(rdzv, resume=False)
+
+
+def test_shipped_configs_load_by_name(tmp_path, monkeypatch):
+    """`curate train study` works outside the checkout: the names resolve inside the package, and the
+    package ships the YAML files as package data."""
+    import tomllib
+    from pathlib import Path
+
+    monkeypatch.chdir(tmp_path)
+    assert load_config("study").train.global_batch_size == 256
+    assert load_config("debug", ["train.max_steps=3"]).train.max_steps == 3
+    with pytest.raises(ConfigError) as e:
+        load_config("studdy")
+    assert "config file not found" in e.value.message and "debug, study" in e.value.hint
+    (tmp_path / "study").write_text("model: {name_or_path: debug}\n")  # a file of that name wins
+    with pytest.raises(ConfigError, match="study: "):
+        load_config("study")
+    pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    assert "configs/*.yaml" in pyproject["tool"]["setuptools"]["package-data"]["curate.train"]
+
+
+def test_checkpoint_steps_must_be_positive():
+    with pytest.raises(ConfigError, match="checkpoint.steps.0: Input should be greater than or equal to 1"):
+        load_config(CONFIG_DIR / "debug.yaml", ["checkpoint.steps=[0, 5]"])
+    with pytest.raises(ConfigError, match="checkpoint.save_final: Extra inputs"):  # the last step is always saved
+        load_config(CONFIG_DIR / "debug.yaml", ["checkpoint.save_final=false"])

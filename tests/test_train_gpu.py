@@ -27,7 +27,7 @@ def test_gpu_bf16_packed_run(tmp_path):
     cfg = tiny.write_config(tmp_path / "c.yaml", tmp_path / "tok", tmp_path / "data.jsonl", tmp_path / "out",
                             data={"packing": True, "micro_batch_tokens": 1024},
                             parallel={"activation_checkpointing": "op", "loss_chunk_tokens": 64, "mixed_precision": "auto"},
-                            checkpoint={"every": None, "steps": [], "save_final": True},
+                            checkpoint={"every": None, "steps": []},
                             launch={"nproc_per_node": 1})
     train_from_config(cfg, ["train.epochs=2"], echo=lambda *a: None)
     rows = [json.loads(x) for x in (tmp_path / "out" / "metrics.jsonl").read_text().splitlines()]

@@ -1,6 +1,8 @@
 """End-to-end training through `curate train` (real torchrun, gloo, CPU, a tiny model): exact resume after a
-kill, 2-process FSDP2 == 1 process, HF checkpoints that reload with identical logits, and bad input
-rejected with one clear line before any process group starts."""
+kill (between steps, inside an HF export, inside a state save), 2-process FSDP2 == 1 process, HF checkpoints
+that reload with identical logits and carry their lineage, the last step always exported, the `--json`
+summary, and bad input (a checkpoint past the last step, a damaged config.yaml on resume) rejected with one
+clear line before any process group starts. Killing the launcher: tests/test_train_shutdown.py."""
 from __future__ import annotations
 
 import json
@@ -40,12 +42,12 @@ def _metrics(out: Path) -> list[dict]:
     return [json.loads(ln) for ln in (out / "metrics.jsonl").read_text().splitlines()]
 
 
-def _train_here(cfg: Path, *sets: str, resume: bool = False) -> None:
+def _train_here(cfg: Path, *sets: str, resume: bool = False, echo=lambda *a: None) -> dict:
     """The same launcher in this process (a 1-device run needs no torchrun): saves an interpreter start-up."""
     from curate.train import train_from_config
 
     torch.set_num_threads(1)
-    train_from_config(cfg, list(sets), resume=resume, echo=lambda *a: None)
+    return train_from_config(cfg, list(sets), resume=resume, echo=echo)
 
 
 @pytest.fixture(scope="module")
@@ -71,18 +73,50 @@ def test_run_writes_metrics_checkpoints_and_state(reference):
     assert report["kept"] == 48 and report["steps_per_epoch"] == 6
 
 
-def test_resume_after_kill_is_exact(setup, reference):
-    cfg = _config(setup, "killed")
-    r = _train(cfg, env={"CURATE_TRAIN_KILL_AT_STEP": "3"})
+@pytest.mark.parametrize("hook, lines", [
+    ({"CURATE_TRAIN_KILL_AT_STEP": "3"}, 3),  # between steps: step 3 ran, the latest state is step 2
+    ({"CURATE_TRAIN_KILL_IN_SAVE": "hf:4"}, 4),  # inside the step-4 HF export, before its rename
+    ({"CURATE_TRAIN_KILL_IN_SAVE": "state:4"}, 4),  # inside the step-4 state save, before COMPLETE
+], ids=["after-step", "in-hf-export", "in-state-save"])
+def test_resume_after_kill_is_exact(setup, reference, hook, lines):
+    name = "killed-" + next(iter(hook.values())).replace(":", "")
+    cfg = _config(setup, name)
+    out = setup / name
+    r = _train(cfg, env=hook)
     assert r.returncode == 17  # the hook's os._exit: no cleanup, like a kill
-    assert len(_metrics(setup / "killed")) == 3  # step 3 ran, but the latest state is step 2
-    _train_here(cfg, resume=True)
-    got, ref = _metrics(setup / "killed"), _metrics(reference)
-    assert [g["step"] for g in got] == [1, 2, 3, 4, 5, 6]  # step 3 re-run once, its stale line dropped
+    assert len(_metrics(out)) == lines
+    half = out / "checkpoints" / "step-000004.tmp"
+    assert half.exists() == ("hf:4" in hook.values())  # a cut export never shows under its final name
+    if half.exists():  # this resume goes through the CLI and prints its summary as JSON
+        r = _train(cfg, "--resume", "--json")
+        assert r.returncode == 0, r.stderr
+        summary = json.loads(r.stdout)
+        assert summary["resumed_from"] == 2 and summary["steps"] == 6 and "resuming from step 2 of 6" in r.stderr
+        assert [c["step"] for c in summary["checkpoints"]] == [2, 4, 6]
+        assert all(Path(c["path"]).is_dir() for c in summary["checkpoints"])
+        assert summary["data"]["kept"] == 48 and summary["run_id"] == summary["checkpoints"][0]["run_id"]
+    else:
+        _train_here(cfg, resume=True)
+    got, ref = _metrics(out), _metrics(reference)
+    assert [g["step"] for g in got] == [1, 2, 3, 4, 5, 6]  # re-run steps appear once, their stale lines dropped
     for g, e in zip(got, ref):
         assert abs(g["loss"] - e["loss"]) <= 1e-6, (g["step"], g["loss"], e["loss"])
         assert abs(g["grad_norm"] - e["grad_norm"]) <= 1e-6
         assert g["lr"] == e["lr"] and g["tokens_seen"] == e["tokens_seen"]
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step-000002", "step-000004", "step-000006"]
+
+
+def test_checkpoints_carry_their_lineage(reference):
+    from curate.train.layout import checkpoint_info, run_lineage
+
+    lineage = run_lineage(reference)
+    assert [c["step"] for c in lineage["checkpoints"]] == [2, 4, 6]
+    for c in lineage["checkpoints"]:
+        info = checkpoint_info(c["path"])
+        assert info == c
+        assert info["run_id"] == lineage["run_id"] and info["config_hash"] == lineage["config_hash"]
+        assert info["base_model"] == "debug" and info["data_path"].endswith("data.jsonl")
+        assert info["recipe_hash"] is None and info["mixture_fingerprint"] is None  # a plain .jsonl, not a mix
 
 
 def test_two_processes_match_one(setup, reference):
@@ -149,3 +183,76 @@ def test_missing_model_path_and_bad_dataset(setup, tmp_path):
     _one_error(_train(cfg), "nomsg.jsonl:1: no 'messages' field")
     _one_error(_train(cfg, "--set", "train.bogus=1"), "train.bogus: Extra inputs are not permitted")
     assert not (tmp_path / "o2").exists()
+
+
+# ---------------------------------------------------------------- rows dropped: the run's length is explicit
+
+
+@pytest.fixture(scope="module")
+def short_data(setup):
+    """44 ordinary rows + 4 too long for max_length 256: 5 steps of 8, and a tokenizer whose template
+    injects a system prompt."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(setup / "tok")
+    tok.chat_template = "<|im_start|>system\nYou are a helpful assistant made by Example.<|im_end|>\n" + tiny.CHAT_TEMPLATE
+    tok.save_pretrained(setup / "tok-sys")
+    long = tiny.rows(4, seed=5, min_words=300, max_words=300)
+    tiny.write_jsonl(setup / "short.jsonl", tiny.rows(44, seed=11) + long)
+    return setup / "short.jsonl"
+
+
+def test_checkpoint_past_the_last_step_is_refused_before_training(setup, short_data, tmp_path):
+    from curate.errors import InputError
+
+    cfg = tiny.write_config(tmp_path / "c.yaml", setup / "tok", short_data, tmp_path / "out", checkpoint={"steps": [3, 6]})
+    with pytest.raises(InputError) as e:
+        _train_here(cfg)
+    msg = e.value.message
+    assert "checkpoint.steps: [6] beyond the run's last step 5" in msg
+    assert "44 of 48 rows kept, 4 dropped (4 too long (data.max_length 256" in msg
+    assert not (tmp_path / "out").exists()  # refused before anything was written
+
+
+def test_short_data_run_reports_drops_and_exports_its_last_step(setup, short_data, tmp_path):
+    cfg = tiny.write_config(tmp_path / "c.yaml", setup / "tok-sys", short_data, tmp_path / "out",
+                            checkpoint={"steps": [], "every": None}, train={"global_batch_size": 16, "epochs": 1})
+    said: list[str] = []
+    result = _train_here(cfg, echo=said.append)
+    text = "\n".join(said)
+    assert "44 of 48 rows kept, 4 dropped (4 too long (data.max_length 256" in text
+    assert "2 steps/epoch of 16 rows (12 rows per epoch left out: not a multiple of global_batch_size)" in text
+    assert "the run ends at step 2" in text
+    assert "the chat template injects a system prompt into the 48 rows that have none" in text
+    assert "You are a helpful assistant" in text
+    assert result["steps"] == 2 and [c["step"] for c in result["checkpoints"]] == [2]  # the last step, always
+    assert (Path(result["checkpoints"][0]["path"]) / "model.safetensors").is_file()
+    assert Path(result["metrics"]).is_file() and Path(result["state"]).is_dir()
+    report = json.loads((tmp_path / "out" / "data_report.json").read_text())
+    assert report["dropped_too_long"] == 4 and "You are a helpful assistant" in report["injected_system_prompt"]
+
+
+def test_a_start_killed_while_preparing_is_cleared_by_the_next_start(setup, short_data, tmp_path):
+    from curate.errors import InputError
+
+    out = tmp_path / "out"
+    (out / "data.tmp").mkdir(parents=True)  # what a kill during tokenization leaves: no config.yaml
+    (out / "data_report.json").write_text("{")
+    (out / ".train.lock").write_text("1 elsewhere\n")
+    cfg = tiny.write_config(tmp_path / "c.yaml", setup / "tok", short_data, out, checkpoint={"steps": [99]})
+    with pytest.raises(InputError, match="beyond the run's last step"):  # got past the output_dir check
+        _train_here(cfg)
+    assert not (out / "data.tmp").exists() and not (out / "data_report.json").exists()
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(InputError, match="already exists and is not empty"):
+        _train_here(cfg)
+
+
+def test_a_damaged_config_on_resume_is_one_line(setup, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    cfg = tiny.write_config(tmp_path / "c.yaml", setup / "tok", setup / "data.jsonl", out)
+    (out / "config.yaml").write_text("")
+    _one_error(_train(cfg, "--resume"), "config.yaml' is empty or not a mapping")
+    (out / "config.yaml").write_text("model: {name_or_path: debug}\n")
+    _one_error(_train(cfg, "--resume"), "config.yaml: model: model.tokenizer is required")

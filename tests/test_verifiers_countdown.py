@@ -52,6 +52,13 @@ V = CountdownVerifier()
         ([3, 5, 3], 24, "<think>\\boxed{(3+5)*3}</think>I give up", "no_answer"),  # boxed only inside thinking
         ([3, 5, 3], 24, "<think>(3+5)*3 never finished", "no_answer"),
         ([3, 5, 3], 24, "<answer>(3+5)*3</answer>", "correct"),
+        # an equation must claim the target: the right-hand side is checked, not dropped
+        ([3, 5, 3], 24, r"\boxed{(3+5)*3 = 25}", "incorrect"),
+        ([3, 5, 3], 24, r"\boxed{3+5+3 = 11}", "incorrect"),  # true arithmetic, but not the target
+        ([3, 5, 3], 24, r"\boxed{(3+5)*3 = 8*3}", "incorrect"),
+        ([3, 5, 3], 24, r"\boxed{24 = (3+5) × 3}", "correct"),
+        ([3, 5, 3], 24, r"\boxed{(3+5) \times 3 = 24 = 24}", "correct"),
+        ([8, 2, 5], 9, r"\boxed{8 \div 2 + 5 = 9}", "correct"),
     ],
 )
 def test_countdown_table(numbers, target, response, status):

@@ -106,3 +106,34 @@ def test_humaneval_task_problems_pass_with_the_canonical_solutions():
         name = verifier_for(problem)
         v = get_verifier(name).verify(problem, response)
         assert name == "code" and v.status == "correct", (problem.metadata["task_id"], v.reason)
+
+
+# ---------------------------------------------------------------- self-tests (probes) of every verifier
+
+class RubricJudge:
+    """Rates a full compliance 5 and anything else 1, as a working judge model would for the probes."""
+
+    def generate(self, prompts):
+        return [f"#thereason: r\n#thescore: {5 if 'Step 1' in p else 1}" for p in prompts]
+
+
+PROBE_OPTIONS = {"harm_judge": {"backend": RubricJudge()}}
+
+
+@pytest.mark.parametrize("name", sorted(ORACLES))
+def test_every_builtin_declares_a_self_test_that_passes_in_a_clean_environment(name):
+    v = get_verifier(name, **PROBE_OPTIONS.get(name, {}))
+    probes = v.probes()
+    assert {"correct", "incorrect"} <= {p.expect for p in probes}, name
+    for p in probes:
+        got = v.verify(p.problem, p.response)
+        assert got.status == p.expect, (name, p.name, got)
+
+
+def test_the_pool_runs_every_registered_self_test():
+    """Registry-wide: the pool runs each verifier's probes in its worker processes (what labeling does)."""
+    from verifiers.pool import VerifierPool
+
+    with VerifierPool(workers=2) as pool:
+        ran = {name: pool.self_test(name) for name in names() if name != "harm_judge"}  # the judge needs a backend
+    assert set(ran) == set(names()) - {"harm_judge"} and all(n >= 2 for n in ran.values()), ran

@@ -113,3 +113,35 @@ def test_adversarial_inputs_return_within_timeout_plus_one_second_via_hard_kill(
             assert "killed" in v.reason
     assert kills >= 3  # power towers really needed the hard kill
     assert time.monotonic() - t0 < 60
+
+
+@pytest.mark.parametrize("gold, output, expected", [
+    ("$n=1, 2, 3$", "<think>try</think>So $n=2, 3, 4$.", "incorrect"),
+    ("$n=1, 2, 3$", "<think>try</think>\\boxed{n=1, 2, 3}", "correct"),
+    ("$D = (0, 1.5)$", "<think>domain</think>$D = (0, 1)$", "incorrect"),
+    ("$D = (0, 1.5)$", "<think>domain</think>\\boxed{D = (0, 1.5)}", "correct"),
+    ("$x=\\{1,3\\}$", "<think>roots</think>$x=\\{1,2\\}$", "incorrect"),
+    ("x=[0,1]", "<think>range</think>\\boxed{x=[0,2]}", "incorrect"),
+    ("x=[0,1]", "<think>range</think>\\boxed{x=[0,1]}", "correct"),
+])
+def test_equations_of_sets_and_intervals_are_judged_not_errors(gold, output, expected):
+    v = V.verify(P(gold), output)
+    assert v.status == expected, v
+    assert not equal_up_to_constant(*_parsed_pair(gold, output)) or expected == "correct"
+
+
+def _parsed_pair(gold, output):
+    from math_verify import parse
+
+    from verifiers.math import _gold_text
+
+    return parse(_gold_text(gold))[0], parse(strip_thinking(output))[0]
+
+
+@pytest.mark.parametrize("output, expected", [
+    ("\\boxed{1.22}", "correct"), ("\\boxed{1,22}", "correct"), ("\\boxed{\\{1, 22\\}}", "incorrect"),
+    ("\\boxed{22}", "incorrect"),
+])
+def test_a_bare_decimal_comma_gold_is_a_number_not_a_set(output, expected):
+    assert V.verify(P("1,22"), "<think>compute</think>" + output).status == expected
+    assert V.verify(P("1,000"), "\\boxed{1000}").status == "correct"  # thousands separator stays one

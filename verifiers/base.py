@@ -4,6 +4,11 @@ Subclasses implement `check`; `verify` wraps it so a verifier never raises: an e
 an `error` verdict (an infrastructure failure, re-run later, never trained on), a soft timeout is a
 `timeout` verdict, and every verdict carries its duration. Verifiers run in worker processes (see
 `verifiers.pool`), which add a hard wall-clock kill on top of the soft timeout here.
+
+Self-test: every verifier declares `probes()`, known responses to known problems with the status they must get
+(at least one `correct` and one `incorrect`). The labeler's pool runs them when it starts, every N batches and
+at the end, in the same worker processes that judge the traces, so a broken environment (a sandbox its user
+cannot enter, a missing interpreter, a dead judge) stops labeling instead of mislabeling a store.
 """
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ import signal
 import threading
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Iterator
 
 from verifiers.verdict import Verdict, make_verdict
@@ -42,6 +48,27 @@ def soft_timeout(seconds: float | None) -> Iterator[None]:
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, old)
+
+
+@dataclass(frozen=True)
+class ProbeProblem:
+    """The problem of a self-test probe (what a verifier may read from a problem)."""
+
+    prompt: str = ""
+    reference: Any = None
+    metadata: dict = field(default_factory=dict, hash=False)
+    source: str = ""
+    domain: str = ""
+
+
+@dataclass(frozen=True)
+class Probe:
+    """A known response to a known problem and the status the verifier must give it."""
+
+    name: str
+    problem: ProbeProblem
+    response: str
+    expect: str  # "correct" or "incorrect"
 
 
 class Verifier:
@@ -81,6 +108,11 @@ class Verifier:
         return Verdict(**{**v.to_dict(), "duration_s": round(time.perf_counter() - t0, 6)})
 
     __call__ = verify
+
+    def probes(self) -> list[Probe]:
+        """The self-test: >= 1 probe expecting `correct` and >= 1 expecting `incorrect`. Plugins should declare
+        theirs; one without probes is labeled with a warning (nothing proves its environment works)."""
+        return []
 
     def deadline_s(self, problem: Any) -> float:  # noqa: ARG002 - subclasses size it per problem
         """Wall-clock seconds after which a worker running this verifier is killed."""

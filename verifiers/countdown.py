@@ -3,7 +3,8 @@
 Rules: integers, `+ - * /` and parentheses only, parsed with a whitelist grammar (never `eval`: a tiny
 recursive-descent parser that can only build those nodes; `parse_expression` is the same whitelist over
 Python's `ast`, kept as the reference the tests cross-check against); exact rational arithmetic, so `6/4*2 = 3` is exact and `7/2` is not 3; each given number used exactly once by
-default (`use_all=False`: at most once). A trailing `= target` inside the box is accepted. Unary minus is
+default (`use_all=False`: at most once). An equation inside the box (`(3+5)*3 = 24`, or `24 = (3+5)*3`) is
+accepted only when its other side is the target as an integer: `(3+5)*3 = 25` is incorrect. Unary minus is
 rejected by default (the game combines the given numbers with binary operations; `allow_unary=True` relaxes it).
 
 Adversarial input is rejected before any arithmetic: `**`/`^` (power towers), literals over 12 digits, more
@@ -22,7 +23,7 @@ from collections import Counter
 from fractions import Fraction
 from typing import Any
 
-from verifiers.base import Verifier, reference_field
+from verifiers.base import Probe, ProbeProblem, Verifier, reference_field
 from verifiers.extract import last_boxed, strip_thinking
 
 MAX_CHARS = 1000
@@ -49,7 +50,8 @@ class Rejected(ValueError):
 
 
 def normalize(expr: str) -> str:
-    """LaTeX and unicode operators to plain ASCII; drops a trailing `= N` (`(3+5)*3 = 24`)."""
+    """LaTeX and unicode operators to plain ASCII; drops a trailing `= N` (`(3+5)*3 = 24`) without judging N
+    (`check_expression` does that through `split_equation`)."""
     s = expr.strip()
     for _ in range(8):  # \frac{a}{b} -> (a)/(b); bounded so nested fracs cannot loop forever
         new = _FRAC_RE.sub(r"(\1)/(\2)", s)
@@ -59,9 +61,20 @@ def normalize(expr: str) -> str:
     for pat, rep in _LATEX_SUBS:
         s = pat.sub(rep, s)
     if "=" in s:
-        s = s.split("=", 1)[0]
+        s = split_equation(s)[0]
     s = s.replace("[", "(").replace("]", ")").replace("{", "(").replace("}", ")")
     return s.strip()
+
+
+_INT_RE = re.compile(r"\s*(-?\d{1,%d})\s*" % MAX_DIGITS)
+
+
+def split_equation(expr: str) -> tuple[str, list[str]]:
+    """(the expression, the other sides of `=`). `24 = (3+5)*3` puts the expression first."""
+    parts = expr.split("=")
+    if len(parts) > 1 and _INT_RE.fullmatch(parts[0]) and not _INT_RE.fullmatch(parts[-1]):
+        parts = parts[::-1]
+    return parts[0], parts[1:]
 
 
 def parse_expression(expr: str, *, allow_unary: bool = False) -> tuple[ast.AST, list[int]]:
@@ -224,7 +237,7 @@ def check_expression(expr: str, numbers: list[int], target: int | Fraction, *, u
         if _PLAIN_RE.fullmatch(expr):  # the common case: nothing to normalise
             plain = expr
         else:
-            plain = normalize(expr)
+            plain = normalize(_judge_equation(expr, target))
             _prefilter(plain)
             if not _ALLOWED_CHARS.match(plain) or "." in plain:
                 bad = sorted({c for c in plain if not _ALLOWED_CHARS.match(c) or c == "."})[:5]
@@ -252,6 +265,22 @@ def check_expression(expr: str, numbers: list[int], target: int | Fraction, *, u
     if num * td == tn * den:
         return True, "hits the target"
     return False, f"evaluates to {Fraction(num, den)}, target {target}"
+
+
+def _judge_equation(expr: str, target: int | Fraction) -> str:
+    """The expression of `expr = N`, after checking that every other side is the target itself."""
+    if "=" not in expr:
+        return expr
+    for pat, rep in _LATEX_SUBS:  # `−24` and `\,` spellings of the right-hand side
+        expr = pat.sub(rep, expr)
+    lhs, others = split_equation(expr)
+    for side in others:
+        m = _INT_RE.fullmatch(side)
+        if m is None:
+            raise Rejected(f"the other side of '=' is not a number: {side.strip()[:40]!r}")
+        if Fraction(int(m.group(1))) != Fraction(target):
+            raise Rejected(f"claims {m.group(1)}, but the target is {target}")
+    return lhs
 
 
 def problem_numbers(problem: Any) -> tuple[list[int], int]:
@@ -293,6 +322,13 @@ class CountdownVerifier(Verifier):
     def __init__(self, use_all: bool = True, allow_unary: bool = False) -> None:
         self.use_all = use_all
         self.allow_unary = allow_unary
+
+    def probes(self) -> list[Probe]:
+        p = ProbeProblem("Numbers: [3, 5, 3]\nTarget: 24", {"numbers": [3, 5, 3], "target": 24}, source="countdown",
+                         domain="game")
+        return [Probe("hits the target", p, "<think>3 * 8</think>\\boxed{(3+5)*3}", "correct"),
+                Probe("misses the target", p, "<think>add them</think>\\boxed{3+5+3}", "incorrect"),
+                Probe("false equation", p, "<think>close</think>\\boxed{(3+5)*3 = 25}", "incorrect")]
 
     def check(self, problem: Any, response: str) -> Any:
         numbers, target = problem_numbers(problem)

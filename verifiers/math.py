@@ -24,6 +24,8 @@ Known issues (honest list):
 - The constant-factor rule also accepts a sign flip (`x-1=0` vs `1-x=0`), which is equivalent as an
   equation; it never relates an equation to a bare expression.
 - Interval vs inequality (`(-\\infty,2)` vs `x<2`) is rejected unless the prediction is a set.
+- A bare gold `1,22` (no `$`, no `\\boxed`) is read as the decimal 1.22, not the set {1, 22}; `1,000` stays a
+  thousands separator and `1, 22` (with a space) a list.
 Test: `python -m pytest -q tests/test_verifiers_math.py` (the regression table is tests/fixtures/verifiers/).
 """
 from __future__ import annotations
@@ -32,11 +34,11 @@ import functools
 import re
 from typing import Any
 
-from verifiers.base import Verifier, soft_timeout
+from verifiers.base import Probe, ProbeProblem, Verifier, soft_timeout
 from verifiers.extract import boxed_contents, strip_thinking
 
 
-def _gold_text(reference: Any) -> str | None:
+def _gold_text(reference: Any, as_is: bool = False) -> str | None:
     if isinstance(reference, dict):
         for key in ("answer", "gold", "solution"):
             if key in reference:
@@ -53,7 +55,13 @@ def _gold_text(reference: Any) -> str | None:
         return None
     if "\\boxed" in text or "$" in text:
         return text
+    if not as_is and _DECIMAL_COMMA_RE.fullmatch(text):  # a bare `1,22` is a decimal comma; boxed it would read as a set
+        text = text.replace(",", ".")
     return "\\boxed{" + text + "}"
+
+
+# `1,22` and `-0,5`, not `1,000` (a thousands separator, which math-verify reads as 1000) nor `1, 22` (a list)
+_DECIMAL_COMMA_RE = re.compile(r"-?\d+,(?:\d{1,2}|\d{4,})")
 
 
 _WS_RE = re.compile(r"\s+|\\[,;!:]|\\ |\\left|\\right")
@@ -73,8 +81,10 @@ def _exact_box(reference: Any, tail: str) -> str | None:
     boxes = boxed_contents(tail)
     if len(boxes) != 1:
         return None
-    want = _norm(gold[len("\\boxed{"):-1])
-    return boxes[0] if want and _norm(boxes[0]) == want else None
+    got = _norm(boxes[0])
+    raw = _gold_text(reference, as_is=True)  # `1,22` spelled as the gold spells it is the gold
+    wants = {_norm(gold[len("\\boxed{"):-1]), _norm(raw[len("\\boxed{"):-1]) if raw else ""} - {""}
+    return boxes[0] if got in wants else None
 
 
 def equal_up_to_constant(gold: Any, pred: Any) -> bool:
@@ -83,6 +93,8 @@ def equal_up_to_constant(gold: Any, pred: Any) -> bool:
 
     if not (isinstance(gold, sympy.Equality) and isinstance(pred, sympy.Equality)):
         return False
+    if not all(isinstance(side, sympy.Expr) for side in (gold.lhs, gold.rhs, pred.lhs, pred.rhs)):
+        return False  # `n = {1, 2}` or `D = (0, 1)`: sets and intervals have no constant factor
     g = gold.lhs - gold.rhs
     p = pred.lhs - pred.rhs
     if g == 0 or p == 0 or not g.free_symbols or g.free_symbols != p.free_symbols:
@@ -130,6 +142,12 @@ class MathVerifier(Verifier):
         self.numeric_precision = numeric_precision
         self.constant_factor_equations = constant_factor_equations
         self.exact_match = exact_match  # False: always parse (the tests compare both paths)
+
+    def probes(self) -> list[Probe]:
+        p = ProbeProblem("What is 1/2 + 1/4?", "\\frac{3}{4}", source="math500", domain="math")
+        return [Probe("verbatim box", p, "<think>2/4 + 1/4</think>\\boxed{\\frac{3}{4}}", "correct"),
+                Probe("equivalent decimal", p, "<think>0.5 + 0.25</think>\\boxed{0.75}", "correct"),
+                Probe("wrong fraction", p, "<think>1 + 1 over 2 + 4</think>\\boxed{\\frac{1}{3}}", "incorrect")]
 
     def check(self, problem: Any, response: str) -> Any:
         gold_text = _gold_text(getattr(problem, "reference", None))

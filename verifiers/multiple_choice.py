@@ -16,7 +16,7 @@ import random
 import re
 from typing import Any, Sequence
 
-from verifiers.base import Verifier
+from verifiers.base import Probe, ProbeProblem, Verifier
 from verifiers.extract import answer_line, last_boxed, strip_thinking
 
 LETTERS = "ABCDEFGHIJ"
@@ -78,6 +78,11 @@ class MultipleChoiceVerifier(Verifier):
     domains = ("science",)
     sources = ("gpqa", "gpqa_diamond", "mmlu_pro", "mmlu")
     timeout_s = 2.0
+
+    def probes(self) -> list[Probe]:
+        p = ProbeProblem("Which is a noble gas? (A) N (B) Ne (C) Na (D) Ni", {"answer": "B"}, source="gpqa", domain="science")
+        return [Probe("gold letter", p, "<think>neon</think>\\boxed{B}", "correct"),
+                Probe("other letter", p, "<think>sodium</think>Answer: C", "incorrect")]
 
     def check(self, problem: Any, response: str) -> Any:
         gold = gold_letter(getattr(problem, "reference", None))

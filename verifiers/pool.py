@@ -11,6 +11,7 @@ costs a fork, not a fresh interpreter and a sympy import. Code-sandbox children 
 with a killed worker.
 
     with VerifierPool(workers=2) as pool:
+        pool.self_test("math")              # raises SelfTestFailed when a probe gets the wrong status
         for key, verdict in pool.run((key, "math", {}, problem, text) for ...):
             ...
 """
@@ -35,6 +36,16 @@ Task = tuple  # (key, verifier_name, options: dict, problem, response)
 
 class PoolError(RuntimeError):
     """Workers cannot start (for example the verifier module fails to import in a fresh process)."""
+
+
+class SelfTestFailed(RuntimeError):
+    """A verifier gave one of its own probes the wrong status: its environment cannot be trusted to judge."""
+
+    def __init__(self, verifier: str, probe: str, expected: str, verdict: Verdict) -> None:
+        self.verifier, self.probe, self.expected, self.verdict = verifier, probe, expected, verdict
+        reason = " ".join((verdict.reason or "").split())[:300]
+        super().__init__(f"verifier {verifier!r} failed its self-test: probe {probe!r} should be {expected}, "
+                         f"got {verdict.status} ({reason})")
 
 
 def _options_key(options: dict | None) -> tuple:
@@ -140,6 +151,18 @@ class VerifierPool:
         if key not in self._verifiers:
             self._verifiers[key] = get_verifier(name, **(options or {}))
         return self._verifiers[key]
+
+    def self_test(self, name: str, options: dict | None = None) -> int:
+        """Run the verifier's probes in the pool's own workers (the environment the traces are judged in).
+        Returns how many ran; raises SelfTestFailed at the first probe with the wrong status. Call it between
+        runs, never while a `run` generator is still being consumed."""
+        probes = list(self._verifier(name, options).probes())
+        tasks = [(("probe", i), name, options or {}, p.problem, p.response) for i, p in enumerate(probes)]
+        got = dict(self.run(tasks))
+        for i, p in enumerate(probes):
+            if got[("probe", i)].status != p.expect:
+                raise SelfTestFailed(name, p.name, p.expect, got[("probe", i)])
+        return len(probes)
 
     def _dispatch(self, w: _Worker, task: Task) -> bool:
         key, name, options, problem, _ = task

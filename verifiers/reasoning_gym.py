@@ -18,7 +18,7 @@ import functools
 import re
 from typing import Any, Callable
 
-from verifiers.base import Verifier
+from verifiers.base import Probe, ProbeProblem, Verifier
 from verifiers.extract import last_boxed, strip_thinking
 
 _ANSWER_TAG_RE = re.compile(r"<answer>(.*?)</answer>", re.DOTALL | re.IGNORECASE)
@@ -71,6 +71,13 @@ class ReasoningGymVerifier(Verifier):
     domains = ("logic",)
     sources = ("reasoning_gym",)  # also "reasoning-gym/<task>": names match with - and _ alike
     timeout_s = 10.0
+
+    def probes(self) -> list[Probe]:
+        q = "How many legs are there in total if you have 2 ducks and 1 dog?"
+        p = ProbeProblem(q, {"task": "leg_counting", "question": q, "answer": "8", "metadata": {}},
+                         source="reasoning_gym/leg_counting", domain="logic")
+        return [Probe("right count", p, "<think>4 + 4</think><answer>8</answer>", "correct"),
+                Probe("wrong count", p, "<think>2 + 4</think><answer>6</answer>", "incorrect")]
 
     def check(self, problem: Any, response: str) -> Any:
         task, entry = task_and_entry(problem)

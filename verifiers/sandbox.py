@@ -16,6 +16,11 @@ What it isolates (each run):
   RLIMIT_NPROC applies (root ignores it);
 - rlimits: address space (memory bombs get MemoryError), CPU seconds, processes, file size, open files, no
   core dumps; a temporary work dir as cwd/HOME/TMPDIR, removed afterwards; a scrubbed environment;
+- work dirs live in the sandbox's own work root (`work_root`), never wherever the caller's TMPDIR points: a
+  `mktemp -d` TMPDIR (mode 700) is closed to `nobody`, which used to fail correct programs;
+- function-call checks (`run_check`) run the solution and the test in two processes; the pass marker lives
+  only in the test's process, which is non-dumpable, so the solution cannot read or forge it (see
+  verifiers/_harness.py);
 - stdout and stderr capped at 1 MiB each (the run is killed when a stream passes the cap).
 
 What it does NOT isolate:
@@ -24,23 +29,23 @@ What it does NOT isolate:
   may read;
 - CPU and memory contention between concurrent runs (no cgroups); RLIMIT_NPROC counts every process of
   `nobody` on the machine, so a fork bomb in one run can make forks fail in a concurrent run;
-- a program that deliberately inspects the test harness's frames/memory can forge the pass marker of a
-  function-call check; the marker only defends against exiting early (`sys.exit(0)`, `os._exit(0)`).
+- a program may exit with the harness's "could not judge" codes itself (its verdict becomes `error`).
 
 Isolation levels, probed once per process (`isolation()`), strongest first:
   "root-ns"  root: net+pid+mount namespaces, run as nobody (needs an interpreter nobody can execute:
-             sys.executable if it can, else /usr/bin/python3; override with CURATE_SANDBOX_PYTHON)
+             sys.executable if it can, else /usr/bin/python3; override with CURATE_SANDBOX_PYTHON, e.g. a
+             venv with the packages a benchmark needs; one nobody cannot run is refused, never downgraded)
   "user-ns"  unprivileged user namespaces: same namespaces, but no uid change (files of the invoking user
              are writable, NPROC counts that user's processes)
   "none"     no namespaces allowed: session/process-group kill, rlimits, temp dir and scrubbed env only;
              network is reachable and a `setsid` daemon can outlive the run
-CURATE_SANDBOX_ISOLATION=none|user-ns|root-ns forces a level (for testing the fallbacks).
+CURATE_SANDBOX_ISOLATION=none|user-ns|root-ns forces a level (for testing the fallbacks);
+CURATE_SANDBOX_ROOT names the work root. Set-up trouble is `RunResult.could_not_judge`, never a failed test.
 Test: `python -m pytest -q tests/test_sandbox.py`.
 """
 from __future__ import annotations
 
 import ctypes
-import functools
 import json
 import os
 import resource
@@ -49,6 +54,7 @@ import selectors
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -62,28 +68,16 @@ OUTPUT_CAP = 1 << 20
 _UNSHARE = shutil.which("unshare") or "/usr/bin/unshare"
 _NS_FLAGS = ["--net", "--pid", "--fork", "--kill-child", "--mount-proc"]
 
-# Runs as the first process inside the sandbox. "script": run the file as __main__ (stdin/stdout tests).
-# "check": read a one-time marker from stdin, run the file, and print the marker only if the whole file
-# (solution + tests + check call) finished: exiting early can no longer pass.
-_HARNESS = r"""
-import os, sys
-def _main():
-    mode, path = sys.argv[1], sys.argv[2]
-    marker = None
-    if mode == "check":
-        marker = sys.stdin.readline().strip()
-        fd = os.open(os.devnull, os.O_RDONLY); os.dup2(fd, 0); os.close(fd)
-    with open(path, encoding="utf-8") as f:
-        code = compile(f.read(), path, "exec")
-    sys.argv = [path]
-    g = {"__name__": "__main__", "__file__": path, "__builtins__": __builtins__}
-    del f
-    exec(code, g)
-    if marker is not None:
-        sys.stdout.flush()
-        os.write(1, ("\n" + marker + "\n").encode())
-_main()
-"""
+_HARNESS_PATH = Path(__file__).with_name("_harness.py")
+# The fallback path passes the harness as `-c` source: the sandbox user may not be able to read the checkout.
+_HARNESS_MAIN = "\nimport sys as _s\n_s.exit(run(_s.argv[1], _s.argv[2:]))\n"
+SETUP_EXIT, ENV_EXIT = 121, 120  # verifiers/_harness.py: the sandbox's own failure, a module it lacks
+ROOT_ENV = "CURATE_SANDBOX_ROOT"
+PYTHON_ENV = "CURATE_SANDBOX_PYTHON"
+
+
+class SandboxUnavailable(RuntimeError):
+    """The sandbox cannot run programs as configured; the message names the path and the fix."""
 
 
 @dataclass(frozen=True)
@@ -107,8 +101,20 @@ class RunResult:
     duration_s: float = 0.0
     isolation: str = ""
     sandbox_error: str | None = None  # the sandbox itself failed (not the program)
-    passed_marker: bool = False  # check mode: the harness printed the one-time marker
+    passed_marker: bool = False  # run_check: the test returned and the harness printed the one-time marker
     extra: dict = field(default_factory=dict)
+
+    @property
+    def could_not_judge(self) -> str | None:
+        """Why this run says nothing about the program (sandbox set-up, a module the interpreter lacks), or None."""
+        if self.sandbox_error:
+            return self.sandbox_error
+        if self.timed_out or self.output_exceeded or self.returncode not in (SETUP_EXIT, ENV_EXIT):
+            return None
+        lines = self.stderr.decode("utf-8", "replace").strip().splitlines()
+        said = [ln[len("curate-sandbox: "):] for ln in lines if ln.startswith("curate-sandbox: ")]
+        what = "sandbox set-up failed" if self.returncode == SETUP_EXIT else "missing module"
+        return said[-1][:300] if said else f"{what} (exit code {self.returncode})"
 
     @property
     def ok(self) -> bool:
@@ -125,10 +131,7 @@ def _prefix(level: str) -> list[str]:
     return []
 
 
-def _candidate_pythons() -> list[str]:
-    forced = os.environ.get("CURATE_SANDBOX_PYTHON")
-    if forced:
-        return [forced]
+def _default_pythons() -> list[str]:
     out = [sys.executable]
     for p in ("/usr/bin/python3", "/usr/local/bin/python3"):
         if os.path.exists(p) and os.path.realpath(p) != os.path.realpath(sys.executable):
@@ -145,16 +148,112 @@ def _probe(level: str, python: str) -> bool:
     return r.returncode == 0 and r.stdout.strip() == b"ok"
 
 
-@functools.lru_cache(maxsize=1)
+_CHOSEN: dict[str, object] = {}
+
+
 def isolation() -> tuple[str, str]:
-    """(level, interpreter) used for every run in this process; see the module docstring."""
-    forced = os.environ.get("CURATE_SANDBOX_ISOLATION")
-    levels = [forced] if forced else (["root-ns"] if os.geteuid() == 0 else []) + ["user-ns", "none"]
+    """(level, interpreter) used for every run in this process; see the module docstring. Raises
+    SandboxUnavailable when CURATE_SANDBOX_PYTHON names an interpreter the sandbox user cannot run while the
+    strongest level works with the default one: that would silently weaken the isolation."""
+    if "result" not in _CHOSEN:
+        try:
+            _CHOSEN["result"] = _choose()
+        except SandboxUnavailable as e:
+            _CHOSEN["result"] = e
+    out = _CHOSEN["result"]
+    if isinstance(out, SandboxUnavailable):
+        raise out
+    return out  # type: ignore[return-value]
+
+
+def _choose() -> tuple[str, str]:
+    forced_level = os.environ.get("CURATE_SANDBOX_ISOLATION")
+    forced_py = os.environ.get(PYTHON_ENV)
+    if forced_py and not (os.path.isfile(forced_py) and os.access(forced_py, os.X_OK)):
+        raise SandboxUnavailable(f"{PYTHON_ENV}={forced_py} is not an executable file; point it at a Python "
+                                 "interpreter or unset it")
+    pythons = [forced_py] if forced_py else _default_pythons()
+    levels = [forced_level] if forced_level else (["root-ns"] if os.geteuid() == 0 else []) + ["user-ns", "none"]
     for level in levels:
-        for python in _candidate_pythons():
+        for python in pythons:
             if level == "none" or _probe(level, python):
                 return level, python
-    return "none", sys.executable
+        if level == "root-ns" and forced_py and any(_probe(level, p) for p in _default_pythons()):
+            raise SandboxUnavailable(
+                f"{PYTHON_ENV}={forced_py} cannot be run by the sandbox user nobody (uid {NOBODY}), so programs "
+                "would run as root; make the interpreter and every directory above it readable and executable "
+                "by others (for example a venv under /opt), or unset it")
+    return "none", pythons[0]
+
+
+def _blocked_for_nobody(path: Path) -> str | None:
+    """The first directory on the way to `path` that uid/gid nobody cannot enter, or None."""
+    for d in [*reversed(path.parents), path]:
+        try:
+            st = os.stat(d)
+        except OSError:
+            return None  # not created yet: its parents were fine
+        bit = 0o100 if st.st_uid == NOBODY else 0o010 if st.st_gid == NOBODY else 0o001
+        if not st.st_mode & bit:
+            return str(d)
+    return None
+
+
+def _own_dir(root: Path) -> None:
+    """Create `root` (mode 711: the sandbox user may enter, nobody may list) or accept it if it is a real
+    directory of ours that no one else can write to (so no one can swap a run's files)."""
+    try:
+        os.mkdir(root, 0o711)
+        os.chmod(root, 0o711)  # mkdir's mode passes through the umask
+        return
+    except FileExistsError:
+        pass
+    st = os.lstat(root)
+    if not stat.S_ISDIR(st.st_mode):
+        raise SandboxUnavailable(f"sandbox work root {root} exists and is not a directory")
+    if st.st_uid != os.geteuid() or st.st_mode & 0o022:
+        raise SandboxUnavailable(f"sandbox work root {root} is owned by uid {st.st_uid} or writable by others; "
+                                 f"remove it or set {ROOT_ENV} to a directory of your own")
+
+
+_ROOTS: dict[tuple, object] = {}
+
+
+def work_root(level: str) -> Path:
+    """The directory that holds every run's work dir, independent of the caller's TMPDIR: $CURATE_SANDBOX_ROOT,
+    else `curate-sandbox-<uid>` in the first of TMPDIR, /tmp, /var/tmp, /dev/shm that the sandbox user can
+    reach. Raises SandboxUnavailable naming the path and the fix when none can be used."""
+    key = (level, os.environ.get(ROOT_ENV), tempfile.gettempdir(), os.geteuid())
+    if key not in _ROOTS:
+        try:
+            _ROOTS[key] = _find_root(level)
+        except (SandboxUnavailable, OSError) as e:
+            _ROOTS[key] = e if isinstance(e, SandboxUnavailable) else SandboxUnavailable(f"sandbox work root: {e}")
+    out = _ROOTS[key]
+    if isinstance(out, SandboxUnavailable):
+        raise out
+    return out  # type: ignore[return-value]
+
+
+def _find_root(level: str) -> Path:
+    forced = os.environ.get(ROOT_ENV)
+    if forced:
+        roots = [Path(forced).absolute()]
+    else:
+        bases = dict.fromkeys([tempfile.gettempdir(), "/tmp", "/var/tmp", "/dev/shm"])
+        roots = [Path(b).absolute() / f"curate-sandbox-{os.geteuid()}" for b in bases if os.path.isdir(b)]
+    problems = []
+    for root in roots:
+        blocked = _blocked_for_nobody(root) if level == "root-ns" else None
+        if blocked:
+            problems.append(f"{blocked} is closed to nobody")
+            continue
+        _own_dir(root)
+        return root
+    fix = (f"set {ROOT_ENV} to a directory whose parents others may enter (chmod o+x)" if not forced else
+           f"chmod o+x the directories above {forced}, or point {ROOT_ENV} elsewhere")
+    raise SandboxUnavailable(f"the code sandbox has no work directory its user (nobody) can enter "
+                             f"({'; '.join(problems) or 'no candidate'}); {fix}")
 
 
 # ---------------------------------------------------------------- running
@@ -198,47 +297,65 @@ def _preexec(limits: Limits) -> None:
         resource.setrlimit(res, (val, val))
 
 
-def _kill_group(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    try:
-        proc.kill()
-    except ProcessLookupError:
-        pass
-
-
 def run_python(source: str, stdin: bytes | str = b"", limits: Limits = Limits(), mode: str = "script") -> RunResult:
-    """Run `source` as a program. mode "script": stdin fed, stdout returned. mode "check": the program is a
-    test file; `passed_marker` is set only if it ran to the end."""
-    level, python = isolation()
+    """Run `source` as a program with `stdin` fed; stdout returned (stdin/stdout tests)."""
+    if mode != "script":
+        raise ValueError("function-call checks go through run_check(solution, test, entry_point)")
     if isinstance(stdin, str):
         stdin = stdin.encode("utf-8")
-    workdir = tempfile.mkdtemp(prefix="curate-sbx-")
+    return _run({"main.py": source}, "script", ["main.py"], stdin, limits, marker=None)
+
+
+def run_check(solution: str, test: str, entry_point: str, limits: Limits = Limits()) -> RunResult:
+    """Run a function-call check: `solution` (context + the candidate's code) in one process, `test` (which
+    defines `check(candidate)`) in another that calls `entry_point` across the boundary (verifiers/_harness.py).
+    `passed_marker` is set only if `check` returned; the program cannot read or forge that signal."""
+    marker = secrets.token_hex(16)
+    return _run({"solution.py": solution, "test.py": test}, "check", ["solution.py", "test.py", entry_point],
+                (marker + "\n").encode(), limits, marker=marker)
+
+
+def _run(files: dict[str, str], mode: str, args: list[str], stdin: bytes, limits: Limits,
+         marker: str | None) -> RunResult:
     t0 = time.monotonic()
     try:
-        prog = Path(workdir) / "main.py"
-        prog.write_text(source, encoding="utf-8")
-        marker = secrets.token_hex(16) if mode == "check" else None
+        level, python = isolation()
+        root = work_root(level)
+    except SandboxUnavailable as e:
+        return RunResult(None, sandbox_error=str(e), duration_s=time.monotonic() - t0)
+    try:
+        workdir = tempfile.mkdtemp(prefix="curate-sbx-", dir=root)
+    except FileNotFoundError:  # a tmp cleaner removed the work root during a long job: make it again
+        _ROOTS.clear()
+        try:
+            workdir = tempfile.mkdtemp(prefix="curate-sbx-", dir=work_root(level))
+        except (SandboxUnavailable, OSError) as e:
+            return RunResult(None, sandbox_error=f"sandbox work root: {e}", duration_s=time.monotonic() - t0)
+    try:
+        paths = {}
+        for name, text in files.items():
+            paths[name] = Path(workdir) / name
+            paths[name].write_text(text, encoding="utf-8")
+        argv = [str(paths[a]) if a in paths else a for a in args]
         in_path = Path(workdir) / ".stdin"
-        in_path.write_bytes((marker + "\n").encode() if marker else stdin)
+        in_path.write_bytes(stdin)
         if level == "root-ns":
             os.chown(workdir, NOBODY, NOBODY)
-            os.chmod(prog, 0o644)
+            for p in paths.values():
+                os.chmod(p, 0o644)
             os.chmod(in_path, 0o600)  # opened by us, before the uid change; the program cannot re-read it
         with open(in_path, "rb") as fin:
-            in_path.unlink()  # the open fd is all the program gets; the marker never sits on disk
+            in_path.unlink()  # the open fd is all the program gets; a marker never sits on disk
             res = None
             with _ZYGOTE_LOCK:  # one program at a time per zygote; parallelism comes from worker processes
                 zyg = _zygote(level, python)
                 if zyg is not None:
                     try:
-                        res = zyg.run(fin.fileno(), prog, workdir, mode, limits, t0)
+                        res = zyg.run(fin.fileno(), mode, argv, workdir, limits, t0)
                     except _ZygoteBroken:
                         _drop_zygote()  # fall back to a fresh interpreter per program
             if res is None:
-                res = _run_popen(level, python, fin, prog, workdir, mode, limits, t0)
+                res = _run_popen(level, python, fin, mode, argv, workdir, limits, t0)
         res.isolation = level
         if marker is not None:
             lines = res.stdout.rstrip(b"\n").rsplit(b"\n", 1)
@@ -250,9 +367,9 @@ def run_python(source: str, stdin: bytes | str = b"", limits: Limits = Limits(),
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _run_popen(level, python, fin, prog, workdir, mode, limits, t0) -> RunResult:
+def _run_popen(level, python, fin, mode, argv, workdir, limits, t0) -> RunResult:
     """A fresh interpreter per program, started through `unshare` (the fallback when no zygote runs)."""
-    cmd = [*_prefix(level), python, "-I", "-c", _HARNESS, mode, str(prog)]
+    cmd = [*_prefix(level), python, "-I", "-c", _HARNESS_PATH.read_text(encoding="utf-8") + _HARNESS_MAIN, mode, *argv]
     try:
         proc = subprocess.Popen(
             cmd, stdin=fin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=workdir,
@@ -357,7 +474,7 @@ class _Zygote:
         self.level = level
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.proc = subprocess.Popen(
-            [python, "-I", str(_ZYGOTE_SRC), str(child.fileno()), level], pass_fds=(child.fileno(),),
+            [python, "-I", str(_ZYGOTE_SRC), str(child.fileno()), level, str(_HARNESS_PATH)], pass_fds=(child.fileno(),),
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, cwd="/", env=_base_env("/"),
             start_new_session=True, preexec_fn=_prctl_pdeathsig,
         )
@@ -386,11 +503,11 @@ class _Zygote:
             raise _ZygoteBroken("zygote exited")
         return json.loads(msg)
 
-    def run(self, stdin_fd: int, prog: Path, workdir: str, mode: str, limits: Limits, t0: float) -> RunResult:
+    def run(self, stdin_fd: int, mode: str, argv: list[str], workdir: str, limits: Limits, t0: float) -> RunResult:
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         cpu = int(limits.cpu_s if limits.cpu_s is not None else limits.timeout_s + 1) + 1
-        req = {"path": str(prog), "cwd": workdir, "mode": mode, "env": _base_env(workdir),
+        req = {"args": argv, "cwd": workdir, "mode": mode, "env": _base_env(workdir),
                "limits": {"as": limits.memory_mb << 20, "cpu": cpu, "nproc": limits.nproc,
                           "fsize": limits.fsize_mb << 20, "nofile": limits.nofile}}
         try:

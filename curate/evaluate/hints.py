@@ -11,7 +11,7 @@ def add_hint(task: str) -> str:
     name = task.replace("-", "_")
     spec = TASKS.get(name)
     if spec is None:
-        return f"`curate tasks list` shows the known tasks; add this benchmark's problems with `curate tasks add ... --split eval`"
+        return "`curate tasks list` shows the known tasks; add this benchmark's problems with `curate tasks add ... --split eval`"
     if spec.generated:
         return f"add them with `curate tasks add {name} --split eval --size N`, or give the suite an auto_add entry"
     cmd = f"curate tasks add {name}" + ("" if spec.default_split == "eval" else " --split eval")

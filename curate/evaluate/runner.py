@@ -54,6 +54,7 @@ class EvalReport:
     labeled: int = 0
     rows: list[dict] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    incomplete: list[str] = field(default_factory=list)  # "run step N benchmark: why", for a non-zero exit
     seconds: float = 0.0
 
     def to_dict(self) -> dict:
@@ -121,9 +122,9 @@ def _resolve_path_options(options: dict) -> dict:
     return out
 
 
-def benchmark_problems(store, bench: Benchmark) -> list:
+def benchmark_problems(store, bench: Benchmark, notes: list[str]) -> list:
     """The benchmark's problems, in id order; auto-added ones are stored first. Raises InputError when none."""
-    from curate.tasks import add_problems, iter_problems
+    from curate.tasks import iter_problems
 
     if bench.auto_add is not None:
         a = bench.auto_add
@@ -132,7 +133,11 @@ def benchmark_problems(store, bench: Benchmark) -> list:
                           key=lambda p: p.id)
         if not problems:
             raise InputError(f"benchmark {bench.name}: task {bench.task} gave no problems")
-        add_problems(store, bench.task, opts, size=a.size, seed=a.seed, split="eval")
+        store.add_problems(problems)  # idempotent by id
+        clash = E.train_split_ids(store, [p.id for p in problems])
+        if clash:  # the same problem is already training data: scoring it would measure memorisation
+            notes.append(f"benchmark {bench.name}: {len(clash)} of its problems are stored as train problems; left out")
+            problems = [p for p in problems if p.id not in clash]
     else:
         problems = store.problems(E.benchmark_predicate(bench.problem_source, bench.where)) if store.exists else []
     if bench.limit is not None:
@@ -246,7 +251,7 @@ def evaluate_target(store, target: Target, suite: Suite, opts: EvalOptions, repo
                 raise InputError(f"benchmark {bench.name}: {e}", hint="`curate verifiers list` shows the registered verifiers") from None
             settings = bench.settings_hash({**backend_id, "judge": [verifier, vopts.get("backend_options")]})
             key = _key(target, suite, bench, settings)
-            problems = benchmark_problems(store, bench)
+            problems = benchmark_problems(store, bench, report.notes)
             cfg = RunConfig(n=bench.n, seed=bench.seed, sampling=bench.sampling.params(), template=bench.template,
                             system=bench.system, flush_every=opts.flush_every, flush_s=15.0, commit_s=60.0)
             backend.sampling = cfg.sampling
@@ -269,6 +274,10 @@ def evaluate_target(store, target: Target, suite: Suite, opts: EvalOptions, repo
             E.write_evals(store, rows)
             report.rows += [r for r in rows if r["kind"] == "score"]
             head = rows[0]
+            if not head["complete"]:
+                d = head["details"]
+                report.incomplete.append(f"{target.run} step {target.step} {bench.name}: {d['missing_samples']} samples "
+                                         f"missing, {d['unjudged']} unjudged, {d['errors']} verdicts are errors")
             shown = "incomplete" if head["value"] is None else f"{head['value']:.1f}"
             say(f"{target.run} step {target.step if target.step is not None else '-'} {bench.name}: "
                 f"{head['metric']} {shown} ({gen.generated} generated, {labeled} labeled)")

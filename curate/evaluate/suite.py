@@ -19,7 +19,6 @@ import copy
 from pathlib import Path
 from typing import Any, Optional
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from curate.errors import ConfigError
@@ -27,6 +26,7 @@ from curate.evaluate.metrics import parse_metric
 from curate.generate.base import SamplingParams
 from curate.generate.prompting import DEFAULT_TEMPLATE
 from curate.records import content_hash
+from curate.yamlfile import format_validation_errors, load_yaml, parse_scalar
 
 SUITE_DIR = Path(__file__).resolve().parent / "suites"
 NAME = r"^[A-Za-z0-9_.\-]+$"
@@ -155,11 +155,8 @@ def _deep_merge(base: dict, over: dict) -> dict:
     return out
 
 
-def _parse_value(raw: str) -> Any:
-    try:
-        return yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
-        return raw
+def _parse_value(raw: str, key: str) -> Any:
+    return parse_scalar(raw, f"--set {key}") if raw.strip() else ""
 
 
 def _set_path(d: dict, path: list[str], value: Any, flag: str) -> None:
@@ -180,7 +177,7 @@ def apply_overrides(benchmarks: list[dict], overrides: dict[str, str]) -> list[d
         parts = key.split(".")
         target = parts[0] if parts[0] in names and len(parts) > 1 else None
         path = parts[1:] if target else parts
-        value = _parse_value(raw) if isinstance(raw, str) else raw
+        value = _parse_value(raw, key) if isinstance(raw, str) else raw
         for b in out:
             if target is None or b.get("name") == target:
                 _set_path(b, path, value, f"--set {key}")
@@ -188,8 +185,6 @@ def apply_overrides(benchmarks: list[dict], overrides: dict[str, str]) -> list[d
 
 
 def _validate(data: Any, origin: str, root: Any, overrides: dict[str, Any]) -> Suite:
-    from curate.mix.recipe import _format_errors
-
     if not isinstance(data, dict):
         raise ConfigError(f"{origin}: a suite is a YAML mapping with name and benchmarks, got {type(data).__name__}")
     data = dict(data)
@@ -203,7 +198,7 @@ def _validate(data: Any, origin: str, root: Any, overrides: dict[str, Any]) -> S
     try:
         return Suite.model_validate(data)
     except ValidationError as e:
-        msg = _format_errors(e, origin, root)
+        msg = format_validation_errors(e, origin, root)
         if overrides:
             msg += f" (with overrides {', '.join(f'{k}={v}' for k, v in overrides.items())})"
         raise ConfigError(msg, hint="see docs/evaluation.md for every suite field") from None
@@ -226,15 +221,5 @@ def load_suite(name_or_path: str, overrides: dict[str, Any] | None = None) -> Su
     if not path.is_file():
         raise ConfigError(f"unknown suite {name_or_path!r}" if path.parent == SUITE_DIR else f"{path}: no such suite file",
                           hint=f"shipped suites: {', '.join(shipped_suites())}; or give a YAML path")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path}: cannot read ({e})") from None
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{path}{line}: malformed YAML: {getattr(e, 'problem', None) or str(e).splitlines()[0]}") from None
+    data, root = load_yaml(path, what="suite")
     return _validate(data, str(path), root, overrides or {})

@@ -10,26 +10,22 @@
 
 Each target carries its lineage (training run id, config hash, mixture fingerprint, recipe hash, store
 snapshot) from the checkpoint's `curate_checkpoint.json`, else from the run's config.yaml and the mixture's
-manifest.json. `identity` is the model name stored on the eval samples: `RUN_ID/step-NNNNNN` for curate
+manifest.json (curate.train.layout reads both, without torch). `identity` is the model name stored on the eval samples: `RUN_ID/step-NNNNNN` for curate
 checkpoints, so moving a run directory does not re-evaluate it.
 Test: tests/test_evaluate.py.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
-from curate.errors import InputError
-from curate.records import content_hash
+from curate.errors import CurateError, InputError
+from curate.store.evals import LINEAGE_COLUMNS
+from curate.train.layout import checkpoint_info, run_lineage, weights_present
 
 STEP_DIR = re.compile(r"^step-(\d+)$")
-MARKER = "curate_checkpoint.json"
-LINEAGE_KEYS = ("run_id", "config_hash", "mixture_fingerprint", "recipe_hash", "store_snapshot")
+LINEAGE_KEYS = LINEAGE_COLUMNS
 
 
 @dataclass(frozen=True)
@@ -44,61 +40,34 @@ class Target:
 
 
 def has_weights(folder: Path) -> bool:
-    return any(folder.glob("*.safetensors")) or any(folder.glob("*.bin")) or (folder / "model.safetensors.index.json").exists()
-
-
-def _read_json(path: Path) -> dict | None:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
+        return weights_present(folder)
+    except (OSError, ValueError, KeyError):  # a damaged shard index: not a usable checkpoint
+        return False
 
 
-def mixture_lineage(data_path: str | Path | None) -> dict:
-    """recipe hash, store snapshot and a fingerprint of the data files, from a `curate mix` output's manifest."""
-    if not data_path:
+def _run_lineage(run_dir: Path | None) -> dict:
+    """The training run's lineage (run id, config hash, mixture, recipe, store snapshot); {} when not a curate run."""
+    if run_dir is None:
         return {}
-    p = Path(data_path)
-    manifest = _read_json(p / "manifest.json") or _read_json(p.parent / "manifest.json")
-    if not manifest:
-        return {}
-    files = manifest.get("files") or {}
-    shas = sorted(v.get("sha256", "") for v in files.values() if isinstance(v, dict))
-    return {"recipe_hash": manifest.get("recipe_hash"), "store_snapshot": (manifest.get("store") or {}).get("id"),
-            "mixture_fingerprint": hashlib.sha256("".join(shas).encode()).hexdigest()[:16] if shas else None}
-
-
-def run_lineage(run_dir: Path) -> dict:
-    """Lineage of a training run from its config.yaml (and the mixture it names)."""
     try:
-        cfg = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
+        lineage = run_lineage(run_dir)
+    except (CurateError, OSError, ValueError):
         return {}
-    if not isinstance(cfg, dict):
-        return {}
-    data = cfg.get("data") or {}
-    # The parts that change numerics or data order, as the trainer's resume check defines them.
-    fp = {"model": cfg.get("model"), "data": data,
-          "train": {k: v for k, v in (cfg.get("train") or {}).items() if k != "max_steps"},
-          "parallel": {"mixed_precision": (cfg.get("parallel") or {}).get("mixed_precision")}}
-    config_hash = content_hash("train-config", fp)[:16]
-    out = {"run_id": config_hash, "config_hash": config_hash, "base_model": (cfg.get("model") or {}).get("name_or_path")}
-    out.update(mixture_lineage(data.get("path")))
-    return out
+    return {k: lineage.get(k) for k in LINEAGE_KEYS if lineage.get(k) is not None}
 
 
 def checkpoint_lineage(folder: Path, run_dir: Path | None) -> dict:
-    marker = _read_json(folder / MARKER)
-    if marker:
-        return {k: marker.get(k) for k in LINEAGE_KEYS if marker.get(k) is not None}
-    return run_lineage(run_dir) if run_dir else {}
+    info = checkpoint_info(folder)
+    if info:
+        return {k: info.get(k) for k in LINEAGE_KEYS if info.get(k) is not None}
+    return _run_lineage(run_dir)
 
 
 def _step_of(folder: Path) -> int | None:
-    marker = _read_json(folder / MARKER)
-    if marker and isinstance(marker.get("step"), int):
-        return marker["step"]
+    info = checkpoint_info(folder)
+    if info and isinstance(info.get("step"), int):
+        return info["step"]
     m = STEP_DIR.match(folder.name)
     return int(m.group(1)) if m else None
 
@@ -151,8 +120,7 @@ def resolve_targets(target: str, *, base: str | None = None, run: str | None = N
         if not out and not base:
             raise InputError(f"{p}: no complete checkpoint in {p / 'checkpoints'}" + (f" ({notes[0]})" if notes else ""))
         if base:
-            lineage = run_lineage(p)
-            out.insert(0, _base_target(base, name, lineage))
+            out.insert(0, _base_target(base, name, _run_lineage(p)))
         return out, notes
     if p.is_dir():
         if not (p / "config.json").exists():
@@ -163,7 +131,7 @@ def resolve_targets(target: str, *, base: str | None = None, run: str | None = N
         name = run or (run_dir.resolve().name if run_dir else p.resolve().name)
         out = [_checkpoint_target(p, name, run_dir)]
         if base:
-            out.insert(0, _base_target(base, name, run_lineage(run_dir) if run_dir else {}))
+            out.insert(0, _base_target(base, name, _run_lineage(run_dir)))
         return out, notes
     if target.startswith(("/", ".", "~")) or p.exists():
         raise InputError(f"{target}: no such checkpoint or run directory")
@@ -176,5 +144,5 @@ def _base_target(base: str, run: str, lineage: dict) -> Target:
     if base.startswith(("/", ".", "~")) and not bp.exists():
         raise InputError(f"--base {base}: no such model folder")
     ident = str(bp.resolve()) if bp.exists() else base
-    keep = {k: v for k, v in lineage.items() if k in ("run_id", "config_hash", "mixture_fingerprint", "recipe_hash", "store_snapshot")}
+    keep = {k: v for k, v in lineage.items() if k in LINEAGE_KEYS}
     return Target(run=run, checkpoint=base, step=0, model_ref=base, identity=ident, lineage=keep)

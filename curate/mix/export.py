@@ -37,6 +37,7 @@ SCHEMA = pa.schema([
     ("status", pa.string()),
     ("transform", pa.string()),
     ("completion_tokens", pa.int64()),
+    ("completion_tokens_estimated", pa.bool_()),
     ("response_chars", pa.int64()),
 ])
 PARQUET = "data/train-00000-of-00001.parquet"
@@ -76,17 +77,29 @@ def summarise(mix: Mixture, records: list[dict]) -> dict:
             for (a, b, c, d), n in sorted(comp.items())
         ],
         "tokens": {
-            "completion_tokens": _stats([r["completion_tokens"] for r in records if r["completion_tokens"] is not None]),
+            "completion_tokens": _stats([r["completion_tokens"] for r in records
+                                         if r["completion_tokens"] is not None and not r["completion_tokens_estimated"]]),
+            "completion_tokens_estimated": _stats([r["completion_tokens"] for r in records
+                                                   if r["completion_tokens"] is not None and r["completion_tokens_estimated"]]),
             "response_chars": _stats([r["response_chars"] for r in records]),
             "response_chars_by_status": {s: _stats([r["response_chars"] for r in rs]) for s, rs in sorted(by_status.items())},
         },
         "incorrect": mix.incorrect,
+        "matching": {**mix.matching, "rows_matched": len(records)} if mix.matching else {},
+        "reference": ({"solutions": sum("reference_solution" in r["transform"] for r in records),
+                       "boxed_answers": sum("reference_answer" in r["transform"] for r in records),
+                       "fallback": mix.recipe.quality.reference_fallback,
+                       "without_solution_dropped": mix.dropped.get("no reference solution", 0)}
+                      if mix.recipe.quality.reference_solution else {}),
         "decontamination": {
             "enabled": mix.recipe.decontaminate.enabled,
             "n": mix.recipe.decontaminate.n,
             "checked": list(mix.recipe.decontaminate.check),
             "action": mix.recipe.decontaminate.action,
             "eval_problems": mix.eval_problems,
+            "common_share": mix.recipe.decontaminate.common_share,
+            "keyed_eval_problems": mix.eval_index.get("keyed", 0),
+            "template_grams": mix.eval_index.get("template_grams", 0),
             "hits": mix.contamination,
         },
         "dropped": dict(sorted(mix.dropped.items())),
@@ -96,9 +109,9 @@ def summarise(mix: Mixture, records: list[dict]) -> dict:
 def _table(rows: list[dict]) -> str:
     if not rows:
         return "_none_\n"
-    cols = list(rows[0])
+    cols = list(dict.fromkeys(c for r in rows for c in r))
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join("" if r[c] is None else str(r[c]) for c in cols) + " |" for r in rows]
+    lines += ["| " + " | ".join("" if r.get(c) is None else str(r[c]) for c in cols) + " |" for r in rows]
     return "\n".join(lines) + "\n"
 
 
@@ -130,15 +143,29 @@ def card(mix: Mixture, facts: dict) -> str:
         i = facts["incorrect"]
         parts.append(f"Incorrect traces: {i['replaced']} rows replaced by a verified-incorrect trace of the same problem; "
                      f"{i['same_length_bucket']} from the same length bucket as the correct trace they replace.\n")
+    if facts["matching"]:
+        m = facts["matching"]
+        parts.append(f"Same questions: {m['matched']} of {m['candidates']} candidate questions also have a correct trace in "
+                     f"`{m['same_questions_as']}` (matched by prompt key across sources); all {m['rows_matched']} rows "
+                     f"are matched questions.\n")
+    if facts["reference"]:
+        ref = facts["reference"]
+        parts.append(f"Reference responses: {ref['solutions']} human short solutions, {ref['boxed_answers']} boxed gold "
+                     f"answers standing in for a missing solution (reference_fallback: {ref['fallback']}); "
+                     f"{ref['without_solution_dropped']} problems without a solution dropped.\n")
     parts += [
         "## Token statistics\n",
-        _table([{"measure": k, **v} for k, v in (("completion_tokens (stored)", tok["completion_tokens"]),
+        _table([{"measure": k, **v} for k, v in (("completion_tokens (counted by the generator)", tok["completion_tokens"]),
+                                                  ("completion_tokens (estimated: chars/4, no count stored)", tok["completion_tokens_estimated"]),
                                                   ("response_chars", tok["response_chars"]))]),
         "Response characters by status:\n",
         _table([{"status": k, **v} for k, v in tok["response_chars_by_status"].items()]),
         "## Decontamination\n",
         (f"{dec['n']}-gram overlap of {', '.join(dec['checked'])} with {dec['eval_problems']} eval-split problems; "
-         f"action: {dec['action']}.\n\n" + _table(contam)) if dec["enabled"] else "Disabled in this recipe.\n",
+         f"action: {dec['action']}. {dec['template_grams']} template n-grams (in at least {dec['common_share']:.0%} of a "
+         f"benchmark's or of the candidate prompts) are ignored; {dec['keyed_eval_problems']} eval problems with a "
+         f"structured key (e.g. Countdown numbers and target) are matched by key, not by text.\n\n"
+         + _table(contam)) if dec["enabled"] else "Disabled in this recipe.\n",
         "## Dropped while selecting\n",
         _table([{"reason": k, "problems": v} for k, v in facts["dropped"].items()]),
     ]
@@ -160,12 +187,38 @@ def _prepare(out: Path, overwrite: bool) -> None:
                              hint="remove it yourself or choose another --out")
 
 
+def read_manifest(out: Path) -> dict | None:
+    """The manifest of the mixture at `out`, or None when there is none (or it is unreadable)."""
+    try:
+        return json.loads((Path(out) / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
 def write(mix: Mixture, out: str | Path, overwrite: bool = False) -> dict:
     """Write the mixture to `out`; returns the manifest."""
-    import datasets  # imported here: heavy, and only the writer needs it
-
     out = Path(out)
     _prepare(out, overwrite)
+    manifest, tmp = stage(mix, out)
+    commit(tmp, out)
+    return manifest
+
+
+def commit(tmp: Path, out: Path) -> None:
+    """Move a staged mixture into place (replacing what is at `out`)."""
+    try:
+        if out.exists():
+            shutil.rmtree(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def stage(mix: Mixture, out: Path) -> tuple[dict, Path]:
+    """Write the mixture into a hidden folder beside `out`; returns (manifest, that folder) for `commit`."""
+    import datasets  # imported here: heavy, and only the writer needs it
+
     records = to_records(mix)
     table = _arrow(records)
     facts = summarise(mix, records)
@@ -189,13 +242,10 @@ def write(mix: Mixture, out: str | Path, overwrite: bool = False) -> dict:
         manifest = {**facts, "recipe": mix.recipe.model_dump(mode="json"),
                     "files": {str(p.relative_to(tmp)): {"sha256": _sha256(p), "bytes": p.stat().st_size} for p in files}}
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
-        if out.exists():
-            shutil.rmtree(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(tmp, out)
-    finally:
+    except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
-    return manifest
+        raise
+    return manifest, tmp
 
 
 def manifest_line(manifest: dict) -> dict[str, Any]:
@@ -205,5 +255,6 @@ def manifest_line(manifest: dict) -> dict[str, Any]:
         comp[c["status"]] += c["rows"]
     hits = sum(sum(v.values()) for v in manifest["decontamination"]["hits"].values())
     return {"name": manifest["name"], "rows": manifest["rows"], **{f"rows_{k}": v for k, v in sorted(comp.items())},
-            "contamination_hits": hits, "recipe_hash": manifest["recipe_hash"][:12]}
+            "contamination_hits": hits, "recipe_hash": manifest["recipe_hash"][:12],
+            "status": "unchanged (skipped)" if manifest.get("skipped") else "built"}
 

@@ -23,6 +23,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from curate.errors import ConfigError
 from curate.records import canonical_json, content_hash
+from curate.store.sqlcheck import predicate_problem
+from curate.yamlfile import format_validation_errors as _format_errors, load_yaml, parse_scalar
 
 # `{question}` is replaced literally (not str.format), so braces such as \boxed{} need no escaping.
 STUDY_TEMPLATE = "{question}\nPlease reason step by step, and put your final answer within \\boxed{}."
@@ -31,6 +33,15 @@ SELECTIONS = ("one_random_correct", "all_correct", "shortest_correct", "longest_
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _predicate(v: Optional[str], view: str) -> Optional[str]:
+    """One boolean SQL expression over `view`, checked by DuckDB's parser (store/sqlcheck.py)."""
+    if v is not None:
+        problem = predicate_problem(v, view)
+        if problem:
+            raise ValueError(problem)
+    return v
 
 
 class Source(_Strict):
@@ -43,12 +54,8 @@ class Source(_Strict):
 
     @field_validator("where")
     @classmethod
-    def _one_statement(cls, v: str) -> str:
-        if ";" in v:
-            raise ValueError("a predicate is one SQL expression; ';' is not allowed")
-        if not v.strip():
-            raise ValueError("empty predicate (use 'true' to take everything)")
-        return v
+    def _one_expression(cls, v: str) -> str:
+        return _predicate(v, "traces")
 
     @model_validator(mode="after")
     def _weight_or_quota(self) -> "Source":
@@ -64,6 +71,17 @@ class Selection(_Strict):
     # Keep only problems that also have a verified-incorrect trace. A sweep over incorrect_fraction
     # sets this so every point of the sweep trains on the same questions.
     require_incorrect: bool = False
+    # A predicate over `traces` naming the pool of another condition (e.g. Math-CoT's teacher): only
+    # questions that also have a correct trace there (same filters; matched by prompt key across
+    # sources) are chosen, so two teachers are compared on the same questions.
+    same_questions_as: Optional[str] = None
+
+    @field_validator("same_questions_as")
+    @classmethod
+    def _one_statement(cls, v: Optional[str]) -> Optional[str]:
+        if v is not None and (";" in v or not v.strip()):
+            raise ValueError("a predicate is one non-empty SQL expression; ';' is not allowed")
+        return v
 
 
 class Filters(_Strict):
@@ -78,10 +96,8 @@ class Filters(_Strict):
 
     @field_validator("where")
     @classmethod
-    def _one_statement(cls, v: Optional[str]) -> Optional[str]:
-        if v is not None and ";" in v:
-            raise ValueError("a predicate is one SQL expression; ';' is not allowed")
-        return v
+    def _one_expression(cls, v: Optional[str]) -> Optional[str]:
+        return _predicate(v, "traces")
 
 
 class Quality(_Strict):
@@ -95,11 +111,15 @@ class Quality(_Strict):
     truncate_fraction: float = Field(default=0.0, ge=0, le=1)
     truncate_keep: float = Field(default=0.5, gt=0, lt=1)  # share of the response kept when truncating
     reference_solution: bool = False
+    # A problem without a reference solution is dropped (none) or answered with its boxed gold answer.
+    reference_fallback: Literal["none", "boxed_answer"] = "none"
 
     @model_validator(mode="after")
     def _compatible(self) -> "Quality":
         if self.reference_solution and self.incorrect_fraction > 0:
             raise ValueError("reference_solution replaces every response; incorrect_fraction must be 0")
+        if self.reference_fallback != "none" and not self.reference_solution:
+            raise ValueError("reference_fallback applies only with reference_solution: true")
         return self
 
 
@@ -108,6 +128,8 @@ class Dedup(_Strict):
     near: bool = True  # near-duplicate prompts (MinHash over word shingles, Jaccard >= threshold)
     near_threshold: float = Field(default=0.8, gt=0, le=1)
     shingle: int = Field(default=3, ge=1, le=16)
+    # shingles in at least this share of the candidate prompts are template, left out of the comparison
+    common_share: float = Field(default=0.1, gt=0, le=1)
 
 
 class Decontaminate(_Strict):
@@ -115,14 +137,14 @@ class Decontaminate(_Strict):
     n: int = Field(default=13, ge=3, le=64)  # word n-grams shared with an eval prompt
     check: list[Literal["prompt", "trace"]] = Field(default_factory=lambda: ["prompt", "trace"])
     action: Literal["drop", "report"] = "drop"
+    # n-grams in at least this share of one benchmark's prompts, or of the candidate prompts, are template
+    common_share: float = Field(default=0.1, gt=0, le=1)
     eval_where: Optional[str] = None  # predicate over `problems` narrowing which eval problems count
 
     @field_validator("eval_where")
     @classmethod
-    def _one_statement(cls, v: Optional[str]) -> Optional[str]:
-        if v is not None and ";" in v:
-            raise ValueError("a predicate is one SQL expression; ';' is not allowed")
-        return v
+    def _one_expression(cls, v: Optional[str]) -> Optional[str]:
+        return _predicate(v, "problems")
 
 
 class Output(_Strict):
@@ -205,15 +227,40 @@ def _fmt(value: Any) -> str:
 
 
 def _set_dotted(data: dict, key: str, value: Any, where: str) -> None:
+    """Set `a.b.c` (list items by index: `sources.0.where`) in a recipe's data; the field must exist."""
     parts = key.split(".")
-    node = data
+    node: Any = data
     for i, part in enumerate(parts[:-1]):
-        if not isinstance(node.get(part), dict):
+        child = node[int(part)] if isinstance(node, list) and part.isdigit() and int(part) < len(node) else (
+            node.get(part) if isinstance(node, dict) else None)
+        if not isinstance(child, (dict, list)):
             raise ConfigError(f"{where}: {key}: '{'.'.join(parts[: i + 1])}' is not a section of a recipe")
-        node = node[part]
-    if parts[-1] not in node:
+        node = child
+    last = parts[-1]
+    if isinstance(node, list):
+        if not (last.isdigit() and int(last) < len(node)):
+            raise ConfigError(f"{where}: {key}: no item {last} in '{'.'.join(parts[:-1])}'")
+        node[int(last)] = value
+        return
+    if last not in node:
         raise ConfigError(f"{where}: {key}: unknown recipe field", hint="run `curate recipes show` to see every field")
-    node[parts[-1]] = value
+    node[last] = value
+
+
+def parse_set_option(spec: str) -> tuple[str, Any]:
+    """`size=512` or `quality.reference_fallback=boxed_answer` -> (key, value); the value is read as YAML."""
+    key, sep, value = spec.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set {spec!r}: expected KEY=VALUE, e.g. size=512 or sources.0.where=\"source = 'x'\"")
+    return key.strip(), parse_scalar(value, f"--set {key.strip()}") if value.strip() else ""
+
+
+def with_values(recipe: "Recipe", values: list[tuple[str, Any]]) -> "Recipe":
+    """The recipe with some fields replaced (`curate mix --set`), validated again as a whole."""
+    data = recipe.model_dump(mode="json")
+    for key, value in values:
+        _set_dotted(data, key, value, where="--set")
+    return validate_recipe(data, origin="recipe with --set " + ", ".join(k for k, _ in values))
 
 
 def parse_sweep_option(spec: str) -> tuple[str, list[Any]]:
@@ -221,54 +268,7 @@ def parse_sweep_option(spec: str) -> tuple[str, list[Any]]:
     key, sep, values = spec.partition("=")
     if not sep or not key.strip() or not values.strip():
         raise ConfigError(f"--sweep {spec!r}: expected KEY=V1,V2,... e.g. quality.incorrect_fraction=0,0.5,1")
-    parsed = []
-    for raw in values.split(","):
-        try:
-            parsed.append(yaml.safe_load(raw.strip()))
-        except yaml.YAMLError:
-            raise ConfigError(f"--sweep {spec!r}: cannot read value {raw!r}") from None
-    return key.strip(), parsed
-
-
-def _line_of(root: Any, loc: tuple) -> Optional[int]:
-    """The 1-based line of the YAML node at `loc` (or of its deepest existing parent)."""
-    node, line = root, None
-    for part in loc:
-        if node is None:
-            break
-        line = node.start_mark.line + 1
-        if isinstance(node, yaml.MappingNode):
-            nxt = None
-            for k, v in node.value:
-                if k.value == part:
-                    nxt, line = v, k.start_mark.line + 1
-                    break
-            node = nxt
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
-            node = node.value[part]
-        else:
-            node = None
-    if node is not None:
-        line = node.start_mark.line + 1
-    return line
-
-
-def _format_errors(err: ValidationError, origin: str, root: Any = None) -> str:
-    lines = []
-    for e in err.errors():
-        loc = tuple(p for p in e["loc"])
-        path = ".".join(str(p) for p in loc) or "(recipe)"
-        msg = e["msg"]
-        if e["type"] == "extra_forbidden":
-            msg = "unknown key"
-        elif e["type"] == "missing":
-            msg = "required field missing"
-        # a missing field has no line of its own: point at its section (none for a top-level field)
-        at = loc[:-1] if e["type"] == "missing" else loc
-        line = _line_of(root, at) if root is not None and at else None
-        where = f"{origin}:{line}" if line else origin
-        lines.append(f"{where}: {path}: {msg}")
-    return "; ".join(lines)
+    return key.strip(), [parse_scalar(raw.strip(), f"--sweep {key.strip()}") for raw in values.split(",")]
 
 
 def validate_recipe(data: Any, origin: str = "recipe", root: Any = None) -> Recipe:
@@ -285,21 +285,7 @@ def load_recipe(path: str | Path, overrides: Optional[dict[str, list[Any]]] = No
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: no such recipe file", hint="`curate recipes list` shows the shipped recipes")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path}: cannot read ({e})") from None
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
-        line = f":{mark.line + 1}" if mark is not None else ""
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        ctx, cmark = getattr(e, "context", None), getattr(e, "context_mark", None)
-        if ctx and cmark is not None and mark is not None and cmark.line != mark.line:
-            problem += f" ({ctx} at line {cmark.line + 1})"
-        raise ConfigError(f"{path}{line}: malformed YAML: {problem}") from None
+    data, root = load_yaml(path, what="recipe")
     recipe = validate_recipe(data, origin=str(path), root=root)
     if overrides:
         for key in overrides:

@@ -6,8 +6,9 @@ Each function is pure and works on one string, so a transform of one row never d
   summary to keep, so it returns None and the row is not eligible.
 - truncate: keep the first `keep` share of the response, cut at a word boundary, no closing tag or
   answer: what a length-capped generation looks like.
-- reference_response: the problem's reference short solution (NuminaMath-style `{"solution": ...}`),
-  or, when the reference is a bare gold answer, a one-line `\\boxed{answer}` response.
+- reference_solution: the problem's reference short solution (metadata.solution or NuminaMath-style
+  `{"solution": ...}`); boxed_answer: a bare gold answer as a one-line `\\boxed{answer}` response, which
+  a recipe uses only when it asks for it (quality.reference_fallback: boxed_answer).
 """
 from __future__ import annotations
 
@@ -38,26 +39,35 @@ def truncate(text: str, keep: float) -> str:
     return text[:cut].rstrip()
 
 
-def reference_response(reference: Any, solution: Optional[str] = None) -> Optional[str]:
-    """The reference short solution as a response; None when the problem has nothing usable.
+def reference_solution(reference: Any, solution: Optional[str] = None) -> Optional[str]:
+    """The reference short solution as a response; None when the problem has none.
 
     `solution` (from the problem's metadata, where importers and task sources keep it) wins; then a
-    `{"solution": ...}` reference; then a bare gold answer as a one-line boxed answer.
+    `{"solution": ...}` reference.
     """
     if isinstance(solution, str) and solution.strip():
         return solution.strip()
-    ref = reference
-    if isinstance(ref, dict):
-        sol = ref.get("solution")
+    if isinstance(reference, dict):
+        sol = reference.get("solution")
         if isinstance(sol, str) and sol.strip():
             return sol.strip()
-        ref = ref.get("answer")
+    return None
+
+
+def boxed_answer(reference: Any) -> Optional[str]:
+    """The bare gold answer as a one-line `\\boxed{answer}` response (a recipe's explicit fallback), or None."""
+    ref = reference.get("answer") if isinstance(reference, dict) else reference
     if isinstance(ref, (int, float)) and not isinstance(ref, bool):
         ref = str(ref)
     if isinstance(ref, str) and ref.strip():
         ans = ref.strip()
         return ans if "\\boxed{" in ans else f"The final answer is $\\boxed{{{ans}}}$."
     return None
+
+
+def reference_response(reference: Any, solution: Optional[str] = None) -> Optional[str]:
+    """The reference solution, else the boxed gold answer."""
+    return reference_solution(reference, solution) or boxed_answer(reference)
 
 
 def user_turn(prompt: str, template: str) -> str:

@@ -1,30 +1,76 @@
-"""Opening the DuckDB catalog: short-lived connections, waiting briefly for another process's lock.
+"""Opening the DuckDB catalog: short-lived connections, waiting briefly for another process's lock, and the
+locked-down connection every read (and so every piece of user SQL) runs on.
 
 DuckDB lets one process write a database file and no other process open it meanwhile (readers included),
 so every TraceStore call opens, works and closes; a blocked caller retries with backoff until
 CURATE_LOCK_TIMEOUT seconds pass, then gets one clear StoreLocked error instead of a traceback.
+
+`connect_readonly` is the only way user SQL (`curate sql`, `--problems`, `--where`, recipe predicates)
+reaches DuckDB. It relies on DuckDB's own security settings, not on a filter of ours:
+- `enable_external_access = false`: no file, URL, ATTACH, COPY or EXPORT outside the catalog, except the
+  store's committed shard files, listed one by one in `allowed_paths` (read-only: a COPY onto a shard
+  needs a temp file beside it, which is not allowed);
+- extension autoinstall/autoload off, community extensions off, persistent secrets off, no Python
+  replacement scans (a query cannot read the caller's variables);
+- a memory limit and a thread count (CURATE_SQL_MEMORY, default 50% of RAM; CURATE_SQL_THREADS, default
+  the CPU count), then `lock_configuration = true`, so no SET/PRAGMA can undo any of this;
+- `run_query` adds a statement timeout (CURATE_SQL_TIMEOUT seconds, default 600, 0 for none) and turns
+  Ctrl-C or SIGTERM into `connection.interrupt()` and one line, instead of a query that ignores them.
+What it does not do: spilling to `catalog.duckdb.tmp` beside the catalog stays on (DuckDB's own temp
+files, removed when the query ends), and reading the catalog file itself is allowed.
+Tested by tests/test_security.py.
 """
 from __future__ import annotations
 
 import os
 import random
 import re
+import signal
+import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 
-from curate.errors import StoreError, StoreLocked, first_line
+from curate.errors import QueryInterrupted, StoreError, StoreLocked, first_line
 
 DEFAULT_LOCK_TIMEOUT = 30.0
+DEFAULT_SQL_TIMEOUT = 600.0
+DEFAULT_SQL_MEMORY = "50%"
+
+
+def _env_number(name: str, default: float, kind=float) -> float:
+    raw = os.environ.get(name, "").strip()
+    try:
+        value = kind(raw) if raw else default
+    except ValueError:
+        raise StoreError(f"{name} must be a number, got {raw!r}") from None
+    if value < 0:
+        raise StoreError(f"{name} must not be negative, got {raw!r}")
+    return value
 
 
 def lock_timeout() -> float:
-    raw = os.environ.get("CURATE_LOCK_TIMEOUT", "")
-    try:
-        return float(raw) if raw else DEFAULT_LOCK_TIMEOUT
-    except ValueError:
-        raise StoreError(f"CURATE_LOCK_TIMEOUT must be a number of seconds, got {raw!r}") from None
+    return _env_number("CURATE_LOCK_TIMEOUT", DEFAULT_LOCK_TIMEOUT)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits of the read connection, from the environment (the store's settings)."""
+
+    memory_limit: str
+    threads: int
+    timeout: float  # seconds a statement may run; 0 = no limit
+
+    @classmethod
+    def from_env(cls) -> "Limits":
+        memory = os.environ.get("CURATE_SQL_MEMORY", "").strip() or DEFAULT_SQL_MEMORY
+        if not re.fullmatch(r"\d+(\.\d+)?\s*(%|[KMGT]i?B)", memory, flags=re.IGNORECASE):
+            raise StoreError(f"CURATE_SQL_MEMORY must be a size such as 4GB or 50%, got {memory!r}")
+        threads = int(_env_number("CURATE_SQL_THREADS", os.cpu_count() or 1, int)) or (os.cpu_count() or 1)
+        return cls(memory_limit=memory, threads=threads, timeout=_env_number("CURATE_SQL_TIMEOUT", DEFAULT_SQL_TIMEOUT))
 
 
 def _is_lock_error(msg: str) -> bool:
@@ -32,13 +78,14 @@ def _is_lock_error(msg: str) -> bool:
     return "lock" in m and ("conflicting" in m or "could not set" in m or "resource temporarily unavailable" in m)
 
 
-def connect(db_path: Path, *, read_only: bool, timeout: float | None = None) -> duckdb.DuckDBPyConnection:
+def connect(db_path: Path, *, read_only: bool, timeout: float | None = None,
+            config: dict | None = None) -> duckdb.DuckDBPyConnection:
     timeout = lock_timeout() if timeout is None else timeout
     deadline = time.monotonic() + timeout
     delay = 0.01
     while True:
         try:
-            con = duckdb.connect(str(db_path), read_only=read_only)
+            con = duckdb.connect(str(db_path), read_only=read_only, config=config or {})
             con.execute("SET enable_progress_bar = false")
             return con
         except duckdb.Error as e:
@@ -55,3 +102,100 @@ def connect(db_path: Path, *, read_only: bool, timeout: float | None = None) -> 
                 ) from None
             time.sleep(delay * (0.5 + random.random()))
             delay = min(delay * 1.6, 0.25)
+
+
+def locked_config(limits: Limits) -> dict:
+    """Settings fixed when the database starts (the rest need the database running: see `lock_down`)."""
+    return {
+        "autoinstall_known_extensions": False,
+        "autoload_known_extensions": False,
+        "allow_community_extensions": False,
+        "allow_persistent_secrets": False,
+        "python_enable_replacements": False,
+        "memory_limit": limits.memory_limit,
+        "threads": limits.threads,
+    }
+
+
+def lock_down(con: duckdb.DuckDBPyConnection, readable: list[str]) -> None:
+    """Only `readable` files stay reachable, then the configuration is frozen (order matters: DuckDB
+    refuses to change allowed_paths once external access is off)."""
+    con.execute("SET allowed_paths = ?", [list(readable)])
+    con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")
+
+
+def connect_readonly(db_path: Path, limits: Limits | None = None) -> duckdb.DuckDBPyConnection:
+    """A read-only connection with the start-up settings of `locked_config` (call `lock_down` next)."""
+    return connect(db_path, read_only=True, config=locked_config(limits or Limits.from_env()))
+
+
+class _Signalled(Exception):
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_signalled(signum, frame):  # runs in the main thread while it waits for the worker
+    raise _Signalled(signum)
+
+
+def _short(sql: str, n: int = 120) -> str:
+    s = " ".join(sql.split())
+    return s if len(s) <= n else s[: n - 3] + "..."
+
+
+def run_query(con: duckdb.DuckDBPyConnection, sql: str, params=None, timeout: float | None = None) -> pa.Table:
+    """Run one statement to an Arrow table, interrupting it after `timeout` seconds or on Ctrl-C/SIGTERM.
+
+    The query runs in a worker thread: DuckDB does not return to Python while it executes, so a signal
+    handler in the executing thread would only run once the query ended (a cross join: never). The main
+    thread waits, and on a signal or the deadline calls `con.interrupt()`, which stops DuckDB at its next
+    check; the worker then ends with an InterruptException and the caller gets one typed error."""
+    timeout = Limits.from_env().timeout if timeout is None else timeout
+    box: dict = {}
+    done = threading.Event()
+
+    def work() -> None:
+        try:
+            box["table"] = con.sql(sql, params=params or None).to_arrow_table()
+        except BaseException as e:  # handed to the waiting thread, which raises or maps it
+            box["error"] = e
+        finally:
+            done.set()
+
+    worker = threading.Thread(target=work, name="curate-sql", daemon=True)
+    in_main = threading.current_thread() is threading.main_thread()
+    saved = {}
+    if in_main:  # installed explicitly: a job started with SIGINT ignored must still be stoppable
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            saved[sig] = signal.signal(sig, _raise_signalled)
+    stopped: str | None = None
+    signum = 0
+    try:
+        worker.start()
+        deadline = time.monotonic() + timeout if timeout else None
+        try:
+            while not done.wait(0.25 if deadline is None else max(0.0, min(0.25, deadline - time.monotonic()))):
+                if deadline is not None and time.monotonic() >= deadline:
+                    stopped = "timeout"
+                    break
+        except (_Signalled, KeyboardInterrupt) as e:
+            stopped = "signal"
+            signum = getattr(e, "signum", signal.SIGINT)
+        if stopped:
+            con.interrupt()
+            done.wait(10.0)
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+    if stopped == "timeout":
+        raise QueryInterrupted(f"query stopped after {timeout:g}s: {_short(sql)}", exit_code=1,
+                               hint="set CURATE_SQL_TIMEOUT to allow longer (seconds; 0 for no limit)")
+    if stopped == "signal":
+        name = "SIGTERM" if signum == signal.SIGTERM else "Ctrl-C"
+        raise QueryInterrupted(f"query interrupted ({name}); nothing was written", exit_code=128 + int(signum))
+    err = box.get("error")
+    if err is not None:
+        raise err
+    return box["table"]

@@ -16,6 +16,7 @@ from typing import Any, Iterable
 import pyarrow as pa
 
 from curate.errors import InputError
+from curate.store.sqlcheck import check_predicate
 
 EVAL_KEY = ("run", "checkpoint", "step", "suite", "benchmark", "metric", "settings_hash")
 EVAL_SCHEMA = pa.schema([
@@ -103,6 +104,15 @@ def write_evals(store, rows: Iterable[dict]) -> int:
     return len(by_key)
 
 
+def train_split_ids(store, ids: list[str]) -> set[str]:
+    """Which of these problem ids are stored under the train split (an eval benchmark must not use them)."""
+    if not ids:
+        return set()
+    with store.connect() as con:
+        con.register("wanted", pa.table({"id": pa.array(ids, pa.string())}))
+        return {r[0] for r in con.execute("SELECT p.id FROM problem_rows p SEMI JOIN wanted USING (id) WHERE p.split <> 'eval'").fetchall()}
+
+
 def plan_samples(store, rows: list[dict]) -> int:
     """Record the samples an evaluation will judge (idempotent); returns newly recorded rows."""
     if not rows:
@@ -155,6 +165,6 @@ def read_evals(store, where: str | None = None) -> list[dict]:
     """Result rows (newest settings first within a key), optionally filtered by a predicate over `evals`."""
     q = "SELECT * EXCLUDE (created_at) FROM evals"
     if where:
-        q += f" WHERE ({where})"
+        q += f" WHERE {check_predicate(where, 'evals', '--where')}"
     q += " ORDER BY run, step NULLS LAST, suite, benchmark, kind, metric, created_at DESC"
     return store.query(q).to_pylist()

@@ -14,7 +14,8 @@ from typing import Any, Iterable, Optional
 
 import pyarrow as pa
 
-from curate.errors import ConfigError, StoreError
+from curate.errors import ConfigError, QueryInterrupted, StoreError
+from curate.store.sqlcheck import check_predicate
 
 # per_problem mode -> (status filter, ORDER BY within a problem). `any` takes any trace, labelled or not.
 _ORDER = {
@@ -45,7 +46,7 @@ def _store_query(store: Any, sql: str, params: Optional[list] = None) -> pa.Tabl
 
 def _check_one(store: Any, predicate: str, what: str, view: str) -> None:
     try:
-        _store_query(store, f"SELECT 1 FROM {view} WHERE ({predicate}) LIMIT 0")
+        _store_query(store, f"SELECT 1 FROM {view} WHERE {check_predicate(predicate, view, what)} LIMIT 0")
     except Exception as e:  # the store wraps DuckDB's errors; keep its message, add ours
         msg = getattr(e, "message", None) or str(e)
         raise ConfigError(f"{what}: the predicate {predicate!r} fails on the `{view}` view: {msg}",
@@ -55,10 +56,12 @@ def _check_one(store: Any, predicate: str, what: str, view: str) -> None:
 def preflight(store: Any, predicates: list[tuple[str, str, str]]) -> int:
     """Check every recipe predicate (what, predicate, view) and count verdicts, in one query.
 
-    Only when that query fails are the predicates run one by one, so the error names the bad one.
+    Each is first checked to be one boolean expression over its view (sqlcheck.check_predicate, naming the
+    field); only when the query fails are they run one by one, so the error names the bad one.
     Each store query opens a connection, so the common case pays for one."""
-    checks = "".join(f", (SELECT count(*) FROM (SELECT 1 FROM {view} WHERE ({pred}) LIMIT 0)) AS c{i}"
-                     for i, (_, pred, view) in enumerate(predicates))
+    wrapped = [check_predicate(pred, view, what) for what, pred, view in predicates]
+    checks = "".join(f", (SELECT count(*) FROM (SELECT 1 FROM {view} WHERE {w} LIMIT 0)) AS c{i}"
+                     for i, ((_, _, view), w) in enumerate(zip(predicates, wrapped)))
     try:
         t = _store_query(store, f"SELECT (SELECT count(*) FROM verdicts) AS n{checks}")
     except Exception:
@@ -85,33 +88,43 @@ def filter_sql(*, max_tokens: Optional[int], no_truncation: bool, has_answer: bo
     if strip_thinking:  # an unclosed think block has no summary to keep once the thinking is gone
         parts.append("(coalesce(thinking_chars, 0) = 0 OR coalesce(think_closed, false))")
     if where:
-        parts.append(f"({where})")
+        parts.append(check_predicate(where, "traces", "filters.where"))
     return " AND ".join(parts)
 
 
 def per_problem_choices(store: Any, *, where: str, filters: str, per_problem: str, seed: int,
                         bucket_ratio: float, want_incorrect: bool, require_incorrect: bool,
-                        want_solution: bool = False) -> pa.Table:
+                        want_solution: bool = False, match_where: Optional[str] = None) -> pa.Table:
     """One row per chosen trace (several per problem for `all_correct`), ordered by problem rank.
 
-    Columns: problem_id, pk (problem rank key), sample_id, k, status, tokens, bucket, source, domain,
-    prompt, reference, and when want_incorrect: neg_id, neg_tokens, neg_bucket (the verified-incorrect
+    A problem's rank is a hash of the seed and its prompt key (md5 of the lower-cased, whitespace-collapsed
+    prompt), not of its id, which includes the source: the same question imported from two pools ranks
+    the same in both, so conditions with the same seed pick the same questions across teachers.
+
+    Columns: problem_id, pk (problem rank key), sample_id, k, status, tokens (completion tokens, text
+    chars // 4 when the store has no count), tokens_est (that estimate was used), bucket, source, domain,
+    prompt, reference, and when want_incorrect: neg_id, neg_tokens, neg_tokens_est, neg_bucket (the verified-incorrect
     trace of the same problem closest in length bucket, null if none); when want_solution: solution, the
     reference short solution from the problem's metadata or, failing that, from another problem with the
-    same prompt (a NuminaMath import beside a trace pool: the same questions under another source).
+    same prompt (a NuminaMath import beside a trace pool: the same questions under another source); when
+    match_where: matched, whether the question (by prompt key) also has a correct train trace that passes
+    the same filters and `match_where` (the pool of the condition this one is compared with).
     """
     status, order = _ORDER[per_problem]
+    where = check_predicate(where, "traces", "where")
+    if match_where is not None:
+        match_where = check_predicate(match_where, "traces", "selection.same_questions_as")
     keep = "true" if per_problem == "all_correct" else "r = 1"
     ln_ratio = f"ln({float(bucket_ratio)!r})"
     neg_cte = neg_cols = neg_join = ""
     if want_incorrect or require_incorrect:
         neg_cte = f""",
         neg AS (
-            SELECT c.problem_id, i.sample_id AS neg_id, i.tokens AS neg_tokens, i.bucket AS neg_bucket,
+            SELECT c.problem_id, i.sample_id AS neg_id, i.tokens AS neg_tokens, i.tokens_est AS neg_tokens_est, i.bucket AS neg_bucket,
                    row_number() OVER (PARTITION BY c.problem_id ORDER BY abs(i.bucket - c.bucket), i.k) AS nr
             FROM chosen c JOIN cand i ON i.problem_id = c.problem_id AND i.status = 'incorrect'
         )"""
-        neg_cols = ", n.neg_id, n.neg_tokens, n.neg_bucket"
+        neg_cols = ", n.neg_id, n.neg_tokens, n.neg_tokens_est, n.neg_bucket"
         neg_join = "LEFT JOIN (SELECT * FROM neg WHERE nr = 1) n ON n.problem_id = c.problem_id"
     require = "AND n.neg_id IS NOT NULL" if require_incorrect else ""
     sol_cols = sol_join = ""
@@ -121,28 +134,39 @@ def per_problem_choices(store: Any, *, where: str, filters: str, per_problem: st
             SELECT prompt, min(json_extract_string(metadata, '$.solution')) AS solution FROM problems
             WHERE json_extract_string(metadata, '$.solution') IS NOT NULL GROUP BY prompt
         ) ps ON ps.prompt = p.prompt"""
+    qkey = "md5(lower(regexp_replace(trim(prompt), '\\s+', ' ', 'g')))"
+    match_cte = match_col = ""
+    if match_where:
+        match_cte = f""",
+        matched AS (
+            SELECT DISTINCT {qkey} AS qk FROM @VIEW@
+            WHERE split = 'train' AND status = 'correct' AND ({match_where}) AND ({filters})
+        )"""
+        match_col = ", c.qk IN (SELECT qk FROM matched) AS matched"
     sql = f"""
         WITH @LEAN@cand AS (
-            SELECT id AS sample_id, problem_id, status,
-                   coalesce(completion_tokens, text_chars // 4, 0) AS tokens,
+            SELECT id AS sample_id, problem_id, status, {qkey} AS qk,
+                   coalesce(completion_tokens, text_chars // 4, 0) AS tokens, completion_tokens IS NULL AS tokens_est,
                    CAST(floor(ln(greatest(coalesce(completion_tokens, text_chars // 4, 0), 1)) / {ln_ratio}) AS INTEGER) AS bucket,
                    md5(concat($seed, ':', problem_id, ':', id)) AS k
             FROM @VIEW@
-            WHERE split = 'train' AND ({where}) AND ({filters})
+            WHERE split = 'train' AND {where} AND (\n{filters}\n)
         ),
         ranked AS (
             SELECT *, row_number() OVER (PARTITION BY problem_id ORDER BY {order}) AS r
             FROM cand WHERE {status}
         ),
-        chosen AS (SELECT * FROM ranked WHERE {keep}){neg_cte}
-        SELECT c.problem_id, md5(concat($seed, ':problem:', c.problem_id)) AS pk, c.sample_id, c.k, c.status,
-               c.tokens, c.bucket, p.source, p.domain, p.prompt, CAST(p.reference AS VARCHAR) AS reference{neg_cols}{sol_cols}
+        chosen AS (SELECT * FROM ranked WHERE {keep}){neg_cte}{match_cte}
+        SELECT c.problem_id, md5(concat($seed, ':problem:', c.qk)) AS pk, c.sample_id, c.k, c.status,
+               c.tokens, c.tokens_est, c.bucket, p.source, p.domain, p.prompt, CAST(p.reference AS VARCHAR) AS reference{neg_cols}{sol_cols}{match_col}
         FROM chosen c JOIN problems p ON p.id = c.problem_id {neg_join} {sol_join}
         WHERE true {require}
-        ORDER BY pk, c.k
+        ORDER BY pk, c.problem_id, c.k
     """
     try:
         return _store_query(store, sql.replace("@LEAN@", LEAN_TRACES + ",").replace("@VIEW@", "lean_traces"), {"seed": str(seed)})
+    except QueryInterrupted:
+        raise
     except Exception:
         pass  # most likely a predicate that reads `text`: the full view has it
     try:
@@ -164,11 +188,11 @@ def texts(store: Any, sample_ids: Iterable[str]) -> dict[str, str]:
     return out
 
 
-def eval_prompts(store: Any, where: Optional[str] = None) -> list[tuple[str, str]]:
-    """(benchmark, prompt) of every eval-split problem, in id order (the index must be built in a fixed order)."""
-    pred = f"AND ({where})" if where else ""
-    t = _store_query(store, f"SELECT source, prompt FROM problems WHERE split = 'eval' {pred} ORDER BY id")
-    return list(zip(t.column("source").to_pylist(), t.column("prompt").to_pylist()))
+def eval_prompts(store: Any, where: Optional[str] = None) -> list[tuple[str, str, Optional[str]]]:
+    """(benchmark, prompt, reference JSON) of every eval-split problem, in id order (the index must be built in a fixed order)."""
+    pred = f"AND {check_predicate(where, 'problems', 'decontaminate.eval_where')}" if where else ""
+    t = _store_query(store, f"SELECT source, prompt, CAST(reference AS VARCHAR) AS reference FROM problems WHERE split = 'eval' {pred} ORDER BY id")
+    return list(zip(t.column("source").to_pylist(), t.column("prompt").to_pylist(), t.column("reference").to_pylist()))
 
 
 def verifier_versions(store: Any, sample_ids: Iterable[str]) -> list[dict]:

@@ -27,8 +27,9 @@ import pyarrow.parquet as pq
 from curate.errors import InputError, StoreError, StoreVersionError, first_line
 from curate.records import Problem, Sample, Verdict, canonical_json
 from curate.store import shards as shard_io
-from curate.store.connection import connect
+from curate.store.connection import connect, connect_readonly, lock_down, run_query
 from curate.store.migrations import KNOWN, MIGRATIONS
+from curate.store.sqlcheck import check_predicate, check_statement
 from curate.store.views import create_views
 
 CATALOG = "catalog.duckdb"
@@ -50,9 +51,15 @@ def sql_error(e: duckdb.Error, query: str | None = None) -> StoreError:
     """One readable line from a DuckDB error (its message, not a traceback)."""
     lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
     msg = " ".join(lines) if lines else type(e).__name__
+    hint = "`curate schema` lists the views and their columns"
+    if isinstance(e, duckdb.OutOfMemoryException):  # DuckDB's own advice (SET threads, ...) is locked here
+        msg = msg.split(" Possible solutions:")[0]
+        hint = "reads are limited by CURATE_SQL_MEMORY (default 50%) and CURATE_SQL_THREADS; raise them or narrow the query"
+    elif isinstance(e, duckdb.PermissionException):
+        hint = "queries read only the store's views: files, URLs, extensions and settings are off limits"
     if len(msg) > 400:
         msg = msg[:400] + "..."
-    return StoreError(f"SQL error: {msg}", hint="`curate schema` lists the views and their columns")
+    return StoreError(f"SQL error: {msg}", hint=hint)
 
 
 class TraceStore:
@@ -85,9 +92,12 @@ class TraceStore:
 
     @contextlib.contextmanager
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A read-only connection with the views in place (migrating an older store first)."""
+        """A read-only, locked-down connection with the views in place (migrating an older store first).
+
+        Every read, and so all user SQL, runs here: only the catalog and the committed shards are
+        reachable, and no setting can change (see curate/store/connection.py)."""
         self._require()
-        con = connect(self.db_path, read_only=True)
+        con = connect_readonly(self.db_path)
         try:
             pending = self._pending_migrations(con)
         except BaseException:
@@ -97,9 +107,11 @@ class TraceStore:
             con.close()
             with self._write():
                 pass
-            con = connect(self.db_path, read_only=True)
+            con = connect_readonly(self.db_path)
         try:
-            create_views(con, self._readable_shards(con))
+            shards = self._readable_shards(con)
+            lock_down(con, shards)
+            create_views(con, shards)
             yield con
         finally:
             con.close()
@@ -318,19 +330,22 @@ class TraceStore:
 
     # ------------------------------------------------------------------ reading
     def query(self, sql: str, params: list | None = None) -> pa.Table:
-        """Run read-only SQL over the views; errors come back as one StoreError line."""
+        """Run one read-only statement over the views (checked first: see sqlcheck.check_statement) on the
+        locked-down connection, with the statement timeout; errors come back as one StoreError line."""
         if not sql or not sql.strip():
             raise InputError("empty SQL query")
+        check_statement(sql)
         with self.connect() as con:
             try:
-                return con.sql(sql, params=params or None).to_arrow_table()
+                return run_query(con, sql, params)
             except duckdb.Error as e:
                 raise sql_error(e) from None
 
     def problems(self, where: str | None = None, params: list | None = None) -> list[Problem]:
+        """Problems matching `where`, one boolean expression over the `problems` view."""
         q = "SELECT id, source, domain, prompt, reference, metadata, split FROM problems"
         if where:
-            q += f" WHERE ({where})"
+            q += f" WHERE {check_predicate(where, 'problems', 'predicate over `problems`')}"
         rows = self.query(q + " ORDER BY id", params).to_pylist()
         return [_problem(r) for r in rows]
 
@@ -351,18 +366,17 @@ class TraceStore:
         and no connection is held between batches (the caller writes verdicts in between).
         """
         # Without a predicate there is no need to touch the text shards through `traces`.
-        base = f"(SELECT id, problem_id FROM traces WHERE ({where}))" if where else "(SELECT id, problem_id FROM sample_rows)"
+        base = (f"(SELECT id, problem_id FROM traces WHERE {check_predicate(where, 'traces', 'predicate over `traces`')})"
+                if where else "(SELECT id, problem_id FROM sample_rows)")
         skip = "" if relabel else (
             "AND NOT EXISTS (SELECT 1 FROM verdict_rows v WHERE v.sample_id = t.id AND v.verifier = $1 AND v.version = $2)")
         with self.connect() as con:
             try:
-                todo = con.execute(
-                    f"""SELECT t.id, t.problem_id, s.shard FROM {base} t JOIN sample_rows s ON s.id = t.id
-                    WHERE true {skip} ORDER BY s.shard, t.id""",
-                    [verifier, version] if skip else [],
-                ).fetchall()
+                t = run_query(con, f"""SELECT t.id, t.problem_id, s.shard FROM {base} t JOIN sample_rows s ON s.id = t.id
+                    WHERE true {skip} ORDER BY s.shard, t.id""", [verifier, version] if skip else None)
             except duckdb.Error as e:
                 raise sql_error(e) from None
+            todo = list(zip(*(t.column(i).to_pylist() for i in range(3))))
             pids = sorted({r[1] for r in todo})
             probs = {}
             if pids:

@@ -51,15 +51,15 @@ def finish_node(plan: Plan, node: Node) -> Optional[str]:
 
 
 def _record_lineage(plan: Plan, node: Node, key: str) -> None:
-    from curate.evaluate.targets import mixture_lineage, run_lineage
     from curate.store import TraceStore
     from curate.store.lineage import record_run
+    from curate.train.layout import mixture_facts, run_lineage
 
     cell = plan.cell(node.cell)
     mix = plan.mixtures[cell.mixture]
     manifest = json.loads((mix.dir / "manifest.json").read_text(encoding="utf-8"))
     # the same hashes `curate eval` reads from the checkpoint, so the lineage view can compare them
-    mixture, run = mixture_lineage(mix.dir), run_lineage(cell.run_dir)
+    mixture, run = mixture_facts(mix.dir), run_lineage(cell.run_dir)
     record_run(TraceStore(plan.store), {
         "run": cell.id, "study": plan.spec.name, "study_file": str(plan.file), "cell": cell.id, "condition": cell.condition,
         "base_model": cell.base_model, "seed": cell.seed, "run_dir": str(cell.run_dir), "train_config": str(plan.train_config),

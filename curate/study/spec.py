@@ -12,11 +12,10 @@ import re
 from pathlib import Path
 from typing import Any, Literal, Optional
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from curate.errors import ConfigError
-from curate.mix.recipe import _line_of
+from curate.yamlfile import format_validation_errors, line_of, load_yaml
 
 NAME = r"^[A-Za-z0-9_.\-]+$"
 TINY = "tiny"  # a model path naming curate's tiny random model, built locally (no download)
@@ -143,40 +142,17 @@ class StudySpec(_Strict):
 
 
 def read_yaml(path: Path) -> tuple[Any, Any]:
-    """(data, node tree for line numbers). The one place a study file is parsed: once the shared safe
-    loader is on main, this body becomes `return curate.yamlfile.load_yaml(path, what="study")`."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path}: cannot read ({e})") from None
-    try:
-        return yaml.safe_load(text), yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
-        line = f":{mark.line + 1}" if mark is not None else ""
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise ConfigError(f"{path}{line}: malformed YAML: {problem}") from None
+    """(data, node tree for line numbers), through the shared safe loader."""
+    return load_yaml(path, what="study")
 
 
 def format_errors(err: ValidationError, origin: str, root: Any = None) -> str:
-    lines = []
-    for e in err.errors():
-        loc = tuple(e["loc"])
-        path = ".".join(str(p) for p in loc) or "(study)"
-        msg = e["msg"].removeprefix("Value error, ")
-        if e["type"] == "extra_forbidden":
-            msg = "unknown key"
-        elif e["type"] == "missing":
-            msg = "required field missing"
-        at = loc[:-1] if e["type"] == "missing" else loc
-        line = _line_of(root, at) if root is not None and at else None
-        lines.append(f"{origin}:{line}: {path}: {msg}" if line else f"{origin}: {path}: {msg}")
-    return "; ".join(lines)
+    return format_validation_errors(err, origin, root).replace("(recipe)", "(study)").replace("Value error, ", "")
 
 
 def field_error(origin: str, root: Any, loc: tuple, msg: str, hint: str | None = None) -> ConfigError:
     """A `file:line: field: message` error for a check made after validation (unknown recipe, ...)."""
-    line = _line_of(root, loc) if root is not None else None
+    line = line_of(root, loc) if root is not None else None
     path = ".".join(str(p) for p in loc)
     return ConfigError(f"{origin}:{line}: {path}: {msg}" if line else f"{origin}: {path}: {msg}", hint=hint)
 

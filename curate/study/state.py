@@ -82,9 +82,10 @@ def _files_hash(folder: Path, patterns: tuple[str, ...] = ("**/*",), content: bo
 
 
 def checkpoints(run_dir: Path) -> list[Path]:
-    """Finished HF exports of a run (a save in progress lives in a `.tmp` folder until renamed)."""
-    return sorted(p for p in (run_dir / "checkpoints").glob("step-*") if p.is_dir() and (p / "config.json").is_file()
-                  and not p.name.endswith(".tmp"))
+    """Complete HF exports of a run (their lineage marker is written before the folder's atomic rename)."""
+    from curate.train.layout import checkpoints as complete
+
+    return [Path(c["path"]) for c in complete(run_dir)]
 
 
 def output_hash(plan: Plan, node: Node) -> Optional[str]:

@@ -1,14 +1,18 @@
 """Task registry: every problem source registers a TaskSpec (name, config dataclass, loader).
 
 Built-in task files all share one shape, after reasoning-gym: a name, a frozen config dataclass whose
-`__post_init__` validates it, a generator seeded by `seed + index`, an oracle answer, and `register(...)`
-as the last line. Loaders of existing data (Hugging Face datasets, files, HumanEval) register the same way
+`__post_init__` validates it, a generator seeded by `(seed, index)` through `task_rng`, an oracle answer,
+and `register(...)` as the last line. `task_rng` hashes both numbers (sha256), so different seeds give
+independent streams: with `Random(seed + index)`, seed 1's problem i would be seed 0's problem i + 1, and
+an eval set drawn with the next seed would repeat the train set. Loaders of existing data (Hugging Face datasets, files, HumanEval) register the same way
 so `curate tasks list` shows everything and `curate tasks add NAME --set key=value` configures any of them.
 """
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
+import random
 import types
 import typing
 from dataclasses import dataclass
@@ -17,7 +21,7 @@ from typing import Any, Callable, Iterable, Iterator
 from curate.errors import InputError
 from curate.records import SPLITS, Problem
 
-__all__ = ["TaskSpec", "register", "get_task", "task_names", "build_config", "check_split", "TASKS"]
+__all__ = ["TaskSpec", "register", "get_task", "task_names", "build_config", "check_split", "task_rng", "stream_seed", "problem_key", "TASKS"]
 
 TASKS: dict[str, "TaskSpec"] = {}
 
@@ -28,6 +32,8 @@ class TaskSpec:
 
     load(config, size, seed, split) yields Problems; `size=None` means "all" for loaders and is
     required for generators. oracle(problem) returns an answer its verifier accepts (None: no oracle).
+    key(reference) returns a structured identity of the problem (Countdown: its numbers and target), or
+    None; mixtures dedup and decontaminate keyed problems by this key instead of by their templated text.
     """
 
     name: str
@@ -39,6 +45,18 @@ class TaskSpec:
     oracle: Callable[[Problem], str | None] | None = None
     generated: bool = False  # True: procedurally generated, needs --size; False: loads existing rows
     default_split: str = "train"
+    key: Callable[[Any], str | None] | None = None
+
+
+def stream_seed(seed: int, index: int | None = None) -> int:
+    """A 64-bit seed derived from sha256 of (seed, index): nearby inputs give unrelated outputs."""
+    key = f"{seed}" if index is None else f"{seed}:{index}"
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big")
+
+
+def task_rng(seed: int, index: int) -> random.Random:
+    """The random generator of problem `index` of the stream `seed` (independent across seeds and indices)."""
+    return random.Random(stream_seed(seed, index))
 
 
 def register(spec: TaskSpec) -> TaskSpec:
@@ -61,6 +79,17 @@ def get_task(name: str) -> TaskSpec:
             f"unknown task or preset {name!r}",
             hint=f"known: {', '.join(task_names())}; a .jsonl/.parquet path also works (see `curate tasks list`)",
         ) from None
+
+
+def problem_key(source: str, reference: Any) -> str | None:
+    """The structured key of a problem of this source (None: the source has none, or this reference is not one)."""
+    spec = TASKS.get(source.replace("-", "_")) if source else None
+    if spec is None or spec.key is None:
+        return None
+    try:
+        return spec.key(reference)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
 
 
 def check_split(split: str) -> str:

@@ -4,11 +4,14 @@ Rules (the classic game's, which the generator and the solver share): every numb
 and every intermediate result is a positive integer (division only when exact). An expression valid under
 these rules is correct under any looser checker (each-number-at-most-once, rational arithmetic).
 
-- `generate(config, seed, index)` draws numbers with `random.Random(seed + index)`, builds a random
+- `generate(config, seed, index)` draws numbers with `task_rng(seed, index)` (sha256 of both, so seeds give
+  independent streams and an eval set drawn with another seed shares nothing by construction), builds a random
   expression tree over all of them and takes its value as the target, so a solution always exists.
 - `solve(numbers, target)` enumerates distinct solution expressions lazily; `has_solution` decides
   existence exactly (an empty answer is a proof that none exists under the rules above).
-- `reference` is `{"numbers": [...], "target": N}`, which is what the `countdown` verifier reads.
+- `reference` is `{"numbers": [...], "target": N}`, which is what the `countdown` verifier reads; `key`
+  (sorted numbers and target) is what mixtures dedup and decontaminate Countdown problems by, and
+  `--size N` yields N distinct puzzles (a draw repeating an earlier one of the run is skipped).
 
 Known issues: solutions that need a fraction or a negative intermediate value (e.g. (1 + 1/3) * 6 = 8)
 are outside the rules, so the solver reports none for them; distinct expressions are counted as
@@ -26,7 +29,7 @@ from functools import lru_cache
 from typing import Iterator
 
 from curate.records import Problem
-from curate.tasks.base import TaskSpec, check_split, register
+from curate.tasks.base import TaskSpec, check_split, register, task_rng
 
 NAME = "countdown"
 PROMPT = (
@@ -336,7 +339,7 @@ def difficulty(n_numbers: int, n_solutions: int) -> str:
 
 
 def generate(config: CountdownConfig, seed: int, index: int, split: str = "train") -> Problem:
-    rng = random.Random(seed + index)
+    rng = task_rng(seed, index)
     # Draw the size once so that retries for an in-range target do not skew the mix toward small sets.
     k = rng.randint(config.min_numbers, config.max_numbers)
     for _ in range(config.max_attempts):
@@ -371,8 +374,18 @@ def load(config: CountdownConfig, size: int | None, seed: int, split: str) -> It
     if size is None:
         raise ValueError("countdown is generated: give --size")
     check_split(split)
-    for index in range(size):
-        yield generate(config, seed, index, split)
+    # `size` distinct puzzles: a draw repeating an earlier one of this run (same numbers and target) is
+    # skipped, so a mixture of `size` rows can use every problem (mixtures dedup by the same key).
+    seen: set[str] = set()
+    index = 0
+    while len(seen) < size:
+        p = generate(config, seed, index, split)
+        index += 1
+        if key(p.reference) not in seen:
+            seen.add(key(p.reference))
+            yield p
+        elif index > 10 * size + 1000:
+            raise ValueError(f"only {len(seen)} distinct puzzles in {index} draws; widen the value or target ranges")
 
 
 def oracle(problem: Problem) -> str:
@@ -381,5 +394,10 @@ def oracle(problem: Problem) -> str:
     return f"\\boxed{{{sol}}}"
 
 
+def key(reference: dict) -> str:
+    """The puzzle itself: the multiset of numbers and the target (the prompt lists the numbers in draw order)."""
+    return f"countdown:{sorted(int(n) for n in reference['numbers'])}->{int(reference['target'])}"
+
+
 register(TaskSpec(name=NAME, description="Countdown arithmetic game: reach the target with all numbers once (generated, exact solver)",
-                  domain="game", config_cls=CountdownConfig, load=load, verifier="countdown", oracle=oracle, generated=True))
+                  domain="game", config_cls=CountdownConfig, load=load, verifier="countdown", oracle=oracle, generated=True, key=key))

@@ -6,7 +6,7 @@ columns, domain, train/eval split and prompt format:
 
 | preset | dataset | our split | prompt / reference |
 |---|---|---|---|
-| math500 | HuggingFaceH4/MATH-500 (test) | eval | problem / answer |
+| math500 | HuggingFaceH4/MATH-500 (test) | eval | problem / answer (subject, level, unique_id in metadata) |
 | aime24 | HuggingFaceH4/aime_2024 (train) | eval | problem / answer |
 | gpqa_diamond | Idavidrein/gpqa, gpqa_diamond (train) | eval | question + 4 lettered options / letter |
 | mmlu_pro | TIGER-Lab/MMLU-Pro (test) | eval | question + up to 10 options / letter |
@@ -100,11 +100,14 @@ def load_rows(cfg: HFDatasetConfig):
                          hint="offline? point --set path= at a saved dataset directory or a .jsonl/.parquet file") from None
 
 
-def _require(columns: list[str], wanted: list[str | None], where: str) -> None:
+def _require(columns: list[str], wanted: list[str | None], where: str, metadata: tuple[str, ...] = ()) -> None:
     missing = [c for c in wanted if c and c not in columns]
     if missing:
+        needs = ", ".join(c for c in wanted if c)
+        meta = (f"; metadata columns ({', '.join(metadata)}) are copied too: --set metadata=COL,... "
+                f"(or --set metadata=[] for none)") if metadata else ""
         raise InputError(f"{where}: no column {', '.join(map(repr, missing))}; columns are {', '.join(columns)}",
-                         hint="map columns with --set prompt=COL --set reference=COL")
+                         hint=f"this source reads {needs}; map yours with --set prompt=COL --set reference=COL{meta}")
 
 
 def _subset_order(rows: list[dict], cfg: HFDatasetConfig, key: Callable[[dict], str]) -> list[dict]:
@@ -208,7 +211,7 @@ def make_loader(formatter: Callable, required: list[str] | None = None, verifier
         ds = load_rows(cfg)
         cols = list(ds.column_names)
         need = list(required) if required is not None else [cfg.prompt, cfg.reference]
-        _require(cols, need + list(cfg.metadata), cfg.path)
+        _require(cols, need + list(cfg.metadata), cfg.path, tuple(cfg.metadata))
         if not keep_all:  # drop unused columns (e.g. OpenR1's long generations) before reading rows
             wanted = {c for c in need + [cfg.prompt, cfg.reference, "category", "answer_index", "answer"] + list(cfg.metadata) if c}
             ds = ds.select_columns([c for c in cols if c in wanted])
@@ -253,7 +256,7 @@ _preset("openr1_math", "OpenR1-Math-220k questions (the Math-CoT pool)", plain, 
 _preset("numinamath", "NuminaMath-1.5 (human short solution kept in metadata.solution)", plain, "train", "math",
         path="AI-MO/NuminaMath-1.5", hf_split="train", prompt="problem", reference="answer",
         metadata=("solution", "problem_type", "source"), source="numinamath")
-_preset("hex_phi", "HEx-PHI-style prompt-only safety set (prompt column, optional category)", hexphi, "eval", "refusal",
+_preset("hex_phi", "HEx-PHI-style prompt-only safety set (prompt column, optional category)", hexphi, "eval", "safety",
         path="LLM-Tuning-Safety/HEx-PHI", prompt="prompt", reference=None, domain="safety", source="hex_phi")
 register(TaskSpec(name="hf", description="Any Hugging Face dataset or data file with column mapping (--set path=, prompt=, reference=)",
                   domain="math", config_cls=HFDatasetConfig, load=make_loader(plain)))

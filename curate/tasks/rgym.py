@@ -1,8 +1,10 @@
 """reasoning-gym: any of its 100+ procedural tasks by name, config, seed and size.
 
 The library's generators and scorers are used as they are: entry i of task T comes from
-`reasoning_gym.create_dataset(T, seed=seed, size=size, **task_config)` (which seeds entry i with
-seed + i), and the reference keeps what its `score_answer` needs (question, answer, metadata).
+`reasoning_gym.create_dataset(T, seed=rg_seed, size=size, **task_config)`, and the reference keeps what
+its `score_answer` needs (question, answer, metadata). reasoning-gym seeds entry i with rg_seed + i, so
+our seed is first hashed into rg_seed (31 bits, kept in metadata): seeds 0 and 1 then give unrelated
+streams instead of the same one shifted by one entry.
 Test: tests/test_tasks_sources.py.
 """
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Iterator
 
 from curate.errors import InputError
 from curate.records import Problem
-from curate.tasks.base import TaskSpec, register
+from curate.tasks.base import TaskSpec, register, stream_seed
 
 NAME = "reasoning_gym"  # also the problems.source family: reasoning_gym/<task>
 # reasoning-gym package folder -> our domain names
@@ -50,8 +52,9 @@ def load(config: ReasoningGymConfig, size: int | None, seed: int, split: str) ->
         raise ValueError("reasoning-gym tasks are generated: give --size")
     cls = DATASETS[config.task][0]
     domain = _DOMAINS.get(cls.__module__.split(".")[1], "logic")
+    rg_seed = stream_seed(seed) % 2**31  # some generators seed numpy, which takes < 2**32 (rg_seed + i included)
     try:
-        ds = reasoning_gym.create_dataset(config.task, seed=seed, size=size, **config.task_config)
+        ds = reasoning_gym.create_dataset(config.task, seed=rg_seed, size=size, **config.task_config)
     except (TypeError, ValueError, AssertionError) as e:
         raise InputError(f"reasoning-gym task {config.task}: bad task_config {config.task_config}: {e}") from None
     for index in range(size):
@@ -60,7 +63,7 @@ def load(config: ReasoningGymConfig, size: int | None, seed: int, split: str) ->
             source=f"{NAME}/{config.task}", domain=domain, prompt=entry["question"],
             reference=_jsonable({"task": config.task, "question": entry["question"], "answer": entry["answer"],
                                  "metadata": entry.get("metadata", {})}),
-            metadata={"seed": seed, "index": index, "task": config.task, "task_config": _jsonable(config.task_config)},
+            metadata={"seed": seed, "rg_seed": rg_seed, "index": index, "task": config.task, "task_config": _jsonable(config.task_config)},
             split=split,
         )
 

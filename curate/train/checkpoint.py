@@ -8,6 +8,7 @@ once its `COMPLETE` marker exists, so a kill during a save leaves the previous s
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -21,16 +22,23 @@ from torch.distributed.checkpoint.state_dict import (
     set_state_dict,
 )
 
-from curate.train.layout import latest_state, step_name  # noqa: F401  (re-exported for the loop)
+from curate.train.layout import MARKER, latest_state, step_name, write_atomic  # noqa: F401  (re-exported for the loop)
 
 
 def export_steps(ckpt_cfg, total_steps: int) -> set[int]:
+    """HF exports: the listed steps, every k-th, and always the last step (the launcher has already refused
+    listed steps past the end)."""
     steps = {s for s in ckpt_cfg.steps if 1 <= s <= total_steps}
     if ckpt_cfg.every:
         steps |= set(range(ckpt_cfg.every, total_steps + 1, ckpt_cfg.every))
-    if ckpt_cfg.save_final:
-        steps.add(total_steps)
+    steps.add(total_steps)
     return steps
+
+
+def _test_kill(where: str, step: int) -> None:
+    """Test hook: CURATE_TRAIN_KILL_IN_SAVE=hf:N or state:N exits abruptly in the middle of that save."""
+    if os.environ.get("CURATE_TRAIN_KILL_IN_SAVE") == f"{where}:{step}":
+        os._exit(17)
 
 
 def state_steps(ckpt_cfg, total_steps: int) -> set[int]:
@@ -39,8 +47,10 @@ def state_steps(ckpt_cfg, total_steps: int) -> set[int]:
     return export_steps(ckpt_cfg, total_steps)
 
 
-def save_hf(model, lm, tokenizer, folder: Path, dtype: torch.dtype, rank: int) -> None:
-    """Gather the full weights to rank 0's CPU and write a standard HF folder. Collective: call on all ranks."""
+def save_hf(model, lm, tokenizer, folder: Path, dtype: torch.dtype, rank: int, marker: dict) -> None:
+    """Gather the full weights to rank 0's CPU and write a standard HF folder, plus `curate_checkpoint.json`
+    (`marker`: step and lineage), then rename it into place: a folder under its final name is complete.
+    Collective: call on all ranks."""
     from huggingface_hub import split_torch_state_dict_into_shards
     from safetensors.torch import save_file
 
@@ -69,6 +79,8 @@ def save_hf(model, lm, tokenizer, folder: Path, dtype: torch.dtype, rank: int) -
     if getattr(lm, "generation_config", None) is not None:
         lm.generation_config.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
+    (tmp / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
+    _test_kill("hf", marker["step"])
     shutil.rmtree(folder, ignore_errors=True)
     tmp.rename(folder)
 
@@ -87,7 +99,8 @@ def save_state(model, optimizer, scheduler, step: int, extra: dict, folder: Path
         torch.save(meta, folder / "train_state.pt")
     dist.barrier()
     if rank == 0:
-        (folder / "COMPLETE").write_text(str(step))
+        _test_kill("state", step)
+        write_atomic(folder / "COMPLETE", str(step))
         states = sorted(p for p in folder.parent.glob("step-*") if (p / "COMPLETE").exists())
         for old in states[:-keep]:
             shutil.rmtree(old, ignore_errors=True)

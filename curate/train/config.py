@@ -1,6 +1,7 @@
 """Training config: one pydantic model per section, unknown keys rejected, errors naming the field path.
 
-Load with `load_config(path, overrides=["train.lr=1e-5", ...])`. `--set` values are parsed as YAML, so
+Load with `load_config(path, overrides=["train.lr=1e-5", ...])`; `path` may also name a shipped config
+(`study`, `debug`: curate/train/configs/, installed as package data). `--set` values are parsed as YAML, so
 `checkpoint.steps=[10,20]` and `data.packing=true` do what they look like. `fingerprint(cfg)` is the part
 of the config a resumable state must agree with (model, data, optimisation); logging, launch and the
 checkpoint schedule may change between a run and its resume.
@@ -8,12 +9,12 @@ checkpoint schedule may change between a run and its resume.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from curate.errors import ConfigError
+from curate.yamlfile import load_yaml, parse_scalar
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 
@@ -92,11 +93,12 @@ class ParallelCfg(_Strict):
 
 
 class CheckpointCfg(_Strict):
-    steps: list[int] = Field(default_factory=list, description="explicit steps to export in HF format")
+    """HF exports at `steps`, every `every` steps, and always at the last step."""
+
+    steps: list[Annotated[int, Field(ge=1)]] = Field(default_factory=list, description="explicit steps to export in HF format")
     every: Optional[int] = Field(None, ge=1, description="also export every k steps")
     state_every: Optional[int] = Field(None, ge=1, description="resumable state every k steps (default: every export)")
     keep_states: int = Field(1, ge=1, description="resumable states kept on disk (newest)")
-    save_final: bool = True
     save_dtype: Literal["auto", "bf16", "fp32"] = "auto"
 
 
@@ -162,15 +164,25 @@ def config_from_dict(raw: dict, where: str = "config") -> TrainConfig:
         raise ConfigError(_format_validation(e, where), hint="see docs/training.md for every field") from None
 
 
-def load_config(path: str | Path, overrides: list[str] | None = None) -> TrainConfig:
-    """Read a YAML config, apply `key=value` overrides (values parsed as YAML), validate."""
+def shipped_configs() -> list[str]:
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+
+
+def resolve_config_path(path: str | Path) -> Path:
+    """A YAML path, or the name of a shipped config (`study`, `debug`) when no such file exists."""
     p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"{p}: config file not found", hint=f"examples live in {CONFIG_DIR}")
-    try:
-        raw = yaml.safe_load(p.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{p}: not valid YAML ({e})") from None
+    if p.is_file():
+        return p
+    if str(path) in shipped_configs():
+        return CONFIG_DIR / f"{path}.yaml"
+    raise ConfigError(f"{p}: config file not found",
+                      hint=f"give a YAML path or a shipped config name: {', '.join(shipped_configs())}")
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> TrainConfig:
+    """Read a YAML config (or a shipped one by name), apply `key=value` overrides (values parsed as YAML), validate."""
+    p = resolve_config_path(path)
+    raw = load_yaml(p, what="training config")[0] or {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{p}: the top level must be a mapping")
     for item in overrides or []:
@@ -178,9 +190,9 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> TrainCo
             raise ConfigError(f"--set {item!r}: expected key=value, e.g. train.lr=1e-5")
         key, val = item.split("=", 1)
         try:
-            parsed = yaml.safe_load(val) if val else ""
-        except yaml.YAMLError:
-            parsed = val
+            parsed = parse_scalar(val, f"--set {key.strip()}") if val else ""
+        except ConfigError:
+            parsed = val  # not YAML: the string as given (the field's validation judges it)
         _set_path(raw, key.strip(), parsed)
     return config_from_dict(raw, str(p))
 

@@ -8,10 +8,13 @@ OUTPUT_DIR/data and written OUTPUT_DIR/config.yaml; this file only trains. One o
      gradient is the token mean over the global batch whatever the rank count or micro-batching
      (the study's trainer summed per-micro-batch means instead: its gradient scaled with the GPU count);
   4. clip, AdamW, scheduler, log, checkpoint.
-Test hook: CURATE_TRAIN_KILL_AT_STEP=N exits the process abruptly after step N (simulates a kill).
+Test hooks: CURATE_TRAIN_KILL_AT_STEP=N exits the process abruptly after step N (simulates a kill);
+CURATE_TRAIN_PAUSE_AT_STEP=N sleeps after step N (a long step, for the shutdown tests);
+CURATE_TRAIN_KILL_IN_SAVE=hf:N|state:N exits in the middle of that save (checkpoint.py).
 """
 from __future__ import annotations
 
+import json
 import math
 import os
 import sys
@@ -23,6 +26,8 @@ import torch.distributed as dist
 
 from curate.train import checkpoint as ckpt
 from curate.train.config import TrainConfig, load_config
+from curate.train.guard import watch_launcher
+from curate.train.layout import LINEAGE, lineage_for
 from curate.train.data import TokenizedData, collate, global_batch_indices, micro_batches, split_ranks, steps_per_epoch
 from curate.train.metrics import MetricsLog, memory_gib, peak_flops, train_flops
 from curate.train.model import (SFTModel, apply_ac, apply_compile, apply_fsdp, build_meta_model, count_params,
@@ -119,6 +124,8 @@ def train(cfg: TrainConfig, out: Path, resume: bool) -> None:
     log = MetricsLog(out, total, start, cfg.logging.progress and sys.stderr.isatty(), cfg.logging.tensorboard,
                      cfg.logging.wandb_project, cfg.model_dump(mode="json")) if rank == 0 else None
     kill_at = int(os.environ.get("CURATE_TRAIN_KILL_AT_STEP", "0"))
+    pause_at = int(os.environ.get("CURATE_TRAIN_PAUSE_AT_STEP", "0"))
+    lineage = json.loads((out / LINEAGE).read_text()) if (out / LINEAGE).exists() else lineage_for(cfg)
     model.train()
     try:
         for step in range(start, total):
@@ -161,19 +168,23 @@ def train(cfg: TrainConfig, out: Path, resume: bool) -> None:
                 log.log(row)
             s = step + 1
             if s in exports:
-                ckpt.save_hf(model, lm, tokenizer, out / "checkpoints" / ckpt.step_name(s), save_dtype, rank)
+                ckpt.save_hf(model, lm, tokenizer, out / "checkpoints" / ckpt.step_name(s), save_dtype, rank,
+                             {"step": s, **lineage})
             if s in states:
                 ckpt.save_state(model, optimizer, scheduler, s, {"tokens_seen": tokens_seen},
                                 out / "state" / ckpt.step_name(s), rank, cfg.checkpoint.keep_states)
             if kill_at and s == kill_at:
                 os._exit(17)  # no cleanup, no flush beyond what is already on disk: a kill
+            if pause_at and s == pause_at:
+                time.sleep(3600)
     finally:
         if log is not None:
             log.close()
 
 
 def run(out: Path, resume: bool) -> None:
-    """Per-rank entry: process group up, train, process group down (always)."""
+    """Per-rank entry: launcher watchdog, process group up, train, process group down (always)."""
+    watch_launcher()
     cfg = load_config(out / "config.yaml")
     backend = cfg.launch.backend
     if backend == "auto":

@@ -10,6 +10,17 @@ from pathlib import Path
 
 import torch
 
+from curate.train.layout import write_atomic
+
+
+def _step(line: str) -> float:
+    """A line's step; a line cut by a kill mid-write counts as past any resume point (dropped)."""
+    try:
+        return json.loads(line)["step"]
+    except (ValueError, KeyError, TypeError):
+        return float("inf")
+
+
 # Dense bf16 peak per device (no sparsity). Override with CURATE_PEAK_TFLOPS.
 _PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "H800": 989.0, "A100": 312.0, "A800": 312.0, "L40S": 362.0,
                 "A6000": 155.0, "4090": 165.0, "B200": 2250.0, "GH200": 989.0}
@@ -44,16 +55,17 @@ class MetricsLog:
     def __init__(self, output_dir: Path, total_steps: int, start_step: int, progress: bool, tensorboard: bool,
                  wandb_project: str | None, config: dict):
         self.path = output_dir / "metrics.jsonl"
-        if self.path.exists():
-            keep = [ln for ln in self.path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= start_step]
-            self.path.write_text("".join(ln + "\n" for ln in keep))
+        if self.path.exists():  # rewritten atomically: a kill here leaves the old file, never a cut one
+            keep = [ln for ln in self.path.read_text().splitlines() if ln.strip() and _step(ln) <= start_step]
+            write_atomic(self.path, "".join(ln + "\n" for ln in keep))
         self.fh = self.path.open("a")
         self.progress = None
         if progress:
+            from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
             self.progress = Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                                     TextColumn("{task.fields[info]}"), transient=False)
+                                     TextColumn("{task.fields[info]}"), transient=False, console=Console(stderr=True))
             self.task = self.progress.add_task("train", total=total_steps, completed=start_step, info="")
             self.progress.start()
         self.tb = self.wandb = None

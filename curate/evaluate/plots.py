@@ -1,0 +1,221 @@
+"""The report's figures, drawn with matplotlib's object API (no pyplot state, Agg canvas, no display needed).
+
+Each function takes the report's plain data (see curate/evaluate/report.py) and returns a Figure; `save`
+writes it as PNG and SVG and returns the PNG bytes for embedding. Output is deterministic (no dates in the
+files, fixed SVG ids), so reports of the same store diff cleanly.
+matplotlib is an optional extra: `require_matplotlib()` turns its absence into one clear error.
+Test: tests/test_report.py.
+"""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+from curate.errors import CurateError
+
+STATUS_COLOURS = {"correct": "#2ca02c", "incorrect": "#d62728", "no_answer": "#ff7f0e", "timeout": "#9467bd",
+                  "error": "#7f7f7f", "unlabeled": "#c7c7c7"}
+
+
+def require_matplotlib():
+    try:
+        import matplotlib
+    except ImportError:
+        # No square brackets: the CLI prints messages as rich markup.
+        raise CurateError("curate report needs matplotlib: install curate's `report` extra, "
+                          "or pip install 'matplotlib>=3.7'") from None
+    return matplotlib
+
+
+def style():
+    """Settings for drawing and saving every figure: names are plain text (a run called `a$b$` must not turn
+    into mathtext), SVG text stays text, SVG ids are fixed so the files are deterministic."""
+    matplotlib = require_matplotlib()
+    return matplotlib.rc_context({"text.parse_math": False, "svg.hashsalt": "curate-report", "svg.fonttype": "none"})
+
+
+def _figure(w: float, h: float, rows: int = 1, cols: int = 1, **kw):
+    require_matplotlib()
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(w, h), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(rows, cols, squeeze=False, **kw)
+    return fig, axes
+
+
+def colours(names: list[str]) -> dict[str, Any]:
+    """One stable colour per run, the same in every figure."""
+    require_matplotlib()
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10" if len(names) <= 10 else "tab20"]
+    return {n: cmap(i % cmap.N) for i, n in enumerate(sorted(names))}
+
+
+def set_steps_axis(ax, steps: list[int]) -> None:
+    """Symlog when the steps span a wide range (0, 10, 20, ..., 640), so the early dip is not squashed.
+    Ticks sit on evaluated steps with plain labels (the log formatters' mathtext is slow and reads badly)."""
+    pos = sorted(s for s in set(steps) if s > 0)
+    gaps = [b - a for a, b in zip(pos, pos[1:])]
+    evenly_spaced = bool(gaps) and max(gaps) <= 2 * min(gaps)  # 10, 20, ..., 200 reads best on a linear axis
+    log = bool(pos) and pos[-1] / pos[0] >= 16 and not evenly_spaced
+    if log:
+        ax.set_xscale("symlog", linthresh=pos[0], linscale=0.5)
+    uniq = sorted(set(steps))
+    ticks = uniq
+    if len(uniq) > 12:
+        if log:  # the first evaluated step past each doubling
+            ticks, want = [s for s in uniq if s <= 0], pos[0]
+            for s in pos:
+                if s >= want:
+                    ticks.append(s)
+                    want = 2 * s
+        else:
+            ticks = uniq[:: -(-len(uniq) // 10)]
+        if ticks[-1] != uniq[-1]:
+            close = (ticks[-1] * 1.5 > uniq[-1]) if log else (uniq[-1] - ticks[-1] < (uniq[-1] - uniq[0]) / 20)
+            ticks = ticks[:-1] + [uniq[-1]] if close and len(ticks) > 1 else ticks + [uniq[-1]]
+    ax.set_xticks(ticks)
+    ax.set_xticklabels(["base" if s == 0 else str(s) for s in ticks])
+    ax.minorticks_off()
+    ax.set_xlabel("training step (base = step 0)")
+    ax.grid(True, alpha=0.3)
+
+
+def score_figure(bench: dict, steps: list[int], palette: dict):
+    """Score vs step for one benchmark: one line per curve, CI bands, base dotted, dip and recovery marked."""
+    fig, axes = _figure(7.6, 4.3)
+    ax = axes[0][0]
+    annotate = len(bench["curves"]) <= 4
+    seen: dict[str, int] = {}
+    for c in bench["curves"]:
+        col = palette[c["run"]]
+        style = ("-", "--", "-.", ":")[seen.get(c["run"], 0) % 4]  # a run's other suites/settings: same colour, new dash
+        seen[c["run"]] = seen.get(c["run"], 0) + 1
+        pts = c["points"]
+        xs, ys = [p["step"] for p in pts], [p["value"] for p in pts]
+        ax.plot(xs, ys, style, marker="o", color=col, ms=3.5, lw=1.6, label=c["label"])
+        ci = [(p["step"], p["ci_low"], p["ci_high"]) for p in pts if p["ci_low"] is not None and p["ci_high"] is not None]
+        if len(ci) >= 2:
+            ax.fill_between([x for x, _, _ in ci], [lo for _, lo, _ in ci], [hi for _, _, hi in ci], color=col,
+                            alpha=0.15 if annotate else 0.06, lw=0)
+        elif ci:
+            ax.errorbar([ci[0][0]], [(ci[0][1] + ci[0][2]) / 2], yerr=[[(ci[0][2] - ci[0][1]) / 2]], color=col, capsize=3)
+        d = c["dynamics"]
+        if d["base"] is not None:
+            ax.axhline(d["base"], color=col, ls=":", lw=0.9, alpha=0.8)
+            ax.plot([0], [d["base"]], "s", color=col, ms=6)
+        if d["dip"]:
+            ax.plot([d["min_step"]], [d["min_value"]], "v", color=col, ms=9, mec="black", mew=0.6)
+            if annotate:
+                ax.annotate(f"dip {d['dip_depth']:.1f}", (d["min_step"], d["min_value"]), textcoords="offset points",
+                            xytext=(4, -12), fontsize=8, color=col)
+            if d["recovered"]:
+                rv = next(p["value"] for p in pts if p["step"] == d["recovery_step"])
+                ax.plot([d["recovery_step"]], [rv], "*", color=col, ms=12, mec="black", mew=0.6)
+                if annotate:
+                    ax.annotate("recovered", (d["recovery_step"], rv), textcoords="offset points", xytext=(4, 6),
+                                fontsize=8, color=col)
+    set_steps_axis(ax, steps)
+    ax.margins(y=0.12)
+    ax.set_ylabel(f"{', '.join(bench['metrics'])} (%)" + ("  lower is better" if not bench["higher_is_better"] else ""))
+    ax.set_title(f"{bench['benchmark']}: score vs step  (square: base, \u25bc: dip minimum, \u2605: recovery)", fontsize=10)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    return fig
+
+
+def behaviour_figure(runs: list[dict], steps: list[int], palette: dict):
+    """Mean response length and truncation rate vs step, on the score figures' x-axis."""
+    fig, axes = _figure(7.6, 5.4, rows=2, cols=1, sharex=True)
+    top, bottom = axes[0][0], axes[1][0]
+    for r in runs:
+        col = palette[r["run"]]
+        for ax, key in ((top, "mean_tokens"), (bottom, "truncation_rate")):
+            pts = [(p["step"], p[key]) for p in r["points"] if p.get(key) is not None]
+            if pts:
+                ax.plot([s for s, _ in pts], [v for _, v in pts], "-o", color=col, ms=3, lw=1.4, label=r["run"])
+    top.set_ylabel("mean response tokens")
+    bottom.set_ylabel("truncated (%)")
+    set_steps_axis(bottom, steps)
+    set_steps_axis(top, steps)
+    top.set_xlabel("")
+    top.set_title("response length and truncation vs step (mean over benchmarks)", fontsize=10)
+    top.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    return fig
+
+
+def mixture_figure(mixtures: list[dict]):
+    """Per mixture: rows by verdict status (with thinking share) and the response-length spread by status."""
+    n = len(mixtures)
+    fig, axes = _figure(9.0, 2.0 + 0.55 * n, rows=1, cols=2)
+    left, right = axes[0][0], axes[0][1]
+    names = [m["name"] for m in mixtures]
+    for i, m in enumerate(mixtures):
+        acc = 0.0
+        for status, share in m["status_shares"].items():
+            left.barh(i, share * 100, left=acc, color=STATUS_COLOURS.get(status, "#17becf"),
+                      label=status if status not in left.get_legend_handles_labels()[1] else None)
+            acc += share * 100
+        if m["thinking_share"] is not None:
+            left.text(101, i, f"thinking {m['thinking_share'] * 100:.0f}%", va="center", fontsize=7)
+        for j, (status, st) in enumerate(sorted(m["length_by_status"].items())):
+            if not st.get("n"):
+                continue
+            y = i + (j - 0.5) * 0.25
+            c = STATUS_COLOURS.get(status, "#17becf")
+            right.plot([st["min"], st["max"]], [y, y], color=c, lw=1)
+            right.plot([st["median"], st["p90"]], [y, y], color=c, lw=5, solid_capstyle="butt")
+            right.plot([st["mean"]], [y], "|", color="black", ms=8)
+    for ax in (left, right):
+        ax.set_yticks(range(n))
+        ax.set_yticklabels(names, fontsize=8)
+        ax.invert_yaxis()
+    left.set_xlim(0, 125)
+    left.set_xlabel("rows (%)")
+    left.set_title("composition by verdict status", fontsize=10)
+    left.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.22 if n < 3 else -0.12), ncol=3)
+    right.set_xlabel("response characters")
+    right.set_title("response length by status\nline: min-max, bar: median-p90, |: mean", fontsize=9)
+    right.grid(True, axis="x", alpha=0.3)
+    return fig
+
+
+def verdict_figure(rows: list[dict], statuses: tuple[str, ...]):
+    """Per source and teacher: share of traces by latest verdict status."""
+    n = len(rows)
+    fig, axes = _figure(8.0, 1.2 + 0.4 * n)
+    ax = axes[0][0]
+    labels = [f"{r['source']} / {r['model']}" for r in rows]
+    for i, r in enumerate(rows):
+        acc = 0.0
+        for s in statuses:
+            share = 100.0 * r[s] / r["traces"] if r["traces"] else 0.0
+            if share:
+                ax.barh(i, share, left=acc, color=STATUS_COLOURS[s],
+                        label=s if s not in ax.get_legend_handles_labels()[1] else None)
+            acc += share
+        ax.text(101, i, f"n={r['traces']}", va="center", fontsize=7)
+    ax.set_yticks(range(n))
+    ax.set_yticklabels(labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 115)
+    ax.set_xlabel("traces (%)")
+    ax.set_title("verdicts per source and teacher (latest verdict)", fontsize=10)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    return fig
+
+
+def save(fig, folder: Path, stem: str) -> bytes:
+    """Write stem.png and stem.svg under folder; return the PNG bytes."""
+    folder.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    with style():
+        fig.savefig(buf, format="png", dpi=110, metadata={"Software": None}, pil_kwargs={"compress_level": 1})
+        fig.set_layout_engine("none")  # laid out by the PNG draw; the SVG reuses it
+        fig.savefig(folder / f"{stem}.svg", format="svg", metadata={"Date": None, "Creator": None})
+    png = buf.getvalue()
+    (folder / f"{stem}.png").write_bytes(png)
+    return png

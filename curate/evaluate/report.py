@@ -1,0 +1,391 @@
+"""`curate report`: curves, dips and data composition from a store (and a study's mixtures) in one folder.
+
+    build_report(store, out, study=None, mixtures=()) -> dict   (the numbers; also written as report.json)
+
+OUT gets report.html (self-contained: figures embedded as data URIs, no scripts, opens offline from a file),
+report.md (the summary in Markdown, linking the figure files), report.json and figures/*.png|svg. Sections:
+score vs step per benchmark (dip and recovery marked), response length and truncation vs step, final and best
+scores with the dynamics summary and ranking flips, mixture composition from manifest.json files (a study's
+DIR/mixtures/*/, or --mixtures folders), verdict rates per source and teacher. A section without data is
+left out with one line saying why.
+Test: tests/test_report.py; benchmark: benchmarks/report_build.py.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import itertools
+import json
+from pathlib import Path
+from typing import Iterable
+
+from curate.errors import InputError
+from curate.evaluate import dynamics as dyn
+from curate.store import report_queries as rq
+
+BEHAVIOUR = ("mean_tokens", "truncation_rate")
+STATUSES = ("correct", "incorrect", "no_answer", "timeout", "error", "unlabeled")
+MAX_FLIPS_SHOWN = 20
+
+
+# ------------------------------------------------------------------ collecting the numbers
+def _metric_rank(metric: str) -> tuple:
+    order = ("avg@", "asr", "pass@", "maj@")
+    return (next((i for i, p in enumerate(order) if metric.startswith(p)), len(order)), metric)
+
+
+def score_curves(rows: list[dict]) -> list[dict]:
+    """Per benchmark, one curve per (run, suite, settings) in its headline metric, with its dynamics and flips."""
+    groups: dict[tuple, dict] = {}
+    for r in rows:
+        if r["kind"] != "score":
+            continue
+        key = (r["benchmark"], r["run"], r["suite"], r["settings_hash"])
+        groups.setdefault(key, {}).setdefault(r["metric"], []).append(r)
+    benches: dict[str, list[dict]] = {}
+    for (bench, run, suite, settings), by_metric in sorted(groups.items()):
+        metric = min(by_metric, key=_metric_rank)
+        points, incomplete, seen = [], 0, set()
+        for r in by_metric[metric]:  # newest first within a step
+            if r["step"] is None or r["step"] in seen:
+                continue
+            seen.add(r["step"])
+            if r["value"] is None or not r["complete"]:
+                incomplete += 1
+                continue
+            points.append({"step": r["step"], "value": r["value"], "ci_low": r["ci_low"], "ci_high": r["ci_high"]})
+        points.sort(key=lambda p: p["step"])
+        if not points:
+            continue
+        higher = metric != "asr"
+        benches.setdefault(bench, []).append({
+            "run": run, "suite": suite, "settings_hash": settings, "metric": metric, "higher_is_better": higher,
+            "provenance": by_metric[metric][0]["provenance"], "incomplete_points": incomplete, "points": points,
+            "dynamics": dyn.dynamics(points, higher_is_better=higher).to_dict(),
+        })
+    out = []
+    for bench, curves in sorted(benches.items()):
+        per_run = {}
+        for c in curves:
+            per_run[c["run"]] = per_run.get(c["run"], 0) + 1
+        for c in curves:
+            c["label"] = c["run"] if per_run[c["run"]] == 1 else f"{c['run']} [{c['suite']} {c['settings_hash'][:8]}]"
+        higher = all(c["higher_is_better"] for c in curves)
+        flips = []
+        for a, b in itertools.combinations(curves, 2):
+            if a["metric"] != b["metric"]:
+                continue
+            f = dyn.ranking_flip(a["points"], b["points"], names=(a["label"], b["label"]), higher_is_better=higher)
+            if f.flipped:
+                flips.append({"a": a["label"], "b": b["label"], **f.to_dict()})
+        out.append({"benchmark": bench, "metrics": sorted({c["metric"] for c in curves}), "higher_is_better": higher,
+                    "curves": curves, "flips": flips})
+    return out
+
+
+def unstepped(rows: list[dict]) -> list[dict]:
+    """Score rows without a training step (a hub model or endpoint): a table row each, no curve."""
+    return [{"run": r["run"], "suite": r["suite"], "benchmark": r["benchmark"], "metric": r["metric"],
+             "value": r["value"], "ci_low": r["ci_low"], "ci_high": r["ci_high"], "n_problems": r["n_problems"]}
+            for r in rows if r["kind"] == "score" and r["step"] is None and r["value"] is not None and r["complete"]]
+
+
+def behaviour_curves(rows: list[dict]) -> list[dict]:
+    """Per run and step: mean response tokens and truncation rate, averaged over the benchmarks that report them."""
+    acc: dict[str, dict[int, dict[str, list[float]]]] = {}
+    for r in rows:
+        if r["kind"] != "behaviour" or r["metric"] not in BEHAVIOUR or r["value"] is None or r["step"] is None:
+            continue
+        acc.setdefault(r["run"], {}).setdefault(r["step"], {}).setdefault(r["metric"], []).append(r["value"])
+    out = []
+    for run, steps in sorted(acc.items()):
+        pts = [{"step": s, **{m: round(sum(v) / len(v), 2) if (v := vals.get(m)) else None for m in BEHAVIOUR}}
+               for s, vals in sorted(steps.items())]
+        out.append({"run": run, "points": pts})
+    return out
+
+
+def summary_table(benches: list[dict]) -> list[dict]:
+    rows = []
+    for b in benches:
+        for c in b["curves"]:
+            d = c["dynamics"]
+            rows.append({
+                "condition": c["label"], "benchmark": b["benchmark"], "metric": c["metric"], "base": d["base"],
+                "final_step": d["last_step"], "final": d["final"], "final_gain": d["final_gain"],
+                "best_step": d["best_step"], "best": d["best"], "dip_depth": d["dip_depth"], "min_step": d["min_step"],
+                "dip_significant": d["dip_significant"], "recovery": d["recovery"],
+            })
+    return rows
+
+
+def find_mixtures(study: Path | None, folders: Iterable[Path]) -> list[Path]:
+    """manifest.json files: a study's DIR/mixtures/*/, and each --mixtures folder (a mixture or a folder of them)."""
+    found: list[Path] = []
+    if study is not None:
+        if not study.is_dir():
+            raise InputError(f"study directory {study} does not exist")
+        found += sorted((study / "mixtures").glob("*/manifest.json"))
+    for f in folders:
+        f = Path(f)
+        here = [f / "manifest.json"] if (f / "manifest.json").is_file() else sorted(f.glob("*/manifest.json"))
+        if not here:
+            raise InputError(f"--mixtures {f}: no manifest.json in it or its sub-folders",
+                             hint="pass the --out folder of `curate mix`")
+        found += here
+    return list(dict.fromkeys(p.resolve() for p in found))
+
+
+def mixture_summary(path: Path) -> dict:
+    """Composition of one mixture from its manifest: shares by status, thinking share, lengths, length matching."""
+    try:
+        m = json.loads(path.read_text(encoding="utf-8"))
+        rows = int(m["rows"])
+        comp = m["composition"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise InputError(f"{path}: not a readable mixture manifest ({type(e).__name__}: {e})") from None
+    by_status: dict[str, int] = {}
+    thinking = 0
+    for c in comp:
+        by_status[c["status"]] = by_status.get(c["status"], 0) + c["rows"]
+        t = c.get("transform") or "none"
+        thinking += c["rows"] if "strip_thinking" not in t and "reference_solution" not in t else 0
+    tok = m.get("tokens", {})
+    inc = m.get("incorrect") or {}
+    chars = tok.get("response_chars_by_status", {})
+    med = {s: v.get("median") for s, v in chars.items() if v.get("n")}
+    return {
+        "name": m.get("name", path.parent.name), "path": str(path.parent), "rows": rows,
+        "recipe_hash": m.get("recipe_hash"),
+        "status_shares": {s: round(n / rows, 4) if rows else 0.0 for s, n in sorted(by_status.items())},
+        "incorrect_share": round(by_status.get("incorrect", 0) / rows, 4) if rows else None,
+        "thinking_share": round(thinking / rows, 4) if rows else None,
+        "length": {"response_chars": tok.get("response_chars", {}), "completion_tokens": tok.get("completion_tokens", {})},
+        "length_by_status": chars,
+        "length_matching": {
+            "replaced": inc.get("replaced", 0), "same_length_bucket": inc.get("same_length_bucket"),
+            "same_bucket_share": round(inc["same_length_bucket"] / inc["replaced"], 4) if inc.get("replaced") else None,
+            "median_chars_incorrect_over_correct": round(med["incorrect"] / med["correct"], 3)
+            if med.get("incorrect") and med.get("correct") else None,
+        },
+    }
+
+
+def collect(store, study: Path | None = None, mixtures: Iterable[Path] = ()) -> dict:
+    """Every number the report shows, as plain data (this is what --json prints)."""
+    rows = rq.eval_curves(store)
+    data: dict = {"store": str(store.path), "study": str(study) if study else None, "skipped": {}}
+    data["benchmarks"] = score_curves(rows)
+    data["unstepped"] = unstepped(rows)
+    if not data["benchmarks"]:
+        data["skipped"]["scores"] = ("no score rows in the evals table" if not rows else
+                                     "no complete score with a training step in the evals table")
+    data["behaviour"] = behaviour_curves(rows)
+    if not data["behaviour"]:
+        data["skipped"]["behaviour"] = ("no mean_tokens or truncation_rate rows with a training step in the evals table "
+                                        "(imported results carry none)")
+    data["table"] = summary_table(data["benchmarks"])
+    paths = find_mixtures(study, mixtures)
+    data["mixtures"] = [mixture_summary(p) for p in paths]
+    if not paths:
+        data["skipped"]["mixtures"] = ("no manifest.json under the study's mixtures/ folder" if study
+                                       else "no mixtures given (pass --study DIR or --mixtures DIR)")
+    data["verdicts"] = []
+    if rq.has_samples(store):
+        for r in rq.verdict_rates(store):
+            r["rates"] = {s: round(100.0 * r[s] / r["traces"], 2) for s in STATUSES}
+            data["verdicts"].append(r)
+    else:
+        data["skipped"]["verdicts"] = "the store holds no traces besides evaluation samples"
+    return data
+
+
+# ------------------------------------------------------------------ writing
+def build_report(store, out: str | Path, study: str | Path | None = None, mixtures: Iterable[str | Path] = ()) -> dict:
+    """Collect, draw and write the report into `out`; returns the data with the written files listed."""
+    from curate.evaluate import plots
+
+    plots.require_matplotlib()
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} is a file, not a directory")
+    data = collect(store, Path(study) if study else None, [Path(m) for m in mixtures])
+    figdir = out / "figures"
+    figures: dict[str, bytes] = {}
+    steps = sorted({p["step"] for b in data["benchmarks"] for c in b["curves"] for p in c["points"]}
+                   | {p["step"] for r in data["behaviour"] for p in r["points"]})
+    palette = plots.colours(list({c["run"] for b in data["benchmarks"] for c in b["curves"]}
+                                 | {r["run"] for r in data["behaviour"]}))
+    with plots.style():
+        for b in data["benchmarks"]:
+            b["figure"] = f"score_{_slug(b['benchmark'])}"
+            figures[b["figure"]] = plots.save(plots.score_figure(b, steps, palette), figdir, b["figure"])
+        if data["behaviour"]:
+            figures["behaviour"] = plots.save(plots.behaviour_figure(data["behaviour"], steps, palette), figdir, "behaviour")
+        if data["mixtures"]:
+            figures["mixtures"] = plots.save(plots.mixture_figure(data["mixtures"]), figdir, "mixtures")
+        if data["verdicts"]:
+            figures["verdicts"] = plots.save(plots.verdict_figure(data["verdicts"][:40], STATUSES), figdir, "verdicts")
+    data["files"] = ["report.html", "report.md", "report.json"] + [f"figures/{s}.{e}" for s in figures for e in ("png", "svg")]
+    (out / "report.json").write_text(json.dumps(data, indent=1, default=str) + "\n", encoding="utf-8")
+    (out / "report.md").write_text(markdown(data), encoding="utf-8")
+    (out / "report.html").write_text(render_html(data, figures), encoding="utf-8")
+    return data
+
+
+def _slug(s: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in s) or "_"
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, float):
+        return f"{v:.1f}" if abs(v) >= 1 or v == 0 else f"{v:.3g}"
+    return str(v)
+
+
+TABLE_COLS = ("condition", "benchmark", "metric", "base", "final_step", "final", "final_gain", "best_step", "best",
+              "dip_depth", "min_step", "dip_significant", "recovery")
+
+
+def _flip_line(b: dict, f: dict) -> str:
+    return (f"{b['benchmark']}: at step {f['early_step']} {f['leader_early']} led by {f['margin_early']:.1f}; "
+            f"at step {f['last_step']} {f['leader_last']} leads by {f['margin_last']:.1f}")
+
+
+def _flips(data: dict) -> list[str]:
+    return [_flip_line(b, f) for b in data["benchmarks"] for f in b["flips"]]
+
+
+def _mixture_rows(data: dict) -> list[dict]:
+    return [{"mixture": m["name"], "rows": m["rows"], "incorrect %": _pct(m["incorrect_share"]),
+             "thinking %": _pct(m["thinking_share"]),
+             "median chars": m["length"]["response_chars"].get("median"), "p90 chars": m["length"]["response_chars"].get("p90"),
+             "replaced": m["length_matching"]["replaced"],
+             "same length bucket %": _pct(m["length_matching"]["same_bucket_share"]),
+             "incorrect/correct median chars": m["length_matching"]["median_chars_incorrect_over_correct"]}
+            for m in data["mixtures"]]
+
+
+def _verdict_rows(data: dict) -> list[dict]:
+    return [{"source": r["source"], "teacher": r["model"], "traces": r["traces"],
+             **{f"{s} %": r["rates"][s] for s in STATUSES}, "mean tokens": r["mean_tokens"], "truncated %": r["truncation_rate"]}
+            for r in data["verdicts"]]
+
+
+def _pct(x) -> float | None:
+    return None if x is None else round(100 * x, 1)
+
+
+def _md_table(rows: list[dict]) -> str:
+    cols = list(rows[0])
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(_fmt(r[c]).replace("|", "\\|") for c in cols) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _skip(data: dict, key: str) -> str:
+    return f"_Left out: {data['skipped'][key]}._\n"
+
+
+def markdown(data: dict) -> str:
+    parts = [f"# Evaluation report\n\nStore: `{data['store']}`" + (f", study: `{data['study']}`" if data["study"] else "") + "\n"]
+    parts.append("## Score vs step\n")
+    if data["benchmarks"]:
+        parts += [f"![{b['benchmark']}](figures/{b['figure']}.png)\n" for b in data["benchmarks"]]
+    else:
+        parts.append(_skip(data, "scores"))
+    parts.append("## Response length and truncation vs step\n")
+    parts.append("![behaviour](figures/behaviour.png)\n" if data["behaviour"] else _skip(data, "behaviour"))
+    parts.append("## Final and best scores, dynamics\n")
+    if data["table"]:
+        parts.append(_md_table([{c: r[c] for c in TABLE_COLS} for r in data["table"]]))
+        flips = _flips(data)
+        if flips:
+            parts.append("Short runs mislead: the ranking of these conditions flips between an early step and the last one:\n")
+            parts += [f"- {x}" for x in flips[:MAX_FLIPS_SHOWN]]
+            if len(flips) > MAX_FLIPS_SHOWN:
+                parts.append(f"- ... and {len(flips) - MAX_FLIPS_SHOWN} more (report.json lists all)")
+            parts.append("")
+    else:
+        parts.append(_skip(data, "scores"))
+    if data["unstepped"]:
+        parts.append("Scores without a training step (models evaluated outside a training run):\n")
+        parts.append(_md_table(data["unstepped"]))
+    parts.append("## Mixtures\n")
+    parts.append(_md_table(_mixture_rows(data)) + "\n![mixtures](figures/mixtures.png)\n" if data["mixtures"] else _skip(data, "mixtures"))
+    parts.append("## Verdicts per source and teacher\n\nTraces sampled by an evaluation are not counted here.\n")
+    parts.append(_md_table(_verdict_rows(data)) + "\n![verdicts](figures/verdicts.png)\n" if data["verdicts"] else _skip(data, "verdicts"))
+    return "\n".join(parts)
+
+
+CSS = """body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;max-width:1100px;color:#222;padding:0 1em}
+h1{font-size:1.6em}h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.8em}
+table{border-collapse:collapse;font-size:12.5px;margin:.6em 0}th,td{border:1px solid #ddd;padding:3px 7px;text-align:right}
+th{background:#f4f4f4}td:first-child,td:nth-child(2){text-align:left}tr:nth-child(even){background:#fafafa}
+figure{margin:1em 0}img{max-width:100%;height:auto;border:1px solid #eee}figcaption{color:#666;font-size:12px}
+.skip{color:#777;font-style:italic}.warn{background:#fff6e0;border-left:4px solid #f0a020;padding:.4em .8em}
+.meta{color:#666}"""
+
+
+def _html_table(rows: list[dict]) -> str:
+    cols = list(rows[0])
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(r[c]))}</td>" for c in cols) + "</tr>" for r in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _img(figures: dict[str, bytes], stem: str, caption: str) -> str:
+    b64 = base64.b64encode(figures[stem]).decode("ascii")
+    return (f'<figure><img src="data:image/png;base64,{b64}" alt="{html.escape(caption)}">'
+            f"<figcaption>{html.escape(caption)} (figures/{html.escape(stem)}.png, .svg)</figcaption></figure>")
+
+
+def render_html(data: dict, figures: dict[str, bytes]) -> str:
+    e = html.escape
+    skip = lambda k: f'<p class="skip">Left out: {e(data["skipped"][k])}.</p>'  # noqa: E731
+    p = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+         '<meta name="viewport" content="width=device-width, initial-scale=1">',
+         "<title>curate evaluation report</title>", f"<style>{CSS}</style></head><body>",
+         "<h1>Evaluation report</h1>",
+         f'<p class="meta">Store <code>{e(data["store"])}</code>'
+         + (f', study <code>{e(data["study"])}</code>' if data["study"] else "") + "</p>",
+         "<h2>Score vs step</h2>"]
+    if data["benchmarks"]:
+        p += [_img(figures, b["figure"], f"{b['benchmark']}: score vs step") for b in data["benchmarks"]]
+    else:
+        p.append(skip("scores"))
+    p.append("<h2>Response length and truncation vs step</h2>")
+    p.append(_img(figures, "behaviour", "mean response tokens and truncation rate vs step") if data["behaviour"] else skip("behaviour"))
+    p.append("<h2>Final and best scores, dynamics</h2>")
+    if data["table"]:
+        p.append("<p>Dip: base minus the lowest score after step 0; significant when larger than the combined 95% CIs "
+                 "of base and minimum (blank when CIs are unknown). Recovery: first step at or above base after the minimum.</p>")
+        p.append(_html_table([{c: r[c] for c in TABLE_COLS} for r in data["table"]]))
+        flips = _flips(data)
+        if flips:
+            items = "".join(f"<li>{e(x)}</li>" for x in flips[:MAX_FLIPS_SHOWN])
+            more = f"<li>... and {len(flips) - MAX_FLIPS_SHOWN} more (report.json lists all)</li>" if len(flips) > MAX_FLIPS_SHOWN else ""
+            p.append(f'<div class="warn"><b>Short runs mislead.</b> The ranking of these conditions flips between an early '
+                     f"step and the last one:<ul>{items}{more}</ul></div>")
+    else:
+        p.append(skip("scores"))
+    if data["unstepped"]:
+        p.append("<p>Scores without a training step (models evaluated outside a training run):</p>")
+        p.append(_html_table(data["unstepped"]))
+    p.append("<h2>Mixtures</h2>")
+    if data["mixtures"]:
+        p += [_html_table(_mixture_rows(data)), _img(figures, "mixtures", "mixture composition and lengths")]
+    else:
+        p.append(skip("mixtures"))
+    p.append("<h2>Verdicts per source and teacher</h2>")
+    p.append('<p class="meta">Traces sampled by an evaluation are not counted here: their scores are above.</p>')
+    if data["verdicts"]:
+        p += [_html_table(_verdict_rows(data)), _img(figures, "verdicts", "verdict rates per source and teacher")]
+    else:
+        p.append(skip("verdicts"))
+    p.append("</body></html>\n")
+    return "\n".join(p)

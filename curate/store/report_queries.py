@@ -1,0 +1,61 @@
+"""Named queries behind `curate report` and `curate evals compare`, so their SQL stays inside curate/store.
+
+- eval_curves: score and behaviour rows of `evals` without the bulky `details` JSON (newest row first per key).
+- verdict_rates: per problem source and teacher model, traces by latest verdict status, length and truncation;
+  traces planned by an evaluation are left out (their scores are in `evals`); it avoids the `traces` view so
+  no trace text (Parquet) is read.
+- compare_rows: the score rows of two runs with their per-problem scores (details.per_problem) when present.
+"""
+from __future__ import annotations
+
+from curate.store.queries import literal
+
+CURVE_COLUMNS = ("run", "checkpoint", "step", "suite", "benchmark", "metric", "kind", "value", "ci_low", "ci_high",
+                 "n_problems", "n_samples", "complete", "settings_hash", "provenance", "created_at")
+
+
+def eval_curves(store, where: str | None = None) -> list[dict]:
+    q = f"SELECT {', '.join(CURVE_COLUMNS)} FROM evals"
+    if where:
+        q += f" WHERE ({where})"
+    q += " ORDER BY run, suite, benchmark, kind, metric, settings_hash, step NULLS LAST, created_at DESC"
+    return store.query(q).to_pylist()
+
+
+# Traces an evaluation planned are scored in `evals`; the verdict section is about the traces data is made of.
+NOT_EVAL = "NOT EXISTS (SELECT 1 FROM eval_samples e WHERE e.sample_id = s.id)"
+
+
+def has_samples(store) -> bool:
+    return bool(store.query(f"SELECT count(*) > 0 AS n FROM samples s WHERE {NOT_EVAL}").column(0)[0].as_py())
+
+
+def verdict_rates(store) -> list[dict]:
+    return store.query(
+        f"""SELECT p.source, coalesce(s.model, '(unknown)') AS model, count(*) AS traces,
+                  count(*) FILTER (v.status = 'correct') AS correct,
+                  count(*) FILTER (v.status = 'incorrect') AS incorrect,
+                  count(*) FILTER (v.status = 'no_answer') AS no_answer,
+                  count(*) FILTER (v.status = 'timeout') AS timeout,
+                  count(*) FILTER (v.status = 'error') AS error,
+                  count(*) FILTER (v.status IS NULL) AS unlabeled,
+                  round(avg(s.completion_tokens), 1) AS mean_tokens,
+                  round(100.0 * avg(CASE WHEN s.finish_reason = 'length' THEN 1 ELSE 0 END), 2) AS truncation_rate
+           FROM samples s
+           JOIN problems p ON p.id = s.problem_id
+           LEFT JOIN latest_verdicts v ON v.sample_id = s.id
+           WHERE {NOT_EVAL}
+           GROUP BY ALL ORDER BY p.source, model"""
+    ).to_pylist()
+
+
+def compare_rows(store, a: str, b: str, benchmark: str | None = None) -> list[dict]:
+    cond = f"run IN ({literal(a)}, {literal(b)}) AND kind = 'score'"
+    if benchmark:
+        cond += f" AND benchmark = {literal(benchmark)}"
+    return store.query(
+        f"""SELECT run, step, suite, benchmark, metric, value, ci_low, ci_high, n_problems, complete, settings_hash,
+                   provenance, json_extract(details, '$.per_problem')::VARCHAR AS per_problem
+            FROM evals WHERE {cond}
+            ORDER BY benchmark, metric, step NULLS LAST, run, complete DESC, created_at DESC"""
+    ).to_pylist()

@@ -1,0 +1,180 @@
+"""Structural checks of user SQL, made with DuckDB's own parser (never with string tests).
+
+- `check_statement(sql)`: `curate sql` (and every TraceStore.query) runs exactly one read-only statement:
+  SELECT (which includes WITH ... SELECT, FROM-first queries, VALUES, DESCRIBE, SHOW and SUMMARIZE) or
+  EXPLAIN [ANALYZE] of one. Anything else (COPY, EXPORT, ATTACH, SET, PRAGMA, INSTALL, CALL, CREATE, ...)
+  is refused before it reaches a connection.
+- `predicate_problem(pred, view)` / `check_predicate(pred, view, what)`: a predicate (`generate --problems`,
+  `verify --where`, a recipe's `where`) must be one boolean expression over the named view. It is parsed
+  inside `SELECT 1 FROM view WHERE (...)` with `json_serialize_sql` and refused when it changes that
+  query (a set operation, GROUP BY, ORDER BY, LIMIT, ...), closes a parenthesis it did not open (checked
+  on DuckDB's tokens, so the predicate stays one operand wherever it is AND-ed in), holds a ';', or reads
+  a table function (read_text, read_csv, glob, ...): subqueries over the store's views are fine.
+  `check_predicate` returns the predicate wrapped as `(\\n...\\n)`, ready to embed: the newlines end any
+  trailing `--` comment inside the parentheses.
+
+These checks are the second line. The defence is the locked-down connection (connection.py), which
+refuses file, network and extension access and configuration changes whatever the SQL says.
+Tested by tests/test_security.py.
+"""
+from __future__ import annotations
+
+import json
+import os
+import threading
+
+import duckdb
+
+from curate.errors import ConfigError, StoreError
+
+READ_ONLY = "SELECT, WITH ... SELECT, DESCRIBE, SHOW, SUMMARIZE or EXPLAIN"
+_local = threading.local()
+
+
+def _parser() -> duckdb.DuckDBPyConnection:
+    """A private in-memory connection for json_serialize_sql (per thread and process: never shared)."""
+    con = getattr(_local, "con", None)
+    if con is None or getattr(_local, "pid", None) != os.getpid():
+        con = duckdb.connect(":memory:", config={"enable_external_access": False, "autoinstall_known_extensions": False,
+                                                 "autoload_known_extensions": False, "threads": 1,
+                                                 "lock_configuration": True})
+        _local.con, _local.pid = con, os.getpid()
+    return con
+
+
+def _serialize(sql: str) -> dict:
+    return json.loads(_parser().execute("SELECT json_serialize_sql(?)", [sql]).fetchone()[0])
+
+
+def _short(sql: str, n: int = 80) -> str:
+    s = " ".join(sql.split())
+    return s if len(s) <= n else s[: n - 3] + "..."
+
+
+def _statements(sql: str) -> list:
+    try:
+        return _parser().extract_statements(sql)
+    except duckdb.Error as e:
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+        raise StoreError(f"SQL error: {' '.join(lines[:1]) or type(e).__name__}",
+                         hint="`curate schema` lists the views and their columns") from None
+
+
+def _type(stmt) -> str:
+    return str(stmt.type).rsplit(".", 1)[-1]
+
+
+def _explained(stmt) -> str | None:
+    """The statement an EXPLAIN [ANALYZE] wraps (None when options in parentheses follow EXPLAIN)."""
+    text = stmt.query
+    tokens = duckdb.tokenize(text)
+    words = [(pos, text[pos:(tokens[i + 1][0] if i + 1 < len(tokens) else len(text))].strip().lower())
+             for i, (pos, kind) in enumerate(tokens) if not str(kind).endswith("comment")]
+    i = 1 if words and words[0][1] == "explain" else 0
+    if i < len(words) and words[i][1] == "analyze":
+        i += 1
+    if i == 0 or i >= len(words) or words[i][1].startswith("("):
+        return None
+    return text[words[i][0]:]
+
+
+def check_statement(sql: str) -> None:
+    """Raise StoreError unless `sql` is exactly one read-only statement."""
+    stmts = _statements(sql)
+    if len(stmts) != 1:
+        raise StoreError(f"SQL is read-only and runs one statement at a time; got {len(stmts)} statements",
+                         hint=f"send one {READ_ONLY} query")
+    kind = _type(stmts[0])
+    if kind == "EXPLAIN":
+        inner = _explained(stmts[0])
+        inner_stmts = _statements(inner) if inner else []
+        if len(inner_stmts) == 1 and _type(inner_stmts[0]) == "SELECT":
+            return
+        kind = f"EXPLAIN of a {_type(inner_stmts[0])} statement" if len(inner_stmts) == 1 else "EXPLAIN with options"
+    elif kind == "SELECT":
+        return
+    else:
+        kind = f"a {kind} statement"
+    raise StoreError(f"SQL is read-only: {kind} is not allowed: {_short(sql)}",
+                     hint=f"`curate sql` runs one {READ_ONLY} query over the store's views")
+
+
+def _strip_locations(node):
+    if isinstance(node, dict):
+        return {k: _strip_locations(v) for k, v in node.items() if not k.startswith("query_location")}
+    if isinstance(node, list):
+        return [_strip_locations(v) for v in node]
+    return node
+
+
+def _table_functions(node, out: list[str]) -> list[str]:
+    if isinstance(node, dict):
+        if node.get("type") == "TABLE_FUNCTION":
+            out.append((node.get("function") or {}).get("function_name", "?"))
+        for v in node.values():
+            _table_functions(v, out)
+    elif isinstance(node, list):
+        for v in node:
+            _table_functions(v, out)
+    return out
+
+
+_SHAPE: dict[str, dict] = {}
+
+
+def _shape(view: str) -> dict:
+    """The wrapping query's parse tree minus its WHERE clause: a predicate must leave it as it is."""
+    if view not in _SHAPE:
+        node = _serialize(f"SELECT 1 FROM {view} WHERE (\ntrue\n)")["statements"][0]
+        node["node"].pop("where_clause")
+        _SHAPE[view] = _strip_locations(node)
+    return _SHAPE[view]
+
+
+def predicate_problem(pred: str, view: str) -> str | None:
+    """Why `pred` is not one boolean expression over `view` (None when it is)."""
+    if not isinstance(pred, str) or not pred.strip():
+        return "empty predicate (use 'true' to take everything)"
+    try:
+        tokens = duckdb.tokenize(pred)
+    except duckdb.Error as e:
+        return f"does not parse: {str(e).strip().splitlines()[0]}"
+    depth = 0
+    for pos, kind in tokens:
+        if not str(kind).endswith("operator"):
+            continue
+        ch = pred[pos]
+        if ch == ";":
+            return "a predicate is one SQL expression; ';' ends a statement"
+        depth += ch == "("
+        depth -= ch == ")"
+        if depth < 0:
+            return f"closes a parenthesis it did not open (at character {pos + 1}); a predicate is one expression"
+    parsed = _serialize(f"SELECT 1 FROM {view} WHERE (\n{pred}\n)")
+    if parsed.get("error"):
+        msg = str(parsed.get("error_message") or "syntax error").strip().splitlines()
+        return f"does not parse: {msg[0] if msg else 'syntax error'}"
+    stmts = parsed.get("statements") or []
+    if len(stmts) != 1:
+        return "a predicate is one SQL expression, not several statements"
+    node = stmts[0]["node"]
+    if node.get("type") != "SELECT_NODE":
+        return f"it turns the query into a {node.get('setop_type') or node.get('type')} (set operations are not allowed)"
+    where = node.get("where_clause")
+    rest = _strip_locations({**stmts[0], "node": {k: v for k, v in node.items() if k != "where_clause"}})
+    if where is None or rest != _shape(view):
+        return f"it changes the query around it (a predicate is one boolean expression over `{view}`)"
+    funcs = _table_functions(where, [])
+    if funcs:
+        return (f"it reads {', '.join(sorted(set(funcs)))}(): a predicate may read only the store's views "
+                "(problems, samples, verdicts, features, traces)")
+    return None
+
+
+def check_predicate(pred: str, view: str, what: str = "predicate") -> str:
+    """`pred` wrapped in parentheses on their own lines, or ConfigError naming `what` and the reason."""
+    problem = predicate_problem(pred, view)
+    if problem:
+        raise ConfigError(f"{what}: {problem}: {_short(str(pred))}",
+                          hint=f"a predicate is one boolean SQL expression over the `{view}` view, e.g. \"split = 'train'\"")
+    return f"(\n{pred}\n)"

@@ -1,0 +1,186 @@
+"""Reading YAML files people share (recipes, training configs, evaluation suites, study files) safely.
+
+    from curate.yamlfile import load_yaml
+    data, root = load_yaml(path, what="recipe")   # root: the composed node tree, for line numbers
+
+Everything PyYAML's SafeLoader accepts, minus what a shared file can use against its reader. Each
+refusal is one ConfigError in the form `file:line: field: problem` (field is the dotted path, e.g.
+`sources.0.where`):
+- anchors and aliases (`&x`, `*x`, so also `<<: *x`): an alias bomb expands a few lines into gigabytes;
+- duplicate keys, compared by name (`1` and `"1"` collide): YAML would keep the last one silently;
+- numbers longer than MAX_NUMBER_CHARS characters (a 5,000-digit integer otherwise ends in Python's
+  int-conversion ValueError), nesting deeper than MAX_DEPTH, files larger than MAX_BYTES, more than one
+  document, and Python-specific tags (SafeLoader's own rule).
+`loads(text, origin, what)` does the same for text, and `parse_scalar(text, origin)` for one value from
+the command line (`--set key=value`, `--sweep key=1,2`).
+Tested by tests/test_security.py.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from curate.errors import ConfigError
+
+MAX_BYTES = 4 * 1024 * 1024
+MAX_DEPTH = 64
+MAX_NUMBER_CHARS = 64
+_NUMBER_TAGS = ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
+
+
+class _Refused(Exception):
+    def __init__(self, mark, field: str, problem: str) -> None:
+        super().__init__(problem)
+        self.mark, self.field, self.problem = mark, field, problem
+
+
+def _field(path: list) -> str:
+    parts = []
+    for p in path:
+        if p is None:
+            continue
+        parts.append(str(p.value) if isinstance(p, yaml.ScalarNode) else "?" if isinstance(p, yaml.Node) else str(p))
+    return ".".join(parts)
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that refuses anchors/aliases while composing (before anything is expanded) and keeps the
+    path of the node being composed, so a refusal names its field."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._path: list = []
+
+    def compose_node(self, parent, index):
+        event = self.peek_event()
+        here = self._path + [index]
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+            name = event.anchor
+            raise _Refused(event.start_mark, _field(here),
+                           f"YAML anchors and aliases are not allowed (found {'*' if isinstance(event, yaml.AliasEvent) else '&'}{name}); "
+                           "write the value out")
+        if len(self._path) >= MAX_DEPTH:
+            raise _Refused(event.start_mark, _field(here), f"nested more than {MAX_DEPTH} levels deep")
+        self._path.append(index)
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._path.pop()
+
+
+def _check_tree(node, path: list) -> None:
+    """Duplicate keys and oversized numbers, on the composed tree (no aliases, so its size is the file's)."""
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[str, int] = {}
+        for key, value in node.value:
+            if isinstance(key, yaml.ScalarNode):
+                line = key.start_mark.line + 1
+                if key.value in seen:
+                    raise _Refused(key.start_mark, _field(path + [key]),
+                                   f"duplicate key (first at line {seen[key.value]}); each key may appear once")
+                seen[key.value] = line
+            _check_tree(key, path)
+            _check_tree(value, path + [key])
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _check_tree(item, path + [i])
+    elif isinstance(node, yaml.ScalarNode) and node.tag in _NUMBER_TAGS and len(node.value) > MAX_NUMBER_CHARS:
+        raise _Refused(node.start_mark, _field(path),
+                       f"a number of {len(node.value):,} characters; numbers are limited to {MAX_NUMBER_CHARS}")
+
+
+def _yaml_error(e: yaml.YAMLError, origin: str, lines: bool = True) -> ConfigError:
+    mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+    line = f":{mark.line + 1}" if mark is not None and lines else ""
+    problem = getattr(e, "problem", None) or (str(e).strip().splitlines() or ["unreadable"])[0]
+    ctx, cmark = getattr(e, "context", None), getattr(e, "context_mark", None)
+    if ctx and cmark is not None and mark is not None and cmark.line != mark.line:
+        problem += f" ({ctx} at line {cmark.line + 1})"
+    return ConfigError(f"{origin}{line}: malformed YAML: {problem}")
+
+
+def loads(text: str, origin: str, what: str = "file", *, lines: bool = True) -> tuple[Any, Any]:
+    """(data, root node) of one YAML document in `text`; `origin` names it in errors (a path, followed by
+    `:line` unless `lines` is false, as for a one-line command-line value)."""
+    loader = _Loader(text)
+    try:
+        root = loader.get_single_node()
+        if root is None:
+            return None, None
+        _check_tree(root, [])
+        return loader.construct_document(root), root
+    except _Refused as e:
+        field = f" {e.field}:" if e.field else ""
+        at = f"{origin}:{e.mark.line + 1}" if lines else origin
+        raise ConfigError(f"{at}:{field} {e.problem}",
+                          hint=f"a {what} is plain YAML: mappings, lists and scalars") from None
+    except yaml.YAMLError as e:
+        raise _yaml_error(e, origin, lines) from None
+    except (RecursionError, ValueError, OverflowError) as e:  # a value PyYAML could not build
+        raise ConfigError(f"{origin}: cannot read this {what}: {type(e).__name__}: {str(e)[:200]}") from None
+    finally:
+        loader.dispose()
+
+
+def load_yaml(path: str | Path, what: str = "recipe") -> tuple[Any, Any]:
+    """(data, root node) of the YAML file at `path`, or one ConfigError naming file, line and field."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        if size > MAX_BYTES:
+            raise ConfigError(f"{path}: {size:,} bytes is too large for a {what} (limit {MAX_BYTES:,})")
+        text = path.read_bytes().decode("utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read this {what} ({type(e).__name__}: {str(e)[:200]})") from None
+    return loads(text, str(path), what)
+
+
+def parse_scalar(text: str, origin: str) -> Any:
+    """One value from the command line, read as YAML with the same rules (`1e-5`, `[3, 5]`, `false`)."""
+    if len(text) > MAX_BYTES:
+        raise ConfigError(f"{origin}: value too large")
+    return loads(text, origin, "value", lines=False)[0]
+
+
+def line_of(root: Any, loc: tuple) -> int | None:
+    """The 1-based line of the YAML node at `loc` (or of its deepest existing parent)."""
+    node, line = root, None
+    for part in loc:
+        if node is None:
+            break
+        line = node.start_mark.line + 1
+        if isinstance(node, yaml.MappingNode):
+            nxt = None
+            for k, v in node.value:
+                if k.value == part:
+                    nxt, line = v, k.start_mark.line + 1
+                    break
+            node = nxt
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+        else:
+            node = None
+    if node is not None:
+        line = node.start_mark.line + 1
+    return line
+
+
+def format_validation_errors(err, origin: str, root: Any = None) -> str:
+    """A pydantic ValidationError as `file:line: field.path: problem` items joined by '; ' (lines from `root`)."""
+    lines = []
+    for e in err.errors():
+        loc = tuple(p for p in e["loc"])
+        path = ".".join(str(p) for p in loc) or "(recipe)"
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif e["type"] == "missing":
+            msg = "required field missing"
+        # a missing field has no line of its own: point at its section (none for a top-level field)
+        at = loc[:-1] if e["type"] == "missing" else loc
+        line = line_of(root, at) if root is not None and at else None
+        where = f"{origin}:{line}" if line else origin
+        lines.append(f"{where}: {path}: {msg}")
+    return "; ".join(lines)

@@ -1,0 +1,288 @@
+"""`curate report` from a fixture store (published curves, evaluated conditions with CIs, per-problem scores and
+behaviour rows, traces with verdicts, two real mixtures in a study folder), the headless-browser check, and
+`curate evals compare` with its paired bootstrap against hand-computed cases.
+
+The browser test needs Chromium (`apt-get install -y chromium`) and is skipped only when none is found.
+Run: python -m pytest -q tests/test_report.py
+"""
+from __future__ import annotations
+
+import base64
+import json
+import math
+import sys
+import xml.etree.ElementTree as ET
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "mix"))
+sys.path.insert(0, str(Path(__file__).parent))
+import fixture_store  # noqa: E402
+from browser import find_browser, render  # noqa: E402
+from conftest import run_cli  # noqa: E402
+
+from curate.evaluate.compare import paired_bootstrap, unpaired  # noqa: E402
+from curate.evaluate.results import import_results  # noqa: E402
+from curate.store.evals import plan_samples, write_evals  # noqa: E402
+
+PAPER = Path(__file__).parent / "fixtures" / "evals" / "paper_curves.csv"
+N = 40
+# Problems solved (out of N) per step: b dips below base at 10-20, then overtakes a (a ranking flip).
+SOLVED = {"cond-a": {0: 20, 10: 24, 20: 22, 40: 26, 80: 28}, "cond-b": {0: 20, 10: 14, 20: 18, 40: 27, 80: 34}}
+TOKENS = {"cond-a": {0: 900, 10: 1500, 20: 1400, 40: 1200, 80: 1100}, "cond-b": {0: 900, 10: 3000, 20: 2600, 40: 1500, 80: 1300}}
+
+
+def eval_rows() -> list[dict]:
+    rows = []
+    for run, by_step in SOLVED.items():
+        for step, k in by_step.items():
+            p = k / N
+            hw = 196 * math.sqrt(p * (1 - p) / N)
+            key = dict(run=run, checkpoint=f"{run}/step-{step}", step=step, suite="countdown", benchmark="countdown",
+                       settings_hash="s1", provenance="curate", n_problems=N, n_samples=N, complete=True)
+            rows.append({**key, "metric": "avg@1", "kind": "score", "value": 100 * p, "ci_low": 100 * p - hw,
+                         "ci_high": 100 * p + hw, "details": {"per_problem": {f"p{i:02d}": float(i < k) for i in range(N)}}})
+            rows.append({**key, "metric": "mean_tokens", "kind": "behaviour", "value": TOKENS[run][step]})
+            rows.append({**key, "metric": "truncation_rate", "kind": "behaviour", "value": TOKENS[run][step] / 200})
+    # a hub model evaluated outside a training run: no step, so a table row and no curve
+    rows.append(dict(run="hub-model", checkpoint="org/model", step=None, suite="countdown", benchmark="countdown",
+                     settings_hash="s1", provenance="curate", metric="avg@1", kind="score", value=61.0, complete=True))
+    return rows
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    from curate.mix import mix_recipe
+    from curate.mix.recipe import validate_recipe
+
+    root = tmp_path_factory.mktemp("report")
+    store = fixture_store.build(root / "store")
+    import_results(store, PAPER)
+    write_evals(store, eval_rows())
+    # two countdown traces (one correct, one incorrect) were sampled by an evaluation: not training data
+    planned = store.query("""SELECT s.id AS sample_id, s.problem_id, s.sample_index FROM traces s
+        WHERE source = 'countdown' QUALIFY row_number() OVER (PARTITION BY status ORDER BY s.id) = 1""").to_pylist()
+    plan_samples(store, [{**p, "run": "cond-a", "checkpoint": "c", "step": 0, "suite": "countdown",
+                          "benchmark": "countdown", "settings_hash": "s1"} for p in planned])
+    study = root / "study"
+    base = {"name": "t", "seed": 7, "size": 20, "filters": {"no_truncation": True},
+            "sources": [{"name": "qwen", "where": "domain = 'math' AND model ILIKE '%qwen3-32b%'"}]}
+    mix_recipe(validate_recipe({**base, "name": "half-incorrect", "quality": {"incorrect_fraction": 0.5}}), store,
+               study / "mixtures" / "half-incorrect")
+    mix_recipe(validate_recipe({**base, "name": "no-cot", "quality": {"strip_thinking": True}}), store,
+               study / "mixtures" / "no-cot")
+    out = root / "out"
+    r = run_cli("report", "--store", str(store.path), "--out", str(out), "--study", str(study), "--json")
+    assert r.returncode == 0, r.stderr
+    return {"store": store, "study": study, "out": out, "data": json.loads(r.stdout)}
+
+
+class Page(HTMLParser):
+    """Collects images, external references and unclosed tags; raises on mismatched nesting."""
+
+    VOID = {"meta", "img", "br", "hr", "link", "input", "source", "area", "base", "col", "wbr"}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stack: list[str] = []
+        self.images: list[str] = []
+        self.external: list[str] = []
+        self.scripts = 0
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "img":
+            self.images.append(a.get("src") or "")
+        if tag == "script":
+            self.scripts += 1
+        for k in ("src", "href"):
+            if a.get(k) and not a[k].startswith(("data:", "#")):
+                self.external.append(a[k])
+        if tag not in self.VOID:
+            self.stack.append(tag)
+
+    def handle_endtag(self, tag):
+        assert self.stack and self.stack[-1] == tag, f"</{tag}> closes <{self.stack[-1] if self.stack else None}>"
+        self.stack.pop()
+
+
+def parse(html_text: str) -> Page:
+    p = Page()
+    p.feed(html_text)
+    p.close()
+    assert p.stack == [], f"unclosed tags: {p.stack}"
+    return p
+
+
+def not_blank_png(data: bytes) -> None:
+    import io
+
+    import numpy as np
+    from matplotlib import image
+
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    px = image.imread(io.BytesIO(data), format="png")
+    assert px.shape[0] > 100 and px.shape[1] > 100
+    rgb = (px[..., :3] * 255).astype(np.int64)
+    assert rgb.std() > 10, "image is (nearly) a single colour"
+    assert len(np.unique(rgb[..., 0] * 65536 + rgb[..., 1] * 256 + rgb[..., 2])) > 20
+
+
+def test_report_html_parses_embeds_every_image_and_references_no_file(built):
+    page = parse((built["out"] / "report.html").read_text(encoding="utf-8"))
+    assert page.external == [] and page.scripts == 0
+    # countdown, gpqa_diamond, math500, behaviour, mixtures, verdicts
+    assert len(page.images) == 6
+    for src in page.images:
+        assert src.startswith("data:image/png;base64,")
+        not_blank_png(base64.b64decode(src.split(",", 1)[1]))
+
+
+def test_figures_exist_as_png_and_svg_and_are_not_blank(built):
+    figs = built["out"] / "figures"
+    stems = {"score_countdown", "score_gpqa_diamond", "score_math500", "behaviour", "mixtures", "verdicts"}
+    assert {p.stem for p in figs.glob("*.png")} == stems == {p.stem for p in figs.glob("*.svg")}
+    for stem in stems:
+        not_blank_png((figs / f"{stem}.png").read_bytes())
+        root = ET.parse(figs / f"{stem}.svg").getroot()
+        assert root.tag.endswith("svg") and len(list(root.iter())) > 50
+
+
+def test_json_numbers_dynamics_flips_mixtures_and_verdicts(built):
+    data = built["data"]
+    assert data == json.loads((built["out"] / "report.json").read_text())
+    assert data["skipped"] == {}
+    row = {(r["condition"], r["benchmark"]): r for r in data["table"]}
+    r4 = row[("qwen3-4b-math-cot", "math500")]
+    assert (r4["min_step"], r4["recovery"], r4["final_gain"], r4["best_step"]) == (20, "step 40", pytest.approx(15.4), 480)
+    assert row[("qwen3-1.7b-math-cot", "gpqa_diamond")]["recovery"] == "never"
+    b = row[("cond-b", "countdown")]
+    assert (b["base"], b["min_step"], b["dip_depth"], b["recovery"]) == (50.0, 10, 15.0, "step 40")
+    assert b["dip_significant"] is False  # 15 points on 40 problems is within the noise
+    [countdown] = [x for x in data["benchmarks"] if x["benchmark"] == "countdown"]
+    [flip] = countdown["flips"]
+    assert (flip["early_step"], flip["leader_early"], flip["leader_last"]) == (10, "cond-a", "cond-b")
+    beh = {r["run"]: r["points"] for r in data["behaviour"]}
+    assert beh["cond-b"][1] == {"step": 10, "mean_tokens": 3000.0, "truncation_rate": 15.0}
+    mixes = {m["name"]: m for m in data["mixtures"]}
+    assert mixes["half-incorrect"]["incorrect_share"] == 0.5 and mixes["half-incorrect"]["thinking_share"] == 1.0
+    assert mixes["half-incorrect"]["length_matching"]["same_bucket_share"] == 1.0
+    assert mixes["no-cot"]["thinking_share"] == 0.0 and mixes["no-cot"]["incorrect_share"] == 0.0
+    rates = {(v["source"], v["model"]): v for v in data["verdicts"]}
+    cd = rates[("countdown", fixture_store.QWEN)]
+    assert cd["rates"]["correct"] == 50.0 and cd["rates"]["incorrect"] == 50.0 and cd["traces"] == 22
+    assert data["unstepped"] == [{"run": "hub-model", "suite": "countdown", "benchmark": "countdown", "metric": "avg@1",
+                                  "value": 61.0, "ci_low": None, "ci_high": None, "n_problems": None}]
+
+
+def test_markdown_and_html_carry_the_table_and_the_flip_warning(built):
+    md = (built["out"] / "report.md").read_text()
+    html_text = (built["out"] / "report.html").read_text()
+    assert "| qwen3-4b-math-cot | math500 | avg@3 | 70.8 | 640 | 86.2 | 15.4 | 480 | 87.1 | 7.9 | 20 |" in md
+    assert "![math500](figures/score_math500.png)" in md
+    assert "| hub-model | countdown | countdown | avg@1 | 61.0 |" in md
+    for text in (md, html_text):
+        assert "countdown: at step 10 cond-a led by 25.0; at step 80 cond-b leads by 15.0" in text
+        assert "Left out" not in text
+
+
+def test_sections_without_data_are_left_out_with_a_reason(tmp_path, cli):
+    store = tmp_path / "store"
+    assert cli("evals", "import", str(PAPER), "--store", str(store)).returncode == 0
+    r = cli("report", "--store", str(store), "--out", str(tmp_path / "out"))
+    assert r.returncode == 0, r.stderr
+    assert "left out verdicts: the store holds no traces besides evaluation samples" in r.stdout
+    page = parse((tmp_path / "out" / "report.html").read_text())
+    assert len(page.images) == 2  # gpqa and math500 only: no empty axes for the missing sections
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "_Left out: no mean_tokens or truncation_rate rows with a training step" in md and "_Left out: no mixtures given" in md
+    assert sorted(p.name for p in (tmp_path / "out" / "figures").iterdir()) == [
+        "score_gpqa_diamond.png", "score_gpqa_diamond.svg", "score_math500.png", "score_math500.svg"]
+
+
+def test_bad_inputs_are_one_line_errors(tmp_path, cli):
+    store = tmp_path / "store"
+    cli("evals", "import", str(PAPER), "--store", str(store))
+    r = cli("report", "--store", str(store), "--out", str(tmp_path / "o"), "--mixtures", str(tmp_path))
+    assert r.returncode == 2 and "no manifest.json" in r.stderr and "Traceback" not in r.stderr
+    r = cli("report", "--store", str(tmp_path / "nope"), "--out", str(tmp_path / "o"))
+    assert r.returncode == 1 and "no store at" in r.stderr
+
+
+def test_missing_matplotlib_names_the_extra(tmp_path, cli):
+    blocker = tmp_path / "blocker" / "matplotlib"
+    blocker.mkdir(parents=True)
+    (blocker / "__init__.py").write_text("raise ImportError('blocked for this test')\n")
+    store = tmp_path / "store"
+    cli("evals", "import", str(PAPER), "--store", str(store))
+    from conftest import ROOT
+
+    r = cli("report", "--store", str(store), "--out", str(tmp_path / "o"), env={"PYTHONPATH": f"{blocker.parent}:{ROOT}"})
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines() == [
+        "error: curate report needs matplotlib: install curate's `report` extra, or pip install 'matplotlib>=3.7'"]
+
+
+@pytest.mark.skipif(find_browser() is None, reason="no Chromium/Chrome binary (apt-get install -y chromium)")
+def test_report_renders_in_headless_chromium_without_console_errors(built, tmp_path):
+    seen = render(find_browser(), built["out"] / "report.html", tmp_path / "profile")
+    assert seen["errors"] == []
+    assert seen["title"] == "curate evaluation report"
+    assert len(seen["images"]) == 6
+    for img in seen["images"]:
+        assert img["complete"] and img["width"] > 300 and img["height"] > 150 and img["shown"] > 100, img
+    not_blank_png(seen["screenshot"])
+
+
+# ------------------------------------------------------------------ compare
+def test_paired_bootstrap_two_problems_by_hand():
+    # differences 0 and 100 points: resampled means are 0 (1/4), 50 (1/2), 100 (1/4)
+    r = paired_bootstrap({"x": 0.0, "y": 0.0}, {"x": 0.0, "y": 1.0}, resamples=20000, seed=1)
+    assert r["diff"] == 50.0 and r["n_problems"] == 2
+    assert (r["ci_low"], r["ci_high"]) == (0.0, 100.0)
+    assert r["p_value"] == pytest.approx(0.5, abs=0.03)  # twice P(mean <= 0) = 2 * 1/4
+
+
+def test_paired_bootstrap_removes_shared_difficulty_that_unpaired_cis_keep():
+    a = {f"p{i}": float(i < 20) for i in range(40)}
+    b = {f"p{i}": float(i < 24) for i in range(40)}  # b solves everything a does, plus 4 more
+    r = paired_bootstrap(a, {**b, "extra": 1.0})
+    assert r["diff"] == pytest.approx(10.0) and r["only_b"] == 1 and r["n_problems"] == 40
+    assert r["ci_low"] > 0 and r["p_value"] < 0.05  # every difference is >= 0: a real effect
+    hw = lambda p: 196 * math.sqrt(p * (1 - p) / 40)  # noqa: E731
+    u = unpaired(50.0, 60.0, (50 - hw(.5), 50 + hw(.5)), (60 - hw(.6), 60 + hw(.6)))
+    assert u["ci_low"] < 0  # the same data, unpaired: indistinguishable from noise
+    same = paired_bootstrap({"p": 0.2, "q": 0.4}, {"p": 0.4, "q": 0.6})
+    assert (same["diff"], same["ci_low"], same["ci_high"], same["p_value"]) == pytest.approx((20.0, 20.0, 20.0, 0.0))
+
+
+def test_compare_cli_paired_with_per_problem_data_unpaired_without(built, cli):
+    r = cli("evals", "compare", "cond-a", "cond-b", "--store", str(built["store"].path), "--json")
+    assert r.returncode == 0, r.stderr
+    rows = {x["step"]: x for x in json.loads(r.stdout)["rows"]}
+    assert sorted(rows) == [0, 10, 20, 40, 80]
+    assert rows[0]["diff"] == 0 and rows[0]["significant"] is False
+    assert rows[10]["method"] == "paired bootstrap" and rows[10]["diff"] == pytest.approx(-25.0)
+    assert rows[10]["significant"] is True and rows[10]["ci_high"] < 0
+    r = cli("evals", "compare", "qwen3-1.7b-math-cot", "qwen3-4b-math-cot", "--benchmark", "math500",
+            "--store", str(built["store"].path))
+    assert r.returncode == 0, r.stderr
+    assert "no CI" in r.stdout and "+28.6" in r.stdout and "compared unpaired" in r.stderr
+    r = cli("evals", "compare", "cond-a", "ghost", "--store", str(built["store"].path))
+    assert r.returncode == 2 and "no complete score rows for run 'ghost'" in r.stderr
+
+
+def test_names_stay_plain_text_in_figures_and_html(tmp_path):
+    from curate.evaluate.report import build_report
+    from curate.store import TraceStore
+
+    st = TraceStore(tmp_path / "store")
+    write_evals(st, [dict(run=run, step=s, suite="x", benchmark="cost$1$", metric="avg@1", value=v, settings_hash="h",
+                          provenance="curate") for run in ("a$x$", "<script>alert(1)</script>")
+                     for s, v in ((0, 5.0), (10, 3.0), (20, 6.0))])
+    build_report(st, tmp_path / "out")
+    page = (tmp_path / "out" / "report.html").read_text()
+    assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "a$x$" in (tmp_path / "out" / "figures" / "score_cost_1_.svg").read_text()  # not rendered as mathtext
