@@ -125,10 +125,6 @@ def _conditions(spec: StudySpec, base: Path, root: Any, origin: str) -> list[tup
         data["sweep"] = {**data.get("sweep", {}), **cond.sweep}
         recipe = validate_recipe(data, origin=f"{origin}: conditions.{i} ({cond.name})")
         for suffix, point in recipe.expand_sweep():
-            if suffix:  # keep the base recipe's name, so equal points of different conditions share a mixture
-                d = point.model_dump(mode="json")
-                d["name"] = recipe.name
-                point = validate_recipe(d, origin=f"{origin}: conditions.{i} ({cond.name})")
             out.append((f"{cond.name}-{suffix}" if suffix else cond.name, cond.name, str(path), point))
     names = [n for n, _, _, _ in out]
     dup = sorted({n for n in names if names.count(n) > 1})
@@ -178,6 +174,7 @@ def _suite(spec: StudySpec, base: Path, root: Any, origin: str) -> str:
 
 def build_plan(study: str | Path, out: Optional[str | Path] = None) -> Plan:
     """Validate the study file and everything it names; return its cells and node DAG."""
+    from curate.mix.recipe import validate_recipe
     from curate.records import content_hash
     from curate.train.config import CONFIG_DIR, load_config
 
@@ -193,15 +190,17 @@ def build_plan(study: str | Path, out: Optional[str | Path] = None) -> Plan:
     by_hash: dict[str, str] = {}
     cond_mix: dict[str, str] = {}
     for name, _, rfile, recipe in conds:
-        h = recipe.hash()
+        # equal recipes (names aside) share one mixture, which is named after its first condition
+        h = recipe.model_copy(update={"name": "-"}).hash()
         if h not in by_hash:
             by_hash[h] = name
-            mixtures[name] = Mixture(name, recipe, rfile, [], out_dir / "mixtures" / name, out_dir / "recipes" / f"{name}.yaml")
+            named = validate_recipe({**recipe.model_dump(mode="json"), "name": name}, origin=f"{origin}: condition {name}")
+            mixtures[name] = Mixture(name, named, rfile, [], out_dir / "mixtures" / name, out_dir / "recipes" / f"{name}.yaml")
         mixtures[by_hash[h]].conditions.append(name)
         cond_mix[name] = by_hash[h]
     for m in mixtures.values():
         if len(m.conditions) > 1:
-            plan_warnings.append(f"conditions {', '.join(m.conditions)} resolve to the same recipe ({m.recipe.hash()[:12]}): "
+            plan_warnings.append(f"conditions {', '.join(m.conditions)} resolve to the same recipe: "
                                  f"they share mixture {m.id}")
 
     config = _find(base, spec.train.config, CONFIG_DIR)
