@@ -108,7 +108,7 @@ def test_schema_outputs_and_readme_table_in_sync():
     readme = (ROOT / "README.md").read_text()
     assert schema_markdown() in readme, "README schema table is stale: regenerate it with `curate schema --markdown`"
     r = run_cli("schema", "--json")
-    assert set(json.loads(r.stdout)) == {"problems", "samples", "verdicts", "features", "traces", "evals", "eval_samples"}
+    assert set(json.loads(r.stdout)) == {"problems", "samples", "verdicts", "features", "traces", "evals", "eval_samples", "lineage"}
 
 
 def test_readme_queries_run(filled):

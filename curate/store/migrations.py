@@ -5,6 +5,8 @@ touch it rather than guess. Add migrations at the end; never edit or reorder app
 """
 from __future__ import annotations
 
+from curate.store import lineage
+
 MIGRATIONS: list[tuple[str, str]] = [
     (
         "0001_initial",
@@ -61,6 +63,7 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
+    ("0004_study_runs", lineage.TABLE_SQL),
 ]
 
 KNOWN = {name for name, _ in MIGRATIONS}

@@ -6,6 +6,8 @@ README's schema table is generated from it and a test keeps the two equal.
 """
 from __future__ import annotations
 
+from curate.store import lineage
+
 VIEW_DOCS: dict[str, tuple[str, list[tuple[str, str]]]] = {
     "problems": ("One row per problem (content-hash id).", [
         ("id", "content hash of source, domain, prompt and reference"),
@@ -94,6 +96,7 @@ VIEW_DOCS: dict[str, tuple[str, list[tuple[str, str]]]] = {
         ("run, checkpoint, step, suite, benchmark, settings_hash", "as in `evals`"),
         ("created_at", "when it was planned"),
     ]),
+    "lineage": lineage.VIEW_DOC,
 }
 
 def schema_markdown() -> str:
@@ -117,6 +120,7 @@ def create_views(con, shard_files: list[str]) -> None:
     con.execute("CREATE OR REPLACE TEMP VIEW features AS SELECT * FROM feature_rows")
     con.execute("CREATE OR REPLACE TEMP VIEW evals AS SELECT * FROM eval_rows")
     con.execute("CREATE OR REPLACE TEMP VIEW eval_samples AS SELECT * FROM eval_sample_rows")
+    lineage.create_lineage_view(con)
     if shard_files:
         files = "[" + ", ".join("'" + f.replace("'", "''") + "'" for f in shard_files) + "]"
         con.execute(

@@ -1,0 +1,225 @@
+"""Executors: run a study's pending nodes here (`local`) or hand them to Slurm (`slurm`).
+
+local: nodes run as `python -m cli ...` subprocesses, one after another; with GPUs listed, one training
+or eval node per GPU at the same time (CUDA_VISIBLE_DEVICES), CPU nodes one at a time beside them. A
+child dies with the runner (PR_SET_PDEATHSIG), so a killed runner leaves no orphan writing outputs;
+the node is simply not marked done and runs again next time (training resumes from its last state).
+slurm: one sbatch script per node under OUT/slurm/, chained with --dependency=afterok; each script runs
+the node's plain command and then `curate study mark`, which writes the completion marker.
+Test: tests/test_study.py, tests/test_study_run.py.
+"""
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+from curate.study import state as st
+from curate.study.plan import Node, Plan
+
+ROOT = Path(__file__).resolve().parents[2]  # the checkout holding cli.py
+
+
+def python_argv(node: Node) -> list[str]:
+    return [sys.executable, "-m", "cli", *node.argv[1:]]
+
+
+def node_env(gpu: Optional[int] = None) -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env.setdefault("COLUMNS", "160")
+    if gpu is not None:
+        env["CUDA_VISIBLE_DEVICES"] = str(gpu)
+    return env
+
+
+def _die_with_parent() -> None:
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def report_available() -> bool:
+    r = subprocess.run([sys.executable, "-m", "cli", "report", "--help"], capture_output=True, cwd=ROOT, env=node_env())
+    return r.returncode == 0
+
+
+def error_line(log: Path) -> str:
+    """The error a failed node printed: its `error:` line (and hint), else the last line of its log."""
+    try:
+        lines = [ln.rstrip() for ln in log.read_text(encoding="utf-8", errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return "no log"
+    for i in range(len(lines) - 1, -1, -1):
+        if lines[i].startswith("error:"):
+            return lines[i] + (f" ({lines[i + 1].strip()})" if i + 1 < len(lines) and lines[i + 1].startswith("hint:") else "")
+    return lines[-1] if lines else "no output"
+
+
+def launch_argv(plan: Plan, node: Node) -> list[str]:
+    """The node's command as it must run now: a training run that was killed resumes from its last
+    complete state; one killed before any state starts over (its folder holds no finished work)."""
+    argv = python_argv(node)
+    if node.kind == "train":
+        from curate.train.layout import latest_state
+
+        run_dir = plan.cell(node.cell).run_dir
+        if run_dir.exists():
+            if (run_dir / "config.yaml").is_file() and latest_state(run_dir) is not None:
+                argv.append("--resume")
+            else:
+                shutil.rmtree(run_dir)
+    return argv
+
+
+class Local:
+    """Runs pending nodes here; `finish(node)` (from the runner) verifies and marks a node done."""
+
+    def __init__(self, plan: Plan, finish: Callable[[Node], Optional[str]], gpus: list[int], retries: int,
+                 echo: Callable[[str], None]) -> None:
+        self.plan, self.finish, self.gpus, self.retries, self.echo = plan, finish, list(gpus), retries, echo
+
+    def _start(self, node: Node, gpu: Optional[int]) -> tuple:
+        log = st.log_file(self.plan, node.id)
+        log.parent.mkdir(parents=True, exist_ok=True)
+        f = log.open("a", encoding="utf-8")
+        argv = launch_argv(self.plan, node)
+        f.write(f"$ {shlex.join(argv)}\n")
+        f.flush()
+        proc = subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=ROOT,
+                                env=node_env(gpu), preexec_fn=_die_with_parent)
+        st.mark_running(self.plan, node, proc.pid)
+        where = f" on GPU {gpu}" if gpu is not None else ""
+        self.echo(f"start {node.id}{where}" + (" (resuming)" if "--resume" in argv else ""))
+        return proc, f, gpu, time.monotonic()
+
+    def run(self, todo: list[Node]) -> dict:
+        pending = list(todo)
+        done: set[str] = set()
+        failed: dict[str, str] = {}
+        blocked: list[str] = []
+        attempts: dict[str, int] = {}
+        running: dict[str, tuple] = {}
+        free = list(self.gpus)
+        waiting_on = {n.id for n in todo}
+        while pending or running:
+            for node in list(pending):
+                if any(d in failed or d in blocked for d in node.deps):
+                    pending.remove(node)
+                    blocked.append(node.id)
+                    continue
+                if any(d in waiting_on and d not in done for d in node.deps):
+                    continue
+                if self.gpus:
+                    if node.gpu and not free:
+                        continue
+                    if not node.gpu and any(not self.plan.nodes[r].gpu for r in running):
+                        continue
+                elif running:
+                    break
+                pending.remove(node)
+                running[node.id] = self._start(node, free.pop(0) if (self.gpus and node.gpu) else None)
+            if not running:
+                continue
+            time.sleep(0.2)
+            for nid, (proc, f, gpu, t0) in list(running.items()):
+                rc = proc.poll()
+                if rc is None:
+                    continue
+                f.close()
+                del running[nid]
+                if gpu is not None:
+                    free.append(gpu)
+                node = self.plan.nodes[nid]
+                st.clear_running(self.plan, node)
+                err = error_line(st.log_file(self.plan, nid)) if rc != 0 else self.finish(node)
+                secs = time.monotonic() - t0
+                if err is None:
+                    done.add(nid)
+                    self.echo(f"done  {nid} in {secs:.1f}s")
+                    continue
+                st.mark_failed(self.plan, node, rc, err)
+                attempts[nid] = attempts.get(nid, 0) + 1
+                self.echo(f"FAILED {nid} after {secs:.1f}s (exit {rc}): {err}\n       log: {st.log_file(self.plan, nid)}")
+                if attempts[nid] <= self.retries:
+                    self.echo(f"retry {nid} ({attempts[nid]} of {self.retries})")
+                    pending.insert(0, node)
+                else:
+                    failed[nid] = err
+        return {"done": sorted(done), "failed": failed, "blocked": blocked}
+
+
+# ------------------------------------------------------------------ slurm
+def sbatch_script(plan: Plan, node: Node) -> str:
+    s = plan.spec.executor.slurm
+    log = st.log_file(plan, node.id)
+    lines = ["#!/bin/bash", f"#SBATCH --job-name={plan.spec.name}.{node.id.replace('/', '.')}",
+             f"#SBATCH --output={log.with_suffix('')}.%j.log", f"#SBATCH --cpus-per-task={s.cpus}", f"#SBATCH --time={s.time}"]
+    gpus = (s.gpus_train if node.kind == "train" else s.gpus_eval) if node.gpu else 0
+    if gpus:
+        lines.append(f"#SBATCH --gpus-per-node={gpus}")
+    if s.partition:
+        lines.append(f"#SBATCH --partition={s.partition}")
+    if s.account:
+        lines.append(f"#SBATCH --account={s.account}")
+    lines += [f"#SBATCH {opt}" for opt in s.sbatch]
+    py = shlex.quote(sys.executable)
+    lines += ["# curate study node: rerun by hand with the command below (from the checkout)", "set -euo pipefail", *s.setup,
+              f"cd {shlex.quote(str(ROOT))}", f"export PYTHONPATH={shlex.quote(str(ROOT))}${{PYTHONPATH:+:$PYTHONPATH}}"]
+    argv = python_argv(node)
+    if node.kind == "train":  # a requeued or resubmitted job continues its run
+        run_dir = shlex.quote(str(plan.cell(node.cell).run_dir))
+        lines.append(f"RESUME=(); if [ -d {run_dir}/state ] && [ -f {run_dir}/config.yaml ]; then RESUME=(--resume); "
+                     f"elif [ -d {run_dir} ]; then rm -rf {run_dir}; fi")
+        lines.append(shlex.join(argv) + ' "${RESUME[@]}"')
+    else:
+        lines.append(shlex.join(argv))
+    lines.append(f"{py} -m cli study mark {shlex.quote(str(plan.file))} --out {shlex.quote(str(plan.out))} "
+                 f"--node {shlex.quote(node.id)}")
+    return "\n".join(lines) + "\n"
+
+
+def submit_slurm(plan: Plan, todo: list[Node], dry_run: bool, echo: Callable[[str], None]) -> dict:
+    """Write one script per pending node and submit them in order with afterok dependencies."""
+    folder = plan.out / "slurm"
+    folder.mkdir(parents=True, exist_ok=True)
+    (plan.out / "logs").mkdir(parents=True, exist_ok=True)
+    pending = {n.id for n in todo}
+    jobs: dict[str, str] = {}
+    calls = []
+    for node in todo:
+        script = folder / (node.id.replace("/", "__") + ".sbatch")
+        script.write_text(sbatch_script(plan, node), encoding="utf-8")
+        script.chmod(0o755)
+        deps = [jobs[d] for d in node.deps if d in pending]
+        cmd = ["sbatch", "--parsable"] + ([f"--dependency=afterok:{':'.join(deps)}"] if deps else []) + [str(script)]
+        calls.append(cmd)
+        if dry_run:
+            jobs[node.id] = f"<{node.id}>"
+            echo(f"would run: {shlex.join(cmd)}")
+            continue
+        try:
+            r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        except FileNotFoundError:
+            from curate.errors import CurateError
+
+            raise CurateError("sbatch not found on PATH", hint="run on a Slurm login node, or use --dry-run to write the scripts") from None
+        if r.returncode != 0:
+            from curate.errors import CurateError
+
+            raise CurateError(f"sbatch refused {script.name}: {(r.stderr or r.stdout).strip().splitlines()[-1:]}",
+                              hint=f"jobs submitted so far are listed in {folder / 'jobs.json'}")
+        jobs[node.id] = r.stdout.strip().split(";")[0]
+        st.journal(plan, node.id, "submitted", job=jobs[node.id])
+        echo(f"submitted {node.id} as job {jobs[node.id]}" + (f" (after {', '.join(deps)})" if deps else ""))
+        (folder / "jobs.json").write_text(json.dumps(jobs, indent=2) + "\n")
+    return {"jobs": jobs, "scripts": str(folder), "calls": calls}
