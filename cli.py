@@ -191,6 +191,10 @@ def verifiers_list(json_: JsonOpt = False) -> None:
                    "sources": ",".join(r["sources"]), "origin": r["origin"], "description": r["description"]} for r in rows])
 
 
+ExecutorOpt = Annotated[str, typer.Option("--executor", help="local: this machine's processes; ray: a Ray cluster (pip install 'curate[ray]'; docs/scale.md).")]
+RayAddressOpt = Annotated[Optional[str], typer.Option("--ray-address", help="With --executor ray: the cluster (auto, HOST:PORT, ray://HOST:10001; default: this node's cluster, else a local one).")]
+
+
 @app.command()
 def verify(
     store: StoreOpt = DEFAULT_STORE,
@@ -201,9 +205,12 @@ def verify(
     batch_size: Annotated[int, typer.Option(help="Verdicts written per store transaction (a kill loses at most one batch).")] = 500,
     self_test_every: Annotated[int, typer.Option(help="Re-run each verifier's self-test after this many batches; a batch is written only after it passes.")] = 1,
     max_error_share: Annotated[float, typer.Option(help="Exit non-zero when a verifier's share of `error` verdicts is above this.")] = 0.01,
+    executor: ExecutorOpt = "local",
+    ray_address: RayAddressOpt = None,
     json_: JsonOpt = False,
 ) -> None:
     """Label stored samples that lack a verdict, in worker processes with a hard per-response timeout."""
+    import functools
     import json
     import time
 
@@ -211,7 +218,12 @@ def verify(
 
     from curate.errors import InputError
     from curate.label import label_store
+    from curate.scale import check_executor
 
+    if check_executor(executor, ray_address) == "ray":
+        from curate.scale.ray_executor import label_store as ray_label_store
+
+        label_store = functools.partial(ray_label_store, address=ray_address)
     if not 0.0 <= max_error_share <= 1.0:
         raise InputError(f"--max-error-share must be between 0 and 1, got {max_error_share:g}")
     st = _store(store)
@@ -353,6 +365,8 @@ def generate_cmd(
     flush_every: Annotated[int, typer.Option(hidden=True)] = 2000,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print what would run; generate nothing.")] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    executor: ExecutorOpt = "local",
+    ray_address: RayAddressOpt = None,
     json_: JsonOpt = False,
 ) -> None:
     """Sample traces for the selected problems into the store; rerun the same command to resume."""
@@ -373,7 +387,8 @@ def generate_cmd(
     cfg = RunConfig(n=n, seed=seed, template=template or DEFAULT_TEMPLATE, system=system, shard=parse_shard(shard),
                     limit=limit, flush_every=flush_every)
     report = generate(_store(store), problems, backend, model, sampling=sampling, options=opts, revision=revision,
-                      run_config=cfg, dry_run=dry_run, progress=progress and not json_)
+                      run_config=cfg, dry_run=dry_run, progress=progress and not json_, executor=executor,
+                      ray_address=ray_address)
     d = report.to_dict()
     if json_:
         print(json.dumps(d, default=str))
@@ -553,6 +568,8 @@ def eval_cmd(
     lm_eval_include: Annotated[Optional[Path], typer.Option(help="A folder of extra lm-eval task YAMLs.")] = None,
     progress: Annotated[bool, typer.Option(help="Show progress.")] = True,
     flush_every: Annotated[int, typer.Option(hidden=True)] = 64,
+    executor: ExecutorOpt = "local",
+    ray_address: RayAddressOpt = None,
     json_: JsonOpt = False,
 ) -> None:
     """Evaluate checkpoints on a suite: generate, verify and score into the store's `evals` table (resumable)."""
@@ -568,7 +585,8 @@ def eval_cmd(
     rep = evaluate_command(_store(store), target, suite, base=base, run=run, steps=steps, benchmarks=benchmark or None,
                            backend=backend, model=model, backend_options=_kv(option, "--option"), overrides=overrides,
                            judge=judge, judge_model=judge_model, workers=workers, jobs=jobs, gpus=gpus, lm_eval=lm_eval,
-                           lm_eval_include=lm_eval_include, progress=progress and not json_, flush_every=flush_every, say=say)
+                           lm_eval_include=lm_eval_include, progress=progress and not json_, flush_every=flush_every, say=say,
+                           executor=executor, ray_address=ray_address)
     if json_:
         print(json.dumps(rep.to_dict(), default=str))
     else:

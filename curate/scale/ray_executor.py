@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
-from curate.errors import BackendError, ConfigError, CurateError, StoreError
+from curate.errors import BackendError, ConfigError, CurateError, InputError, StoreError
 
 __all__ = ["BackendSpec", "session", "generate", "label_store"]
 
@@ -199,6 +199,15 @@ class BackendSpec:
     sampling: Any
     options: dict = field(default_factory=dict)
     revision: str | None = None
+
+    def __post_init__(self) -> None:
+        """Bad options or a missing model fail here on the driver, in one line, before Ray starts anything."""
+        from curate.generate import _config_cls
+        from curate.tasks.base import build_config
+
+        build_config(_config_cls(self.name), dict(self.options))
+        if self.name != "synthetic" and not self.model:
+            raise InputError(f"the {self.name} backend needs --model")
 
     def build(self) -> Any:
         from curate.generate import make_backend
