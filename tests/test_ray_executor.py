@@ -21,7 +21,7 @@ from curate.records import Problem, Sample  # noqa: E402
 from curate.scale import ray_executor as X  # noqa: E402
 from curate.store import TraceStore  # noqa: E402
 from curate.tasks import iter_problems  # noqa: E402
-from tests.conftest import ROOT, run_cli  # noqa: E402
+from tests.conftest import run_cli  # noqa: E402
 
 SAMPLING = SamplingParams(max_tokens=4096)
 OPTIONS = {"wrong_share": 0.3}  # some traces reach a wrong answer, so verdicts are not all `correct`
@@ -29,8 +29,7 @@ OPTIONS = {"wrong_share": 0.3}  # some traces reach a wrong answer, so verdicts 
 
 @pytest.fixture(scope="module", autouse=True)
 def ray_session():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})  # workers import this checkout
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)  # workers get this checkout's sys.path
     yield
     ray.shutdown()
 
@@ -84,7 +83,7 @@ def test_same_ids_texts_and_verdicts_as_the_local_executor_and_a_rerun_does_noth
     assert _verdicts(st) == _verdicts(local)
     statuses = {v["status"] for v in _verdicts(st)}
     assert statuses == {"correct", "incorrect"}
-    assert X.label_store(st, workers=2).labeled == 0  # only what lacks a verdict is judged
+    assert X.label_store(st, workers=2).labeled == 0  # only what lacks a verdict is judged (and Ray is not needed)
 
 
 def test_a_labeling_worker_killed_mid_batch_is_retried_with_no_loss_and_no_duplicates(tmp_path, monkeypatch):
@@ -115,6 +114,7 @@ def test_a_generation_worker_killed_after_writing_its_shard_leaves_one_row_per_i
 
 def test_workers_that_cannot_see_the_store_stop_with_one_line(tmp_path, monkeypatch):
     st = _store(tmp_path / "store")
+    _add_math(st)
     monkeypatch.setenv(X.FAULT_ENV, "hide_store=1")
     with pytest.raises(StoreError) as e:
         X.label_store(st, workers=1)

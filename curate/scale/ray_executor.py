@@ -32,6 +32,7 @@ Test: `python -m pytest -q tests/test_ray_executor.py`.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import math
 import os
@@ -81,14 +82,9 @@ def session(address: str | None = None) -> Iterator[Any]:
     if ray.is_initialized():
         yield ray
         return
-    import curate
-
+    # Ray hands the driver's sys.path to its workers, so a local instance runs this checkout's code; a
+    # per-job runtime_env would cost seconds per actor start.
     kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING}
-    if address in (None, "local") and not os.environ.get("RAY_ADDRESS") or address == "local":
-        # a local instance's workers import this checkout, not whatever `curate` the environment has installed
-        root = str(Path(curate.__file__).resolve().parents[1])
-        path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
-        kwargs["runtime_env"] = {"env_vars": {"PYTHONPATH": path}}
     try:
         ray.init(address=address, **kwargs)
     except (ConnectionError, RuntimeError, ValueError) as e:
@@ -145,7 +141,8 @@ def _get(ray: Any, refs: Any) -> Any:
         return ray.get(refs)
     except ray.exceptions.RayError as e:
         lines = [ln for ln in str(e).strip().splitlines() if ln.strip()]
-        raise CurateError(f"a Ray worker failed after {RETRIES} retries: {lines[-1] if lines else type(e).__name__}",
+        why = "died (restarts used up)" if isinstance(e, ray.exceptions.RayActorError) else "failed"
+        raise CurateError(f"a Ray worker {why}: {lines[-1] if lines else type(e).__name__}",
                           hint="what is stored is kept; rerun the same command to resume") from None
 
 
@@ -213,6 +210,18 @@ class BackendSpec:
         from curate.generate import make_backend
 
         return make_backend(self.name, self.model, self.sampling, self.options, self.revision)
+
+    def local_identity(self, cfg: Any) -> Any:
+        """The generator identity built here for backends that load no model (synthetic, openai); else None."""
+        if self.name not in ("synthetic", "openai"):
+            return None
+        from curate.generate.runner import generator_identity
+
+        backend = self.build()
+        try:
+            return _Identity(generator_identity(backend, cfg))
+        finally:
+            backend.close()
 
     def resources(self, cluster: dict) -> tuple[dict, int]:
         """(Ray resources of one actor, how many actors the cluster holds)."""
@@ -297,18 +306,25 @@ def generate(store: Any, spec: BackendSpec, where: str | None = None, cfg: Any =
     store_path = store.path.resolve()
     if store.pending_shards():
         store.commit_pending()  # shards a killed run left behind count as done before we plan
+    ident = identity if identity is not None else spec.local_identity(cfg)
+    if ident is not None:
+        requests, report = plan(store, where, ident, cfg, params)
+        if not requests:  # everything is stored: no Ray, no model
+            report.elapsed_s = time.perf_counter() - t0
+            return report
     with session(address) as ray:
         per_actor, fits = spec.resources(ray.cluster_resources())
         worker_cls = ray.remote(max_restarts=RETRIES, max_task_retries=RETRIES, **per_actor)(_GenerateWorker)
         actors = [worker_cls.remote(spec, str(store_path), faults)]
         try:
             _ready(ray, actors)
-            ident = identity if identity is not None else _Identity(_get(ray, actors[0].identity.remote(cfg)))
-            requests, report = plan(store, where, ident, cfg, params)
+            if ident is None:  # a model-backed backend reports its identity from the worker that loaded it
+                ident = _Identity(_get(ray, actors[0].identity.remote(cfg)))
+                requests, report = plan(store, where, ident, cfg, params)
+                if not requests:
+                    report.elapsed_s = time.perf_counter() - t0
+                    return report
             report.run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
-            if not requests:
-                report.elapsed_s = time.perf_counter() - t0
-                return report
             gen = generator_identity(ident, cfg)
             n = max(1, min(workers or fits, fits))
             size = max(1, min(cfg.flush_every, math.ceil(len(requests) / (2 * n))))
@@ -370,18 +386,20 @@ def _run_batches(ray: Any, actors: list, batches: list, gen: dict, report: Any, 
 
 class _LabelWorker:
     def __init__(self, preload: list[str], grace_s: float, faults: dict) -> None:
-        from verifiers.pool import PoolError, VerifierPool
+        from verifiers.pool import VerifierPool
 
         self.faults = faults
-        self.error = None
         self.pool = VerifierPool(workers=1, grace_s=grace_s, preload=preload)
+
+    def ready(self) -> tuple[str, Any]:
+        """Start the verifier process (a restarted actor starts it on its first batch instead)."""
+        from verifiers.pool import PoolError
+
         try:
             self.pool.start()
         except PoolError as e:
-            self.error = str(e)
-
-    def ready(self) -> tuple[str, Any]:
-        return _host(), None if self.error is None else (f"verifier workers cannot start: {self.error}", None)
+            return _host(), (f"verifier workers cannot start: {e}", None)
+        return _host(), None
 
     def can_see(self, *args: Any) -> tuple[str, str | None]:
         return _can_see(*args)
@@ -419,17 +437,27 @@ def label_store(store: Any, verifier: str | None = None, workers: int = 2, relab
     t0 = time.monotonic()
     report = L.LabelReport()
     steps, versions, preload = L.prepare(store, verifier, where, options, report)
+    work = []  # (verifier, its batches) for the verifiers with something to judge: no Ray at all otherwise
+    for name, pred in steps:
+        batches = store.unlabeled(name, versions[name], where=pred, relabel=relabel, batch_size=batch_size)
+        first = next(batches, None)
+        if first is not None:
+            work.append((name, itertools.chain([first], batches)))
     faults = _faults()
+    if not work:
+        report.seconds = time.monotonic() - t0
+        return report
     with session(address) as ray:
         worker_cls = ray.remote(num_cpus=1, max_restarts=RETRIES, max_task_retries=RETRIES)(_LabelWorker)
         actors = [worker_cls.remote(preload, grace_s, faults) for _ in range(workers)]
         try:
+            _require_visible(ray, store.path.resolve(), actors, False, faults)  # before any verifier starts
             _ready(ray, actors)
-            _require_visible(ray, store.path.resolve(), actors, False, faults)
-            for name, _ in steps:  # every verifier proves itself on every worker before anything is labeled
+            for name, _ in work:  # every verifier proves itself on every worker before anything is labeled
                 _confirm(ray, actors, name, options, report)
-            for name, pred in steps:
-                batches = store.unlabeled(name, versions[name], where=pred, relabel=relabel, batch_size=batch_size)
+            piece = max(1, math.ceil(batch_size / workers))  # every store batch keeps every actor busy
+            for name, batches in work:
+                batches = (b[i:i + piece] for b in batches for i in range(0, len(b), piece))
                 _label_step(ray, actors, name, options, batches, self_test_every, relabel, store, report, progress)
         finally:
             _stop(ray, actors)
