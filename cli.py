@@ -192,7 +192,7 @@ def verifiers_list(json_: JsonOpt = False) -> None:
 
 
 ExecutorOpt = Annotated[str, typer.Option("--executor", help="local: this machine's processes; ray: a Ray cluster (pip install 'curate[ray]'; docs/scale.md).")]
-RayAddressOpt = Annotated[Optional[str], typer.Option("--ray-address", help="With --executor ray: the cluster (auto, HOST:PORT, ray://HOST:10001; default: this node's cluster, else a local one).")]
+RayAddressOpt = Annotated[Optional[str], typer.Option("--ray-address", help="With --executor ray: a running cluster (auto, HOST:PORT, ray://HOST:10001); default: RAY_ADDRESS, else a local instance.")]
 
 
 @app.command()

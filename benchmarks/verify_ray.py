@@ -52,7 +52,8 @@ def main() -> None:
 
     cases = make_cases(args.n)
     t0 = time.perf_counter()
-    ray.init(num_cpus=args.workers, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+    ray.init(num_cpus=args.workers, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
+             _system_config=ray_executor.LOCAL_SYSTEM_CONFIG)  # what `--executor ray` starts locally
     ray_start = time.perf_counter() - t0
     local_t, ray_t, differ = [], [], []
     try:

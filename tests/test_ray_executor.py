@@ -29,7 +29,8 @@ OPTIONS = {"wrong_share": 0.3}  # some traces reach a wrong answer, so verdicts 
 
 @pytest.fixture(scope="module", autouse=True)
 def ray_session():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)  # workers get this checkout's sys.path
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,  # workers get this checkout's sys.path
+             _system_config=X.LOCAL_SYSTEM_CONFIG)
     yield
     ray.shutdown()
 

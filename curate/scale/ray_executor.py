@@ -8,9 +8,10 @@ checks. What goes to Ray workers: the backends and the verifiers.
   the driver's generator identity and writes them as one Parquet shard into `<store>/shards/` through the
   producer protocol (`TraceStore.write_shard`: temp file + rename); the driver commits pending shards
   (`TraceStore.commit_pending`) every `commit_s` seconds and at the end.
-- Labeling: `TraceStore.unlabeled` batches stream from the driver to verifier actors, each holding a
-  one-process `verifiers.pool.VerifierPool` (the same hard per-response kill as the local executor). Each
-  actor runs every verifier's self-test before labeling and after every `self_test_every` of its batches;
+- Labeling: `TraceStore.unlabeled` batches stream from the driver to verifier actors, one per node's worth
+  of CPUs, each holding a `verifiers.pool.VerifierPool` with a process per CPU (the same hard per-response
+  kill as the local executor). Each actor runs every verifier's self-test before labeling and again once
+  it has judged `self_test_every` x `batch_size` traces;
   the driver writes an actor's verdicts (`store.add_verdicts`) only once a later self-test on that actor has
   passed, so a failing environment discards its unconfirmed stretch exactly as `curate.label` does.
 - Failures: actors are restarted and their in-flight calls retried by Ray (`max_restarts`,
@@ -49,6 +50,9 @@ __all__ = ["BackendSpec", "session", "generate", "label_store"]
 FAULT_ENV = "CURATE_RAY_TEST_FAULTS"
 RETRIES = 3  # restarts of a dead actor, and retries of each call it had in flight
 PROBE_PREFIX = ".ray-probe-"
+# Ray runs its workers at nice 15 by default; verifier and backend workers are this command's real work, so a
+# local instance runs them at the priority the local executor's processes have (docs/scale.md).
+LOCAL_SYSTEM_CONFIG = {"worker_niceness": 0}
 
 
 def _import_ray() -> Any:
@@ -75,21 +79,25 @@ def _kill_once(marker: str | None) -> None:
 def session(address: str | None = None) -> Iterator[Any]:
     """Ray for the duration of a command. A session already started in this process is reused and left running.
 
-    `address`: None connects to the cluster this node belongs to (RAY_ADDRESS, or one started with `ray start`)
-    and otherwise starts a local instance; "local" always starts one; "auto", "HOST:PORT" or "ray://HOST:10001"
-    name a running cluster."""
+    `address`: None uses RAY_ADDRESS when it is set and otherwise starts a local instance on this machine's
+    CPUs (and GPUs); "auto", "HOST:PORT" or "ray://HOST:10001" name a running cluster."""
     ray = _import_ray()
     if ray.is_initialized():
         yield ray
         return
-    # Ray hands the driver's sys.path to its workers, so a local instance runs this checkout's code; a
-    # per-job runtime_env would cost seconds per actor start.
+    # Ray hands the driver's sys.path to its workers, so a local instance runs this checkout's code (a per-job
+    # runtime_env would cost seconds per actor start).
     kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING}
+    if address is None and os.environ.get("RAY_ADDRESS"):
+        address = os.environ["RAY_ADDRESS"]
+    if address in (None, "local"):
+        address = "local"
+        kwargs["_system_config"] = LOCAL_SYSTEM_CONFIG
     try:
         ray.init(address=address, **kwargs)
     except (ConnectionError, RuntimeError, ValueError) as e:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise ConfigError(f"cannot start or reach Ray at {address or 'the default address'}: {first}",
+        raise ConfigError(f"cannot start or reach Ray at {address}: {first}",
                           hint="start a cluster with `ray start --head` (docs/scale.md) or leave out --ray-address") from None
     try:
         yield ray
@@ -385,11 +393,11 @@ def _run_batches(ray: Any, actors: list, batches: list, gen: dict, report: Any, 
 
 
 class _LabelWorker:
-    def __init__(self, preload: list[str], grace_s: float, faults: dict) -> None:
+    def __init__(self, preload: list[str], grace_s: float, faults: dict, processes: int) -> None:
         from verifiers.pool import VerifierPool
 
         self.faults = faults
-        self.pool = VerifierPool(workers=1, grace_s=grace_s, preload=preload)
+        self.pool = VerifierPool(workers=processes, grace_s=grace_s, preload=preload)
 
     def ready(self) -> tuple[str, Any]:
         """Start the verifier process (a restarted actor starts it on its first batch instead)."""
@@ -429,8 +437,8 @@ def label_store(store: Any, verifier: str | None = None, workers: int = 2, relab
                 where: str | None = None, batch_size: int = 500, options: dict | None = None,
                 progress: Callable[[int, str], None] | None = None, grace_s: float = 1.0, self_test_every: int = 1,
                 address: str | None = None) -> Any:
-    """`curate.label.label_store` on Ray (`workers` verifier actors of one CPU each); returns a LabelReport with
-    the same verdicts. Raises CurateError when a verifier fails its self-test on any worker."""
+    """`curate.label.label_store` on Ray (`workers` verifier processes in all, one actor per node's worth);
+    returns a LabelReport with the same verdicts. Raises CurateError when a verifier fails its self-test."""
     from curate import label as L
 
     L.check_args(store, workers, batch_size, self_test_every)
@@ -448,21 +456,30 @@ def label_store(store: Any, verifier: str | None = None, workers: int = 2, relab
         report.seconds = time.monotonic() - t0
         return report
     with session(address) as ray:
-        worker_cls = ray.remote(num_cpus=1, max_restarts=RETRIES, max_task_retries=RETRIES)(_LabelWorker)
-        actors = [worker_cls.remote(preload, grace_s, faults) for _ in range(workers)]
+        worker_cls = ray.remote(max_restarts=RETRIES, max_task_retries=RETRIES)(_LabelWorker)
+        actors = [worker_cls.options(num_cpus=k).remote(preload, grace_s, faults, k) for k in _actor_sizes(ray, workers)]
         try:
             _require_visible(ray, store.path.resolve(), actors, False, faults)  # before any verifier starts
             _ready(ray, actors)
             for name, _ in work:  # every verifier proves itself on every worker before anything is labeled
                 _confirm(ray, actors, name, options, report)
-            piece = max(1, math.ceil(batch_size / workers))  # every store batch keeps every actor busy
+            piece = max(1, math.ceil(batch_size / len(actors)))  # every store batch keeps every actor busy
             for name, batches in work:
                 batches = (b[i:i + piece] for b in batches for i in range(0, len(b), piece))
-                _label_step(ray, actors, name, options, batches, self_test_every, relabel, store, report, progress)
+                _label_step(ray, actors, name, options, batches, self_test_every, batch_size, relabel, store, report,
+                            progress)
         finally:
             _stop(ray, actors)
     report.seconds = time.monotonic() - t0
     return report
+
+
+def _actor_sizes(ray: Any, workers: int) -> list[int]:
+    """Verifier processes per actor: one actor per node's worth of CPUs (so a node runs one warm forkserver and
+    a batch crosses one process boundary, as in the local pool), `workers` processes in all."""
+    node_cpus = max((int(n["Resources"].get("CPU", 0)) for n in ray.nodes() if n.get("Alive")), default=1)
+    per = max(1, min(workers, node_cpus))
+    return [per] * (workers // per) + ([workers % per] if workers % per else [])
 
 
 def _confirm(ray: Any, actors: list, name: str, options: dict | None, report: Any) -> None:
@@ -480,20 +497,29 @@ def _confirm(ray: Any, actors: list, name: str, options: dict | None, report: An
     report.self_tests += 1
 
 
-def _label_step(ray: Any, actors: list, name: str, options: dict | None, batches: Iterable, every: int,
-                relabel: bool, store: Any, report: Any, progress: Callable | None) -> None:
-    """Stream one verifier's batches through the actors. An actor's verdicts are held until a self-test on that
-    actor passes after them (every `every` of its batches, and once more at the end for what is left)."""
+def _label_step(ray: Any, actors: list, name: str, options: dict | None, pieces: Iterable, every: int,
+                batch_size: int, relabel: bool, store: Any, report: Any, progress: Callable | None) -> None:
+    """Stream one verifier's pieces through the actors. An actor's verdicts are held until a self-test on that
+    actor passes after them: once it has judged `every` x `batch_size` traces since its last one (the local
+    executor's cadence, counted per worker environment), and once more at the end for what is left. Confirmed
+    verdicts are written `batch_size` at a time, one store transaction each."""
     from curate.label import SELF_TEST_HINT
 
-    sent = [0] * len(actors)
+    since = [0] * len(actors)  # traces sent to each actor since its last requested self-test
     held: list[list] = [[] for _ in actors]
+    confirmed: list = []
 
-    def call(i: int, batch: list) -> Any:
-        sent[i] += 1
-        return actors[i].label.remote(name, options, batch, sent[i] % every == 0)
+    def call(i: int, piece: list) -> Any:
+        since[i] += len(piece)
+        check = since[i] >= every * batch_size
+        if check:
+            since[i] = 0
+        return actors[i].label.remote(name, options, piece, check)
 
-    for i, batch, res in _stream(ray, actors, call, batches):
+    def write(verdicts: list) -> None:
+        report.written += store.add_verdicts(verdicts, replace=relabel)
+
+    for i, _, res in _stream(ray, actors, call, pieces):
         if res["failed"]:
             raise CurateError(res["failed"], hint=SELF_TEST_HINT)
         held[i] += res["verdicts"]
@@ -502,11 +528,16 @@ def _label_step(ray: Any, actors: list, name: str, options: dict | None, batches
             report.count(v)
         if progress:
             progress(len(res["verdicts"]), name)
-        if res["probes"] is not None:  # this actor passed a self-test after all it holds
+        if res["probes"] is not None:  # this actor passed a self-test after everything it holds
             report.self_tests += 1
-            report.written += store.add_verdicts(held[i], replace=relabel)
+            confirmed += held[i]
             held[i] = []
+            if len(confirmed) >= batch_size:
+                write(confirmed)
+                confirmed = []
     left = [i for i, h in enumerate(held) if h]
     if left:
         _confirm(ray, [actors[i] for i in left], name, options, report)
-        report.written += store.add_verdicts([v for i in left for v in held[i]], replace=relabel)
+        confirmed += [v for i in left for v in held[i]]
+    if confirmed:
+        write(confirmed)
