@@ -13,7 +13,7 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from curate.errors import StoreError  # noqa: E402
+from curate.errors import InputError, StoreError  # noqa: E402
 from curate.generate import SamplingParams, make_backend  # noqa: E402
 from curate.generate.runner import RunConfig, run  # noqa: E402
 from curate.label import label_store  # noqa: E402
@@ -164,3 +164,11 @@ def test_cli_on_a_running_cluster_and_a_store_it_cannot_see(tmp_path):
     assert hidden.returncode != 0 and "Traceback" not in hidden.stderr
     lines = [ln for ln in hidden.stderr.splitlines() if ln.strip()]
     assert lines[0].startswith("error:") and "cannot read the store directory" in lines[0], hidden.stderr
+
+
+def test_a_backend_error_on_a_worker_is_the_local_executor_s_error(tmp_path):
+    st = _store(tmp_path / "store", problems=2)
+    st.add_problems([Problem("math500", "math", "What is 2+2?", "4")])
+    with pytest.raises(InputError, match="only writes Countdown traces") as e:  # exit code 2, as locally
+        X.generate(st, X.BackendSpec("synthetic", None, SAMPLING, {}), None, RunConfig(), progress=False)
+    assert "rerun the same command to resume" in e.value.message

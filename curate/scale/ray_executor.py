@@ -261,7 +261,7 @@ class _GenerateWorker:
         try:
             self.backend = spec.build()
         except CurateError as e:
-            self.error = (e.message, e.hint)
+            self.error = _error(e)
 
     def ready(self) -> tuple[str, Any]:
         return _host(), self.error
@@ -290,7 +290,7 @@ class _GenerateWorker:
                 out["completion_tokens"] += c.completion_tokens or 0
                 out["truncated"] += c.finish_reason == "length"
         except CurateError as e:
-            out["error"] = (e.message, e.hint)
+            out["error"] = _error(e)
         if samples:
             self.store.write_shard(samples)  # one shard per batch; a retry after a kill may write it twice
             _kill_once(self.faults.get("kill_generate_once"))
@@ -314,9 +314,11 @@ def generate(store: Any, spec: BackendSpec, where: str | None = None, cfg: Any =
     store_path = store.path.resolve()
     if store.pending_shards():
         store.commit_pending()  # shards a killed run left behind count as done before we plan
+    run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
     ident = identity if identity is not None else spec.local_identity(cfg)
     if ident is not None:
         requests, report = plan(store, where, ident, cfg, params)
+        report.run_id = run_id
         if not requests:  # everything is stored: no Ray, no model
             report.elapsed_s = time.perf_counter() - t0
             return report
@@ -329,10 +331,10 @@ def generate(store: Any, spec: BackendSpec, where: str | None = None, cfg: Any =
             if ident is None:  # a model-backed backend reports its identity from the worker that loaded it
                 ident = _Identity(_get(ray, actors[0].identity.remote(cfg)))
                 requests, report = plan(store, where, ident, cfg, params)
+                report.run_id = run_id
                 if not requests:
                     report.elapsed_s = time.perf_counter() - t0
                     return report
-            report.run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
             gen = generator_identity(ident, cfg)
             n = max(1, min(workers or fits, fits))
             size = max(1, min(cfg.flush_every, math.ceil(len(requests) / (2 * n))))
@@ -340,14 +342,16 @@ def generate(store: Any, spec: BackendSpec, where: str | None = None, cfg: Any =
             actors += [worker_cls.remote(spec, str(store_path), faults) for _ in range(min(n, len(batches)) - 1)]
             _ready(ray, actors)
             _require_visible(ray, store_path, actors, True, faults)
-            errors, missing = _run_batches(ray, actors, batches, gen, report, cfg, store, progress)
+            try:
+                errors, missing = _run_batches(ray, actors, batches, gen, report, cfg, store, progress)
+            except CurateError:
+                report.committed += store.commit_pending()  # keep what the finished batches wrote
+                raise
         finally:
             _stop(ray, actors)
     report.committed += store.commit_pending()
     if errors:
-        msg, hint = errors[0]
-        raise BackendError(f"{msg} ({report.generated} samples of this run are stored; rerun the same command to resume)",
-                           hint=hint)
+        raise _rebuild(errors[0], f" ({report.generated} samples of this run are stored; rerun the same command to resume)")
     if missing:
         raise BackendError(f"backend {spec.name} returned no result for {missing} requests",
                            hint="rerun the same command to generate the missing samples")
@@ -358,8 +362,23 @@ def generate(store: Any, spec: BackendSpec, where: str | None = None, cfg: Any =
 def _ready(ray: Any, actors: list) -> None:
     for host, error in _get(ray, [a.ready.remote() for a in actors]):
         if error:
-            msg, hint = error
-            raise BackendError(f"{msg} (on Ray node {host})", hint=hint)
+            raise _rebuild(error, f" (on Ray node {host})")
+
+
+def _error(e: CurateError) -> tuple[str, str, str | None]:
+    """A worker's typed error as data: (class name, message, hint)."""
+    return type(e).__name__, e.message, e.hint
+
+
+def _rebuild(error: tuple, suffix: str = "") -> CurateError:
+    """The worker's error on the driver, with its type (so the exit code matches the local executor's)."""
+    from curate import errors as E
+
+    name, message, hint = error
+    cls = getattr(E, name, None)
+    if not (isinstance(cls, type) and issubclass(cls, CurateError)):
+        cls = BackendError
+    return cls(message + suffix, hint=hint)
 
 
 def _run_batches(ray: Any, actors: list, batches: list, gen: dict, report: Any, cfg: Any, store: Any,
@@ -371,14 +390,15 @@ def _run_batches(ray: Any, actors: list, batches: list, gen: dict, report: Any, 
     missing = 0
     last_commit = time.perf_counter()
     try:
-        for _, batch, res in _stream(ray, actors, lambda i, b: actors[i].generate.remote(b, gen, report.run_id), batches):
+        for _, _, res in _stream(ray, actors, lambda i, b: actors[i].generate.remote(b, gen, report.run_id), batches):
             report.generated += res["generated"]
             report.prompt_tokens += res["prompt_tokens"]
             report.completion_tokens += res["completion_tokens"]
             report.truncated += res["truncated"]
             missing += res["missing"]
-            if res["error"]:
+            if res["error"]:  # like the local runner: stop at the first backend error, keep what is written
                 errors.append(res["error"])
+                break
             for k in range(res["generated"]):
                 bar.advance(res["completion_tokens"] if k == 0 else 0)
             if time.perf_counter() - last_commit >= cfg.commit_s:
@@ -406,7 +426,7 @@ class _LabelWorker:
         try:
             self.pool.start()
         except PoolError as e:
-            return _host(), (f"verifier workers cannot start: {e}", None)
+            return _host(), ("CurateError", f"verifier workers cannot start: {e}", None)
         return _host(), None
 
     def can_see(self, *args: Any) -> tuple[str, str | None]:
