@@ -149,6 +149,8 @@ def test_cli_executor_flags(tmp_path):
     assert bad.returncode == 2 and "--executor must be one of local, ray" in bad.stderr
     lonely = run_cli("generate", "--store", str(tmp_path / "s"), "--ray-address", "auto")
     assert lonely.returncode == 2 and "--ray-address needs --executor ray" in lonely.stderr
+    fanned = run_cli("eval", str(tmp_path / "run"), "--store", str(tmp_path / "s"), "--executor", "ray", "--jobs", "2")
+    assert fanned.returncode == 2 and "use --jobs 1" in fanned.stderr
 
 
 def test_cli_on_a_running_cluster_and_a_store_it_cannot_see(tmp_path):
