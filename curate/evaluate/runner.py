@@ -18,6 +18,7 @@ Test: tests/test_evaluate.py.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -276,10 +277,11 @@ def evaluate_target(store, target: Target, suite: Suite, opts: EvalOptions, repo
             if any(o["generated"] and o["status"] is None for o in outcomes):  # no verifier pool when all are judged
                 label = label_store
                 if opts.executor == "ray":
-                    from curate.scale.ray_executor import label_store as label
+                    from curate.scale.ray_executor import label_store as ray_label_store
 
+                    label = functools.partial(ray_label_store, address=opts.ray_address)
                 lab = label(store, verifier=verifier, where=E.planned_sample_predicate(key), options=vopts,
-                            workers=opts.workers, **({"address": opts.ray_address} if opts.executor == "ray" else {}))
+                            workers=opts.workers)
                 labeled = lab.labeled
                 outcomes = E.planned_outcomes(store, key, verifier, version)
             report.labeled += labeled
