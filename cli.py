@@ -222,6 +222,10 @@ def verifiers_list(json_: JsonOpt = False) -> None:
                    "sources": ",".join(r["sources"]), "origin": r["origin"], "description": r["description"]} for r in rows])
 
 
+ExecutorOpt = Annotated[str, typer.Option("--executor", help="local: this machine's processes; ray: a Ray cluster (pip install 'curate[ray]'; docs/scale.md).")]
+RayAddressOpt = Annotated[Optional[str], typer.Option("--ray-address", help="With --executor ray: a running cluster (auto, HOST:PORT, ray://HOST:10001); default: RAY_ADDRESS, else a local instance.")]
+
+
 @app.command()
 def verify(
     store: StoreOpt = DEFAULT_STORE,
@@ -232,17 +236,26 @@ def verify(
     batch_size: Annotated[int, typer.Option(help="Verdicts written per store transaction (a kill loses at most one batch).")] = 500,
     self_test_every: Annotated[int, typer.Option(help="Re-run each verifier's self-test after this many batches; a batch is written only after it passes.")] = 1,
     max_error_share: Annotated[float, typer.Option(help="Exit non-zero when a verifier's share of `error` verdicts is above this.")] = 0.01,
+    executor: ExecutorOpt = "local",
+    ray_address: RayAddressOpt = None,
     json_: JsonOpt = False,
 ) -> None:
     """Label stored samples that lack a verdict, in worker processes with a hard per-response timeout."""
+    import functools
     import json
     import time
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from curate.errors import InputError
-    from curate.label import label_store
+    from curate.scale import check_executor
 
+    if check_executor(executor, ray_address) == "ray":
+        from curate.scale.ray_executor import label_store as ray_label_store
+
+        label_store = functools.partial(ray_label_store, address=ray_address)
+    else:
+        from curate.label import label_store
     if not 0.0 <= max_error_share <= 1.0:
         raise InputError(f"--max-error-share must be between 0 and 1, got {max_error_share:g}")
     st = _store(store)
@@ -262,8 +275,7 @@ def verify(
             bar.update(task, total=(bar.tasks[0].total or 0) + n, name=name)
 
         rep = label_store(st, verifier=verifier, workers=workers, relabel=relabel, where=where, batch_size=batch_size,
-                          planned=plan,
-                          progress=tick, self_test_every=self_test_every)
+                          planned=plan, progress=tick, self_test_every=self_test_every)
     _warn(st)
     data = rep.to_dict()
     if json_:
@@ -388,6 +400,8 @@ def generate_cmd(
     flush_every: Annotated[int, typer.Option(hidden=True)] = 2000,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print what would run; generate nothing.")] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    executor: ExecutorOpt = "local",
+    ray_address: RayAddressOpt = None,
     json_: JsonOpt = False,
 ) -> None:
     """Sample traces for the selected problems into the store; rerun the same command to resume."""
@@ -408,7 +422,8 @@ def generate_cmd(
     cfg = RunConfig(n=n, seed=seed, template=template or DEFAULT_TEMPLATE, system=system, shard=parse_shard(shard),
                     limit=limit, flush_every=flush_every)
     report = generate(_store(store), problems, backend, model, sampling=sampling, options=opts, revision=revision,
-                      run_config=cfg, dry_run=dry_run, progress=progress and not json_)
+                      run_config=cfg, dry_run=dry_run, progress=progress and not json_, executor=executor,
+                      ray_address=ray_address)
     d = report.to_dict()
     if json_:
         print(json.dumps(d, default=str))
@@ -588,6 +603,8 @@ def eval_cmd(
     lm_eval_include: Annotated[Optional[Path], typer.Option(help="A folder of extra lm-eval task YAMLs.")] = None,
     progress: Annotated[bool, typer.Option(help="Show progress.")] = True,
     flush_every: Annotated[int, typer.Option(hidden=True)] = 64,
+    executor: ExecutorOpt = "local",
+    ray_address: RayAddressOpt = None,
     json_: JsonOpt = False,
 ) -> None:
     """Evaluate checkpoints on a suite: generate, verify and score into the store's `evals` table (resumable)."""
@@ -603,7 +620,8 @@ def eval_cmd(
     rep = evaluate_command(_store(store), target, suite, base=base, run=run, steps=steps, benchmarks=benchmark or None,
                            backend=backend, model=model, backend_options=_kv(option, "--option"), overrides=overrides,
                            judge=judge, judge_model=judge_model, workers=workers, jobs=jobs, gpus=gpus, lm_eval=lm_eval,
-                           lm_eval_include=lm_eval_include, progress=progress and not json_, flush_every=flush_every, say=say)
+                           lm_eval_include=lm_eval_include, progress=progress and not json_, flush_every=flush_every, say=say,
+                           executor=executor, ray_address=ray_address)
     if json_:
         print(json.dumps(rep.to_dict(), default=str))
     else:

@@ -112,30 +112,14 @@ def label_store(
     planned: Callable[[int, str], None] | None = None,
 ) -> LabelReport:
     """Label every sample missing a verdict; returns counts. `progress(n_done_in_step, verifier)` is called
-    as verdicts complete, `planned(n, verifier)` once per verifier with how many samples it will judge. Raises InputError for an unknown verifier or a bad predicate, CurateError when a
-    verifier fails its self-test (nothing judged since its last passing self-test is written)."""
-    if workers < 1:
-        raise InputError("--workers must be at least 1")
-    if batch_size < 1:
-        raise InputError("--batch-size must be at least 1")
-    if self_test_every < 1:
-        raise InputError("--self-test-every must be at least 1")
-    if not store.exists:
-        raise StoreError(f"no store at {store.path}", hint="create one with `curate import` or `curate tasks add`")
-    store.check_writable()  # verdicts must be storable before any verifier runs
+    as verdicts complete, `planned(n, verifier)` once per verifier with how many samples it will judge.
+    Raises InputError for an unknown verifier or a bad predicate, CurateError when a verifier fails its
+    self-test (nothing judged since its last passing self-test is written)."""
+    check_args(store, workers, batch_size, self_test_every)
     t0 = time.monotonic()
     report = LabelReport()
+    steps, versions, preload = prepare(store, verifier, where, options, report)
     try:
-        steps, report.unclaimed = plan(store, verifier, where)
-        instances = {name: get_verifier(name, **(options or {})) for name, _ in steps}
-        versions = {name: v.version for name, v in instances.items()}
-    except RegistryError as e:
-        raise InputError(str(e), hint="`curate verifiers list` shows the registered verifiers") from None
-    try:
-        # preload only what this run needs into the forkserver (a countdown run should not import sympy)
-        preload = ["verifiers.pool"] + sorted({type(v).__module__ for v in instances.values()})
-        if "verifiers.math" in preload:
-            preload.append("verifiers._warm_math")
         with VerifierPool(workers=workers, grace_s=grace_s, preload=preload) as pool:
             for name, _ in steps:  # every verifier proves itself before anything is labeled
                 _self_test(pool, name, options, report)
@@ -161,10 +145,41 @@ def label_store(
     except PoolError as e:
         raise CurateError(f"verifier workers cannot start: {e}") from None
     except SelfTestFailed as e:
-        raise CurateError(str(e), hint="nothing judged since its last passing self-test was written; fix the "
-                                       "environment (docs/verifiers.md) and re-run: only unlabeled samples are judged") from None
+        raise CurateError(str(e), hint=SELF_TEST_HINT) from None
     report.seconds = time.monotonic() - t0
     return report
+
+
+SELF_TEST_HINT = ("nothing judged since its last passing self-test was written; fix the environment "
+                  "(docs/verifiers.md) and re-run: only unlabeled samples are judged")
+
+
+def check_args(store: Any, workers: int, batch_size: int, self_test_every: int) -> None:
+    """The checks every executor makes before labeling (InputError / StoreError)."""
+    if workers < 1:
+        raise InputError("--workers must be at least 1")
+    if batch_size < 1:
+        raise InputError("--batch-size must be at least 1")
+    if self_test_every < 1:
+        raise InputError("--self-test-every must be at least 1")
+    if not store.exists:
+        raise StoreError(f"no store at {store.path}", hint="create one with `curate import` or `curate tasks add`")
+    store.check_writable()  # verdicts must be storable before any verifier runs
+
+
+def prepare(store: Any, verifier: str | None, where: str | None, options: dict | None,
+            report: LabelReport) -> tuple[list[tuple[str, str | None]], dict[str, str], list[str]]:
+    """(steps, version per verifier, modules to preload into verifier workers); records unclaimed groups."""
+    try:
+        steps, report.unclaimed = plan(store, verifier, where)
+        instances = {name: get_verifier(name, **(options or {})) for name, _ in steps}
+    except RegistryError as e:
+        raise InputError(str(e), hint="`curate verifiers list` shows the registered verifiers") from None
+    # preload only what this run needs into the forkserver (a countdown run should not import sympy)
+    preload = ["verifiers.pool"] + sorted({type(v).__module__ for v in instances.values()})
+    if "verifiers.math" in preload:
+        preload.append("verifiers._warm_math")
+    return steps, {name: v.version for name, v in instances.items()}, preload
 
 
 def _self_test(pool: VerifierPool, name: str, options: dict | None, report: LabelReport) -> None:

@@ -95,13 +95,19 @@ def evaluate_command(store, target: str, suite_name: str, *, base: str | None = 
                      model: str | None = None, backend_options: dict | None = None, overrides: dict | None = None,
                      judge: str | None = None, judge_model: str | None = None, workers: int = 2, jobs: int = 1,
                      gpus: str | None = None, lm_eval: str | None = None, lm_eval_include: Path | None = None,
-                     progress: bool = True, flush_every: int = 64, say: Callable[[str], None] = lambda s: None) -> EvalReport:
+                     progress: bool = True, flush_every: int = 64, say: Callable[[str], None] = lambda s: None,
+                     executor: str = "local", ray_address: str | None = None) -> EvalReport:
+    from curate.scale import check_executor
+
     if workers < 1 or jobs < 1:
         raise InputError("--workers and --jobs must be at least 1")
+    if check_executor(executor, ray_address) == "ray" and jobs > 1:
+        raise InputError("--jobs starts local processes; with --executor ray the cluster schedules the work: use --jobs 1")
     suite = load_suite(suite_name, overrides or {}).select(benchmarks)
     targets, notes = resolve_targets(target, base=base, run=run, model=model, steps=parse_steps(steps))
     opts = EvalOptions(backend=default_backend(backend), backend_options=dict(backend_options or {}), workers=workers,
-                       judge=judge, judge_model=judge_model, progress=progress, flush_every=flush_every)
+                       judge=judge, judge_model=judge_model, progress=progress, flush_every=flush_every,
+                       executor=executor, ray_address=ray_address)
     gpu_list = [g.strip() for g in gpus.split(",") if g.strip()] if gpus else []
     if jobs > 1 and len(targets) > 1:
         if any(t.step is None for t in targets):

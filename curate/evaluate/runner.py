@@ -18,6 +18,7 @@ Test: tests/test_evaluate.py.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +46,8 @@ class EvalOptions:
     judge_model: str | None = None
     progress: bool = True
     flush_every: int = 64  # samples per shard while evaluating: a kill loses at most this many
+    executor: str = "local"  # or "ray": generation and labeling on a Ray cluster (curate.scale.ray_executor)
+    ray_address: str | None = None
 
 
 @dataclass
@@ -257,15 +260,28 @@ def evaluate_target(store, target: Target, suite: Suite, opts: EvalOptions, repo
             backend.sampling = cfg.sampling
             _plan(store, key, problems, backend, cfg)
             try:
-                gen = generate_run(store, backend, E.planned_problem_predicate(key), cfg, progress=opts.progress)
+                if opts.executor == "ray":
+                    from curate.scale import ray_executor
+
+                    spec = ray_executor.BackendSpec(backend.name, target.model_ref, cfg.sampling, backend.options,
+                                                    backend.revision)
+                    gen = ray_executor.generate(store, spec, E.planned_problem_predicate(key), cfg, identity=backend,
+                                                progress=opts.progress, address=opts.ray_address)
+                else:
+                    gen = generate_run(store, backend, E.planned_problem_predicate(key), cfg, progress=opts.progress)
             except BackendError as e:
                 raise BackendError(f"{target.checkpoint}: {e.message}", hint=e.hint) from None
             report.generated += gen.generated
             outcomes = E.planned_outcomes(store, key, verifier, version)
             labeled = 0
             if any(o["generated"] and o["status"] is None for o in outcomes):  # no verifier pool when all are judged
-                lab = label_store(store, verifier=verifier, where=E.planned_sample_predicate(key), options=vopts,
-                                  workers=opts.workers)
+                label = label_store
+                if opts.executor == "ray":
+                    from curate.scale.ray_executor import label_store as ray_label_store
+
+                    label = functools.partial(ray_label_store, address=opts.ray_address)
+                lab = label(store, verifier=verifier, where=E.planned_sample_predicate(key), options=vopts,
+                            workers=opts.workers)
                 labeled = lab.labeled
                 outcomes = E.planned_outcomes(store, key, verifier, version)
             report.labeled += labeled
@@ -292,7 +308,19 @@ def evaluate(store, targets: list[Target], suite: Suite, opts: EvalOptions,
         store.init()
     t0 = time.perf_counter()
     report = EvalReport(targets=len(targets))
-    for t in targets:
-        evaluate_target(store, t, suite, opts, report, say)
+    with _executor_session(opts):
+        for t in targets:
+            evaluate_target(store, t, suite, opts, report, say)
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def _executor_session(opts: EvalOptions):
+    """One Ray session for every checkpoint and benchmark (starting Ray costs seconds); nothing for local."""
+    import contextlib
+
+    if opts.executor != "ray":
+        return contextlib.nullcontext()
+    from curate.scale.ray_executor import session
+
+    return session(opts.ray_address)

@@ -57,11 +57,21 @@ def make_backend(name: str, model: str | None, sampling: SamplingParams, options
 
 def generate(store, where: str | None, backend: str, model: str | None, *, sampling: SamplingParams,
              options: dict[str, Any] | None = None, revision: str | None = None, run_config: RunConfig | None = None,
-             dry_run: bool = False, progress: bool = True) -> RunReport:
+             dry_run: bool = False, progress: bool = True, executor: str = "local",
+             ray_address: str | None = None) -> RunReport:
+    """Generate into the store on this machine, or on a Ray cluster with executor="ray" (same ids, same shards;
+    a dry run always plans here)."""
     import dataclasses
 
-    b = make_backend(backend, model, sampling, options, revision)
+    from curate.scale import check_executor
+
     cfg = dataclasses.replace(run_config or RunConfig(), sampling=sampling)  # one source of truth for params
+    if check_executor(executor, ray_address) == "ray" and not dry_run:
+        from curate.scale.ray_executor import BackendSpec, generate as ray_generate
+
+        spec = BackendSpec(backend, model, sampling, dict(options or {}), revision)
+        return ray_generate(store, spec, where, cfg, progress=progress, address=ray_address)
+    b = make_backend(backend, model, sampling, options, revision)
     try:
         return run(store, b, where, cfg, dry_run=dry_run, progress=progress)
     finally:

@@ -1,0 +1,176 @@
+"""The Ray executor on a local 2-CPU Ray: the synthetic backend and the real verifiers give the same sample ids,
+texts, verdicts and eval rows as the local executor; a worker killed mid-batch (labeling) or right after writing
+its shard (generation) is retried with no duplicates and no loss; a store the workers cannot see stops the
+command with one line. One Ray session serves the whole module (starting Ray takes ~10 s here).
+
+    python -m pytest -q tests/test_ray_executor.py
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+ray = pytest.importorskip("ray")
+
+from curate.errors import InputError, StoreError  # noqa: E402
+from curate.generate import SamplingParams, make_backend  # noqa: E402
+from curate.generate.runner import RunConfig, run  # noqa: E402
+from curate.label import label_store  # noqa: E402
+from curate.records import Problem, Sample  # noqa: E402
+from curate.scale import ray_executor as X  # noqa: E402
+from curate.store import TraceStore  # noqa: E402
+from curate.tasks import iter_problems  # noqa: E402
+from tests.conftest import run_cli  # noqa: E402
+
+SAMPLING = SamplingParams(max_tokens=4096)
+OPTIONS = {"wrong_share": 0.3}  # some traces reach a wrong answer, so verdicts are not all `correct`
+
+
+@pytest.fixture(scope="module", autouse=True)
+def ray_session():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,  # workers get this checkout's sys.path
+             _system_config=X.LOCAL_SYSTEM_CONFIG)
+    yield
+    ray.shutdown()
+
+
+def _store(path: Path, problems: int = 12) -> TraceStore:
+    st = TraceStore(path)
+    st.add_problems(list(iter_problems("countdown", {}, problems, 3, "train")))
+    return st
+
+
+def _traces(st: TraceStore) -> list[dict]:
+    return st.query("SELECT id, problem_id, sample_index, text, finish_reason FROM traces ORDER BY id").to_pylist()
+
+
+def _verdicts(st: TraceStore) -> list[dict]:
+    return st.query("SELECT sample_id, verifier, version, status, answer FROM verdicts ORDER BY ALL").to_pylist()
+
+
+def _local(path: Path, cfg: RunConfig) -> TraceStore:
+    st = _store(path)
+    run(st, make_backend("synthetic", None, SAMPLING, OPTIONS), None, cfg, progress=False)
+    _add_math(st)
+    label_store(st, workers=2, batch_size=5)
+    return st
+
+
+def _add_math(st: TraceStore) -> None:
+    """Two math traces next to the countdown ones, so labeling runs two verifiers (sympy in the workers)."""
+    p = Problem("math500", "math", "What is 1/2 + 1/4?", "\\frac{3}{4}")
+    st.add_problems([p])
+    st.add_samples([Sample(p.id, "<think>1/2 = 2/4</think>So \\boxed{\\frac{3}{4}}", "synthetic", "m"),
+                    Sample(p.id, "<think>hmm</think>\\boxed{0.7}", "synthetic", "m", sample_index=1)])
+
+
+def test_same_ids_texts_and_verdicts_as_the_local_executor_and_a_rerun_does_nothing(tmp_path):
+    cfg = RunConfig(n=3, seed=1, sampling=SAMPLING, flush_every=8)
+    local = _local(tmp_path / "local", cfg)
+
+    st = _store(tmp_path / "ray")
+    rep = X.generate(st, X.BackendSpec("synthetic", None, SAMPLING, OPTIONS), None, cfg, progress=False)
+    assert rep.generated == rep.committed == rep.planned == 36
+    assert not st.pending_shards()
+    again = X.generate(st, X.BackendSpec("synthetic", None, SAMPLING, OPTIONS), None, cfg, progress=False)
+    assert again.generated == 0 and again.existing == 36  # resume plans the same ids and finds them stored
+    _add_math(st)
+    assert _traces(st) == _traces(local)
+
+    lab = X.label_store(st, workers=2, batch_size=5)
+    assert lab.labeled == lab.written == 38 and lab.self_tests >= 2 + 38 // 5
+    assert set(lab.by_verifier) == {"countdown@1", "math@1"}
+    assert _verdicts(st) == _verdicts(local)
+    statuses = {v["status"] for v in _verdicts(st)}
+    assert statuses == {"correct", "incorrect"}
+    assert X.label_store(st, workers=2).labeled == 0  # only what lacks a verdict is judged (and Ray is not needed)
+
+
+def test_a_labeling_worker_killed_mid_batch_is_retried_with_no_loss_and_no_duplicates(tmp_path, monkeypatch):
+    cfg = RunConfig(n=2, seed=5, sampling=SAMPLING)
+    local = _local(tmp_path / "local", cfg)
+    st = _store(tmp_path / "ray")
+    run(st, make_backend("synthetic", None, SAMPLING, OPTIONS), None, cfg, progress=False)
+    _add_math(st)
+    marker = tmp_path / "killed-once"
+    monkeypatch.setenv(X.FAULT_ENV, f"kill_label_once={marker}")
+    lab = X.label_store(st, workers=2, batch_size=4)
+    assert marker.exists()  # a worker really died mid-batch
+    assert lab.labeled == lab.written == 26  # the killed batch's partial work was never counted or written
+    assert _verdicts(st) == _verdicts(local)
+
+
+def test_a_generation_worker_killed_after_writing_its_shard_leaves_one_row_per_id(tmp_path, monkeypatch):
+    cfg = RunConfig(n=2, seed=9, sampling=SAMPLING, flush_every=6)
+    local = _store(tmp_path / "local")
+    run(local, make_backend("synthetic", None, SAMPLING, OPTIONS), None, cfg, progress=False)
+    st = _store(tmp_path / "ray")
+    marker = tmp_path / "killed-once"
+    monkeypatch.setenv(X.FAULT_ENV, f"kill_generate_once={marker}")
+    rep = X.generate(st, X.BackendSpec("synthetic", None, SAMPLING, OPTIONS), None, cfg, progress=False)
+    assert marker.exists()
+    assert rep.committed == 24 and _traces(st) == _traces(local)  # the retried batch wrote its shard twice
+
+
+def test_workers_that_cannot_see_the_store_stop_with_one_line(tmp_path, monkeypatch):
+    st = _store(tmp_path / "store")
+    _add_math(st)
+    monkeypatch.setenv(X.FAULT_ENV, "hide_store=1")
+    with pytest.raises(StoreError) as e:
+        X.label_store(st, workers=1)
+    assert "cannot read the store directory" in e.value.message and "\n" not in e.value.message
+    assert "shared filesystem" in e.value.hint
+    with pytest.raises(StoreError, match="cannot write to the store directory"):
+        X.generate(st, X.BackendSpec("synthetic", None, SAMPLING, {}), None, RunConfig(), progress=False)
+    assert not list(st.path.glob(X.PROBE_PREFIX + "*"))  # the probe file is cleaned up
+
+
+def test_eval_through_ray_gives_the_local_rows(tmp_path):
+    from curate.evaluate.command import evaluate_command
+    from curate.generate.testserver import TestServer, synthetic_respond
+    from curate.store.evals import read_evals
+    from curate.generate.testserver import ServerState
+
+    rows = {}
+    with TestServer(ServerState(respond=synthetic_respond())) as server:
+        for executor in ("local", "ray"):
+            st = TraceStore(tmp_path / executor)
+            rep = evaluate_command(st, server.base_url, "smoke", model="served", benchmarks=["countdown", "safety"],
+                                   workers=1, progress=False, executor=executor)
+            assert not rep.incomplete
+            rows[executor] = ([(r["benchmark"], r["metric"], r["value"], r["n_samples"])
+                               for r in read_evals(st, "kind = 'score'")], _verdicts(st))
+    assert rows["ray"] == rows["local"] and rows["ray"][1]
+
+
+def test_cli_executor_flags(tmp_path):
+    bad = run_cli("verify", "--store", str(tmp_path / "s"), "--executor", "spark")
+    assert bad.returncode == 2 and "--executor must be one of local, ray" in bad.stderr
+    lonely = run_cli("generate", "--store", str(tmp_path / "s"), "--ray-address", "auto")
+    assert lonely.returncode == 2 and "--ray-address needs --executor ray" in lonely.stderr
+    fanned = run_cli("eval", str(tmp_path / "run"), "--store", str(tmp_path / "s"), "--executor", "ray", "--jobs", "2")
+    assert fanned.returncode == 2 and "use --jobs 1" in fanned.stderr
+
+
+def test_cli_on_a_running_cluster_and_a_store_it_cannot_see(tmp_path):
+    address = ray.get_runtime_context().gcs_address  # this module's cluster, not whatever else runs here
+    store = tmp_path / "store"
+    _store(store, problems=4)
+    gen = run_cli("generate", "--store", str(store), "--n", "2", "--executor", "ray", "--ray-address", address,
+                  "--no-progress", "--json", timeout=180)
+    assert gen.returncode == 0, gen.stderr
+    assert '"generated": 8' in gen.stdout
+    hidden = run_cli("verify", "--store", str(store), "--executor", "ray", "--ray-address", address,
+                     env={X.FAULT_ENV: "hide_store=1"}, timeout=180)
+    assert hidden.returncode != 0 and "Traceback" not in hidden.stderr
+    lines = [ln for ln in hidden.stderr.splitlines() if ln.strip()]
+    assert lines[0].startswith("error:") and "cannot read the store directory" in lines[0], hidden.stderr
+
+
+def test_a_backend_error_on_a_worker_is_the_local_executor_s_error(tmp_path):
+    st = _store(tmp_path / "store", problems=2)
+    st.add_problems([Problem("math500", "math", "What is 2+2?", "4")])
+    with pytest.raises(InputError, match="only writes Countdown traces") as e:  # exit code 2, as locally
+        X.generate(st, X.BackendSpec("synthetic", None, SAMPLING, {}), None, RunConfig(), progress=False)
+    assert "rerun the same command to resume" in e.value.message
