@@ -26,6 +26,7 @@ from typing import Optional
 
 from curate.records import canonical_json, content_hash
 from curate.study.plan import Node, Plan
+from curate.train.guard import pid_alive
 
 STATES = ("done", "running", "failed", "stale", "pending", "skipped")
 
@@ -161,16 +162,6 @@ def last_failure(plan: Plan, node_id: str) -> Optional[dict]:
     return _read(node_file(plan, node_id, ".failed"))
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 @dataclass
 class NodeState:
     id: str
@@ -197,7 +188,7 @@ def node_states(plan: Plan, verify_evals: bool = True) -> dict[str, NodeState]:
         deps = [states[d] for d in node.deps]
         deps_done = all(d.state == "done" for d in deps)
         key = node_key(plan, node, {d.id: d.output_hash for d in deps}) if deps_done else None
-        if running and _alive(int(running.get("pid", -1))):
+        if running and pid_alive(int(running.get("pid", -1))):
             states[node.id] = NodeState(node.id, "running", key=key)
             continue
         if marker:

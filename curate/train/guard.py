@@ -50,7 +50,8 @@ class TrainingStopped(CurateError):
         self.exit_code = 128 + signum
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """The process exists and is not a zombie (a dead launcher its parent has not reaped yet)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -135,7 +136,7 @@ class RunLock:
             except OSError:
                 pass  # e.g. a filesystem without locks: fall back to the pid inside
         pid, _, host = os.pread(fd, 256, 0).decode(errors="replace").strip().partition(" ")
-        return not (pid.isdigit() and host == socket.gethostname() and int(pid) != os.getpid() and _pid_alive(int(pid)))
+        return not (pid.isdigit() and host == socket.gethostname() and int(pid) != os.getpid() and pid_alive(int(pid)))
 
     def wait_ranks(self, timeout_s: float) -> None:
         """Return once no rank of any run holds `.ranks.lock`; InputError after timeout_s."""
@@ -255,7 +256,7 @@ def watch_launcher(poll_s: float = 0.5) -> None:
 
     def check():
         while True:
-            gone = not _pid_alive(launcher) or _start_time(launcher) != started
+            gone = not pid_alive(launcher) or _start_time(launcher) != started
             if gone or os.getppid() != parent:
                 who = f"launcher (pid {launcher})" if gone else f"parent (pid {parent})"
                 os.write(2, f"curate train rank {os.environ.get('RANK', '?')}: the {who} is gone; stopping\n".encode())
