@@ -18,7 +18,6 @@ Test: tests/test_evaluate.py.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,17 +86,9 @@ class LazyBackend:
         self._real: Any = None
 
     def identity_params(self) -> dict:
-        from curate.generate import _config_cls
+        from curate.generate import backend_class
 
-        cls = {"hf": "curate.generate.hf_backend:HFBackend", "vllm": "curate.generate.vllm_backend:VLLMBackend",
-               "openai": "curate.generate.openai_backend:OpenAIBackend",
-               "synthetic": "curate.generate.synthetic:SyntheticBackend"}[self.name]
-        import importlib
-
-        mod, _, attr = cls.partition(":")
-        _config_cls(self.name)
-        backend_cls = getattr(importlib.import_module(mod), attr)
-        return backend_cls.identity_params(self)  # reads only self.config
+        return backend_class(self.name).identity_params(self)  # reads only self.config
 
     def generate(self, requests):
         if self._real is None:
@@ -236,10 +227,36 @@ def _judge(bench: Benchmark, opts: EvalOptions) -> tuple[str, dict]:
     return bench.verifier, dict(bench.verifier_options)
 
 
+def _generate(store, backend: LazyBackend, target: Target, key: dict, cfg: RunConfig, opts: EvalOptions):
+    """The planned problems' missing samples, here or on Ray; a backend failure names the checkpoint."""
+    where = E.planned_problem_predicate(key)
+    try:
+        if opts.executor == "ray":
+            from curate.scale import ray_executor
+
+            spec = ray_executor.BackendSpec(backend.name, target.model_ref, cfg.sampling, backend.options, backend.revision)
+            return ray_executor.generate(store, spec, where, cfg, identity=backend, progress=opts.progress,
+                                         address=opts.ray_address)
+        from curate.generate.runner import run as generate_run
+
+        return generate_run(store, backend, where, cfg, progress=opts.progress)
+    except BackendError as e:
+        raise BackendError(f"{target.checkpoint}: {e.message}", hint=e.hint) from None
+
+
+def _label(store, key: dict, verifier: str, vopts: dict, opts: EvalOptions) -> int:
+    """Judge the planned samples that have no verdict from this verifier yet; returns how many were judged."""
+    if opts.executor == "ray":
+        from curate.scale.ray_executor import label_store
+    else:
+        from curate.label import label_store
+    extra = {"address": opts.ray_address} if opts.executor == "ray" else {}
+    return label_store(store, verifier=verifier, where=E.planned_sample_predicate(key), options=vopts,
+                       workers=opts.workers, **extra).labeled
+
+
 def evaluate_target(store, target: Target, suite: Suite, opts: EvalOptions, report: EvalReport,
                     say: Callable[[str], None] = lambda s: None) -> None:
-    from curate.generate.runner import run as generate_run
-    from curate.label import label_store
     from verifiers.registry import RegistryError, get_verifier
 
     backend = LazyBackend(opts.backend, target, opts)
@@ -259,30 +276,12 @@ def evaluate_target(store, target: Target, suite: Suite, opts: EvalOptions, repo
                             system=bench.system, flush_every=opts.flush_every, flush_s=15.0, commit_s=60.0)
             backend.sampling = cfg.sampling
             _plan(store, key, problems, backend, cfg)
-            try:
-                if opts.executor == "ray":
-                    from curate.scale import ray_executor
-
-                    spec = ray_executor.BackendSpec(backend.name, target.model_ref, cfg.sampling, backend.options,
-                                                    backend.revision)
-                    gen = ray_executor.generate(store, spec, E.planned_problem_predicate(key), cfg, identity=backend,
-                                                progress=opts.progress, address=opts.ray_address)
-                else:
-                    gen = generate_run(store, backend, E.planned_problem_predicate(key), cfg, progress=opts.progress)
-            except BackendError as e:
-                raise BackendError(f"{target.checkpoint}: {e.message}", hint=e.hint) from None
+            gen = _generate(store, backend, target, key, cfg, opts)
             report.generated += gen.generated
             outcomes = E.planned_outcomes(store, key, verifier, version)
             labeled = 0
             if any(o["generated"] and o["status"] is None for o in outcomes):  # no verifier pool when all are judged
-                label = label_store
-                if opts.executor == "ray":
-                    from curate.scale.ray_executor import label_store as ray_label_store
-
-                    label = functools.partial(ray_label_store, address=opts.ray_address)
-                lab = label(store, verifier=verifier, where=E.planned_sample_predicate(key), options=vopts,
-                            workers=opts.workers)
-                labeled = lab.labeled
+                labeled = _label(store, key, verifier, vopts, opts)
                 outcomes = E.planned_outcomes(store, key, verifier, version)
             report.labeled += labeled
             base = {"model": target.identity, "provenance": "curate", **lineage}

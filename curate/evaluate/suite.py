@@ -26,6 +26,7 @@ from curate.evaluate.metrics import parse_metric
 from curate.generate.base import SamplingParams
 from curate.generate.prompting import DEFAULT_TEMPLATE
 from curate.records import content_hash
+from curate.store.sqlcheck import predicate_problem
 from curate.yamlfile import format_validation_errors, load_yaml, parse_scalar
 
 SUITE_DIR = Path(__file__).resolve().parent / "suites"
@@ -91,8 +92,9 @@ class Benchmark(_Strict):
     @field_validator("where")
     @classmethod
     def _one_expression(cls, v: Optional[str]) -> Optional[str]:
-        if v is not None and (not v.strip() or ";" in v):
-            raise ValueError("a predicate is one non-empty SQL expression")
+        problem = predicate_problem(v, "problems") if v is not None else None
+        if problem:  # DuckDB's own parser (store/sqlcheck.py), as for recipe predicates
+            raise ValueError(problem)
         return v
 
     @model_validator(mode="after")

@@ -57,31 +57,19 @@ def _run_lineage(run_dir: Path | None) -> dict:
     return {k: lineage.get(k) for k in LINEAGE_KEYS if lineage.get(k) is not None}
 
 
-def checkpoint_lineage(folder: Path, run_dir: Path | None) -> dict:
-    info = checkpoint_info(folder)
-    if info:
-        return {k: info.get(k) for k in LINEAGE_KEYS if info.get(k) is not None}
-    return _run_lineage(run_dir)
-
-
-def _step_of(folder: Path) -> int | None:
-    info = checkpoint_info(folder)
-    if info and isinstance(info.get("step"), int):
-        return info["step"]
+def _checkpoint_target(folder: Path, run: str, run_fallback: dict) -> Target:
+    """One checkpoint: step and lineage from its marker (read once), else its folder name and the run's lineage."""
+    info = checkpoint_info(folder) or {}
     m = STEP_DIR.match(folder.name)
-    return int(m.group(1)) if m else None
-
-
-def _checkpoint_target(folder: Path, run: str, run_dir: Path | None) -> Target:
-    step = _step_of(folder)
-    lineage = checkpoint_lineage(folder, run_dir)
+    step = info["step"] if isinstance(info.get("step"), int) else (int(m.group(1)) if m else None)
+    lineage = {k: info.get(k) for k in LINEAGE_KEYS if info.get(k) is not None} if info else run_fallback
     run_id = lineage.get("run_id")
     identity = f"{run_id}/step-{step:06d}" if run_id and step is not None else str(folder.resolve())
     return Target(run=run, checkpoint=str(folder), step=step, model_ref=str(folder), identity=identity, lineage=lineage)
 
 
 def run_checkpoints(run_dir: Path) -> tuple[list[Path], list[str]]:
-    """Complete checkpoint folders of a run in step order, and notes on the ones skipped."""
+    """Complete checkpoint folders of a run, and notes on the ones skipped."""
     found, notes = [], []
     for p in sorted((run_dir / "checkpoints").iterdir()) if (run_dir / "checkpoints").is_dir() else []:
         if not p.is_dir():
@@ -93,7 +81,6 @@ def run_checkpoints(run_dir: Path) -> tuple[list[Path], list[str]]:
             notes.append(f"{p}: no config.json or weights (still being written?); skipped")
             continue
         found.append(p)
-    found.sort(key=lambda p: _step_of(p) or 0)
     return found, notes
 
 
@@ -110,7 +97,8 @@ def resolve_targets(target: str, *, base: str | None = None, run: str | None = N
     if p.is_dir() and (p / "checkpoints").is_dir():
         name = run or p.resolve().name
         folders, notes = run_checkpoints(p)
-        out = [_checkpoint_target(f, name, p) for f in folders]
+        lineage = _run_lineage(p)
+        out = sorted((_checkpoint_target(f, name, lineage) for f in folders), key=lambda t: t.step or 0)
         if steps is not None:
             missing = sorted(set(steps) - {t.step for t in out} - {0})
             if missing:
@@ -120,7 +108,7 @@ def resolve_targets(target: str, *, base: str | None = None, run: str | None = N
         if not out and not base:
             raise InputError(f"{p}: no complete checkpoint in {p / 'checkpoints'}" + (f" ({notes[0]})" if notes else ""))
         if base:
-            out.insert(0, _base_target(base, name, _run_lineage(p)))
+            out.insert(0, _base_target(base, name, lineage))
         return out, notes
     if p.is_dir():
         if not (p / "config.json").exists():
@@ -129,9 +117,10 @@ def resolve_targets(target: str, *, base: str | None = None, run: str | None = N
             raise InputError(f"{p}: no model weights (*.safetensors or *.bin); is the checkpoint still being written?")
         run_dir = p.parent.parent if p.parent.name == "checkpoints" else None
         name = run or (run_dir.resolve().name if run_dir else p.resolve().name)
-        out = [_checkpoint_target(p, name, run_dir)]
+        lineage = _run_lineage(run_dir)
+        out = [_checkpoint_target(p, name, lineage)]
         if base:
-            out.insert(0, _base_target(base, name, _run_lineage(run_dir)))
+            out.insert(0, _base_target(base, name, lineage))
         return out, notes
     if target.startswith(("/", ".", "~")) or p.exists():
         raise InputError(f"{target}: no such checkpoint or run directory")

@@ -13,46 +13,51 @@ from curate.errors import InputError
 from curate.generate.base import Backend, Completion, Request, SamplingParams
 from curate.generate.runner import RunConfig, RunReport, parse_shard, run
 
-__all__ = ["BACKENDS", "make_backend", "generate", "Backend", "Completion", "Request", "SamplingParams",
+__all__ = ["BACKENDS", "make_backend", "backend_class", "generate", "Backend", "Completion", "Request", "SamplingParams",
            "RunConfig", "RunReport", "parse_shard"]
 
 BACKENDS = ("synthetic", "openai", "hf", "vllm")
 
 
+# name -> (module, backend class, config class); modules import their heavy packages lazily
+_CLASSES = {
+    "synthetic": ("curate.generate.synthetic", "SyntheticBackend", "SyntheticConfig"),
+    "openai": ("curate.generate.openai_backend", "OpenAIBackend", "OpenAIConfig"),
+    "hf": ("curate.generate.hf_backend", "HFBackend", "HFConfig"),
+    "vllm": ("curate.generate.vllm_backend", "VLLMBackend", "VLLMConfig"),
+}
+
+
+def _classes(name: str) -> tuple[type, type]:
+    import importlib
+
+    if name not in _CLASSES:
+        raise InputError(f"unknown backend {name!r}", hint=f"choose one of: {', '.join(BACKENDS)}")
+    module, backend, config = _CLASSES[name]
+    mod = importlib.import_module(module)
+    return getattr(mod, backend), getattr(mod, config)
+
+
+def backend_class(name: str) -> type:
+    """The backend class registered as `name` (its module is imported, not its model)."""
+    return _classes(name)[0]
+
+
 def _config_cls(name: str) -> type:
-    if name == "synthetic":
-        from curate.generate.synthetic import SyntheticConfig
-        return SyntheticConfig
-    if name == "openai":
-        from curate.generate.openai_backend import OpenAIConfig
-        return OpenAIConfig
-    if name == "hf":
-        from curate.generate.hf_backend import HFConfig
-        return HFConfig
-    if name == "vllm":
-        from curate.generate.vllm_backend import VLLMConfig
-        return VLLMConfig
-    raise InputError(f"unknown backend {name!r}", hint=f"choose one of: {', '.join(BACKENDS)}")
+    return _classes(name)[1]
 
 
 def make_backend(name: str, model: str | None, sampling: SamplingParams, options: dict[str, Any] | None = None,
                  revision: str | None = None) -> Backend:
     from curate.tasks.base import build_config
 
-    config = build_config(_config_cls(name), dict(options or {}))
+    cls, config_cls = _classes(name)
+    config = build_config(config_cls, dict(options or {}))
     if name == "synthetic":
-        from curate.generate.synthetic import SyntheticBackend
-        return SyntheticBackend(model or "countdown-dfs", config, sampling)
+        return cls(model or "countdown-dfs", config, sampling)
     if not model:
         raise InputError(f"the {name} backend needs --model")
-    if name == "openai":
-        from curate.generate.openai_backend import OpenAIBackend
-        return OpenAIBackend(model, config, sampling, revision)
-    if name == "hf":
-        from curate.generate.hf_backend import HFBackend
-        return HFBackend(model, config, sampling, revision)
-    from curate.generate.vllm_backend import VLLMBackend
-    return VLLMBackend(model, config, sampling, revision)
+    return cls(model, config, sampling, revision)
 
 
 def generate(store, where: str | None, backend: str, model: str | None, *, sampling: SamplingParams,
