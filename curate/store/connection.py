@@ -23,7 +23,6 @@ Tested by tests/test_security.py.
 from __future__ import annotations
 
 import os
-import random
 import re
 import signal
 import threading
@@ -35,6 +34,7 @@ import duckdb
 import pyarrow as pa
 
 from curate.errors import QueryInterrupted, StoreError, StoreLocked, first_line
+from curate.store.retry import retry_waits
 
 DEFAULT_LOCK_TIMEOUT = 30.0
 DEFAULT_SQL_TIMEOUT = 600.0
@@ -81,9 +81,8 @@ def _is_lock_error(msg: str) -> bool:
 def connect(db_path: Path, *, read_only: bool, timeout: float | None = None,
             config: dict | None = None) -> duckdb.DuckDBPyConnection:
     timeout = lock_timeout() if timeout is None else timeout
-    deadline = time.monotonic() + timeout
-    delay = 0.01
-    while True:
+    msg = ""
+    for _ in retry_waits(timeout, first=0.01):
         try:
             con = duckdb.connect(str(db_path), read_only=read_only, config=config or {})
             con.execute("SET enable_progress_bar = false")
@@ -93,15 +92,12 @@ def connect(db_path: Path, *, read_only: bool, timeout: float | None = None,
             if not _is_lock_error(msg):
                 raise StoreError(f"cannot open the store catalog {db_path}: {first_line(e)}",
                                  hint="the file may be damaged or not a curate store") from None
-            if time.monotonic() >= deadline:
-                pid = re.search(r"PID (\d+)", msg)
-                who = f"process {pid.group(1)}" if pid else "another process"
-                raise StoreLocked(
-                    f"store {db_path.parent} is busy: {who} has held its lock for more than {timeout:g}s",
-                    hint="wait for that job to commit, or set CURATE_LOCK_TIMEOUT to wait longer",
-                ) from None
-            time.sleep(delay * (0.5 + random.random()))
-            delay = min(delay * 1.6, 0.25)
+    pid = re.search(r"PID (\d+)", msg)
+    who = f"process {pid.group(1)}" if pid else "another process"
+    raise StoreLocked(
+        f"store {db_path.parent} is busy: {who} has held its lock for more than {timeout:g}s",
+        hint="wait for that job to commit, or set CURATE_LOCK_TIMEOUT to wait longer",
+    )
 
 
 def locked_config(limits: Limits) -> dict:

@@ -10,14 +10,13 @@ Test: tests/test_evaluate.py.
 """
 from __future__ import annotations
 
-import contextlib
 import json
 from typing import Any, Iterable
 
-import duckdb
 import pyarrow as pa
 
 from curate.errors import InputError
+from curate.store.queries import literal
 from curate.store.sqlcheck import check_predicate
 from curate.store.store import discard_record
 
@@ -40,19 +39,15 @@ KINDS = ("score", "behaviour")
 LINEAGE_COLUMNS = ("run_id", "config_hash", "mixture_fingerprint", "recipe_hash", "store_snapshot")
 
 
-def _lit(v: Any) -> str:
-    return "NULL" if v is None else ("'" + str(v).replace("'", "''") + "'")
-
-
 def _key_sql(key: dict) -> str:
     step = "step IS NULL" if key["step"] is None else f"step = {int(key['step'])}"
-    return (f"run = {_lit(key['run'])} AND checkpoint = {_lit(key['checkpoint'])} AND {step} AND suite = {_lit(key['suite'])}"
-            f" AND benchmark = {_lit(key['benchmark'])} AND settings_hash = {_lit(key['settings_hash'])}")
+    return (f"run = {literal(key['run'])} AND checkpoint = {literal(key['checkpoint'])} AND {step} AND suite = {literal(key['suite'])}"
+            f" AND benchmark = {literal(key['benchmark'])} AND settings_hash = {literal(key['settings_hash'])}")
 
 
 def benchmark_predicate(source: str, where: str | None = None) -> str:
     """Eval-split problems of one source (plus the suite's own predicate), over the `problems` view."""
-    pred = f"split = 'eval' AND source = {_lit(source)}"
+    pred = f"split = 'eval' AND source = {literal(source)}"
     return pred + (f" AND ({where})" if where else "")
 
 
@@ -104,16 +99,16 @@ def write_eval_table(store, table: pa.Table) -> int:
         if changed == 0:  # a rerun that scored the same: leave the rows (and their created_at) alone
             con.unregister("new_evals")
             return 0
-        record = store._write_record("evals", table)  # a durable copy first: a rebuilt catalog keeps the results
-        con.execute("BEGIN TRANSACTION")
-        try:
+
+        def upsert() -> None:
             con.execute(f"DELETE FROM eval_rows e USING new_evals n WHERE {match}")
             con.execute(f"INSERT INTO eval_rows SELECT {cols}, now() FROM new_evals n")
-            con.execute("COMMIT")
+
+        record = store._write_record("evals", table)  # a durable copy first: a rebuilt catalog keeps the results
+        try:
+            store._transaction(con, upsert)
         except BaseException:
             discard_record(record)
-            with contextlib.suppress(duckdb.Error):
-                con.execute("ROLLBACK")
             raise
         finally:
             con.unregister("new_evals")

@@ -61,14 +61,13 @@ def record_run(store, row: dict) -> None:
     table = pa.Table.from_pylist([{c: row.get(c) for c in STUDY_RUN_COLUMNS}], schema=STUDY_RUN_SCHEMA)
     with store._write() as con:
         con.register("new_run", table)
-        con.execute("BEGIN TRANSACTION")
-        try:
+
+        def replace() -> None:
             con.execute("DELETE FROM study_run_rows WHERE run = (SELECT run FROM new_run)")
             con.execute(f"INSERT INTO study_run_rows SELECT {', '.join(STUDY_RUN_COLUMNS)}, now() FROM new_run")
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
+
+        try:
+            store._transaction(con, replace)
         finally:
             con.unregister("new_run")
 
@@ -78,20 +77,18 @@ def retire_run(store, run: str, new_name: str, suite: str | None = None) -> int:
     config stay queryable under `new_name` and never mix with the rerun. Returns eval rows renamed."""
     if not store.exists:
         return 0
+    where = "run = $1" + (" AND suite = $3" if suite else "")
+    params = [run, new_name] + ([suite] if suite else [])
     with store._write() as con:
-        con.execute("BEGIN TRANSACTION")
-        try:
-            where = "run = $1" + (" AND suite = $3" if suite else "")
-            params = [run, new_name] + ([suite] if suite else [])
+
+        def rename() -> int:
             n = con.execute(f"UPDATE eval_rows SET run = $2 WHERE {where}", params).fetchone()[0]
             con.execute(f"UPDATE eval_sample_rows SET run = $2 WHERE {where}", params)
             if suite is None:
                 con.execute("UPDATE study_run_rows SET run = $2 WHERE run = $1", [run, new_name])
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-    return int(n)
+            return int(n)
+
+        return store._transaction(con, rename)
 
 
 def read_lineage(store, run: str) -> list[dict]:

@@ -15,12 +15,11 @@ import contextlib
 import errno
 import fcntl
 import os
-import random
-import time
 from pathlib import Path
 from typing import Iterator
 
 from curate.errors import StoreError, StoreLocked
+from curate.store.retry import retry_waits
 
 LOCK_FILE = ".lock"
 
@@ -39,20 +38,17 @@ def store_lock(store_dir: Path, *, exclusive: bool, timeout: float) -> Iterator[
             yield  # read-only media without a lock file: nobody can write it while we read
             return
     try:
-        deadline = time.monotonic() + timeout
-        delay = 0.005
-        while True:
+        for _ in retry_waits(timeout, first=0.005):
             try:
                 fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise StoreLocked(
-                        f"store {store_dir} is busy: another process has held its lock for more than {timeout:g}s",
-                        hint="wait for that job to commit, or set CURATE_LOCK_TIMEOUT to wait longer",
-                    ) from None
-                time.sleep(delay * (0.5 + random.random()))
-                delay = min(delay * 1.6, 0.25)
+                pass
+        else:
+            raise StoreLocked(
+                f"store {store_dir} is busy: another process has held its lock for more than {timeout:g}s",
+                hint="wait for that job to commit, or set CURATE_LOCK_TIMEOUT to wait longer",
+            )
         yield
     finally:
         os.close(fd)  # releases the flock

@@ -431,11 +431,10 @@ class TraceStore:
         """(rows committed, byte offset after them, samples stored per problem by that import) for a resume."""
         if not self.exists:
             return 0, None, {}
-        with self.connect() as con:
-            has = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'import_progress'").fetchone()[0]
+        with self.connect() as con:  # connect() migrates first, so the table exists
             row = con.execute(
                 "SELECT rows, byte_offset, run_id FROM import_progress WHERE source_key = ? ORDER BY rows DESC LIMIT 1",
-                [source_key]).fetchone() if has else None
+                [source_key]).fetchone()
             if row is None:
                 return 0, None, {}
             seen = dict(con.execute(

@@ -10,7 +10,6 @@ Test: tests/test_study.py, tests/test_study_run.py.
 """
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import shlex
@@ -24,6 +23,7 @@ from typing import Callable, Optional
 
 from curate.study import state as st
 from curate.study.plan import Node, Plan
+from curate.train.guard import pdeathsig_setter
 
 ROOT = Path(__file__).resolve().parents[2]  # the checkout holding cli.py
 
@@ -39,18 +39,6 @@ def node_env(gpu: Optional[int] = None) -> dict:
     if gpu is not None:
         env["CUDA_VISIBLE_DEVICES"] = str(gpu)
     return env
-
-
-def _die_with_parent() -> None:
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
-
-
-def report_available() -> bool:
-    r = subprocess.run([sys.executable, "-m", "cli", "report", "--help"], capture_output=True, cwd=ROOT, env=node_env())
-    return r.returncode == 0
 
 
 def error_line(log: Path) -> str:
@@ -96,7 +84,7 @@ class Local:
         f.write(f"$ {shlex.join(argv)}\n")
         f.flush()
         proc = subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=ROOT,
-                                env=node_env(gpu), preexec_fn=_die_with_parent)
+                                env=node_env(gpu), preexec_fn=pdeathsig_setter(signal.SIGKILL))
         st.mark_running(self.plan, node, proc.pid)
         where = f" on GPU {gpu}" if gpu is not None else ""
         self.echo(f"start {node.id}{where}" + (" (resuming)" if "--resume" in argv else ""))

@@ -148,7 +148,7 @@ class _Lock:
 def run_study(study: str | Path, out: Optional[str | Path] = None, executor: Optional[str] = None,
               gpus: Optional[list[int]] = None, dry_run: bool = False, rerun_stale: bool = False,
               until: Optional[str] = None, retries: Optional[int] = None, echo: Callable[[str], None] = print) -> dict:
-    from curate.study.executors import Local, report_available, submit_slurm
+    from curate.study.executors import Local, submit_slurm
 
     plan = build_plan(study, out)
     kind = executor or plan.spec.executor.kind
@@ -173,11 +173,6 @@ def run_study(study: str | Path, out: Optional[str | Path] = None, executor: Opt
             if not m.recipe_path.is_file() or m.recipe_path.read_text(encoding="utf-8") != text:
                 m.recipe_path.write_text(text, encoding="utf-8")
         todo = [n for n in plan.nodes.values() if states[n.id].state != "done" and n.kind in allowed]
-        skipped = []
-        if any(n.kind == "report" for n in todo) and not report_available():
-            echo("skipping the report: `curate report` is not available in this checkout")
-            todo = [n for n in todo if n.kind != "report"]
-            skipped.append("report")
         for n in todo:
             prev = st.last_failure(plan, n.id)
             if prev:
@@ -201,7 +196,7 @@ def run_study(study: str | Path, out: Optional[str | Path] = None, executor: Opt
         report = report / "report.html"
     finished = "report" in res["done"] or ("report" in plan.nodes and states["report"].state == "done")
     out = {"study": plan.spec.name, "out": str(plan.out), "store": str(plan.store), "executor": "local", "ran": res["done"], "failed": res["failed"],
-           "blocked": res["blocked"], "skipped": skipped, "report": str(report) if finished else None}
+           "blocked": res["blocked"], "report": str(report) if finished else None}
     if res["failed"]:
         names = ", ".join(res["failed"])
         raise CurateError(f"{len(res['failed'])} node(s) failed: {names}" + (f"; {len(res['blocked'])} waiting on them" if res["blocked"] else ""),

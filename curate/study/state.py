@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import Optional
 from curate.records import canonical_json, content_hash
 from curate.study.plan import Node, Plan
 from curate.train.guard import pid_alive
+from curate.train.layout import write_atomic
 
 STATES = ("done", "running", "failed", "stale", "pending", "skipped")
 
@@ -48,9 +48,7 @@ def _read(path: Path) -> Optional[dict]:
 
 def _write_atomic(path: Path, data: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
 
 
 def portable_argv(plan: Plan, argv: list[str]) -> list[str]:

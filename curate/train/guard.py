@@ -180,8 +180,8 @@ class RunLock:
         self.release()
 
 
-def _pdeathsig_setter():
-    """A function for Popen's preexec_fn that asks the kernel to SIGTERM the child when we die (Linux).
+def pdeathsig_setter(sig: int = signal.SIGTERM):
+    """A function for Popen's preexec_fn that asks the kernel to send `sig` to the child when we die (Linux).
     Resolved here, in the parent: nothing may be imported between fork and exec."""
     if not sys.platform.startswith("linux"):
         return None
@@ -189,7 +189,7 @@ def _pdeathsig_setter():
 
     prctl = ctypes.CDLL(None, use_errno=True).prctl
     PR_SET_PDEATHSIG = 1
-    return lambda: prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM))
+    return lambda: prctl(PR_SET_PDEATHSIG, int(sig))
 
 
 def catchable_signals(signals) -> list:
@@ -204,7 +204,7 @@ def run_torchrun(cmd: list[str], lock: RunLock | None, stdout=None) -> int:
         env[RANKS_LOCK_ENV] = str(lock.ranks_path)
     # The parent-death signal follows the thread that forked: only the main thread lives as long as we do.
     main = threading.current_thread() is threading.main_thread()
-    proc = subprocess.Popen(cmd, env=env, stdout=stdout, preexec_fn=_pdeathsig_setter() if main else None)
+    proc = subprocess.Popen(cmd, env=env, stdout=stdout, preexec_fn=pdeathsig_setter() if main else None)
     got: list[int] = []
 
     def forward(signum, frame):

@@ -29,6 +29,7 @@ from curate.train.data import load_messages, prepare, steps_per_epoch, validate_
 from curate.train.guard import RunLock, TrainingStopped, catchable_signals, run_torchrun
 from curate.train.layout import (LINEAGE, LOCK_FILES, checkpoints, is_local_path, latest_state, lineage_for,
                                  state_step, write_atomic)
+from curate.yamlfile import load_yaml
 
 
 def _check_model(cfg: TrainConfig) -> None:
@@ -48,9 +49,9 @@ _PREP_LEFTOVERS = {"data", "data.tmp", "data_report.json", "lineage.json", *LOCK
 def _read_saved_config(saved: Path) -> TrainConfig:
     """The config a run was started with; a damaged file is one line, never a traceback."""
     try:
-        raw = yaml.safe_load(saved.read_text())
-    except (OSError, yaml.YAMLError) as e:
-        raise ConfigError(f"--resume: cannot read '{saved}' ({first_line(e)})",
+        raw = load_yaml(saved, what="training config")[0]
+    except ConfigError as e:
+        raise ConfigError(f"--resume: cannot read '{saved}' ({e.message})",
                           hint="restore it from the config you started the run with") from None
     if not isinstance(raw, dict) or not raw:
         raise ConfigError(f"--resume: '{saved}' is empty or not a mapping",
