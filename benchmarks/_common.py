@@ -56,3 +56,13 @@ def timed(fn, reps: int) -> tuple[float, list[float]]:
         fn()
         times.append(time.perf_counter() - t)
     return statistics.median(times), times
+
+
+def fail_check(header: str, lines: list[str], shown: int = 20) -> None:
+    """A benchmark's own correctness check failed: say what, print no ratio, exit 1."""
+    import sys
+
+    print(header, file=sys.stderr)
+    for line in lines[:shown]:
+        print(f"  {line}", file=sys.stderr)
+    sys.exit(1)

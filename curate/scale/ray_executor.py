@@ -506,17 +506,13 @@ def _actor_sizes(ray: Any, workers: int) -> list[int]:
 
 def _confirm(ray: Any, actors: list, name: str, options: dict | None, report: Any) -> None:
     """Self-test `name` on the given actors; CurateError at the first failure."""
-    from curate.label import SELF_TEST_HINT
+    from curate.label import SELF_TEST_HINT, count_self_test
 
     results = _get(ray, [a.self_test.remote(name, options) for a in actors])
     for probes, failed in results:
         if failed:
             raise CurateError(failed, hint=SELF_TEST_HINT)
-    if any(probes == 0 for probes, _ in results):
-        warning = f"verifier {name!r} declares no self-test (probes()): nothing checks that it can judge here"
-        if warning not in report.warnings:
-            report.warnings.append(warning)
-    report.self_tests += 1
+    count_self_test(report, name, min(probes for probes, _ in results))
 
 
 def _label_step(ray: Any, actors: list, name: str, options: dict | None, pieces: Iterable, every: int,

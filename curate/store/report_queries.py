@@ -14,10 +14,8 @@ CURVE_COLUMNS = ("run", "checkpoint", "step", "suite", "benchmark", "metric", "k
                  "n_problems", "n_samples", "complete", "settings_hash", "provenance", "created_at")
 
 
-def eval_curves(store, where: str | None = None) -> list[dict]:
+def eval_curves(store) -> list[dict]:
     q = f"SELECT {', '.join(CURVE_COLUMNS)} FROM evals"
-    if where:
-        q += f" WHERE ({where})"
     q += " ORDER BY run, suite, benchmark, kind, metric, settings_hash, step NULLS LAST, created_at DESC"
     return store.query(q).to_pylist()
 
