@@ -34,7 +34,7 @@ def plan_study(study: str | Path, out: Optional[str | Path] = None) -> dict:
 def finish_node(plan: Plan, node: Node) -> Optional[str]:
     """Verify a node's outputs, write its completion marker and (train/eval) record lineage.
     Returns None when done, else the reason it is not."""
-    states = st.node_states(plan, verify_evals=False)
+    states = st.node_states(plan, verify_evals=False, only=st.upstream(plan, node.id) - {node.id})
     not_done = [d for d in node.deps if states[d].state != "done"]
     if not_done:
         return f"upstream not done: {', '.join(not_done)}"

@@ -176,10 +176,25 @@ def _argv_diff(old: list[str], new: list[str]) -> str:
     return "; ".join(parts)
 
 
-def node_states(plan: Plan, verify_evals: bool = True) -> dict[str, NodeState]:
-    """Each node's state, in plan order (upstream first, so keys can use upstream output hashes)."""
+def upstream(plan: Plan, node_id: str) -> set[str]:
+    """The node and everything it depends on, directly or not."""
+    seen: set[str] = set()
+    todo = [node_id]
+    while todo:
+        n = todo.pop()
+        if n not in seen:
+            seen.add(n)
+            todo += plan.nodes[n].deps
+    return seen
+
+
+def node_states(plan: Plan, verify_evals: bool = True, only: set[str] | None = None) -> dict[str, NodeState]:
+    """Each node's state, in plan order (upstream first, so keys can use upstream output hashes); `only` limits
+    the work to a set closed under dependencies (see `upstream`), as finishing one node needs no more."""
     states: dict[str, NodeState] = {}
     for node in plan.nodes.values():
+        if only is not None and node.id not in only:
+            continue
         marker = _read(node_file(plan, node.id, ".json"))
         running = _read(node_file(plan, node.id, ".running"))
         failed = _read(node_file(plan, node.id, ".failed"))
