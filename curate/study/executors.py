@@ -166,8 +166,9 @@ def sbatch_script(plan: Plan, node: Node) -> str:
     argv = python_argv(node)
     if node.kind == "train":  # a requeued or resubmitted job continues its run
         run_dir = shlex.quote(str(plan.cell(node.cell).run_dir))
-        lines.append(f"RESUME=(); if [ -d {run_dir}/state ] && [ -f {run_dir}/config.yaml ]; then RESUME=(--resume); "
-                     f"elif [ -d {run_dir} ]; then rm -rf {run_dir}; fi")
+        # the same rule as launch_argv (layout.latest_state): resume only from a state with its COMPLETE marker
+        lines.append(f"RESUME=(); if compgen -G {run_dir}'/state/step-*/COMPLETE' >/dev/null && [ -f {run_dir}/config.yaml ]; "
+                     f"then RESUME=(--resume); elif [ -d {run_dir} ]; then rm -rf {run_dir}; fi")
         lines.append(shlex.join(argv) + ' "${RESUME[@]}"')
     else:
         lines.append(shlex.join(argv))
