@@ -19,6 +19,7 @@ Columns:
 """
 from __future__ import annotations
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -26,6 +27,7 @@ THINK_CLOSE = "</think>"
 BACKTRACK = r"\b(wait|alternatively|hmm|let me reconsider|on second thought|but actually|i made a mistake|that's not right)\b"
 VERIFY = r"\b(let me (check|verify|double[- ]check|confirm)|double[- ]check|sanity check|verify|verifying|plugging (it|this) back)\b"
 TAIL, NEEDLE = 2000, 50
+OPENS_THINKING = r"^[\s\x0B\x{85}\p{Z}]*<think>"  # what utf8_ltrim_whitespace would strip, then the tag
 
 SCHEMA = pa.schema(
     [
@@ -63,19 +65,50 @@ def repetition_score(text: str) -> float:
     return min(1.0, (copies - 1) * period / len(tail))
 
 
+def repetition_scores(texts: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """repetition_score of each text, without turning every text into a Python string.
+
+    Only texts whose final NEEDLE bytes occur earlier within the last 4 * TAIL bytes can score above 0
+    (those bytes end the final NEEDLE characters, and TAIL characters span at most 4 * TAIL bytes); that
+    scan runs over the Arrow buffer, and just those texts are decoded and scored exactly."""
+    texts = pc.fill_null(texts, "")
+    arr = texts.combine_chunks() if isinstance(texts, pa.ChunkedArray) else texts
+    if pa.types.is_string_view(arr.type) or pa.types.is_binary_view(arr.type):
+        arr = arr.cast(pa.string())
+    n = len(arr)
+    out = [0.0] * n
+    data_buf = arr.buffers()[2] if n else None
+    if data_buf is None:
+        return pa.array(out, pa.float64())
+    width = np.int64 if pa.types.is_large_string(arr.type) else np.int32
+    offsets = np.frombuffer(arr.buffers()[1], dtype=width)[arr.offset: arr.offset + n + 1].tolist()
+    data = data_buf.to_pybytes()
+    rfind, window = data.rfind, 4 * TAIL
+    for i in range(n):
+        start, end = offsets[i], offsets[i + 1]
+        if end - start >= 2 * NEEDLE and rfind(data[end - NEEDLE:end], max(start, end - window), end - 1) >= 0:
+            out[i] = repetition_score(data[start:end].decode("utf-8"))
+    return pa.array(out, pa.float64())
+
+
 def compute(texts: pa.Array | pa.ChunkedArray, finish_reason: pa.Array | pa.ChunkedArray, completion_tokens=None) -> pa.Table:
     """Feature columns for each text, in input order (nulls count as empty text)."""
     texts = pc.fill_null(texts, "")
-    n = len(texts)
-    chars = pc.utf8_length(texts)
-    # Answer = after the last </think>: split once from the right (also tells whether the tag occurs).
+    if isinstance(texts, pa.ChunkedArray):
+        texts = texts.combine_chunks()
+    # Thinking = before the last </think>: split once from the right (also tells whether the tag occurs).
+    # Lengths come from the split's flat values, so no part is copied out as a string of its own.
     parts = pc.split_pattern(texts, THINK_CLOSE, max_splits=1, reverse=True)
     closed = pc.greater(pc.list_value_length(parts), 1)
-    answer = pc.if_else(closed, pc.binary_join(pc.list_slice(parts, 1, 2), ""), texts)
-    answer_chars = pc.utf8_length(answer)
-    thinking_chars = pc.if_else(closed, pc.subtract(pc.subtract(chars, answer_chars), len(THINK_CLOSE)), 0)
+    lengths = pc.utf8_length(parts.values)
+    first = parts.offsets[:-1]
+    before = lengths.take(first)
+    after = lengths.take(pc.if_else(closed, pc.add(first, 1), first))
+    chars = pc.if_else(closed, pc.add(pc.add(before, after), len(THINK_CLOSE)), before)
+    thinking_chars = pc.if_else(closed, before, 0)
+    answer_chars = pc.if_else(closed, after, chars)
     # An unclosed <think> (a truncated trace) is all thinking.
-    unclosed = pc.and_(pc.invert(closed), pc.starts_with(pc.utf8_ltrim_whitespace(texts), "<think>"))
+    unclosed = pc.and_(pc.invert(closed), pc.match_substring_regex(texts, OPENS_THINKING))
     thinking_chars = pc.if_else(unclosed, chars, thinking_chars)
     answer_chars = pc.if_else(unclosed, 0, answer_chars)
     share = pc.divide(pc.cast(thinking_chars, pa.float64()), pc.max_element_wise(pc.cast(chars, pa.float64()), 1.0))
@@ -88,7 +121,6 @@ def compute(texts: pa.Array | pa.ChunkedArray, finish_reason: pa.Array | pa.Chun
     # Extra UTF-8 bytes per character, halved: exact for CJK (3 bytes), half the share for 2-byte scripts.
     extra = pc.cast(pc.subtract(pc.binary_length(texts), chars), pa.float64())
     non_ascii_ratio = pc.min_element_wise(pc.divide(extra, pc.multiply(pc.max_element_wise(pc.cast(chars, pa.float64()), 1.0), 2.0)), 1.0)
-    rep = pa.array([repetition_score(t) for t in pc.utf8_slice_codeunits(texts, -TAIL).to_pylist()], pa.float64()) if n else pa.array([], pa.float64())
     cols = [
         chars,
         thinking_chars,
@@ -97,7 +129,7 @@ def compute(texts: pa.Array | pa.ChunkedArray, finish_reason: pa.Array | pa.Chun
         closed,
         pc.fill_null(pc.equal(finish_reason, "length"), False),
         pc.count_substring_regex(texts, r"\\boxed"),  # the regex kernel is ~30x faster than count_substring here
-        rep,
+        repetition_scores(texts),
         pc.count_substring_regex(texts, BACKTRACK, ignore_case=True),
         pc.count_substring_regex(texts, VERIFY, ignore_case=True),
         non_ascii_ratio,
