@@ -162,11 +162,10 @@ def planned_outcomes(store, key: dict[str, Any], verifier: str, version: str) ->
               verifier, version]
     return store.query(
         """SELECT e.problem_id, e.sample_index, e.sample_id, s.id IS NOT NULL AS generated, v.status, v.score, v.answer,
-                  s.completion_tokens, s.finish_reason, f.text_chars, f.truncated, f.repetition_score,
-                  f.backtrack_count, f.verify_count
+                  s.completion_tokens, s.finish_reason, s.text_chars, s.truncated, s.repetition_score,
+                  s.backtrack_count, s.verify_count
            FROM eval_sample_rows e
            LEFT JOIN sample_rows s ON s.id = e.sample_id
-           LEFT JOIN feature_rows f ON f.sample_id = e.sample_id
            LEFT JOIN verdict_rows v ON v.sample_id = e.sample_id AND v.verifier = $7 AND v.version = $8
            WHERE e.run = $1 AND e.checkpoint = $2 AND e.step IS NOT DISTINCT FROM $3 AND e.suite = $4
              AND e.benchmark = $5 AND e.settings_hash = $6

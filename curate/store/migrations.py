@@ -1,13 +1,16 @@
 """Named schema migrations. Each runs once, in order, inside one transaction, and is recorded in the store.
 
 A store that records a migration this code does not know was written by a newer curate: we refuse to
-touch it rather than guess. Add migrations at the end; never edit or reorder applied ones.
+touch it rather than guess. Add migrations at the end; never edit or reorder applied ones. A migration is
+SQL, or a function of (connection, store) for one that must also read the store's files.
 """
 from __future__ import annotations
 
-from curate.store import lineage
+from typing import Callable, Union
 
-MIGRATIONS: list[tuple[str, str]] = [
+from curate.store import keys, lineage
+
+MIGRATIONS: list[tuple[str, Union[str, Callable]]] = [
     (
         "0001_initial",
         """
@@ -64,6 +67,8 @@ MIGRATIONS: list[tuple[str, str]] = [
         """,
     ),
     ("0004_study_runs", lineage.TABLE_SQL),
+    # Integer keys behind the views, features and the latest verdict beside each sample (store/keys.py).
+    ("0005_surrogate_keys", keys.convert),
 ]
 
 KNOWN = {name for name, _ in MIGRATIONS}

@@ -27,19 +27,6 @@ _ORDER = {
 }
 TEXT_BATCH = 50_000
 
-# `traces` without its `text` column, from the documented views. Choosing needs no text, and joining
-# every shard's ids in (as `traces` must) is most of that view's cost. Same rows and columns as `traces`
-# minus `text`, with the store's own `latest_verdicts`; a predicate that mentions `text` falls back to `traces`.
-LEAN_TRACES = """lean_traces AS (
-    SELECT s.*, p.source, p.domain, p.prompt, p.reference, p.metadata, p.split, f.* EXCLUDE (sample_id),
-           lv.status, lv.score, lv.verifier, lv.version AS verifier_version
-    FROM samples s
-    LEFT JOIN problems p ON p.id = s.problem_id
-    LEFT JOIN features f ON f.sample_id = s.id
-    LEFT JOIN latest_verdicts lv ON lv.sample_id = s.id
-)"""
-
-
 def _store_query(store: Any, sql: str, params: Optional[list] = None) -> pa.Table:
     return store.query(sql, params)
 
@@ -139,17 +126,17 @@ def per_problem_choices(store: Any, *, where: str, filters: str, per_problem: st
     if match_where:
         match_cte = f""",
         matched AS (
-            SELECT DISTINCT {qkey} AS qk FROM @VIEW@
+            SELECT DISTINCT {qkey} AS qk FROM traces
             WHERE split = 'train' AND status = 'correct' AND ({match_where}) AND ({filters})
         )"""
         match_col = ", c.qk IN (SELECT qk FROM matched) AS matched"
     sql = f"""
-        WITH @LEAN@cand AS (
+        WITH cand AS (
             SELECT id AS sample_id, problem_id, status, {qkey} AS qk,
                    coalesce(completion_tokens, text_chars // 4, 0) AS tokens, completion_tokens IS NULL AS tokens_est,
                    CAST(floor(ln(greatest(coalesce(completion_tokens, text_chars // 4, 0), 1)) / {ln_ratio}) AS INTEGER) AS bucket,
                    md5(concat($seed, ':', problem_id, ':', id)) AS k
-            FROM @VIEW@
+            FROM traces
             WHERE split = 'train' AND {where} AND (\n{filters}\n)
         ),
         ranked AS (
@@ -163,14 +150,11 @@ def per_problem_choices(store: Any, *, where: str, filters: str, per_problem: st
         WHERE true {require}
         ORDER BY pk, c.problem_id, c.k
     """
+    # `traces` joins trace text in only when a predicate names `text` (see store/views.py).
     try:
-        return _store_query(store, sql.replace("@LEAN@", LEAN_TRACES + ",").replace("@VIEW@", "lean_traces"), {"seed": str(seed)})
+        return _store_query(store, sql, {"seed": str(seed)})
     except QueryInterrupted:
         raise
-    except Exception:
-        pass  # most likely a predicate that reads `text`: the full view has it
-    try:
-        return _store_query(store, sql.replace("@LEAN@", "").replace("@VIEW@", "traces"), {"seed": str(seed)})
     except Exception as e:
         msg = getattr(e, "message", None) or str(e)
         raise StoreError(f"selecting candidates failed: {msg}") from None

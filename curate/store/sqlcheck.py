@@ -13,6 +13,10 @@
   `check_predicate` returns the predicate wrapped as `(\\n...\\n)`, ready to embed: the newlines end any
   trailing `--` comment inside the parentheses.
 
+- `referenced_names(sql)`: the column names a query mentions, or None when it may use columns it does not
+  name (`*`, COLUMNS(...), positional references, NATURAL joins, a whole row by its table's name, anything
+  but one SELECT). The `traces` view leaves out the joins a query does not need (views.create_views).
+
 These checks are the second line. The defence is the locked-down connection (connection.py), which
 refuses file, network and extension access and configuration changes whatever the SQL says.
 Tested by tests/test_security.py.
@@ -178,3 +182,43 @@ def check_predicate(pred: str, view: str, what: str = "predicate") -> str:
         raise ConfigError(f"{what}: {problem}: {_short(str(pred))}",
                           hint=f"a predicate is one boolean SQL expression over the `{view}` view, e.g. \"split = 'train'\"")
     return f"(\n{pred}\n)"
+
+
+def _walk(node, found: dict) -> None:
+    if isinstance(node, dict):
+        kind = node.get("class") or node.get("type")
+        if kind in ("STAR", "POSITIONAL_REFERENCE") or node.get("ref_type") == "NATURAL":
+            found["all"] = True
+        if kind == "COLUMN_REF":
+            parts = [str(p).lower() for p in node.get("column_names") or []]
+            found["names"].update(parts)
+            if len(parts) == 1:
+                found["single"].add(parts[0])
+        if node.get("type") in ("BASE_TABLE", "SUBQUERY", "TABLE_FUNCTION") or "table_name" in node:
+            for key in ("table_name", "alias"):
+                if node.get(key):
+                    found["tables"].add(str(node[key]).lower())
+        found["names"].update(str(c).lower() for c in node.get("using_columns") or [])
+        for v in node.values():
+            _walk(v, found)
+    elif isinstance(node, list):
+        for v in node:
+            _walk(v, found)
+
+
+def referenced_names(sql: str) -> set[str] | None:
+    """Every column name `sql` mentions (lower case), or None when it may read columns it does not name."""
+    try:
+        parsed = _serialize(sql)
+    except duckdb.Error:
+        return None
+    stmts = parsed.get("statements") or []
+    if parsed.get("error") or len(stmts) != 1:
+        return None
+    found: dict = {"all": False, "names": set(), "single": set(), "tables": set()}
+    _walk(stmts[0], found)
+    for cte in ((stmts[0].get("node") or {}).get("cte_map") or {}).get("map") or []:
+        found["tables"].add(str(cte.get("key", "")).lower())
+    if found["all"] or found["single"] & found["tables"]:
+        return None
+    return found["names"]

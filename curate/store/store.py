@@ -36,11 +36,12 @@ import pyarrow.parquet as pq
 
 from curate.errors import InputError, StoreError, StoreVersionError, first_line
 from curate.records import Problem, Sample, Verdict, canonical_json
+from curate.store import keys
 from curate.store import shards as shard_io
 from curate.store.connection import connect, connect_readonly, lock_down, lock_timeout, run_query
 from curate.store.locking import store_lock
 from curate.store.migrations import KNOWN, MIGRATIONS
-from curate.store.sqlcheck import check_predicate, check_statement
+from curate.store.sqlcheck import check_predicate, check_statement, referenced_names
 from curate.store.views import create_views
 
 CATALOG = "catalog.duckdb"
@@ -161,11 +162,12 @@ class TraceStore:
             raise
 
     @contextlib.contextmanager
-    def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
+    def connect(self, names: set[str] | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
         """A read-only, locked-down connection with the views in place (migrating an older store first).
 
         Every read, and so all user SQL, runs here: only the catalog and the committed shards are
-        reachable, and no setting can change (see curate/store/connection.py)."""
+        reachable, and no setting can change (see curate/store/connection.py). `names`: the columns the
+        queries on this connection mention (sqlcheck.referenced_names), so `traces` joins only what they use."""
         self._require()
         migrate = False
         with store_lock(self.path, exclusive=False, timeout=lock_timeout()):  # held until DuckDB has closed
@@ -174,15 +176,15 @@ class TraceStore:
                 migrate = bool(self._pending_migrations(con))
                 if not migrate:
                     shards = self._readable_shards(con)
-                    lock_down(con, shards)
-                    create_views(con, shards)
+                    lock_down(con, [path for path, _ in shards])
+                    create_views(con, shards, names)
                     yield con
             finally:
                 con.close()
         if migrate:  # an older store: migrate under the write lock, then read
             with self._write():
                 pass
-            with self.connect() as con:
+            with self.connect(names) as con:
                 yield con
 
     def _pending_migrations(self, con) -> list[str]:
@@ -201,15 +203,21 @@ class TraceStore:
     def _migrate(self, con) -> None:
         con.execute("CREATE TABLE IF NOT EXISTS curate_migrations (name VARCHAR NOT NULL, applied_at TIMESTAMP NOT NULL)")
         for name in self._pending_migrations(con):
-            sql = dict(MIGRATIONS)[name]
-            self._transaction(con, lambda: (con.execute(sql), con.execute("INSERT INTO curate_migrations VALUES (?, now())", [name])))
+            step = dict(MIGRATIONS)[name]
 
-    def _readable_shards(self, con) -> list[str]:
+            def body(step=step, name=name) -> None:
+                step(con, self) if callable(step) else con.execute(step)
+                con.execute("INSERT INTO curate_migrations VALUES (?, now())", [name])
+
+            self._transaction(con, body)
+
+    def _readable_shards(self, con) -> list[tuple[str, int]]:
+        """(path, shard_no) of every committed shard with rows whose file looks whole, in shard_no order."""
         out = []
-        for (name,) in con.execute("SELECT name FROM shard_rows WHERE rows > 0 ORDER BY name").fetchall():
+        for name, number in con.execute("SELECT name, shard_no FROM shard_rows WHERE rows > 0 ORDER BY shard_no").fetchall():
             p = self.shard_dir / f"{name}.parquet"
             if shard_io.looks_complete(p):
-                out.append(str(p.resolve()))
+                out.append((str(p.resolve()), number))
             else:
                 msg = f"shard {p} is missing or damaged; its trace text is unavailable (other data is intact)"
                 if msg not in self.warnings:
@@ -240,13 +248,22 @@ class TraceStore:
         try:
             with self._write() as con:
                 con.register("new_problems", table)
-                n = self._transaction(con, lambda: con.execute(
-                    """INSERT INTO problem_rows
-                    SELECT n.id, n.source, n.domain, n.prompt, n.reference::JSON, n.metadata::JSON, n.split, now()
-                    FROM new_problems n ANTI JOIN problem_rows p ON p.id = n.id"""
-                ).fetchone()[0])
+
+                def body() -> int:
+                    base = keys.next_key(con, "problem_rows", "pkey")
+                    n = con.execute(
+                        """INSERT INTO problem_rows
+                        SELECT $1 + row_number() OVER (), n.id, n.source, n.domain, n.prompt, n.reference::JSON,
+                               n.metadata::JSON, n.split, now()
+                        FROM new_problems n ANTI JOIN problem_rows p ON p.id = n.id""", [base]).fetchone()[0]
+                    if n and con.execute("SELECT count(*) FROM sample_rows WHERE pkey IS NULL").fetchone()[0]:
+                        con.execute("""UPDATE sample_rows s SET pkey = p.pkey FROM problem_rows p
+                            WHERE s.pkey IS NULL AND p.pkey > $1 AND p.id = s.problem_id""", [base]).fetchall()
+                    return int(n)
+
+                n = self._transaction(con, body)
                 con.unregister("new_problems")
-                return int(n)
+                return n
         except BaseException:
             discard_record(record)
             raise
@@ -348,24 +365,41 @@ class TraceStore:
         fcols = ", ".join(f"s.f_{c}" for c in shard_io.features.NAMES)
         # Producers dedupe within a shard; two pending shards may still share ids (a rerun after a kill):
         # keep the copy in the first file by name (grouping ids alone is far cheaper than DISTINCT ON rows).
-        src = f"read_parquet({files}, filename = true)"
+        src = f"read_parquet({files}, filename = true, file_row_number = true)"
         first = (f"SEMI JOIN (SELECT id, min(filename) AS filename FROM {src} GROUP BY id) d "
                  "ON d.id = s.id AND d.filename = s.filename") if len(paths) > 1 else ""
         sizes = [[p.stem, p.stat().st_size] for p in paths]
 
         def body() -> dict:
+            shard_base = keys.next_key(con, "shard_rows", "shard_no")
+            con.register("shard_numbers", pa.table({
+                "name": [n for n, _ in sizes], "bytes": pa.array([b for _, b in sizes], pa.int64()),
+                "shard_no": pa.array(range(shard_base + 1, shard_base + 1 + len(sizes)), pa.int32())}))
             con.execute(
                 f"""CREATE OR REPLACE TEMP TABLE incoming AS
-                SELECT {meta}, parse_filename(s.filename, true) AS shard, {fcols}
+                SELECT {meta}, parse_filename(s.filename, true) AS shard, s.file_row_number::INTEGER AS shard_row, {fcols}
                 FROM {src} s {first} ANTI JOIN sample_rows r ON r.id = s.id"""
             )
-            cols = ", ".join(shard_io.META_COLUMNS)
-            con.execute(f"INSERT INTO sample_rows SELECT {cols}, now(), shard FROM incoming")
-            fnames = ", ".join(f"f_{c}" for c in shard_io.features.NAMES)
-            con.execute(f"INSERT INTO feature_rows SELECT id, {fnames} FROM incoming")
+            skey_base = keys.next_key(con, "sample_rows", "skey")
+            cols = ", ".join(shard_io.META_COLUMNS[2:])
+            feats = ", ".join(shard_io.features.NAMES)
+            con.execute(
+                f"""INSERT INTO sample_rows (skey, id, problem_id, pkey, {cols}, created_at, shard, shard_no, shard_row, {feats})
+                SELECT $1 + row_number() OVER (ORDER BY m.shard_no, i.shard_row), i.id, i.problem_id, p.pkey,
+                       {', '.join('i.' + c for c in shard_io.META_COLUMNS[2:])}, now(), i.shard, m.shard_no, i.shard_row,
+                       {', '.join('i.f_' + c for c in shard_io.features.NAMES)}
+                FROM incoming i JOIN shard_numbers m ON m.name = i.shard LEFT JOIN problem_rows p ON p.id = i.problem_id""",
+                [skey_base]).fetchall()
+            if con.execute("SELECT count(*) FROM verdict_rows WHERE skey IS NULL").fetchone()[0]:
+                # Verdicts written before their sample was stored: key them now, and label the new rows.
+                con.execute("""UPDATE verdict_rows v SET skey = s.skey FROM sample_rows s
+                    WHERE v.skey IS NULL AND s.skey > $1 AND s.id = v.sample_id""", [skey_base]).fetchall()
+                keys.refresh_latest(con, f"SELECT skey FROM verdict_rows WHERE skey > {skey_base}")
             per = dict(con.execute("SELECT shard, count(*) FROM incoming GROUP BY shard").fetchall())
-            con.executemany("INSERT INTO shard_rows VALUES (?, ?, ?, now())", [[n, per.get(n, 0), b] for n, b in sizes])
+            con.execute("""INSERT INTO shard_rows SELECT m.shard_no, m.name, coalesce(c.n, 0), m.bytes, now()
+                FROM shard_numbers m LEFT JOIN (SELECT shard, count(*) AS n FROM incoming GROUP BY shard) c ON c.shard = m.name""")
             con.execute("DROP TABLE incoming")
+            con.unregister("shard_numbers")
             return per
 
         per_shard = self._transaction(con, body)
@@ -405,14 +439,21 @@ class TraceStore:
                 con.register("new_verdicts", table)
 
                 def body() -> int:
+                    con.execute("""CREATE OR REPLACE TEMP TABLE keyed_verdicts AS
+                        SELECT s.skey, n.* FROM new_verdicts n LEFT JOIN sample_rows s ON s.id = n.sample_id""")
                     if replace:
                         con.execute(
-                            """DELETE FROM verdict_rows v USING new_verdicts n
+                            """DELETE FROM verdict_rows v USING keyed_verdicts n
                             WHERE v.sample_id = n.sample_id AND v.verifier = n.verifier AND v.version = n.version""")
+                    cols = ", ".join(keys.VERDICT_COLUMNS)
                     n = con.execute(
-                        """INSERT INTO verdict_rows SELECT n.*, now() FROM new_verdicts n
+                        f"""INSERT INTO verdict_rows (skey, {cols}, created_at) SELECT n.skey, {', '.join('n.' + c for c in keys.VERDICT_COLUMNS)}, now()
+                        FROM keyed_verdicts n
                         ANTI JOIN verdict_rows v ON v.sample_id = n.sample_id AND v.verifier = n.verifier AND v.version = n.version"""
                     ).fetchone()[0]
+                    if n or replace:
+                        keys.refresh_latest(con, "SELECT skey FROM keyed_verdicts WHERE skey IS NOT NULL")
+                    con.execute("DROP TABLE keyed_verdicts")
                     return int(n)
 
                 n = self._transaction(con, body)
@@ -449,7 +490,7 @@ class TraceStore:
         if not sql or not sql.strip():
             raise InputError("empty SQL query")
         check_statement(sql)
-        with self.connect() as con:
+        with self.connect(referenced_names(sql)) as con:
             try:
                 return run_query(con, sql, params)
             except duckdb.Error as e:
@@ -480,15 +521,17 @@ class TraceStore:
         `where` is a predicate over the `traces` view. Batches follow shard order so each shard is read once,
         and no connection is held between batches (the caller writes verdicts in between).
         """
-        # Without a predicate there is no need to touch the text shards through `traces`.
-        base = (f"(SELECT id, problem_id FROM traces WHERE {check_predicate(where, 'traces', 'predicate over `traces`')})"
-                if where else "(SELECT id, problem_id FROM sample_rows)")
+        # `traces` joins trace text in only when the predicate names `text` (store/views.py).
+        pred = check_predicate(where, 'traces', 'predicate over `traces`') if where else "true"
         skip = "" if relabel else (
-            "AND NOT EXISTS (SELECT 1 FROM verdict_rows v WHERE v.sample_id = t.id AND v.verifier = $1 AND v.version = $2)")
-        with self.connect() as con:
+            "AND NOT EXISTS (SELECT 1 FROM verdict_rows v WHERE v.skey = s.skey AND v.verifier = $1 AND v.version = $2)")
+        query = f"""SELECT s.id, s.problem_id, s.shard FROM sample_rows s
+            WHERE s.id IN (SELECT id FROM traces WHERE {pred}) {skip}
+            ORDER BY s.shard_no, s.shard_row""" if where else f"""SELECT s.id, s.problem_id, s.shard FROM sample_rows s
+            WHERE true {skip} ORDER BY s.shard_no, s.shard_row"""
+        with self.connect(referenced_names(f"SELECT 1 FROM traces WHERE {pred}")) as con:
             try:
-                t = run_query(con, f"""SELECT t.id, t.problem_id, s.shard FROM {base} t JOIN sample_rows s ON s.id = t.id
-                    WHERE true {skip} ORDER BY s.shard, t.id""", [verifier, version] if skip else None)
+                t = run_query(con, query, [verifier, version] if skip else None)
             except duckdb.Error as e:
                 raise sql_error(e) from None
             todo = list(zip(*(t.column(i).to_pylist() for i in range(3))))
@@ -536,23 +579,30 @@ class TraceStore:
         """Counts by source/domain/split, by backend/model (with token totals) and by verifier/status."""
         q = {
             "problems": """SELECT source, domain, split, count(*) AS problems FROM problems GROUP BY ALL ORDER BY ALL""",
-            "samples": """SELECT s.backend, s.model, count(*) AS samples, count(DISTINCT s.problem_id) AS problems,
-                sum(s.prompt_tokens)::BIGINT AS prompt_tokens, sum(s.completion_tokens)::BIGINT AS completion_tokens,
-                round(avg(f.text_chars)) AS avg_chars, sum(f.truncated::INT)::BIGINT AS truncated
-                FROM samples s LEFT JOIN features f ON f.sample_id = s.id GROUP BY ALL ORDER BY ALL""",
+            "samples": """SELECT backend, model, count(*) AS samples, count(DISTINCT problem_id) AS problems,
+                sum(prompt_tokens)::BIGINT AS prompt_tokens, sum(completion_tokens)::BIGINT AS completion_tokens,
+                round(avg(text_chars)) AS avg_chars, sum(truncated::INT)::BIGINT AS truncated
+                FROM traces GROUP BY ALL ORDER BY ALL""",
             "verdicts": """SELECT verifier, version, status, count(*) AS verdicts FROM verdicts GROUP BY ALL ORDER BY ALL""",
         }
-        with self.connect() as con:
+        names = [referenced_names(v) for v in q.values()]
+        with self.connect(None if None in names else set().union(*names)) as con:
             return {k: con.sql(v).to_arrow_table().to_pylist() for k, v in q.items()}
 
     def snapshot(self) -> dict:
-        """A fingerprint of the stored content (ids, verdicts), for provenance in dataset cards."""
+        """A fingerprint of the stored content (ids, verdicts), for provenance in dataset cards.
+
+        Order-free (an XOR over rows) and built from MD5, which is fixed by its standard: unlike DuckDB's
+        hash(), it does not change with the DuckDB version, so one store has one snapshot id everywhere."""
+        def digest(expr: str, table: str) -> str:
+            return f"(SELECT coalesce(bit_xor(('0x' || left(md5({expr}), 16))::UBIGINT), 0) FROM {table})"
+
         with self.connect() as con:
             r = con.execute(
-                """SELECT (SELECT count(*) FROM problem_rows), (SELECT coalesce(bit_xor(hash(id)), 0) FROM problem_rows),
-                          (SELECT count(*) FROM sample_rows), (SELECT coalesce(bit_xor(hash(id)), 0) FROM sample_rows),
+                f"""SELECT (SELECT count(*) FROM problem_rows), {digest('id', 'problem_rows')},
+                          (SELECT count(*) FROM sample_rows), {digest('id', 'sample_rows')},
                           (SELECT count(*) FROM verdict_rows),
-                          (SELECT coalesce(bit_xor(hash(sample_id || verifier || version || status)), 0) FROM verdict_rows)"""
+                          {digest("concat_ws(chr(31), sample_id, verifier, version, status)", 'verdict_rows')}"""
             ).fetchone()
         digest = hashlib.sha256(canonical_json([str(x) for x in r]).encode()).hexdigest()[:16]
         return {"id": digest, "problems": int(r[0]), "samples": int(r[2]), "verdicts": int(r[4])}

@@ -6,7 +6,7 @@ README's schema table is generated from it and a test keeps the two equal.
 """
 from __future__ import annotations
 
-from curate.store import lineage
+from curate.store import keys, lineage
 
 VIEW_DOCS: dict[str, tuple[str, list[tuple[str, str]]]] = {
     "problems": ("One row per problem (content-hash id).", [
@@ -62,7 +62,7 @@ VIEW_DOCS: dict[str, tuple[str, list[tuple[str, str]]]] = {
         ("verify_count", "markers such as let me check, verify, double-check"),
         ("non_ascii_ratio", "estimated share of non-ASCII characters (language mixing)"),
     ]),
-    "traces": ("samples joined with text, problem, features and the latest verdict: filter everything in one query.", [
+    "traces": ("samples joined with text, problem, features and the latest verdict: filter everything in one query (trace text is read only by queries that name `text`).", [
         ("id, problem_id, backend, model, ...", "every column of `samples`"),
         ("text", "the full trace text"),
         ("source, domain, prompt, reference, metadata, split", "the problem's columns"),
@@ -109,43 +109,52 @@ def schema_markdown() -> str:
 
 
 SAMPLE_COLUMNS = [c for c, _ in VIEW_DOCS["samples"][1] if c != "created_at"]
+PROBLEM_COLUMNS = ("source", "domain", "prompt", "reference", "metadata", "split")
 
 
-def create_views(con, shard_files: list[str]) -> None:
-    """(Re)create the temp views on this connection; `shard_files` are the readable committed shards."""
-    cols = ", ".join(SAMPLE_COLUMNS)
-    con.execute(f"CREATE OR REPLACE TEMP VIEW problems AS SELECT id, source, domain, prompt, reference, metadata, split, created_at FROM problem_rows")
-    con.execute(f"CREATE OR REPLACE TEMP VIEW samples AS SELECT {cols}, created_at FROM sample_rows")
-    con.execute("CREATE OR REPLACE TEMP VIEW verdicts AS SELECT sample_id, verifier, version, status, score, answer, reason, duration_s, created_at FROM verdict_rows")
-    con.execute("CREATE OR REPLACE TEMP VIEW features AS SELECT * FROM feature_rows")
+def create_views(con, shard_files: list[str], names: set[str] | None = None) -> None:
+    """(Re)create the temp views on this connection; `shard_files` are the readable committed shards.
+
+    `names` are the column names a query mentions (sqlcheck.referenced_names), None when unknown. `traces`
+    then joins in the problem and the text only when the query names one of their columns: both are LEFT
+    JOINs on a unique key, so leaving out an unnamed one never changes an answer, and a count or group-by
+    over `traces` reads no trace text. DuckDB cannot drop those joins itself (nothing tells it the keys are
+    unique), and the text join alone costs seconds at 10M traces."""
+    feats = ", ".join(keys.FEATURE_COLUMNS)
+    con.execute(f"CREATE OR REPLACE TEMP VIEW problems AS SELECT id, {', '.join(PROBLEM_COLUMNS)}, created_at FROM problem_rows")
+    con.execute(f"CREATE OR REPLACE TEMP VIEW samples AS SELECT {', '.join(SAMPLE_COLUMNS)}, created_at FROM sample_rows")
+    con.execute(f"CREATE OR REPLACE TEMP VIEW verdicts AS SELECT {', '.join(keys.VERDICT_COLUMNS)}, created_at FROM verdict_rows")
+    con.execute(f"CREATE OR REPLACE TEMP VIEW features AS SELECT id AS sample_id, {feats} FROM sample_rows")
     con.execute("CREATE OR REPLACE TEMP VIEW evals AS SELECT * FROM eval_rows")
     con.execute("CREATE OR REPLACE TEMP VIEW eval_samples AS SELECT * FROM eval_sample_rows")
     lineage.create_lineage_view(con)
     if shard_files:
-        files = "[" + ", ".join("'" + f.replace("'", "''") + "'" for f in shard_files) + "]"
+        # Files are listed in shard_no order; file_index is the position in this list (a missing shard is
+        # left out of it), so the list of numbers maps a position back to its shard.
+        listed = sorted(shard_files, key=lambda f: f[1])
+        files = "[" + ", ".join("'" + f.replace("'", "''") + "'" for f, _ in listed) + "]"
+        numbers = "[" + ", ".join(str(int(n)) for _, n in listed) + "]"
         con.execute(
-            f"""CREATE OR REPLACE TEMP VIEW texts AS
-            SELECT t.id AS sample_id, t.text FROM read_parquet({files}, filename = true) t
-            JOIN sample_rows s ON s.id = t.id AND s.shard = parse_filename(t.filename, true)"""
+            f"""CREATE OR REPLACE TEMP VIEW shard_texts AS
+            SELECT {numbers}[file_index::BIGINT + 1] AS shard_no, file_row_number::INTEGER AS shard_row, text
+            FROM read_parquet({files}, file_row_number = true)"""
         )
     else:
-        con.execute("CREATE OR REPLACE TEMP VIEW texts AS SELECT NULL::VARCHAR AS sample_id, NULL::VARCHAR AS text WHERE false")
-    # "Latest" = newest created_at, ties broken by verifier then version; a grouped arg_min, not a window sort.
-    con.execute(
-        """CREATE OR REPLACE TEMP VIEW latest_verdicts AS
-        SELECT sample_id, v.status AS status, v.score AS score, v.verifier AS verifier, v.version AS version FROM (
-            SELECT sample_id, arg_min(struct_pack(status := status, score := score, verifier := verifier, version := version),
-                                      struct_pack(t := -epoch_us(created_at), verifier := verifier, version := version)) AS v
-            FROM verdict_rows GROUP BY sample_id)"""
-    )
+        con.execute("CREATE OR REPLACE TEMP VIEW shard_texts AS SELECT NULL::INTEGER AS shard_no, NULL::INTEGER AS shard_row, NULL::VARCHAR AS text WHERE false")
+    con.execute("""CREATE OR REPLACE TEMP VIEW texts AS SELECT s.id AS sample_id, t.text FROM shard_texts t
+        JOIN sample_rows s ON s.shard_no = t.shard_no AND s.shard_row = t.shard_row""")
+    con.execute("""CREATE OR REPLACE TEMP VIEW latest_verdicts AS SELECT id AS sample_id, v_status AS status,
+        v_score AS score, v_verifier AS verifier, v_version AS version FROM sample_rows WHERE v_status IS NOT NULL""")
+    text = names is None or "text" in names
+    problem = names is None or not names.isdisjoint(PROBLEM_COLUMNS)
     scols = ", ".join(f"s.{c}" for c in SAMPLE_COLUMNS)
+    pcols = ", ".join(f"p.{c}" for c in PROBLEM_COLUMNS)
     con.execute(
         f"""CREATE OR REPLACE TEMP VIEW traces AS
-        SELECT {scols}, s.created_at, t.text, p.source, p.domain, p.prompt, p.reference, p.metadata, p.split,
-               f.* EXCLUDE (sample_id), v.status, v.score, v.verifier, v.version AS verifier_version
+        SELECT {scols}, s.created_at{', t.text' if text else ''}{', ' + pcols if problem else ''},
+               {', '.join('s.' + c for c in keys.FEATURE_COLUMNS)}, s.v_status AS status, s.v_score AS score,
+               s.v_verifier AS verifier, s.v_version AS verifier_version
         FROM sample_rows s
-        LEFT JOIN texts t ON t.sample_id = s.id
-        LEFT JOIN problem_rows p ON p.id = s.problem_id
-        LEFT JOIN feature_rows f ON f.sample_id = s.id
-        LEFT JOIN latest_verdicts v ON v.sample_id = s.id"""
+        {'LEFT JOIN shard_texts t ON t.shard_no = s.shard_no AND t.shard_row = s.shard_row' if text else ''}
+        {'LEFT JOIN problem_rows p ON p.pkey = s.pkey' if problem else ''}"""
     )
