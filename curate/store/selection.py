@@ -105,7 +105,7 @@ def per_problem_choices(store: Any, *, where: str, filters: str, per_problem: st
     ln_ratio = f"ln({float(bucket_ratio)!r})"
     neg_cte = neg_cols = neg_join = ""
     if want_incorrect or require_incorrect:
-        neg_cte = f""",
+        neg_cte = """,
         neg AS (
             SELECT c.problem_id, i.sample_id AS neg_id, i.tokens AS neg_tokens, i.tokens_est AS neg_tokens_est, i.bucket AS neg_bucket,
                    row_number() OVER (PARTITION BY c.problem_id ORDER BY abs(i.bucket - c.bucket), i.k) AS nr
