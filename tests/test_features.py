@@ -56,3 +56,23 @@ def test_non_ascii_ratio_estimates_language_mixing(text, lo, hi):
 def test_strip_thinking_keeps_text_after_last_tag():
     assert features.strip_thinking("<think>a</think>b</think>c") == "c"
     assert features.strip_thinking("no tags") == "no tags"
+
+
+def test_bulk_paths_match_the_per_text_definitions(monkeypatch):
+    """The Arrow-buffer repetition scan and the chunked, threaded feature pass give what the plain
+    per-text functions give, on texts that loop, repeat by chance, mix scripts, or are short or empty."""
+    from curate.store import shards
+
+    texts = ["", None, "x" * 99, "ab" * 50, "<think>" + "wait, let me check. " * 120, "  \u00a0<think>never closed",
+             "日本語のテキスト。" * 300 + "</think> done", "The answer is 7. " * 3 + "unrelated ending " + "q" * 60,
+             "<think>" + "".join(f"step {i} hmm " for i in range(400)) + "</think>\\boxed{3}", "é" * 2500]
+    texts = texts * 7
+    table = pa.table({"text": pa.array(texts, pa.string()), "finish_reason": pa.array(["stop", "length"] * 35),
+                      "completion_tokens": pa.array([None, 300] * 35, pa.int32())})
+    assert features.repetition_scores(table.column("text")).to_pylist() == [features.repetition_score(t or "") for t in texts]
+    whole = features.compute(table.column("text"), table.column("finish_reason"), table.column("completion_tokens"))
+    monkeypatch.setattr(shards, "FEATURE_CHUNK", 6)
+    chunked = shards.with_features(table)
+    for name in features.NAMES:
+        assert chunked.column(f"f_{name}").to_pylist() == whole.column(name).to_pylist(), name
+    assert whole.column("repetition_score").to_pylist()[4] > 0.9 and whole.column("think_closed").to_pylist()[5] is False

@@ -4,9 +4,11 @@ The public ids (`samples.id`, `problems.id`, `verdicts.sample_id`) are 32-charac
 millions of rows on them is slow, because strings that long are compared through pointers. So the catalog
 also gives each row an integer key, assigned by the single writer and never shown in the views:
 - `problem_rows.pkey`, and `sample_rows.pkey` pointing at it (NULL until the problem is stored);
-- `sample_rows.skey`, and `verdict_rows.skey` pointing at it (NULL while the sample is not stored yet);
-- `shard_rows.shard_no`, and `sample_rows.shard_no`/`shard_row`: where the sample's text sits, so the text
-  join is on two integers and reads no id column from the shards.
+- `shard_rows.shard_no`, numbering shards in commit order;
+- `sample_rows.skey` = shard_no * 2^32 + the sample's row in its shard file (`position_key`), and
+  `verdict_rows.skey` pointing at it (NULL while the sample is not stored yet). The key is where the text
+  sits, so the text join is one integer computed from the shard scan's file index and row number, and
+  reads no id column; the commit assigns keys without sorting anything.
 Each sample row also carries its features (computed by the producer, one row per sample) and its latest
 verdict (`v_*`, refreshed whenever verdicts of that sample are written), so `traces` joins nothing but the
 problem and, when a query names it, the text.
@@ -32,7 +34,7 @@ CREATE TABLE sample_rows (
     model VARCHAR NOT NULL, revision VARCHAR, params JSON, sample_index INTEGER NOT NULL, seed BIGINT,
     finish_reason VARCHAR NOT NULL, prompt_tokens INTEGER, completion_tokens INTEGER, teacher_logprob DOUBLE,
     teacher_entropy DOUBLE, latency_s DOUBLE, run_id VARCHAR, created_at TIMESTAMP NOT NULL, shard VARCHAR NOT NULL,
-    shard_no INTEGER, shard_row INTEGER, {_FEATURE_DDL},
+    {_FEATURE_DDL},
     v_status VARCHAR, v_score DOUBLE, v_verifier VARCHAR, v_version VARCHAR
 );
 CREATE TABLE verdict_rows (
@@ -44,6 +46,14 @@ CREATE TABLE shard_rows (
     committed_at TIMESTAMP NOT NULL
 );
 """
+ROW_BITS = 32  # a shard holds fewer than 2^32 rows; 2^31 shards fit below BIGINT's limit
+
+
+def position_key(shard_no: str, row: str) -> str:
+    """SQL for the key of row `row` of shard `shard_no` (both SQL expressions)."""
+    return f"(({shard_no})::BIGINT * {1 << ROW_BITS} + ({row}))"
+
+
 VERDICT_COLUMNS = ["sample_id", "verifier", "version", "status", "score", "answer", "reason", "duration_s"]
 LATEST_COLUMNS = ("v_status", "v_score", "v_verifier", "v_version")
 
@@ -71,10 +81,10 @@ def next_key(con, table: str, column: str) -> int:
 def convert(con, store) -> None:
     """Migration 0005: rebuild the four tables in the keyed layout, in place (one transaction).
 
-    Keys follow the old order (problems and shards by commit time, samples by shard then position), text
-    positions are read from the shard files (a missing shard leaves its samples' positions NULL, as their
-    text already was), features move from feature_rows into sample_rows, and each sample gets its latest
-    verdict. Every public column keeps its value, so queries over the views answer as before."""
+    Problems and shards are numbered in commit order and samples keyed by their position, read from the
+    shard files. A sample whose shard is missing (its text was already unavailable) gets a negative key,
+    which no shard row ever matches. Features move from feature_rows into sample_rows, and each sample
+    gets its latest verdict. Every public column keeps its value, so queries over the views answer as before."""
     meta = ("backend, model, revision, params, sample_index, seed, finish_reason, prompt_tokens, completion_tokens, "
             "teacher_logprob, teacher_entropy, latency_s, run_id")
     names = [r[0] for r in con.execute("SELECT name FROM shard_rows WHERE rows > 0 ORDER BY name").fetchall()]
@@ -93,10 +103,9 @@ def convert(con, store) -> None:
     con.execute("""INSERT INTO problem_rows SELECT row_number() OVER (ORDER BY created_at, id), id, source, domain, prompt,
         reference, metadata, split, created_at FROM old_problem_rows""")
     fcols = ", ".join(f"f.{c}" for c in FEATURE_COLUMNS)
-    con.execute(f"""INSERT INTO sample_rows (skey, id, problem_id, pkey, {meta}, created_at, shard, shard_no, shard_row,
-            {', '.join(FEATURE_COLUMNS)})
-        SELECT row_number() OVER (ORDER BY r.shard_no NULLS LAST, o.shard_row, s.id), s.id, s.problem_id, p.pkey,
-               {', '.join('s.' + c.strip() for c in meta.split(','))}, s.created_at, s.shard, r.shard_no, o.shard_row, {fcols}
+    con.execute(f"""INSERT INTO sample_rows (skey, id, problem_id, pkey, {meta}, created_at, shard, {', '.join(FEATURE_COLUMNS)})
+        SELECT coalesce({position_key('r.shard_no', 'o.shard_row')}, -row_number() OVER (ORDER BY s.id)), s.id, s.problem_id,
+               p.pkey, {', '.join('s.' + c.strip() for c in meta.split(','))}, s.created_at, s.shard, {fcols}
         FROM old_sample_rows s
         LEFT JOIN problem_rows p ON p.id = s.problem_id
         LEFT JOIN shard_rows r ON r.name = s.shard

@@ -293,16 +293,16 @@ class TraceStore:
     def write_shard(self, samples: Iterable[Sample] | pa.Table, prefix: str = "s") -> list[Path]:
         """Producer side: write samples (with features) as pending shards. No catalog lock is taken.
 
-        A large batch is split into shards of SHARD_ROWS, each featurised and written by its own thread
-        (pyarrow's kernels and Parquet compression release the GIL): that is most of an ingest's cost."""
+        Features are computed on a thread per core (shards.with_features), then a large batch is split into
+        shards of SHARD_ROWS, each written by its own thread (Parquet compression releases the GIL)."""
         table = samples if isinstance(samples, pa.Table) else shard_io.samples_to_table(samples)
         if table.num_rows == 0:
             return []
+        if "f_text_chars" not in table.column_names:
+            table = shard_io.with_features(table)
         parts = [table.slice(i, SHARD_ROWS) for i in range(0, table.num_rows, SHARD_ROWS)]
 
         def write(part: pa.Table) -> Path:
-            if "f_text_chars" not in part.column_names:
-                part = shard_io.with_features(part)  # its pyarrow kernels release the GIL too
             return shard_io.write_atomic(part, self.shard_dir, shard_io.new_shard_name(prefix))
 
         try:
@@ -361,44 +361,39 @@ class TraceStore:
     def _commit_batch(self, con, paths: list[Path]) -> int:
         """One transaction: insert the rows not yet stored (and their features), register every shard."""
         files = "[" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in paths) + "]"
-        meta = ", ".join("s.params::JSON AS params" if c == "params" else f"s.{c}" for c in shard_io.META_COLUMNS)
-        fcols = ", ".join(f"s.f_{c}" for c in shard_io.features.NAMES)
         # Producers dedupe within a shard; two pending shards may still share ids (a rerun after a kill):
         # keep the copy in the first file by name (grouping ids alone is far cheaper than DISTINCT ON rows).
         src = f"read_parquet({files}, filename = true, file_row_number = true)"
         first = (f"SEMI JOIN (SELECT id, min(filename) AS filename FROM {src} GROUP BY id) d "
                  "ON d.id = s.id AND d.filename = s.filename") if len(paths) > 1 else ""
         sizes = [[p.stem, p.stat().st_size] for p in paths]
+        meta = shard_io.META_COLUMNS[2:]
+        feats = shard_io.features.NAMES
 
         def body() -> dict:
             shard_base = keys.next_key(con, "shard_rows", "shard_no")
             con.register("shard_numbers", pa.table({
                 "name": [n for n, _ in sizes], "bytes": pa.array([b for _, b in sizes], pa.int64()),
                 "shard_no": pa.array(range(shard_base + 1, shard_base + 1 + len(sizes)), pa.int32())}))
+            # Keys come from positions (shard number, row in the file), so nothing is sorted or numbered here.
             con.execute(
-                f"""CREATE OR REPLACE TEMP TABLE incoming AS
-                SELECT {meta}, parse_filename(s.filename, true) AS shard, s.file_row_number::INTEGER AS shard_row, {fcols}
-                FROM {src} s {first} ANTI JOIN sample_rows r ON r.id = s.id"""
-            )
-            skey_base = keys.next_key(con, "sample_rows", "skey")
-            cols = ", ".join(shard_io.META_COLUMNS[2:])
-            feats = ", ".join(shard_io.features.NAMES)
-            con.execute(
-                f"""INSERT INTO sample_rows (skey, id, problem_id, pkey, {cols}, created_at, shard, shard_no, shard_row, {feats})
-                SELECT $1 + row_number() OVER (ORDER BY m.shard_no, i.shard_row), i.id, i.problem_id, p.pkey,
-                       {', '.join('i.' + c for c in shard_io.META_COLUMNS[2:])}, now(), i.shard, m.shard_no, i.shard_row,
-                       {', '.join('i.f_' + c for c in shard_io.features.NAMES)}
-                FROM incoming i JOIN shard_numbers m ON m.name = i.shard LEFT JOIN problem_rows p ON p.id = i.problem_id""",
-                [skey_base]).fetchall()
+                f"""INSERT INTO sample_rows (skey, id, problem_id, pkey, {', '.join(meta)}, created_at, shard, {', '.join(feats)})
+                SELECT {keys.position_key('m.shard_no', 's.file_row_number')}, s.id, s.problem_id, p.pkey,
+                       {', '.join('s.params::JSON' if c == 'params' else 's.' + c for c in meta)}, now(), m.name,
+                       {', '.join('s.f_' + c for c in feats)}
+                FROM {src} s {first} JOIN shard_numbers m ON m.name = parse_filename(s.filename, true)
+                ANTI JOIN sample_rows r ON r.id = s.id
+                LEFT JOIN problem_rows p ON p.id = s.problem_id""")
+            first_key = keys.position_key(shard_base + 1, 0)
             if con.execute("SELECT count(*) FROM verdict_rows WHERE skey IS NULL").fetchone()[0]:
                 # Verdicts written before their sample was stored: key them now, and label the new rows.
-                con.execute("""UPDATE verdict_rows v SET skey = s.skey FROM sample_rows s
-                    WHERE v.skey IS NULL AND s.skey > $1 AND s.id = v.sample_id""", [skey_base]).fetchall()
-                keys.refresh_latest(con, f"SELECT skey FROM verdict_rows WHERE skey > {skey_base}")
-            per = dict(con.execute("SELECT shard, count(*) FROM incoming GROUP BY shard").fetchall())
-            con.execute("""INSERT INTO shard_rows SELECT m.shard_no, m.name, coalesce(c.n, 0), m.bytes, now()
-                FROM shard_numbers m LEFT JOIN (SELECT shard, count(*) AS n FROM incoming GROUP BY shard) c ON c.shard = m.name""")
-            con.execute("DROP TABLE incoming")
+                con.execute(f"""UPDATE verdict_rows v SET skey = s.skey FROM sample_rows s
+                    WHERE v.skey IS NULL AND s.skey >= {first_key} AND s.id = v.sample_id""")
+                keys.refresh_latest(con, f"SELECT skey FROM verdict_rows WHERE skey >= {first_key}")
+            con.execute(f"""INSERT INTO shard_rows SELECT m.shard_no, m.name, coalesce(c.n, 0), m.bytes, now()
+                FROM shard_numbers m LEFT JOIN (SELECT shard, count(*) AS n FROM sample_rows WHERE skey >= {first_key}
+                GROUP BY shard) c ON c.shard = m.name""")
+            per = dict(con.execute(f"SELECT name, rows FROM shard_rows WHERE shard_no > {shard_base}").fetchall())
             con.unregister("shard_numbers")
             return per
 
@@ -527,8 +522,8 @@ class TraceStore:
             "AND NOT EXISTS (SELECT 1 FROM verdict_rows v WHERE v.skey = s.skey AND v.verifier = $1 AND v.version = $2)")
         query = f"""SELECT s.id, s.problem_id, s.shard FROM sample_rows s
             WHERE s.id IN (SELECT id FROM traces WHERE {pred}) {skip}
-            ORDER BY s.shard_no, s.shard_row""" if where else f"""SELECT s.id, s.problem_id, s.shard FROM sample_rows s
-            WHERE true {skip} ORDER BY s.shard_no, s.shard_row"""
+            ORDER BY s.skey""" if where else f"""SELECT s.id, s.problem_id, s.shard FROM sample_rows s
+            WHERE true {skip} ORDER BY s.skey"""
         with self.connect(referenced_names(f"SELECT 1 FROM traces WHERE {pred}")) as con:
             try:
                 t = run_query(con, query, [verifier, version] if skip else None)

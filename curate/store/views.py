@@ -136,13 +136,13 @@ def create_views(con, shard_files: list[str], names: set[str] | None = None) -> 
         numbers = "[" + ", ".join(str(int(n)) for _, n in listed) + "]"
         con.execute(
             f"""CREATE OR REPLACE TEMP VIEW shard_texts AS
-            SELECT {numbers}[file_index::BIGINT + 1] AS shard_no, file_row_number::INTEGER AS shard_row, text
+            SELECT {keys.position_key(numbers + '[file_index::BIGINT + 1]', 'file_row_number')} AS skey, text
             FROM read_parquet({files}, file_row_number = true)"""
         )
     else:
-        con.execute("CREATE OR REPLACE TEMP VIEW shard_texts AS SELECT NULL::INTEGER AS shard_no, NULL::INTEGER AS shard_row, NULL::VARCHAR AS text WHERE false")
+        con.execute("CREATE OR REPLACE TEMP VIEW shard_texts AS SELECT NULL::BIGINT AS skey, NULL::VARCHAR AS text WHERE false")
     con.execute("""CREATE OR REPLACE TEMP VIEW texts AS SELECT s.id AS sample_id, t.text FROM shard_texts t
-        JOIN sample_rows s ON s.shard_no = t.shard_no AND s.shard_row = t.shard_row""")
+        JOIN sample_rows s ON s.skey = t.skey""")
     con.execute("""CREATE OR REPLACE TEMP VIEW latest_verdicts AS SELECT id AS sample_id, v_status AS status,
         v_score AS score, v_verifier AS verifier, v_version AS version FROM sample_rows WHERE v_status IS NOT NULL""")
     text = names is None or "text" in names
@@ -155,6 +155,6 @@ def create_views(con, shard_files: list[str], names: set[str] | None = None) -> 
                {', '.join('s.' + c for c in keys.FEATURE_COLUMNS)}, s.v_status AS status, s.v_score AS score,
                s.v_verifier AS verifier, s.v_version AS verifier_version
         FROM sample_rows s
-        {'LEFT JOIN shard_texts t ON t.shard_no = s.shard_no AND t.shard_row = s.shard_row' if text else ''}
+        {'LEFT JOIN shard_texts t ON t.skey = s.skey' if text else ''}
         {'LEFT JOIN problem_rows p ON p.pkey = s.pkey' if problem else ''}"""
     )
