@@ -1,6 +1,8 @@
 """TraceStore on real DuckDB files: migrations, idempotent ingest, views, verdicts, damaged shards."""
 from __future__ import annotations
 
+import warnings
+
 import duckdb
 import pytest
 
@@ -165,6 +167,12 @@ def test_truncated_committed_shard_is_named_and_the_rest_works(store_path):
     assert sum(r["text"] is not None for r in rows) == 2  # text from the healthy shard only
     assert st2.query("SELECT count(*) AS n FROM problems").to_pylist() == [{"n": 2}]
     assert any(shard.name in w for w in st2.warnings)
+    shard.unlink()  # a query that names no text opens no shard: no warning, the same answer
+    st3 = TraceStore(store_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert st3.query("SELECT count(*) AS n, sum(text_chars) > 0 AS chars FROM traces").to_pylist() == [{"n": 4, "chars": True}]
+    assert st3.warnings == []
 
 
 def test_damaged_pending_shard_is_quarantined_not_blocking(store_path):

@@ -134,10 +134,11 @@ def test_traces_joins_only_what_a_query_names(store_path):
 
 
 @pytest.mark.parametrize("sql, names", [
-    ("SELECT count(*) FROM traces", set()),
-    ("SELECT source, count(*) AS n FROM traces GROUP BY 1 ORDER BY n", {"source", "n"}),
-    ("SELECT t.status FROM traces t JOIN problems p USING (domain)", {"t", "status", "domain"}),
-    ("FROM traces SELECT count(*) WHERE text LIKE '%wait%'", {"text"}),
+    ("SELECT count(*) FROM traces", {"traces"}),
+    ("SELECT source, count(*) AS n FROM traces GROUP BY 1 ORDER BY n", {"source", "n", "traces"}),
+    ("SELECT t.status FROM traces t JOIN problems p USING (domain)", {"t", "status", "domain", "traces", "problems", "p"}),
+    ("FROM traces SELECT count(*) WHERE text LIKE '%wait%'", {"text", "traces"}),
+    ("SELECT count(*) FROM texts", {"texts"}),
     ("SELECT * FROM traces", None),
     ("FROM traces", None),
     ("SELECT COLUMNS('.*_chars') FROM traces", None),

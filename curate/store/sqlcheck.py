@@ -13,8 +13,8 @@
   `check_predicate` returns the predicate wrapped as `(\\n...\\n)`, ready to embed: the newlines end any
   trailing `--` comment inside the parentheses.
 
-- `referenced_names(sql)`: the column names a query mentions, or None when it may use columns it does not
-  name (`*`, COLUMNS(...), positional references, NATURAL joins, a whole row by its table's name, anything
+- `referenced_names(sql)`: the column and table names a query mentions, or None when it may use columns it
+  does not name (`*`, COLUMNS(...), positional references, NATURAL joins, a whole row by its table's name, anything
   but one SELECT). The `traces` view leaves out the joins a query does not need (views.create_views).
 
 These checks are the second line. The defence is the locked-down connection (connection.py), which
@@ -207,7 +207,7 @@ def _walk(node, found: dict) -> None:
 
 
 def referenced_names(sql: str) -> set[str] | None:
-    """Every column name `sql` mentions (lower case), or None when it may read columns it does not name."""
+    """Every column and table name `sql` mentions (lower case), or None when it may read columns it does not name."""
     try:
         parsed = _serialize(sql)
     except duckdb.Error:
@@ -221,4 +221,4 @@ def referenced_names(sql: str) -> set[str] | None:
         found["tables"].add(str(cte.get("key", "")).lower())
     if found["all"] or found["single"] & found["tables"]:
         return None
-    return found["names"]
+    return found["names"] | found["tables"]

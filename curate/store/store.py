@@ -175,7 +175,10 @@ class TraceStore:
             try:
                 migrate = bool(self._pending_migrations(con))
                 if not migrate:
-                    shards = self._readable_shards(con)
+                    # A query that names no text never opens a shard (a stat per file adds up on a network
+                    # filesystem): its texts views are empty and it may read no shard file.
+                    text = names is None or not names.isdisjoint(("text", "texts", "shard_texts"))
+                    shards = self._readable_shards(con) if text else []
                     lock_down(con, [path for path, _ in shards])
                     create_views(con, shards, names)
                     yield con
