@@ -49,6 +49,20 @@ def paired(a, b, reps: int) -> tuple[float, float]:
     return statistics.median(p[0] for p in pairs), statistics.median(p[1] for p in pairs)
 
 
+def paired_cpu(a, b, reps: int) -> tuple[tuple[float, float], tuple[float, float]]:
+    """Like `paired`, also with CPU seconds (all threads of this process): ((wall_a, cpu_a), (wall_b, cpu_b)).
+    CPU time moves less than wall time when other jobs share the machine."""
+    def once(fn):
+        t, c = time.perf_counter(), time.process_time()
+        fn()
+        return time.perf_counter() - t, time.process_time() - c
+
+    pairs = [(once(a), once(b)) for _ in range(reps)]
+    med = statistics.median
+    return ((med(p[0][0] for p in pairs), med(p[0][1] for p in pairs)),
+            (med(p[1][0] for p in pairs), med(p[1][1] for p in pairs)))
+
+
 def timed(fn, reps: int) -> tuple[float, list[float]]:
     times = []
     for _ in range(reps):
