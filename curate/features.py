@@ -68,12 +68,12 @@ def repetition_score(text: str) -> float:
 def repetition_scores(texts: pa.Array | pa.ChunkedArray) -> pa.Array:
     """repetition_score of each text, without turning every text into a Python string.
 
-    Only texts whose final NEEDLE bytes occur earlier within the last 4 * TAIL bytes can score above 0
-    (those bytes end the final NEEDLE characters, and TAIL characters span at most 4 * TAIL bytes); that
-    scan runs over the Arrow buffer, and just those texts are decoded and scored exactly."""
+    A text can score above 0 only if its final NEEDLE bytes (which end its final NEEDLE characters) occur
+    earlier within its last 4 * TAIL bytes (TAIL characters span at most that). The scan copies just that
+    window out of the Arrow buffer; only the texts it finds are decoded and scored exactly."""
     texts = pc.fill_null(texts, "")
     arr = texts.combine_chunks() if isinstance(texts, pa.ChunkedArray) else texts
-    if pa.types.is_string_view(arr.type) or pa.types.is_binary_view(arr.type):
+    if pa.types.is_string_view(arr.type):
         arr = arr.cast(pa.string())
     n = len(arr)
     out = [0.0] * n
@@ -82,12 +82,14 @@ def repetition_scores(texts: pa.Array | pa.ChunkedArray) -> pa.Array:
         return pa.array(out, pa.float64())
     width = np.int64 if pa.types.is_large_string(arr.type) else np.int32
     offsets = np.frombuffer(arr.buffers()[1], dtype=width)[arr.offset: arr.offset + n + 1].tolist()
-    data = data_buf.to_pybytes()
-    rfind, window = data.rfind, 4 * TAIL
+    data, window = memoryview(data_buf), 4 * TAIL
     for i in range(n):
         start, end = offsets[i], offsets[i + 1]
-        if end - start >= 2 * NEEDLE and rfind(data[end - NEEDLE:end], max(start, end - window), end - 1) >= 0:
-            out[i] = repetition_score(data[start:end].decode("utf-8"))
+        if end - start < 2 * NEEDLE:
+            continue
+        tail = bytes(data[max(start, end - window):end])
+        if tail.rfind(tail[-NEEDLE:], 0, len(tail) - 1) >= 0:
+            out[i] = repetition_score(bytes(data[start:end]).decode("utf-8"))
     return pa.array(out, pa.float64())
 
 
