@@ -17,12 +17,14 @@ Migration 0005 converts a store written before this layout in place (see `conver
 """
 from __future__ import annotations
 
+import pyarrow as pa
+
 from curate import features
 from curate.store import shards as shard_io
 
 FEATURE_COLUMNS = features.NAMES
-_FEATURE_DDL = ", ".join(f"{n} {t}" for n, t in zip(features.NAMES, (
-    "INTEGER", "INTEGER", "INTEGER", "INTEGER", "BOOLEAN", "BOOLEAN", "INTEGER", "DOUBLE", "INTEGER", "INTEGER", "DOUBLE")))
+_SQL_TYPES = {pa.int32(): "INTEGER", pa.bool_(): "BOOLEAN", pa.float64(): "DOUBLE"}
+_FEATURE_DDL = ", ".join(f"{f.name} {_SQL_TYPES[f.type]}" for f in features.SCHEMA)
 
 TABLES_SQL = f"""
 CREATE TABLE problem_rows (
@@ -55,7 +57,6 @@ def position_key(shard_no: str, row: str) -> str:
 
 
 VERDICT_COLUMNS = ["sample_id", "verifier", "version", "status", "score", "answer", "reason", "duration_s"]
-LATEST_COLUMNS = ("v_status", "v_score", "v_verifier", "v_version")
 
 # "Latest" = newest created_at, ties broken by verifier then version: a grouped arg_min, not a window sort.
 _LATEST = """SELECT skey, arg_min(struct_pack(status := status, score := score, verifier := verifier, version := version),
@@ -85,8 +86,7 @@ def convert(con, store) -> None:
     shard files. A sample whose shard is missing (its text was already unavailable) gets a negative key,
     which no shard row ever matches. Features move from feature_rows into sample_rows, and each sample
     gets its latest verdict. Every public column keeps its value, so queries over the views answer as before."""
-    meta = ("backend, model, revision, params, sample_index, seed, finish_reason, prompt_tokens, completion_tokens, "
-            "teacher_logprob, teacher_entropy, latency_s, run_id")
+    meta = shard_io.META_COLUMNS[2:]  # every sample column but id and problem_id
     names = [r[0] for r in con.execute("SELECT name FROM shard_rows WHERE rows > 0 ORDER BY name").fetchall()]
     files = [str(p) for p in (store.shard_dir / f"{n}.parquet" for n in names) if shard_io.looks_complete(p)]
     if files:
@@ -103,9 +103,9 @@ def convert(con, store) -> None:
     con.execute("""INSERT INTO problem_rows SELECT row_number() OVER (ORDER BY created_at, id), id, source, domain, prompt,
         reference, metadata, split, created_at FROM old_problem_rows""")
     fcols = ", ".join(f"f.{c}" for c in FEATURE_COLUMNS)
-    con.execute(f"""INSERT INTO sample_rows (skey, id, problem_id, pkey, {meta}, created_at, shard, {', '.join(FEATURE_COLUMNS)})
+    con.execute(f"""INSERT INTO sample_rows (skey, id, problem_id, pkey, {', '.join(meta)}, created_at, shard, {', '.join(FEATURE_COLUMNS)})
         SELECT coalesce({position_key('r.shard_no', 'o.shard_row')}, -row_number() OVER (ORDER BY s.id)), s.id, s.problem_id,
-               p.pkey, {', '.join('s.' + c.strip() for c in meta.split(','))}, s.created_at, s.shard, {fcols}
+               p.pkey, {', '.join('s.' + c for c in meta)}, s.created_at, s.shard, {fcols}
         FROM old_sample_rows s
         LEFT JOIN problem_rows p ON p.id = s.problem_id
         LEFT JOIN shard_rows r ON r.name = s.shard
