@@ -148,6 +148,10 @@ def test_traces_joins_only_what_a_query_names(store_path):
     ("SELECT count(*) FROM traces NATURAL JOIN problems", None),
     ("WITH x AS (SELECT id FROM traces) SELECT x FROM x", None),
     ("DESCRIBE traces", None),
+    ("SELECT t.* FROM problems p JOIN traces t ON t.problem_id = p.id", None),
+    ("SELECT (SELECT max(#1) FROM traces) AS m", None),
+    # a wildcard over a CTE that names its columns needs only those
+    ("WITH c AS (SELECT id, status FROM traces) SELECT *, 1 AS one FROM c", {"id", "status", "traces", "c"}),
 ])
 def test_referenced_names(sql, names):
     assert referenced_names(sql) == names

@@ -14,8 +14,8 @@
   trailing `--` comment inside the parentheses.
 
 - `referenced_names(sql)`: the column and table names a query mentions, or None when it may use columns it
-  does not name (`*`, COLUMNS(...), positional references, NATURAL joins, a whole row by its table's name, anything
-  but one SELECT). The `traces` view leaves out the joins a query does not need (views.create_views).
+  does not name (`*`, COLUMNS(...) or a positional reference over `traces`, NATURAL joins, a whole row by its
+  table's name, anything but one SELECT). The `traces` view leaves out the joins a query does not need (views.create_views).
 
 These checks are the second line. The defence is the locked-down connection (connection.py), which
 refuses file, network and extension access and configuration changes whatever the SQL says.
@@ -184,10 +184,36 @@ def check_predicate(pred: str, view: str, what: str = "predicate") -> str:
     return f"(\n{pred}\n)"
 
 
+def _from_tables(node) -> set[str]:
+    """Base tables a FROM clause reads directly (through joins, not inside subqueries)."""
+    if not isinstance(node, dict):
+        return set()
+    if node.get("type") == "BASE_TABLE":
+        return {str(node.get("table_name", "")).lower()}
+    if node.get("type") == "JOIN":
+        return _from_tables(node.get("left")) | _from_tables(node.get("right"))
+    return set()
+
+
+def _has_wildcard(node) -> bool:
+    """A `*`, COLUMNS(...) or positional reference in this query level (not in nested queries)."""
+    if isinstance(node, dict):
+        if (node.get("class") or node.get("type")) in ("STAR", "POSITIONAL_REFERENCE"):
+            return True
+        return any(_has_wildcard(v) for k, v in node.items() if not (isinstance(v, dict) and v.get("type") == "SELECT_NODE"))
+    if isinstance(node, list):
+        return any(_has_wildcard(v) for v in node if not (isinstance(v, dict) and v.get("type") == "SELECT_NODE"))
+    return False
+
+
 def _walk(node, found: dict) -> None:
     if isinstance(node, dict):
         kind = node.get("class") or node.get("type")
-        if kind in ("STAR", "POSITIONAL_REFERENCE") or node.get("ref_type") == "NATURAL":
+        # A wildcard expands to whatever columns `traces` has, so it needs the whole view; over a CTE or a
+        # subquery it expands to their named columns, which those name themselves.
+        if kind == "SELECT_NODE" and "traces" in _from_tables(node.get("from_table")) and _has_wildcard(node):
+            found["all"] = True
+        if node.get("ref_type") == "NATURAL":
             found["all"] = True
         if kind == "COLUMN_REF":
             parts = [str(p).lower() for p in node.get("column_names") or []]
