@@ -37,6 +37,7 @@ import itertools
 import logging
 import math
 import os
+import pickle
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -130,28 +131,44 @@ def _can_see(store_dir: str, probe: str, token: str, write: bool, faults: dict) 
 
 
 def _require_visible(ray: Any, store_path: Path, actors: list, write: bool, faults: dict) -> None:
+    with _probe(store_path) as visible:
+        answers = _get(ray, [a.can_see.remote(*visible, write, faults) for a in actors])
+    bad = [(host, why) for host, why in answers if why]
+    if bad:
+        raise StoreError(_unseen(bad[0][0], str(store_path), write, bad[0][1]), hint=SHARED_HINT)
+
+
+SHARED_HINT = "every Ray node must mount the store at the same path: put it on a shared filesystem (docs/scale.md)"
+
+
+def _unseen(host: str, store_dir: str, write: bool, why: str) -> str:
+    return f"a Ray worker on {host} cannot {'write to' if write else 'read'} the store directory {store_dir} ({why})"
+
+
+@contextlib.contextmanager
+def _probe(store_path: Path) -> Iterator[tuple[str, str, str]]:
+    """A probe file in the store directory while workers start: (directory, probe name, token)."""
     token = uuid.uuid4().hex
     probe = PROBE_PREFIX + token
     (store_path / probe).write_text(token)
     try:
-        answers = _get(ray, [a.can_see.remote(str(store_path), probe, token, write, faults) for a in actors])
+        yield str(store_path), probe, token
     finally:
         (store_path / probe).unlink(missing_ok=True)
-    bad = [(host, why) for host, why in answers if why]
-    if bad:
-        host, why = bad[0]
-        raise StoreError(f"a Ray worker on {host} cannot {'write to' if write else 'read'} the store directory {store_path} ({why})",
-                         hint="every Ray node must mount the store at the same path: put it on a shared filesystem (docs/scale.md)")
 
 
 def _get(ray: Any, refs: Any) -> Any:
     try:
         return ray.get(refs)
     except ray.exceptions.RayError as e:
-        lines = [ln for ln in str(e).strip().splitlines() if ln.strip()]
-        why = "died (restarts used up)" if isinstance(e, ray.exceptions.RayActorError) else "failed"
-        raise CurateError(f"a Ray worker {why}: {lines[-1] if lines else type(e).__name__}",
-                          hint="what is stored is kept; rerun the same command to resume") from None
+        raise _worker_failed(ray, e) from None
+
+
+def _worker_failed(ray: Any, e: Exception) -> CurateError:
+    lines = [ln for ln in str(e).strip().splitlines() if ln.strip()]
+    why = "died (restarts used up)" if isinstance(e, ray.exceptions.RayActorError) else "failed"
+    return CurateError(f"a Ray worker {why}: {lines[-1] if lines else type(e).__name__}",
+                       hint="what is stored is kept; rerun the same command to resume")
 
 
 def _stream(ray: Any, actors: list, call: Callable[[int, Any], Any], items: Iterable, per_actor: int = 2
@@ -411,151 +428,201 @@ def _run_batches(ray: Any, actors: list, batches: list, gen: dict, report: Any, 
 
 # ------------------------------------------------------------------ labeling
 
+WAVE_ROWS = 100_000  # traces handed to Ray Data at once: bounds what the driver and the object store hold
+WAVE_BYTES = 1 << 30  # ... and the text bytes of one wave
 
-class _LabelWorker:
-    def __init__(self, preload: list[str], grace_s: float, faults: dict, processes: int) -> None:
-        from verifiers.pool import VerifierPool
 
-        self.faults = faults
+class _LabelActor:
+    """A Ray Data map actor: one warm verifier pool, judging whole batches and self-testing after each."""
+
+    def __init__(self, preload: list[str], grace_s: float, faults: dict, processes: int, names: list[str],
+                 options: dict | None, visible: tuple) -> None:
+        from verifiers.pool import PoolError, VerifierPool
+
+        self.faults, self.options, self.error, self.failed = faults, options, None, None
+        self.tests: list[tuple[str, int]] = []  # (verifier, probes) of self-tests not yet reported
+        host, why = _can_see(*visible, False, faults)  # before any verifier starts
+        if why:
+            self.error = ("StoreError", _unseen(host, visible[0], False, why), SHARED_HINT)
+            return
         self.pool = VerifierPool(workers=processes, grace_s=grace_s, preload=preload)
-
-    def ready(self) -> tuple[str, Any]:
-        """Start the verifier process (a restarted actor starts it on its first batch instead)."""
-        from verifiers.pool import PoolError
-
         try:
             self.pool.start()
         except PoolError as e:
-            return _host(), ("CurateError", f"verifier workers cannot start: {e}", None)
-        return _host(), None
+            self.error = ("CurateError", f"verifier workers cannot start: {e}", None)
+            return
+        for name in names:  # every verifier proves itself in this actor before it judges anything
+            probes, self.failed = self._self_test(name)
+            if self.failed:
+                return
+            self.tests.append((name, probes))
 
-    def can_see(self, *args: Any) -> tuple[str, str | None]:
-        return _can_see(*args)
-
-    def self_test(self, name: str, options: dict | None) -> tuple[int, str | None]:
-        """(probes run, None), or (0, why) when a probe got the wrong status."""
+    def _self_test(self, name: str) -> tuple[int, str | None]:
         from verifiers.pool import SelfTestFailed
 
         try:
-            return self.pool.self_test(name, options), None
+            return self.pool.self_test(name, self.options), None
         except SelfTestFailed as e:
             return 0, str(e)
 
-    def label(self, name: str, options: dict | None, batch: list, check: bool) -> dict:
-        tasks = [(sid, name, options or {}, problem, text) for problem, sid, text in batch]
+    def __call__(self, batch: Any) -> dict:
+        out = {"error": self.error, "failed": self.failed, "verdicts": {}, "kills": 0, "tests": self.tests}
+        self.tests = []
+        if self.error or self.failed:
+            return _one_row(out)
+        names = batch.column("verifier").to_pylist()
+        sids = batch.column("sid").to_pylist()
+        step = dict(zip(sids, names))
+        tasks = [(sid, name, self.options or {}, pickle.loads(problem), text) for sid, name, problem, text in
+                 zip(sids, names, batch.column("problem").to_pylist(), batch.column("text").to_pylist())]
         kills = self.pool.kills
-        verdicts = []
-        for sid, verdict in self.pool.run(tasks):
-            verdicts.append(verdict.with_sample(sid))
-            if len(verdicts) == (len(tasks) + 1) // 2:
+        verdicts: dict[str, list] = {}
+        for k, (sid, verdict) in enumerate(self.pool.run(tasks), 1):
+            verdicts.setdefault(step[sid], []).append(verdict.with_sample(sid))
+            if k == (len(tasks) + 1) // 2:
                 _kill_once(self.faults.get("kill_label_once"))
-        probes, failed = self.self_test(name, options) if check else (None, None)
-        return {"verdicts": verdicts, "kills": self.pool.kills - kills, "probes": probes, "failed": failed}
+        out["kills"] = self.pool.kills - kills
+        for name in verdicts:  # a self-test after them, on this actor, confirms this batch's verdicts
+            probes, failed = self._self_test(name)
+            if failed:
+                out["failed"] = failed
+                return _one_row(out)
+            out["tests"].append((name, probes))
+        out["verdicts"] = verdicts
+        return _one_row(out)
+
+
+def _one_row(result: dict) -> dict:
+    import numpy as np
+
+    return {"result": np.array([pickle.dumps(result)], dtype=object)}
 
 
 def label_store(store: Any, verifier: str | None = None, workers: int = 2, relabel: bool = False,
                 where: str | None = None, batch_size: int = 500, options: dict | None = None,
                 progress: Callable[[int, str], None] | None = None, grace_s: float = 1.0, self_test_every: int = 1,
                 address: str | None = None, planned: Callable[[int, str], None] | None = None) -> Any:
-    """`curate.label.label_store` on Ray (`workers` verifier processes in all, one actor per node's worth);
-    returns a LabelReport with the same verdicts. Raises CurateError when a verifier fails its self-test."""
+    """`curate.label.label_store` on Ray Data (`workers` verifier processes in all, in actors of one node's
+    worth each); returns a LabelReport with the same verdicts. Raises CurateError when a verifier fails its
+    self-test."""
     from curate import label as L
 
     L.check_args(store, workers, batch_size, self_test_every)
     t0 = time.monotonic()
     report = L.LabelReport()
     steps, versions, preload = L.prepare(store, verifier, where, options, report)
-    work = []  # (verifier, its batches) for the verifiers with something to judge: no Ray at all otherwise
-    for name, pred in steps:
-        on_plan = (lambda n, name=name: planned(n, name)) if planned else None
-        batches = store.unlabeled(name, versions[name], where=pred, relabel=relabel, batch_size=batch_size,
-                                  on_plan=on_plan)
-        first = next(batches, None)
-        if first is not None:
-            work.append((name, itertools.chain([first], batches)))
-    faults = _faults()
-    if not work:
+
+    def rows() -> Iterator[tuple[str, str, bytes, str]]:
+        for name, pred in steps:
+            on_plan = (lambda n, name=name: planned(n, name)) if planned else None
+            for batch in store.unlabeled(name, versions[name], where=pred, relabel=relabel, batch_size=batch_size,
+                                         on_plan=on_plan):
+                problems: dict[str, bytes] = {}
+                for problem, sid, text in batch:
+                    if problem.id not in problems:
+                        problems[problem.id] = pickle.dumps(problem)
+                    yield name, sid, problems[problem.id], text
+
+    waves = _waves(rows())
+    wave = next(waves, None)
+    if wave is None:  # nothing to judge: no Ray at all
         report.seconds = time.monotonic() - t0
         return report
-    with session(address) as ray:
-        worker_cls = ray.remote(max_restarts=RETRIES, max_task_retries=RETRIES)(_LabelWorker)
-        actors = [worker_cls.options(num_cpus=k).remote(preload, grace_s, faults, k) for k in _actor_sizes(ray, workers)]
-        try:
-            _require_visible(ray, store.path.resolve(), actors, False, faults)  # before any verifier starts
-            _ready(ray, actors)
-            for name, _ in work:  # every verifier proves itself on every worker before anything is labeled
-                _confirm(ray, actors, name, options, report)
-            piece = max(1, math.ceil(batch_size / len(actors)))  # every store batch keeps every actor busy
-            for name, batches in work:
-                batches = (b[i:i + piece] for b in batches for i in range(0, len(b), piece))
-                _label_step(ray, actors, name, options, batches, self_test_every, batch_size, relabel, store, report,
-                            progress)
-        finally:
-            _stop(ray, actors)
+    faults = _faults()
+    names = [name for name, _ in steps]
+    with session(address) as ray, _probe(store.path.resolve()) as visible:
+        _quiet_data(ray)
+        n, per = _actor_shape(ray, workers)
+        writer = _VerdictWriter(store, relabel, batch_size, report, progress)
+        for wave in itertools.chain([wave], waves):
+            chunk = max(1, min(self_test_every * batch_size, math.ceil(len(wave) / (2 * n))))
+            ds = ray.data.from_arrow([wave.slice(i, chunk) for i in range(0, len(wave), chunk)])
+            ds = ds.map_batches(_LabelActor, batch_size=chunk, batch_format="pyarrow", num_cpus=per,
+                                compute=ray.data.ActorPoolStrategy(size=n, max_tasks_in_flight_per_actor=2),
+                                fn_constructor_args=(preload, grace_s, faults, per, names, options, visible))
+            _consume(ray, ds, writer)
+        writer.flush()
     report.seconds = time.monotonic() - t0
     return report
 
 
-def _actor_sizes(ray: Any, workers: int) -> list[int]:
-    """Verifier processes per actor: one actor per node's worth of CPUs (so a node runs one warm forkserver and
-    a batch crosses one process boundary, as in the local pool), `workers` processes in all."""
+def _quiet_data(ray: Any) -> None:
+    """Ray Data prints progress bars and a line per execution; the command reports its own progress."""
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False
+    ctx.print_on_execution_start = False
+    logging.getLogger("ray.data").setLevel(logging.ERROR)
+
+
+def _waves(rows: Iterator[tuple]) -> Iterator[Any]:
+    """Arrow tables of (verifier, sid, problem, text) rows, at most WAVE_ROWS rows or about WAVE_BYTES of text."""
+    import pyarrow as pa
+
+    while True:
+        part = list(itertools.islice(_until_bytes(rows), WAVE_ROWS))
+        if not part:
+            return
+        cols = list(zip(*part))
+        yield pa.table({"verifier": pa.array(cols[0], pa.string()), "sid": pa.array(cols[1], pa.string()),
+                        "problem": pa.array(cols[2], pa.binary()), "text": pa.array(cols[3], pa.large_string())})
+
+
+def _until_bytes(rows: Iterator[tuple]) -> Iterator[tuple]:
+    size = 0
+    for row in rows:
+        yield row
+        size += len(row[3])
+        if size >= WAVE_BYTES:
+            return
+
+
+def _actor_shape(ray: Any, workers: int) -> tuple[int, int]:
+    """(actors, verifier processes per actor): one actor per node's worth of CPUs (so a node runs one warm
+    forkserver and a batch crosses one process boundary, as in the local pool), at least `workers` in all."""
     node_cpus = max((int(n["Resources"].get("CPU", 0)) for n in ray.nodes() if n.get("Alive")), default=1)
-    per = max(1, min(workers, node_cpus))
-    return [per] * (workers // per) + ([workers % per] if workers % per else [])
+    n = math.ceil(workers / max(1, min(workers, node_cpus)))
+    return n, math.ceil(workers / n)
 
 
-def _confirm(ray: Any, actors: list, name: str, options: dict | None, report: Any) -> None:
-    """Self-test `name` on the given actors; CurateError at the first failure."""
-    from curate.label import SELF_TEST_HINT, count_self_test
+class _VerdictWriter:
+    """The driver's single writer: confirmed verdicts are written `batch_size` at a time, one transaction each."""
 
-    results = _get(ray, [a.self_test.remote(name, options) for a in actors])
-    for probes, failed in results:
-        if failed:
-            raise CurateError(failed, hint=SELF_TEST_HINT)
-    count_self_test(report, name, min(probes for probes, _ in results))
+    def __init__(self, store: Any, relabel: bool, batch_size: int, report: Any, progress: Callable | None) -> None:
+        self.store, self.relabel, self.batch_size, self.report, self.progress = store, relabel, batch_size, report, progress
+        self.pending: list = []
 
+    def take(self, res: dict) -> None:
+        from curate.label import SELF_TEST_HINT, count_self_test
 
-def _label_step(ray: Any, actors: list, name: str, options: dict | None, pieces: Iterable, every: int,
-                batch_size: int, relabel: bool, store: Any, report: Any, progress: Callable | None) -> None:
-    """Stream one verifier's pieces through the actors. An actor's verdicts are held until a self-test on that
-    actor passes after them: once it has judged `every` x `batch_size` traces since its last one (the local
-    executor's cadence, counted per worker environment), and once more at the end for what is left. Confirmed
-    verdicts are written `batch_size` at a time, one store transaction each."""
-    from curate.label import SELF_TEST_HINT
-
-    since = [0] * len(actors)  # traces sent to each actor since its last requested self-test
-    held: list[list] = [[] for _ in actors]
-    confirmed: list = []
-
-    def call(i: int, piece: list) -> Any:
-        since[i] += len(piece)
-        check = since[i] >= every * batch_size
-        if check:
-            since[i] = 0
-        return actors[i].label.remote(name, options, piece, check)
-
-    def write(verdicts: list) -> None:
-        report.written += store.add_verdicts(verdicts, replace=relabel)
-
-    for i, _, res in _stream(ray, actors, call, pieces):
-        if res["failed"]:
+        if res["error"]:
+            raise _rebuild(res["error"])
+        if res["failed"]:  # this batch is discarded; what earlier self-tests confirmed is written
             raise CurateError(res["failed"], hint=SELF_TEST_HINT)
-        held[i] += res["verdicts"]
-        report.killed += res["kills"]
-        for v in res["verdicts"]:
-            report.count(v)
-        if progress:
-            progress(len(res["verdicts"]), name)
-        if res["probes"] is not None:  # this actor passed a self-test after everything it holds
-            report.self_tests += 1
-            confirmed += held[i]
-            held[i] = []
-            if len(confirmed) >= batch_size:
-                write(confirmed)
-                confirmed = []
-    left = [i for i, h in enumerate(held) if h]
-    if left:
-        _confirm(ray, [actors[i] for i in left], name, options, report)
-        confirmed += [v for i in left for v in held[i]]
-    if confirmed:
-        write(confirmed)
+        for name, probes in res["tests"]:
+            count_self_test(self.report, name, probes)
+        self.report.killed += res["kills"]
+        for name, verdicts in res["verdicts"].items():
+            for v in verdicts:
+                self.report.count(v)
+            self.pending += verdicts
+            if self.progress:
+                self.progress(len(verdicts), name)
+        if len(self.pending) >= self.batch_size:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            self.report.written += self.store.add_verdicts(self.pending, replace=self.relabel)
+            self.pending = []
+
+
+def _consume(ray: Any, ds: Any, writer: _VerdictWriter) -> None:
+    """Run the dataset, handing each batch's result to the writer as it arrives (in any order)."""
+    rows = iter(ds.iter_rows())
+    try:
+        for row in rows:
+            writer.take(pickle.loads(row["result"]))
+    except ray.exceptions.RayError as e:
+        raise _worker_failed(ray, e) from None
+    finally:
+        rows.close()  # stops the pipeline (and its actors) when the driver gives up early
