@@ -42,14 +42,13 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterator
 
-from curate.errors import BackendError, ConfigError, CurateError, InputError, StoreError
+from curate.errors import BackendError, ConfigError, CurateError, InputError
 
 __all__ = ["BackendSpec", "session", "generate", "label_store"]
 
 FAULT_ENV = "CURATE_RAY_TEST_FAULTS"
-RETRIES = 3  # restarts of a dead actor, and retries of each call it had in flight
 PROBE_PREFIX = ".ray-probe-"
 # Ray runs its workers at nice 15 by default; verifier and backend workers are this command's real work, so a
 # local instance runs them at the priority the local executor's processes have (docs/scale.md).
@@ -130,24 +129,21 @@ def _can_see(store_dir: str, probe: str, token: str, write: bool, faults: dict) 
     return _host(), None
 
 
-def _require_visible(ray: Any, store_path: Path, actors: list, write: bool, faults: dict) -> None:
-    with _probe(store_path) as visible:
-        answers = _get(ray, [a.can_see.remote(*visible, write, faults) for a in actors])
-    bad = [(host, why) for host, why in answers if why]
-    if bad:
-        raise StoreError(_unseen(bad[0][0], str(store_path), write, bad[0][1]), hint=SHARED_HINT)
-
-
 SHARED_HINT = "every Ray node must mount the store at the same path: put it on a shared filesystem (docs/scale.md)"
 
 
-def _unseen(host: str, store_dir: str, write: bool, why: str) -> str:
-    return f"a Ray worker on {host} cannot {'write to' if write else 'read'} the store directory {store_dir} ({why})"
+def _visible(visible: tuple, write: bool, faults: dict) -> tuple | None:
+    """None when this node sees the driver's store directory, else the StoreError to report, as data."""
+    host, why = _can_see(*visible, write, faults)
+    if not why:
+        return None
+    what = "write to" if write else "read"
+    return "StoreError", f"a Ray worker on {host} cannot {what} the store directory {visible[0]} ({why})", SHARED_HINT
 
 
 @contextlib.contextmanager
 def _probe(store_path: Path) -> Iterator[tuple[str, str, str]]:
-    """A probe file in the store directory while workers start: (directory, probe name, token)."""
+    """A probe file in the store directory while the command runs: (directory, probe name, token)."""
     token = uuid.uuid4().hex
     probe = PROBE_PREFIX + token
     (store_path / probe).write_text(token)
@@ -157,56 +153,54 @@ def _probe(store_path: Path) -> Iterator[tuple[str, str, str]]:
         (store_path / probe).unlink(missing_ok=True)
 
 
-def _get(ray: Any, refs: Any) -> Any:
-    try:
-        return ray.get(refs)
-    except ray.exceptions.RayError as e:
-        raise _worker_failed(ray, e) from None
-
-
 def _worker_failed(ray: Any, e: Exception) -> CurateError:
     lines = [ln for ln in str(e).strip().splitlines() if ln.strip()]
-    why = "died (restarts used up)" if isinstance(e, ray.exceptions.RayActorError) else "failed"
-    return CurateError(f"a Ray worker {why}: {lines[-1] if lines else type(e).__name__}",
+    return CurateError(f"a Ray worker failed: {lines[-1] if lines else type(e).__name__}",
                        hint="what is stored is kept; rerun the same command to resume")
 
 
-def _stream(ray: Any, actors: list, call: Callable[[int, Any], Any], items: Iterable, per_actor: int = 2
-            ) -> Iterator[tuple[int, Any, Any]]:
-    """Send items to actors (at most `per_actor` in flight each, so the next batch waits next to the worker);
-    yield (actor index, item, result) as results arrive. `call(i, item)` submits to actor i and returns the ref;
-    `items` is consumed lazily."""
-    it = iter(items)
-    inflight: dict[Any, tuple[int, Any]] = {}
-    load = [0] * len(actors)
-    exhausted = False
-    while True:
-        while not exhausted:
-            i = min(range(len(actors)), key=load.__getitem__)
-            if load[i] >= per_actor:
-                break
-            item = next(it, _END)
-            if item is _END:
-                exhausted = True
-                break
-            inflight[call(i, item)] = (i, item)
-            load[i] += 1
-        if not inflight:
-            return
-        done, _ = ray.wait(list(inflight), num_returns=1)
-        for ref in done:
-            i, item = inflight.pop(ref)
-            load[i] -= 1
-            yield i, item, _get(ray, ref)
+def _error(e: CurateError) -> tuple[str, str, str | None]:
+    """A worker's typed error as data: (class name, message, hint)."""
+    return type(e).__name__, e.message, e.hint
 
 
-_END = object()
+def _rebuild(error: tuple, suffix: str = "") -> CurateError:
+    """The worker's error on the driver, with its type (so the exit code matches the local executor's)."""
+    from curate import errors as E
+
+    name, message, hint = error
+    cls = getattr(E, name, None)
+    if not (isinstance(cls, type) and issubclass(cls, CurateError)):
+        cls = BackendError
+    return cls(message + suffix, hint=hint)
 
 
-def _stop(ray: Any, actors: list) -> None:
-    for a in actors:
-        with contextlib.suppress(Exception):
-            ray.kill(a)
+def _one_row(result: dict) -> dict:
+    """A map actor's answer for one batch: one row holding the pickled result (verdicts, counts, errors)."""
+    import numpy as np
+
+    return {"result": np.array([pickle.dumps(result)], dtype=object)}
+
+
+def _quiet_data(ray: Any) -> None:
+    """Ray Data prints progress bars and a line per execution; the command reports its own progress."""
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False
+    ctx.print_on_execution_start = False
+    logging.getLogger("ray.data").setLevel(logging.ERROR)
+
+
+def _results(ray: Any, ds: Any) -> Iterator[dict]:
+    """Run the dataset; yield each batch's result as it arrives (in any order). Leaving the loop early (an
+    error) stops the pipeline and its actors."""
+    rows = iter(ds.iter_rows())
+    try:
+        for row in rows:
+            yield pickle.loads(row["result"])
+    except ray.exceptions.RayError as e:
+        raise _worker_failed(ray, e) from None
+    finally:
+        rows.close()
 
 
 # ------------------------------------------------------------------ generation
@@ -268,41 +262,38 @@ class _Identity:
         return dict(self._params)
 
 
-class _GenerateWorker:
-    def __init__(self, spec: BackendSpec, store_dir: str, faults: dict) -> None:
+class _GenerateActor:
+    """A Ray Data map actor: builds the backend once; each batch of requests becomes one Parquet shard."""
+
+    def __init__(self, spec: BackendSpec, gen: dict, run_id: str, visible: tuple, faults: dict) -> None:
         from curate.store import TraceStore
 
-        self.faults = faults
-        self.store = TraceStore(store_dir)
-        self.backend, self.error = None, None
+        self.gen, self.run_id, self.faults, self.backend = gen, run_id, faults, None
+        self.error = _visible(visible, True, faults)  # before a model is loaded
+        if self.error:
+            return
+        self.store = TraceStore(visible[0])
         try:
             self.backend = spec.build()
         except CurateError as e:
             self.error = _error(e)
 
-    def ready(self) -> tuple[str, Any]:
-        return _host(), self.error
-
-    def can_see(self, *args: Any) -> tuple[str, str | None]:
-        return _can_see(*args)
-
-    def identity(self, cfg: Any) -> dict:
-        from curate.generate.runner import generator_identity
-
-        return generator_identity(self.backend, cfg)
-
-    def generate(self, requests: list, gen: dict, run_id: str) -> dict:
+    def __call__(self, batch: Any) -> dict:
         from curate.generate.runner import _to_sample
 
+        out = {"generated": 0, "prompt_tokens": 0, "completion_tokens": 0, "truncated": 0, "missing": 0,
+               "error": self.error, "startup": self.error is not None}
+        if self.error:
+            return _one_row(out)
+        requests = [pickle.loads(r) for r in batch.column("request").to_pylist()]
         by_id = {r.id: r for r in requests}
-        out = {"generated": 0, "prompt_tokens": 0, "completion_tokens": 0, "truncated": 0, "error": None}
         samples = []
         try:
             for c in self.backend.generate(requests):
                 req = by_id.pop(c.request_id, None)
                 if req is None:
                     raise BackendError(f"backend {self.backend.name} returned an unknown or duplicate request id {c.request_id!r}")
-                samples.append(_to_sample(c, req, gen, run_id))
+                samples.append(_to_sample(c, req, self.gen, self.run_id))
                 out["prompt_tokens"] += c.prompt_tokens or 0
                 out["completion_tokens"] += c.completion_tokens or 0
                 out["truncated"] += c.finish_reason == "length"
@@ -313,62 +304,81 @@ class _GenerateWorker:
             _kill_once(self.faults.get("kill_generate_once"))
         out["generated"] = len(samples)
         out["missing"] = len(by_id) if out["error"] is None else 0
-        return out
+        return _one_row(out)
+
+
+def _identity_probe(spec: BackendSpec, cfg: Any) -> tuple[dict | None, tuple | None]:
+    """(generator identity, None) from a backend built here, or (None, its error as data)."""
+    from curate.generate.runner import generator_identity
+
+    try:
+        backend = spec.build()
+    except CurateError as e:
+        return None, _error(e)
+    try:
+        return generator_identity(backend, cfg), None
+    finally:
+        backend.close()
 
 
 def generate(store: Any, spec: BackendSpec, where: str | None = None, cfg: Any = None, *, identity: Any = None,
              params: list | None = None, progress: bool = True, address: str | None = None,
              workers: int | None = None) -> Any:
-    """`curate.generate.runner.run` on Ray: same plan, same ids, same shards; returns a RunReport.
+    """`curate.generate.runner.run` on Ray Data: same plan, same ids, same shards; returns a RunReport.
 
     `identity` is the backend as the planner should see it (the eval stage's checkpoint identity); by default
-    it is what the first worker's real backend reports. `workers` caps the number of backend actors."""
+    the synthetic and openai backends build it here and a model-backed one reports it from a probe task on
+    the cluster. `workers` caps the number of backend actors."""
     from curate.generate.runner import RunConfig, generator_identity, plan
 
     cfg = cfg or RunConfig()
     t0 = time.perf_counter()
     faults = _faults()
-    store_path = store.path.resolve()
     if store.pending_shards():
         store.commit_pending()  # shards a killed run left behind count as done before we plan
     run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
     ident = identity if identity is not None else spec.local_identity(cfg)
-    if ident is not None:
+
+    def planned() -> tuple[list, Any]:
         requests, report = plan(store, where, ident, cfg, params)
         report.run_id = run_id
+        report.elapsed_s = time.perf_counter() - t0
+        return requests, report
+
+    if ident is not None:
+        requests, report = planned()
         if not requests:  # everything is stored: no Ray, no model
-            report.elapsed_s = time.perf_counter() - t0
             return report
-    with session(address) as ray:
+    with session(address) as ray, _probe(store.path.resolve()) as visible:
+        _quiet_data(ray)
         per_actor, fits = spec.resources(ray.cluster_resources())
-        worker_cls = ray.remote(max_restarts=RETRIES, max_task_retries=RETRIES, **per_actor)(_GenerateWorker)
-        actors = [worker_cls.remote(spec, str(store_path), faults)]
-        try:
-            _ready(ray, actors)
-            if ident is None:  # a model-backed backend reports its identity from the worker that loaded it
-                ident = _Identity(_get(ray, actors[0].identity.remote(cfg)))
-                requests, report = plan(store, where, ident, cfg, params)
-                report.run_id = run_id
-                if not requests:
-                    report.elapsed_s = time.perf_counter() - t0
-                    return report
-            gen = generator_identity(ident, cfg)
-            n = max(1, min(workers or fits, fits))
-            size = max(1, min(cfg.flush_every, math.ceil(len(requests) / (2 * n))))
-            batches = [requests[i:i + size] for i in range(0, len(requests), size)]
-            actors += [worker_cls.remote(spec, str(store_path), faults) for _ in range(min(n, len(batches)) - 1)]
-            _ready(ray, actors)
-            _require_visible(ray, store_path, actors, True, faults)
+        if ident is None:  # a model-backed backend: its identity (the revision it loads) comes from the cluster
             try:
-                errors, missing = _run_batches(ray, actors, batches, gen, report, cfg, store, progress)
-            except CurateError:
-                report.committed += store.commit_pending()  # keep what the finished batches wrote
-                raise
+                gen, error = ray.get(ray.remote(**per_actor)(_identity_probe).remote(spec, cfg))
+            except ray.exceptions.RayError as e:
+                raise _worker_failed(ray, e) from None
+            if error:
+                raise _rebuild(error)
+            ident = _Identity(gen)
+            requests, report = planned()
+            if not requests:
+                return report
+        gen = generator_identity(ident, cfg)
+        n = max(1, min(workers or fits, fits))
+        size = max(1, min(cfg.flush_every, math.ceil(len(requests) / (2 * n))))
+        blocks = [_request_table(requests[i:i + size]) for i in range(0, len(requests), size)]
+        ds = ray.data.from_arrow(blocks).map_batches(
+            _GenerateActor, batch_size=size, batch_format="pyarrow", **per_actor,
+            compute=ray.data.ActorPoolStrategy(size=min(n, len(blocks)), max_tasks_in_flight_per_actor=2),
+            fn_constructor_args=(spec, gen, run_id, visible, faults))
+        try:
+            error, missing = _run_batches(ray, ds, len(requests), report, cfg, store, progress)
         finally:
-            _stop(ray, actors)
-    report.committed += store.commit_pending()
-    if errors:
-        raise _rebuild(errors[0], f" ({report.generated} samples of this run are stored; rerun the same command to resume)")
+            report.committed += store.commit_pending()  # what the finished batches wrote is kept, even on an error
+    if error and error[-1]:  # an actor could not start (a store it cannot see, a model it cannot load)
+        raise _rebuild(error[:3])
+    if error:
+        raise _rebuild(error[:3], f" ({report.generated} samples of this run are stored; rerun the same command to resume)")
     if missing:
         raise BackendError(f"backend {spec.name} returned no result for {missing} requests",
                            hint="rerun the same command to generate the missing samples")
@@ -376,46 +386,31 @@ def generate(store: Any, spec: BackendSpec, where: str | None = None, cfg: Any =
     return report
 
 
-def _ready(ray: Any, actors: list) -> None:
-    for host, error in _get(ray, [a.ready.remote() for a in actors]):
-        if error:
-            raise _rebuild(error, f" (on Ray node {host})")
+def _request_table(requests: list) -> Any:
+    import pyarrow as pa
+
+    return pa.table({"request": pa.array([pickle.dumps(r) for r in requests], pa.binary())})
 
 
-def _error(e: CurateError) -> tuple[str, str, str | None]:
-    """A worker's typed error as data: (class name, message, hint)."""
-    return type(e).__name__, e.message, e.hint
-
-
-def _rebuild(error: tuple, suffix: str = "") -> CurateError:
-    """The worker's error on the driver, with its type (so the exit code matches the local executor's)."""
-    from curate import errors as E
-
-    name, message, hint = error
-    cls = getattr(E, name, None)
-    if not (isinstance(cls, type) and issubclass(cls, CurateError)):
-        cls = BackendError
-    return cls(message + suffix, hint=hint)
-
-
-def _run_batches(ray: Any, actors: list, batches: list, gen: dict, report: Any, cfg: Any, store: Any,
-                 progress: bool) -> tuple[list, int]:
+def _run_batches(ray: Any, ds: Any, total: int, report: Any, cfg: Any, store: Any, progress: bool
+                 ) -> tuple[tuple | None, int]:
+    """Consume the pipeline's per-batch results; commit pending shards every `cfg.commit_s` seconds. Stops at
+    the first error, like the local runner, and returns it (class, message, hint, whether the actor could not
+    start) with the count of requests left unanswered."""
     from curate.generate.runner import _Progress
 
-    bar = _Progress(sum(len(b) for b in batches), progress)
-    errors: list = []
+    bar = _Progress(total, progress)
     missing = 0
     last_commit = time.perf_counter()
     try:
-        for _, _, res in _stream(ray, actors, lambda i, b: actors[i].generate.remote(b, gen, report.run_id), batches):
+        for res in _results(ray, ds):
             report.generated += res["generated"]
             report.prompt_tokens += res["prompt_tokens"]
             report.completion_tokens += res["completion_tokens"]
             report.truncated += res["truncated"]
             missing += res["missing"]
-            if res["error"]:  # like the local runner: stop at the first backend error, keep what is written
-                errors.append(res["error"])
-                break
+            if res["error"]:
+                return (*res["error"], res["startup"]), missing
             for k in range(res["generated"]):
                 bar.advance(res["completion_tokens"] if k == 0 else 0)
             if time.perf_counter() - last_commit >= cfg.commit_s:
@@ -423,7 +418,7 @@ def _run_batches(ray: Any, actors: list, batches: list, gen: dict, report: Any, 
                 last_commit = time.perf_counter()
     finally:
         bar.close()
-    return errors, missing
+    return None, missing
 
 
 # ------------------------------------------------------------------ labeling
@@ -441,9 +436,8 @@ class _LabelActor:
 
         self.faults, self.options, self.error, self.failed = faults, options, None, None
         self.tests: list[tuple[str, int]] = []  # (verifier, probes) of self-tests not yet reported
-        host, why = _can_see(*visible, False, faults)  # before any verifier starts
-        if why:
-            self.error = ("StoreError", _unseen(host, visible[0], False, why), SHARED_HINT)
+        self.error = _visible(visible, False, faults)  # before any verifier starts
+        if self.error:
             return
         self.pool = VerifierPool(workers=processes, grace_s=grace_s, preload=preload)
         try:
@@ -492,12 +486,6 @@ class _LabelActor:
         return _one_row(out)
 
 
-def _one_row(result: dict) -> dict:
-    import numpy as np
-
-    return {"result": np.array([pickle.dumps(result)], dtype=object)}
-
-
 def label_store(store: Any, verifier: str | None = None, workers: int = 2, relabel: bool = False,
                 where: str | None = None, batch_size: int = 500, options: dict | None = None,
                 progress: Callable[[int, str], None] | None = None, grace_s: float = 1.0, self_test_every: int = 1,
@@ -540,18 +528,11 @@ def label_store(store: Any, verifier: str | None = None, workers: int = 2, relab
             ds = ds.map_batches(_LabelActor, batch_size=chunk, batch_format="pyarrow", num_cpus=per,
                                 compute=ray.data.ActorPoolStrategy(size=n, max_tasks_in_flight_per_actor=2),
                                 fn_constructor_args=(preload, grace_s, faults, per, names, options, visible))
-            _consume(ray, ds, writer)
+            for res in _results(ray, ds):
+                writer.take(res)
         writer.flush()
     report.seconds = time.monotonic() - t0
     return report
-
-
-def _quiet_data(ray: Any) -> None:
-    """Ray Data prints progress bars and a line per execution; the command reports its own progress."""
-    ctx = ray.data.DataContext.get_current()
-    ctx.enable_progress_bars = False
-    ctx.print_on_execution_start = False
-    logging.getLogger("ray.data").setLevel(logging.ERROR)
 
 
 def _waves(rows: Iterator[tuple]) -> Iterator[Any]:
@@ -594,10 +575,9 @@ class _VerdictWriter:
     def take(self, res: dict) -> None:
         from curate.label import SELF_TEST_HINT, count_self_test
 
-        if res["error"]:
-            raise _rebuild(res["error"])
-        if res["failed"]:  # this batch is discarded; what earlier self-tests confirmed is written
-            raise CurateError(res["failed"], hint=SELF_TEST_HINT)
+        if res["error"] or res["failed"]:  # this batch is discarded; what earlier self-tests confirmed is written
+            self.flush()
+            raise _rebuild(res["error"]) if res["error"] else CurateError(res["failed"], hint=SELF_TEST_HINT)
         for name, probes in res["tests"]:
             count_self_test(self.report, name, probes)
         self.report.killed += res["kills"]
@@ -614,15 +594,3 @@ class _VerdictWriter:
         if self.pending:
             self.report.written += self.store.add_verdicts(self.pending, replace=self.relabel)
             self.pending = []
-
-
-def _consume(ray: Any, ds: Any, writer: _VerdictWriter) -> None:
-    """Run the dataset, handing each batch's result to the writer as it arrives (in any order)."""
-    rows = iter(ds.iter_rows())
-    try:
-        for row in rows:
-            writer.take(pickle.loads(row["result"]))
-    except ray.exceptions.RayError as e:
-        raise _worker_failed(ray, e) from None
-    finally:
-        rows.close()  # stops the pipeline (and its actors) when the driver gives up early
