@@ -7,13 +7,15 @@ command with one line. One Ray session serves the whole module (starting Ray tak
 """
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 import pytest
 
 ray = pytest.importorskip("ray")
 
-from curate.errors import InputError, StoreError  # noqa: E402
+from curate.errors import CurateError, InputError, StoreError  # noqa: E402
 from curate.generate import SamplingParams, make_backend  # noqa: E402
 from curate.generate.runner import RunConfig, run  # noqa: E402
 from curate.label import label_store  # noqa: E402
@@ -22,17 +24,33 @@ from curate.scale import ray_executor as X  # noqa: E402
 from curate.store import TraceStore  # noqa: E402
 from curate.tasks import iter_problems  # noqa: E402
 from tests.conftest import run_cli  # noqa: E402
+from tests.test_label import _flaky_plugin  # noqa: E402
+from verifiers import registry  # noqa: E402
 
 SAMPLING = SamplingParams(max_tokens=4096)
 OPTIONS = {"wrong_share": 0.3}  # some traces reach a wrong answer, so verdicts are not all `correct`
 
 
 @pytest.fixture(scope="module", autouse=True)
-def ray_session():
+def ray_session(tmp_path_factory):
+    # A plugin verifier whose environment can break (see tests/test_label.py), visible to this process and, through
+    # the environment Ray's workers inherit, to every verifier worker.
+    env = _flaky_plugin(tmp_path_factory.mktemp("flaky"))
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    sys.path.append(env["PYTHONPATH"].split(":")[-1])
+    registry.clear_cache()
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,  # workers get this checkout's sys.path
              _system_config=X.LOCAL_SYSTEM_CONFIG)
     yield
     ray.shutdown()
+    sys.path.remove(env["PYTHONPATH"].split(":")[-1])
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+    registry.clear_cache()
 
 
 def _store(path: Path, problems: int = 12) -> TraceStore:
@@ -99,6 +117,25 @@ def test_a_labeling_worker_killed_mid_batch_is_retried_with_no_loss_and_no_dupli
     assert marker.exists()  # a worker really died mid-batch
     assert lab.labeled == lab.written == 26  # the killed batch's partial work was never counted or written
     assert _verdicts(st) == _verdicts(local)
+
+
+def test_a_self_test_failing_on_a_worker_writes_only_the_batches_confirmed_before_it(tmp_path):
+    flag = Path(os.environ["FLAKY_FLAG"])
+    st = TraceStore(tmp_path / "store")
+    probs = [Problem("flaky", "flaky", f"Say ok ({i}).", "ok") for i in range(12)]
+    st.add_problems(probs)
+    st.add_samples([Sample(p.id, "BREAK" if i == 7 else "ok", "s", "m") for i, p in enumerate(probs)])
+    flag.touch()  # broken from the start: the actor's first self-test fails and nothing is judged
+    with pytest.raises(CurateError, match="'flaky' failed its self-test") as e:
+        X.label_store(st, workers=1, batch_size=3)
+    assert "'says ok'" in e.value.message and _verdicts(st) == []
+    flag.unlink()  # breaks mid-run, at the sample BREAK
+    with pytest.raises(CurateError, match="failed its self-test"):
+        X.label_store(st, workers=1, batch_size=3)
+    rows = _verdicts(st)
+    assert len(rows) % 3 == 0 and 0 < len(rows) < 12  # whole batches, each confirmed by a self-test after it
+    assert {r["status"] for r in rows} <= {"correct"}  # nothing from the failed batch, nothing wrong
+    flag.unlink()
 
 
 def test_a_generation_worker_killed_after_writing_its_shard_leaves_one_row_per_id(tmp_path, monkeypatch):
