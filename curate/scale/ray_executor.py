@@ -38,6 +38,7 @@ import logging
 import math
 import os
 import pickle
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -193,14 +194,16 @@ def _quiet_data(ray: Any) -> None:
 def _results(ray: Any, ds: Any) -> Iterator[dict]:
     """Run the dataset; yield each batch's result as it arrives (in any order). Leaving the loop early (an
     error) stops the pipeline and its actors."""
-    rows = iter(ds.iter_rows())
+    # prefetch_batches=0: with the default of 1 the iterator holds each batch until the next one arrives
+    batches = iter(ds.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=0))
     try:
-        for row in rows:
-            yield pickle.loads(row["result"])
+        for batch in batches:
+            for result in batch.column("result").to_pylist():
+                yield pickle.loads(result)
     except ray.exceptions.RayError as e:
         raise _worker_failed(ray, e) from None
     finally:
-        rows.close()
+        batches.close()
 
 
 # ------------------------------------------------------------------ generation
@@ -366,10 +369,10 @@ def generate(store: Any, spec: BackendSpec, where: str | None = None, cfg: Any =
         gen = generator_identity(ident, cfg)
         n = max(1, min(workers or fits, fits))
         size = max(1, min(cfg.flush_every, math.ceil(len(requests) / (2 * n))))
-        blocks = [_request_table(requests[i:i + size]) for i in range(0, len(requests), size)]
-        ds = ray.data.from_arrow(blocks).map_batches(
+        items = [{"request": pickle.dumps(r)} for r in requests]
+        ds = ray.data.from_items(items, override_num_blocks=math.ceil(len(items) / size)).map_batches(
             _GenerateActor, batch_size=size, batch_format="pyarrow", **per_actor,
-            compute=ray.data.ActorPoolStrategy(size=min(n, len(blocks)), max_tasks_in_flight_per_actor=2),
+            compute=ray.data.ActorPoolStrategy(size=min(n, math.ceil(len(items) / size)), max_tasks_in_flight_per_actor=2),
             fn_constructor_args=(spec, gen, run_id, visible, faults))
         try:
             error, missing = _run_batches(ray, ds, len(requests), report, cfg, store, progress)
@@ -384,12 +387,6 @@ def generate(store: Any, spec: BackendSpec, where: str | None = None, cfg: Any =
                            hint="rerun the same command to generate the missing samples")
     report.elapsed_s = time.perf_counter() - t0
     return report
-
-
-def _request_table(requests: list) -> Any:
-    import pyarrow as pa
-
-    return pa.table({"request": pa.array([pickle.dumps(r) for r in requests], pa.binary())})
 
 
 def _run_batches(ray: Any, ds: Any, total: int, report: Any, cfg: Any, store: Any, progress: bool
@@ -423,18 +420,49 @@ def _run_batches(ray: Any, ds: Any, total: int, report: Any, cfg: Any, store: An
 
 # ------------------------------------------------------------------ labeling
 
-WAVE_ROWS = 100_000  # traces handed to Ray Data at once: bounds what the driver and the object store hold
-WAVE_BYTES = 1 << 30  # ... and the text bytes of one wave
+AHEAD = 4  # pieces the driver has read ahead per actor: what it holds in Ray's object store at most
+
+
+class _Feeder:
+    """An async actor between the driver and the map actors: the driver puts piece i (a ref to an Arrow table of
+    traces) as it reads the store; the actor judging piece i gets it here, waiting until it has been read."""
+
+    def __init__(self) -> None:
+        self.refs: dict[int, list] = {}
+        self.ready: dict[int, Any] = {}
+        self.error: tuple | None = None
+
+    def _event(self, i: int) -> Any:
+        import asyncio
+
+        return self.ready.setdefault(i, asyncio.Event())
+
+    async def put(self, i: int, boxed: list) -> None:
+        self.refs[i] = boxed  # boxed, so Ray hands the ref on instead of resolving it here
+        self._event(i).set()
+
+    async def get(self, i: int) -> tuple[list | None, tuple | None]:
+        if self.error is None:
+            await self._event(i).wait()
+        return self.refs.get(i), self.error
+
+    async def drop(self, i: int) -> None:
+        self.refs.pop(i, None)
+
+    async def fail(self, error: tuple) -> None:
+        self.error = error
+        for event in self.ready.values():
+            event.set()
 
 
 class _LabelActor:
-    """A Ray Data map actor: one warm verifier pool, judging whole batches and self-testing after each."""
+    """A Ray Data map actor: one warm verifier pool, judging a piece of traces per call and self-testing after it."""
 
     def __init__(self, preload: list[str], grace_s: float, faults: dict, processes: int, names: list[str],
-                 options: dict | None, visible: tuple) -> None:
+                 options: dict | None, visible: tuple, feeder: Any) -> None:
         from verifiers.pool import PoolError, VerifierPool
 
-        self.faults, self.options, self.error, self.failed = faults, options, None, None
+        self.faults, self.options, self.feeder, self.failed = faults, options, feeder, None
         self.tests: list[tuple[str, int]] = []  # (verifier, probes) of self-tests not yet reported
         self.error = _visible(visible, False, faults)  # before any verifier starts
         if self.error:
@@ -460,15 +488,23 @@ class _LabelActor:
             return 0, str(e)
 
     def __call__(self, batch: Any) -> dict:
-        out = {"error": self.error, "failed": self.failed, "verdicts": {}, "kills": 0, "tests": self.tests}
+        import ray
+
+        piece = batch.column("piece")[0].as_py()
+        out = {"piece": piece, "error": self.error, "failed": self.failed, "verdicts": {}, "kills": 0,
+               "tests": self.tests}
         self.tests = []
         if self.error or self.failed:
             return _one_row(out)
-        names = batch.column("verifier").to_pylist()
-        sids = batch.column("sid").to_pylist()
+        boxed, out["error"] = ray.get(self.feeder.get.remote(piece))
+        if out["error"]:
+            return _one_row(out)
+        table = ray.get(boxed[0])
+        names = table.column("verifier").to_pylist()
+        sids = table.column("sid").to_pylist()
         step = dict(zip(sids, names))
         tasks = [(sid, name, self.options or {}, pickle.loads(problem), text) for sid, name, problem, text in
-                 zip(sids, names, batch.column("problem").to_pylist(), batch.column("text").to_pylist())]
+                 zip(sids, names, table.column("problem").to_pylist(), table.column("text").to_pylist())]
         kills = self.pool.kills
         verdicts: dict[str, list] = {}
         for k, (sid, verdict) in enumerate(self.pool.run(tasks), 1):
@@ -476,7 +512,7 @@ class _LabelActor:
             if k == (len(tasks) + 1) // 2:
                 _kill_once(self.faults.get("kill_label_once"))
         out["kills"] = self.pool.kills - kills
-        for name in verdicts:  # a self-test after them, on this actor, confirms this batch's verdicts
+        for name in verdicts:  # a self-test after them, on this actor, confirms this piece's verdicts
             probes, failed = self._self_test(name)
             if failed:
                 out["failed"] = failed
@@ -499,62 +535,115 @@ def label_store(store: Any, verifier: str | None = None, workers: int = 2, relab
     t0 = time.monotonic()
     report = L.LabelReport()
     steps, versions, preload = L.prepare(store, verifier, where, options, report)
+    counts: dict[str, int] = {}
+    work = []  # (verifier, its batches) for the verifiers with something to judge, every one planned up front
+    for name, pred in steps:
+        def on_plan(n: int, name: str = name) -> None:
+            counts[name] = n
+            if planned:
+                planned(n, name)
 
-    def rows() -> Iterator[tuple[str, str, bytes, str]]:
-        for name, pred in steps:
-            on_plan = (lambda n, name=name: planned(n, name)) if planned else None
-            for batch in store.unlabeled(name, versions[name], where=pred, relabel=relabel, batch_size=batch_size,
-                                         on_plan=on_plan):
-                problems: dict[str, bytes] = {}
-                for problem, sid, text in batch:
-                    if problem.id not in problems:
-                        problems[problem.id] = pickle.dumps(problem)
-                    yield name, sid, problems[problem.id], text
-
-    waves = _waves(rows())
-    wave = next(waves, None)
-    if wave is None:  # nothing to judge: no Ray at all
+        batches = store.unlabeled(name, versions[name], where=pred, relabel=relabel, batch_size=batch_size,
+                                  on_plan=on_plan)
+        first = next(batches, None)
+        if first is not None:
+            work.append((name, itertools.chain([first], batches)))
+    if not work:  # nothing to judge: no Ray at all
         report.seconds = time.monotonic() - t0
         return report
     faults = _faults()
-    names = [name for name, _ in steps]
     with session(address) as ray, _probe(store.path.resolve()) as visible:
         _quiet_data(ray)
         n, per = _actor_shape(ray, workers)
+        total = sum(counts[name] for name, _ in work)
+        chunk = max(1, min(self_test_every * batch_size, math.ceil(total / (2 * n))))
+        pieces = math.ceil(total / chunk)
+        feeder = ray.remote(num_cpus=0)(_Feeder).options(scheduling_strategy=_here(ray)).remote()
+        supply = _Supply(ray, feeder, _rows(work), chunk, pieces, AHEAD * n)
         writer = _VerdictWriter(store, relabel, batch_size, report, progress)
-        for wave in itertools.chain([wave], waves):
-            chunk = max(1, min(self_test_every * batch_size, math.ceil(len(wave) / (2 * n))))
-            ds = ray.data.from_arrow([wave.slice(i, chunk) for i in range(0, len(wave), chunk)])
-            ds = ds.map_batches(_LabelActor, batch_size=chunk, batch_format="pyarrow", num_cpus=per,
-                                compute=ray.data.ActorPoolStrategy(size=n, max_tasks_in_flight_per_actor=2),
-                                fn_constructor_args=(preload, grace_s, faults, per, names, options, visible))
+        # from_items builds its blocks here (from_arrow starts a Ray task per table to read its metadata)
+        ds = ray.data.from_items([{"piece": i} for i in range(pieces)], override_num_blocks=pieces)
+        ds = ds.map_batches(_LabelActor, batch_size=1, batch_format="pyarrow", num_cpus=per,
+                            compute=ray.data.ActorPoolStrategy(size=n, max_tasks_in_flight_per_actor=2),
+                            fn_constructor_args=(preload, grace_s, faults, per, [name for name, _ in work], options,
+                                                 visible, feeder))
+        supply.start()
+        try:
             for res in _results(ray, ds):
                 writer.take(res)
-        writer.flush()
+                supply.done(res["piece"])
+            writer.flush()
+        except CurateError:
+            if supply.error:  # the driver could not read the store: that is the error to report
+                raise supply.error from None
+            raise
+        finally:
+            supply.stop()
+            ray.kill(feeder)
     report.seconds = time.monotonic() - t0
     return report
 
 
-def _waves(rows: Iterator[tuple]) -> Iterator[Any]:
-    """Arrow tables of (verifier, sid, problem, text) rows, at most WAVE_ROWS rows or about WAVE_BYTES of text."""
+def _rows(work: list) -> Iterator[tuple[str, str, bytes, str]]:
+    """(verifier, sample id, pickled problem, text) for every planned sample, verifier after verifier."""
+    for name, batches in work:
+        for batch in batches:
+            problems: dict[str, bytes] = {}
+            for problem, sid, text in batch:
+                if problem.id not in problems:
+                    problems[problem.id] = pickle.dumps(problem)
+                yield name, sid, problems[problem.id], text
+
+
+def _here(ray: Any) -> Any:
+    """Schedule on the driver's node (the feeder hands on refs to objects the driver put there)."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    return NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
+
+
+class _Supply(threading.Thread):
+    """The driver's reader: cuts the planned rows into pieces of `chunk` and puts them into the object store and
+    the feeder, at most `ahead` pieces before their results are in (so memory stays bounded whatever the size)."""
+
+    def __init__(self, ray: Any, feeder: Any, rows: Iterator[tuple], chunk: int, pieces: int, ahead: int) -> None:
+        super().__init__(name="curate-ray-supply", daemon=True)
+        self.ray, self.feeder, self.rows, self.chunk, self.pieces = ray, feeder, rows, chunk, pieces
+        self.slots = threading.Semaphore(ahead)
+        self.stopped = threading.Event()
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            for i in range(self.pieces):  # fewer rows than planned (a damaged shard) leaves the last pieces empty
+                while not self.slots.acquire(timeout=0.2):
+                    if self.stopped.is_set():
+                        return
+                if self.stopped.is_set():
+                    return
+                part = list(itertools.islice(self.rows, self.chunk))
+                ref = self.ray.put(_piece_table(part))
+                self.ray.get(self.feeder.put.remote(i, [ref]))
+        except BaseException as e:  # handed to the driver's thread, which raises it; the actors are told to stop
+            self.error = e
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            self.feeder.fail.remote(("CurateError", f"the driver could not read the store: {first}", None))
+
+    def done(self, piece: int) -> None:
+        self.feeder.drop.remote(piece)
+        self.slots.release()
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.join(timeout=10)
+
+
+def _piece_table(part: list[tuple]) -> Any:
     import pyarrow as pa
 
-    while True:
-        part = list(itertools.islice(_until_bytes(rows), WAVE_ROWS))
-        if not part:
-            return
-        cols = list(zip(*part))
-        yield pa.table({"verifier": pa.array(cols[0], pa.string()), "sid": pa.array(cols[1], pa.string()),
-                        "problem": pa.array(cols[2], pa.binary()), "text": pa.array(cols[3], pa.large_string())})
-
-
-def _until_bytes(rows: Iterator[tuple]) -> Iterator[tuple]:
-    size = 0
-    for row in rows:
-        yield row
-        size += len(row[3])
-        if size >= WAVE_BYTES:
-            return
+    cols = list(zip(*part)) if part else [[], [], [], []]
+    return pa.table({"verifier": pa.array(cols[0], pa.string()), "sid": pa.array(cols[1], pa.string()),
+                     "problem": pa.array(cols[2], pa.binary()), "text": pa.array(cols[3], pa.large_string())})
 
 
 def _actor_shape(ray: Any, workers: int) -> tuple[int, int]:
