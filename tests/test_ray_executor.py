@@ -8,6 +8,7 @@ command with one line. One Ray session serves the whole module (starting Ray tak
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -136,6 +137,21 @@ def test_a_self_test_failing_on_a_worker_writes_only_the_batches_confirmed_befor
     assert len(rows) % 3 == 0 and 0 < len(rows) < 12  # whole batches, each confirmed by a self-test after it
     assert {r["status"] for r in rows} <= {"correct"}  # nothing from the failed batch, nothing wrong
     flag.unlink()
+
+
+def test_a_missing_shard_skips_its_samples_as_the_local_executor_does(tmp_path):
+    st = _store(tmp_path / "ray")
+    run(st, make_backend("synthetic", None, SAMPLING, OPTIONS), None, RunConfig(n=2, seed=3, sampling=SAMPLING, flush_every=6),
+        progress=False)
+    shards = sorted(st.shard_dir.glob("*.parquet"))
+    assert len(shards) >= 3
+    shards[1].unlink()  # planned from the catalog, unreadable when the driver reads the text: fewer rows than planned
+    shutil.copytree(st.path, tmp_path / "local")
+    local = TraceStore(tmp_path / "local")
+    want = label_store(local, workers=2, batch_size=4)
+    got = X.label_store(st, workers=2, batch_size=4)
+    assert got.labeled == got.written == want.labeled < 24
+    assert _verdicts(st) == _verdicts(local)
 
 
 def test_a_generation_worker_killed_after_writing_its_shard_leaves_one_row_per_id(tmp_path, monkeypatch):

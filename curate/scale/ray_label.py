@@ -27,8 +27,6 @@ from curate.scale.ray_common import (kill_once, one_row, probe_file, quiet_data,
 
 __all__ = ["label_store"]
 
-# ------------------------------------------------------------------ labeling
-
 AHEAD = 4  # pieces the driver has read ahead per actor: what it holds in Ray's object store at most
 
 
@@ -167,7 +165,7 @@ def label_store(store: Any, verifier: str | None = None, workers: int = 2, relab
         total = sum(counts[name] for name, _ in work)
         chunk = max(1, min(self_test_every * batch_size, math.ceil(total / (2 * n))))
         pieces = math.ceil(total / chunk)
-        feeder = ray.remote(num_cpus=0)(_Feeder).options(scheduling_strategy=_here(ray)).remote()
+        feeder = ray.remote(num_cpus=0)(_Feeder).remote()  # holds refs only: the text stays where the driver put it
         supply = _Supply(ray, feeder, _rows(work), chunk, pieces, AHEAD * n)
         writer = _VerdictWriter(store, relabel, batch_size, report, progress)
         # from_items builds its blocks here (from_arrow starts a Ray task per table to read its metadata)
@@ -202,13 +200,6 @@ def _rows(work: list) -> Iterator[tuple[str, str, bytes, str]]:
                 if problem.id not in problems:
                     problems[problem.id] = pickle.dumps(problem)
                 yield name, sid, problems[problem.id], text
-
-
-def _here(ray: Any) -> Any:
-    """Schedule on the driver's node (the feeder hands on refs to objects the driver put there)."""
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-    return NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
 
 
 class _Supply(threading.Thread):
