@@ -16,7 +16,7 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from curate.errors import CurateError, InputError, StoreError  # noqa: E402
+from curate.errors import ConfigError, CurateError, InputError, StoreError  # noqa: E402
 from curate.generate import SamplingParams, make_backend  # noqa: E402
 from curate.generate.runner import RunConfig, run  # noqa: E402
 from curate.label import label_store  # noqa: E402
@@ -220,6 +220,13 @@ def test_cli_on_a_running_cluster_and_a_store_it_cannot_see(tmp_path):
     # Ray's own log lines (its core worker warns about every Ray Data actor pool) may come first; ours is one line
     errors = [ln for ln in hidden.stderr.splitlines() if ln.startswith("error:")]
     assert len(errors) == 1 and "cannot read the store directory" in errors[0], hidden.stderr
+
+
+def test_a_gpu_backend_on_a_cluster_without_gpus_stops_with_one_line(tmp_path):
+    st = _store(tmp_path / "store", problems=2)
+    spec = X.BackendSpec("vllm", "org/model", SAMPLING, {"tensor_parallel_size": 2})
+    with pytest.raises(ConfigError, match="needs 2 GPU\\(s\\) per engine and the Ray cluster has 0"):
+        X.generate(st, spec, None, RunConfig(), progress=False)
 
 
 def test_a_backend_error_on_a_worker_is_the_local_executor_s_error(tmp_path):

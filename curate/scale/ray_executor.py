@@ -33,7 +33,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from curate.errors import BackendError, CurateError, InputError
+from curate.errors import BackendError, ConfigError, CurateError, InputError
 from curate.scale.ray_common import (FAULT_ENV, LOCAL_SYSTEM_CONFIG, PROBE_PREFIX, error_data, kill_once, one_row,
                                      probe_file, quiet_data, read_faults, rebuild_error, results, session,
                                      visible_error, worker_failed)
@@ -187,7 +187,12 @@ def generate(store: Any, spec: BackendSpec, where: str | None = None, cfg: Any =
             return report
     with session(address) as ray, probe_file(store.path.resolve()) as visible:
         quiet_data(ray)
-        per_actor, fits = spec.resources(ray.cluster_resources())
+        cluster = ray.cluster_resources()
+        per_actor, fits = spec.resources(cluster)
+        if per_actor.get("num_gpus", 0) > cluster.get("GPU", 0):  # Ray Data would wait for them forever
+            raise ConfigError(f"the {spec.name} backend needs {per_actor['num_gpus']} GPU(s) per engine and the Ray "
+                              f"cluster has {int(cluster.get('GPU', 0))}",
+                              hint="start Ray on GPU nodes, or lower -o tensor_parallel_size")
         if ident is None:  # a model-backed backend: its identity (the revision it loads) comes from the cluster
             try:
                 gen, error = ray.get(ray.remote(**per_actor)(_identity_probe).remote(spec, cfg))
