@@ -1,7 +1,9 @@
-"""The Ray executor on a local 2-CPU Ray: the synthetic backend and the real verifiers give the same sample ids,
-texts, verdicts and eval rows as the local executor; a worker killed mid-batch (labeling) or right after writing
-its shard (generation) is retried with no duplicates and no loss; a store the workers cannot see stops the
-command with one line. One Ray session serves the whole module (starting Ray takes ~10 s here).
+"""The Ray executor (Ray Data pipelines) on a local 2-CPU Ray: the synthetic backend and the real verifiers give the
+same sample ids, texts, verdicts and eval rows as the local executor; a worker killed mid-batch (labeling) or right
+after writing its shard (generation) is retried with no duplicates and no loss; a self-test failing on a worker
+writes only what earlier self-tests confirmed; a store the workers cannot see, or a GPU backend on a cluster
+without GPUs, stops the command with one line. One Ray session serves the whole module (starting Ray takes
+~10 s here).
 
     python -m pytest -q tests/test_ray_executor.py
 """
