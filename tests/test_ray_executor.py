@@ -1,19 +1,24 @@
-"""The Ray executor on a local 2-CPU Ray: the synthetic backend and the real verifiers give the same sample ids,
-texts, verdicts and eval rows as the local executor; a worker killed mid-batch (labeling) or right after writing
-its shard (generation) is retried with no duplicates and no loss; a store the workers cannot see stops the
-command with one line. One Ray session serves the whole module (starting Ray takes ~10 s here).
+"""The Ray executor (Ray Data pipelines) on a local 2-CPU Ray: the synthetic backend and the real verifiers give the
+same sample ids, texts, verdicts and eval rows as the local executor; a worker killed mid-batch (labeling) or right
+after writing its shard (generation) is retried with no duplicates and no loss; a self-test failing on a worker
+writes only what earlier self-tests confirmed; a store the workers cannot see, or a GPU backend on a cluster
+without GPUs, stops the command with one line. One Ray session serves the whole module (starting Ray takes
+~10 s here).
 
     python -m pytest -q tests/test_ray_executor.py
 """
 from __future__ import annotations
 
+import os
+import shutil
+import sys
 from pathlib import Path
 
 import pytest
 
 ray = pytest.importorskip("ray")
 
-from curate.errors import InputError, StoreError  # noqa: E402
+from curate.errors import ConfigError, CurateError, InputError, StoreError  # noqa: E402
 from curate.generate import SamplingParams, make_backend  # noqa: E402
 from curate.generate.runner import RunConfig, run  # noqa: E402
 from curate.label import label_store  # noqa: E402
@@ -22,17 +27,33 @@ from curate.scale import ray_executor as X  # noqa: E402
 from curate.store import TraceStore  # noqa: E402
 from curate.tasks import iter_problems  # noqa: E402
 from tests.conftest import run_cli  # noqa: E402
+from tests.test_label import _flaky_plugin  # noqa: E402
+from verifiers import registry  # noqa: E402
 
 SAMPLING = SamplingParams(max_tokens=4096)
 OPTIONS = {"wrong_share": 0.3}  # some traces reach a wrong answer, so verdicts are not all `correct`
 
 
 @pytest.fixture(scope="module", autouse=True)
-def ray_session():
+def ray_session(tmp_path_factory):
+    # A plugin verifier whose environment can break (see tests/test_label.py), visible to this process and, through
+    # the environment Ray's workers inherit, to every verifier worker.
+    env = _flaky_plugin(tmp_path_factory.mktemp("flaky"))
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    sys.path.append(env["PYTHONPATH"].split(":")[-1])
+    registry.clear_cache()
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,  # workers get this checkout's sys.path
              _system_config=X.LOCAL_SYSTEM_CONFIG)
     yield
     ray.shutdown()
+    sys.path.remove(env["PYTHONPATH"].split(":")[-1])
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+    registry.clear_cache()
 
 
 def _store(path: Path, problems: int = 12) -> TraceStore:
@@ -101,6 +122,40 @@ def test_a_labeling_worker_killed_mid_batch_is_retried_with_no_loss_and_no_dupli
     assert _verdicts(st) == _verdicts(local)
 
 
+def test_a_self_test_failing_on_a_worker_writes_only_the_batches_confirmed_before_it(tmp_path):
+    flag = Path(os.environ["FLAKY_FLAG"])
+    st = TraceStore(tmp_path / "store")
+    probs = [Problem("flaky", "flaky", f"Say ok ({i}).", "ok") for i in range(12)]
+    st.add_problems(probs)
+    st.add_samples([Sample(p.id, "BREAK" if i == 7 else "ok", "s", "m") for i, p in enumerate(probs)])
+    flag.touch()  # broken from the start: the actor's first self-test fails and nothing is judged
+    with pytest.raises(CurateError, match="'flaky' failed its self-test") as e:
+        X.label_store(st, workers=1, batch_size=3)
+    assert "'says ok'" in e.value.message and _verdicts(st) == []
+    flag.unlink()  # breaks mid-run, at the sample BREAK
+    with pytest.raises(CurateError, match="failed its self-test"):
+        X.label_store(st, workers=1, batch_size=3)
+    rows = _verdicts(st)
+    assert len(rows) % 3 == 0 and 0 < len(rows) < 12  # whole batches, each confirmed by a self-test after it
+    assert {r["status"] for r in rows} <= {"correct"}  # nothing from the failed batch, nothing wrong
+    flag.unlink()
+
+
+def test_a_missing_shard_skips_its_samples_as_the_local_executor_does(tmp_path):
+    st = _store(tmp_path / "ray")
+    run(st, make_backend("synthetic", None, SAMPLING, OPTIONS), None, RunConfig(n=2, seed=3, sampling=SAMPLING, flush_every=6),
+        progress=False)
+    shards = sorted(st.shard_dir.glob("*.parquet"))
+    assert len(shards) >= 3
+    shards[1].unlink()  # planned from the catalog, unreadable when the driver reads the text: fewer rows than planned
+    shutil.copytree(st.path, tmp_path / "local")
+    local = TraceStore(tmp_path / "local")
+    want = label_store(local, workers=2, batch_size=4)
+    got = X.label_store(st, workers=2, batch_size=4)
+    assert got.labeled == got.written == want.labeled < 24
+    assert _verdicts(st) == _verdicts(local)
+
+
 def test_a_generation_worker_killed_after_writing_its_shard_leaves_one_row_per_id(tmp_path, monkeypatch):
     cfg = RunConfig(n=2, seed=9, sampling=SAMPLING, flush_every=6)
     local = _store(tmp_path / "local")
@@ -164,8 +219,16 @@ def test_cli_on_a_running_cluster_and_a_store_it_cannot_see(tmp_path):
     hidden = run_cli("verify", "--store", str(store), "--executor", "ray", "--ray-address", address,
                      env={X.FAULT_ENV: "hide_store=1"}, timeout=180)
     assert hidden.returncode != 0 and "Traceback" not in hidden.stderr
-    lines = [ln for ln in hidden.stderr.splitlines() if ln.strip()]
-    assert lines[0].startswith("error:") and "cannot read the store directory" in lines[0], hidden.stderr
+    # Ray's own log lines (its core worker warns about every Ray Data actor pool) may come first; ours is one line
+    errors = [ln for ln in hidden.stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and "cannot read the store directory" in errors[0], hidden.stderr
+
+
+def test_a_gpu_backend_on_a_cluster_without_gpus_stops_with_one_line(tmp_path):
+    st = _store(tmp_path / "store", problems=2)
+    spec = X.BackendSpec("vllm", "org/model", SAMPLING, {"tensor_parallel_size": 2})
+    with pytest.raises(ConfigError, match="needs 2 GPU\\(s\\) per engine and the Ray cluster has 0"):
+        X.generate(st, spec, None, RunConfig(), progress=False)
 
 
 def test_a_backend_error_on_a_worker_is_the_local_executor_s_error(tmp_path):

@@ -1,198 +1,45 @@
-"""The Ray executor behind `--executor ray`: generation and labeling on a Ray cluster, with the local results.
+"""The Ray executor behind `--executor ray`: generation and labeling as Ray Data pipelines, with the local results.
 
 What stays on the driver (the machine that runs the command): planning, the store's one writer, and the
-checks. What goes to Ray workers: the backends and the verifiers.
-- Generation: `curate.generate.runner.plan` computes every planned sample id exactly as the local runner does
-  and drops the stored ones; the requests go in batches to backend actors (one per GPU or tensor-parallel
-  group for vLLM and GPU transformers, one per CPU otherwise). An actor turns its batch into `Sample`s with
-  the driver's generator identity and writes them as one Parquet shard into `<store>/shards/` through the
-  producer protocol (`TraceStore.write_shard`: temp file + rename); the driver commits pending shards
-  (`TraceStore.commit_pending`) every `commit_s` seconds and at the end.
-- Labeling: `TraceStore.unlabeled` batches stream from the driver to verifier actors, one per node's worth
-  of CPUs, each holding a `verifiers.pool.VerifierPool` with a process per CPU (the same hard per-response
-  kill as the local executor). Each actor runs every verifier's self-test before labeling and again once
-  it has judged `self_test_every` x `batch_size` traces;
-  the driver writes an actor's verdicts (`store.add_verdicts`) only once a later self-test on that actor has
-  passed, so a failing environment discards its unconfirmed stretch exactly as `curate.label` does.
-- Failures: actors are restarted and their in-flight calls retried by Ray (`max_restarts`,
-  `max_task_retries`). A retried generation batch may write a second shard with the same ids; the commit
-  keeps one row per id. A retried labeling batch returns its verdicts once. No duplicates, no loss.
+checks. What goes to Ray workers: the backends and the verifiers, as Ray Data map actors.
+- Generation (here): `curate.generate.runner.plan` computes every planned sample id exactly as the local runner
+  does and drops the stored ones. The requests become a dataset (`from_items`, blocks of up to `flush_every`),
+  and `map_batches` runs `_GenerateActor`: one actor per GPU or tensor-parallel group for vLLM and GPU
+  transformers (`num_gpus`), one per CPU otherwise. An actor builds the backend once, turns each batch into
+  `Sample`s with the driver's generator identity and writes them as one Parquet shard into `<store>/shards/`
+  through the producer protocol (`TraceStore.write_shard`: temp file + rename), and returns counts only. The
+  driver commits pending shards (`TraceStore.commit_pending`) every `commit_s` seconds and at the end. A
+  model-backed backend's identity (the revision it loads) comes from a probe task on the cluster first.
+- Labeling: `curate.scale.ray_label` (map_batches over pieces of stored traces, verifier-pool actors).
+- Failures: Ray Data restarts a dead map actor and runs its batch again. A generation batch that had already
+  written its shard writes a second one with the same ids; the commit keeps one row per id. A labeling piece
+  returns its verdicts once. No duplicates, no loss.
 - The store directory must be the same directory on every node (a shared filesystem). Every actor reads a
-  probe file the driver wrote into it (and generation actors also write into `shards/`) before any work;
+  probe file the driver wrote into it (generation actors also write into `shards/`) before any work;
   otherwise the command stops with one line naming the node.
 
-Ray Core actors rather than Ray Data: labeling streams from the store with bounded memory and keeps each
-worker's verifier pool warm across batches, and the driver must see which actor judged which batch to
-confirm it by that actor's self-test. Ray's LLM batch API is not used for vLLM: sample ids and the stored
-generator fields must come from the same backend code as the local executor's.
+Ray's LLM batch API (`ray.data.llm`) is not used: it renders prompts, maps sampling parameters and reports
+completions with its own code, so texts, token counts and the stored generator fields could differ from a
+local run's; here every actor runs the same backend code (`curate.generate.make_backend`) as the local runner.
 
-A test-only fault injector: CURATE_RAY_TEST_FAULTS="kill_label_once=PATH,kill_generate_once=PATH,hide_store=1"
-(read on the driver, passed to the actors; PATH is a marker file so each kill happens once).
-Test: `python -m pytest -q tests/test_ray_executor.py`.
+Test: `python -m pytest -q tests/test_ray_executor.py` (fault injection: curate.scale.ray_common).
 """
 from __future__ import annotations
 
-import contextlib
-import itertools
-import logging
 import math
-import os
+import pickle
 import time
 import uuid
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
-from curate.errors import BackendError, ConfigError, CurateError, InputError, StoreError
+from curate.errors import BackendError, ConfigError, CurateError, InputError
+from curate.scale.ray_common import (FAULT_ENV, LOCAL_SYSTEM_CONFIG, PROBE_PREFIX, error_data, kill_once, one_row,
+                                     probe_file, quiet_data, read_faults, rebuild_error, results, session,
+                                     visible_error, worker_failed)
+from curate.scale.ray_label import label_store
 
-__all__ = ["BackendSpec", "session", "generate", "label_store"]
-
-FAULT_ENV = "CURATE_RAY_TEST_FAULTS"
-RETRIES = 3  # restarts of a dead actor, and retries of each call it had in flight
-PROBE_PREFIX = ".ray-probe-"
-# Ray runs its workers at nice 15 by default; verifier and backend workers are this command's real work, so a
-# local instance runs them at the priority the local executor's processes have (docs/scale.md).
-LOCAL_SYSTEM_CONFIG = {"worker_niceness": 0}
-
-
-def _import_ray() -> Any:
-    try:
-        import ray
-    except ImportError:
-        raise ConfigError("--executor ray needs Ray, which is not installed", hint="pip install 'curate[ray]'") from None
-    return ray
-
-
-def _faults() -> dict[str, str]:
-    raw = os.environ.get(FAULT_ENV, "")
-    return dict(part.split("=", 1) for part in raw.split(",") if "=" in part)
-
-
-def _kill_once(marker: str | None) -> None:
-    """Test-only: end this worker process abruptly, the first time only (the marker file remembers)."""
-    if marker and not os.path.exists(marker):
-        Path(marker).write_text(str(os.getpid()))
-        os._exit(1)
-
-
-@contextlib.contextmanager
-def session(address: str | None = None) -> Iterator[Any]:
-    """Ray for the duration of a command. A session already started in this process is reused and left running.
-
-    `address`: None uses RAY_ADDRESS when it is set and otherwise starts a local instance on this machine's
-    CPUs (and GPUs); "auto", "HOST:PORT" or "ray://HOST:10001" name a running cluster."""
-    ray = _import_ray()
-    if ray.is_initialized():
-        yield ray
-        return
-    # Ray hands the driver's sys.path to its workers, so a local instance runs this checkout's code (a per-job
-    # runtime_env would cost seconds per actor start).
-    kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING}
-    if address is None and os.environ.get("RAY_ADDRESS"):
-        address = os.environ["RAY_ADDRESS"]
-    if address in (None, "local"):
-        address = "local"
-        kwargs["_system_config"] = LOCAL_SYSTEM_CONFIG
-    try:
-        ray.init(address=address, **kwargs)
-    except (ConnectionError, RuntimeError, ValueError) as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise ConfigError(f"cannot start or reach Ray at {address}: {first}",
-                          hint="start a cluster with `ray start --head` (docs/scale.md) or leave out --ray-address") from None
-    try:
-        yield ray
-    finally:
-        ray.shutdown()
-
-
-def _host() -> str:
-    import ray
-
-    return ray.util.get_node_ip_address()
-
-
-def _can_see(store_dir: str, probe: str, token: str, write: bool, faults: dict) -> tuple[str, str | None]:
-    """(this node, None) when the store directory here is the driver's (the probe holds the token), else why not."""
-    if faults.get("hide_store"):
-        store_dir += "-not-mounted-here"
-    path = Path(store_dir)
-    try:
-        if (path / probe).read_text() != token:
-            return _host(), "it is a different directory there (the driver's probe file differs)"
-        if write:
-            scratch = path / "shards" / f".tmp-{probe}-{os.getpid()}"
-            scratch.parent.mkdir(parents=True, exist_ok=True)
-            scratch.write_text(token)
-            scratch.unlink()
-    except OSError as e:
-        return _host(), f"{type(e).__name__}: {e.strerror or e}"
-    return _host(), None
-
-
-def _require_visible(ray: Any, store_path: Path, actors: list, write: bool, faults: dict) -> None:
-    token = uuid.uuid4().hex
-    probe = PROBE_PREFIX + token
-    (store_path / probe).write_text(token)
-    try:
-        answers = _get(ray, [a.can_see.remote(str(store_path), probe, token, write, faults) for a in actors])
-    finally:
-        (store_path / probe).unlink(missing_ok=True)
-    bad = [(host, why) for host, why in answers if why]
-    if bad:
-        host, why = bad[0]
-        raise StoreError(f"a Ray worker on {host} cannot {'write to' if write else 'read'} the store directory {store_path} ({why})",
-                         hint="every Ray node must mount the store at the same path: put it on a shared filesystem (docs/scale.md)")
-
-
-def _get(ray: Any, refs: Any) -> Any:
-    try:
-        return ray.get(refs)
-    except ray.exceptions.RayError as e:
-        lines = [ln for ln in str(e).strip().splitlines() if ln.strip()]
-        why = "died (restarts used up)" if isinstance(e, ray.exceptions.RayActorError) else "failed"
-        raise CurateError(f"a Ray worker {why}: {lines[-1] if lines else type(e).__name__}",
-                          hint="what is stored is kept; rerun the same command to resume") from None
-
-
-def _stream(ray: Any, actors: list, call: Callable[[int, Any], Any], items: Iterable, per_actor: int = 2
-            ) -> Iterator[tuple[int, Any, Any]]:
-    """Send items to actors (at most `per_actor` in flight each, so the next batch waits next to the worker);
-    yield (actor index, item, result) as results arrive. `call(i, item)` submits to actor i and returns the ref;
-    `items` is consumed lazily."""
-    it = iter(items)
-    inflight: dict[Any, tuple[int, Any]] = {}
-    load = [0] * len(actors)
-    exhausted = False
-    while True:
-        while not exhausted:
-            i = min(range(len(actors)), key=load.__getitem__)
-            if load[i] >= per_actor:
-                break
-            item = next(it, _END)
-            if item is _END:
-                exhausted = True
-                break
-            inflight[call(i, item)] = (i, item)
-            load[i] += 1
-        if not inflight:
-            return
-        done, _ = ray.wait(list(inflight), num_returns=1)
-        for ref in done:
-            i, item = inflight.pop(ref)
-            load[i] -= 1
-            yield i, item, _get(ray, ref)
-
-
-_END = object()
-
-
-def _stop(ray: Any, actors: list) -> None:
-    for a in actors:
-        with contextlib.suppress(Exception):
-            ray.kill(a)
-
-
-# ------------------------------------------------------------------ generation
+__all__ = ["BackendSpec", "session", "generate", "label_store", "FAULT_ENV", "LOCAL_SYSTEM_CONFIG", "PROBE_PREFIX"]
 
 
 @dataclass(frozen=True)
@@ -251,107 +98,128 @@ class _Identity:
         return dict(self._params)
 
 
-class _GenerateWorker:
-    def __init__(self, spec: BackendSpec, store_dir: str, faults: dict) -> None:
+class _GenerateActor:
+    """A Ray Data map actor: builds the backend once; each batch of requests becomes one Parquet shard."""
+
+    def __init__(self, spec: BackendSpec, gen: dict, run_id: str, visible: tuple, faults: dict) -> None:
         from curate.store import TraceStore
 
-        self.faults = faults
-        self.store = TraceStore(store_dir)
-        self.backend, self.error = None, None
+        self.gen, self.run_id, self.faults, self.backend = gen, run_id, faults, None
+        self.error = visible_error(visible, True, faults)  # before a model is loaded
+        if self.error:
+            return
+        self.store = TraceStore(visible[0])
         try:
             self.backend = spec.build()
         except CurateError as e:
-            self.error = _error(e)
+            self.error = error_data(e)
 
-    def ready(self) -> tuple[str, Any]:
-        return _host(), self.error
-
-    def can_see(self, *args: Any) -> tuple[str, str | None]:
-        return _can_see(*args)
-
-    def identity(self, cfg: Any) -> dict:
-        from curate.generate.runner import generator_identity
-
-        return generator_identity(self.backend, cfg)
-
-    def generate(self, requests: list, gen: dict, run_id: str) -> dict:
+    def __call__(self, batch: Any) -> dict:
         from curate.generate.runner import _to_sample
 
+        out = {"generated": 0, "prompt_tokens": 0, "completion_tokens": 0, "truncated": 0, "missing": 0,
+               "error": self.error, "startup": self.error is not None}
+        if self.error:
+            return one_row(out)
+        requests = [pickle.loads(r) for r in batch.column("request").to_pylist()]
         by_id = {r.id: r for r in requests}
-        out = {"generated": 0, "prompt_tokens": 0, "completion_tokens": 0, "truncated": 0, "error": None}
         samples = []
         try:
             for c in self.backend.generate(requests):
                 req = by_id.pop(c.request_id, None)
                 if req is None:
                     raise BackendError(f"backend {self.backend.name} returned an unknown or duplicate request id {c.request_id!r}")
-                samples.append(_to_sample(c, req, gen, run_id))
+                samples.append(_to_sample(c, req, self.gen, self.run_id))
                 out["prompt_tokens"] += c.prompt_tokens or 0
                 out["completion_tokens"] += c.completion_tokens or 0
                 out["truncated"] += c.finish_reason == "length"
         except CurateError as e:
-            out["error"] = _error(e)
+            out["error"] = error_data(e)
         if samples:
             self.store.write_shard(samples)  # one shard per batch; a retry after a kill may write it twice
-            _kill_once(self.faults.get("kill_generate_once"))
+            kill_once(self.faults.get("kill_generate_once"))
         out["generated"] = len(samples)
         out["missing"] = len(by_id) if out["error"] is None else 0
-        return out
+        return one_row(out)
+
+
+def _identity_probe(spec: BackendSpec, cfg: Any) -> tuple[dict | None, tuple | None]:
+    """(generator identity, None) from a backend built here, or (None, its error as data)."""
+    from curate.generate.runner import generator_identity
+
+    try:
+        backend = spec.build()
+    except CurateError as e:
+        return None, error_data(e)
+    try:
+        return generator_identity(backend, cfg), None
+    finally:
+        backend.close()
 
 
 def generate(store: Any, spec: BackendSpec, where: str | None = None, cfg: Any = None, *, identity: Any = None,
              params: list | None = None, progress: bool = True, address: str | None = None,
              workers: int | None = None) -> Any:
-    """`curate.generate.runner.run` on Ray: same plan, same ids, same shards; returns a RunReport.
+    """`curate.generate.runner.run` on Ray Data: same plan, same ids, same shards; returns a RunReport.
 
     `identity` is the backend as the planner should see it (the eval stage's checkpoint identity); by default
-    it is what the first worker's real backend reports. `workers` caps the number of backend actors."""
+    the synthetic and openai backends build it here and a model-backed one reports it from a probe task on
+    the cluster. `workers` caps the number of backend actors."""
     from curate.generate.runner import RunConfig, generator_identity, plan
 
     cfg = cfg or RunConfig()
     t0 = time.perf_counter()
-    faults = _faults()
-    store_path = store.path.resolve()
+    faults = read_faults()
     if store.pending_shards():
         store.commit_pending()  # shards a killed run left behind count as done before we plan
     run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
     ident = identity if identity is not None else spec.local_identity(cfg)
-    if ident is not None:
+
+    def planned() -> tuple[list, Any]:
         requests, report = plan(store, where, ident, cfg, params)
         report.run_id = run_id
+        report.elapsed_s = time.perf_counter() - t0
+        return requests, report
+
+    if ident is not None:
+        requests, report = planned()
         if not requests:  # everything is stored: no Ray, no model
-            report.elapsed_s = time.perf_counter() - t0
             return report
-    with session(address) as ray:
-        per_actor, fits = spec.resources(ray.cluster_resources())
-        worker_cls = ray.remote(max_restarts=RETRIES, max_task_retries=RETRIES, **per_actor)(_GenerateWorker)
-        actors = [worker_cls.remote(spec, str(store_path), faults)]
-        try:
-            _ready(ray, actors)
-            if ident is None:  # a model-backed backend reports its identity from the worker that loaded it
-                ident = _Identity(_get(ray, actors[0].identity.remote(cfg)))
-                requests, report = plan(store, where, ident, cfg, params)
-                report.run_id = run_id
-                if not requests:
-                    report.elapsed_s = time.perf_counter() - t0
-                    return report
-            gen = generator_identity(ident, cfg)
-            n = max(1, min(workers or fits, fits))
-            size = max(1, min(cfg.flush_every, math.ceil(len(requests) / (2 * n))))
-            batches = [requests[i:i + size] for i in range(0, len(requests), size)]
-            actors += [worker_cls.remote(spec, str(store_path), faults) for _ in range(min(n, len(batches)) - 1)]
-            _ready(ray, actors)
-            _require_visible(ray, store_path, actors, True, faults)
+    with session(address) as ray, probe_file(store.path.resolve()) as visible:
+        quiet_data(ray)
+        cluster = ray.cluster_resources()
+        per_actor, fits = spec.resources(cluster)
+        if per_actor.get("num_gpus", 0) > cluster.get("GPU", 0):  # Ray Data would wait for them forever
+            raise ConfigError(f"the {spec.name} backend needs {per_actor['num_gpus']} GPU(s) per engine and the Ray "
+                              f"cluster has {int(cluster.get('GPU', 0))}",
+                              hint="start Ray on GPU nodes, or lower -o tensor_parallel_size")
+        if ident is None:  # a model-backed backend: its identity (the revision it loads) comes from the cluster
             try:
-                errors, missing = _run_batches(ray, actors, batches, gen, report, cfg, store, progress)
-            except CurateError:
-                report.committed += store.commit_pending()  # keep what the finished batches wrote
-                raise
+                gen, error = ray.get(ray.remote(**per_actor)(_identity_probe).remote(spec, cfg))
+            except ray.exceptions.RayError as e:
+                raise worker_failed(ray, e) from None
+            if error:
+                raise rebuild_error(error)
+            ident = _Identity(gen)
+            requests, report = planned()
+            if not requests:
+                return report
+        gen = generator_identity(ident, cfg)
+        n = max(1, min(workers or fits, fits))
+        size = max(1, min(cfg.flush_every, math.ceil(len(requests) / (2 * n))))
+        items = [{"request": pickle.dumps(r)} for r in requests]
+        ds = ray.data.from_items(items, override_num_blocks=math.ceil(len(items) / size)).map_batches(
+            _GenerateActor, batch_size=size, batch_format="pyarrow", **per_actor,
+            compute=ray.data.ActorPoolStrategy(size=min(n, math.ceil(len(items) / size)), max_tasks_in_flight_per_actor=2),
+            fn_constructor_args=(spec, gen, run_id, visible, faults))
+        try:
+            error, missing = _run_batches(ray, ds, len(requests), report, cfg, store, progress)
         finally:
-            _stop(ray, actors)
-    report.committed += store.commit_pending()
-    if errors:
-        raise _rebuild(errors[0], f" ({report.generated} samples of this run are stored; rerun the same command to resume)")
+            report.committed += store.commit_pending()  # what the finished batches wrote is kept, even on an error
+    if error and error[-1]:  # an actor could not start (a store it cannot see, a model it cannot load)
+        raise rebuild_error(error[:3])
+    if error:
+        raise rebuild_error(error[:3], f" ({report.generated} samples of this run are stored; rerun the same command to resume)")
     if missing:
         raise BackendError(f"backend {spec.name} returned no result for {missing} requests",
                            hint="rerun the same command to generate the missing samples")
@@ -359,46 +227,25 @@ def generate(store: Any, spec: BackendSpec, where: str | None = None, cfg: Any =
     return report
 
 
-def _ready(ray: Any, actors: list) -> None:
-    for host, error in _get(ray, [a.ready.remote() for a in actors]):
-        if error:
-            raise _rebuild(error, f" (on Ray node {host})")
-
-
-def _error(e: CurateError) -> tuple[str, str, str | None]:
-    """A worker's typed error as data: (class name, message, hint)."""
-    return type(e).__name__, e.message, e.hint
-
-
-def _rebuild(error: tuple, suffix: str = "") -> CurateError:
-    """The worker's error on the driver, with its type (so the exit code matches the local executor's)."""
-    from curate import errors as E
-
-    name, message, hint = error
-    cls = getattr(E, name, None)
-    if not (isinstance(cls, type) and issubclass(cls, CurateError)):
-        cls = BackendError
-    return cls(message + suffix, hint=hint)
-
-
-def _run_batches(ray: Any, actors: list, batches: list, gen: dict, report: Any, cfg: Any, store: Any,
-                 progress: bool) -> tuple[list, int]:
+def _run_batches(ray: Any, ds: Any, total: int, report: Any, cfg: Any, store: Any, progress: bool
+                 ) -> tuple[tuple | None, int]:
+    """Consume the pipeline's per-batch results; commit pending shards every `cfg.commit_s` seconds. Stops at
+    the first error, like the local runner, and returns it (class, message, hint, whether the actor could not
+    start) with the count of requests left unanswered."""
     from curate.generate.runner import _Progress
 
-    bar = _Progress(sum(len(b) for b in batches), progress)
-    errors: list = []
+    bar = _Progress(total, progress)
     missing = 0
     last_commit = time.perf_counter()
     try:
-        for _, _, res in _stream(ray, actors, lambda i, b: actors[i].generate.remote(b, gen, report.run_id), batches):
+        for res in results(ray, ds):
             report.generated += res["generated"]
             report.prompt_tokens += res["prompt_tokens"]
             report.completion_tokens += res["completion_tokens"]
             report.truncated += res["truncated"]
             missing += res["missing"]
-            if res["error"]:  # like the local runner: stop at the first backend error, keep what is written
-                errors.append(res["error"])
-                break
+            if res["error"]:
+                return (*res["error"], res["startup"]), missing
             for k in range(res["generated"]):
                 bar.advance(res["completion_tokens"] if k == 0 else 0)
             if time.perf_counter() - last_commit >= cfg.commit_s:
@@ -406,156 +253,4 @@ def _run_batches(ray: Any, actors: list, batches: list, gen: dict, report: Any, 
                 last_commit = time.perf_counter()
     finally:
         bar.close()
-    return errors, missing
-
-
-# ------------------------------------------------------------------ labeling
-
-
-class _LabelWorker:
-    def __init__(self, preload: list[str], grace_s: float, faults: dict, processes: int) -> None:
-        from verifiers.pool import VerifierPool
-
-        self.faults = faults
-        self.pool = VerifierPool(workers=processes, grace_s=grace_s, preload=preload)
-
-    def ready(self) -> tuple[str, Any]:
-        """Start the verifier process (a restarted actor starts it on its first batch instead)."""
-        from verifiers.pool import PoolError
-
-        try:
-            self.pool.start()
-        except PoolError as e:
-            return _host(), ("CurateError", f"verifier workers cannot start: {e}", None)
-        return _host(), None
-
-    def can_see(self, *args: Any) -> tuple[str, str | None]:
-        return _can_see(*args)
-
-    def self_test(self, name: str, options: dict | None) -> tuple[int, str | None]:
-        """(probes run, None), or (0, why) when a probe got the wrong status."""
-        from verifiers.pool import SelfTestFailed
-
-        try:
-            return self.pool.self_test(name, options), None
-        except SelfTestFailed as e:
-            return 0, str(e)
-
-    def label(self, name: str, options: dict | None, batch: list, check: bool) -> dict:
-        tasks = [(sid, name, options or {}, problem, text) for problem, sid, text in batch]
-        kills = self.pool.kills
-        verdicts = []
-        for sid, verdict in self.pool.run(tasks):
-            verdicts.append(verdict.with_sample(sid))
-            if len(verdicts) == (len(tasks) + 1) // 2:
-                _kill_once(self.faults.get("kill_label_once"))
-        probes, failed = self.self_test(name, options) if check else (None, None)
-        return {"verdicts": verdicts, "kills": self.pool.kills - kills, "probes": probes, "failed": failed}
-
-
-def label_store(store: Any, verifier: str | None = None, workers: int = 2, relabel: bool = False,
-                where: str | None = None, batch_size: int = 500, options: dict | None = None,
-                progress: Callable[[int, str], None] | None = None, grace_s: float = 1.0, self_test_every: int = 1,
-                address: str | None = None, planned: Callable[[int, str], None] | None = None) -> Any:
-    """`curate.label.label_store` on Ray (`workers` verifier processes in all, one actor per node's worth);
-    returns a LabelReport with the same verdicts. Raises CurateError when a verifier fails its self-test."""
-    from curate import label as L
-
-    L.check_args(store, workers, batch_size, self_test_every)
-    t0 = time.monotonic()
-    report = L.LabelReport()
-    steps, versions, preload = L.prepare(store, verifier, where, options, report)
-    work = []  # (verifier, its batches) for the verifiers with something to judge: no Ray at all otherwise
-    for name, pred in steps:
-        on_plan = (lambda n, name=name: planned(n, name)) if planned else None
-        batches = store.unlabeled(name, versions[name], where=pred, relabel=relabel, batch_size=batch_size,
-                                  on_plan=on_plan)
-        first = next(batches, None)
-        if first is not None:
-            work.append((name, itertools.chain([first], batches)))
-    faults = _faults()
-    if not work:
-        report.seconds = time.monotonic() - t0
-        return report
-    with session(address) as ray:
-        worker_cls = ray.remote(max_restarts=RETRIES, max_task_retries=RETRIES)(_LabelWorker)
-        actors = [worker_cls.options(num_cpus=k).remote(preload, grace_s, faults, k) for k in _actor_sizes(ray, workers)]
-        try:
-            _require_visible(ray, store.path.resolve(), actors, False, faults)  # before any verifier starts
-            _ready(ray, actors)
-            for name, _ in work:  # every verifier proves itself on every worker before anything is labeled
-                _confirm(ray, actors, name, options, report)
-            piece = max(1, math.ceil(batch_size / len(actors)))  # every store batch keeps every actor busy
-            for name, batches in work:
-                batches = (b[i:i + piece] for b in batches for i in range(0, len(b), piece))
-                _label_step(ray, actors, name, options, batches, self_test_every, batch_size, relabel, store, report,
-                            progress)
-        finally:
-            _stop(ray, actors)
-    report.seconds = time.monotonic() - t0
-    return report
-
-
-def _actor_sizes(ray: Any, workers: int) -> list[int]:
-    """Verifier processes per actor: one actor per node's worth of CPUs (so a node runs one warm forkserver and
-    a batch crosses one process boundary, as in the local pool), `workers` processes in all."""
-    node_cpus = max((int(n["Resources"].get("CPU", 0)) for n in ray.nodes() if n.get("Alive")), default=1)
-    per = max(1, min(workers, node_cpus))
-    return [per] * (workers // per) + ([workers % per] if workers % per else [])
-
-
-def _confirm(ray: Any, actors: list, name: str, options: dict | None, report: Any) -> None:
-    """Self-test `name` on the given actors; CurateError at the first failure."""
-    from curate.label import SELF_TEST_HINT, count_self_test
-
-    results = _get(ray, [a.self_test.remote(name, options) for a in actors])
-    for probes, failed in results:
-        if failed:
-            raise CurateError(failed, hint=SELF_TEST_HINT)
-    count_self_test(report, name, min(probes for probes, _ in results))
-
-
-def _label_step(ray: Any, actors: list, name: str, options: dict | None, pieces: Iterable, every: int,
-                batch_size: int, relabel: bool, store: Any, report: Any, progress: Callable | None) -> None:
-    """Stream one verifier's pieces through the actors. An actor's verdicts are held until a self-test on that
-    actor passes after them: once it has judged `every` x `batch_size` traces since its last one (the local
-    executor's cadence, counted per worker environment), and once more at the end for what is left. Confirmed
-    verdicts are written `batch_size` at a time, one store transaction each."""
-    from curate.label import SELF_TEST_HINT
-
-    since = [0] * len(actors)  # traces sent to each actor since its last requested self-test
-    held: list[list] = [[] for _ in actors]
-    confirmed: list = []
-
-    def call(i: int, piece: list) -> Any:
-        since[i] += len(piece)
-        check = since[i] >= every * batch_size
-        if check:
-            since[i] = 0
-        return actors[i].label.remote(name, options, piece, check)
-
-    def write(verdicts: list) -> None:
-        report.written += store.add_verdicts(verdicts, replace=relabel)
-
-    for i, _, res in _stream(ray, actors, call, pieces):
-        if res["failed"]:
-            raise CurateError(res["failed"], hint=SELF_TEST_HINT)
-        held[i] += res["verdicts"]
-        report.killed += res["kills"]
-        for v in res["verdicts"]:
-            report.count(v)
-        if progress:
-            progress(len(res["verdicts"]), name)
-        if res["probes"] is not None:  # this actor passed a self-test after everything it holds
-            report.self_tests += 1
-            confirmed += held[i]
-            held[i] = []
-            if len(confirmed) >= batch_size:
-                write(confirmed)
-                confirmed = []
-    left = [i for i, h in enumerate(held) if h]
-    if left:
-        _confirm(ray, [actors[i] for i in left], name, options, report)
-        confirmed += [v for i in left for v in held[i]]
-    if confirmed:
-        write(confirmed)
+    return None, missing
