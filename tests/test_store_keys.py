@@ -189,3 +189,24 @@ def test_doctor_names_a_stale_latest_verdict(store_path):
     with st._write() as con:
         con.execute("UPDATE sample_rows SET v_status = 'incorrect'")
     assert any("latest verdict is out of date" in line for line in check(st).problems)
+
+
+def test_label_plan_points_at_each_sample_row(store_path):
+    """unlabeled_plan names a shard file and row per sample; the text found there is that sample's, also in a
+    shard whose other rows were already stored (a rerun after a kill), and labelled samples drop out."""
+    st = TraceStore(store_path)
+    p = Problem(source="countdown", domain="game", prompt="q", reference="1")
+    st.add_problems([p])
+    samples = [Sample(problem_id=p.id, text=f"<think>text {i}</think>", backend="synthetic", model="m", sample_index=i)
+               for i in range(6)]
+    st.add_samples(samples[:4])
+    st.add_samples(samples[2:])  # rows 0-1 of this shard were stored from the first one
+    st.add_verdicts([Verdict(sample_id=samples[0].id, verifier="math", version="1", status="correct", score=1.0)])
+    plan, problems = st.unlabeled_plan("math", "1")
+    assert set(problems) == {p.id} and len(plan) == 2
+    found = {}
+    for path, items in plan:
+        texts = TraceStore.shard_texts(path, [row for _, _, row in items])
+        found.update({sid: text for (sid, _, _), text in zip(items, texts)})
+    assert found == {s.id: s.text for s in samples[1:]}
+    assert [len(items) for _, items in plan] == [3, 2] and plan[1][1][0][2] == 2

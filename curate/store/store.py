@@ -511,51 +511,60 @@ class TraceStore:
             con.register("wanted", t)
             return {r[0] for r in con.execute("SELECT s.id FROM sample_rows s SEMI JOIN wanted USING (id)").fetchall()}
 
-    def unlabeled(self, verifier: str, version: str, where: str | None = None, relabel: bool = False,
-                  batch_size: int = 1000, on_plan: Callable[[int], None] | None = None,
-                  ) -> Iterator[list[tuple[Problem, str, str]]]:
-        """Batches of (problem, sample_id, text) without a verdict from this verifier version.
+    def unlabeled_plan(self, verifier: str, version: str, where: str | None = None, relabel: bool = False,
+                       ) -> tuple[list[tuple[Path, list[tuple[str, str, int]]]], dict[str, Problem]]:
+        """The samples without a verdict from this verifier version, without reading any text.
 
-        `where` is a predicate over the `traces` view. Batches follow shard order so each shard is read once,
-        and no connection is held between batches (the caller writes verdicts in between).
-        """
+        Returns ([(shard file, [(sample_id, problem_id, row), ...]), ...], {problem_id: Problem}), shards in
+        key order, rows ascending: `row` is the sample's position in its shard file (read the text with
+        `shard_texts`). `where` is a predicate over the `traces` view. Samples whose problem is not stored,
+        or whose shard was lost before integer keys existed, are left out."""
         # `traces` joins trace text in only when the predicate names `text` (store/views.py).
         pred = check_predicate(where, 'traces', 'predicate over `traces`') if where else "true"
         skip = "" if relabel else (
             "AND NOT EXISTS (SELECT 1 FROM verdict_rows v WHERE v.skey = s.skey AND v.verifier = $1 AND v.version = $2)")
-        query = f"""SELECT s.id, s.problem_id, s.shard FROM sample_rows s
-            WHERE s.id IN (SELECT id FROM traces WHERE {pred}) {skip}
-            ORDER BY s.skey""" if where else f"""SELECT s.id, s.problem_id, s.shard FROM sample_rows s
-            WHERE true {skip} ORDER BY s.skey"""
+        chosen = f"s.id IN (SELECT id FROM traces WHERE {pred})" if where else "true"
+        query = f"""SELECT s.id, s.problem_id, s.shard, s.skey % {1 << keys.ROW_BITS} AS row FROM sample_rows s
+            WHERE {chosen} AND s.skey >= 0 AND s.pkey IS NOT NULL {skip} ORDER BY s.skey"""
         with self.connect(referenced_names(f"SELECT 1 FROM traces WHERE {pred}")) as con:
             try:
                 t = run_query(con, query, [verifier, version] if skip else None)
             except duckdb.Error as e:
                 raise sql_error(e) from None
-            todo = list(zip(*(t.column(i).to_pylist() for i in range(3))))
-            pids = sorted({r[1] for r in todo})
+            ids, pids, shards, rows = (t.column(i).to_pylist() for i in range(4))
             probs = {}
             if pids:
-                con.register("pids", pa.table({"id": pa.array(pids, pa.string())}))
+                con.register("pids", pa.table({"id": pa.array(sorted(set(pids)), pa.string())}))
                 for r in con.sql("SELECT p.* FROM problems p SEMI JOIN pids USING (id)").to_arrow_table().to_pylist():
                     probs[r["id"]] = _problem(r)
+        plan: dict[str, list[tuple[str, str, int]]] = {}
+        for sid, pid, shard, row in zip(ids, pids, shards, rows):
+            plan.setdefault(shard, []).append((sid, pid, int(row)))
+        return [(self.shard_dir / f"{shard}.parquet", items) for shard, items in plan.items()], probs
+
+    @staticmethod
+    def shard_texts(path: Path, rows: list[int]) -> list[str] | None:
+        """The trace text at these row positions of a shard file (None when the file is missing or damaged)."""
+        if not shard_io.looks_complete(path):
+            return None
+        return pq.read_table(path, columns=["text"]).column("text").take(pa.array(rows, pa.int64())).to_pylist()
+
+    def unlabeled(self, verifier: str, version: str, where: str | None = None, relabel: bool = False,
+                  batch_size: int = 1000, on_plan: Callable[[int], None] | None = None,
+                  ) -> Iterator[list[tuple[Problem, str, str]]]:
+        """Batches of (problem, sample_id, text) without a verdict from this verifier version (see
+        `unlabeled_plan`). Batches follow shard order so each shard is read once, and no connection is held
+        between batches (the caller writes verdicts in between)."""
+        plan, probs = self.unlabeled_plan(verifier, version, where, relabel)
         if on_plan is not None:  # how many samples this call will yield, for a progress total
-            on_plan(len(todo))
-        by_shard: dict[str, list[tuple[str, str]]] = {}
-        for sid, pid, shard in todo:
-            by_shard.setdefault(shard, []).append((sid, pid))
+            on_plan(sum(len(items) for _, items in plan))
         batch: list[tuple[Problem, str, str]] = []
-        for shard, items in by_shard.items():
-            path = self.shard_dir / f"{shard}.parquet"
-            if not shard_io.looks_complete(path):
+        for path, items in plan:
+            texts = self.shard_texts(path, [row for _, _, row in items])
+            if texts is None:
                 self.warnings.append(f"shard {path} is missing or damaged; {len(items)} samples skipped")
                 continue
-            want = dict(items)
-            t = pq.read_table(path, columns=["id", "text"])
-            for sid, text in zip(t.column("id").to_pylist(), t.column("text").to_pylist()):
-                pid = want.pop(sid, None)
-                if pid is None or pid not in probs:
-                    continue
+            for (sid, pid, _), text in zip(items, texts):
                 batch.append((probs[pid], sid, text))
                 if len(batch) >= batch_size:
                     yield batch
