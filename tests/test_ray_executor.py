@@ -10,6 +10,7 @@ without GPUs, stops the command with one line. One Ray session serves the whole 
 from __future__ import annotations
 
 import os
+import pickle
 import shutil
 import sys
 from pathlib import Path
@@ -24,6 +25,7 @@ from curate.generate.runner import RunConfig, run  # noqa: E402
 from curate.label import label_store  # noqa: E402
 from curate.records import Problem, Sample  # noqa: E402
 from curate.scale import ray_executor as X  # noqa: E402
+from curate.scale.ray_label import _pieces  # noqa: E402
 from curate.store import TraceStore  # noqa: E402
 from curate.tasks import iter_problems  # noqa: E402
 from tests.conftest import run_cli  # noqa: E402
@@ -147,13 +149,16 @@ def test_a_missing_shard_skips_its_samples_as_the_local_executor_does(tmp_path):
         progress=False)
     shards = sorted(st.shard_dir.glob("*.parquet"))
     assert len(shards) >= 3
-    shards[1].unlink()  # planned from the catalog, unreadable when the driver reads the text: fewer rows than planned
+    shards[1].unlink()  # planned from the catalog, unreadable when a worker reads the text: fewer rows than planned
     shutil.copytree(st.path, tmp_path / "local")
     local = TraceStore(tmp_path / "local")
     want = label_store(local, workers=2, batch_size=4)
     got = X.label_store(st, workers=2, batch_size=4)
     assert got.labeled == got.written == want.labeled < 24
     assert _verdicts(st) == _verdicts(local)
+    # the same warning `curate verify` prints after labeling, naming the shard and how many samples it skipped
+    assert local.warnings and [w.replace(str(local.path), str(st.path)) for w in local.warnings] == st.warnings
+    assert str(shards[1]) in st.warnings[0]
 
 
 def test_a_generation_worker_killed_after_writing_its_shard_leaves_one_row_per_id(tmp_path, monkeypatch):
@@ -237,3 +242,19 @@ def test_a_backend_error_on_a_worker_is_the_local_executor_s_error(tmp_path):
     with pytest.raises(InputError, match="only writes Countdown traces") as e:  # exit code 2, as locally
         X.generate(st, X.BackendSpec("synthetic", None, SAMPLING, {}), None, RunConfig(), progress=False)
     assert "rerun the same command to resume" in e.value.message
+
+
+def test_labeling_pieces_are_bounded_and_hold_every_planned_sample_once(tmp_path):
+    base = tmp_path / "store"
+    probs = {f"p{i}": Problem("s", "math", f"q{i}", "1") for i in range(3)}
+    plan = [(base / "shards" / f"{k}.parquet", [(f"{k}-{r}", f"p{r % 3}", r) for r in range(size)])
+            for k, size in (("a", 7), ("b", 2), ("c", 1))]
+    pieces, paths = _pieces([("math", plan, probs), ("code", plan[1:], probs)], 4, base, base.resolve())
+    decoded = [pickle.loads(p) for p in pieces]
+    sizes = [sum(len(items) for _, _, items in slices) for slices, _ in decoded]
+    assert sizes == [4, 4, 4, 1]  # the 7-row shard is split; small shards and verifiers share a piece
+    seen = [(name, shard, sid, row) for slices, _ in decoded for name, shard, items in slices for sid, _, row in items]
+    assert len(seen) == len(set(seen)) == 13
+    for slices, problems in decoded:  # each piece carries exactly the problems of its samples
+        assert set(problems) == {pid for _, _, items in slices for _, pid, _ in items}
+    assert paths[("code", str(base.resolve() / "shards" / "b.parquet"))] == (3, plan[1][0])
