@@ -5,9 +5,9 @@ positions in the shard files; no text) and cuts the plan into pieces of at most 
 traces (a large shard becomes several pieces, small shards share one). The pieces, ids and positions with their
 problems, are the dataset (`from_items`); `map_batches` runs an actor class over them (`concurrency` actors of
 `num_cpus` = verifier processes each). Each actor reads its pieces' text from the shared store directory itself
-(`TraceStore.shard_texts`), holds one warm `verifiers.pool.VerifierPool` (a process per CPU, the local
-executor's hard per-response kill), and runs every verifier's self-test before it judges anything and again
-after every piece. A piece's verdicts leave the actor only with that passing self-test, so the driver (the one
+(`TraceStore.shard_texts`; two calls at a time, so it reads the next piece while its pool judges one), holds one
+warm `verifiers.pool.VerifierPool` (a process per CPU, the local executor's hard per-response kill), and runs
+every verifier's self-test before it judges anything and again after every piece. A piece's verdicts leave the actor only with that passing self-test, so the driver (the one
 writer, `store.add_verdicts` in chunks of `batch_size`) writes nothing that a self-test on the actor that judged
 it has not confirmed afterwards. A failed self-test stops the command; the failed piece is discarded. A shard
 file that is missing or damaged is skipped with the local labeler's warning (`store.warnings`).
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import pickle
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -37,7 +38,7 @@ class _LabelActor:
                  options: dict | None, visible: tuple) -> None:
         from verifiers.pool import PoolError, VerifierPool
 
-        self.faults, self.options, self.failed = faults, options, None
+        self.faults, self.options, self.failed, self.lock = faults, options, None, threading.Lock()
         self.tests: list[tuple[str, int]] = []  # (verifier, probes) of self-tests not yet reported
         self.error = visible_error(visible, False, faults)  # before any verifier starts
         if self.error:
@@ -66,14 +67,13 @@ class _LabelActor:
         from curate.store import TraceStore
 
         piece = batch.column("piece")[0].as_py()
-        out = {"piece": piece, "error": self.error, "failed": self.failed, "verdicts": {}, "kills": 0,
-               "tests": self.tests, "missing": []}
-        self.tests = []
+        out = {"piece": piece, "error": self.error, "failed": self.failed, "verdicts": {}, "kills": 0, "tests": [],
+               "missing": []}
         if self.error or self.failed:
             return one_row(out)
         slices, problems = pickle.loads(batch.column("work")[0].as_py())
         tasks, step = [], {}
-        for name, shard, items in slices:
+        for name, shard, items in slices:  # outside the lock: the next piece is read while this actor judges one
             texts = TraceStore.shard_texts(Path(shard), [row for _, _, row in items])
             if texts is None:  # skipped, as the local labeler skips it; the driver warns
                 out["missing"].append((name, shard, len(items)))
@@ -81,19 +81,24 @@ class _LabelActor:
             for (sid, pid, _), text in zip(items, texts):
                 tasks.append((sid, name, self.options or {}, problems[pid], text))
                 step[sid] = name
-        kills = self.pool.kills
-        verdicts: dict[str, list] = {}
-        for k, (sid, verdict) in enumerate(self.pool.run(tasks), 1):
-            verdicts.setdefault(step[sid], []).append(verdict.with_sample(sid))
-            if k == (len(tasks) + 1) // 2:
-                kill_once(self.faults.get("kill_label_once"))
-        out["kills"] = self.pool.kills - kills
-        for name in verdicts:  # a self-test after them, on this actor, confirms this piece's verdicts
-            probes, failed = self._self_test(name)
-            if failed:
-                out["failed"] = failed
+        with self.lock:  # one piece at a time judges and self-tests in the pool
+            out["tests"], self.tests = self.tests, []
+            if self.failed:
+                out["failed"] = self.failed
                 return one_row(out)
-            out["tests"].append((name, probes))
+            kills = self.pool.kills
+            verdicts: dict[str, list] = {}
+            for k, (sid, verdict) in enumerate(self.pool.run(tasks), 1):
+                verdicts.setdefault(step[sid], []).append(verdict.with_sample(sid))
+                if k == (len(tasks) + 1) // 2:
+                    kill_once(self.faults.get("kill_label_once"))
+            out["kills"] = self.pool.kills - kills
+            for name in verdicts:  # a self-test after them, on this actor, confirms this piece's verdicts
+                probes, failed = self._self_test(name)
+                if failed:
+                    out["failed"] = self.failed = failed
+                    return one_row(out)
+                out["tests"].append((name, probes))
         out["verdicts"] = verdicts
         return one_row(out)
 
@@ -135,7 +140,9 @@ def label_store(store: Any, verifier: str | None = None, workers: int = 2, relab
         ds = ray.data.from_items([{"piece": i, "work": w} for i, w in enumerate(pieces)],
                                  override_num_blocks=len(pieces))
         ds = ds.map_batches(_LabelActor, batch_size=1, batch_format="pyarrow", num_cpus=per,
-                            compute=ray.data.ActorPoolStrategy(size=n, max_tasks_in_flight_per_actor=2),
+                            compute=ray.data.ActorPoolStrategy(size=n, max_tasks_in_flight_per_actor=2,
+                                                               max_concurrent_calls_per_actor=2,
+                                                               enable_true_multi_threading=True),
                             fn_constructor_args=(preload, grace_s, faults, per, [name for name, _, _ in work], options,
                                                  visible))
         skipped: dict[tuple[str, str], int] = {}
