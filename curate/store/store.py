@@ -18,6 +18,7 @@ transaction, removed if it fails), so `curate doctor --rebuild` can rebuild a da
 """
 from __future__ import annotations
 
+import bisect
 import contextlib
 import hashlib
 import json
@@ -544,10 +545,18 @@ class TraceStore:
 
     @staticmethod
     def shard_texts(path: Path, rows: list[int]) -> list[str] | None:
-        """The trace text at these row positions of a shard file (None when the file is missing or damaged)."""
+        """The trace text at these row positions of a shard file (None when the file is missing or damaged).
+        Only the row groups holding those rows are read and decoded."""
         if not shard_io.looks_complete(path):
             return None
-        return pq.read_table(path, columns=["text"]).column("text").take(pa.array(rows, pa.int64())).to_pylist()
+        f = pq.ParquetFile(path)
+        sizes = [f.metadata.row_group(g).num_rows for g in range(f.metadata.num_row_groups)]
+        firsts = [sum(sizes[:g]) for g in range(len(sizes))]  # first row of each row group
+        group = [bisect.bisect_right(firsts, r) - 1 for r in rows]
+        wanted = sorted(set(group))
+        offset = {g: sum(sizes[w] for w in wanted[:i]) for i, g in enumerate(wanted)}  # where group g starts in the read
+        text = f.read_row_groups(wanted, columns=["text"]).column("text")
+        return text.take(pa.array([offset[g] + r - firsts[g] for g, r in zip(group, rows)], pa.int64())).to_pylist()
 
     def unlabeled(self, verifier: str, version: str, where: str | None = None, relabel: bool = False,
                   batch_size: int = 1000, on_plan: Callable[[int], None] | None = None,
