@@ -23,7 +23,6 @@ import contextlib
 import hashlib
 import json
 import os
-import shutil
 import time
 import uuid
 import warnings
@@ -37,7 +36,7 @@ import pyarrow.parquet as pq
 
 from curate.errors import InputError, StoreError, StoreVersionError, first_line
 from curate.records import Problem, Sample, Verdict, canonical_json
-from curate.store import keys
+from curate.store import commit, keys
 from curate.store import shards as shard_io
 from curate.store.connection import connect, connect_readonly, lock_down, lock_timeout, run_query
 from curate.store.locking import store_lock
@@ -48,7 +47,6 @@ from curate.store.views import create_views
 CATALOG = "catalog.duckdb"
 SHARD_ROWS = 131_072  # rows per shard file: bounded reader memory, and parallel writes for big batches
 SHARDS = "shards"
-QUARANTINE = "quarantine"
 RECORDS = "records"
 WRITE_HINT = "free space or fix the permissions, then rerun the same command; `curate doctor` checks the store"
 
@@ -248,26 +246,31 @@ class TraceStore:
         if table.num_rows == 0:
             with self._write():
                 return 0
-        record = self._write_record("problems", table)
+
+        def insert(con) -> int:
+            base = keys.next_key(con, "problem_rows", "pkey")
+            n = con.execute(
+                """INSERT INTO problem_rows
+                SELECT $1 + row_number() OVER (), n.id, n.source, n.domain, n.prompt, n.reference::JSON,
+                       n.metadata::JSON, n.split, now()
+                FROM new_problems n ANTI JOIN problem_rows p ON p.id = n.id""", [base]).fetchone()[0]
+            if n and con.execute("SELECT count(*) FROM sample_rows WHERE pkey IS NULL").fetchone()[0]:
+                con.execute("""UPDATE sample_rows s SET pkey = p.pkey FROM problem_rows p
+                    WHERE s.pkey IS NULL AND p.pkey > $1 AND p.id = s.problem_id""", [base]).fetchall()
+            return int(n)
+
+        return self._recorded_write("problems", table, "new_problems", insert)
+
+    def _recorded_write(self, kind: str, table: pa.Table, name: str, body: Callable, replace: bool = False):
+        """Leave the write-ahead record of `table`, then run body(con) in one transaction with `table`
+        registered as `name`. The record is removed again when the write fails."""
+        record = self._write_record(kind, table, replace)
         try:
             with self._write() as con:
-                con.register("new_problems", table)
-
-                def body() -> int:
-                    base = keys.next_key(con, "problem_rows", "pkey")
-                    n = con.execute(
-                        """INSERT INTO problem_rows
-                        SELECT $1 + row_number() OVER (), n.id, n.source, n.domain, n.prompt, n.reference::JSON,
-                               n.metadata::JSON, n.split, now()
-                        FROM new_problems n ANTI JOIN problem_rows p ON p.id = n.id""", [base]).fetchone()[0]
-                    if n and con.execute("SELECT count(*) FROM sample_rows WHERE pkey IS NULL").fetchone()[0]:
-                        con.execute("""UPDATE sample_rows s SET pkey = p.pkey FROM problem_rows p
-                            WHERE s.pkey IS NULL AND p.pkey > $1 AND p.id = s.problem_id""", [base]).fetchall()
-                    return int(n)
-
-                n = self._transaction(con, body)
-                con.unregister("new_problems")
-                return n
+                con.register(name, table)
+                out = self._transaction(con, lambda: body(con))
+                con.unregister(name)
+                return out
         except BaseException:
             discard_record(record)
             raise
@@ -338,85 +341,7 @@ class TraceStore:
     def commit_pending(self) -> int:
         """The single writer: commit every pending shard in one short transaction. Returns new samples."""
         with self._write() as con:
-            return self._commit_shards(con, self.pending_shards(con))
-
-    def _commit_shards(self, con, paths: list[Path]) -> int:
-        good = []
-        for path in paths:
-            err = _unreadable(path, footer_only=True)
-            if err is None:
-                good.append(path)
-            else:
-                self._quarantine(path, err)
-        if not good:
-            return 0
-        try:
-            return self._commit_batch(con, good)
-        except duckdb.Error:
-            # Blame a shard only when reading it on its own fails; otherwise this was a failure to write.
-            bad = {p: e for p in good if (e := _unreadable(p)) is not None}
-            if not bad:
-                raise
-        for p, e in bad.items():
-            self._quarantine(p, e)
-        rest = [p for p in good if p not in bad]
-        return self._commit_batch(con, rest) if rest else 0
-
-    def _commit_batch(self, con, paths: list[Path]) -> int:
-        """One transaction: insert the rows not yet stored (and their features), register every shard."""
-        files = "[" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in paths) + "]"
-        # Producers dedupe within a shard; two pending shards may still share ids (a rerun after a kill):
-        # keep the copy in the first file by name (grouping ids alone is far cheaper than DISTINCT ON rows).
-        src = f"read_parquet({files}, filename = true, file_row_number = true)"
-        first = (f"SEMI JOIN (SELECT id, min(filename) AS filename FROM {src} GROUP BY id) d "
-                 "ON d.id = s.id AND d.filename = s.filename") if len(paths) > 1 else ""
-        sizes = [[p.stem, p.stat().st_size] for p in paths]
-        meta = shard_io.META_COLUMNS[2:]
-        feats = shard_io.features.NAMES
-
-        def body() -> dict:
-            shard_base = keys.next_key(con, "shard_rows", "shard_no")
-            con.register("shard_numbers", pa.table({
-                "name": [n for n, _ in sizes], "bytes": pa.array([b for _, b in sizes], pa.int64()),
-                "shard_no": pa.array(range(shard_base + 1, shard_base + 1 + len(sizes)), pa.int32())}))
-            # Keys come from positions (shard number, row in the file), so nothing is sorted or numbered here.
-            con.execute(
-                f"""INSERT INTO sample_rows (skey, id, problem_id, pkey, {', '.join(meta)}, created_at, shard, {', '.join(feats)})
-                SELECT {keys.position_key('m.shard_no', 's.file_row_number')}, s.id, s.problem_id, p.pkey,
-                       {', '.join('s.params::JSON' if c == 'params' else 's.' + c for c in meta)}, now(), m.name,
-                       {', '.join('s.f_' + c for c in feats)}
-                FROM {src} s {first} JOIN shard_numbers m ON m.name = parse_filename(s.filename, true)
-                ANTI JOIN sample_rows r ON r.id = s.id
-                LEFT JOIN problem_rows p ON p.id = s.problem_id""")
-            first_key = keys.position_key(shard_base + 1, 0)
-            if con.execute("SELECT count(*) FROM verdict_rows WHERE skey IS NULL").fetchone()[0]:
-                # Verdicts written before their sample was stored: key them now, and label the new rows.
-                con.execute(f"""UPDATE verdict_rows v SET skey = s.skey FROM sample_rows s
-                    WHERE v.skey IS NULL AND s.skey >= {first_key} AND s.id = v.sample_id""")
-                keys.refresh_latest(con, f"SELECT skey FROM verdict_rows WHERE skey >= {first_key}")
-            con.execute(f"""INSERT INTO shard_rows SELECT m.shard_no, m.name, coalesce(c.n, 0), m.bytes, now()
-                FROM shard_numbers m LEFT JOIN (SELECT shard, count(*) AS n FROM sample_rows WHERE skey >= {first_key}
-                GROUP BY shard) c ON c.shard = m.name""")
-            per = dict(con.execute(f"SELECT name, rows FROM shard_rows WHERE shard_no > {shard_base}").fetchall())
-            con.unregister("shard_numbers")
-            return per
-
-        per_shard = self._transaction(con, body)
-        for p in paths:  # every row was already stored: the registered name is enough to skip it next time
-            if self.unlink_empty_shards and per_shard.get(p.stem, 0) == 0:
-                p.unlink(missing_ok=True)
-        return int(sum(per_shard.values()))
-
-    def _quarantine(self, path: Path, err: Exception) -> None:
-        qdir = self.path / QUARANTINE
-        try:
-            qdir.mkdir(parents=True, exist_ok=True)
-            shutil.move(str(path), qdir / path.name)
-        except OSError as e:
-            raise self.write_error(e, f"setting aside unreadable shard {path}") from None
-        msg = f"shard {path.name} is unreadable ({first_line(err)}); moved to {qdir}, the rest was committed"
-        self.warnings.append(msg)
-        warnings.warn(msg, stacklevel=3)
+            return commit.commit_shards(self, con, self.pending_shards(con))
 
     def add_verdicts(self, verdicts: Iterable[Verdict], replace: bool = False) -> int:
         rows: dict[tuple, dict] = {}
@@ -432,35 +357,26 @@ class TraceStore:
 
     def add_verdict_table(self, table: pa.Table, replace: bool = False) -> int:
         """Insert verdict rows (VERDICT_SCHEMA, one per key); `replace` overwrites stored ones with these keys."""
-        record = self._write_record("verdicts", table, replace)
-        try:
-            with self._write() as con:
-                con.register("new_verdicts", table)
 
-                def body() -> int:
-                    con.execute("""CREATE OR REPLACE TEMP TABLE keyed_verdicts AS
-                        SELECT s.skey, n.* FROM new_verdicts n LEFT JOIN sample_rows s ON s.id = n.sample_id""")
-                    if replace:
-                        con.execute(
-                            """DELETE FROM verdict_rows v USING keyed_verdicts n
-                            WHERE v.sample_id = n.sample_id AND v.verifier = n.verifier AND v.version = n.version""")
-                    cols = ", ".join(keys.VERDICT_COLUMNS)
-                    n = con.execute(
-                        f"""INSERT INTO verdict_rows (skey, {cols}, created_at) SELECT n.skey, {', '.join('n.' + c for c in keys.VERDICT_COLUMNS)}, now()
-                        FROM keyed_verdicts n
-                        ANTI JOIN verdict_rows v ON v.sample_id = n.sample_id AND v.verifier = n.verifier AND v.version = n.version"""
-                    ).fetchone()[0]
-                    if n or replace:
-                        keys.refresh_latest(con, "SELECT skey FROM keyed_verdicts WHERE skey IS NOT NULL")
-                    con.execute("DROP TABLE keyed_verdicts")
-                    return int(n)
+        def insert(con) -> int:
+            con.execute("""CREATE OR REPLACE TEMP TABLE keyed_verdicts AS
+                SELECT s.skey, n.* FROM new_verdicts n LEFT JOIN sample_rows s ON s.id = n.sample_id""")
+            if replace:
+                con.execute(
+                    """DELETE FROM verdict_rows v USING keyed_verdicts n
+                    WHERE v.sample_id = n.sample_id AND v.verifier = n.verifier AND v.version = n.version""")
+            cols = ", ".join(keys.VERDICT_COLUMNS)
+            n = con.execute(
+                f"""INSERT INTO verdict_rows (skey, {cols}, created_at) SELECT n.skey, {', '.join('n.' + c for c in keys.VERDICT_COLUMNS)}, now()
+                FROM keyed_verdicts n
+                ANTI JOIN verdict_rows v ON v.sample_id = n.sample_id AND v.verifier = n.verifier AND v.version = n.version"""
+            ).fetchone()[0]
+            if n or replace:
+                keys.refresh_latest(con, "SELECT skey FROM keyed_verdicts WHERE skey IS NOT NULL")
+            con.execute("DROP TABLE keyed_verdicts")
+            return int(n)
 
-                n = self._transaction(con, body)
-                con.unregister("new_verdicts")
-                return n
-        except BaseException:
-            discard_record(record)
-            raise
+        return self._recorded_write("verdicts", table, "new_verdicts", insert, replace)
 
     def record_import_progress(self, source_key: str, run_id: str, rows: int, byte_offset: int | None) -> None:
         """Mark the first `rows` input rows of an import as committed (called after their data is)."""
@@ -629,24 +545,6 @@ def discard_record(record: Path | None) -> None:
     if record is not None:
         with contextlib.suppress(OSError):
             record.unlink()
-
-
-def _unreadable(path: Path, footer_only: bool = False) -> Exception | None:
-    """Why this shard cannot be read (None when it can): its footer, or every column a commit reads."""
-    try:
-        if not shard_io.looks_complete(path):
-            raise ValueError("truncated file")
-        meta = pq.read_metadata(path)
-        if not footer_only:
-            names = set(meta.schema.names)
-            want = shard_io.META_COLUMNS + [f"f_{c}" for c in shard_io.features.NAMES]
-            missing = [c for c in want if c not in names]
-            if missing:
-                raise ValueError(f"missing columns {', '.join(missing)}")
-            pq.read_table(path, columns=want)
-        return None
-    except Exception as e:  # whatever the reader raises is the reason this file is unreadable
-        return e
 
 
 def _problem(r: dict) -> Problem:
