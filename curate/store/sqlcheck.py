@@ -242,9 +242,7 @@ def referenced_names(sql: str) -> set[str] | None:
     if parsed.get("error") or len(stmts) != 1:
         return None
     found: dict = {"all": False, "names": set(), "single": set(), "tables": set()}
-    _walk(stmts[0], found)
-    for cte in ((stmts[0].get("node") or {}).get("cte_map") or {}).get("map") or []:
-        found["tables"].add(str(cte.get("key", "")).lower())
+    _walk(stmts[0], found)  # a CTE is named where it is read, as a table
     if found["all"] or found["single"] & found["tables"]:
         return None
     return found["names"] | found["tables"]
