@@ -147,6 +147,19 @@ def behaviour_figure(runs: list[dict], steps: list[int], palette: dict):
     return fig
 
 
+def _status_bar(ax, row: int, width: float, left: float, status: str) -> None:
+    """One segment of a stacked horizontal bar, in the status's colour; each status enters the legend once."""
+    ax.barh(row, width, left=left, color=STATUS_COLOURS.get(status, "#17becf"),
+            label=status if status not in ax.get_legend_handles_labels()[1] else None)
+
+
+def _label_rows(ax, labels: list[str]) -> None:
+    """One labelled row per bar, the first at the top."""
+    ax.set_yticks(range(len(labels)))
+    ax.set_yticklabels(labels, fontsize=8)
+    ax.invert_yaxis()
+
+
 def mixture_figure(mixtures: list[dict]):
     """Per mixture: rows by verdict status (with thinking share) and the response-length spread by status."""
     n = len(mixtures)
@@ -156,8 +169,7 @@ def mixture_figure(mixtures: list[dict]):
     for i, m in enumerate(mixtures):
         acc = 0.0
         for status, share in m["status_shares"].items():
-            left.barh(i, share * 100, left=acc, color=STATUS_COLOURS.get(status, "#17becf"),
-                      label=status if status not in left.get_legend_handles_labels()[1] else None)
+            _status_bar(left, i, share * 100, acc, status)
             acc += share * 100
         if m["thinking_share"] is not None:
             left.text(101, i, f"thinking {m['thinking_share'] * 100:.0f}%", va="center", fontsize=7)
@@ -170,9 +182,7 @@ def mixture_figure(mixtures: list[dict]):
             right.plot([st["median"], st["p90"]], [y, y], color=c, lw=5, solid_capstyle="butt")
             right.plot([st["mean"]], [y], "|", color="black", ms=8)
     for ax in (left, right):
-        ax.set_yticks(range(n))
-        ax.set_yticklabels(names, fontsize=8)
-        ax.invert_yaxis()
+        _label_rows(ax, names)
     left.set_xlim(0, 125)
     left.set_xlabel("rows (%)")
     left.set_title("composition by verdict status", fontsize=10)
@@ -194,13 +204,10 @@ def verdict_figure(rows: list[dict], statuses: tuple[str, ...]):
         for s in statuses:
             share = 100.0 * r[s] / r["traces"] if r["traces"] else 0.0
             if share:
-                ax.barh(i, share, left=acc, color=STATUS_COLOURS[s],
-                        label=s if s not in ax.get_legend_handles_labels()[1] else None)
+                _status_bar(ax, i, share, acc, s)
             acc += share
         ax.text(101, i, f"n={r['traces']}", va="center", fontsize=7)
-    ax.set_yticks(range(n))
-    ax.set_yticklabels(labels, fontsize=8)
-    ax.invert_yaxis()
+    _label_rows(ax, labels)
     ax.set_xlim(0, 115)
     ax.set_xlabel("traces (%)")
     ax.set_title("verdicts per source and teacher (latest verdict)", fontsize=10)

@@ -376,16 +376,13 @@ def render_html(data: dict, figures: dict[str, bytes]) -> str:
     if data["unstepped"]:
         p.append("<p>Scores without a training step (models evaluated outside a training run):</p>")
         p.append(_html_table(data["unstepped"]))
+    def table_section(key: str, rows, alt: str) -> list[str]:  # a table and its figure, or why there is none
+        return [_html_table(rows(data)), _img(figures, key, alt)] if data[key] else [skip(key)]
+
     p.append("<h2>Mixtures</h2>")
-    if data["mixtures"]:
-        p += [_html_table(_mixture_rows(data)), _img(figures, "mixtures", "mixture composition and lengths")]
-    else:
-        p.append(skip("mixtures"))
+    p += table_section("mixtures", _mixture_rows, "mixture composition and lengths")
     p.append("<h2>Verdicts per source and teacher</h2>")
     p.append('<p class="meta">Traces sampled by an evaluation are not counted here: their scores are above.</p>')
-    if data["verdicts"]:
-        p += [_html_table(_verdict_rows(data)), _img(figures, "verdicts", "verdict rates per source and teacher")]
-    else:
-        p.append(skip("verdicts"))
+    p += table_section("verdicts", _verdict_rows, "verdict rates per source and teacher")
     p.append("</body></html>\n")
     return "\n".join(p)
