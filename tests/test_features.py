@@ -76,3 +76,26 @@ def test_bulk_paths_match_the_per_text_definitions(monkeypatch):
     for name in features.NAMES:
         assert chunked.column(f"f_{name}").to_pylist() == whole.column(name).to_pylist(), name
     assert whole.column("repetition_score").to_pylist()[4] > 0.9 and whole.column("think_closed").to_pylist()[5] is False
+
+
+def test_marker_counts_follow_the_case_insensitive_word_bounded_regex():
+    """The marker counts equal RE2's count of the alternation regex (the engine that computed the values
+    already stored): word boundaries, overlaps, case, and Unicode case folding (the Kelvin sign folds to k)."""
+    import re
+
+    import pyarrow.compute as pc
+
+    texts = ["WAIT, wait... Wait!", "waiting awaits await_ wait_ wait1 hmmm hmm.", "Let me verify: verifying, verify.",
+             "let me double-check; double check; Double-Check", "xlet me verify", "let me  check", "That's not right",
+             "THAT\u2019S NOT RIGHT", "sanity checks", "éwait waité ñhmm", "I made a mista\u212ae",
+             "on \u017fecond thought", "let me chec\u212a", "Plugging it back in and plugging this back", "wait" * 3, "", "日本語 wait 日本語",
+             "on second thought but actually I made a mistake alternatively", "wait-wait'wait"]
+    ascii_only = pc.equal(pc.binary_length(pa.array(texts)), pc.utf8_length(pa.array(texts)))
+    backtrack, verify = features.marker_counts(pa.array(texts), ascii_only)
+    for phrases, got in ((features.BACKTRACK_PHRASES, backtrack), (features.VERIFY_PHRASES, verify)):
+        pattern = r"\b(" + "|".join(re.escape(p) for p in phrases) + r")\b"
+        assert got.to_pylist() == pc.count_substring_regex(pa.array(texts), pattern, ignore_case=True).to_pylist()
+    assert backtrack.to_pylist()[:3] == [3, 1, 0] and verify.to_pylist()[2:5] == [3, 3, 1]
+    # The Kelvin sign and the long s fold to k and s inside a phrase; at its edge a non-ASCII letter is no
+    # word character, so no word boundary follows it.
+    assert backtrack.to_pylist()[10:12] == [1, 1] and verify.to_pylist()[12] == 0
