@@ -49,13 +49,17 @@ def paired(a, b, reps: int) -> tuple[float, float]:
     return wall_a, wall_b
 
 
-def paired_cpu(a, b, reps: int) -> tuple[tuple[float, float], tuple[float, float]]:
+def paired_cpu(a, b, reps: int, after=None) -> tuple[tuple[float, float], tuple[float, float]]:
     """Like `paired`, also with CPU seconds (all threads of this process): ((wall_a, cpu_a), (wall_b, cpu_b)).
-    CPU time moves less than wall time when other jobs share the machine."""
+    CPU time moves less than wall time when other jobs share the machine. `after`, if given, runs untimed
+    after every call (e.g. deleting what the call wrote, so that no run pays for the previous one's files)."""
     def once(fn):
         t, c = time.perf_counter(), time.process_time()
         fn()
-        return time.perf_counter() - t, time.process_time() - c
+        spent = time.perf_counter() - t, time.process_time() - c
+        if after is not None:
+            after()
+        return spent
 
     pairs = [(once(a), once(b)) for _ in range(reps)]
     med = statistics.median

@@ -78,28 +78,23 @@ def repetition_score(text: str) -> float:
 def repetition_scores(texts: pa.Array | pa.ChunkedArray) -> pa.Array:
     """repetition_score of each text, without turning every text into a Python string.
 
-    A text can score above 0 only if its final NEEDLE bytes (which end its final NEEDLE characters) occur
-    earlier within its last 4 * TAIL bytes (TAIL characters span at most that). The scan copies just that
-    window out of the Arrow buffer; only the texts it finds are decoded and scored exactly."""
+    A text scores above 0 exactly when the final NEEDLE characters of its last TAIL occur earlier within
+    them. Polars finds those texts (outside the GIL, so chunks on other threads keep running); only they
+    are decoded and scored."""
+    import polars as pl
+
     texts = pc.fill_null(texts, "")
-    arr = texts.combine_chunks() if isinstance(texts, pa.ChunkedArray) else texts
-    if pa.types.is_string_view(arr.type):
-        arr = arr.cast(pa.string())
-    n = len(arr)
-    out = [0.0] * n
-    data_buf = arr.buffers()[2] if n else None
-    if data_buf is None:
-        return pa.array(out, pa.float64())
-    width = np.int64 if pa.types.is_large_string(arr.type) else np.int32
-    offsets = np.frombuffer(arr.buffers()[1], dtype=width)[arr.offset: arr.offset + n + 1].tolist()
-    data, window = memoryview(data_buf), 4 * TAIL
-    for i in range(n):
-        start, end = offsets[i], offsets[i + 1]
-        if end - start < 2 * NEEDLE:
-            continue
-        tail = bytes(data[max(start, end - window):end])
-        if tail.rfind(tail[-NEEDLE:], 0, len(tail) - 1) >= 0:
-            out[i] = repetition_score(bytes(data[start:end]).decode("utf-8"))
+    if isinstance(texts, pa.ChunkedArray):
+        texts = texts.combine_chunks()
+    frame = pl.DataFrame({"tail": _series(texts).str.slice(-TAIL)})
+    frame = frame.with_columns(needle=pl.col("tail").str.slice(-NEEDLE))
+    tail, needle = pl.col("tail"), pl.col("needle")
+    found = frame.select(
+        (tail.str.len_chars() >= 2 * NEEDLE) & (tail.str.find(needle, literal=True) < tail.str.len_bytes() - needle.str.len_bytes())
+    ).to_series().to_numpy()
+    out = np.zeros(len(texts))
+    for i in np.flatnonzero(found):
+        out[i] = repetition_score(texts[int(i)].as_py())
     return pa.array(out, pa.float64())
 
 
