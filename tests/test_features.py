@@ -71,7 +71,7 @@ def test_bulk_paths_match_the_per_text_definitions(monkeypatch):
                       "completion_tokens": pa.array([None, 300] * 35, pa.int32())})
     assert features.repetition_scores(table.column("text")).to_pylist() == [features.repetition_score(t or "") for t in texts]
     whole = features.compute(table.column("text"), table.column("finish_reason"), table.column("completion_tokens"))
-    monkeypatch.setattr(shards, "FEATURE_CHUNK", 6)
+    monkeypatch.setattr(shards, "FEATURE_CHUNK_BYTES", 3000)
     chunked = shards.with_features(table)
     for name in features.NAMES:
         assert chunked.column(f"f_{name}").to_pylist() == whole.column(name).to_pylist(), name

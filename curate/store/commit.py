@@ -49,10 +49,11 @@ def _commit_batch(store, con, paths: list[Path]) -> int:
     """One transaction: insert the rows not yet stored (and their features), register every shard."""
     files = "[" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in paths) + "]"
     # Producers dedupe within a shard; two pending shards may still share ids (a rerun after a kill):
-    # keep the copy in the first file by name (grouping ids alone is far cheaper than DISTINCT ON rows).
+    # keep the copy in the first file by name. Only the shared ids are joined against, so the usual case
+    # (no id shared) probes an empty table.
     src = f"read_parquet({files}, filename = true, file_row_number = true)"
-    first = (f"SEMI JOIN (SELECT id, min(filename) AS filename FROM {src} GROUP BY id) d "
-             "ON d.id = s.id AND d.filename = s.filename") if len(paths) > 1 else ""
+    first = (f"ANTI JOIN (SELECT id, min(filename) AS keep FROM {src} GROUP BY id HAVING count(*) > 1) d "
+             "ON d.id = s.id AND d.keep <> s.filename") if len(paths) > 1 else ""
     sizes = [[p.stem, p.stat().st_size] for p in paths]
     meta = shard_io.META_COLUMNS[2:]
     feats = shard_io.features.NAMES
