@@ -86,7 +86,11 @@ def repetition_scores(texts: pa.Array | pa.ChunkedArray) -> pa.Array:
     texts = pc.fill_null(texts, "")
     if isinstance(texts, pa.ChunkedArray):
         texts = texts.combine_chunks()
-    frame = pl.DataFrame({"tail": _series(texts).str.slice(-TAIL)})
+    tails = _series(texts)
+    longer = np.flatnonzero(np.asarray(pc.greater(pc.binary_length(texts), TAIL)))  # a shorter text is its own tail
+    if len(longer):
+        tails = tails.scatter(longer, tails.gather(longer).str.slice(-TAIL))
+    frame = pl.DataFrame({"tail": tails})
     frame = frame.with_columns(needle=pl.col("tail").str.slice(-NEEDLE))
     tail, needle = pl.col("tail"), pl.col("needle")
     found = frame.select(
@@ -169,7 +173,7 @@ def compute(texts: pa.Array | pa.ChunkedArray, finish_reason: pa.Array | pa.Chun
         thinking_tokens,
         closed,
         pc.fill_null(pc.equal(finish_reason, "length"), False),
-        pc.count_substring_regex(texts, r"\\boxed"),  # the regex kernel is ~30x faster than count_substring here
+        _series(texts).str.count_matches(r"\\boxed").to_arrow(),
         repetition_scores(texts),
         *marker_counts(texts, pc.equal(pc.binary_length(texts), chars)),
         non_ascii_ratio,
