@@ -8,7 +8,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from curate.records import Problem, Sample  # noqa: E402
-from curate.store import TraceStore  # noqa: E402
+from curate.store import TraceStore, commit  # noqa: E402
 
 
 def samples_for(worker: int, shard: int, rows: int) -> list[Sample]:
@@ -44,7 +44,7 @@ def commit_and_ack(store: str) -> None:
     with st._write() as con:
         print("ready", flush=True)
         for path in st.pending_shards(con):
-            st._commit_shards(con, [path])
+            commit.commit_shards(st, con, [path])
             print(path.stem, flush=True)
 
 

@@ -57,7 +57,6 @@ def test_sigkill_during_commit_never_loses_or_duplicates(tmp_path):
     rng = random.Random(7)
     expected: set[str] = set()
     kills = partial = 0
-    span = 0.15  # kills aim inside this window after the lock is taken; it shrinks when a commit outruns it
     for round_ in range(22):
         # Two new shards per round, one of them repeating rows from earlier rounds (must not duplicate).
         fresh = samples_for(0, round_, 800)
@@ -67,14 +66,12 @@ def test_sigkill_during_commit_never_loses_or_duplicates(tmp_path):
             st.write_shard(samples_for(0, round_ - 1, 800)[:200])
         proc = spawn("commit_ack", store)
         assert proc.stdout.readline().strip() == "ready"  # the write lock is held: kill inside the commit
-        wait = rng.uniform(0.0, span)
-        time.sleep(wait)
+        time.sleep(rng.uniform(0.0, 0.15))
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGKILL)
             kills += 1
-        else:  # the whole commit took less than `wait`: aim earlier, so the test keeps killing mid-commit
-            span = max(0.01, 0.8 * wait)
-        out, _ = proc.communicate(timeout=30)
+        out, err = proc.communicate(timeout=30)
+        assert proc.returncode in (0, -signal.SIGKILL), err  # a committer that fails is not a crash test
         acked = [line for line in out.split() if line]
         # The store opens after every kill, and acknowledged shards are fully there, once.
         probe = TraceStore(store)
