@@ -9,6 +9,8 @@ import tarfile
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from curate.errors import StoreError
@@ -210,3 +212,11 @@ def test_label_plan_points_at_each_sample_row(store_path):
         found.update({sid: text for (sid, _, _), text in zip(items, texts)})
     assert found == {s.id: s.text for s in samples[1:]}
     assert [len(items) for _, items in plan] == [3, 2] and plan[1][1][0][2] == 2
+
+
+def test_shard_texts_reads_rows_spread_over_row_groups(tmp_path):
+    path = tmp_path / "s.parquet"
+    pq.write_table(pa.table({"text": [f"t{i}" for i in range(300)]}), path, row_group_size=64)
+    rows = [0, 63, 64, 65, 190, 191, 299]  # first and last rows of groups, groups skipped in between
+    assert TraceStore.shard_texts(path, rows) == [f"t{r}" for r in rows]
+    assert TraceStore.shard_texts(tmp_path / "gone.parquet", rows) is None

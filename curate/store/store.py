@@ -21,6 +21,7 @@ from __future__ import annotations
 import bisect
 import contextlib
 import hashlib
+import itertools
 import json
 import os
 import time
@@ -467,10 +468,11 @@ class TraceStore:
             return None
         f = pq.ParquetFile(path)
         sizes = [f.metadata.row_group(g).num_rows for g in range(f.metadata.num_row_groups)]
-        firsts = [sum(sizes[:g]) for g in range(len(sizes))]  # first row of each row group
+        firsts = [0, *itertools.accumulate(sizes)][:-1]  # first row of each row group
         group = [bisect.bisect_right(firsts, r) - 1 for r in rows]
         wanted = sorted(set(group))
-        offset = {g: sum(sizes[w] for w in wanted[:i]) for i, g in enumerate(wanted)}  # where group g starts in the read
+        # where each wanted group starts in what is read
+        offset = dict(zip(wanted, [0, *itertools.accumulate(sizes[g] for g in wanted)]))
         text = f.read_row_groups(wanted, columns=["text"]).column("text")
         return text.take(pa.array([offset[g] + r - firsts[g] for g, r in zip(group, rows)], pa.int64())).to_pylist()
 
