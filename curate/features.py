@@ -1,8 +1,8 @@
 """Trace-health and behaviour features, computed once per sample at ingest (the `features` view).
 
-Vectorised over an Arrow column of texts (pyarrow compute kernels; polars for character counts and the
-marker regexes), so the producer that writes a shard pays for them in bulk and the single committing writer
-only copies numbers.
+Vectorised over an Arrow column of texts (pyarrow compute kernels; polars for character counts, regex counts
+and the repeating-ending search), so the producer that writes a shard pays for them in bulk and the single
+committing writer only copies numbers.
 
 Columns:
 - text_chars, thinking_chars (before the last `</think>`), answer_chars (after it)
@@ -83,9 +83,7 @@ def repetition_scores(texts: pa.Array | pa.ChunkedArray) -> pa.Array:
     are decoded and scored."""
     import polars as pl
 
-    texts = pc.fill_null(texts, "")
-    if isinstance(texts, pa.ChunkedArray):
-        texts = texts.combine_chunks()
+    texts = _as_texts(texts)
     tails = _series(texts)
     longer = np.flatnonzero(np.asarray(pc.greater(pc.binary_length(texts), TAIL)))  # a shorter text is its own tail
     if len(longer):
@@ -100,6 +98,12 @@ def repetition_scores(texts: pa.Array | pa.ChunkedArray) -> pa.Array:
     for i in np.flatnonzero(found):
         out[i] = repetition_score(texts[int(i)].as_py())
     return pa.array(out, pa.float64())
+
+
+def _as_texts(texts: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """One array of texts, nulls as empty strings."""
+    texts = pc.fill_null(texts, "") if texts.null_count else texts
+    return texts.combine_chunks() if isinstance(texts, pa.ChunkedArray) else texts
 
 
 def _series(arr: pa.Array):
@@ -138,9 +142,7 @@ def marker_counts(texts: pa.Array, ascii_only: pa.Array) -> tuple[pa.Array, pa.A
 
 def compute(texts: pa.Array | pa.ChunkedArray, finish_reason: pa.Array | pa.ChunkedArray, completion_tokens=None) -> pa.Table:
     """Feature columns for each text, in input order (nulls count as empty text)."""
-    texts = pc.fill_null(texts, "")
-    if isinstance(texts, pa.ChunkedArray):
-        texts = texts.combine_chunks()
+    texts = _as_texts(texts)
     # Thinking = before the last </think>: split once from the right (also tells whether the tag occurs).
     # Lengths come from the split's flat values, so no part is copied out as a string of its own.
     parts = pc.split_pattern(texts, THINK_CLOSE, max_splits=1, reverse=True)
