@@ -15,7 +15,6 @@ import sys
 import time
 from pathlib import Path
 
-import pyarrow.parquet as pq
 
 from curate.store import TraceStore
 from tests.conftest import run_cli

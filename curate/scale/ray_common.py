@@ -123,7 +123,7 @@ def probe_file(store_path: Path) -> Iterator[tuple[str, str, str]]:
         (store_path / probe).unlink(missing_ok=True)
 
 
-def worker_failed(ray: Any, e: Exception) -> CurateError:
+def worker_failed(e: Exception) -> CurateError:
     lines = [ln for ln in str(e).strip().splitlines() if ln.strip()]
     return CurateError(f"a Ray worker failed: {lines[-1] if lines else type(e).__name__}",
                        hint="what is stored is kept; rerun the same command to resume")
@@ -170,6 +170,6 @@ def results(ray: Any, ds: Any) -> Iterator[dict]:
             for result in batch.column("result").to_pylist():
                 yield pickle.loads(result)
     except ray.exceptions.RayError as e:
-        raise worker_failed(ray, e) from None
+        raise worker_failed(e) from None
     finally:
         batches.close()

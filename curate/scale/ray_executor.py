@@ -197,7 +197,7 @@ def generate(store: Any, spec: BackendSpec, where: str | None = None, cfg: Any =
             try:
                 gen, error = ray.get(ray.remote(**per_actor)(_identity_probe).remote(spec, cfg))
             except ray.exceptions.RayError as e:
-                raise worker_failed(ray, e) from None
+                raise worker_failed(e) from None
             if error:
                 raise rebuild_error(error)
             ident = _Identity(gen)

@@ -7,9 +7,9 @@ problems, are the dataset (`from_items`); `map_batches` runs an actor class over
 `num_cpus` = verifier processes each). Each actor reads its pieces' text from the shared store directory itself
 (`TraceStore.shard_texts`; two calls at a time, so it reads the next piece while its pool judges one), holds one
 warm `verifiers.pool.VerifierPool` (a process per CPU, the local executor's hard per-response kill), and runs
-every verifier's self-test before it judges anything and again after every piece. A piece's verdicts leave the actor only with that passing self-test, so the driver (the one
-writer, `store.add_verdicts` in chunks of `batch_size`) writes nothing that a self-test on the actor that judged
-it has not confirmed afterwards. A failed self-test stops the command; the failed piece is discarded. A shard
+every verifier's self-test before it judges anything and again after every piece. A piece's verdicts leave the
+actor only with that passing self-test, so the driver (the one writer, `store.add_verdicts` in chunks of
+`batch_size`) writes nothing that a self-test on the actor that judged it has not confirmed afterwards. A failed self-test stops the command; the failed piece is discarded. A shard
 file that is missing or damaged is skipped with the local labeler's warning (`store.warnings`).
 
 Test: `python -m pytest -q tests/test_ray_executor.py`.

@@ -45,6 +45,7 @@ def commit_shards(store, con, paths: list[Path]) -> int:
     rest = [p for p in good if p not in bad]
     return _commit_batch(store, con, rest) if rest else 0
 
+
 def _commit_batch(store, con, paths: list[Path]) -> int:
     """One transaction: insert the rows not yet stored (and their features), register every shard."""
     files = "[" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in paths) + "]"
@@ -90,6 +91,7 @@ def _commit_batch(store, con, paths: list[Path]) -> int:
         if store.unlink_empty_shards and per_shard.get(p.stem, 0) == 0:
             p.unlink(missing_ok=True)
     return int(sum(per_shard.values()))
+
 
 def _quarantine(store, path: Path, err: Exception) -> None:
     qdir = store.path / QUARANTINE
