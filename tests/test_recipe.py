@@ -56,7 +56,7 @@ def test_hash_ignores_comments_and_key_order_but_not_meaning(tmp_path):
     (GOOD.replace("    where:", "    wher:"), r"r.yaml:7: sources.0.wher: unknown key"),
     (GOOD.replace("name: small\n", ""), r"r.yaml: name: required field missing"),
     (GOOD + "selection:\n  per_problem: best\n", r"r.yaml:11: selection.per_problem: Input should be"),
-    (GOOD.replace("domain = 'math'", "domain = 'math'; DROP TABLE x"), r"sources.0.where: Value error, a predicate is one SQL expression"),
+    (GOOD.replace("domain = 'math'", "domain = 'math'; DROP TABLE x"), r"r.yaml:7: sources.0.where: a predicate is one SQL expression"),
 ])
 def test_errors_name_line_and_field_path(tmp_path, text, expected):
     with pytest.raises(ConfigError) as e:

@@ -19,25 +19,22 @@ import copy
 from pathlib import Path
 from typing import Any, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
+from curate.config import StrictModel, parse_set, resolve_shipped, set_dotted, shipped_dir, shipped_names
 from curate.errors import ConfigError
 from curate.evaluate.metrics import parse_metric
 from curate.generate.base import SamplingParams
 from curate.generate.prompting import DEFAULT_TEMPLATE
 from curate.records import content_hash
 from curate.store.sqlcheck import predicate_problem
-from curate.yamlfile import format_validation_errors, load_yaml, parse_scalar
+from curate.yamlfile import format_validation_errors, load_yaml
 
-SUITE_DIR = Path(__file__).resolve().parent / "suites"
+SUITE_DIR = shipped_dir("suites")
 NAME = r"^[A-Za-z0-9_.\-]+$"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Sampling(_Strict):
+class Sampling(StrictModel):
     """The study's evaluation settings by default: T 0.6, top-p 0.95, up to 32,768 new tokens."""
 
     temperature: float = Field(default=0.6, ge=0)
@@ -58,7 +55,7 @@ class Sampling(_Strict):
         return v
 
 
-class AutoAdd(_Strict):
+class AutoAdd(StrictModel):
     """Problems built from the task itself (generated, or shipped with a package) and added when missing."""
 
     size: Optional[int] = Field(default=None, ge=1, le=1_000_000)
@@ -66,7 +63,7 @@ class AutoAdd(_Strict):
     options: dict[str, Any] = Field(default_factory=dict)
 
 
-class Benchmark(_Strict):
+class Benchmark(StrictModel):
     name: str = Field(min_length=1, pattern=NAME)
     task: str = Field(min_length=1)
     source: Optional[str] = None  # problems.source when it is not the task's name
@@ -123,7 +120,7 @@ class Benchmark(_Strict):
         return content_hash("eval-settings", self.model_dump(mode="json"), backend)[:16]
 
 
-class Suite(_Strict):
+class Suite(StrictModel):
     name: str = Field(min_length=1, pattern=NAME)
     description: str = ""
     defaults: dict[str, Any] = Field(default_factory=dict)
@@ -157,20 +154,6 @@ def _deep_merge(base: dict, over: dict) -> dict:
     return out
 
 
-def _parse_value(raw: str, key: str) -> Any:
-    return parse_scalar(raw, f"--set {key}") if raw.strip() else ""
-
-
-def _set_path(d: dict, path: list[str], value: Any, flag: str) -> None:
-    node = d
-    for part in path[:-1]:
-        nxt = node.setdefault(part, {})
-        if not isinstance(nxt, dict):
-            raise ConfigError(f"{flag}: '{part}' is not a section of a benchmark")
-        node = nxt
-    node[path[-1]] = value
-
-
 def apply_overrides(benchmarks: list[dict], overrides: dict[str, str]) -> list[dict]:
     """`key=value` applies to every benchmark; `BENCH.key=value` (BENCH a benchmark name) to that one."""
     names = {b.get("name") for b in benchmarks}
@@ -179,10 +162,10 @@ def apply_overrides(benchmarks: list[dict], overrides: dict[str, str]) -> list[d
         parts = key.split(".")
         target = parts[0] if parts[0] in names and len(parts) > 1 else None
         path = parts[1:] if target else parts
-        value = _parse_value(raw, key) if isinstance(raw, str) else raw
+        value = parse_set(f"{key}={raw}")[1] if isinstance(raw, str) else raw
         for b in out:
             if target is None or b.get("name") == target:
-                _set_path(b, path, value, f"--set {key}")
+                set_dotted(b, ".".join(path), value, where=f"--set {key}", what="benchmark", create=True)
     return out
 
 
@@ -207,21 +190,15 @@ def _validate(data: Any, origin: str, root: Any, overrides: dict[str, Any]) -> S
 
 
 def resolve_suite_path(name_or_path: str) -> Path:
-    p = Path(name_or_path)
-    if p.suffix in (".yaml", ".yml") or "/" in name_or_path or p.exists():
-        return p
-    return SUITE_DIR / f"{name_or_path}.yaml"
+    return resolve_shipped("suites", name_or_path)
 
 
 def shipped_suites() -> list[str]:
-    return sorted(p.stem for p in SUITE_DIR.glob("*.yaml"))
+    return shipped_names("suites")
 
 
 def load_suite(name_or_path: str, overrides: dict[str, Any] | None = None) -> Suite:
     """Read, merge defaults, apply overrides and validate a suite (a shipped name or a YAML path)."""
     path = resolve_suite_path(name_or_path)
-    if not path.is_file():
-        raise ConfigError(f"unknown suite {name_or_path!r}" if path.parent == SUITE_DIR else f"{path}: no such suite file",
-                          hint=f"shipped suites: {', '.join(shipped_suites())}; or give a YAML path")
     data, root = load_yaml(path, what="suite")
     return _validate(data, str(path), root, overrides or {})

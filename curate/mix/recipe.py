@@ -19,20 +19,17 @@ from pathlib import Path
 from typing import Any, Literal, Optional
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
+from curate.config import StrictModel, format_errors, parse_set, resolve_shipped, set_dotted, shipped_dir
 from curate.errors import ConfigError
 from curate.records import canonical_json, content_hash
 from curate.store.sqlcheck import predicate_problem
-from curate.yamlfile import format_validation_errors as _format_errors, load_yaml, parse_scalar
+from curate.yamlfile import load_yaml, parse_scalar
 
 # `{question}` is replaced literally (not str.format), so braces such as \boxed{} need no escaping.
 STUDY_TEMPLATE = "{question}\nPlease reason step by step, and put your final answer within \\boxed{}."
 SELECTIONS = ("one_random_correct", "all_correct", "shortest_correct", "longest_correct", "any")
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 def _predicate(v: Optional[str], view: str) -> Optional[str]:
@@ -44,7 +41,7 @@ def _predicate(v: Optional[str], view: str) -> Optional[str]:
     return v
 
 
-class Source(_Strict):
+class Source(StrictModel):
     """One slice of the store. `where` is a SQL predicate over the `traces` view."""
 
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
@@ -64,7 +61,7 @@ class Source(_Strict):
         return self
 
 
-class Selection(_Strict):
+class Selection(StrictModel):
     """How traces are chosen for each problem."""
 
     per_problem: Literal["one_random_correct", "all_correct", "shortest_correct", "longest_correct", "any"] = "one_random_correct"
@@ -84,7 +81,7 @@ class Selection(_Strict):
         return v
 
 
-class Filters(_Strict):
+class Filters(StrictModel):
     """Trace-health filters over the `features` view; each is off when null/false."""
 
     max_tokens: Optional[int] = Field(default=None, ge=1)
@@ -100,7 +97,7 @@ class Filters(_Strict):
         return _predicate(v, "traces")
 
 
-class Quality(_Strict):
+class Quality(StrictModel):
     """The controlled variable of an ablation."""
 
     incorrect_fraction: float = Field(default=0.0, ge=0, le=1)
@@ -123,7 +120,7 @@ class Quality(_Strict):
         return self
 
 
-class Dedup(_Strict):
+class Dedup(StrictModel):
     exact: bool = True  # identical prompts after case/whitespace normalisation
     near: bool = True  # near-duplicate prompts (MinHash over word shingles, Jaccard >= threshold)
     near_threshold: float = Field(default=0.8, gt=0, le=1)
@@ -132,7 +129,7 @@ class Dedup(_Strict):
     common_share: float = Field(default=0.1, gt=0, le=1)
 
 
-class Decontaminate(_Strict):
+class Decontaminate(StrictModel):
     enabled: bool = True
     n: int = Field(default=13, ge=3, le=64)  # word n-grams shared with an eval prompt
     check: list[Literal["prompt", "trace"]] = Field(default_factory=lambda: ["prompt", "trace"])
@@ -147,7 +144,7 @@ class Decontaminate(_Strict):
         return _predicate(v, "problems")
 
 
-class Output(_Strict):
+class Output(StrictModel):
     system_prompt: Optional[str] = None
     prompt_template: str = STUDY_TEMPLATE
     parquet: bool = True
@@ -160,7 +157,7 @@ class Output(_Strict):
         return v
 
 
-class Recipe(_Strict):
+class Recipe(StrictModel):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.=\-]+$")
     description: str = ""
     seed: int = 0
@@ -214,7 +211,7 @@ class Recipe(_Strict):
         for combo in combos:
             data = copy.deepcopy(base)
             for key, value in combo:
-                _set_dotted(data, key, value, where="sweep")
+                set_dotted(data, key, value, where="sweep", what="recipe")
             suffix = "-".join(f"{key.split('.')[-1]}={_fmt(value)}" for key, value in combo)
             suffix = re.sub(r"[^A-Za-z0-9_.=\-]+", "_", suffix)  # also a directory name
             data["name"] = f"{self.name}-{suffix}"
@@ -226,40 +223,16 @@ def _fmt(value: Any) -> str:
     return json.dumps(value) if not isinstance(value, str) else value
 
 
-def _set_dotted(data: dict, key: str, value: Any, where: str) -> None:
-    """Set `a.b.c` (list items by index: `sources.0.where`) in a recipe's data; the field must exist."""
-    parts = key.split(".")
-    node: Any = data
-    for i, part in enumerate(parts[:-1]):
-        child = node[int(part)] if isinstance(node, list) and part.isdigit() and int(part) < len(node) else (
-            node.get(part) if isinstance(node, dict) else None)
-        if not isinstance(child, (dict, list)):
-            raise ConfigError(f"{where}: {key}: '{'.'.join(parts[: i + 1])}' is not a section of a recipe")
-        node = child
-    last = parts[-1]
-    if isinstance(node, list):
-        if not (last.isdigit() and int(last) < len(node)):
-            raise ConfigError(f"{where}: {key}: no item {last} in '{'.'.join(parts[:-1])}'")
-        node[int(last)] = value
-        return
-    if last not in node:
-        raise ConfigError(f"{where}: {key}: unknown recipe field", hint="run `curate recipes show` to see every field")
-    node[last] = value
-
-
 def parse_set_option(spec: str) -> tuple[str, Any]:
     """`size=512` or `quality.reference_fallback=boxed_answer` -> (key, value); the value is read as YAML."""
-    key, sep, value = spec.partition("=")
-    if not sep or not key.strip():
-        raise ConfigError(f"--set {spec!r}: expected KEY=VALUE, e.g. size=512 or sources.0.where=\"source = 'x'\"")
-    return key.strip(), parse_scalar(value, f"--set {key.strip()}") if value.strip() else ""
+    return parse_set(spec)
 
 
 def with_values(recipe: "Recipe", values: list[tuple[str, Any]]) -> "Recipe":
     """The recipe with some fields replaced (`curate mix --set`), validated again as a whole."""
     data = recipe.model_dump(mode="json")
     for key, value in values:
-        _set_dotted(data, key, value, where="--set")
+        set_dotted(data, key, value, where="--set", what="recipe")
     return validate_recipe(data, origin="recipe with --set " + ", ".join(k for k, _ in values))
 
 
@@ -277,7 +250,7 @@ def validate_recipe(data: Any, origin: str = "recipe", root: Any = None) -> Reci
     try:
         return Recipe.model_validate(data)
     except ValidationError as e:
-        raise ConfigError(_format_errors(e, origin, root), hint="see docs/mixing.md for every recipe field") from None
+        raise ConfigError(format_errors(e, origin, root, what="recipe"), hint="see docs/mixing.md for every recipe field") from None
 
 
 def load_recipe(path: str | Path, overrides: Optional[dict[str, list[Any]]] = None) -> Recipe:
@@ -290,7 +263,7 @@ def load_recipe(path: str | Path, overrides: Optional[dict[str, list[Any]]] = No
     if overrides:
         for key in overrides:
             probe = recipe.model_dump(mode="json")
-            _set_dotted(probe, key, None, where=f"--sweep {key}")  # the key must name a real field
+            set_dotted(probe, key, None, where=f"--sweep {key}", what="recipe")  # the key must name a real field
         data = recipe.model_dump(mode="json")
         data["sweep"] = {**data["sweep"], **overrides}
         recipe = validate_recipe(data, origin=str(path))
@@ -298,8 +271,8 @@ def load_recipe(path: str | Path, overrides: Optional[dict[str, list[Any]]] = No
 
 
 def recipe_dir() -> Path:
-    """The shipped recipes: `recipes/` at the repository root (next to cli.py)."""
-    return Path(__file__).resolve().parents[2] / "recipes"
+    """The shipped recipes (`recipes/` of the checkout, or the installed package data)."""
+    return shipped_dir("recipes")
 
 
 def list_recipes(directory: Optional[Path] = None) -> list[Path]:
@@ -309,10 +282,7 @@ def list_recipes(directory: Optional[Path] = None) -> list[Path]:
 
 def resolve_recipe_path(name_or_path: str) -> Path:
     """A path as given, or a shipped recipe's name (`math-cot` -> recipes/math-cot.yaml)."""
-    p = Path(name_or_path)
-    if p.exists() or p.suffix in (".yaml", ".yml") or "/" in name_or_path:
-        return p
-    return recipe_dir() / f"{name_or_path}.yaml"
+    return resolve_shipped("recipes", name_or_path)
 
 
 def describe(recipe: Recipe) -> dict:
@@ -340,8 +310,9 @@ def validate_files(paths: list[str]) -> list[dict]:
     """Validate each recipe (path or shipped name): [{file, ok, name, hash, error}]."""
     out = []
     for raw in paths:
-        p = resolve_recipe_path(raw)
+        p = Path(raw)
         try:
+            p = resolve_recipe_path(raw)
             r = load_recipe(p)
             r.expand_sweep()  # every sweep point must validate too
             out.append({"file": str(p), "ok": True, "name": r.name, "hash": r.hash(), "error": None})

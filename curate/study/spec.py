@@ -12,20 +12,17 @@ import re
 from pathlib import Path
 from typing import Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
+from curate.config import StrictModel, format_errors as config_format_errors, resolve_shipped, shipped_dir
 from curate.errors import ConfigError
-from curate.yamlfile import format_validation_errors, line_of, load_yaml
+from curate.yamlfile import line_of, load_yaml
 
 NAME = r"^[A-Za-z0-9_.\-]+$"
 TINY = "tiny"  # a model path naming curate's tiny random model, built locally (no download)
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Condition(_Strict):
+class Condition(StrictModel):
     """One data condition: a recipe (a shipped name or a path relative to the study file), optionally
     with dotted-key overrides, or a sweep that expands into one condition per point."""
 
@@ -43,7 +40,7 @@ class Condition(_Strict):
         return v
 
 
-class Model(_Strict):
+class Model(StrictModel):
     """A base model: a hub id, a local folder, or `tiny` (curate's tiny random Llama, built into the
     study's output folder). `params_b` (billions) feeds the GPU-hour estimate; by default it is read
     from the name (Qwen3-4B-Base -> 4)."""
@@ -63,7 +60,7 @@ class Model(_Strict):
         return float(m.group(1)) * 1e9 if m else None
 
 
-class Train(_Strict):
+class Train(StrictModel):
     """The training config (a file or a shipped config name such as `study` or `debug`) and overrides:
     `set` for every run, `per_condition` keyed by condition name (per-model ones live on the model)."""
 
@@ -72,7 +69,7 @@ class Train(_Strict):
     per_condition: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 
-class Eval(_Strict):
+class Eval(StrictModel):
     """The suite and the checkpoint steps to evaluate; `base` adds the base model as step 0. The other
     fields become `curate eval` options (CPU runs use e.g. backend hf, n 1, max_tokens 64, limit)."""
 
@@ -93,7 +90,7 @@ class Eval(_Strict):
         return sorted(set(v))
 
 
-class Slurm(_Strict):
+class Slurm(StrictModel):
     partition: Optional[str] = None
     account: Optional[str] = None
     time: str = "24:00:00"
@@ -104,14 +101,14 @@ class Slurm(_Strict):
     setup: list[str] = Field(default_factory=list)  # shell lines before each node (module load, venv)
 
 
-class Executor(_Strict):
+class Executor(StrictModel):
     kind: Literal["local", "slurm"] = "local"
     gpus: list[int] = Field(default_factory=list)  # local: one training or eval node per GPU at once
     retries: int = Field(default=0, ge=0)  # extra attempts of a failed node within one `study run`
     slurm: Slurm = Slurm()
 
 
-class StudySpec(_Strict):
+class StudySpec(StrictModel):
     name: str = Field(min_length=1, pattern=NAME)
     description: str = ""
     output: str = Field(min_length=1)  # relative to the current directory; `--out` overrides
@@ -147,7 +144,7 @@ def read_yaml(path: Path) -> tuple[Any, Any]:
 
 
 def format_errors(err: ValidationError, origin: str, root: Any = None) -> str:
-    return format_validation_errors(err, origin, root).replace("(recipe)", "(study)").replace("Value error, ", "")
+    return config_format_errors(err, origin, root, what="study")
 
 
 def field_error(origin: str, root: Any, loc: tuple, msg: str, hint: str | None = None) -> ConfigError:
@@ -158,23 +155,17 @@ def field_error(origin: str, root: Any, loc: tuple, msg: str, hint: str | None =
 
 
 def study_dir() -> Path:
-    """The shipped studies: `studies/` at the repository root (next to cli.py)."""
-    return Path(__file__).resolve().parents[2] / "studies"
+    """The shipped studies (`studies/` of the checkout, or the installed package data)."""
+    return shipped_dir("studies")
 
 
 def resolve_study_path(name_or_path: str | Path) -> Path:
-    p = Path(name_or_path)
-    if p.exists() or p.suffix in (".yaml", ".yml") or "/" in str(name_or_path):
-        return p
-    return study_dir() / f"{name_or_path}.yaml"
+    return resolve_shipped("studies", name_or_path, what="study")
 
 
 def load_study(path: str | Path) -> tuple[StudySpec, Any]:
     """Read and validate a study file (path or shipped name); returns (spec, yaml node tree)."""
     path = resolve_study_path(path)
-    if not path.is_file():
-        shipped = ", ".join(sorted(p.stem for p in study_dir().glob("*.yaml")))
-        raise ConfigError(f"{path}: no such study file", hint=f"shipped studies: {shipped}")
     data, root = read_yaml(path)
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a study is a YAML mapping of fields, got {type(data).__name__}")

@@ -99,11 +99,16 @@ def check_split(split: str) -> str:
 
 
 def _coerce(name: str, typ: Any, raw: Any) -> Any:
-    """Turn a `--set key=value` string into the dataclass field's type; JSON is accepted for containers."""
-    if not isinstance(raw, str):
-        return raw
+    """Turn a `--set key=value` value (a YAML scalar, or a string) into the dataclass field's type; JSON is
+    accepted for containers."""
     origin = typing.get_origin(typ)
     args = typing.get_args(typ)
+    if not isinstance(raw, str):
+        if isinstance(raw, list) and (origin in (tuple, list) or typ in (tuple, list)):
+            return tuple(raw)
+        if typ is str and raw is not None:
+            return str(raw)
+        return raw
     if origin in (typing.Union, types.UnionType):
         non_none = [a for a in args if a is not type(None)]
         if raw.lower() in ("none", "null", ""):

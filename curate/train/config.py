@@ -11,19 +11,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
+from curate.config import StrictModel, format_errors, parse_sets, resolve_shipped, set_dotted, shipped_dir, shipped_names
 from curate.errors import ConfigError
-from curate.yamlfile import load_yaml, parse_scalar
+from curate.yamlfile import load_yaml
 
-CONFIG_DIR = Path(__file__).parent / "configs"
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+CONFIG_DIR = shipped_dir("configs")
 
 
-class DebugModel(_Strict):
+class DebugModel(StrictModel):
     """The tiny random-init model used when `model.name_or_path: debug` (CPU tests, smoke runs)."""
 
     arch: Literal["qwen3", "qwen2", "llama"] = "qwen3"
@@ -39,7 +36,7 @@ class DebugModel(_Strict):
     vocab_size: Optional[int] = Field(None, ge=8, description="default: the tokenizer's size")
 
 
-class ModelCfg(_Strict):
+class ModelCfg(StrictModel):
     name_or_path: str = Field(..., description="'debug', a local directory, or a Hugging Face hub id")
     tokenizer: Optional[str] = Field(None, description="defaults to name_or_path; required for 'debug'")
     attn_implementation: Literal["auto", "sdpa_varlen", "sdpa", "eager", "flash_attention_2", "flash_attention_3"] = "auto"
@@ -53,7 +50,7 @@ class ModelCfg(_Strict):
         return self
 
 
-class DataCfg(_Strict):
+class DataCfg(StrictModel):
     path: str = Field(..., description="load_from_disk directory, .parquet/.jsonl/.json file, or a folder of them")
     split: str = "train"
     messages_field: str = "messages"
@@ -68,7 +65,7 @@ class DataCfg(_Strict):
     micro_batch_tokens: Optional[int] = Field(None, ge=8, description="tokens per packed forward; default max_length")
 
 
-class TrainCfg(_Strict):
+class TrainCfg(StrictModel):
     global_batch_size: int = Field(256, ge=1, description="sequences per optimizer step, all ranks together")
     epochs: int = Field(8, ge=1)
     max_steps: Optional[int] = Field(None, ge=1, description="stop early (the schedule still spans epochs unless set)")
@@ -83,7 +80,7 @@ class TrainCfg(_Strict):
     grad_clip: Optional[float] = Field(1.0, gt=0)
 
 
-class ParallelCfg(_Strict):
+class ParallelCfg(StrictModel):
     activation_checkpointing: Literal["full", "selective", "op", "none"] = "full"
     ac_every: int = Field(2, ge=1, description="'selective': checkpoint every k-th decoder layer")
     mixed_precision: Literal["auto", "bf16", "fp32"] = "auto"
@@ -92,7 +89,7 @@ class ParallelCfg(_Strict):
     reshard_after_forward: bool = True
 
 
-class CheckpointCfg(_Strict):
+class CheckpointCfg(StrictModel):
     """HF exports at `steps`, every `every` steps, and always at the last step."""
 
     steps: list[Annotated[int, Field(ge=1)]] = Field(default_factory=list, description="explicit steps to export in HF format")
@@ -102,13 +99,13 @@ class CheckpointCfg(_Strict):
     save_dtype: Literal["auto", "bf16", "fp32"] = "auto"
 
 
-class LoggingCfg(_Strict):
+class LoggingCfg(StrictModel):
     progress: bool = True
     tensorboard: bool = False
     wandb_project: Optional[str] = None
 
 
-class LaunchCfg(_Strict):
+class LaunchCfg(StrictModel):
     nproc_per_node: int | Literal["auto"] = "auto"
     nnodes: int = Field(1, ge=1)
     node_rank: int = Field(0, ge=0)
@@ -118,7 +115,7 @@ class LaunchCfg(_Strict):
     backend: Literal["auto", "nccl", "gloo"] = "auto"
 
 
-class TrainConfig(_Strict):
+class TrainConfig(StrictModel):
     model: ModelCfg
     data: DataCfg
     output_dir: str
@@ -138,45 +135,20 @@ class TrainConfig(_Strict):
         return self
 
 
-def _set_path(tree: dict, dotted: str, value) -> None:
-    keys = dotted.split(".")
-    node = tree
-    for k in keys[:-1]:
-        if not isinstance(node.get(k, {}), dict):
-            raise ConfigError(f"--set {dotted}: '{k}' is not a section")
-        node = node.setdefault(k, {})
-    node[keys[-1]] = value
-
-
-def _format_validation(e: ValidationError, where: str) -> str:
-    parts = []
-    for err in e.errors():
-        loc = ".".join(str(x) for x in err["loc"]) or "(top level)"
-        msg = err["msg"].removeprefix("Value error, ")
-        parts.append(f"{loc}: {msg}")
-    return f"{where}: " + "; ".join(parts)
-
-
 def config_from_dict(raw: dict, where: str = "config") -> TrainConfig:
     try:
         return TrainConfig.model_validate(raw)
     except ValidationError as e:
-        raise ConfigError(_format_validation(e, where), hint="see docs/training.md for every field") from None
+        raise ConfigError(format_errors(e, where, what="training config"), hint="see docs/training.md for every field") from None
 
 
 def shipped_configs() -> list[str]:
-    return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+    return shipped_names("configs")
 
 
 def resolve_config_path(path: str | Path) -> Path:
     """A YAML path, or the name of a shipped config (`study`, `debug`) when no such file exists."""
-    p = Path(path)
-    if p.is_file():
-        return p
-    if str(path) in shipped_configs():
-        return CONFIG_DIR / f"{path}.yaml"
-    raise ConfigError(f"{p}: config file not found",
-                      hint=f"give a YAML path or a shipped config name: {', '.join(shipped_configs())}")
+    return resolve_shipped("configs", path, what="training config")
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> TrainConfig:
@@ -185,15 +157,8 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> TrainCo
     raw = load_yaml(p, what="training config")[0] or {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{p}: the top level must be a mapping")
-    for item in overrides or []:
-        if "=" not in item:
-            raise ConfigError(f"--set {item!r}: expected key=value, e.g. train.lr=1e-5")
-        key, val = item.split("=", 1)
-        try:
-            parsed = parse_scalar(val, f"--set {key.strip()}") if val else ""
-        except ConfigError:
-            parsed = val  # not YAML: the string as given (the field's validation judges it)
-        _set_path(raw, key.strip(), parsed)
+    for key, value in parse_sets(overrides).items():
+        set_dotted(raw, key, value, where="--set", what="training config", create=True)
     return config_from_dict(raw, str(p))
 
 
