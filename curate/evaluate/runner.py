@@ -29,6 +29,7 @@ from curate.evaluate.suite import Benchmark, Suite, SUITE_DIR
 from curate.evaluate.targets import Target
 from curate.generate.runner import RunConfig, generator_identity
 from curate.records import Sample
+from curate.scale import Executor
 from curate.store import evals as E
 
 JUDGED = ("correct", "incorrect", "no_answer", "timeout")  # `error`: the verifier could not judge
@@ -45,8 +46,7 @@ class EvalOptions:
     judge_model: str | None = None
     progress: bool = True
     flush_every: int = 64  # samples per shard while evaluating: a kill loses at most this many
-    executor: str = "local"  # or "ray": generation and labeling on a Ray cluster (curate.scale.ray_executor)
-    ray_address: str | None = None
+    executor: Executor = field(default_factory=Executor)  # where generation and labeling run
 
 
 @dataclass
@@ -70,7 +70,7 @@ class LazyBackend:
     backend would give; `model` is the checkpoint's stable identity, not its current path."""
 
     def __init__(self, kind: str, target: Target, options: EvalOptions) -> None:
-        from curate.generate import _config_cls
+        from curate.generate import config_class
         from curate.tasks.base import build_config
 
         self.name = "openai" if target.endpoint else kind
@@ -78,7 +78,7 @@ class LazyBackend:
         if target.endpoint:
             opts["base_url"] = target.endpoint
         self.options = opts
-        self.config = build_config(_config_cls(self.name), opts)
+        self.config = build_config(config_class(self.name), opts)
         self.model = target.identity
         self.revision = options.revision
         self.target = target
@@ -229,30 +229,20 @@ def _judge(bench: Benchmark, opts: EvalOptions) -> tuple[str, dict]:
 
 def _generate(store, backend: LazyBackend, target: Target, key: dict, cfg: RunConfig, opts: EvalOptions):
     """The planned problems' missing samples, here or on Ray; a backend failure names the checkpoint."""
+    from curate.generate.spec import BackendSpec
+
     where = E.planned_problem_predicate(key)
     try:
-        if opts.executor == "ray":
-            from curate.scale import ray_executor
-
-            spec = ray_executor.BackendSpec(backend.name, target.model_ref, cfg.sampling, backend.options, backend.revision)
-            return ray_executor.generate(store, spec, where, cfg, identity=backend, progress=opts.progress,
-                                         address=opts.ray_address)
-        from curate.generate.runner import run as generate_run
-
-        return generate_run(store, backend, where, cfg, progress=opts.progress)
+        spec = BackendSpec(backend.name, target.model_ref, cfg.sampling, backend.options, backend.revision)
+        return opts.executor.generate(store, spec, where, cfg, backend=backend, progress=opts.progress)
     except BackendError as e:
         raise BackendError(f"{target.checkpoint}: {e.message}", hint=e.hint) from None
 
 
 def _label(store, key: dict, verifier: str, vopts: dict, opts: EvalOptions) -> int:
     """Judge the planned samples that have no verdict from this verifier yet; returns how many were judged."""
-    if opts.executor == "ray":
-        from curate.scale.ray_executor import label_store
-    else:
-        from curate.label import label_store
-    extra = {"address": opts.ray_address} if opts.executor == "ray" else {}
-    return label_store(store, verifier=verifier, where=E.planned_sample_predicate(key), options=vopts,
-                       workers=opts.workers, **extra).labeled
+    return opts.executor.label_store(store, verifier=verifier, where=E.planned_sample_predicate(key), options=vopts,
+                                     workers=opts.workers).labeled
 
 
 def evaluate_target(store, target: Target, suite: Suite, opts: EvalOptions, report: EvalReport,
@@ -307,19 +297,8 @@ def evaluate(store, targets: list[Target], suite: Suite, opts: EvalOptions,
         store.init()
     t0 = time.perf_counter()
     report = EvalReport(targets=len(targets))
-    with _executor_session(opts):
+    with opts.executor.session():
         for t in targets:
             evaluate_target(store, t, suite, opts, report, say)
     report.seconds = time.perf_counter() - t0
     return report
-
-
-def _executor_session(opts: EvalOptions):
-    """One Ray session for every checkpoint and benchmark (starting Ray costs seconds); nothing for local."""
-    import contextlib
-
-    if opts.executor != "ray":
-        return contextlib.nullcontext()
-    from curate.scale.ray_executor import session
-
-    return session(opts.ray_address)

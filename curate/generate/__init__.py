@@ -13,7 +13,7 @@ from curate.errors import InputError
 from curate.generate.base import Backend, Completion, Request, SamplingParams
 from curate.generate.runner import RunConfig, RunReport, parse_shard, run
 
-__all__ = ["BACKENDS", "make_backend", "backend_class", "generate", "Backend", "Completion", "Request", "SamplingParams",
+__all__ = ["BACKENDS", "make_backend", "backend_class", "config_class", "generate", "Backend", "Completion", "Request", "SamplingParams",
            "RunConfig", "RunReport", "parse_shard"]
 
 BACKENDS = ("synthetic", "openai", "hf", "vllm")
@@ -43,7 +43,8 @@ def backend_class(name: str) -> type:
     return _classes(name)[0]
 
 
-def _config_cls(name: str) -> type:
+def config_class(name: str) -> type:
+    """The frozen config dataclass of backend `name` (its module is imported, not its model)."""
     return _classes(name)[1]
 
 
@@ -68,16 +69,16 @@ def generate(store, where: str | None, backend: str, model: str | None, *, sampl
     a dry run always plans here)."""
     import dataclasses
 
-    from curate.scale import check_executor
+    from curate.generate.spec import BackendSpec
+    from curate.scale import resolve_executor
 
     cfg = dataclasses.replace(run_config or RunConfig(), sampling=sampling)  # one source of truth for params
-    if check_executor(executor, ray_address) == "ray" and not dry_run:
-        from curate.scale.ray_executor import BackendSpec, generate as ray_generate
-
-        spec = BackendSpec(backend, model, sampling, dict(options or {}), revision)
-        return ray_generate(store, spec, where, cfg, progress=progress, address=ray_address)
-    b = make_backend(backend, model, sampling, options, revision)
+    ex = resolve_executor(executor, ray_address)
+    spec = BackendSpec(backend, model, sampling, dict(options or {}), revision)
+    if not dry_run:
+        return ex.generate(store, spec, where, cfg, progress=progress)
+    b = spec.build()  # a dry run always plans here
     try:
-        return run(store, b, where, cfg, dry_run=dry_run, progress=progress)
+        return run(store, b, where, cfg, dry_run=True, progress=progress)
     finally:
         b.close()

@@ -129,7 +129,7 @@ def plan(store, where: str | None, backend: Backend, cfg: RunConfig, params: lis
     return requests, report
 
 
-class _Progress:
+class Progress:
     """A rich progress bar with samples/s and tokens/s, updated at most 5 times a second."""
 
     def __init__(self, total: int, enabled: bool) -> None:
@@ -165,7 +165,7 @@ class _Progress:
             self.bar.stop()
 
 
-def _to_sample(c: Completion, req: Request, gen: dict, run_id: str) -> Sample:
+def to_sample(c: Completion, req: Request, gen: dict, run_id: str) -> Sample:
     s = Sample(
         problem_id=req.problem.id, text=c.text, backend=gen["backend"], model=gen["model"], params=gen["params"],
         sample_index=req.sample_index, seed=req.seed, revision=gen["revision"], finish_reason=c.finish_reason,
@@ -195,7 +195,7 @@ def run(store, backend: Backend, where: str | None = None, cfg: RunConfig | None
     gen = generator_identity(backend, cfg)
     by_id = {r.id: r for r in requests}
     buffer: list[Sample] = []
-    bar = _Progress(len(requests), progress)
+    bar = Progress(len(requests), progress)
     last_flush = last_commit = time.perf_counter()
 
     def flush() -> None:
@@ -210,7 +210,7 @@ def run(store, backend: Backend, where: str | None = None, cfg: RunConfig | None
             req = by_id.pop(c.request_id, None)
             if req is None:
                 raise BackendError(f"backend {backend.name} returned an unknown or duplicate request id {c.request_id!r}")
-            sample = _to_sample(c, req, gen, report.run_id)
+            sample = to_sample(c, req, gen, report.run_id)
             buffer.append(sample)
             report.generated += 1
             report.prompt_tokens += c.prompt_tokens or 0

@@ -11,6 +11,10 @@ Test: `python -m pytest -q tests/test_ray_executor.py` (skipped when Ray is not 
 """
 from __future__ import annotations
 
+import contextlib
+from dataclasses import dataclass
+from typing import Any
+
 from curate.errors import InputError
 
 EXECUTORS = ("local", "ray")
@@ -23,3 +27,60 @@ def check_executor(executor: str, address: str | None = None) -> str:
     if address and executor != "ray":
         raise InputError("--ray-address needs --executor ray")
     return executor
+
+
+@dataclass(frozen=True)
+class Executor:
+    """Where a stage's work runs, chosen once (`resolve_executor`): this machine's processes or a Ray cluster.
+
+    Stages call these methods and never branch on the executor's name; sample ids, shards and verdicts are the
+    same either way."""
+
+    name: str = "local"
+    address: str | None = None
+
+    @property
+    def is_cluster(self) -> bool:
+        """True when a cluster schedules the work (local process fan-out such as `--jobs` does not apply)."""
+        return self.name != "local"
+
+    def label_store(self, store: Any, **kwargs: Any) -> Any:
+        """Judge unlabeled samples (curate.label.label_store's arguments)."""
+        if self.name == "ray":
+            from curate.scale.ray_label import label_store
+
+            return label_store(store, address=self.address, **kwargs)
+        from curate.label import label_store
+
+        return label_store(store, **kwargs)
+
+    def generate(self, store: Any, spec: Any, where: str | None, cfg: Any, *, backend: Any = None,
+                 progress: bool = True) -> Any:
+        """Generate the missing samples of the selected problems. `spec` (a BackendSpec) is what a worker builds;
+        `backend`, when given, is the one to use here (locally) or whose identity the planner uses (on Ray)."""
+        if self.name == "ray":
+            from curate.scale.ray_executor import generate
+
+            return generate(store, spec, where, cfg, identity=backend, progress=progress, address=self.address)
+        from curate.generate.runner import run
+
+        if backend is not None:
+            return run(store, backend, where, cfg, progress=progress)
+        built = spec.build()
+        try:
+            return run(store, built, where, cfg, progress=progress)
+        finally:
+            built.close()
+
+    def session(self) -> contextlib.AbstractContextManager:
+        """One cluster connection for many stage calls (starting Ray costs seconds); nothing locally."""
+        if self.name != "ray":
+            return contextlib.nullcontext()
+        from curate.scale.ray_executor import session
+
+        return session(self.address)
+
+
+def resolve_executor(executor: str = "local", address: str | None = None) -> Executor:
+    """The executor named on the command line, checked once."""
+    return Executor(check_executor(executor, address), address)

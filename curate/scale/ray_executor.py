@@ -30,72 +30,16 @@ import math
 import pickle
 import time
 import uuid
-from dataclasses import dataclass, field
 from typing import Any
 
-from curate.errors import BackendError, ConfigError, CurateError, InputError
+from curate.errors import BackendError, ConfigError, CurateError
 from curate.scale.ray_common import (FAULT_ENV, LOCAL_SYSTEM_CONFIG, PROBE_PREFIX, error_data, kill_once, one_row,
                                      probe_file, quiet_data, read_faults, rebuild_error, results, session,
                                      visible_error, worker_failed)
+from curate.generate.spec import BackendSpec, ReportedIdentity
 from curate.scale.ray_label import label_store
 
 __all__ = ["BackendSpec", "session", "generate", "label_store", "FAULT_ENV", "LOCAL_SYSTEM_CONFIG", "PROBE_PREFIX"]
-
-
-@dataclass(frozen=True)
-class BackendSpec:
-    """What a worker needs to build the backend itself (`curate.generate.make_backend` arguments)."""
-
-    name: str
-    model: str | None
-    sampling: Any
-    options: dict = field(default_factory=dict)
-    revision: str | None = None
-
-    def __post_init__(self) -> None:
-        """Bad options or a missing model fail here on the driver, in one line, before Ray starts anything."""
-        from curate.generate import _config_cls
-        from curate.tasks.base import build_config
-
-        build_config(_config_cls(self.name), dict(self.options))
-        if self.name != "synthetic" and not self.model:
-            raise InputError(f"the {self.name} backend needs --model")
-
-    def build(self) -> Any:
-        from curate.generate import make_backend
-
-        return make_backend(self.name, self.model, self.sampling, self.options, self.revision)
-
-    def local_identity(self, cfg: Any) -> Any:
-        """The generator identity built here for backends that load no model (synthetic, openai); else None."""
-        if self.name not in ("synthetic", "openai"):
-            return None
-        from curate.generate.runner import generator_identity
-
-        backend = self.build()
-        try:
-            return _Identity(generator_identity(backend, cfg))
-        finally:
-            backend.close()
-
-    def resources(self, cluster: dict) -> tuple[dict, int]:
-        """(Ray resources of one actor, how many actors the cluster holds)."""
-        if self.name == "vllm":
-            tp = int(self.options.get("tensor_parallel_size", 1))
-            return {"num_gpus": tp, "num_cpus": 1}, max(1, int(cluster.get("GPU", 0) // tp))
-        if self.name == "hf" and str(self.options.get("device", "auto")) != "cpu" and cluster.get("GPU", 0) >= 1:
-            return {"num_gpus": 1, "num_cpus": 1}, int(cluster["GPU"])
-        return {"num_cpus": 1}, max(1, int(cluster.get("CPU", 1)))
-
-
-class _Identity:
-    """A backend as the planner sees it: only the generator identity a worker's real backend reported."""
-
-    def __init__(self, gen: dict) -> None:
-        self.name, self.model, self.revision, self._params = gen["backend"], gen["model"], gen["revision"], gen["params"]
-
-    def identity_params(self) -> dict:
-        return dict(self._params)
 
 
 class _GenerateActor:
@@ -115,7 +59,7 @@ class _GenerateActor:
             self.error = error_data(e)
 
     def __call__(self, batch: Any) -> dict:
-        from curate.generate.runner import _to_sample
+        from curate.generate.runner import to_sample
 
         out = {"generated": 0, "prompt_tokens": 0, "completion_tokens": 0, "truncated": 0, "missing": 0,
                "error": self.error, "startup": self.error is not None}
@@ -129,7 +73,7 @@ class _GenerateActor:
                 req = by_id.pop(c.request_id, None)
                 if req is None:
                     raise BackendError(f"backend {self.backend.name} returned an unknown or duplicate request id {c.request_id!r}")
-                samples.append(_to_sample(c, req, self.gen, self.run_id))
+                samples.append(to_sample(c, req, self.gen, self.run_id))
                 out["prompt_tokens"] += c.prompt_tokens or 0
                 out["completion_tokens"] += c.completion_tokens or 0
                 out["truncated"] += c.finish_reason == "length"
@@ -200,7 +144,7 @@ def generate(store: Any, spec: BackendSpec, where: str | None = None, cfg: Any =
                 raise worker_failed(e) from None
             if error:
                 raise rebuild_error(error)
-            ident = _Identity(gen)
+            ident = ReportedIdentity(gen)
             requests, report = planned()
             if not requests:
                 return report
@@ -232,9 +176,9 @@ def _run_batches(ray: Any, ds: Any, total: int, report: Any, cfg: Any, store: An
     """Consume the pipeline's per-batch results; commit pending shards every `cfg.commit_s` seconds. Stops at
     the first error, like the local runner, and returns it (class, message, hint, whether the actor could not
     start) with the count of requests left unanswered."""
-    from curate.generate.runner import _Progress
+    from curate.generate.runner import Progress
 
-    bar = _Progress(total, progress)
+    bar = Progress(total, progress)
     missing = 0
     last_commit = time.perf_counter()
     try:
