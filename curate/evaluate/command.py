@@ -8,13 +8,12 @@ run name and lineage are exactly those of a sequential run, and any child can be
 from __future__ import annotations
 
 import importlib.util
-import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Callable
 
+from curate.child import child_env, curate_argv, error_line
 from curate.errors import CurateError, InputError
 from curate.evaluate.runner import EvalOptions, EvalReport, evaluate
 from curate.evaluate.suite import load_suite
@@ -42,9 +41,9 @@ def default_backend(requested: str) -> str:
 
 
 def _child_command(store, target: str, suite: str, t: Target, args: dict) -> list[str]:
-    cmd = [sys.executable, "-m", "cli", "eval", target, "--suite", suite, "--store", str(store.path),
-           "--run", t.run, "--steps", str(t.step or 0), "--backend", args["backend"], "--no-progress",
-           "--workers", str(args["workers"])]
+    cmd = curate_argv("eval", target, "--suite", suite, "--store", str(store.path),
+                      "--run", t.run, "--steps", str(t.step or 0), "--backend", args["backend"], "--no-progress",
+                      "--workers", str(args["workers"]))
     if t.step == 0 and args.get("base"):
         cmd += ["--base", args["base"]]
     for b in args.get("benchmarks") or []:
@@ -60,33 +59,37 @@ def _child_command(store, target: str, suite: str, t: Target, args: dict) -> lis
 
 def _fan_out(store, target: str, suite: str, targets: list[Target], jobs: int, gpus: list[str], args: dict,
              say: Callable[[str], None]) -> list[str]:
-    """Run one child per checkpoint, at most `jobs` at a time, each with its own GPU when given."""
-    root = Path(__file__).resolve().parents[2]
+    """Run one child per checkpoint, at most `jobs` at a time, each with its own GPU when given. A child's output
+    goes to a log file (a pipe read only at exit would block a child that prints more than it holds) and the
+    child dies with this process."""
+    import tempfile
+
+    from curate.train.guard import pdeathsig_setter
+
     queue = list(targets)
-    running: dict[subprocess.Popen, tuple[Target, str | None]] = {}
+    running: dict[subprocess.Popen, tuple[Target, str | None, Path]] = {}
     free = list(gpus)
     failed: list[str] = []
-    while queue or running:
-        while queue and len(running) < jobs and (free or not gpus):
-            t = queue.pop(0)
-            gpu = free.pop(0) if gpus else None
-            env = dict(os.environ)
-            if gpu is not None:
-                env["CUDA_VISIBLE_DEVICES"] = gpu
-            say(f"step {t.step}: started" + (f" on GPU {gpu}" if gpu is not None else ""))
-            proc = subprocess.Popen(_child_command(store, target, suite, t, args), cwd=root, env=env,
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-            running[proc] = (t, gpu)
-        time.sleep(0.2)
-        for proc in [p for p in running if p.poll() is not None]:
-            t, gpu = running.pop(proc)
-            if gpu is not None:
-                free.append(gpu)
-            err = (proc.stderr.read() if proc.stderr else "").strip().splitlines()
-            proc.stderr and proc.stderr.close()
-            if proc.returncode != 0:
-                failed.append(f"step {t.step}: {err[-1] if err else f'exit {proc.returncode}'}")
-            say(f"step {t.step}: " + ("done" if proc.returncode == 0 else "failed"))
+    with tempfile.TemporaryDirectory(prefix="curate-eval-logs-") as logs:
+        while queue or running:
+            while queue and len(running) < jobs and (free or not gpus):
+                t = queue.pop(0)
+                gpu = free.pop(0) if gpus else None
+                log = Path(logs) / f"step-{t.step}.log"
+                say(f"step {t.step}: started" + (f" on GPU {gpu}" if gpu is not None else ""))
+                with log.open("wb") as f:
+                    proc = subprocess.Popen(_child_command(store, target, suite, t, args), stdin=subprocess.DEVNULL,
+                                            env=child_env({"CUDA_VISIBLE_DEVICES": gpu} if gpu is not None else None),
+                                            stdout=subprocess.DEVNULL, stderr=f, preexec_fn=pdeathsig_setter())
+                running[proc] = (t, gpu, log)
+            time.sleep(0.2)
+            for proc in [p for p in running if p.poll() is not None]:
+                t, gpu, log = running.pop(proc)
+                if gpu is not None:
+                    free.append(gpu)
+                if proc.returncode != 0:
+                    failed.append(f"step {t.step}: {error_line(log)} (exit {proc.returncode})")
+                say(f"step {t.step}: " + ("done" if proc.returncode == 0 else "failed"))
     return failed
 
 
@@ -97,17 +100,18 @@ def evaluate_command(store, target: str, suite_name: str, *, base: str | None = 
                      gpus: str | None = None, lm_eval: str | None = None, lm_eval_include: Path | None = None,
                      progress: bool = True, flush_every: int = 64, say: Callable[[str], None] = lambda s: None,
                      executor: str = "local", ray_address: str | None = None) -> EvalReport:
-    from curate.scale import check_executor
+    from curate.scale import resolve_executor
 
     if workers < 1 or jobs < 1:
         raise InputError("--workers and --jobs must be at least 1")
-    if check_executor(executor, ray_address) == "ray" and jobs > 1:
+    ex = resolve_executor(executor, ray_address)
+    if ex.is_cluster and jobs > 1:
         raise InputError("--jobs starts local processes; with --executor ray the cluster schedules the work: use --jobs 1")
     suite = load_suite(suite_name, overrides or {}).select(benchmarks)
     targets, notes = resolve_targets(target, base=base, run=run, model=model, steps=parse_steps(steps))
     opts = EvalOptions(backend=default_backend(backend), backend_options=dict(backend_options or {}), workers=workers,
                        judge=judge, judge_model=judge_model, progress=progress, flush_every=flush_every,
-                       executor=executor, ray_address=ray_address)
+                       executor=ex)
     gpu_list = [g.strip() for g in gpus.split(",") if g.strip()] if gpus else []
     if jobs > 1 and len(targets) > 1:
         if any(t.step is None for t in targets):

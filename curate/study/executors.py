@@ -1,6 +1,6 @@
 """Executors: run a study's pending nodes here (`local`) or hand them to Slurm (`slurm`).
 
-local: nodes run as `python -m cli ...` subprocesses, one after another; with GPUs listed, one training
+local: nodes run as `python -m curate ...` subprocesses, one after another; with GPUs listed, one training
 or eval node per GPU at the same time (CUDA_VISIBLE_DEVICES), CPU nodes one at a time beside them. A
 child dies with the runner (PR_SET_PDEATHSIG), so a killed runner leaves no orphan writing outputs;
 the node is simply not marked done and runs again next time (training resumes from its last state).
@@ -11,46 +11,28 @@ Test: tests/test_study.py, tests/test_study_run.py.
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import shutil
 import signal
 import subprocess
-import sys
 import time
-from pathlib import Path
 from typing import Callable, Optional
 
+from curate.child import checkout, child_env, curate_argv, error_line
 from curate.study import state as st
 from curate.study.plan import Node, Plan
 from curate.train.guard import pdeathsig_setter
 
-ROOT = Path(__file__).resolve().parents[2]  # the checkout holding cli.py
-
-
 def python_argv(node: Node) -> list[str]:
-    return [sys.executable, "-m", "cli", *node.argv[1:]]
+    return curate_argv(*node.argv[1:])
 
 
 def node_env(gpu: Optional[int] = None) -> dict:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env = child_env()
     env.setdefault("COLUMNS", "160")
     if gpu is not None:
         env["CUDA_VISIBLE_DEVICES"] = str(gpu)
     return env
-
-
-def error_line(log: Path) -> str:
-    """The error a failed node printed: its `error:` line (and hint), else the last line of its log."""
-    try:
-        lines = [ln.rstrip() for ln in log.read_text(encoding="utf-8", errors="replace").splitlines() if ln.strip()]
-    except OSError:
-        return "no log"
-    for i in range(len(lines) - 1, -1, -1):
-        if lines[i].startswith("error:"):
-            return lines[i] + (f" ({lines[i + 1].strip()})" if i + 1 < len(lines) and lines[i + 1].startswith("hint:") else "")
-    return lines[-1] if lines else "no output"
 
 
 def launch_argv(plan: Plan, node: Node) -> list[str]:
@@ -83,7 +65,7 @@ class Local:
         argv = launch_argv(self.plan, node)
         f.write(f"$ {shlex.join(argv)}\n")
         f.flush()
-        proc = subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=ROOT,
+        proc = subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 env=node_env(gpu), preexec_fn=pdeathsig_setter(signal.SIGKILL))
         st.mark_running(self.plan, node, proc.pid)
         where = f" on GPU {gpu}" if gpu is not None else ""
@@ -160,9 +142,8 @@ def sbatch_script(plan: Plan, node: Node) -> str:
     if s.account:
         lines.append(f"#SBATCH --account={s.account}")
     lines += [f"#SBATCH {opt}" for opt in s.sbatch]
-    py = shlex.quote(sys.executable)
     lines += ["# curate study node: rerun by hand with the command below (from the checkout)", "set -euo pipefail", *s.setup,
-              f"cd {shlex.quote(str(ROOT))}", f"export PYTHONPATH={shlex.quote(str(ROOT))}${{PYTHONPATH:+:$PYTHONPATH}}"]
+              *([f"export PYTHONPATH={shlex.quote(str(home))}${{PYTHONPATH:+:$PYTHONPATH}}"] if (home := checkout()) else [])]
     argv = python_argv(node)
     if node.kind == "train":  # a requeued or resubmitted job continues its run
         run_dir = shlex.quote(str(plan.cell(node.cell).run_dir))
@@ -172,8 +153,7 @@ def sbatch_script(plan: Plan, node: Node) -> str:
         lines.append(shlex.join(argv) + ' "${RESUME[@]}"')
     else:
         lines.append(shlex.join(argv))
-    lines.append(f"{py} -m cli study mark {shlex.quote(str(plan.file))} --out {shlex.quote(str(plan.out))} "
-                 f"--node {shlex.quote(node.id)}")
+    lines.append(shlex.join(curate_argv("study", "mark", str(plan.file), "--out", str(plan.out), "--node", node.id)))
     return "\n".join(lines) + "\n"
 
 

@@ -8,7 +8,6 @@ Test: tests/test_study.py.
 """
 from __future__ import annotations
 
-import copy
 import json
 import shlex
 from dataclasses import dataclass, field
@@ -23,16 +22,45 @@ KINDS = ("prepare", "model", "mix", "train", "eval", "report")
 
 @dataclass
 class Node:
+    """One step of a study: its kind and structured fields; the command line is derived from them (`argv`)."""
+
     id: str  # kind/name, e.g. mix/verified, train/verified-tiny
     kind: str
-    argv: list[str]  # starts with "curate"
+    fields: dict  # what the command needs, by name (see _ARGV for each kind)
     deps: list[str] = field(default_factory=list)
     gpu: bool = False
     cell: Optional[str] = None
     inputs: dict = field(default_factory=dict)  # content the command depends on beyond its arguments
+    extra: list[str] = field(default_factory=list)  # arguments added at launch (e.g. --resume)
+
+    @property
+    def argv(self) -> list[str]:
+        """The curate command line, starting with "curate"."""
+        return ["curate", *_ARGV[self.kind](self.fields), *self.extra]
 
     def command(self) -> str:
         return shlex.join(self.argv)
+
+
+def _eval_argv(f: dict) -> list[str]:
+    ev = ["eval", f["run_dir"], "--suite", f["suite"], "--store", f["store"], "--run", f["run"],
+          "--steps", ",".join(str(s) for s in f["steps"])]
+    if f.get("base"):
+        ev += ["--base", f["base"]]
+    for flag, key in (("--backend", "backend"), ("--n", "n"), ("--max-tokens", "max_tokens"), ("--limit", "limit")):
+        if f.get(key) is not None:
+            ev += [flag, str(f[key])]
+    return ev + _sets(f.get("sets") or {})
+
+
+_ARGV = {
+    "prepare": lambda f: [*f["args"], "--store", f["store"]],
+    "model": lambda f: ["study", "tiny-model", f["folder"], "--seed", str(f["seed"])],
+    "mix": lambda f: ["mix", f["recipe"], "--out", f["out"], "--store", f["store"], "--overwrite"],
+    "train": lambda f: ["train", f["config"], *_sets(f["sets"])],
+    "eval": _eval_argv,
+    "report": lambda f: ["report", "--store", f["store"], "--out", f["out"], "--study", f["study"]],
+}
 
 
 @dataclass
@@ -107,7 +135,8 @@ def _find(base: Path, ref: str, shipped: Path) -> Optional[Path]:
 
 def _conditions(spec: StudySpec, base: Path, root: Any, origin: str) -> list[tuple[str, str, str, Any]]:
     """(condition name, name in the study file, recipe file, resolved Recipe without a sweep) for every condition and sweep point."""
-    from curate.mix.recipe import _set_dotted, load_recipe, recipe_dir, validate_recipe
+    from curate.config import set_dotted
+    from curate.mix.recipe import load_recipe, recipe_dir, validate_recipe
 
     out = []
     for i, cond in enumerate(spec.conditions):
@@ -119,7 +148,7 @@ def _conditions(spec: StudySpec, base: Path, root: Any, origin: str) -> list[tup
         data = recipe.model_dump(mode="json")
         for key, value in cond.overrides.items():
             try:
-                _set_dotted(data, key, value, where=f"{origin}: conditions.{i}.overrides")
+                set_dotted(data, key, value, where=f"{origin}: conditions.{i}.overrides", what="recipe")
             except ConfigError as e:
                 raise field_error(origin, root, ("conditions", i, "overrides", key), e.message.split(": ")[-1]) from None
         data["sweep"] = {**data.get("sweep", {}), **cond.sweep}
@@ -176,7 +205,7 @@ def build_plan(study: str | Path, out: Optional[str | Path] = None) -> Plan:
     """Validate the study file and everything it names; return its cells and node DAG."""
     from curate.mix.recipe import validate_recipe
     from curate.records import content_hash
-    from curate.train.config import CONFIG_DIR, load_config
+    from curate.train.config import CONFIG_DIR, load_config, shipped_configs
 
     path = resolve_study_path(study)
     spec, root = load_study(path)
@@ -206,7 +235,7 @@ def build_plan(study: str | Path, out: Optional[str | Path] = None) -> Plan:
     config = _find(base, spec.train.config, CONFIG_DIR)
     if config is None:
         raise field_error(origin, root, ("train", "config"), f"no such training config '{spec.train.config}'",
-                          hint=f"shipped configs: {', '.join(sorted(p.stem for p in CONFIG_DIR.glob('*.yaml')))}")
+                          hint=f"shipped configs: {', '.join(shipped_configs())}")
     suite = _suite(spec, base, root, origin)
 
     nodes: dict[str, Node] = {}
@@ -218,7 +247,7 @@ def build_plan(study: str | Path, out: Optional[str | Path] = None) -> Plan:
         if not argv:
             raise field_error(origin, root, ("prepare", i), "empty command")
         nid = f"prepare/{i + 1}-{argv[0]}"
-        nodes[nid] = Node(nid, "prepare", ["curate", *argv, "--store", str(store)], deps=list(prev))
+        nodes[nid] = Node(nid, "prepare", {"args": argv, "store": str(store)}, deps=list(prev))
         prev = [nid]
     prepare_ids = list(prev)
 
@@ -227,12 +256,12 @@ def build_plan(study: str | Path, out: Optional[str | Path] = None) -> Plan:
         model_paths[m.name] = _model_path(m, base, out_dir, root, origin, i)
         if m.path == TINY:
             nid = f"model/{m.name}"
-            nodes[nid] = Node(nid, "model", ["curate", "study", "tiny-model", model_paths[m.name][0], "--seed", "0"])
+            nodes[nid] = Node(nid, "model", {"folder": model_paths[m.name][0], "seed": 0})
 
     for m in mixtures.values():
         nid = f"mix/{m.id}"
-        nodes[nid] = Node(nid, "mix", ["curate", "mix", str(m.recipe_path), "--out", str(m.dir), "--store", str(store),
-                                       "--overwrite"], deps=list(prepare_ids), inputs={"recipe_hash": m.recipe.hash()})
+        nodes[nid] = Node(nid, "mix", {"recipe": str(m.recipe_path), "out": str(m.dir), "store": str(store)},
+                          deps=list(prepare_ids), inputs={"recipe_hash": m.recipe.hash()})
 
     steps = spec.eval.steps
     config_text = config.read_text(encoding="utf-8")
@@ -250,26 +279,19 @@ def build_plan(study: str | Path, out: Optional[str | Path] = None) -> Plan:
                 sets.update(spec.train.set)
                 sets.update(m.set)
                 sets.update(spec.train.per_condition.get(base_name, {}))
-                setargs = _sets(sets)
                 try:
-                    cfg = load_config(config, [a for a in setargs if a != "--set"])
+                    cfg = load_config(config, [f"{k}={_fmt(v)}" for k, v in sets.items()])
                 except ConfigError as e:
                     raise ConfigError(f"{origin}: train (cell {cid}): {e.message}", hint=e.hint) from None
                 if total_steps is None:
                     total_steps = cfg.train.max_steps
                 deps = [f"mix/{cond_mix[cname]}"] + ([f"model/{m.name}"] if m.path == TINY else [])
                 tid, eid = f"train/{cid}", f"eval/{cid}"
-                nodes[tid] = Node(tid, "train", ["curate", "train", str(config), *setargs], deps=deps, gpu=True, cell=cid,
+                nodes[tid] = Node(tid, "train", {"config": str(config), "sets": sets}, deps=deps, gpu=True, cell=cid,
                                   inputs={"config": content_hash("train-config", config_text)})
-                ev = ["curate", "eval", str(run_dir), "--suite", suite, "--store", str(store), "--run", cid,
-                      "--steps", ",".join(str(s) for s in steps)]
-                if spec.eval.base:
-                    ev += ["--base", mpath]
-                for flag, value in (("--backend", spec.eval.backend), ("--n", spec.eval.n),
-                                    ("--max-tokens", spec.eval.max_tokens), ("--limit", spec.eval.limit)):
-                    if value is not None:
-                        ev += [flag, str(value)]
-                ev += _sets(spec.eval.set)
+                ev = {"run_dir": str(run_dir), "suite": suite, "store": str(store), "run": cid, "steps": list(steps),
+                      "base": mpath if spec.eval.base else None, "backend": spec.eval.backend, "n": spec.eval.n,
+                      "max_tokens": spec.eval.max_tokens, "limit": spec.eval.limit, "sets": dict(spec.eval.set)}
                 nodes[eid] = Node(eid, "eval", ev, deps=[tid] + ([f"model/{m.name}"] if m.path == TINY else []),
                                   gpu=True, cell=cid)
                 cells.append(Cell(cid, cname, m.name, seed, cond_mix[cname], run_dir, mpath))
@@ -279,8 +301,8 @@ def build_plan(study: str | Path, out: Optional[str | Path] = None) -> Plan:
                     if w not in plan_warnings:
                         plan_warnings.append(w)
     if spec.report:
-        nodes["report"] = Node("report", "report", ["curate", "report", "--store", str(store), "--out", str(out_dir / "report"),
-                                                    "--study", str(out_dir)], deps=[n for n in nodes if n.startswith("eval/")])
+        nodes["report"] = Node("report", "report", {"store": str(store), "out": str(out_dir / "report"), "study": str(out_dir)},
+                               deps=[n for n in nodes if n.startswith("eval/")])
     return Plan(spec, path.resolve(), out_dir, store, cells, mixtures, _topological(nodes), config, total_steps, plan_warnings)
 
 
@@ -315,7 +337,7 @@ def estimate(plan: Plan) -> dict:
     rows = []
     for c in plan.cells:
         node = plan.nodes[f"train/{c.id}"]
-        cfg = load_config(node.argv[2], [a for a in node.argv[3:] if a != "--set"])
+        cfg = load_config(node.fields["config"], [f"{k}={_fmt(v)}" for k, v in node.fields["sets"].items()])
         m = plan.mixtures[c.mixture]
         manifest = m.dir / "manifest.json"
         rough = True
@@ -341,9 +363,3 @@ def estimate(plan: Plan) -> dict:
             "nodes": len(plan.nodes), "train_tokens": sum(r["tokens"] for r in rows),
             "train_gpu_hours": sum(known) if known else None, "per_cell": rows,
             "unknown_params": sorted({r["cell"] for r in rows if r["gpu_hours"] is None})}
-
-
-def with_args(node: Node, extra: list[str]) -> Node:
-    n = copy.copy(node)
-    n.argv = node.argv + extra
-    return n

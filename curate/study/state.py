@@ -53,7 +53,7 @@ def _write_atomic(path: Path, data: dict) -> None:
 
 def portable_argv(plan: Plan, argv: list[str]) -> list[str]:
     """The command line with the output folder and the checkout abstracted, so moving them changes no key."""
-    root = str(Path(__file__).resolve().parents[2])
+    root = str(Path(__file__).resolve().parents[2])  # shipped recipes and configs live under it
     out = str(plan.out)
     return [a.replace(out, "$OUT").replace(root, "$CURATE") for a in argv]
 
@@ -93,7 +93,7 @@ def output_hash(plan: Plan, node: Node) -> Optional[str]:
         manifest = plan.mixtures[node.id.split("/", 1)[1]].dir / "manifest.json"
         return hashlib.sha256(manifest.read_bytes()).hexdigest()[:16] if manifest.is_file() else None
     if node.kind == "model":
-        return _files_hash(Path(node.argv[3]))
+        return _files_hash(Path(node.fields["folder"]))
     if node.kind == "train":
         run_dir = plan.cell(node.cell).run_dir
         cps = checkpoints(run_dir)
