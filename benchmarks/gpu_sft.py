@@ -38,7 +38,6 @@ def run_one(tmp: Path, name: str, args, ac: str, compile_: bool, loss_chunk: int
     import numpy as np
     import yaml
 
-    import tiny
     from curate.train.config import config_from_dict
     from curate.train.data import TokenizedData
 

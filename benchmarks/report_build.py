@@ -1,7 +1,7 @@
 """report_build: `curate report` on a store with 10 conditions x 20 checkpoints (+ base) x 6 benchmarks.
 
 Each (condition, step, benchmark) has a score row with a CI and 100 per-problem scores plus mean_tokens and
-truncation_rate rows. Timed: the whole command as a user runs it (`python -m cli report`, a fresh process:
+truncation_rate rows. Timed: the whole command as a user runs it (`python -m curate report`, a fresh process:
 imports, store read, 8 figures as PNG + SVG, HTML, Markdown, JSON), and beside it the time pandas takes just
 to read the same rows from a Parquet export. Target: the report builds in under 10 s.
 
@@ -79,7 +79,7 @@ def main() -> None:
         pq.write_table(pa.Table.from_pylist(read_evals(store), schema=pa.schema(list(EVAL_SCHEMA))), export)
         n_rows = len(data)
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        cmd = [sys.executable, "-m", "cli", "report", "--store", str(store.path), "--out", str(tmp / "out")]
+        cmd = [sys.executable, "-m", "curate", "report", "--store", str(store.path), "--out", str(tmp / "out")]
         report_times, report_cpu, pandas_times = [], [], []
         for _ in range(args.reps):
             t, before = time.perf_counter(), _child_cpu()

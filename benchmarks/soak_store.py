@@ -78,7 +78,7 @@ def soak(store: Path, seconds: float, kill: bool, rng: random.Random, lock_timeo
         while not stop.is_set():
             if name in PREDICATES:
                 res.seeds[name].add(k)
-            p = subprocess.Popen([sys.executable, "-m", "cli", *_cli(store, name, k), "--store", str(store)], cwd=ROOT,
+            p = subprocess.Popen([sys.executable, "-m", "curate", *_cli(store, name, k), "--store", str(store)], cwd=ROOT,
                                  env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                                  start_new_session=True)
             with guard:

@@ -54,3 +54,17 @@ class QueryInterrupted(StoreError):
     def __init__(self, message: str, hint: str | None = None, exit_code: int = 130) -> None:
         super().__init__(message, hint)
         self.exit_code = exit_code
+
+
+def require_extra(module: str, extra: str, what: str) -> None:
+    """Stop with one line naming the extra to install when an optional package is missing (not a traceback)."""
+    import importlib.util
+
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        cpu = " (on a CPU-only machine install torch==2.13.0 first)" if extra == "train" else ""
+        raise CurateError(f"{what} needs {module}, which is not installed",
+                          hint=f"install curate's `{extra}` extra: pip install '.[{extra}]' in the checkout{cpu}")

@@ -11,12 +11,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_cli(*args: str, env: dict | None = None, timeout: float = 120, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    """Run `python -m cli ARGS` in a subprocess, exactly as a user would, and capture its output."""
+    """Run `python -m curate ARGS` in a subprocess, exactly as a user would, and capture its output."""
     import os
 
     full_env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200", **(env or {})}
     return subprocess.run(
-        [sys.executable, "-m", "cli", *args], capture_output=True, text=True, timeout=timeout, cwd=cwd or ROOT, env=full_env
+        [sys.executable, "-m", "curate", *args], capture_output=True, text=True, timeout=timeout, cwd=cwd or ROOT, env=full_env
     )
 
 

@@ -108,7 +108,7 @@ def test_killed_eval_resumes_to_the_same_table(trained, tmp_path):
     clean, killed = tmp_path / "clean", tmp_path / "killed"
     assert run_cli(*args, "--store", str(clean), env=ENV, timeout=300).returncode == 0
     env = {**os.environ, "PYTHONPATH": str(ROOT), **ENV}
-    proc = subprocess.Popen([sys.executable, "-m", "cli", *args, "--store", str(killed)], cwd=ROOT, env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "curate", *args, "--store", str(killed)], cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and len(list((killed / "shards").glob("[!.]*.parquet"))) < 2 and proc.poll() is None:

@@ -116,7 +116,7 @@ def test_empty_prompt_is_named(tmp_path):
 
 def _cli(*args, **kw):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen([sys.executable, "-m", "cli", *args], cwd=ROOT, env=env,
+    return subprocess.Popen([sys.executable, "-m", "curate", *args], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
 
 

@@ -2,7 +2,7 @@
 
 Every attack must end with a non-zero exit and one `error:` line naming the file/field or statement, no
 traceback, no file written anywhere (cwd, HOME, the store, the output dir), no host text in any output,
-and an unchanged store. The cases the issue lists run as `python -m cli`; further variants run in this
+and an unchanged store. The reported cases run as `python -m curate`; further variants run in this
 process (same sandbox: empty cwd and HOME, the same checks) so the file stays quick. Legitimate use
 (subqueries in predicates, CTEs and window functions, --json and --csv) keeps working.
 Run: python -m pytest -q tests/test_security.py
@@ -72,7 +72,7 @@ class Sandbox:
                 "CURATE_STORE": str(self.world["store"]), **extra}
 
     def run(self, *args: str, timeout: float = 120, **env) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "cli", *args], capture_output=True, text=True, timeout=timeout,
+        return subprocess.run([sys.executable, "-m", "curate", *args], capture_output=True, text=True, timeout=timeout,
                               cwd=self.cwd, env=self.env(**env))
 
     def unchanged(self) -> None:
@@ -305,7 +305,7 @@ def _cpu_off_main(pid: int) -> float:
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads thread CPU times from /proc")
 @pytest.mark.parametrize("sig, code, needle", [(signal.SIGINT, 130, "Ctrl-C"), (signal.SIGTERM, 143, "SIGTERM")])
 def test_signal_interrupts_a_running_query_with_one_line(box, sig, code, needle):
-    p = subprocess.Popen([sys.executable, "-m", "cli", "sql", ENDLESS], cwd=box.cwd,
+    p = subprocess.Popen([sys.executable, "-m", "curate", "sql", ENDLESS], cwd=box.cwd,
                          env=box.env(CURATE_SQL_THREADS="2", CURATE_SQL_TIMEOUT="300"),
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     # The query is running once threads other than the main one burn CPU (imports and setup run on main).

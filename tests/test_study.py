@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from curate.errors import ConfigError
 from curate.study import build_plan, load_study
 from curate.study import state as st
 
@@ -201,7 +200,7 @@ def test_slurm_scripts_and_afterok_chain_with_a_fake_sbatch(tmp_path, cli):
         job[node.id] = str(1000 + len(job))
         text = script.read_text()
         assert text.startswith("#!/bin/bash\n#SBATCH --job-name=t.")
-        assert f"-m cli study mark {path.resolve()}" in text and f"--node {node.id}" in text
+        assert f"-m curate study mark {path.resolve()}" in text and f"--node {node.id}" in text
         assert ("--gpus-per-node=8" in text) == (node.kind == "train")
         assert ("--gpus-per-node=1" in text) == (node.kind == "eval")
     assert json.loads((plan.out / "slurm" / "jobs.json").read_text()) == job
@@ -255,7 +254,10 @@ def test_local_executor_runs_one_gpu_node_per_gpu_at_once(tmp_path):
     from curate.study.plan import Node
 
     plan = build_plan(write(tmp_path))
-    nodes = [Node(f"prepare/{i}", "prepare", ["curate", "tasks", "list"], gpu=True) for i in range(3)]
+    from curate.store import TraceStore
+
+    TraceStore(tmp_path / "st").init()
+    nodes = [Node(f"prepare/{i}", "prepare", {"args": ["stats"], "store": str(tmp_path / "st")}, gpu=True) for i in range(3)]
     plan.nodes = {n.id: n for n in nodes}
     said: list[str] = []
     res = Local(plan, lambda node: None, gpus=[0, 1], retries=0, echo=said.append).run(nodes)

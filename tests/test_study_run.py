@@ -60,7 +60,7 @@ def _study(tmp_path: Path, out: str = "out") -> Path:
 
 def _runner(path: Path, *args: str) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
-    return subprocess.Popen([sys.executable, "-m", "cli", "study", "run", str(path), *args], cwd=ROOT, env=env,
+    return subprocess.Popen([sys.executable, "-m", "curate", "study", "run", str(path), *args], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -141,7 +141,7 @@ def test_tiny_study_end_to_end_with_kills_matches_an_uninterrupted_run(tmp_path)
     _finish(path)
     _assert_nothing_finished_ran_again(out)
     assert table(out) and [r[1:] for r in table(out)] == [r[1:] for r in table(tmp_path / "ref")]
-    status = json.loads(subprocess.run([sys.executable, "-m", "cli", "study", "status", str(path), "--json"], cwd=ROOT,
+    status = json.loads(subprocess.run([sys.executable, "-m", "curate", "study", "status", str(path), "--json"], cwd=ROOT,
                                        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}).stdout)
     assert {c["state"] for c in status["cells"]} == {"done"}
     # lineage: every eval row of a cell leads back to the resolved recipe of its condition

@@ -54,7 +54,7 @@ def _launch_paused(cfg: Path, out: Path, step: int, tmp: Path) -> tuple[subproce
     """`curate train` with 2 ranks in its own process group, paused after `step`; returns it and its tree."""
     env = {**os.environ, **ENV, "PYTHONPATH": str(ROOT), "CURATE_TRAIN_PAUSE_AT_STEP": str(step)}
     log = open(tmp / f"{out.name}.log", "w")
-    launcher = subprocess.Popen([sys.executable, "-m", "cli", "train", str(cfg)], cwd=ROOT, env=env,
+    launcher = subprocess.Popen([sys.executable, "-m", "curate", "train", str(cfg)], cwd=ROOT, env=env,
                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + 300
     while len(_metrics(out)) < step:

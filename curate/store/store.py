@@ -199,7 +199,7 @@ class TraceStore:
         if unknown:
             raise StoreVersionError(
                 f"store {self.path} was written by a newer curate (unknown migrations: {', '.join(unknown)})",
-                hint="upgrade curate (pip install -U curate) to open it",
+                hint="this store needs a newer curate: reinstall it from a newer checkout or wheel (`pip install -U .` in the checkout)",
             )
         return [name for name, _ in MIGRATIONS if name not in applied]
 

@@ -1,0 +1,126 @@
+"""What every command module shares: the two consoles, option types, the store opener, one table printer
+and one `--json` emitter.
+
+Data is printed as rich Text (or escape()d inside our own markup) and emoji codes stay off: a trace saying
+`:x:` or `[bold]`, or a hint saying `pip install 'curate[vllm]'`, prints as written.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.text import Text
+
+
+def _width(stream) -> int | None:
+    # rich falls back to 80 columns when the stream is no terminal: a piped table would wrap its rows
+    if os.environ.get("COLUMNS") or stream.isatty():
+        return None
+    return 100_000
+
+
+err_console = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False, width=_width(sys.stderr))
+out_console = Console(highlight=False, soft_wrap=True, emoji=False, width=_width(sys.stdout))
+
+DEFAULT_STORE = Path("curate-store")
+StoreOpt = Annotated[
+    Path,
+    typer.Option("--store", "-s", envvar="CURATE_STORE", help="Trace store directory (env CURATE_STORE).", show_default=True),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="Override a config field: KEY=VALUE (repeatable).")]
+BackendOpt = Annotated[Optional[list[str]], typer.Option("--option", help="Backend config field KEY=VALUE (repeatable).")]
+ExecutorOpt = Annotated[str, typer.Option("--executor", help="local: this machine's processes; ray: a Ray cluster "
+                                                            "(pip install 'curate[ray]'; docs/scale.md).")]
+RayAddressOpt = Annotated[Optional[str], typer.Option("--ray-address", help="With --executor ray: a running cluster (auto, "
+                                                      "HOST:PORT, ray://HOST:10001); default: RAY_ADDRESS, else a local instance.")]
+
+
+def open_store(path: Path):
+    from curate.store import TraceStore
+
+    return TraceStore(path)
+
+
+def warn_store(store) -> None:
+    """Print the warnings a store collected while it opened or read (unreadable shards, pending work)."""
+    for w in store.warnings:
+        warn(str(w))
+
+
+def warn(message: str, label: str = "warning") -> None:
+    err_console.print(f"[yellow]{label}:[/] {escape(message)}")
+
+
+def say(text: Any) -> None:
+    """Print a line of plain text (never markup) on stdout."""
+    out_console.print(Text(str(text)))
+
+
+def emit_json(data: Any, enabled: bool) -> bool:
+    """With --json: print `data` as one JSON document on stdout and return True (the command is done)."""
+    if enabled:
+        sys.stdout.write(json.dumps(data, default=str, ensure_ascii=False) + "\n")
+    return enabled
+
+
+def _cell(v) -> str:
+    if v is None:
+        return ""
+    s = str(v)
+    return s if len(s) <= 200 else s[:197] + "..."
+
+
+def print_table(rows: list[dict], title: str | None = None, limit: int | None = None,
+                columns: list[str] | None = None) -> None:
+    """The one table printer: columns are the union of the rows' keys (or `columns`), cells are literal text."""
+    from rich.table import Table
+
+    cols = columns if columns is not None else list(dict.fromkeys(k for r in rows for k in r))
+    table = Table(title=None if title is None else Text(title), title_justify="left")
+    for c in cols:
+        table.add_column(Text(str(c)), overflow="fold")
+    for r in rows if limit is None else rows[:limit]:
+        table.add_row(*(Text(_cell(r.get(c))) for c in cols))
+    out_console.print(table)
+
+
+def print_result(table, fmt: str = "table", limit: int = 50) -> None:
+    """A query result (a pyarrow Table) as a table of at most `limit` rows, JSON or CSV (every row)."""
+    if fmt == "json":
+        emit_json(table.to_pylist(), True)
+        return
+    if fmt == "csv":
+        buf = io.StringIO()
+        w = csv.writer(buf)
+        w.writerow(table.column_names)
+        for batch in table.to_batches():
+            for r in batch.to_pylist():
+                w.writerow(["" if r[c] is None else r[c] for c in table.column_names])
+        sys.stdout.write(buf.getvalue())
+        return
+    rows = table.slice(0, limit).to_pylist()
+    print_table(rows, limit=limit, columns=table.column_names)
+    more = f" (showing {limit})" if table.num_rows > limit else ""
+    out_console.print(f"[dim]{table.num_rows} rows{more}[/]")
+
+
+def parse_pairs(pairs: list[str] | None, flag: str) -> dict[str, str]:
+    """KEY=VALUE options (backend options) into a dict of strings; the backend's config types them."""
+    from curate.errors import InputError
+
+    out = {}
+    for item in pairs or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"{flag} expects key=value, got {item!r}")
+        out[key.strip()] = value
+    return out
