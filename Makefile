@@ -35,6 +35,7 @@ demo: $(VENV)/.train
 	$(BIN)/curate study run demo
 
 test: $(VENV)/.dev
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
 clean:
