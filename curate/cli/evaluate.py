@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from curate.cli.common import (DEFAULT_STORE, BackendOpt, ExecutorOpt, JsonOpt, RayAddressOpt, StoreOpt, emit_json,
-                               err_console, open_store, out_console, parse_pairs, print_table)
+                               err_console, open_store, out_console, parse_pairs, print_result, print_table)
 
 
 def register(app: typer.Typer) -> None:
@@ -87,7 +87,6 @@ def evals_cmd(
     import pyarrow as pa
 
     from curate.evaluate.results import wide
-    from curate.report import print_result
     from curate.store.evals import read_evals
 
     rows = read_evals(open_store(store), where)
