@@ -99,7 +99,7 @@ def test_overrides_enter_the_settings_hash(trained):
 def _resumable_args(trained) -> list[str]:
     """Greedy, one sequence per batch: the text of a sample does not depend on what else was generated."""
     return ["eval", str(trained / "run" / "checkpoints" / "step-000001"), "--suite", "smoke", "-b", "countdown",
-            "--set", "sampling.temperature=0", "--set", "countdown.auto_add.size=10", "-o", "batch_size=1",
+            "--set", "sampling.temperature=0", "--set", "countdown.auto_add.size=10", "--option", "batch_size=1",
             "--flush-every", "2", *FAST]
 
 
@@ -159,7 +159,7 @@ def test_bad_suites_name_file_line_and_field(tmp_path, trained):
     _one_line_error(run_cli("eval", ck, "--suite", str(bad), "--store", str(tmp_path / "s"), *FAST), "nosuch")
     bad.write_text("name: bad\nbenchmarks:\n  - {name: x, task: countdown, verifier: countdown, n: 1, metrics: [pass@3]}\n")
     _one_line_error(run_cli("eval", ck, "--suite", str(bad), "--store", str(tmp_path / "s")), "needs n >= 3")
-    _one_line_error(run_cli("eval", ck, "--suite", "nosuite", "--store", str(tmp_path / "s")), "unknown suite 'nosuite'")
+    _one_line_error(run_cli("eval", ck, "--suite", "nosuite", "--store", str(tmp_path / "s")), "no suite named 'nosuite'")
 
 
 def test_benchmark_without_problems_names_the_tasks_add_command(tmp_path, trained):
@@ -176,7 +176,7 @@ def test_endpoint_that_does_not_answer(tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     r = run_cli("eval", f"http://127.0.0.1:{port}/v1", "--model", "m", "--suite", "smoke", "-b", "safety",
-                "--store", str(tmp_path / "s"), "-o", "max_retries=0", "--no-progress", timeout=120)
+                "--store", str(tmp_path / "s"), "--option", "max_retries=0", "--no-progress", timeout=120)
     _one_line_error(r, f"127.0.0.1:{port}")
     assert not _evals(tmp_path / "s", "true")
 

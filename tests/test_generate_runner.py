@@ -162,7 +162,7 @@ def test_cli_openai_backend_against_local_server(tmp_path, cli):
     assert cli("tasks", "add", "countdown", "--store", str(path), "--size", "6", "--set", "max_numbers=3").returncode == 0
     with TestServer(ServerState(fault_queue=["429", "500", "malformed"])) as srv:
         r = cli("generate", "--store", str(path), "--backend", "openai", "--base-url", srv.base_url, "--model",
-                "test-model", "--n", "2", "--max-tokens", "64", "-o", "backoff_s=0.01", "--json")
+                "test-model", "--n", "2", "--max-tokens", "64", "--option", "backoff_s=0.01", "--json")
     assert r.returncode == 0, r.stderr
     report = json.loads(r.stdout.strip().splitlines()[-1])
     assert report["generated"] == 12 and report["backend"] == "openai"
@@ -170,5 +170,5 @@ def test_cli_openai_backend_against_local_server(tmp_path, cli):
     assert len(rows) == 12 and all(x["model"] == "test-model" and x["finish_reason"] == "stop" for x in rows)
     assert json.loads(rows[0]["params"])["endpoint"] == "chat"
     down = cli("generate", "--store", str(path), "--backend", "openai", "--base-url", "http://127.0.0.1:9/v1",
-               "--model", "m", "--n", "3", "-o", "max_retries=1", "-o", "backoff_s=0")
+               "--model", "m", "--n", "3", "--option", "max_retries=1", "--option", "backoff_s=0")
     assert down.returncode != 0 and "request failed after 2 attempts" in down.stderr and "Traceback" not in down.stderr

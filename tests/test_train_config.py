@@ -1,4 +1,4 @@
-"""Training config: shipped presets validate, the study preset carries PAPER.md's numbers, `--set` parses
+"""Training config: shipped presets validate, the study preset carries docs/paper.md's numbers, `--set` parses
 YAML values, unknown keys fail naming the field path, and the resume fingerprint ignores what may change."""
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Answer extraction shared by every verifier: strip the thinking, then find the final answer.
 
-The study scores only what follows the last `</think>` (PAPER.md, evaluation setup), so every verifier calls
+The study scores only what follows the last `</think>` (docs/paper.md, evaluation setup), so every verifier calls
 `strip_thinking` first. A response that opens `<think>` and never closes it (a truncated trace) has no
 answer at all: `strip_thinking` returns "" for it rather than scoring a guess buried in the reasoning.
 

@@ -19,7 +19,7 @@ __all__ = ["SamplingParams", "Request", "Completion", "Backend", "approx_tokens"
 
 @dataclass(frozen=True)
 class SamplingParams:
-    """The study's teacher settings by default (PAPER.md): T=0.6, top-p 0.95, top-k 20, 16,384 tokens."""
+    """The study's teacher settings by default (docs/paper.md): T=0.6, top-p 0.95, top-k 20, 16,384 tokens."""
 
     temperature: float = 0.6
     top_p: float = 0.95

@@ -1,7 +1,7 @@
 """The study's prompt template and chat formatting.
 
 User turn: `{question}\\nPlease reason step by step, and put your final answer within \\boxed{}.`
-(PAPER.md), no system prompt unless one is asked for. Chat formatting goes through the model
+(docs/paper.md), no system prompt unless one is asked for. Chat formatting goes through the model
 tokenizer's `apply_chat_template`; some templates (the public Qwen2.5 one, for example) inject a default
 system prompt when none is given, which `detect_injected_system` finds by rendering a probe conversation.
 """

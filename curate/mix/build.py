@@ -29,6 +29,7 @@ from curate.errors import ConfigError, StoreError
 from curate.mix import transforms
 from curate.mix.clean import EvalIndex, PromptDeduper
 from curate.mix.recipe import Recipe
+from curate.records import canonical_json
 from curate.store import selection
 from curate.tasks import problem_key
 
@@ -263,7 +264,7 @@ def selection_key(recipe: Recipe) -> str:
     data.pop("name")
     for k in AFTER_SELECTION:
         data["quality"].pop(k)
-    return canonical(data)
+    return canonical_json(data)
 
 
 def build(store: Any, recipe: Recipe, progress: Optional[Callable[[str], None]] = None) -> Mixture:
@@ -375,6 +376,3 @@ def to_records(mix: Mixture) -> list[dict]:
         })
     return out
 
-
-def canonical(obj: Any) -> str:
-    return json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":"))

@@ -24,7 +24,6 @@ from __future__ import annotations
 import ast
 import random
 from dataclasses import dataclass
-from fractions import Fraction
 from functools import lru_cache
 from typing import Iterator
 
@@ -111,44 +110,12 @@ def leaves(expr) -> list[int]:
 
 
 def check_answer(answer: str, numbers: list[int], target: int) -> tuple[bool, str]:
-    """Judge an answer string exactly (rational arithmetic, no eval): uses all numbers once and hits target.
+    """(correct, "ok" or why not) for an answer expression: the `countdown` verifier's own exact check (rational
+    arithmetic, no eval, every number once), so the trace writer's self-check and the labels cannot disagree."""
+    from verifiers.countdown import check_expression
 
-    Used by tests and the synthetic backend's self-check; the `countdown` verifier is the authority.
-    """
-    text = answer.replace("\\times", "*").replace("\\cdot", "*").replace("\\div", "/").replace("×", "*").replace("÷", "/")
-    text = text.split("=")[0].strip()
-    try:
-        tree = ast.parse(text, mode="eval").body
-    except SyntaxError:
-        return False, "not an arithmetic expression"
-    used: list[int] = []
-
-    def ev(node) -> Fraction:
-        if isinstance(node, ast.Constant) and isinstance(node.value, int) and not isinstance(node.value, bool):
-            used.append(node.value)
-            return Fraction(node.value)
-        if isinstance(node, ast.BinOp) and type(node.op) in (ast.Add, ast.Sub, ast.Mult, ast.Div):
-            a, b = ev(node.left), ev(node.right)
-            if isinstance(node.op, ast.Add):
-                return a + b
-            if isinstance(node.op, ast.Sub):
-                return a - b
-            if isinstance(node.op, ast.Mult):
-                return a * b
-            if b == 0:
-                raise ZeroDivisionError
-            return a / b
-        raise ValueError(ast.dump(node))
-
-    try:
-        value = ev(tree)
-    except (ValueError, ZeroDivisionError, RecursionError):
-        return False, "unsupported or invalid expression"
-    if sorted(used) != sorted(numbers):
-        return False, f"uses {sorted(used)}, expected each of {sorted(numbers)} exactly once"
-    if value != target:
-        return False, f"evaluates to {value}, not {target}"
-    return True, "ok"
+    ok, why = check_expression(answer, list(numbers), target)
+    return ok, "ok" if ok else why
 
 
 # --------------------------------------------------------------------------- solver

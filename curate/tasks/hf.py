@@ -17,7 +17,7 @@ columns, domain, train/eval split and prompt format:
 
 Every preset accepts `--set path=LOCAL` (a saved dataset or data file) for offline use, which is how
 the tests run. GPQA options are shuffled with a seed derived from a SHA-256 of the question, never
-Python's `hash()` (PAPER.md: the original scripts were not reproducible because of it).
+Python's `hash()` (docs/paper.md: the original scripts were not reproducible because of it).
 LiveCodeBench's private tests come zlib+base64-compressed pickles of JSON strings; they are read with
 an unpickler that refuses every global, so only plain strings/lists/dicts can come out.
 Test: tests/test_tasks_sources.py.
