@@ -15,6 +15,7 @@ from typing import Callable
 
 from curate.child import child_env, curate_argv, error_line
 from curate.errors import CurateError, InputError
+from curate.generate import BACKENDS
 from curate.evaluate.runner import EvalOptions, EvalReport, evaluate
 from curate.evaluate.suite import load_suite
 from curate.evaluate.targets import Target, resolve_targets
@@ -34,8 +35,8 @@ def parse_steps(text: str | None) -> list[int] | None:
 
 def default_backend(requested: str) -> str:
     if requested != "auto":
-        if requested not in ("hf", "vllm", "openai", "synthetic"):
-            raise InputError(f"unknown backend {requested!r}", hint="choose hf, vllm or openai")
+        if requested not in BACKENDS:
+            raise InputError(f"unknown backend {requested!r}", hint=f"choose one of: {', '.join(BACKENDS)}")
         return requested
     return "vllm" if importlib.util.find_spec("vllm") is not None else "hf"
 

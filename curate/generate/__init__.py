@@ -2,7 +2,9 @@
 resumable runner. `generate(...)` is what `curate generate` calls.
 
 Backends are built by name with `make_backend(name, model, sampling, options)`; `options` are the
-backend's config fields (`-o key=value` on the command line), validated by its frozen config dataclass.
+backend's config fields (`--option key=value` on the command line), validated by its frozen config dataclass.
+A backend is one module (a class with `name`, `identity_params`, `generate`, `close`, and optionally
+`needs_model`, `loads_model` and `resources` for Ray) plus one line in `_CLASSES` below; nothing else names it.
 Heavy backends import their packages lazily, so the synthetic path needs neither torch nor vllm.
 """
 from __future__ import annotations
@@ -16,9 +18,6 @@ from curate.generate.runner import RunConfig, RunReport, parse_shard, run
 __all__ = ["BACKENDS", "make_backend", "backend_class", "config_class", "generate", "Backend", "Completion", "Request", "SamplingParams",
            "RunConfig", "RunReport", "parse_shard"]
 
-BACKENDS = ("synthetic", "openai", "hf", "vllm")
-
-
 # name -> (module, backend class, config class); modules import their heavy packages lazily
 _CLASSES = {
     "synthetic": ("curate.generate.synthetic", "SyntheticBackend", "SyntheticConfig"),
@@ -26,6 +25,7 @@ _CLASSES = {
     "hf": ("curate.generate.hf_backend", "HFBackend", "HFConfig"),
     "vllm": ("curate.generate.vllm_backend", "VLLMBackend", "VLLMConfig"),
 }
+BACKENDS = tuple(_CLASSES)
 
 
 def _classes(name: str) -> tuple[type, type]:
@@ -54,8 +54,8 @@ def make_backend(name: str, model: str | None, sampling: SamplingParams, options
 
     cls, config_cls = _classes(name)
     config = build_config(config_cls, dict(options or {}))
-    if name == "synthetic":
-        return cls(model or "countdown-dfs", config, sampling)
+    if not getattr(cls, "needs_model", True):
+        return cls(model, config, sampling) if model else cls(config=config, sampling=sampling)  # its default model
     if not model:
         raise InputError(f"the {name} backend needs --model")
     return cls(model, config, sampling, revision)

@@ -39,6 +39,13 @@ class HFConfig:
 class HFBackend:
     name = "hf"
 
+    @staticmethod
+    def resources(options: dict, cluster: dict) -> tuple[dict, int]:
+        """One Ray actor per GPU when the cluster has GPUs and the device is not pinned to the CPU."""
+        if str(options.get("device", "auto")) != "cpu" and cluster.get("GPU", 0) >= 1:
+            return {"num_gpus": 1, "num_cpus": 1}, int(cluster["GPU"])
+        return {"num_cpus": 1}, max(1, int(cluster.get("CPU", 1)))
+
     def __init__(self, model: str, config: HFConfig | None = None, sampling: SamplingParams | None = None,
                  revision: str | None = None) -> None:
         try:

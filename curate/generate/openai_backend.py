@@ -81,6 +81,7 @@ class _Skip(Exception):
 
 class OpenAIBackend:
     name = "openai"
+    loads_model = False  # a served model: its identity is known without loading anything here
 
     def __init__(self, model: str, config: OpenAIConfig | None = None, sampling: SamplingParams | None = None,
                  revision: str | None = None) -> None:

@@ -20,11 +20,11 @@ class BackendSpec:
 
     def __post_init__(self) -> None:
         """Bad options or a missing model fail here on the driver, in one line, before Ray starts anything."""
-        from curate.generate import config_class
+        from curate.generate import backend_class, config_class
         from curate.tasks.base import build_config
 
         build_config(config_class(self.name), dict(self.options))
-        if self.name != "synthetic" and not self.model:
+        if getattr(backend_class(self.name), "needs_model", True) and not self.model:
             raise InputError(f"the {self.name} backend needs --model")
 
     def build(self) -> Any:
@@ -33,8 +33,10 @@ class BackendSpec:
         return make_backend(self.name, self.model, self.sampling, self.options, self.revision)
 
     def local_identity(self, cfg: Any) -> Any:
-        """The generator identity built here for backends that load no model (synthetic, openai); else None."""
-        if self.name not in ("synthetic", "openai"):
+        """The generator identity built here for backends that load no model (`loads_model = False`); else None."""
+        from curate.generate import backend_class
+
+        if getattr(backend_class(self.name), "loads_model", True):
             return None
         from curate.generate.runner import generator_identity
 
@@ -45,12 +47,13 @@ class BackendSpec:
             backend.close()
 
     def resources(self, cluster: dict) -> tuple[dict, int]:
-        """(Ray resources of one actor, how many actors the cluster holds)."""
-        if self.name == "vllm":
-            tp = int(self.options.get("tensor_parallel_size", 1))
-            return {"num_gpus": tp, "num_cpus": 1}, max(1, int(cluster.get("GPU", 0) // tp))
-        if self.name == "hf" and str(self.options.get("device", "auto")) != "cpu" and cluster.get("GPU", 0) >= 1:
-            return {"num_gpus": 1, "num_cpus": 1}, int(cluster["GPU"])
+        """(Ray resources of one actor, how many actors the cluster holds): the backend's own `resources`, else
+        one CPU actor per CPU."""
+        from curate.generate import backend_class
+
+        own = getattr(backend_class(self.name), "resources", None)
+        if own is not None:
+            return own(self.options, cluster)
         return {"num_cpus": 1}, max(1, int(cluster.get("CPU", 1)))
 
 

@@ -75,6 +75,8 @@ _GOOD = ("Now the remaining numbers are {rest}.", "Remaining: {rest}.", "Left wi
 
 class SyntheticBackend:
     name = "synthetic"
+    needs_model = False  # writes traces itself (--model only names the writer)
+    loads_model = False
 
     def __init__(self, model: str = "countdown-dfs", config: SyntheticConfig | None = None,
                  sampling: SamplingParams | None = None) -> None:

@@ -48,6 +48,12 @@ class VLLMConfig:
 class VLLMBackend:
     name = "vllm"
 
+    @staticmethod
+    def resources(options: dict, cluster: dict) -> tuple[dict, int]:
+        """One Ray actor per tensor-parallel group of GPUs."""
+        tp = int(options.get("tensor_parallel_size", 1))
+        return {"num_gpus": tp, "num_cpus": 1}, max(1, int(cluster.get("GPU", 0) // tp))
+
     def __init__(self, model: str, config: VLLMConfig | None = None, sampling: SamplingParams | None = None,
                  revision: str | None = None) -> None:
         try:
