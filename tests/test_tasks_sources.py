@@ -144,7 +144,7 @@ def test_files_jsonl_and_parquet(tmp_path):
 
     pq.write_table(pa.table({"question": ["a?", "b?"], "answer": ["1", "2"]}), tmp_path / "p.parquet")
     assert len(list(iter_problems(str(tmp_path / "p.parquet")))) == 2
-    with pytest.raises(InputError, match=r"bad_json.jsonl:2: not valid JSON"):
+    with pytest.raises(InputError, match=r"bad_json.jsonl:2: malformed JSON"):
         list(iter_problems(str(FIX / "bad_json.jsonl")))
     with pytest.raises(InputError, match=r"bad_split.jsonl:1: field 'split'"):
         list(iter_problems(str(FIX / "bad_split.jsonl")))

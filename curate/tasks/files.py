@@ -15,6 +15,7 @@ from typing import Iterator
 
 from curate.errors import InputError
 from curate.records import DOMAINS, SPLITS, Problem
+from curate.sources import read_rows
 from curate.tasks.base import TaskSpec, register
 
 PROMPT_COLUMNS = ("prompt", "problem", "question")
@@ -38,30 +39,13 @@ class FileConfig:
 
 
 def _rows(path: Path) -> Iterator[tuple[str, dict]]:
-    if not path.exists():
+    """(where, row) through the shared reader (sources.read_rows): JSONL lines and Parquet rows, each error
+    naming the file and line."""
+    if not path.is_file():
         raise InputError(f"{path}: no such file")
-    if path.suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        try:
-            table = pq.read_table(path)
-        except Exception as e:
-            raise InputError(f"{path}: not a readable Parquet file ({str(e).splitlines()[0]})") from None
-        for i, row in enumerate(table.to_pylist()):
-            yield f"{path}: row {i}", row
-        return
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                row = json.loads(line)
-            except ValueError as e:
-                raise InputError(f"{where}: not valid JSON ({e.msg} at column {e.colno})") from None
-            if not isinstance(row, dict):
-                raise InputError(f"{where}: expected a JSON object, got {type(row).__name__}")
-            yield where, row
+    parquet = path.suffix.lower() == ".parquet"
+    for n, row in read_rows(str(path)):
+        yield (f"{path}: row {n}" if parquet else f"{path}:{n}"), row
 
 
 def _pick(row: dict, explicit: str, candidates: tuple[str, ...], where: str, field: str) -> str | None:
