@@ -6,6 +6,9 @@ Test: tests/test_study_run.py and tests/test_evaluate.py start children through 
 from __future__ import annotations
 
 import os
+import shlex
+import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -45,3 +48,19 @@ def error_line(log: Path) -> str:
         if lines[i].startswith("error:"):
             return lines[i] + (f" ({lines[i + 1].strip()})" if i + 1 < len(lines) and lines[i + 1].startswith("hint:") else "")
     return lines[-1] if lines else "no output"
+
+
+def spawn(argv: list[str], log: Path, gpu: int | str | None = None, on_parent_death: int = signal.SIGTERM
+          ) -> subprocess.Popen:
+    """Start one child with its output appended to `log` (never a pipe: a pipe read only at exit blocks a child
+    that prints more than it holds), pinned to `gpu` when given, and sent `on_parent_death` if this process
+    dies first (Linux), so a killed parent leaves no orphan writing outputs."""
+    from curate.train.guard import pdeathsig_setter
+
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("a", encoding="utf-8") as f:
+        f.write(f"$ {shlex.join(argv)}\n")
+        f.flush()
+        return subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                env=child_env({"CUDA_VISIBLE_DEVICES": str(gpu)} if gpu is not None else None),
+                                preexec_fn=pdeathsig_setter(on_parent_death))

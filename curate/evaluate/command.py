@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from curate.child import child_env, curate_argv, error_line
+from curate.child import curate_argv, error_line, spawn
 from curate.errors import CurateError, InputError
 from curate.generate import BACKENDS
 from curate.evaluate.runner import EvalOptions, EvalReport, evaluate
@@ -65,8 +65,6 @@ def _fan_out(store, target: str, suite: str, targets: list[Target], jobs: int, g
     child dies with this process."""
     import tempfile
 
-    from curate.train.guard import pdeathsig_setter
-
     queue = list(targets)
     running: dict[subprocess.Popen, tuple[Target, str | None, Path]] = {}
     free = list(gpus)
@@ -78,11 +76,7 @@ def _fan_out(store, target: str, suite: str, targets: list[Target], jobs: int, g
                 gpu = free.pop(0) if gpus else None
                 log = Path(logs) / f"step-{t.step}.log"
                 say(f"step {t.step}: started" + (f" on GPU {gpu}" if gpu is not None else ""))
-                with log.open("wb") as f:
-                    proc = subprocess.Popen(_child_command(store, target, suite, t, args), stdin=subprocess.DEVNULL,
-                                            env=child_env({"CUDA_VISIBLE_DEVICES": gpu} if gpu is not None else None),
-                                            stdout=subprocess.DEVNULL, stderr=f, preexec_fn=pdeathsig_setter())
-                running[proc] = (t, gpu, log)
+                running[spawn(_child_command(store, target, suite, t, args), log, gpu)] = (t, gpu, log)
             time.sleep(0.2)
             for proc in [p for p in running if p.poll() is not None]:
                 t, gpu, log = running.pop(proc)

@@ -18,21 +18,12 @@ import subprocess
 import time
 from typing import Callable, Optional
 
-from curate.child import checkout, child_env, curate_argv, error_line
+from curate.child import checkout, curate_argv, error_line, spawn
 from curate.study import state as st
 from curate.study.plan import Node, Plan
-from curate.train.guard import pdeathsig_setter
 
 def python_argv(node: Node) -> list[str]:
     return curate_argv(*node.argv[1:])
-
-
-def node_env(gpu: Optional[int] = None) -> dict:
-    env = child_env()
-    env.setdefault("COLUMNS", "160")
-    if gpu is not None:
-        env["CUDA_VISIBLE_DEVICES"] = str(gpu)
-    return env
 
 
 def launch_argv(plan: Plan, node: Node) -> list[str]:
@@ -59,18 +50,12 @@ class Local:
         self.plan, self.finish, self.gpus, self.retries, self.echo = plan, finish, list(gpus), retries, echo
 
     def _start(self, node: Node, gpu: Optional[int]) -> tuple:
-        log = st.log_file(self.plan, node.id)
-        log.parent.mkdir(parents=True, exist_ok=True)
-        f = log.open("a", encoding="utf-8")
         argv = launch_argv(self.plan, node)
-        f.write(f"$ {shlex.join(argv)}\n")
-        f.flush()
-        proc = subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=node_env(gpu), preexec_fn=pdeathsig_setter(signal.SIGKILL))
+        proc = spawn(argv, st.log_file(self.plan, node.id), gpu, on_parent_death=signal.SIGKILL)
         st.mark_running(self.plan, node, proc.pid)
         where = f" on GPU {gpu}" if gpu is not None else ""
         self.echo(f"start {node.id}{where}" + (" (resuming)" if "--resume" in argv else ""))
-        return proc, f, gpu, time.monotonic()
+        return proc, gpu, time.monotonic()
 
     def run(self, todo: list[Node]) -> dict:
         pending = list(todo)
@@ -101,11 +86,10 @@ class Local:
             if not running:
                 continue
             time.sleep(0.2)
-            for nid, (proc, f, gpu, t0) in list(running.items()):
+            for nid, (proc, gpu, t0) in list(running.items()):
                 rc = proc.poll()
                 if rc is None:
                     continue
-                f.close()
                 del running[nid]
                 if gpu is not None:
                     free.append(gpu)
