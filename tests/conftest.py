@@ -1,23 +1,16 @@
 """Shared fixtures: temporary stores and a CLI runner that goes through the real error mapping."""
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import run_cli
 
-
-def run_cli(*args: str, env: dict | None = None, timeout: float = 120, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    """Run `python -m curate ARGS` in a subprocess, exactly as a user would, and capture its output."""
-    import os
-
-    full_env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200", **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "curate", *args], capture_output=True, text=True, timeout=timeout, cwd=cwd or ROOT, env=full_env
-    )
+# small importable fixtures (a tiny model builder, a fixture store, regression tables) for every test module
+for _folder in ("train", "mix", "verifiers"):
+    sys.path.insert(0, str(Path(__file__).parent / "fixtures" / _folder))
 
 
 @pytest.fixture

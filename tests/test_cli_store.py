@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from curate.store.views import schema_markdown
-from tests.conftest import ROOT, run_cli
+from tests.helpers import ROOT, run_cli
 
 FIX = Path(__file__).parent / "fixtures" / "import"
 

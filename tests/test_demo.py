@@ -5,7 +5,7 @@ import json
 
 from curate.demo import DemoConfig, run_demo
 from curate.store import TraceStore
-from tests.conftest import run_cli
+from tests.helpers import run_cli
 
 
 def test_demo_pipeline_measures_each_condition(tmp_path):

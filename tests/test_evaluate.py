@@ -16,12 +16,11 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "train"))
 import tiny  # noqa: E402
 
 from curate.store import TraceStore  # noqa: E402
 from curate.store.evals import read_evals  # noqa: E402
-from tests.conftest import ROOT, run_cli  # noqa: E402
+from tests.helpers import ROOT, run_cli  # noqa: E402
 
 ENV = {"OMP_NUM_THREADS": "1"}
 FAST = ["--backend", "hf", "--max-tokens", "16", "--no-progress", "--workers", "1"]

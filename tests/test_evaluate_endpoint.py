@@ -5,7 +5,7 @@ from __future__ import annotations
 from curate.generate.testserver import ServerState, TestServer
 from curate.store import TraceStore
 from curate.store.evals import read_evals
-from tests.conftest import run_cli
+from tests.helpers import run_cli
 
 
 def _judge(prompt: str, body: dict) -> tuple[str, str]:

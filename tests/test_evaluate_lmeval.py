@@ -14,7 +14,7 @@ from curate.evaluate.lmeval import rows_from_results  # noqa: E402
 from curate.evaluate.targets import Target  # noqa: E402
 from curate.store import TraceStore  # noqa: E402
 from curate.store.evals import read_evals  # noqa: E402
-from tests.conftest import run_cli  # noqa: E402
+from tests.helpers import run_cli  # noqa: E402
 
 FIXTURE = Path(__file__).parent / "fixtures" / "lmeval" / "tiny_arith.yaml"
 

@@ -15,9 +15,7 @@ from curate.errors import InputError, StoreError
 from curate.label import label_store, plan
 from curate.records import Problem, Sample
 from curate.store import TraceStore
-from tests.conftest import run_cli
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import ROOT, flaky_plugin, run_cli
 
 
 def _fill(path: Path, n_countdown: int = 6, code_tests: int = 0) -> TraceStore:
@@ -182,42 +180,8 @@ def test_a_closed_tmpdir_never_labels_correct_code_incorrect(tmp_path):
     assert {r["status"] for r in _verdicts(st)} == {"correct"} and len(_verdicts(st)) == 2
 
 
-FLAKY = '''
-"""A verifier whose environment breaks: once it has judged the response BREAK, it gets everything wrong."""
-import os
-from verifiers.base import Probe, ProbeProblem, Verifier
-
-class Flaky(Verifier):
-    name = "flaky"
-    domains = ("flaky",)
-
-    def probes(self):
-        p = ProbeProblem("Say ok.", "ok", domain="flaky")
-        return [Probe("says ok", p, "ok", "correct"), Probe("says no", p, "no", "incorrect")]
-
-    def check(self, problem, response):
-        flag = os.environ["FLAKY_FLAG"]
-        if response == "BREAK":
-            open(flag, "w").close()
-        if os.path.exists(flag):  # the broken environment: correct answers come out incorrect
-            return self.verdict("incorrect", reason="environment broke")
-        ok = response in ("ok", "BREAK")
-        return self.verdict("correct" if ok else "incorrect", answer=response)
-'''
-
-
-def _flaky_plugin(tmp_path: Path) -> dict:
-    plug = tmp_path / "plugin"
-    info = plug / "flaky_plugin-0.1.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: flaky_plugin\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text("[curate.verifiers]\nflaky = flaky_plugin:Flaky\n")
-    (plug / "flaky_plugin.py").write_text(FLAKY)
-    return {"PYTHONPATH": f"{ROOT}:{plug}", "FLAKY_FLAG": str(tmp_path / "broken")}
-
-
 def test_a_failing_self_test_stops_labeling_and_stores_nothing_wrong(tmp_path):
-    env = _flaky_plugin(tmp_path)
+    env = flaky_plugin(tmp_path)
     st = TraceStore(tmp_path / "store")
     probs = [Problem("flaky", "flaky", f"Say ok ({i}).", "ok") for i in range(12)]
     st.add_problems(probs)

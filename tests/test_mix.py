@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "mix"))
 import fixture_store  # noqa: E402
 
 from curate.errors import ConfigError, InputError, StoreError  # noqa: E402

@@ -28,8 +28,8 @@ from curate.scale import ray_executor as X  # noqa: E402
 from curate.scale.ray_label import _pieces  # noqa: E402
 from curate.store import TraceStore  # noqa: E402
 from curate.tasks import iter_problems  # noqa: E402
-from tests.conftest import run_cli  # noqa: E402
-from tests.test_label import _flaky_plugin  # noqa: E402
+from tests.helpers import run_cli  # noqa: E402
+from tests.helpers import flaky_plugin  # noqa: E402
 from verifiers import registry  # noqa: E402
 
 SAMPLING = SamplingParams(max_tokens=4096)
@@ -40,7 +40,7 @@ OPTIONS = {"wrong_share": 0.3}  # some traces reach a wrong answer, so verdicts 
 def ray_session(tmp_path_factory):
     # A plugin verifier whose environment can break (see tests/test_label.py), visible to this process and, through
     # the environment Ray's workers inherit, to every verifier worker.
-    env = _flaky_plugin(tmp_path_factory.mktemp("flaky"))
+    env = flaky_plugin(tmp_path_factory.mktemp("flaky"))
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     sys.path.append(env["PYTHONPATH"].split(":")[-1])

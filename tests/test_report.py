@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "mix"))
 sys.path.insert(0, str(Path(__file__).parent))
 import fixture_store  # noqa: E402
 from browser import find_browser, render  # noqa: E402

@@ -24,7 +24,7 @@ from curate.errors import ConfigError, StoreError
 from curate.records import Problem, Sample, Verdict
 from curate.store import TraceStore
 from curate.store.sqlcheck import check_statement, predicate_problem
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 SECRET = "HOSTSECRET-7f3a9c"
 MARKUP = ":x: [bold]B[/bold] pip install 'curate[vllm]'"

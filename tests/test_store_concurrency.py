@@ -17,7 +17,7 @@ from pathlib import Path
 
 
 from curate.store import TraceStore
-from tests.conftest import run_cli
+from tests.helpers import run_cli
 from tests.store_workers import samples_for
 
 WORKERS = Path(__file__).with_name("store_workers.py")

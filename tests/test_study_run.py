@@ -19,7 +19,7 @@ import pytest
 
 from curate.study import build_plan
 from curate.study import state as st
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 STUDY = """\
 name: tiny-test

@@ -2,8 +2,6 @@
 lets samples see each other (packed loss == unpacked loss), and loader errors naming file/row/field."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,7 +9,6 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "train"))
 import tiny  # noqa: E402
 
 from curate.errors import InputError  # noqa: E402

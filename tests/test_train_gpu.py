@@ -3,8 +3,6 @@ else sdpa_varlen), op-level selective AC, chunked cross-entropy, bf16 HF export;
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -13,7 +11,6 @@ pytestmark = pytest.mark.gpu
 if not torch.cuda.is_available():
     pytest.skip("needs a CUDA GPU", allow_module_level=True)
 
-sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "train"))
 import tiny  # noqa: E402
 
 

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
 from pathlib import Path
 
 from curate.train.layout import MARKER, checkpoint_info, lineage_for, mixture_facts, run_lineage, write_atomic
 
-sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "train"))
 import tiny  # noqa: E402
 
 

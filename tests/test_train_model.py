@@ -2,15 +2,12 @@
 the gradients unchanged (they only trade memory for recompute); FLOP counting treats a tied lm head as a matmul."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 
 import pytest
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "train"))
 import tiny  # noqa: E402
 
 from curate.train.config import DataCfg, TrainConfig  # noqa: E402

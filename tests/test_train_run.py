@@ -6,7 +6,6 @@ clear line before any process group starts. Killing the launcher: tests/test_tra
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,10 +13,9 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "train"))
 import tiny  # noqa: E402
 
-from tests.conftest import run_cli  # noqa: E402
+from tests.helpers import run_cli  # noqa: E402
 
 ENV = {"OMP_NUM_THREADS": "1"}  # 2 shared cores: threads only fight each other
 

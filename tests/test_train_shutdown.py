@@ -20,11 +20,10 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "train"))
 import tiny  # noqa: E402
 
-from tests.conftest import ROOT, run_cli  # noqa: E402
-from tests.test_train_guard import alive, descendants, wait_gone  # noqa: E402
+from tests.helpers import ROOT, run_cli  # noqa: E402
+from tests.helpers import alive, descendants, wait_gone  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses /proc and flock")
 ENV = {"OMP_NUM_THREADS": "1"}

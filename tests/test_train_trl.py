@@ -6,15 +6,12 @@ in a different order). Weight decay is 0 here on purpose: HF's Trainer exempts b
 decay, the study's verl trainer (and ours) decays every parameter."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 
 import pytest
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("trl")
 
-sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "train"))
 import tiny  # noqa: E402
 
 torch.set_num_threads(1)

@@ -2,10 +2,8 @@
 that must come back as a verdict within timeout + 1 s through the worker pool's hard kill."""
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
 
@@ -13,7 +11,6 @@ from verifiers.extract import strip_thinking
 from verifiers.math import MathVerifier, _exact_box, equal_up_to_constant
 from verifiers.pool import VerifierPool
 
-sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "verifiers"))
 from math_regression import CASES, KNOWN_MISSES  # noqa: E402
 
 

@@ -26,7 +26,6 @@ Isolation details: verifiers/sandbox.py. Test: `python -m pytest -q tests/test_v
 from __future__ import annotations
 
 import ast
-import json
 import math
 from typing import Any
 

@@ -1,0 +1,86 @@
+"""Helpers shared by the tests: the checkout's root, the command line as a user runs it, this test's own
+process tree, and a verifier plugin whose environment breaks on demand. Import them from here (`from
+tests.helpers import run_cli`); test modules never import each other."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args: str, env: dict | None = None, timeout: float = 120, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Run `python -m curate ARGS` in a subprocess, exactly as a user would, and capture its output."""
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200", **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "curate", *args], capture_output=True, text=True, timeout=timeout, cwd=cwd or ROOT, env=full_env
+    )
+
+
+def descendants(pid: int) -> set[int]:
+    """Every live process below pid (this test's own tree only)."""
+    children: dict[int, list[int]] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(int(d.name))
+    out, todo = set(), [pid]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.add(c)
+            todo.append(c)
+    return out
+
+
+def alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def wait_gone(pids: set[int], timeout: float = 10.0) -> set[int]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(alive(p) for p in pids):
+        time.sleep(0.1)
+    return {p for p in pids if alive(p)}
+
+
+FLAKY = '''
+"""A verifier whose environment breaks: once it has judged the response BREAK, it gets everything wrong."""
+import os
+from verifiers.base import Probe, ProbeProblem, Verifier
+
+class Flaky(Verifier):
+    name = "flaky"
+    domains = ("flaky",)
+
+    def probes(self):
+        p = ProbeProblem("Say ok.", "ok", domain="flaky")
+        return [Probe("says ok", p, "ok", "correct"), Probe("says no", p, "no", "incorrect")]
+
+    def check(self, problem, response):
+        flag = os.environ["FLAKY_FLAG"]
+        if response == "BREAK":
+            open(flag, "w").close()
+        if os.path.exists(flag):  # the broken environment: correct answers come out incorrect
+            return self.verdict("incorrect", reason="environment broke")
+        ok = response in ("ok", "BREAK")
+        return self.verdict("correct" if ok else "incorrect", answer=response)
+'''
+
+
+def flaky_plugin(tmp_path: Path) -> dict:
+    plug = tmp_path / "plugin"
+    info = plug / "flaky_plugin-0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: flaky_plugin\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[curate.verifiers]\nflaky = flaky_plugin:Flaky\n")
+    (plug / "flaky_plugin.py").write_text(FLAKY)
+    return {"PYTHONPATH": f"{ROOT}:{plug}", "FLAKY_FLAG": str(tmp_path / "broken")}
