@@ -8,7 +8,7 @@ two independent CIs. Without per-problem data (imported or lm-eval rows) the CI 
 approximation from the two rows' own CIs, labelled as such; without those either there is no CI.
 
     paired_bootstrap(a, b) -> dict      (pure; a and b map problem id -> score in [0, 1])
-    compare(store, a, b, benchmark=None) -> dict
+    compare(store, a, b, benchmark=None, steps=None) -> dict
 Test: tests/test_report.py (a hand-computed small case).
 """
 from __future__ import annotations
@@ -70,15 +70,16 @@ def _pick(ra: list[dict], rb: list[dict]) -> tuple[dict, dict]:
     return ra[0], rb[0]
 
 
-def compare(store, a: str, b: str, benchmark: str | None = None, resamples: int = RESAMPLES, seed: int = 0) -> dict:
+def compare(store, a: str, b: str, benchmark: str | None = None, resamples: int = RESAMPLES, seed: int = 0,
+            steps: Optional[set] = None) -> dict:
     """Per benchmark and common step (a missing step, e.g. two hub models, counts as one): A, B, B - A with a CI,
-    and how the CI was computed."""
+    and how the CI was computed. `steps` keeps only those steps (the report compares at one step)."""
     if a == b:
         raise InputError("compare needs two different runs")
     rows = rq.compare_rows(store, a, b, benchmark)
     by: dict[str, dict[tuple, list[dict]]] = {a: {}, b: {}}
     for r in rows:
-        if r["value"] is None or not r["complete"]:
+        if r["value"] is None or not r["complete"] or (steps is not None and r["step"] not in steps):
             continue
         by[r["run"]].setdefault((r["benchmark"], r["metric"], r["step"]), []).append(r)
     for run in (a, b):
