@@ -24,7 +24,8 @@ from curate.evaluate.compare import compare  # noqa: E402
 from curate.evaluate.findings import mean_ci, t975  # noqa: E402
 from curate.evaluate.report import build_report  # noqa: E402
 from curate.store import TraceStore  # noqa: E402
-from curate.store.evals import write_evals  # noqa: E402
+from curate.records import Problem, Sample  # noqa: E402
+from curate.store.evals import plan_samples, write_evals  # noqa: E402
 from curate.store.lineage import record_run  # noqa: E402
 
 N = 40
@@ -38,11 +39,16 @@ def solved_set(k: int, seed: int) -> set[int]:
 
 
 def make_study(root: Path, conditions: dict, seeds=(0,), truncation: float = 5.0, folders: bool = True,
-               lost_folder: str | None = None) -> TraceStore:
+               lost_folder: str | None = None, samples: bool = False) -> TraceStore:
     """conditions: name -> {"solved": {step: k} or callable(seed, step) -> k, "share": incorrect_fraction,
-    "strip": strip_thinking}. One run per condition and seed, recorded as a study would record it."""
+    "strip": strip_thinking}. One run per condition and seed, recorded as a study would record it. With
+    `samples`, the last step's evaluation also stores its N responses (hf backend, tokens 100 + 10 i, the
+    first `truncation`% of them cut at max_tokens) and plans them, as `curate eval` does."""
     store = TraceStore(root / "store")
     rows = []
+    problems = [Problem(source="countdown", domain="game", prompt=f"puzzle {i}", reference=i, split="eval") for i in range(N)]
+    if samples:
+        store.add_problems(problems)
     for name, c in conditions.items():
         manifest = root / "mixtures" / name / "manifest.json"
         manifest.parent.mkdir(parents=True)
@@ -77,6 +83,15 @@ def make_study(root: Path, conditions: dict, seeds=(0,), truncation: float = 5.0
                 rows.append({**key, "metric": "avg@1", "kind": "score", "value": 100 * p, "ci_low": 100 * p - hw,
                              "ci_high": 100 * p + hw, "details": {"settings": SETTINGS, "per_problem": {
                                  f"p{i:02d}": float(i in solved) for i in range(N)}}})
+                if samples and step == STEPS[-1]:
+                    cut = round(N * truncation / 100)
+                    resp = [Sample(problem_id=pr.id, text=f"answer {i}", backend="hf", model=f"{run}/step-{step}",
+                                   finish_reason="length" if i < cut else "stop", completion_tokens=100 + 10 * i)
+                            for i, pr in enumerate(problems)]
+                    store.add_samples(resp)
+                    plan_samples(store, [{"sample_id": x.id, "problem_id": x.problem_id, "sample_index": 0,
+                                          **{k: key[k] for k in ("run", "checkpoint", "step", "suite", "benchmark",
+                                                                 "settings_hash")}} for x in resp])
                 rows.append({**key, "metric": "mean_tokens", "kind": "behaviour", "value": 200.0 + 10 * seed})
                 rows.append({**key, "metric": "truncation_rate", "kind": "behaviour", "value": truncation})
     write_evals(store, rows)
@@ -218,6 +233,30 @@ def test_dose_response_over_the_incorrect_share(tmp_path):
         assert "-6.0 points per +0.1 share" in text and "more incorrect traces make it worse" in text
     assert "![dose-response](figures/dose_response.png)" in md
     assert "dose_response" not in data["skipped"]
+
+
+def test_one_seed_behaviour_cis_come_from_the_eval_responses(tmp_path):
+    store = make_study(tmp_path, {"verified": THREE["verified"], "incorrect-50": THREE["incorrect-50"]},
+                       truncation=25.0, folders=False, samples=True)
+    data, md, _ = report(store, tmp_path / "out")
+    beh = {(b["condition"], b["metric"]): b for b in data["behaviour_ci"]}
+    tok, cut = beh[("verified", "mean_tokens")], beh[("verified", "truncation_rate")]
+    assert tok["ci_over"] == "40 responses" and cut["ci_over"] == "40 responses"
+    sd = math.sqrt(sum((10 * i - 195) ** 2 for i in range(N)) / (N - 1))  # tokens 100 + 10 i
+    assert (tok["ci_low"], tok["ci_high"]) == pytest.approx((200 - 1.96 * sd / math.sqrt(N), 200 + 1.96 * sd / math.sqrt(N)))
+    assert cut["mean"] == 25.0 and 13 < cut["ci_low"] < 25 < cut["ci_high"] < 41  # Wilson interval of 10 in 40
+    assert data["eval_settings"][0]["backend"] == "hf"
+
+
+def test_dose_response_left_out_names_the_other_fields_that_differ(tmp_path):
+    conds = {"a": {"solved": {50: 9, 100: 18, 150: 28}, "share": 0.0},
+             "b": {"solved": {50: 9, 100: 18, 150: 20}, "share": 0.5},
+             "c": {"solved": {50: 9, 100: 18, 150: 10}, "share": 1.0, "strip": True}}
+    store = make_study(tmp_path, conds, folders=False)
+    data, md, _ = report(store, tmp_path / "out")
+    assert data["dose_response"] == []
+    assert data["skipped"]["dose_response"].endswith("the conditions with 3 shares also differ in quality.strip_thinking")
+    assert "_Left out: no three or more conditions differing only in quality.incorrect_fraction" in md
 
 
 def test_run_names_are_escaped_in_the_answer(tmp_path):

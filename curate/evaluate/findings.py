@@ -430,9 +430,32 @@ def dose_response(heads: list[dict], info: dict) -> tuple[list[dict], Optional[s
                     "model": model, "points": pts, "n_runs": len(fx), "shares": xs, "monotone": trend, **fit}
             item["sentence"] = _dose_sentence(item, h["higher_is_better"])
             out.append(item)
-    why = None if out else (f"no three or more conditions differing only in {KNOB_NAME} (read from each run's mixture "
-                            "manifest.json, recipe.quality)")
+    why = None
+    if not out:
+        why = (f"no three or more conditions differing only in {KNOB_NAME} (read from each run's mixture "
+               "manifest.json, recipe.quality)")
+        known = [i for i in info.values() if i["knob"] is not None]
+        if len({i["knob"] for i in known}) >= 3:
+            fields = _differing([i["knob_family"] for i in known])
+            why += f"; the conditions with {len({i['knob'] for i in known})} shares also differ in {', '.join(fields)}"
     return out, why
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _differing(families: list[str]) -> list[str]:
+    """The recipe fields (dotted) whose values differ between these recipes."""
+    flat = [_flat(json.loads(f)) for f in set(families)]
+    keys = sorted({k for f in flat for k in f})
+    return [k for k in keys if len({json.dumps(f.get(k), sort_keys=True) for f in flat}) > 1]
 
 
 def _dose_sentence(d: dict, higher: bool) -> str:

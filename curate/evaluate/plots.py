@@ -2,9 +2,11 @@
 
 Each function takes the report's plain data (see curate/evaluate/report.py) and returns a Figure; `save`
 writes it as PNG and SVG and returns the PNG bytes for embedding. Output is deterministic (no dates in the
-files, fixed SVG ids), so reports of the same store diff cleanly.
+files, fixed SVG ids), so reports of the same store diff cleanly. Axes stay readable: values that (nearly)
+coincide get a 0-100 percent axis (or +-10% around the value), never an offset such as 1e-17; step labels that
+would touch are blanked (the last is kept); legends sit beside or below the axes, never over a label.
 matplotlib is an optional extra: `require_matplotlib()` turns its absence into one clear error.
-Test: tests/test_report.py.
+Test: tests/test_report.py, tests/test_report_findings.py.
 """
 from __future__ import annotations
 

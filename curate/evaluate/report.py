@@ -4,11 +4,13 @@
 
 OUT gets report.html (self-contained: figures embedded as data URIs, no scripts, opens offline from a file),
 report.md (the summary in Markdown, linking the figure files), report.json and figures/*.png|svg. Sections:
-score vs step per benchmark (dip and recovery marked), response length and truncation vs step, final and best
-scores with the dynamics summary and ranking flips, mixture composition from manifest.json files (a study's
+the answer in words with its warnings, per-condition CIs and behaviour CIs (computed in findings.py),
+dose-response over the incorrect share, eval and training settings of every run, training loss, score vs step
+per benchmark (dip and recovery marked), response length and truncation vs step, final and best scores with
+the dynamics summary and ranking flips, mixture composition from manifest.json files (a study's
 DIR/mixtures/*/, or --mixtures folders), verdict rates per source and teacher. A section without data is
 left out with one line saying why.
-Test: tests/test_report.py; benchmark: benchmarks/report_build.py.
+Test: tests/test_report.py, tests/test_report_findings.py; benchmark: benchmarks/report_build.py.
 """
 from __future__ import annotations
 
