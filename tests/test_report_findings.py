@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import sys
 from pathlib import Path
 
@@ -271,7 +272,7 @@ def _overlap(a, b) -> bool:
     return a.x0 < b.x1 and b.x0 < a.x1 and a.y0 < b.y1 and b.y0 < a.y1
 
 
-def test_step_ticks_do_not_overlap_and_legends_stay_off_the_axis_labels():
+def test_step_ticks_do_not_overlap_and_legends_stay_off_the_axis_labels(tmp_path):
     steps = [0, 10, 20, 40, 80, 160, 320, 480, 640]
     curves = [{"run": f"run-{i}", "label": f"a-rather-long-condition-name-{i}", "metric": "avg@3", "higher_is_better": True,
                "points": [{"step": s, "value": 40 + i + s / 20, "ci_low": None, "ci_high": None} for s in steps],
@@ -300,5 +301,9 @@ def test_step_ticks_do_not_overlap_and_legends_stay_off_the_axis_labels():
                 assert all(a.x1 <= b.x0 for a, b in zip(shown, shown[1:])), [t.get_text() for t in ax.get_xticklabels()]
     score_labels = [t.get_text() for t in figs[0].axes[0].get_xticklabels() if t.get_visible()]
     assert score_labels[-1] == "640" and "480640" not in "".join(score_labels)
+    with plots.style():  # what the saved files show: 480 sits too close to 640 on the log axis
+        plots.save(plots.score_figure(bench, steps, palette), tmp_path, "score")
+    texts = re.findall(r">([^<>]+)</text>", (tmp_path / "score.svg").read_text())
+    assert "640" in texts and "320" in texts and "480" not in texts
     assert figs[2].axes[0].get_ylim()[1] - figs[2].axes[0].get_ylim()[0] >= 1.0  # a flat loss is not a 1e-17 axis
     assert figs[3].axes[1].get_ylim() == (-2.0, 102.0)  # truncation 0% everywhere: the whole percent axis

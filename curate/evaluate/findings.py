@@ -274,11 +274,11 @@ def _seed_pairs(a: list[str], b: list[str], info: dict) -> tuple[list[tuple[str,
 
 
 def _comparison(store, bench: str, metric: str, step: int, leader: dict, other: dict, info: dict,
-                higher: bool) -> dict:
+                higher: bool, rows: list[dict]) -> dict:
     pairs, by_seed = _seed_pairs(other["runs"], leader["runs"], info)
     per_seed = []
     for ra, rb in pairs:
-        res = compare(store, ra, rb, benchmark=bench, steps={step})
+        res = compare(store, ra, rb, benchmark=bench, steps={step}, rows=rows)
         row = next((x for x in res["rows"] if x["metric"] == metric and x["step"] == step), None)
         if row is not None:
             per_seed.append({"run_a": ra, "run_b": rb, "seed": info[rb]["seed"], "value_a": row["a"], "value_b": row["b"],
@@ -353,11 +353,13 @@ def headline(store, benchmarks: list[dict], info: dict) -> list[dict]:
         stats = [_group_stats(_label(g, many_models), g, runs, info, values, step)
                  for g, runs in groups.items() if g not in missing]
         comps = []
+        rows = rq.runs_compare_rows(store, [r for s in stats for r in s["runs"]], b["benchmark"], [step]) \
+            if len(stats) > 1 else []
         for model in sorted({s["model"] for s in stats}, key=str):
             same = sorted((s for s in stats if s["model"] == model),
                           key=lambda s: ((-s["mean"]) if higher else s["mean"], s["label"]))
             for other in same[1:]:
-                comps.append(_comparison(store, b["benchmark"], metric, step, same[0], other, info, higher))
+                comps.append(_comparison(store, b["benchmark"], metric, step, same[0], other, info, higher, rows))
         out.append({"benchmark": b["benchmark"], "metric": metric, "step": step, "higher_is_better": higher,
                     "conditions": sorted(stats, key=lambda s: s["label"]), "comparisons": comps,
                     "missing": [_label(g, many_models) for g in missing],

@@ -17,6 +17,7 @@ from typing import Any
 
 from curate.errors import CurateError
 
+PNG_DPI = 110
 STATUS_COLOURS = {"correct": "#2ca02c", "incorrect": "#d62728", "no_answer": "#ff7f0e", "timeout": "#9467bd",
                   "error": "#7f7f7f", "unlabeled": "#c7c7c7"}
 
@@ -107,10 +108,11 @@ def sane_yaxis(ax, values: list[float], percent: bool = True) -> None:
         ax.set_ylim(max(0.0, lo - pad) if lo >= 0 else lo - pad, hi + pad)
 
 
-def thin_xticklabels(fig) -> None:
+def thin_xticklabels(fig) -> bool:
     """Blank the tick labels that would overlap their neighbour (on a log axis 480 and 640 print as `480640`);
-    the last label is always kept. Needs a drawn figure (label extents)."""
+    the last label is always kept. Needs a drawn figure (label extents). True when a label was blanked."""
     renderer = fig.canvas.get_renderer()
+    hidden = False
     for ax in fig.axes:
         labels = [t for t in ax.get_xticklabels() if t.get_visible() and t.get_text()]
         if len(labels) < 2:
@@ -123,6 +125,8 @@ def thin_xticklabels(fig) -> None:
                 keep.append(i)
             else:
                 labels[i].set_visible(False)
+                hidden = True
+    return hidden
 
 
 def _legend_outside(ax) -> None:
@@ -316,13 +320,20 @@ def dose_figure(items: list[dict]):
 
 
 def save(fig, folder: Path, stem: str) -> bytes:
-    """Write stem.png and stem.svg under folder; return the PNG bytes."""
+    """Write stem.png and stem.svg under folder; return the PNG bytes. The PNG is the canvas's own render (one
+    draw lays out, renders and measures the tick labels; a second only when labels were blanked)."""
+    from PIL import Image
+
     folder.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
     with style():
-        fig.canvas.draw()  # lays out; thin the labels on the final positions
-        thin_xticklabels(fig)
-        fig.savefig(buf, format="png", dpi=110, metadata={"Software": None}, pil_kwargs={"compress_level": 1})
+        fig.set_dpi(PNG_DPI)
+        fig.canvas.draw()
+        if thin_xticklabels(fig):
+            fig.canvas.draw()
+        w, h = fig.canvas.get_width_height(physical=True)
+        Image.frombuffer("RGBA", (w, h), fig.canvas.buffer_rgba(), "raw", "RGBA", 0, 1).save(
+            buf, format="png", compress_level=1)
         fig.set_layout_engine("none")  # laid out by the PNG draw; the SVG reuses it
         fig.savefig(folder / f"{stem}.svg", format="svg", metadata={"Date": None, "Creator": None})
     png = buf.getvalue()
