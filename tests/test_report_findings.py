@@ -195,6 +195,8 @@ def test_every_score_zero_is_said_and_its_figure_keeps_a_percent_axis(tmp_path):
     data, md, html_text = report(store, tmp_path / "out")
     for text in (md, html_text):
         assert "Every score is 0 (9 evaluations on 1 benchmark(s))" in text
+        assert "countdown (avg@1, step 150): every condition scores 0 (3 runs), so they cannot be told apart" in text
+    assert not any("inside run-to-run noise" in w for w in data["warnings"])  # the zero warning says it once
     assert "no run folder recorded" not in md and "not reachable here" in md
     [bench] = data["benchmarks"]
     with plots.style():

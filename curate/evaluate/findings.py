@@ -89,11 +89,11 @@ def slope_fit(xs: list[float], ys: list[float]) -> dict:
 
 
 def _pts(v: Optional[float]) -> str:
-    return "n/a" if v is None else f"{v:.1f}"
+    return "n/a" if v is None else f"{round(v, 1) + 0.0:.1f}"  # + 0.0: never print -0.0
 
 
 def _ci(lo, hi) -> str:
-    return "(no CI)" if lo is None or hi is None else f"[{lo:.1f}, {hi:.1f}]"
+    return "(no CI)" if lo is None or hi is None else f"[{_pts(lo)}, {_pts(hi)}]"
 
 
 # ------------------------------------------------------------------ runs: groups, folders, settings, loss
@@ -315,7 +315,7 @@ def _sentence(c: dict, higher: bool) -> str:
     d, lo, hi = c["diff"], c["ci_low"], c["ci_high"]
     if d is None:
         return f"{c['leader']} vs {c['other']}: no common scores at step {c['step']}"
-    adv = d if higher else -d
+    adv = round(d if higher else -d, 9)  # a bootstrap mean of equal scores may carry float dust
     if not higher and lo is not None:
         lo, hi = -hi, -lo
     ci = "" if lo is None else f" {_ci(lo, hi)}"
@@ -360,13 +360,18 @@ def headline(store, benchmarks: list[dict], info: dict) -> list[dict]:
                           key=lambda s: ((-s["mean"]) if higher else s["mean"], s["label"]))
             for other in same[1:]:
                 comps.append(_comparison(store, b["benchmark"], metric, step, same[0], other, info, higher, rows))
+        all_zero = all(v == 0 for st in stats for v in st["values"])
+        if all_zero and len(stats) > 1:
+            text = f"every condition scores 0 ({sum(st['n_seeds'] for st in stats)} runs), so they cannot be told apart"
+        elif comps:
+            text = "; ".join(c["sentence"] for c in comps)
+        else:
+            text = f"one condition only, {stats[0]['label']} scores {_pts(stats[0]['mean'])} " \
+                   f"{_ci(stats[0]['ci_low'], stats[0]['ci_high'])}"
         out.append({"benchmark": b["benchmark"], "metric": metric, "step": step, "higher_is_better": higher,
-                    "conditions": sorted(stats, key=lambda s: s["label"]), "comparisons": comps,
+                    "conditions": sorted(stats, key=lambda s: s["label"]), "comparisons": comps, "all_zero": all_zero,
                     "missing": [_label(g, many_models) for g in missing],
-                    "text": f"{b['benchmark']} ({metric}, step {step}): "
-                            + ("; ".join(c["sentence"] for c in comps) if comps else
-                               f"one condition only, {stats[0]['label']} scores {_pts(stats[0]['mean'])} "
-                               f"{_ci(stats[0]['ci_low'], stats[0]['ci_high'])}")})
+                    "text": f"{b['benchmark']} ({metric}, step {step}): {text}"})
     return out
 
 
@@ -497,15 +502,26 @@ def warnings(rows: list[dict], benchmarks: list[dict], heads: list[dict], settin
     for r in rows:
         if r["kind"] == "behaviour" and r["metric"] == "truncation_rate" and r["value"] is not None and r["run"] in info:
             trunc.setdefault(r["benchmark"], []).append(r["value"])
+    by_budget: dict[str, list[tuple[str, float, int]]] = {}
     for bench, vs in sorted(trunc.items()):
         share = sum(vs) / len(vs)
         if share > TRUNCATION_WARN:
             mt = sorted({s["max_tokens"] for s in settings if s["benchmark"] == bench and s["max_tokens"] is not None})
             budget = f"max_tokens = {', '.join(str(x) for x in mt)}" if mt else "max_tokens (not recorded)"
-            out.append(f"Most eval responses on {bench} are truncated: {share:.0f}% on average over {len(vs)} evaluations "
-                       f"stop at {budget} (finish reason length). The scores measure the length budget as much as the "
-                       "answers: raise max_tokens or read them with care.")
+            by_budget.setdefault(budget, []).append((bench, share, len(vs)))
+    tail = ("(finish reason length). The scores measure the length budget as much as the answers: raise max_tokens "
+            "or read them with care.")
+    for budget, hits in by_budget.items():
+        if len(hits) == 1:
+            bench, share, n = hits[0]
+            out.append(f"Most eval responses on {bench} are truncated: {share:.0f}% on average over {n} evaluations "
+                       f"stop at {budget} {tail}")
+        else:
+            where = ", ".join(f"{b} ({share:.0f}% of {n} evaluations)" for b, share, n in hits)
+            out.append(f"Most eval responses are truncated on {where}: they stop at {budget} {tail}")
     for h in heads:
+        if h["all_zero"]:
+            continue  # said once above
         for c in h["comparisons"]:
             if c["inside_noise"]:
                 out.append(f"{h['benchmark']}: {c['leader']} vs {c['other']} differ by {_pts(c['diff'])} points "

@@ -308,7 +308,8 @@ def dose_figure(items: list[dict]):
         ax.set_xticks(sorted({0, 100, *xs}))
         ax.set_xlabel(f"{d['knob']} (%)")
         ax.set_ylabel(f"{d['metric']} (%)")
-        ax.set_title(f"{d['benchmark']}, step {d['step']}" + (f" ({d['model']})" if d.get("model") else ""), fontsize=10)
+        model = Path(d["model"]).name if d.get("model") else None  # a study records a local model by its path
+        ax.set_title(f"{d['benchmark']}, step {d['step']}" + (f" ({model})" if model else ""), fontsize=10)
         ax.grid(True, alpha=0.3)
         sane_yaxis(ax, ys + [p[k] for p in d["points"] for k in ("ci_low", "ci_high")])
     for ax in flat[n:]:

@@ -296,14 +296,14 @@ def _answer_head(h: dict) -> str:
 
 def _answer_md(h: dict) -> str:
     """One bullet per benchmark, one sub-bullet per comparison (h['text'] holds the same on one line)."""
-    if not h["comparisons"]:
+    if not h["comparisons"] or h["all_zero"]:
         return f"- {h['text']}"
     return f"- {_answer_head(h)}:\n" + "\n".join(f"  - {c['sentence']}" for c in h["comparisons"])
 
 
 def _answer_html(h: dict) -> str:
     e = html.escape
-    if not h["comparisons"]:
+    if not h["comparisons"] or h["all_zero"]:
         return f"<li>{e(h['text'])}</li>"
     return (f"<li>{e(_answer_head(h))}:<ul>" + "".join(f"<li>{e(c['sentence'])}</li>" for c in h["comparisons"])
             + "</ul></li>")
