@@ -488,13 +488,15 @@ def _dose_sentence(d: dict, higher: bool) -> str:
 # ------------------------------------------------------------------ warnings
 def warnings(rows: list[dict], benchmarks: list[dict], heads: list[dict], settings: list[dict], info: dict) -> list[str]:
     out = []
-    scores = [p["value"] for b in benchmarks for c in b["curves"] for p in c["points"]]
+    solve = [b for b in benchmarks if b["higher_is_better"]]  # an attack success rate of 0 is no failure
+    scores = [p["value"] for b in solve for c in b["curves"] for p in c["points"]]
     if scores and all(v == 0 for v in scores):
-        out.append(f"Every score is 0 ({len(scores)} evaluations on {len(benchmarks)} benchmark(s)): no condition solved "
-                   "anything, so no comparison in this report says which data is better. Check truncation, max_tokens, "
-                   "the prompt template and the answer format before reading further.")
+        aside = f", {len(benchmarks) - len(solve)} lower-is-better benchmark(s) aside" if len(solve) < len(benchmarks) else ""
+        out.append(f"Every score is 0 ({len(scores)} evaluations on {len(solve)} benchmark(s){aside}): no condition "
+                   "solved anything, so no comparison in this report says which data is better. Check truncation, "
+                   "max_tokens, the prompt template and the answer format before reading further.")
     else:
-        for b in benchmarks:
+        for b in solve:
             vs = [p["value"] for c in b["curves"] for p in c["points"]]
             if vs and all(v == 0 for v in vs):
                 out.append(f"Every score on {b['benchmark']} is 0 ({len(vs)} evaluations): its comparisons say nothing.")
