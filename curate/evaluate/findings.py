@@ -376,11 +376,18 @@ def headline(store, benchmarks: list[dict], info: dict) -> list[dict]:
 
 
 # ------------------------------------------------------------------ behaviour with CIs
+# behaviour metric of the evals table -> the column of report_queries.eval_sample_stats with its per-response spread
+SPREAD = {"mean_tokens": "sd_tokens", "backtracks": "sd_backtracks", "verifications": "sd_verifications",
+          "repetition": "sd_repetition"}
+BEHAVIOUR_CI = ("mean_tokens", "truncation_rate", "backtracks", "verifications", "repetition")
+
+
 def behaviour_cis(store, rows: list[dict], heads: list[dict], info: dict) -> list[dict]:
-    """Per condition and benchmark, at the headline step: mean tokens and truncation share with 95% CIs."""
+    """Per condition and benchmark, at the headline step: response tokens, truncation share and the trace
+    markers (backtracks, verifications, repetition) where recorded, with 95% CIs."""
     vals: dict[tuple, float] = {}
     for r in rows:  # newest first within a key
-        if r["kind"] == "behaviour" and r["metric"] in ("mean_tokens", "truncation_rate") and r["value"] is not None:
+        if r["kind"] == "behaviour" and r["metric"] in BEHAVIOUR_CI and r["value"] is not None:
             vals.setdefault((r["run"], r["benchmark"], r["step"], r["metric"]), r["value"])
     samples = {}
     for s in rq.eval_sample_stats(store):
@@ -388,7 +395,7 @@ def behaviour_cis(store, rows: list[dict], heads: list[dict], info: dict) -> lis
     out = []
     for h in heads:
         for c in h["conditions"]:
-            for metric in ("mean_tokens", "truncation_rate"):
+            for metric in BEHAVIOUR_CI:
                 v = [vals[k] for r in c["runs"] if (k := (r, h["benchmark"], h["step"], metric)) in vals]
                 if not v:
                     continue
@@ -398,11 +405,11 @@ def behaviour_cis(store, rows: list[dict], heads: list[dict], info: dict) -> lis
                     over, s = "no CI", samples.get((c["runs"][0], h["benchmark"], h["step"]))
                     if s and s["n"]:
                         over = f"{s['n']} responses"
-                        if metric == "mean_tokens" and s["sd_tokens"] is not None:
-                            hw = 1.96 * s["sd_tokens"] / math.sqrt(s["n"])
-                            lo, hi = m - hw, m + hw
-                        elif metric == "truncation_rate":
+                        if metric == "truncation_rate":
                             lo, hi = (100 * x for x in wilson(m / 100, s["n"]))
+                        elif s.get(SPREAD[metric]) is not None:
+                            hw = 1.96 * s[SPREAD[metric]] / math.sqrt(s["n"])
+                            lo, hi = max(0.0, m - hw), m + hw
                 out.append({"condition": c["label"], "benchmark": h["benchmark"], "step": h["step"], "metric": metric,
                             "mean": m, "ci_low": lo, "ci_high": hi, "ci_over": over})
     return out

@@ -18,6 +18,7 @@ import base64
 import html
 import itertools
 import json
+import re
 from pathlib import Path
 from typing import Iterable
 
@@ -318,10 +319,20 @@ def _condition_rows(data: dict) -> list[dict]:
 
 
 def _behaviour_ci_rows(data: dict) -> list[dict]:
-    names = {"mean_tokens": "response tokens (mean)", "truncation_rate": "truncated (%)"}
-    return [{"benchmark": r["benchmark"], "step": r["step"], "condition": r["condition"], "metric": names[r["metric"]],
-             "mean": r["mean"], "95% CI": _ci_text(r["ci_low"], r["ci_high"]), "CI over": r["ci_over"]}
-            for r in data["behaviour_ci"]]
+    """One row per benchmark and condition, one column per behaviour metric: mean [95% CI]."""
+    names = {"mean_tokens": "response tokens", "truncation_rate": "truncated %", "backtracks": "backtracks",
+             "verifications": "verifications", "repetition": "repetition (0-1)"}
+    present = [m for m in names if any(r["metric"] == m for r in data["behaviour_ci"])]
+    rows: dict[tuple, dict] = {}
+    for r in data["behaviour_ci"]:
+        row = rows.setdefault((r["benchmark"], r["condition"]), {
+            "benchmark": r["benchmark"], "step": r["step"], "condition": r["condition"], "CI over": r["ci_over"],
+            **{names[m]: "" for m in present}})
+        ci = _ci_text(r["ci_low"], r["ci_high"])
+        row[names[r["metric"]]] = _fmt(r["mean"]) + (f" {ci}" if ci else "")
+        if r["ci_over"] != row["CI over"] and r["ci_over"] != "no CI":
+            row["CI over"] = r["ci_over"]
+    return list(rows.values())
 
 
 def _dose_rows(data: dict) -> list[dict]:
@@ -458,7 +469,7 @@ def render_html(data: dict, figures: dict[str, bytes]) -> str:
          + (f', study <code>{e(data["study"])}</code>' if data["study"] else "") + "</p>",
          "<h2>Answer</h2>"]
     if data["headline"]:
-        p.append(f"<p>{e(ANSWER_NOTE)}</p>")
+        p.append("<p>" + re.sub(r"`([^`]+)`", r"<code>\1</code>", e(ANSWER_NOTE)) + "</p>")
         p.append("<ul>" + "".join(_answer_html(h) for h in data["headline"]) + "</ul>")
     else:
         p.append(skip("headline"))

@@ -10,7 +10,8 @@
 - eval_settings: per run, suite, benchmark and settings: problems, samples, the benchmark's settings
   (details.settings: n, limit, sampling) and the newest checkpoint path (to find a run folder without a study).
 - eval_sample_stats: per evaluation (run, step, suite, benchmark, settings), over its generated samples:
-  count, mean and spread of response tokens, share cut at max_tokens, and the generation backends.
+  count, mean and spread of response tokens, spread of the trace markers (backtracks, verifications,
+  repetition), share cut at max_tokens, and the generation backends.
 """
 from __future__ import annotations
 
@@ -92,6 +93,8 @@ def eval_sample_stats(store) -> list[dict]:
                   avg(coalesce(s.completion_tokens, f.text_chars / 4)) AS mean_tokens,
                   stddev_samp(coalesce(s.completion_tokens, f.text_chars / 4)) AS sd_tokens,
                   avg(CASE WHEN s.finish_reason = 'length' OR coalesce(f.truncated, false) THEN 1.0 ELSE 0.0 END) AS truncated,
+                  stddev_samp(f.backtrack_count) AS sd_backtracks, stddev_samp(f.verify_count) AS sd_verifications,
+                  stddev_samp(f.repetition_score) AS sd_repetition,
                   string_agg(DISTINCT s.backend, ', ' ORDER BY s.backend) AS backends
            FROM eval_samples e JOIN samples s ON s.id = e.sample_id LEFT JOIN features f ON f.sample_id = s.id
            GROUP BY ALL ORDER BY e.run, e.step, e.benchmark"""
