@@ -286,3 +286,23 @@ def test_names_stay_plain_text_in_figures_and_html(tmp_path):
     page = (tmp_path / "out" / "report.html").read_text()
     assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert "a$x$" in (tmp_path / "out" / "figures" / "score_cost_1_.svg").read_text()  # not rendered as mathtext
+
+
+def test_mixture_and_verdict_legends_stay_off_the_axis_labels(built):
+    from curate.evaluate import plots
+    from curate.evaluate.report import STATUSES
+
+    def overlap(a, b):
+        return a.x0 < b.x1 and b.x0 < a.x1 and a.y0 < b.y1 and b.y0 < a.y1
+
+    with plots.style():
+        for fig in (plots.mixture_figure(built["data"]["mixtures"]), plots.verdict_figure(built["data"]["verdicts"], STATUSES)):
+            fig.canvas.draw()
+            r = fig.canvas.get_renderer()
+            labels = [t.get_window_extent(r) for ax in fig.axes for t in (ax.xaxis.label, *ax.get_xticklabels())
+                      if t.get_text() and t.get_visible()]
+            legends = [lg for lg in [*fig.legends, *(ax.get_legend() for ax in fig.axes)] if lg is not None]
+            assert legends
+            for lg in legends:
+                box = lg.get_window_extent(r)
+                assert not any(overlap(box, t) for t in labels)
