@@ -8,26 +8,24 @@ Run: python -m pytest -q tests/test_report_findings.py
 """
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import re
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-sys.path.insert(0, str(Path(__file__).parent))
-from conftest import run_cli  # noqa: E402
-
-from curate.evaluate import plots  # noqa: E402
-from curate.evaluate.compare import compare  # noqa: E402
-from curate.evaluate.findings import mean_ci, t975  # noqa: E402
-from curate.evaluate.report import build_report  # noqa: E402
-from curate.store import TraceStore  # noqa: E402
-from curate.records import Problem, Sample  # noqa: E402
-from curate.store.evals import plan_samples, write_evals  # noqa: E402
-from curate.store.lineage import record_run  # noqa: E402
+from curate.evaluate import plots
+from curate.evaluate.compare import compare
+from curate.evaluate.findings import mean_ci, t975
+from curate.evaluate.report import build_report
+from curate.records import Problem, Sample
+from curate.store import TraceStore
+from curate.store.evals import plan_samples, write_evals
+from curate.store.lineage import record_run
+from tests.conftest import run_cli
 
 N = 40
 STEPS = (50, 100, 150)
@@ -138,7 +136,7 @@ def test_headline_is_first_and_its_numbers_are_those_of_evals_compare(one_seed):
 
 
 def test_settings_training_config_and_loss_come_from_the_store_and_run_folders(one_seed):
-    store, data, md, html_text = one_seed
+    _, data, md, html_text = one_seed
     [ev] = data["eval_settings"]
     assert (ev["problems"], ev["samples per problem"], ev["max_tokens"], ev["temperature"], ev["runs"]) == (N, 1, 256, 0.6, "all")
     runs = {r["run"]: r for r in data["runs"]}
@@ -241,7 +239,7 @@ def test_dose_response_over_the_incorrect_share(tmp_path):
 def test_one_seed_behaviour_cis_come_from_the_eval_responses(tmp_path):
     store = make_study(tmp_path, {"verified": THREE["verified"], "incorrect-50": THREE["incorrect-50"]},
                        truncation=25.0, folders=False, samples=True)
-    data, md, _ = report(store, tmp_path / "out")
+    data, _, _ = report(store, tmp_path / "out")
     beh = {(b["condition"], b["metric"]): b for b in data["behaviour_ci"]}
     tok, cut = beh[("verified", "mean_tokens")], beh[("verified", "truncation_rate")]
     assert tok["ci_over"] == "40 responses" and cut["ci_over"] == "40 responses"
@@ -300,7 +298,7 @@ def test_step_ticks_do_not_overlap_and_legends_stay_off_the_axis_labels(tmp_path
                 assert not any(_overlap(box, t.get_window_extent(r)) for t in labels), fig.axes[0].get_title()
             for ax in fig.axes:
                 shown = [t.get_window_extent(r) for t in ax.get_xticklabels() if t.get_visible() and t.get_text()]
-                assert all(a.x1 <= b.x0 for a, b in zip(shown, shown[1:])), [t.get_text() for t in ax.get_xticklabels()]
+                assert all(a.x1 <= b.x0 for a, b in itertools.pairwise(shown)), [t.get_text() for t in ax.get_xticklabels()]
     score_labels = [t.get_text() for t in figs[0].axes[0].get_xticklabels() if t.get_visible()]
     assert score_labels[-1] == "640" and "480640" not in "".join(score_labels)
     with plots.style():  # what the saved files show: 480 sits too close to 640 on the log axis

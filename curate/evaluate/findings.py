@@ -27,10 +27,10 @@ Test: tests/test_report_findings.py.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from pathlib import Path
-from typing import Optional
 
 from curate.evaluate.compare import compare
 from curate.store import report_queries as rq
@@ -49,7 +49,7 @@ def t975(df: int) -> float:
 
 
 def mean_ci(values: list[float], bounds: tuple[float, float] = (-math.inf, math.inf)
-            ) -> tuple[Optional[float], Optional[float], Optional[float]]:
+            ) -> tuple[float | None, float | None, float | None]:
     """Mean and 95% t-interval (clipped to the metric's bounds); no interval for fewer than two values."""
     if not values:
         return None, None, None
@@ -88,7 +88,7 @@ def slope_fit(xs: list[float], ys: list[float]) -> dict:
     return {"slope": b, "intercept": a, "ci_low": lo, "ci_high": hi}
 
 
-def _pts(v: Optional[float]) -> str:
+def _pts(v: float | None) -> str:
     return "n/a" if v is None else f"{round(v, 1) + 0.0:.1f}"  # + 0.0: never print -0.0
 
 
@@ -97,7 +97,7 @@ def _ci(lo, hi) -> str:
 
 
 # ------------------------------------------------------------------ runs: groups, folders, settings, loss
-def _run_dir(record: Optional[dict], checkpoint: Optional[str]) -> Optional[Path]:
+def _run_dir(record: dict | None, checkpoint: str | None) -> Path | None:
     if record and record.get("run_dir"):
         return Path(record["run_dir"])
     if checkpoint:
@@ -107,7 +107,7 @@ def _run_dir(record: Optional[dict], checkpoint: Optional[str]) -> Optional[Path
     return None
 
 
-def _read_config(run_dir: Path) -> Optional[dict]:
+def _read_config(run_dir: Path) -> dict | None:
     from curate.errors import CurateError
     from curate.yamlfile import load_yaml
 
@@ -141,7 +141,7 @@ def _train_fields(cfg: dict) -> dict:
             "model": (cfg.get("model") or {}).get("name_or_path")}
 
 
-def _manifest(record: Optional[dict], cfg: Optional[dict]) -> Optional[Path]:
+def _manifest(record: dict | None, cfg: dict | None) -> Path | None:
     if record and record.get("manifest") and Path(record["manifest"]).is_file():
         return Path(record["manifest"])
     if cfg and (cfg.get("data") or {}).get("path"):
@@ -151,7 +151,7 @@ def _manifest(record: Optional[dict], cfg: Optional[dict]) -> Optional[Path]:
     return None
 
 
-def _knob(manifest: Optional[Path]) -> tuple[Optional[float], Optional[str], Optional[float]]:
+def _knob(manifest: Path | None) -> tuple[float | None, str | None, float | None]:
     """(incorrect_fraction asked for, the recipe minus its name and that knob as a key, the share actually mixed)."""
     if manifest is None:
         return None, None, None
@@ -236,7 +236,7 @@ def _run_values(bench: dict, metric: str) -> dict[str, dict]:
     return out
 
 
-def _pick_step(groups: dict[tuple, list[str]], values: dict[str, dict]) -> tuple[Optional[int], list[tuple]]:
+def _pick_step(groups: dict[tuple, list[str]], values: dict[str, dict]) -> tuple[int | None, list[tuple]]:
     """The last step at which every run of the most groups has a score; the groups left without it."""
     steps = sorted({s for r in values.values() for s in r}, reverse=True)
     best, best_n = None, 0
@@ -416,7 +416,7 @@ def behaviour_cis(store, rows: list[dict], heads: list[dict], info: dict) -> lis
 
 
 # ------------------------------------------------------------------ dose-response
-def dose_response(heads: list[dict], info: dict) -> tuple[list[dict], Optional[str]]:
+def dose_response(heads: list[dict], info: dict) -> tuple[list[dict], str | None]:
     """Score vs the incorrect share, per benchmark and family of otherwise-equal recipes with >= 3 shares."""
     out = []
     for h in heads:
@@ -438,7 +438,7 @@ def dose_response(heads: list[dict], info: dict) -> tuple[list[dict], Optional[s
                 fy += c["values"]
             fit = slope_fit(fx, fy)
             means = [sum(p["mean"] for p in pts if p["share"] == x) / sum(p["share"] == x for p in pts) for x in xs]
-            d = [b - a for a, b in zip(means, means[1:])]
+            d = [b - a for a, b in itertools.pairwise(means)]
             trend = "rises" if all(x > 0 for x in d) else "falls" if all(x < 0 for x in d) else None
             item = {"benchmark": h["benchmark"], "metric": h["metric"], "step": h["step"], "knob": KNOB_NAME,
                     "model": model, "points": pts, "n_runs": len(fx), "shares": xs, "monotone": trend, **fit}
