@@ -152,7 +152,7 @@ def test_figures_exist_as_png_and_svg_and_are_not_blank(built):
 def test_json_numbers_dynamics_flips_mixtures_and_verdicts(built):
     data = built["data"]
     assert data == json.loads((built["out"] / "report.json").read_text())
-    assert data["skipped"] == {}
+    assert set(data["skipped"]) == {"dose_response", "loss"}  # no sweep, no run folders: said, not drawn
     row = {(r["condition"], r["benchmark"]): r for r in data["table"]}
     r4 = row[("qwen3-4b-math-cot", "math500")]
     assert (r4["min_step"], r4["recovery"], r4["final_gain"], r4["best_step"]) == (20, "step 40", pytest.approx(15.4), 480)
@@ -184,7 +184,7 @@ def test_markdown_and_html_carry_the_table_and_the_flip_warning(built):
     assert "| hub-model | countdown | countdown | avg@1 | 61.0 |" in md
     for text in (md, html_text):
         assert "countdown: at step 10 cond-a led by 25.0; at step 80 cond-b leads by 15.0" in text
-        assert "Left out" not in text
+        assert text.count("Left out") == 2  # dose-response and training loss only
 
 
 def test_sections_without_data_are_left_out_with_a_reason(tmp_path, cli):
@@ -285,3 +285,23 @@ def test_names_stay_plain_text_in_figures_and_html(tmp_path):
     page = (tmp_path / "out" / "report.html").read_text()
     assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert "a$x$" in (tmp_path / "out" / "figures" / "score_cost_1_.svg").read_text()  # not rendered as mathtext
+
+
+def test_mixture_and_verdict_legends_stay_off_the_axis_labels(built):
+    from curate.evaluate import plots
+    from curate.evaluate.report import STATUSES
+
+    def overlap(a, b):
+        return a.x0 < b.x1 and b.x0 < a.x1 and a.y0 < b.y1 and b.y0 < a.y1
+
+    with plots.style():
+        for fig in (plots.mixture_figure(built["data"]["mixtures"]), plots.verdict_figure(built["data"]["verdicts"], STATUSES)):
+            fig.canvas.draw()
+            r = fig.canvas.get_renderer()
+            labels = [t.get_window_extent(r) for ax in fig.axes for t in (ax.xaxis.label, *ax.get_xticklabels())
+                      if t.get_text() and t.get_visible()]
+            legends = [lg for lg in [*fig.legends, *(ax.get_legend() for ax in fig.axes)] if lg is not None]
+            assert legends
+            for lg in legends:
+                box = lg.get_window_extent(r)
+                assert not any(overlap(box, t) for t in labels)

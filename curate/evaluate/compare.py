@@ -8,7 +8,7 @@ two independent CIs. Without per-problem data (imported or lm-eval rows) the CI 
 approximation from the two rows' own CIs, labelled as such; without those either there is no CI.
 
     paired_bootstrap(a, b) -> dict      (pure; a and b map problem id -> score in [0, 1])
-    compare(store, a, b, benchmark=None) -> dict
+    compare(store, a, b, benchmark=None, steps=None, rows=None) -> dict
 Test: tests/test_report.py (a hand-computed small case).
 """
 from __future__ import annotations
@@ -70,15 +70,20 @@ def _pick(ra: list[dict], rb: list[dict]) -> tuple[dict, dict]:
     return ra[0], rb[0]
 
 
-def compare(store, a: str, b: str, benchmark: str | None = None, resamples: int = RESAMPLES, seed: int = 0) -> dict:
+def compare(store, a: str, b: str, benchmark: str | None = None, resamples: int = RESAMPLES, seed: int = 0,
+            steps: Optional[set] = None, rows: Optional[list[dict]] = None) -> dict:
     """Per benchmark and common step (a missing step, e.g. two hub models, counts as one): A, B, B - A with a CI,
-    and how the CI was computed."""
+    and how the CI was computed. `steps` keeps only those steps (the report compares at one step); `rows`, the
+    output of report_queries.runs_compare_rows for these runs, saves the query when many pairs are compared."""
     if a == b:
         raise InputError("compare needs two different runs")
-    rows = rq.compare_rows(store, a, b, benchmark)
+    if rows is None:
+        rows = rq.compare_rows(store, a, b, benchmark)
+    else:
+        rows = [r for r in rows if r["run"] in (a, b) and (benchmark is None or r["benchmark"] == benchmark)]
     by: dict[str, dict[tuple, list[dict]]] = {a: {}, b: {}}
     for r in rows:
-        if r["value"] is None or not r["complete"]:
+        if r["value"] is None or not r["complete"] or (steps is not None and r["step"] not in steps):
             continue
         by[r["run"]].setdefault((r["benchmark"], r["metric"], r["step"]), []).append(r)
     for run in (a, b):

@@ -2,18 +2,22 @@
 
 Each function takes the report's plain data (see curate/evaluate/report.py) and returns a Figure; `save`
 writes it as PNG and SVG and returns the PNG bytes for embedding. Output is deterministic (no dates in the
-files, fixed SVG ids), so reports of the same store diff cleanly.
+files, fixed SVG ids), so reports of the same store diff cleanly. Axes stay readable: values that (nearly)
+coincide get a 0-100 percent axis (or +-10% around the value), never an offset such as 1e-17; step labels that
+would touch are blanked (the last is kept); legends sit beside or below the axes, never over a label.
 matplotlib is an optional extra: `require_matplotlib()` turns its absence into one clear error.
-Test: tests/test_report.py.
+Test: tests/test_report.py, tests/test_report_findings.py.
 """
 from __future__ import annotations
 
 import io
+import math
 from pathlib import Path
 from typing import Any
 
 from curate.errors import CurateError
 
+PNG_DPI = 110
 STATUS_COLOURS = {"correct": "#2ca02c", "incorrect": "#d62728", "no_answer": "#ff7f0e", "timeout": "#9467bd",
                   "error": "#7f7f7f", "unlabeled": "#c7c7c7"}
 
@@ -85,6 +89,52 @@ def set_steps_axis(ax, steps: list[int]) -> None:
     ax.grid(True, alpha=0.3)
 
 
+def sane_yaxis(ax, values: list[float], percent: bool = True) -> None:
+    """Plain tick labels (never an offset such as 1e-17) and a readable range when the values (nearly) coincide:
+    0-100 on a percent axis, +-10% (at least +-1) around the value otherwise."""
+    from matplotlib.ticker import ScalarFormatter
+
+    fmt = ScalarFormatter(useOffset=False)
+    fmt.set_scientific(False)
+    ax.yaxis.set_major_formatter(fmt)
+    vals = [v for v in values if v is not None and math.isfinite(v)]
+    if not vals:
+        return
+    lo, hi = min(vals), max(vals)
+    if percent and hi - lo < 1.0 and -1.0 <= lo and hi <= 101.0:
+        ax.set_ylim(-2, 102)
+    elif hi - lo < max(1e-9, 1e-6 * abs(hi)):
+        pad = max(1.0, 0.1 * abs(hi))
+        ax.set_ylim(max(0.0, lo - pad) if lo >= 0 else lo - pad, hi + pad)
+
+
+def thin_xticklabels(fig) -> bool:
+    """Blank the tick labels that would overlap their neighbour (on a log axis 480 and 640 print as `480640`);
+    the last label is always kept. Needs a drawn figure (label extents). True when a label was blanked."""
+    renderer = fig.canvas.get_renderer()
+    hidden = False
+    for ax in fig.axes:
+        labels = [t for t in ax.get_xticklabels() if t.get_visible() and t.get_text()]
+        if len(labels) < 2:
+            continue
+        boxes = [t.get_window_extent(renderer) for t in labels]
+        gap = 4.0  # pixels between two labels
+        keep = [len(labels) - 1]
+        for i in range(len(labels) - 2, -1, -1):
+            if boxes[i].x1 + gap <= boxes[keep[-1]].x0:
+                keep.append(i)
+            else:
+                labels[i].set_visible(False)
+                hidden = True
+    return hidden
+
+
+def _legend_outside(ax) -> None:
+    """The legend right of the axes, never over the data or an axis label."""
+    if ax.get_legend_handles_labels()[1]:
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+
+
 def score_figure(bench: dict, steps: list[int], palette: dict):
     """Score vs step for one benchmark: one line per curve, CI bands, base dotted, dip and recovery marked."""
     fig, axes = _figure(7.6, 4.3)
@@ -121,6 +171,7 @@ def score_figure(bench: dict, steps: list[int], palette: dict):
                                 fontsize=8, color=col)
     set_steps_axis(ax, steps)
     ax.margins(y=0.12)
+    sane_yaxis(ax, [v for c in bench["curves"] for p in c["points"] for v in (p["value"], p["ci_low"], p["ci_high"])])
     ax.set_ylabel(f"{', '.join(bench['metrics'])} (%)" + ("  lower is better" if not bench["higher_is_better"] else ""))
     ax.set_title(f"{bench['benchmark']}: score vs step  (square: base, \u25bc: dip minimum, \u2605: recovery)", fontsize=10)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
@@ -139,11 +190,15 @@ def behaviour_figure(runs: list[dict], steps: list[int], palette: dict):
                 ax.plot([s for s, _ in pts], [v for _, v in pts], "-o", color=col, ms=3, lw=1.4, label=r["run"])
     top.set_ylabel("mean response tokens")
     bottom.set_ylabel("truncated (%)")
+    sane_yaxis(top, [p["mean_tokens"] for r in runs for p in r["points"]], percent=False)
+    sane_yaxis(bottom, [p["truncation_rate"] for r in runs for p in r["points"]])
     set_steps_axis(bottom, steps)
     set_steps_axis(top, steps)
     top.set_xlabel("")
     top.set_title("response length and truncation vs step (mean over benchmarks)", fontsize=10)
-    top.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    handles, labels = top.get_legend_handles_labels()
+    if labels:  # beside both panels: a legend on the top one alone squashes it
+        fig.legend(handles, labels, fontsize=8, loc="outside right upper")
     return fig
 
 
@@ -186,7 +241,8 @@ def mixture_figure(mixtures: list[dict]):
     left.set_xlim(0, 125)
     left.set_xlabel("rows (%)")
     left.set_title("composition by verdict status", fontsize=10)
-    left.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.22 if n < 3 else -0.12), ncol=3)
+    handles, labels = left.get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=7, loc="outside lower center", ncol=min(6, len(labels)))
     right.set_xlabel("response characters")
     right.set_title("response length by status\nline: min-max, bar: median-p90, |: mean", fontsize=9)
     right.grid(True, axis="x", alpha=0.3)
@@ -215,12 +271,70 @@ def verdict_figure(rows: list[dict], statuses: tuple[str, ...]):
     return fig
 
 
+def loss_figure(runs: list[dict], palette: dict):
+    """Training loss vs step from each run's metrics.jsonl."""
+    fig, axes = _figure(7.6, 4.0)
+    ax = axes[0][0]
+    for r in runs:
+        pts = r["points"]
+        ax.plot([p["step"] for p in pts], [p["loss"] for p in pts], "-", color=palette.get(r["run"], "#1f77b4"),
+                lw=1.3, label=r["run"])
+    ax.set_xlabel("training step")
+    ax.set_ylabel("training loss (response tokens)")
+    ax.set_title("training loss vs step (metrics.jsonl)", fontsize=10)
+    ax.grid(True, alpha=0.3)
+    sane_yaxis(ax, [p["loss"] for r in runs for p in r["points"]], percent=False)
+    _legend_outside(ax)
+    return fig
+
+
+def dose_figure(items: list[dict]):
+    """Score vs the knob's share, one panel per benchmark: condition means with 95% CIs and the fitted line."""
+    n = len(items)
+    cols = min(n, 3)
+    rows = -(-n // cols)
+    fig, axes = _figure(4.2 * cols + 1.0, 3.6 * rows, rows=rows, cols=cols)
+    flat = [a for row in axes for a in row]
+    for ax, d in zip(flat, items):
+        xs = [100 * p["share"] for p in d["points"]]
+        ys = [p["mean"] for p in d["points"]]
+        lo = [p["mean"] - p["ci_low"] if p["ci_low"] is not None else 0 for p in d["points"]]
+        hi = [p["ci_high"] - p["mean"] if p["ci_high"] is not None else 0 for p in d["points"]]
+        ax.errorbar(xs, ys, yerr=[lo, hi], fmt="o", color="#1f77b4", capsize=4, ms=5, label="condition mean, 95% CI")
+        if d["slope"] is not None:
+            ax.plot([0, 100], [d["intercept"], d["intercept"] + d["slope"]], "--", color="#d62728", lw=1.2,
+                    label="fit")
+        ax.set_xlim(-5, 105)
+        ax.set_xticks(sorted({0, 100, *xs}))
+        ax.set_xlabel(f"{d['knob']} (%)")
+        ax.set_ylabel(f"{d['metric']} (%)")
+        model = Path(d["model"]).name if d.get("model") else None  # a study records a local model by its path
+        ax.set_title(f"{d['benchmark']}, step {d['step']}" + (f" ({model})" if model else ""), fontsize=10)
+        ax.grid(True, alpha=0.3)
+        sane_yaxis(ax, ys + [p[k] for p in d["points"] for k in ("ci_low", "ci_high")])
+    for ax in flat[n:]:
+        ax.set_visible(False)
+    handles, labels = flat[0].get_legend_handles_labels()
+    names = {"fit": "least-squares line over the runs"}
+    fig.legend(handles, [names.get(lab, lab) for lab in labels], fontsize=8, loc="outside lower center", ncol=2)
+    return fig
+
+
 def save(fig, folder: Path, stem: str) -> bytes:
-    """Write stem.png and stem.svg under folder; return the PNG bytes."""
+    """Write stem.png and stem.svg under folder; return the PNG bytes. The PNG is the canvas's own render (one
+    draw lays out, renders and measures the tick labels; a second only when labels were blanked)."""
+    from PIL import Image
+
     folder.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
     with style():
-        fig.savefig(buf, format="png", dpi=110, metadata={"Software": None}, pil_kwargs={"compress_level": 1})
+        fig.set_dpi(PNG_DPI)
+        fig.canvas.draw()
+        if thin_xticklabels(fig):
+            fig.canvas.draw()
+        w, h = fig.canvas.get_width_height(physical=True)
+        Image.frombuffer("RGBA", (w, h), fig.canvas.buffer_rgba(), "raw", "RGBA", 0, 1).save(
+            buf, format="png", compress_level=1)
         fig.set_layout_engine("none")  # laid out by the PNG draw; the SVG reuses it
         fig.savefig(folder / f"{stem}.svg", format="svg", metadata={"Date": None, "Creator": None})
     png = buf.getvalue()

@@ -4,11 +4,13 @@
 
 OUT gets report.html (self-contained: figures embedded as data URIs, no scripts, opens offline from a file),
 report.md (the summary in Markdown, linking the figure files), report.json and figures/*.png|svg. Sections:
-score vs step per benchmark (dip and recovery marked), response length and truncation vs step, final and best
-scores with the dynamics summary and ranking flips, mixture composition from manifest.json files (a study's
+the answer in words with its warnings, per-condition CIs and behaviour CIs (computed in findings.py),
+dose-response over the incorrect share, eval and training settings of every run, training loss, score vs step
+per benchmark (dip and recovery marked), response length and truncation vs step, final and best scores with
+the dynamics summary and ranking flips, mixture composition from manifest.json files (a study's
 DIR/mixtures/*/, or --mixtures folders), verdict rates per source and teacher. A section without data is
 left out with one line saying why.
-Test: tests/test_report.py; benchmark: benchmarks/report_build.py.
+Test: tests/test_report.py, tests/test_report_findings.py; benchmark: benchmarks/report_build.py.
 """
 from __future__ import annotations
 
@@ -16,11 +18,13 @@ import base64
 import html
 import itertools
 import json
+import re
 from pathlib import Path
 from typing import Iterable
 
 from curate.errors import InputError
 from curate.evaluate import dynamics as dyn
+from curate.evaluate.findings import findings
 from curate.store import report_queries as rq
 
 BEHAVIOUR = ("mean_tokens", "truncation_rate")
@@ -185,6 +189,9 @@ def collect(store, study: Path | None = None, mixtures: Iterable[Path] = ()) -> 
         data["skipped"]["behaviour"] = ("no mean_tokens or truncation_rate rows with a training step in the evals table "
                                         "(imported results carry none)")
     data["table"] = summary_table(data["benchmarks"])
+    found = findings(store, rows, data["benchmarks"])
+    data["skipped"].update(found.pop("skipped"))
+    data.update(found)
     paths = find_mixtures(study, mixtures)
     data["mixtures"] = [mixture_summary(p) for p in paths]
     if not paths:
@@ -215,13 +222,17 @@ def build_report(store, out: str | Path, study: str | Path | None = None, mixtur
     steps = sorted({p["step"] for b in data["benchmarks"] for c in b["curves"] for p in c["points"]}
                    | {p["step"] for r in data["behaviour"] for p in r["points"]})
     palette = plots.colours(list({c["run"] for b in data["benchmarks"] for c in b["curves"]}
-                                 | {r["run"] for r in data["behaviour"]}))
+                                 | {r["run"] for r in data["behaviour"]} | {r["run"] for r in data["loss"]}))
     with plots.style():
+        if data["dose_response"]:
+            figures["dose_response"] = plots.save(plots.dose_figure(data["dose_response"]), figdir, "dose_response")
         for b in data["benchmarks"]:
             b["figure"] = f"score_{_slug(b['benchmark'])}"
             figures[b["figure"]] = plots.save(plots.score_figure(b, steps, palette), figdir, b["figure"])
         if data["behaviour"]:
             figures["behaviour"] = plots.save(plots.behaviour_figure(data["behaviour"], steps, palette), figdir, "behaviour")
+        if data["loss"]:
+            figures["loss"] = plots.save(plots.loss_figure(data["loss"], palette), figdir, "loss")
         if data["mixtures"]:
             figures["mixtures"] = plots.save(plots.mixture_figure(data["mixtures"]), figdir, "mixtures")
         if data["verdicts"]:
@@ -276,6 +287,72 @@ def _verdict_rows(data: dict) -> list[dict]:
             for r in data["verdicts"]]
 
 
+def _ci_text(lo, hi) -> str:
+    return "" if lo is None or hi is None else f"[{lo:.1f}, {hi:.1f}]"
+
+
+def _answer_head(h: dict) -> str:
+    return f"{h['benchmark']} ({h['metric']}, step {h['step']})"
+
+
+def _answer_md(h: dict) -> str:
+    """One bullet per benchmark, one sub-bullet per comparison (h['text'] holds the same on one line)."""
+    if not h["comparisons"] or h["all_zero"]:
+        return f"- {h['text']}"
+    return f"- {_answer_head(h)}:\n" + "\n".join(f"  - {c['sentence']}" for c in h["comparisons"])
+
+
+def _answer_html(h: dict) -> str:
+    e = html.escape
+    if not h["comparisons"] or h["all_zero"]:
+        return f"<li>{e(h['text'])}</li>"
+    return (f"<li>{e(_answer_head(h))}:<ul>" + "".join(f"<li>{e(c['sentence'])}</li>" for c in h["comparisons"])
+            + "</ul></li>")
+
+
+def _condition_rows(data: dict) -> list[dict]:
+    return [{"benchmark": h["benchmark"], "metric": h["metric"], "step": h["step"], "condition": c["label"],
+             "seeds": ", ".join(str(x) for x in c["seeds"] if x is not None), "mean": c["mean"],
+             "95% CI": _ci_text(c["ci_low"], c["ci_high"]), "CI over": c["ci_over"], "seed spread": c["spread"],
+             "per seed": ", ".join(f"{v:.1f}" for v in c["values"]) if c["n_seeds"] > 1 else ""}
+            for h in data["headline"] for c in h["conditions"]]
+
+
+def _behaviour_ci_rows(data: dict) -> list[dict]:
+    """One row per benchmark and condition, one column per behaviour metric: mean [95% CI]."""
+    names = {"mean_tokens": "response tokens", "truncation_rate": "truncated %", "backtracks": "backtracks",
+             "verifications": "verifications", "repetition": "repetition (0-1)"}
+    present = [m for m in names if any(r["metric"] == m for r in data["behaviour_ci"])]
+    rows: dict[tuple, dict] = {}
+    for r in data["behaviour_ci"]:
+        row = rows.setdefault((r["benchmark"], r["condition"]), {
+            "benchmark": r["benchmark"], "step": r["step"], "condition": r["condition"], "CI over": r["ci_over"],
+            **{names[m]: "" for m in present}})
+        ci = _ci_text(r["ci_low"], r["ci_high"])
+        row[names[r["metric"]]] = _fmt(r["mean"]) + (f" {ci}" if ci else "")
+        if r["ci_over"] != row["CI over"] and r["ci_over"] != "no CI":
+            row["CI over"] = r["ci_over"]
+    return list(rows.values())
+
+
+def _dose_rows(data: dict) -> list[dict]:
+    return [{"benchmark": d["benchmark"], "step": d["step"], "condition": p["condition"], d["knob"]: p["share"],
+             "mixed incorrect share": p["actual_share"], "seeds": p["n_seeds"], "mean": p["mean"],
+             "95% CI": _ci_text(p["ci_low"], p["ci_high"])} for d in data["dose_response"] for p in d["points"]]
+
+
+def _eval_setting_rows(data: dict) -> list[dict]:
+    return [{k: s[k] for k in ("benchmark", "suite", "runs", "problems", "samples per problem", "max_tokens",
+                               "temperature", "top_p", "backend")} for s in data["eval_settings"]]
+
+
+def _run_rows(data: dict) -> list[dict]:
+    return [{"run": r["run"], "condition": r["condition"], "model": r["model"], "seed": r["seed"],
+             "lr": r["train"].get("lr"), "steps": r["train"].get("steps"), "batch": r["train"].get("batch"),
+             "max length": r["train"].get("max_length"), "schedule": r["train"].get("schedule"),
+             "run folder": r["run_dir_status"], "loss points": r["loss_points"]} for r in data["runs"]]
+
+
 def _pct(x) -> float | None:
     return None if x is None else round(100 * x, 1)
 
@@ -293,6 +370,39 @@ def _skip(data: dict, key: str) -> str:
 
 def markdown(data: dict) -> str:
     parts = [f"# Evaluation report\n\nStore: `{data['store']}`" + (f", study: `{data['study']}`" if data["study"] else "") + "\n"]
+    parts.append("## Answer\n")
+    if data["headline"]:
+        parts.append(ANSWER_NOTE + "\n")
+        parts += [_answer_md(h) for h in data["headline"]]
+        parts.append("")
+    else:
+        parts.append(_skip(data, "headline"))
+    if data["warnings"]:
+        parts.append("**Warnings**\n")
+        parts += [f"- {w}" for w in data["warnings"]]
+        parts.append("")
+    if data["headline"]:
+        parts.append("### Scores per condition\n")
+        parts.append(_md_table(_condition_rows(data)))
+    if data["behaviour_ci"]:
+        parts.append("### Behaviour per condition\n")
+        parts.append(_md_table(_behaviour_ci_rows(data)))
+    parts.append("## Dose-response\n")
+    if data["dose_response"]:
+        parts += [f"- {d['sentence']}" for d in data["dose_response"]]
+        parts.append("\n![dose-response](figures/dose_response.png)\n")
+        parts.append(_md_table(_dose_rows(data)))
+    else:
+        parts.append(_skip(data, "dose_response"))
+    parts.append("## Settings\n")
+    parts.append("Evaluation:\n")
+    parts.append(_md_table(_eval_setting_rows(data)) if data["eval_settings"] else "_No evaluation settings recorded._\n")
+    parts.append("Training runs:\n")
+    parts.append(_md_table(_run_rows(data)) if data["runs"] else "_No training runs._\n")
+    parts.append("## Training loss\n")
+    parts.append("![loss](figures/loss.png)\n" if data["loss"] else _skip(data, "loss"))
+    if data["loss_missing"] and data["runs"]:
+        parts.append("No loss curve for: " + "; ".join(data["loss_missing"]) + "\n")
     parts.append("## Score vs step\n")
     if data["benchmarks"]:
         parts += [f"![{b['benchmark']}](figures/{b['figure']}.png)\n" for b in data["benchmarks"]]
@@ -321,6 +431,10 @@ def markdown(data: dict) -> str:
     parts.append(_md_table(_verdict_rows(data)) + "\n![verdicts](figures/verdicts.png)\n" if data["verdicts"] else _skip(data, "verdicts"))
     return "\n".join(parts)
 
+
+ANSWER_NOTE = ("Per benchmark, in its headline metric, at the last step every compared run has: the best condition "
+               "against each other one of the same base model, as `curate evals compare` computes it (paired bootstrap "
+               "over problems; with several seeds, the mean of the seed-paired differences and a t-interval across seeds).")
 
 CSS = """body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;max-width:1100px;color:#222;padding:0 1em}
 h1{font-size:1.6em}h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.8em}
@@ -353,7 +467,35 @@ def render_html(data: dict, figures: dict[str, bytes]) -> str:
          "<h1>Evaluation report</h1>",
          f'<p class="meta">Store <code>{e(data["store"])}</code>'
          + (f', study <code>{e(data["study"])}</code>' if data["study"] else "") + "</p>",
-         "<h2>Score vs step</h2>"]
+         "<h2>Answer</h2>"]
+    if data["headline"]:
+        p.append("<p>" + re.sub(r"`([^`]+)`", r"<code>\1</code>", e(ANSWER_NOTE)) + "</p>")
+        p.append("<ul>" + "".join(_answer_html(h) for h in data["headline"]) + "</ul>")
+    else:
+        p.append(skip("headline"))
+    if data["warnings"]:
+        p.append('<div class="warn"><b>Warnings</b><ul>' + "".join(f"<li>{e(w)}</li>" for w in data["warnings"])
+                 + "</ul></div>")
+    if data["headline"]:
+        p += ["<h3>Scores per condition</h3>", _html_table(_condition_rows(data))]
+    if data["behaviour_ci"]:
+        p += ["<h3>Behaviour per condition</h3>", _html_table(_behaviour_ci_rows(data))]
+    p.append("<h2>Dose-response</h2>")
+    if data["dose_response"]:
+        p.append("<ul>" + "".join(f"<li>{e(d['sentence'])}</li>" for d in data["dose_response"]) + "</ul>")
+        p.append(_img(figures, "dose_response", "score vs incorrect share"))
+        p.append(_html_table(_dose_rows(data)))
+    else:
+        p.append(skip("dose_response"))
+    p.append("<h2>Settings</h2><p>Evaluation:</p>")
+    p.append(_html_table(_eval_setting_rows(data)) if data["eval_settings"] else "<p>No evaluation settings recorded.</p>")
+    p.append("<p>Training runs:</p>")
+    p.append(_html_table(_run_rows(data)) if data["runs"] else "<p>No training runs.</p>")
+    p.append("<h2>Training loss</h2>")
+    p.append(_img(figures, "loss", "training loss vs step") if data["loss"] else skip("loss"))
+    if data["loss_missing"] and data["runs"]:
+        p.append(f'<p class="meta">No loss curve for: {e("; ".join(data["loss_missing"]))}</p>')
+    p.append("<h2>Score vs step</h2>")
     if data["benchmarks"]:
         p += [_img(figures, b["figure"], f"{b['benchmark']}: score vs step") for b in data["benchmarks"]]
     else:

@@ -4,7 +4,14 @@
 - verdict_rates: per problem source and teacher model, traces by latest verdict status, length and truncation;
   traces planned by an evaluation are left out (their scores are in `evals`); it avoids the `traces` view so
   no trace text (Parquet) is read.
-- compare_rows: the score rows of two runs with their per-problem scores (details.per_problem) when present.
+- compare_rows: the score rows of two runs with their per-problem scores (details.per_problem) when present;
+  runs_compare_rows: the same for many runs at chosen steps (the report fetches once per benchmark).
+- run_records: what a study recorded about each run (condition, base model, seed, run folder, mixture manifest).
+- eval_settings: per run, suite, benchmark and settings: problems, samples, the benchmark's settings
+  (details.settings: n, limit, sampling) and the newest checkpoint path (to find a run folder without a study).
+- eval_sample_stats: per evaluation (run, step, suite, benchmark, settings), over its generated samples:
+  count, mean and spread of response tokens, spread of the trace markers (backtracks, verifications,
+  repetition), share cut at max_tokens, and the generation backends.
 """
 from __future__ import annotations
 
@@ -48,12 +55,47 @@ def verdict_rates(store) -> list[dict]:
 
 
 def compare_rows(store, a: str, b: str, benchmark: str | None = None) -> list[dict]:
-    cond = f"run IN ({literal(a)}, {literal(b)}) AND kind = 'score'"
+    return runs_compare_rows(store, [a, b], benchmark)
+
+
+def runs_compare_rows(store, runs: list[str], benchmark: str | None = None, steps: list[int] | None = None) -> list[dict]:
+    """compare_rows for any number of runs (and only these steps), in the same order: one query for a report."""
+    cond = f"run IN ({', '.join(literal(r) for r in runs)}) AND kind = 'score'"
     if benchmark:
         cond += f" AND benchmark = {literal(benchmark)}"
+    if steps is not None:
+        cond += f" AND step IN ({', '.join(str(int(s)) for s in steps) or 'NULL'})"
     return store.query(
         f"""SELECT run, step, suite, benchmark, metric, value, ci_low, ci_high, n_problems, complete, settings_hash,
                    provenance, json_extract(details, '$.per_problem')::VARCHAR AS per_problem
             FROM evals WHERE {cond}
             ORDER BY benchmark, metric, step NULLS LAST, run, complete DESC, created_at DESC"""
+    ).to_pylist()
+
+
+def run_records(store) -> list[dict]:
+    return store.query("SELECT run, study, condition, base_model, seed, run_dir, train_config, manifest, recipe_file "
+                       "FROM study_run_rows ORDER BY run").to_pylist()
+
+
+def eval_settings(store) -> list[dict]:
+    return store.query(
+        """SELECT run, suite, benchmark, settings_hash, max(n_problems) AS n_problems, max(n_samples) AS n_samples,
+                  arg_max(json_extract(details, '$.settings')::VARCHAR, created_at) AS settings,
+                  arg_max(checkpoint, coalesce(step, -1)) AS checkpoint, any_value(provenance) AS provenance
+           FROM evals WHERE kind = 'score' GROUP BY ALL ORDER BY run, suite, benchmark, settings_hash"""
+    ).to_pylist()
+
+
+def eval_sample_stats(store) -> list[dict]:
+    return store.query(
+        """SELECT e.run, e.step, e.suite, e.benchmark, e.settings_hash, count(*) AS n,
+                  avg(coalesce(s.completion_tokens, f.text_chars / 4)) AS mean_tokens,
+                  stddev_samp(coalesce(s.completion_tokens, f.text_chars / 4)) AS sd_tokens,
+                  avg(CASE WHEN s.finish_reason = 'length' OR coalesce(f.truncated, false) THEN 1.0 ELSE 0.0 END) AS truncated,
+                  stddev_samp(f.backtrack_count) AS sd_backtracks, stddev_samp(f.verify_count) AS sd_verifications,
+                  stddev_samp(f.repetition_score) AS sd_repetition,
+                  string_agg(DISTINCT s.backend, ', ' ORDER BY s.backend) AS backends
+           FROM eval_samples e JOIN samples s ON s.id = e.sample_id LEFT JOIN features f ON f.sample_id = s.id
+           GROUP BY ALL ORDER BY e.run, e.step, e.benchmark"""
     ).to_pylist()
