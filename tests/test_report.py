@@ -10,21 +10,18 @@ from __future__ import annotations
 import base64
 import json
 import math
-import sys
 import xml.etree.ElementTree as ET
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-import fixture_store  # noqa: E402
-from browser import find_browser, render  # noqa: E402
-from conftest import run_cli  # noqa: E402
-
-from curate.evaluate.compare import paired_bootstrap, unpaired  # noqa: E402
-from curate.evaluate.results import import_results  # noqa: E402
-from curate.store.evals import plan_samples, write_evals  # noqa: E402
+import fixture_store
+from curate.evaluate.compare import paired_bootstrap, unpaired
+from curate.evaluate.results import import_results
+from curate.store.evals import plan_samples, write_evals
+from tests.browser import find_browser, render
+from tests.helpers import ROOT, run_cli
 
 PAPER = Path(__file__).parent / "fixtures" / "evals" / "paper_curves.csv"
 N = 40
@@ -216,8 +213,6 @@ def test_missing_matplotlib_names_the_extra(tmp_path, cli):
     (blocker / "__init__.py").write_text("raise ImportError('blocked for this test')\n")
     store = tmp_path / "store"
     cli("evals", "import", str(PAPER), "--store", str(store))
-    from conftest import ROOT
-
     r = cli("report", "--store", str(store), "--out", str(tmp_path / "o"), env={"PYTHONPATH": f"{blocker.parent}:{ROOT}"})
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert r.stderr.strip().splitlines() == [

@@ -25,7 +25,7 @@ from curate.records import Problem, Sample
 from curate.store import TraceStore
 from curate.store.evals import plan_samples, write_evals
 from curate.store.lineage import record_run
-from tests.conftest import run_cli
+from tests.helpers import run_cli
 
 N = 40
 STEPS = (50, 100, 150)
