@@ -3,10 +3,10 @@
 Presets map the formats people actually have onto curate's fields; `--map field=column` overrides any:
 - generic  : prompt | question | problem, response (str or list), answer            (one row -> n samples)
 - pool     : the study's pool: `message` (chat list), `response`, `answer`, teacher logprob/entropy
-- openr1   : OpenR1-Math: `problem`, `generations` (list), `answer`, `solution`,
+- openr1_math : OpenR1-Math (the `tasks add openr1_math` questions, with their traces): `problem`, `generations` (list), `answer`, `solution`,
              `correctness_math_verify` (list, becomes verdicts), `finish_reasons` (list)
 - sharegpt : `conversations` [{from|role, value|content}]: first human turn -> prompt, gpt turns -> samples
-- numina   : NuminaMath: `problem`, `solution`, `answer`; problems only (the short human solution is kept in
+- numinamath : NuminaMath (the `tasks add numinamath` questions): `problem`, `solution`, `answer`; problems only (the short human solution is kept in
              metadata["solution"] for the `reference_solution` recipe knob)
 Ids are content hashes, so importing the same file twice stores nothing new. An interrupted import resumes
 where its last committed chunk ended: the store records, per source fingerprint (path, size, mtime and the
@@ -39,6 +39,7 @@ class Preset:
     params: dict = field(default_factory=dict)
     domain: str = "math"
     verifier: str | None = None  # label name for imported correctness lists
+    traces: bool = True  # False: a problems-only dataset (a row needs no response)
 
 
 PRESETS: dict[str, Preset] = {
@@ -47,11 +48,11 @@ PRESETS: dict[str, Preset] = {
         Preset("generic", {"prompt": "prompt", "response": "response", "answer": "answer"}),
         Preset("pool", {"messages": "message", "response": "response", "answer": "answer", "logprob": "logprob", "entropy": "entropy"},
                model="Qwen/Qwen3-32B", params={"temperature": 0.6, "top_p": 0.95, "top_k": 20, "max_tokens": 16384}),
-        Preset("openr1", {"prompt": "problem", "response": "generations", "answer": "answer", "solution": "solution",
+        Preset("openr1_math", {"prompt": "problem", "response": "generations", "answer": "answer", "solution": "solution",
                           "correct": "correctness_math_verify", "finish_reason": "finish_reasons"},
                model="deepseek-ai/DeepSeek-R1", verifier="import:math_verify"),
         Preset("sharegpt", {"conversations": "conversations", "answer": "answer"}),
-        Preset("numina", {"prompt": "problem", "solution": "solution", "answer": "answer"}),
+        Preset("numinamath", {"prompt": "problem", "solution": "solution", "answer": "answer"}, traces=False),
     ]
 }
 PROMPT_FALLBACKS = ("prompt", "question", "problem")
@@ -151,7 +152,7 @@ def _row_to_records(row: dict, cols: dict, preset: Preset, source: str, domain: 
         prompt = prompt[: -len(STUDY_SUFFIX)]
 
     if not responses and "response" in cols:
-        resp = _get(row, cols, "response", required=preset.name not in ("numina",))
+        resp = _get(row, cols, "response", required=preset.traces)
         if resp is not None:
             items = resp if isinstance(resp, list) else [resp]
             if isinstance(resp, list) and not resp:

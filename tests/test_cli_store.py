@@ -20,7 +20,7 @@ FIX = Path(__file__).parent / "fixtures" / "import"
 @pytest.fixture
 def filled(tmp_path):
     store = tmp_path / "store"
-    r = run_cli("import", str(FIX / "openr1.jsonl"), "--preset", "openr1", "--store", str(store))
+    r = run_cli("import", str(FIX / "openr1.jsonl"), "--preset", "openr1_math", "--store", str(store))
     assert r.returncode == 0, r.stderr
     assert "2 new problems, 3 new samples, 3 new labels" in r.stdout
     return store

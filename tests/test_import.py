@@ -47,7 +47,7 @@ def test_pool_preset_from_parquet(store_path, tmp_path):
 
 def test_openr1_correctness_lists_become_verdicts(store_path):
     st = TraceStore(store_path)
-    rep = import_dataset(st, str(FIX / "openr1.jsonl"), preset="openr1")
+    rep = import_dataset(st, str(FIX / "openr1.jsonl"), preset="openr1_math")
     assert (rep.problems, rep.samples, rep.verdicts) == (2, 3, 3)
     got = rows(st, "SELECT text, status, verifier, finish_reason, truncated, metadata FROM traces ORDER BY text")
     by_text = {r["text"][:20]: r for r in got}
@@ -63,7 +63,7 @@ def test_sharegpt_and_numina(store_path):
     rep = import_dataset(st, str(FIX / "sharegpt.jsonl"), preset="sharegpt")
     assert (rep.problems, rep.samples) == (2, 2)
     assert {r["prompt"] for r in rows(st, "SELECT prompt FROM problems")} == {"Is 91 prime?", "What is 2^10?"}
-    rep = import_dataset(st, str(FIX / "numina.jsonl"), preset="numina", source_name="numina")
+    rep = import_dataset(st, str(FIX / "numina.jsonl"), preset="numinamath", source_name="numina")
     assert (rep.problems, rep.samples) == (2, 0)
     meta = rows(st, "SELECT metadata FROM problems WHERE source = 'numina'")
     assert all("boxed" in json.loads(m["metadata"])["solution"] for m in meta)

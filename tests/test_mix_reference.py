@@ -23,11 +23,11 @@ def test_reference_solution_comes_from_the_numina_import_of_the_same_question(tm
     pool = tmp_path / "pool.jsonl"
     pool.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     st = TraceStore(tmp_path / "store")
-    import_dataset(st, str(pool), preset="openr1")
-    import_dataset(st, str(FIX / "numina.jsonl"), preset="numina")
+    import_dataset(st, str(pool), preset="openr1_math")
+    import_dataset(st, str(FIX / "numina.jsonl"), preset="numinamath")
     recipe = validate_recipe({
         "name": "numina-short-test", "seed": 1, "size": 2,
-        "sources": [{"name": "pool", "where": "source = 'openr1'"}],
+        "sources": [{"name": "pool", "where": "source = 'openr1_math'"}],
         "quality": {"reference_solution": True}, "decontaminate": {"enabled": False},
     }, origin="test")
     mix_recipe(recipe, st, tmp_path / "out")
@@ -55,12 +55,12 @@ def test_without_solutions_the_recipe_fails_and_names_the_import(tmp_path):
     pool = tmp_path / "pool.jsonl"
     pool.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     st = TraceStore(tmp_path / "store")
-    import_dataset(st, str(pool), preset="openr1")
+    import_dataset(st, str(pool), preset="openr1_math")
     shipped = load_recipe(Path(__file__).resolve().parents[1] / "recipes" / "numina-short.yaml").model_dump(mode="json")
-    data = {**shipped, "size": 2, "sources": [{"name": "pool", "where": "source = 'openr1'"}], "decontaminate": {"enabled": False}}
+    data = {**shipped, "size": 2, "sources": [{"name": "pool", "where": "source = 'openr1_math'"}], "decontaminate": {"enabled": False}}
     with pytest.raises(ConfigError, match="have no reference solution") as e:
         mix_recipe(validate_recipe(data), st, tmp_path / "out")
-    assert "--preset numina" in e.value.hint and "reference_fallback: boxed_answer" in e.value.hint
+    assert "--preset numinamath" in e.value.hint and "reference_fallback: boxed_answer" in e.value.hint
     assert not (tmp_path / "out").exists()
     data["quality"] = {**data["quality"], "reference_fallback": "boxed_answer"}
     [manifest] = mix_recipe(validate_recipe(data), st, tmp_path / "out")

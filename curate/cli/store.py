@@ -95,7 +95,7 @@ def schema(
 def import_(
     source: Annotated[str, typer.Argument(help="JSONL or Parquet file, a save_to_disk directory, or a Hub dataset id.")],
     store: StoreOpt = DEFAULT_STORE,
-    preset: Annotated[str, typer.Option(help="generic, pool, openr1, sharegpt or numina.")] = "generic",
+    preset: Annotated[str, typer.Option(help="generic, pool, openr1_math, sharegpt or numinamath (see docs/store.md).")] = "generic",
     map_: Annotated[Optional[list[str]], typer.Option("--map", help="FIELD=COLUMN, e.g. response=generation (repeatable).")] = None,
     name: Annotated[Optional[str], typer.Option("--name", help="Problem source name (default: preset or file name).")] = None,
     domain: Annotated[Optional[str], typer.Option(help="Problem domain (default: the preset's, math).")] = None,

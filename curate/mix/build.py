@@ -342,7 +342,7 @@ def select(store: Any, recipe: Recipe, want_incorrect: bool = False,
             f"{missing} selected problems have no reference solution"
             + (f" ({'; '.join(short)})" if short else ""),
             hint="import the human short solutions for these questions, e.g. NuminaMath-1.5: "
-                 "`curate import numina.jsonl --preset numina` (matched by prompt) or `curate tasks add numinamath`; "
+                 "`curate import numina.jsonl --preset numinamath` (matched by prompt) or `curate tasks add numinamath`; "
                  "or answer them with the gold answer: quality.reference_fallback: boxed_answer")
     if short and not recipe.allow_smaller:
         drops = ", ".join(f"{k}: {v}" for k, v in sorted(mix.dropped.items()))
