@@ -12,6 +12,27 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def invoke(*args: str) -> subprocess.CompletedProcess:
+    """Run `curate ARGS` in this process (no interpreter start-up) through the real entry point and error
+    mapping; for commands that start nothing and hold no state between calls (usage errors, listings)."""
+    import contextlib
+    import io
+
+    from curate.cli import main
+
+    out, err, code = io.StringIO(), io.StringIO(), 0
+    argv = sys.argv
+    sys.argv = ["curate", *args]
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            main()
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    finally:
+        sys.argv = argv
+    return subprocess.CompletedProcess(["curate", *args], code, out.getvalue(), err.getvalue())
+
+
 def run_cli(*args: str, env: dict | None = None, timeout: float = 120, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """Run `python -m curate ARGS` in a subprocess, exactly as a user would, and capture its output."""
     full_env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200", **(env or {})}

@@ -1,5 +1,7 @@
 """The command line itself: usage errors, unknown options and missing arguments are one line and exit 2;
-`curate --version` prints the installed version. Run: python -m pytest -q tests/test_cli_usage.py
+`curate --version` prints the installed version. These run in-process through the real entry point
+(tests/helpers.invoke); one check runs the installed entry point as a user would.
+Run: python -m pytest -q tests/test_cli_usage.py
 """
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ from importlib.metadata import version
 
 import pytest
 
-from tests.helpers import run_cli
+from tests.helpers import invoke, run_cli
 
 
 def test_version():
@@ -25,9 +27,29 @@ def test_version():
     (["--bogus"], "No such option: --bogus"),
 ])
 def test_usage_errors_are_one_line_exit_2(args, needle):
-    r = run_cli(*args)
+    r = invoke(*args)
     assert r.returncode == 2, r.stdout + r.stderr
     assert "Traceback" not in r.stdout + r.stderr
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:") and needle in lines[0], r.stderr
     assert "--help" in lines[0]
+
+
+def test_piped_tables_do_not_wrap_at_80_columns():
+    """A table printed into a pipe keeps each row on one line (rich would wrap at 80 columns without a terminal)."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.helpers import ROOT
+
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    env["PYTHONPATH"] = str(ROOT)
+    r = subprocess.run([sys.executable, "-m", "curate", "verifiers", "list"], capture_output=True, text=True, env=env,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    rows = [ln for ln in r.stdout.splitlines() if ln.startswith("│")]
+    names = [ln.split("│")[1].strip() for ln in rows]
+    assert "math" in names and "countdown" in names, r.stdout
+    assert all(n for n in names), "a wrapped row leaves an empty name cell"
+    assert max(len(ln) for ln in rows) > 80
