@@ -121,6 +121,11 @@ class CodeVerifier(Verifier):
         t = float(reference_field(problem, "timeout_s", self.timeout_s))
         return Limits(timeout_s=t, memory_mb=int(reference_field(problem, "memory_mb", self.memory_mb)))
 
+    def soft_timeout_s(self, problem: Any) -> None:  # noqa: ARG002
+        """No SIGALRM around the sandbox: each run has its own wall-clock kill, and the pool's hard deadline
+        (`deadline_s`) covers the whole check; extraction (`last_code_block`) is one linear regex scan."""
+        return None
+
     def deadline_s(self, problem: Any) -> float:
         tests = _tests(getattr(problem, "reference", None))
         n = len(tests) if isinstance(tests, list) else 1

@@ -10,8 +10,8 @@ says no and both sides are equations, we also accept equations equal up to a non
 answer must simplify to a number.
 
 Timeouts: math-verify's own timeouts are SIGALRM based and silently turn a timeout into "no match"
-(an infrastructure failure disguised as a wrong answer), so we disable them and instead wrap the whole
-check in `soft_timeout` (a BaseException math-verify cannot swallow; main thread only). Neither can stop a
+(an infrastructure failure disguised as a wrong answer), so we disable them and instead the whole
+check, answer extraction included, runs under `Verifier.soft_timeout_s` (a BaseException math-verify cannot swallow; main thread only). Neither can stop a
 long C-level computation (`10^{10^{10}}` evaluated by sympy), so labeling runs verifiers in
 `verifiers.pool` worker processes that are killed at `deadline_s` and report `timeout`.
 
@@ -34,7 +34,7 @@ import functools
 import re
 from typing import Any
 
-from verifiers.base import Probe, ProbeProblem, Verifier, soft_timeout
+from verifiers.base import Probe, ProbeProblem, Verifier
 from verifiers.extract import boxed_contents, strip_thinking
 
 
@@ -159,8 +159,11 @@ class MathVerifier(Verifier):
         exact = _exact_box(getattr(problem, "reference", None), tail) if self.exact_match else None
         if exact is not None:
             return self.verdict("correct", answer=exact, reason="boxed answer is the gold answer verbatim")
-        with soft_timeout(self.timeout_s if self.soft_timeout else None):
-            return self._compare(gold_text, tail)
+        return self._compare(gold_text, tail)
+
+    def soft_timeout_s(self, problem: Any) -> float | None:  # noqa: ARG002
+        """The whole check, extraction included, runs under the soft timeout (off: only the pool's hard kill)."""
+        return self.timeout_s if self.soft_timeout else None
 
     def _compare(self, gold_text: str, tail: str):
         from math_verify import parse, verify

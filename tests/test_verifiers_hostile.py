@@ -1,0 +1,77 @@
+"""Hostile model outputs outside the sandbox: extraction blow-ups, equations that smuggle a gold value, and
+answers that split a majority vote. Each case names what it attacks; time bounds come from the verifier's own
+configured limit (its `timeout_s`), never from how fast this machine happens to be.
+Sandbox attacks (test-file access, exception smuggling, scratch leaks) live in tests/test_sandbox.py.
+Run: `python -m pytest -q tests/test_verifiers_hostile.py`."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from verifiers.base import ProbeProblem
+from verifiers.extract import boxed_contents, last_code_block, last_tagged
+from verifiers.registry import get_verifier
+
+COUNTDOWN = ProbeProblem("", {"numbers": [1, 2], "target": 3}, source="countdown", domain="game")
+MATH_3 = ProbeProblem("", "3", source="math500", domain="math")
+RG = ProbeProblem("q", {"task": "leg_counting", "question": "q", "answer": "8", "metadata": {}},
+                  source="reasoning_gym/leg_counting", domain="logic")
+
+# ---------------------------------------------------------------- extraction blow-ups
+# (verifier, options, problem, response, allowed statuses). Every one must finish inside the verifier's own
+# soft time limit (which now covers extraction), and the linear ones must not even need it.
+BLOWUPS = [
+    ("countdown opening tags", "countdown", {}, COUNTDOWN, "</think>" + "<answer>" * 30000, {"no_answer"}),
+    ("countdown opening tags, one close", "countdown", {}, COUNTDOWN, "</think>" + "<answer>" * 30000 + "</answer>",
+     {"incorrect"}),
+    ("countdown answer then opening tags", "countdown", {}, COUNTDOWN,
+     "</think><answer>1+2</answer>" + "<ANSWER>" * 30000, {"correct"}),
+    ("countdown bare boxes", "countdown", {}, COUNTDOWN, "</think>" + "\\boxed 1 " * 200000, {"incorrect"}),
+    ("countdown unbalanced boxes", "countdown", {}, COUNTDOWN, "</think>" + "\\boxed{" * 100000, {"no_answer"}),
+    ("countdown many think closes", "countdown", {}, COUNTDOWN, "</think>" * 200000 + "\\boxed{1+2}", {"correct"}),
+    ("countdown nested braces", "countdown", {}, COUNTDOWN, "</think>\\boxed{" + "{" * 50000 + "}" * 50000 + "}",
+     {"incorrect"}),
+    ("reasoning-gym opening tags", "reasoning_gym", {}, RG, "</think>" + "<answer>" * 30000, {"no_answer", "incorrect"}),
+    ("multiple choice answer lines", "multiple_choice", {}, ProbeProblem("", "B", source="gpqa", domain="science"),
+     "</think>" + "Answer: " * 100000, {"no_answer", "incorrect"}),
+    ("math bare boxes, soft limit covers extraction", "math", {"timeout_s": 1.0}, MATH_3,
+     "</think>" + "\\boxed 1 " * 200000, {"incorrect", "timeout", "no_answer"}),
+    ("math unbalanced boxes", "math", {"timeout_s": 1.0}, MATH_3, "</think>" + "\\boxed{" * 100000,
+     {"incorrect", "timeout", "no_answer"}),
+]
+
+
+@pytest.mark.parametrize("name,verifier,options,problem,response,statuses", BLOWUPS, ids=[b[0] for b in BLOWUPS])
+def test_extraction_blowups_finish_inside_the_verifiers_own_limit(name, verifier, options, problem, response,
+                                                                   statuses):
+    v = get_verifier(verifier, **options)
+    t0 = time.monotonic()
+    verdict = v.verify(problem, response)
+    took = time.monotonic() - t0
+    assert verdict.status in statuses, (name, verdict)
+    # the soft limit fires at timeout_s; the pool's hard kill would come one grace second later
+    assert took < v.timeout_s + 1.0, (name, took)
+    if verifier != "math":  # linear extraction: never even near the limit
+        assert verdict.status != "timeout", (name, verdict)
+
+
+def test_last_tagged_is_reasoning_gyms_findall_rule():
+    import re
+
+    rule = re.compile(r"<answer>(.*?)</answer>", re.DOTALL | re.IGNORECASE)
+    for text in ["", "<answer>1</answer>", "<answer>a<answer>b</answer>", "<answer>1</answer><answer>2</ANSWER>",
+                 "<Answer>x\ny</answer> tail <answer>", "</answer><answer>z</answer>", "<answer></answer>",
+                 "<answer>a</answer>b</answer>", "<answer><answer></answer></answer>"]:
+        found = rule.findall(text)
+        assert last_tagged(text) == (found[-1] if found else None), text
+
+
+def test_helpers_stay_linear_on_long_inputs():
+    """One pass each: 200k bare boxes and 30k opening tags in well under the smallest verifier limit (2 s)."""
+    budget = get_verifier("countdown").timeout_s
+    for fn, text in [(boxed_contents, "\\boxed 1 " * 200000), (last_tagged, "<answer>" * 30000),
+                     (last_code_block, "```python\n" * 100000)]:
+        t0 = time.monotonic()
+        fn(text)
+        assert time.monotonic() - t0 < budget, fn.__name__
