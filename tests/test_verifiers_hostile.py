@@ -75,3 +75,41 @@ def test_helpers_stay_linear_on_long_inputs():
         t0 = time.monotonic()
         fn(text)
         assert time.monotonic() - t0 < budget, fn.__name__
+
+
+# ---------------------------------------------------------------- equations that smuggle the gold
+# gold 3: math-verify compares a gold value with the right side of any equation; only `variable = value` may be
+# read as its value.
+EQUATIONS = [
+    ("\\boxed{4 = 3}", "incorrect"),
+    ("\\boxed{1 = 2 = 3}", "incorrect"),
+    ("\\boxed{\\text{I do not know} = 3}", "incorrect"),
+    ("\\boxed{2 + 1 = 3}", "incorrect"),  # true, but an equation is not the value
+    ("\\boxed{3 = x}", "incorrect"),
+    ("\\boxed{f(2) = 3}", "correct"),  # function notation names a value, as `f(x) = 3x-2` in the regression table
+    ("\\boxed{f(2) + 1 = 3}", "incorrect"),
+    ("\\boxed{\\text{f}(\\text{no idea}) = 3}", "incorrect"),
+    ("\\boxed{\\pi = 3}", "incorrect"),
+    ("\\boxed{\\infty = 3}", "incorrect"),
+    ("\\boxed{xy = 3}", "incorrect"),
+    ("\\boxed{x = 2 = 3}", "incorrect"),
+    ("The answer is $\\text{unknown} = 3$.", "incorrect"),
+    ("\\boxed{x = 3}", "correct"),
+    ("\\boxed{x_1 = 3}", "correct"),
+    ("\\boxed{a_{n} = 3}", "correct"),
+    ("\\boxed{\\theta = 3}", "correct"),
+    ("The answer is $n = 3$.", "correct"),
+    ("\\boxed{x = 4}", "incorrect"),
+]
+
+
+@pytest.mark.parametrize("response,status", EQUATIONS)
+def test_only_variable_equals_value_is_read_as_the_value(response, status):
+    assert get_verifier("math").verify(MATH_3, "<think>...</think>" + response).status == status
+
+
+def test_equation_golds_still_compare_as_equations():
+    gold = ProbeProblem("", "y = 2x+1", source="math500", domain="math")
+    m = get_verifier("math")
+    assert m.verify(gold, "\\boxed{2y - 4x = 2}").status == "correct"
+    assert m.verify(gold, "\\boxed{y = 2x + 2}").status == "incorrect"
