@@ -113,3 +113,50 @@ def test_equation_golds_still_compare_as_equations():
     m = get_verifier("math")
     assert m.verify(gold, "\\boxed{2y - 4x = 2}").status == "correct"
     assert m.verify(gold, "\\boxed{y = 2x + 2}").status == "incorrect"
+
+
+# ---------------------------------------------------------------- answers that split (or merge) a majority vote
+from curate.evaluate import metrics as M  # noqa: E402
+
+FRAC = [(True, "\\frac{3}{4}"), (True, "\\frac{3}{4}"), (True, "0.75"), (True, "\\dfrac{3}{4}"),
+        (False, "5"), (False, "5"), (False, "5")]
+# (name, samples as (correct, answer), k, maj@k with the math verifier's equivalence)
+VOTES = [
+    ("spellings of 3/4 outvote three 5s", FRAC, 7, 100.0),
+    ("decimal and percent", [(True, "0.5"), (True, "50\\%"), (False, "2"), (False, "2"), (True, "\\frac12")], 5, 100.0),
+    ("surds", [(True, "2\\sqrt{2}"), (True, "\\sqrt{8}"), (False, "3"), (False, "3")], 4, 100.0),  # tie: earliest class
+    ("spacing in tuples", [(True, "(1,2)"), (True, "(1, 2)"), (False, "(2,1)")], 3, 100.0),
+    ("variable = value joins its value", [(True, "x = 3"), (True, "3"), (False, "4"), (False, "4"), (False, "4")],
+     5, 0.0),
+    ("a false equation does not join the gold's class", [(True, "3"), (False, "4 = 3"), (False, "4 = 3"),
+                                                          (False, "4 = 3"), (False, "7"), (False, "7")], 6, 0.0),
+    ("unparsable text only equals itself", [(False, "\\text{no idea}"), (False, "\\text{no idea}"), (True, "3")], 3, 0.0),
+    ("tie between classes: the earlier class wins", [(False, "2"), (True, "0.5"), (True, "\\frac{1}{2}"),
+                                                      (False, "2.0")], 4, 0.0),
+    ("no answers do not vote", [(False, None), (False, ""), (True, "0.75"), (True, "\\frac{3}{4}")], 4, 100.0),
+    ("only the first k vote", FRAC, 2, 100.0),
+]
+
+
+@pytest.mark.parametrize("name,samples,k,expected", VOTES, ids=[v[0] for v in VOTES])
+def test_maj_at_k_votes_on_equivalence_classes(name, samples, k, expected):
+    eq = get_verifier("math").equivalent
+    assert M.metric_fn(f"maj@{k}", eq)([samples]) == expected, name
+
+
+def test_maj_at_k_without_an_equivalence_still_votes_on_strings():
+    assert M.maj_at_k([FRAC], 7) == 0.0
+    assert M.maj_at_k([FRAC], 7, get_verifier("math").equivalent) == 100.0
+
+
+def test_the_equivalence_is_memoised_for_bootstrap_resampling():
+    calls = []
+
+    def eq(a, b):
+        calls.append((a, b))
+        return a.strip("0.") == b.strip("0.")
+
+    fn = M.metric_fn("maj@7", eq)
+    lo, hi = M.bootstrap_ci([FRAC] * 5, fn, reps=200)
+    assert (lo, hi) == (0.0, 0.0)
+    assert len(calls) <= len({frozenset(c) for c in calls}) and len(calls) < 20

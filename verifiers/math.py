@@ -212,6 +212,29 @@ class MathVerifier(Verifier):
             return self.verdict("correct", answer=exact, reason="boxed answer is the gold answer verbatim")
         return self._compare(gold_text, tail)
 
+    def equivalent(self, a: str, b: str) -> bool:
+        """Two extracted answers are one answer when math-verify matches them either way round (maj@k groups
+        votes with this). Each comparison runs under the soft timeout; one that runs out is not a match."""
+        if _norm(str(a)) == _norm(str(b)):
+            return True
+        from math_verify import verify
+
+        from verifiers.base import VerifyTimeout, soft_timeout
+
+        _quiet_math_verify()
+        try:
+            with soft_timeout(self.timeout_s if self.soft_timeout else None):
+                pa, pb = _parse_gold(_gold_text(str(a), as_is=True) or ""), _parse_gold(_gold_text(str(b), as_is=True) or "")
+                if not pa or not pb or _non_variable_equation(pa[0], list(pb)) or _non_variable_equation(pb[0], list(pa)):
+                    return False  # `4 = 3` is not the answer 3 (see check)
+                kw = {"float_rounding": self.float_rounding, "numeric_precision": self.numeric_precision,
+                      "timeout_seconds": None}
+                return bool(verify(list(pa), list(pb), **kw) or verify(list(pb), list(pa), **kw))
+        except VerifyTimeout:
+            return False
+        except Exception:  # an answer sympy cannot handle is only equal to its own spelling
+            return False
+
     def soft_timeout_s(self, problem: Any) -> float | None:  # noqa: ARG002
         """The whole check, extraction included, runs under the soft timeout (off: only the pool's hard kill)."""
         return self.timeout_s if self.soft_timeout else None
