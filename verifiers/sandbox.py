@@ -15,18 +15,28 @@ What it isolates (each run):
   work dir (except world-writable places such as /tmp), cannot signal other users' processes, and
   RLIMIT_NPROC applies (root ignores it);
 - rlimits: address space (memory bombs get MemoryError), CPU seconds, processes, file size, open files, no
-  core dumps; a temporary work dir as cwd/HOME/TMPDIR, removed afterwards; a scrubbed environment;
+  core dumps; a scrubbed environment;
+- a private scratch per run (namespace levels): a fresh tmpfs of `Limits.scratch_mb` (64 MiB) mounted on /tmp
+  and bound on /dev/shm and /var/tmp, holding a copy of the program's files and serving as its cwd, HOME and
+  TMPDIR; files, shared memory, fifos and sockets left there vanish with the run's mount namespace, and
+  filling it stops at its size (ENOSPC). The host's /tmp, /dev/shm and /var/tmp are not visible. The staging
+  work dir on the host (mode 700) is removed afterwards;
 - work dirs live in the sandbox's own work root (`work_root`), never wherever the caller's TMPDIR points: a
   `mktemp -d` TMPDIR (mode 700) is closed to `nobody`, which used to fail correct programs;
-- function-call checks (`run_check`) run the solution and the test in two processes; the pass marker lives
-  only in the test's process, which is non-dumpable, so the solution cannot read or forge it (see
+- function-call checks (`run_check`) run the solution and the test in two processes; the pass marker and the
+  test source reach only the test's process, on its stdin after the solution's process was forked (the tests
+  are never a file the solution could open, nor in the memory it was forked from), and that process is
+  non-dumpable, so the solution cannot read the tests or the expected values, nor read or forge the marker; an
+  exception from the candidate, of any type, fails the check even if the test catches it (see
   verifiers/_harness.py);
 - stdout and stderr capped at 1 MiB each (the run is killed when a stream passes the cap).
 
 What it does NOT isolate:
 - the kernel is shared (no seccomp filter, no VM): a kernel exploit escapes;
-- world-writable directories (/tmp, /dev/shm) stay writable; the filesystem stays readable where `nobody`
-  may read;
+- the rest of the filesystem stays readable where `nobody` may read (the checkout, the interpreter, /etc);
+  other world-writable directories than /tmp, /dev/shm and /var/tmp (if any, e.g. /run/lock) stay shared;
+- at level "none" there is no mount namespace: no private scratch (the program's cwd/TMPDIR is the host work
+  dir, removed afterwards, but what it writes to /tmp or /dev/shm stays);
 - CPU and memory contention between concurrent runs (no cgroups); RLIMIT_NPROC counts every process of
   `nobody` on the machine, so a fork bomb in one run can make forks fail in a concurrent run;
 - a program may exit with the harness's "could not judge" codes itself (its verdict becomes `error`).
