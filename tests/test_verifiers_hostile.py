@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from curate.evaluate import metrics as M
 from verifiers.base import ProbeProblem
 from verifiers.extract import boxed_contents, last_code_block, last_tagged
 from verifiers.registry import get_verifier
@@ -116,8 +117,6 @@ def test_equation_golds_still_compare_as_equations():
 
 
 # ---------------------------------------------------------------- answers that split (or merge) a majority vote
-from curate.evaluate import metrics as M  # noqa: E402
-
 FRAC = [(True, "\\frac{3}{4}"), (True, "\\frac{3}{4}"), (True, "0.75"), (True, "\\dfrac{3}{4}"),
         (False, "5"), (False, "5"), (False, "5")]
 # (name, samples as (correct, answer), k, maj@k with the math verifier's equivalence)

@@ -15,7 +15,6 @@ Test: `python -m pytest -q tests/test_verifiers_mc_rg_safety.py`.
 from __future__ import annotations
 
 import functools
-import re
 from typing import Any, Callable
 
 from verifiers.base import Probe, ProbeProblem, Verifier
