@@ -159,3 +159,16 @@ def test_the_equivalence_is_memoised_for_bootstrap_resampling():
     lo, hi = M.bootstrap_ci([FRAC] * 5, fn, reps=200)
     assert (lo, hi) == (0.0, 0.0)
     assert len(calls) <= len({frozenset(c) for c in calls}) and len(calls) < 20
+
+
+def test_curate_eval_scores_maj_at_k_with_the_benchmarks_verifier():
+    """`score_rows` (what `curate eval` writes) groups votes with the benchmark verifier's equivalence."""
+    from curate.evaluate.runner import score_rows
+    from curate.evaluate.suite import Benchmark
+
+    bench = Benchmark(name="m", task="math500", n=7, metrics=["maj"], verifier="math")
+    outcomes = [{"problem_id": "p", "sample_index": i, "generated": True, "status": "correct" if c else "incorrect",
+                 "answer": a, "completion_tokens": 10, "text_chars": 40, "truncated": False, "finish_reason": "stop",
+                 "repetition_score": 0.0, "backtrack_count": 0, "verify_count": 0} for i, (c, a) in enumerate(FRAC)]
+    rows = score_rows(outcomes, bench, {}, {})
+    assert next(r for r in rows if r["metric"] == "maj@7")["value"] == 100.0
