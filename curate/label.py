@@ -110,26 +110,31 @@ def label_store(
     grace_s: float = 1.0,
     self_test_every: int = 1,
     planned: Callable[[int, str], None] | None = None,
+    verifier_options: dict[str, dict] | None = None,
 ) -> LabelReport:
     """Label every sample missing a verdict; returns counts. `progress(n_done_in_step, verifier)` is called
     as verdicts complete, `planned(n, verifier)` once per verifier with how many samples it will judge.
     Raises InputError for an unknown verifier or a bad predicate, CurateError when a verifier fails its
-    self-test (nothing judged since its last passing self-test is written)."""
+    self-test (nothing judged since its last passing self-test is written). `options` go to every verifier,
+    `verifier_options[name]` only to that one, over `options` (the operator's sandbox caps:
+    `{"code": {"max_timeout_s": 20, "max_memory_mb": 2048}}`, see `code_caps`)."""
     check_args(store, workers, batch_size, self_test_every)
     t0 = time.monotonic()
     report = LabelReport()
-    steps, versions, preload = prepare(store, verifier, where, options, report)
+    steps, versions, preload = prepare(store, verifier, where, options, report, verifier_options)
+    per_name = {name: options_for(name, options, verifier_options) for name, _ in steps}
     try:
         with VerifierPool(workers=workers, grace_s=grace_s, preload=preload) as pool:
             for name, _ in steps:  # every verifier proves itself before anything is labeled
-                _self_test(pool, name, options, report)
+                _self_test(pool, name, per_name[name], report)
             for name, pred in steps:
+                opts = per_name[name]
                 stretch: list[Verdict] = []
                 on_plan = (lambda n, name=name: planned(n, name)) if planned else None
                 batches = store.unlabeled(name, versions[name], where=pred, relabel=relabel, batch_size=batch_size,
                                           on_plan=on_plan)
                 for n, batch in enumerate(batches, 1):
-                    tasks = [(sid, name, options or {}, problem, text) for problem, sid, text in batch]
+                    tasks = [(sid, name, opts, problem, text) for problem, sid, text in batch]
                     for sid, verdict in pool.run(tasks):
                         v = verdict.with_sample(sid)
                         stretch.append(v)
@@ -137,10 +142,10 @@ def label_store(
                         if progress:
                             progress(1, name)
                     if n % self_test_every == 0:
-                        report.written += _confirm_and_write(pool, store, name, options, stretch, relabel, report)
+                        report.written += _confirm_and_write(pool, store, name, opts, stretch, relabel, report)
                         stretch = []
                 if stretch:
-                    report.written += _confirm_and_write(pool, store, name, options, stretch, relabel, report)
+                    report.written += _confirm_and_write(pool, store, name, opts, stretch, relabel, report)
             report.killed = pool.kills
     except PoolError as e:
         raise CurateError(f"verifier workers cannot start: {e}") from None
@@ -167,14 +172,45 @@ def check_args(store: Any, workers: int, batch_size: int, self_test_every: int) 
     store.check_writable()  # verdicts must be storable before any verifier runs
 
 
+def options_for(name: str, options: dict | None, verifier_options: dict[str, dict] | None) -> dict:
+    """The options verifier `name` is built with: `options` (every verifier), then `verifier_options[name]`
+    (names compare with - and _ alike, as everywhere)."""
+    out = dict(options or {})
+    for key, opts in (verifier_options or {}).items():
+        if key.replace("-", "_") == name.replace("-", "_"):
+            out.update(opts or {})
+    return out
+
+
+def code_caps(max_timeout_s: float | None = None, max_memory_mb: int | None = None) -> dict[str, dict]:
+    """`verifier_options` for the operator's caps on the code sandbox (`curate verify --code-max-timeout-s
+    --code-max-memory-mb`): problem data may lower the per-test limits, never raise them above these. The
+    per-test defaults (6 s, 1024 MB) stay as they are unless a cap is below them."""
+    opts: dict[str, Any] = {}
+    if max_timeout_s is not None:
+        if not max_timeout_s > 0:
+            raise InputError(f"the code sandbox's time cap must be positive, got {max_timeout_s:g}")
+        opts["max_timeout_s"] = float(max_timeout_s)
+        opts["timeout_s"] = min(6.0, float(max_timeout_s))
+    if max_memory_mb is not None:
+        if not max_memory_mb > 0:
+            raise InputError(f"the code sandbox's memory cap must be positive, got {max_memory_mb}")
+        opts["max_memory_mb"] = int(max_memory_mb)
+        opts["memory_mb"] = min(1024, int(max_memory_mb))
+    return {"code": opts} if opts else {}
+
+
 def prepare(store: Any, verifier: str | None, where: str | None, options: dict | None,
-            report: LabelReport) -> tuple[list[tuple[str, str | None]], dict[str, str], list[str]]:
+            report: LabelReport, verifier_options: dict[str, dict] | None = None,
+            ) -> tuple[list[tuple[str, str | None]], dict[str, str], list[str]]:
     """(steps, version per verifier, modules to preload into verifier workers); records unclaimed groups."""
     try:
         steps, report.unclaimed = plan(store, verifier, where)
-        instances = {name: get_verifier(name, **(options or {})) for name, _ in steps}
+        instances = {name: get_verifier(name, **options_for(name, options, verifier_options)) for name, _ in steps}
     except RegistryError as e:
         raise InputError(str(e), hint="`curate verifiers list` shows the registered verifiers") from None
+    except (TypeError, ValueError) as e:  # an option the verifier does not take, or a bad value
+        raise InputError(f"verifier options: {e}") from None
     # preload only what this run needs into the forkserver (a countdown run should not import sympy)
     preload = ["verifiers.pool"] + sorted({type(v).__module__ for v in instances.values()})
     if "verifiers.math" in preload:

@@ -256,3 +256,34 @@ def test_each_verifier_announces_how_many_samples_it_will_judge(tmp_path):
     planned.clear()
     label_store(st, workers=1, planned=lambda n, name: planned.__setitem__(name, n))
     assert planned == {"countdown": 0, "math": 0}
+
+
+def test_problem_data_cannot_lift_the_operators_sandbox_caps(tmp_path):
+    """A reference asking for 100000 s and 3000 MB runs under the caps passed to label_store (what `curate
+    verify`'s cap options pass), and the verdict says it was clamped."""
+    from curate.label import code_caps
+
+    st = TraceStore(tmp_path / "store")
+    p = Problem("livecodebench", "code", "Print 1.",
+                {"tests": [{"input": "", "output": "1\n"}], "timeout_s": 100000, "memory_mb": 3000})
+    st.add_problems([p])
+    st.add_samples([Sample(p.id, "```python\nimport time\ntime.sleep(4)\nprint(1)\n```", "s", "m")])
+    rep = label_store(st, verifier="code", workers=1, verifier_options=code_caps(max_timeout_s=1.5, max_memory_mb=512))
+    assert dict(rep.by_verifier["code@1"]) == {"timeout": 1}
+    reason = st.query("SELECT reason FROM verdicts").to_pylist()[0]["reason"]
+    assert "timeout_s=100000 clamped to the operator's cap 1.5" in reason and "memory_mb=3000 clamped" in reason
+    with pytest.raises(InputError):
+        code_caps(max_timeout_s=0)
+
+
+def test_a_solution_that_reads_the_tests_is_incorrect_through_curate_verify(tmp_path):
+    st = TraceStore(tmp_path / "store")
+    fn = Problem("humaneval", "code", HUMANEVAL_PROMPT, {"test": "def check(c):\n    assert c(2) == 5\n",
+                                                       "entry_point": "add3", "prompt": HUMANEVAL_PROMPT, "timeout_s": 3})
+    st.add_problems([fn])
+    cheat = ("```python\ndef add3(x):\n    import re\n    src = open('test.py').read()\n"
+             "    return int(re.search(r'== (\\d+)', src).group(1))\n```")
+    st.add_samples([Sample(fn.id, cheat, "s", "m")])
+    out = run_cli("verify", "--store", str(st.path), "--workers", "1", "--json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["by_verifier"]["code@1"] == {"incorrect": 1}

@@ -107,7 +107,10 @@ def test_a_normal_program_runs_and_sees_a_clean_world():
     assert lines[0] == "HI"
     assert set(eval(lines[1])) <= {"PATH", "LANG", "LC_ALL", "HOME", "TMPDIR", "PYTHONHASHSEED",
                                    "PYTHONDONTWRITEBYTECODE", "PYTHONIOENCODING"}
-    assert "curate-sbx-" in lines[2] and not Path(lines[2]).exists()  # work dir removed afterwards
+    if NS:  # the run's private scratch: a tmpfs on /tmp that vanishes with its namespace
+        assert lines[2] == "/tmp"
+    else:
+        assert "curate-sbx-" in lines[2] and not Path(lines[2]).exists()  # work dir removed afterwards
 
 
 # ---------------------------------------------------------------- the corpus (>= 15 attacks)
@@ -248,21 +251,32 @@ def test_killing_the_parent():
 
 @pytest.mark.skipif(not NS, reason="without a PID namespace a setsid daemon can outlive the run (documented)")
 def test_setsid_daemon_does_not_outlive_the_run(tmp_path):
-    marker = f"/tmp/curate-daemon-{os.getpid()}-{time.monotonic_ns()}"
+    # /tmp is private to the run now, so the daemon names itself (its comm) for the host to look for
+    name = f"cdm{os.getpid() % 100000}{time.monotonic_ns() % 1000}"[:15]
     r = run(f"""
-        import os, time
+        import ctypes, os, time
         if os.fork() == 0:
             os.setsid()
             if os.fork() == 0:
-                time.sleep(1.0)
-                open({marker!r}, 'w').write('alive')
+                ctypes.CDLL(None).prctl(15, {name.encode()!r}, 0, 0, 0)  # PR_SET_NAME
                 time.sleep(30)
             os._exit(0)
         print('parent done')
     """)
     assert r.ok
-    time.sleep(1.3)
-    assert not os.path.exists(marker)
+    time.sleep(0.5)
+
+    def named() -> list[str]:
+        out = []
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                if Path(f"/proc/{pid}/comm").read_text().strip() == name:
+                    out.append(pid)
+            except OSError:
+                pass
+        return out
+
+    assert named() == []
 
 
 def test_background_shell_process_is_reaped():
@@ -370,8 +384,7 @@ def test_values_cross_the_boundary_with_their_types():
     test = ("def check(c):\n    got = c({'a': (1,)})\n"
             "    assert got == [{'a': (1,)}, (1, 2.5), {'k': {3, 4}}, None, True, b'\\x00', 10 ** 30, float('inf'), 1j]\n"
             "    assert type(got[1]) is tuple and got[4] is True\n"
-            "    assert c('big') == 'y' * 300000\n"
-            "    try:\n        c(None, oops=1)\n    except TypeError:\n        pass\n")
+            "    assert c('big') == 'y' * 300000\n")
     r = run_check(src, test, "f", limits=FAST)
     assert r.passed_marker, r.stderr[-2000:]
 
@@ -462,7 +475,7 @@ def test_the_harness_reports_its_own_set_up_failure_apart_from_the_program(tmp_p
     from verifiers.sandbox import _HARNESS_MAIN, _HARNESS_PATH, ENV_EXIT, SETUP_EXIT, RunResult
 
     src = _HARNESS_PATH.read_text() + _HARNESS_MAIN
-    out = subprocess.run([sys.executable, "-I", "-c", src, "script", str(tmp_path / "missing" / "main.py")],
+    out = subprocess.run([sys.executable, "-I", "-c", src, "{}", "script", str(tmp_path / "missing" / "main.py")],
                          capture_output=True, timeout=30)
     assert out.returncode == SETUP_EXIT and b"curate-sandbox: set-up failed: cannot read" in out.stderr
     r = RunResult(returncode=out.returncode, stderr=out.stderr)
@@ -471,3 +484,174 @@ def test_the_harness_reports_its_own_set_up_failure_apart_from_the_program(tmp_p
     assert v.status == "error" and "could not run" in v.reason
     assert RunResult(returncode=1, stderr=b"Traceback\nValueError: x").could_not_judge is None  # the program's own crash
     assert RunResult(returncode=ENV_EXIT, stderr=b"").could_not_judge.startswith("missing module")
+
+
+# ---------------------------------------------------------------- the tests cannot be read
+# Each finder looks for the test's secret expected value somewhere the solution's process can reach and
+# returns it if found; the test expects exactly that secret, so a finder that succeeds passes the check.
+SECRET = "curate-secret-" + os.urandom(6).hex()
+SECRET_TEST = f"def check(candidate):\n    assert candidate(0) == {SECRET!r}\n"
+_SCAN = """
+import os, re
+_KEY = re.compile(('curate-' + 'secret-' + '[0-9a-f]{12}').encode())  # never spelled whole in this source
+def _scan(path, limit=1 << 20):
+    try:
+        with open(path, 'rb') as f:
+            data = f.read(limit)
+    except OSError:
+        return None
+    m = _KEY.search(data)
+    return m.group(0).decode() if m else None
+def _walk(top):
+    for d, _, files in os.walk(top):
+        for name in files:
+            got = _scan(os.path.join(d, name))
+            if got:
+                return got
+def _in(text):
+    m = _KEY.search(text.encode('utf-8', 'replace')) if isinstance(text, str) else None
+    return m.group(0).decode() if m else None
+"""
+FINDERS = {
+    "test.py in the cwd": "return _scan('test.py')",
+    "every file in the cwd": "return next(filter(None, (_scan(n) for n in os.listdir('.'))), None)",
+    "walk /tmp, /dev/shm, /var/tmp": "return next(filter(None, (_walk(d) for d in ('/tmp', '/dev/shm', '/var/tmp'))), None)",
+    "walk the sandbox work root": f"return _walk({str(work_root(LEVEL))!r})",
+    "the test process's stdin": "return _scan('/proc/%d/fd/0' % os.getppid()) or _scan('/proc/1/fd/0')",
+    "the test process's memory": "return _scan('/proc/%d/mem' % os.getppid())",
+    "every process's cmdline and environ": ("return next(filter(None, (_scan('/proc/%s/%s' % (p, w)) for p in os.listdir('/proc') "
+                                           "if p.isdigit() for w in ('cmdline', 'environ'))), None)"),
+    "own memory (gc objects)": "import gc\n    return next(filter(None, (_in(o) for o in gc.get_objects())), None)",
+    "own open files": "return next(filter(None, (_scan('/proc/self/fd/' + fd) for fd in os.listdir('/proc/self/fd'))), None)",
+    "own stdin": "import sys\n    return _in(sys.stdin.read())",
+    "the caller's frames": ("import sys\n    f = sys._getframe()\n    while f is not None:\n"
+                            "        for v in list(f.f_locals.values()) + list(f.f_globals.values()):\n"
+                            "            if _in(v):\n"
+                            "                return _in(v)\n"
+                            "        f = f.f_back"),
+}
+
+
+def test_the_finders_find_a_secret_that_is_there():
+    """The finders work: given the secret in a file of the cwd (what used to be test.py), they pass."""
+    leaky = _SCAN + "open('planted.txt', 'w').write('curate-' + 'secret-' + 'a' * 12)\n"
+    leaky += "def find(_):\n    return next(filter(None, (_scan(n) for n in os.listdir('.'))), None)\n"
+    assert run_check(leaky, "def check(c):\n    assert c(0) == 'curate-secret-' + 'a' * 12\n", "find",
+                     limits=FAST).passed_marker
+
+
+@pytest.mark.parametrize("where", list(FINDERS))
+def test_the_solution_cannot_read_the_tests(where):
+    src = _SCAN + f"def find(_):\n    {FINDERS[where]}\n"
+    r = run_check(src, SECRET_TEST, "find", limits=FAST)
+    assert not r.passed_marker and r.returncode == 1, (where, r)
+
+
+def test_reading_the_tests_is_incorrect_in_every_reference_shape():
+    """HumanEval-style and LiveCodeBench functional tests: the solution used to run beside a 0644 test.py."""
+    read = "def add3(x):\n    import re\n    return int(re.findall(r'== (\\d+)', open('test.py').read())[0])\n"
+    assert CodeVerifier().verify(P(), code(read)).status == "incorrect"
+    lcb = P(prompt="Add three.", reference={"fn_name": "add3", "timeout_s": 1.5,
+                                            "tests": [{"input": "2", "output": "5", "testtype": "functional"}]})
+    read_json = "def add3(x):\n    import re\n    return int(re.findall(r\"'(\\d+)'\", open('test.py').read())[-1])\n"
+    assert CodeVerifier().verify(lcb, code(read_json)).status == "incorrect"
+    assert CodeVerifier().verify(lcb, code("def add3(x):\n    return x + 3\n")).status == "correct"
+
+
+# ---------------------------------------------------------------- the candidate's exceptions cannot be smuggled
+# (solution body of add(x) -> x + 1 that misbehaves, a test that would pass if the exception ended it quietly)
+LOOP_TEST = "def check(candidate):\n    for got, want in zip(map(candidate, [1, 2, 3]), [2, 3, 4]):\n        assert got == want\n"
+SMUGGLERS = [
+    ("StopIteration ends a zip(map()) loop", "raise StopIteration", LOOP_TEST),
+    ("StopIteration inside all(map())", "raise StopIteration",
+     "def check(candidate):\n    assert all(map(lambda x: candidate(x) == x + 1, [1, 2]))\n"),
+    ("StopIteration inside a generator expression", "raise StopIteration",
+     "def check(candidate):\n    assert all(candidate(x) == x + 1 for x in [1, 2])\n"),
+    ("a StopIteration subclass", "class Done(StopIteration):\n        pass\n    raise Done", LOOP_TEST),
+    ("StopAsyncIteration", "raise StopAsyncIteration", LOOP_TEST),
+    ("GeneratorExit", "raise GeneratorExit", LOOP_TEST),
+    ("a test that catches Exception", "raise ValueError('no')",
+     "def check(candidate):\n    try:\n        assert candidate(1) == 2\n    except Exception:\n        pass\n"),
+    ("a test that suppresses Exception", "raise KeyError(1)",
+     "import contextlib\ndef check(candidate):\n    with contextlib.suppress(Exception):\n        assert candidate(1) == 2\n"),
+    ("a test with a bare except", "raise KeyboardInterrupt",
+     "def check(candidate):\n    try:\n        assert candidate(1) == 2\n    except:\n        pass\n"),
+    ("SystemExit(0) inside the call", "raise SystemExit(0)",
+     "def check(candidate):\n    try:\n        candidate(1)\n    except BaseException:\n        pass\n"),
+    ("os._exit(0) inside the call", "import os\n    os._exit(0)",
+     "def check(candidate):\n    try:\n        candidate(1)\n    except BaseException:\n        pass\n"),
+    ("an exception whose str() raises", "class E(Exception):\n        def __str__(self):\n            raise RuntimeError\n    raise E()",
+     "def check(candidate):\n    try:\n        candidate(1)\n    except Exception:\n        pass\n"),
+    ("raising only after the answers were checked", "if x > 1:\n        raise StopIteration\n    return x + 1",
+     "def check(candidate):\n    assert candidate(1) == 2\n    try:\n        candidate(2)\n    except Exception:\n        pass\n"),
+]
+
+
+@pytest.mark.parametrize("name,body,test", SMUGGLERS, ids=[s[0] for s in SMUGGLERS])
+def test_an_exception_from_the_candidate_fails_the_check(name, body, test):
+    r = run_check(f"def add(x):\n    {body}\n", test, "add", limits=FAST)
+    assert not r.passed_marker and r.returncode == 1, (name, r)
+    assert b"CandidateRaised" in r.stderr, (name, r.stderr[-500:])
+    assert run_check("def add(x):\n    return x + 1\n", test, "add", limits=FAST).passed_marker, name
+
+
+def test_stopiteration_through_the_code_verifier_is_incorrect():
+    p = P(reference={"test": LOOP_TEST, "entry_point": "add", "timeout_s": 1.5}, prompt="Add one.")
+    v = CodeVerifier().verify(p, code("def add(x):\n    raise StopIteration\n"))
+    assert v.status == "incorrect" and "StopIteration" in v.reason, v
+
+
+# ---------------------------------------------------------------- each run's scratch is private, bounded and gone after
+
+def _host_names(token: str) -> list[str]:
+    out = []
+    for d in ("/tmp", "/dev/shm", "/var/tmp"):
+        try:
+            out += [f"{d}/{n}" for n in os.listdir(d) if token in n]
+        except OSError:
+            pass
+    return out
+
+
+LEAKS = {
+    "a file in /tmp": "open('/tmp/{t}', 'w').write('x' * 1000)",
+    "a file in /dev/shm": "open('/dev/shm/{t}', 'w').write('x' * 1000)",
+    "a file in /var/tmp": "open('/var/tmp/{t}', 'w').write('x' * 1000)",
+    "POSIX shared memory": ("from multiprocessing import shared_memory\n"
+                            "m = shared_memory.SharedMemory(name='{t}', create=True, size=1 << 20)\n"
+                            "m.buf[:3] = b'abc'\nm.close()"),
+    "a fifo in /tmp": "import os\nos.mkfifo('/tmp/{t}')",
+    "a unix socket in /tmp": "import socket\nsocket.socket(socket.AF_UNIX).bind('/tmp/{t}')",
+    "a symlink in /dev/shm": "import os\nos.symlink('/etc/passwd', '/dev/shm/{t}')",
+    "a file in the cwd": "open('{t}', 'w').write('x')",
+}
+
+
+@pytest.mark.skipif(not NS, reason="without a mount namespace /tmp and /dev/shm are shared (documented)")
+@pytest.mark.parametrize("what", list(LEAKS))
+def test_nothing_a_run_leaves_in_tmp_or_shm_outlives_it(what):
+    token = f"curate-leak-{os.getpid()}-{time.monotonic_ns()}"
+    r = run(LEAKS[what].format(t=token) + "\nimport os\nprint(sorted(os.listdir('.')))\n")
+    assert r.ok, (what, r.stderr[-500:])
+    assert _host_names(token) == [], what
+
+
+@pytest.mark.skipif(not NS, reason="without a mount namespace there is no private scratch (documented)")
+def test_the_scratch_is_size_limited_and_not_shared_between_runs():
+    limits = Limits(timeout_s=5.0, memory_mb=512, scratch_mb=32)
+    r = run_python(textwrap.dedent("""
+        import errno, os
+        total = 0
+        try:
+            for i in range(40):
+                with open('/dev/shm/fill%d' % i, 'wb') as f:
+                    f.write(b'x' * (4 << 20))
+                total += 4
+        except OSError as e:
+            print('stopped', errno.errorcode[e.errno], total)
+        open('left-behind', 'w').write('x')
+    """), limits=limits)
+    assert r.ok and r.stdout.startswith(b"stopped ENOSPC"), r
+    assert int(r.stdout.split()[-1]) <= 32
+    r = run_python("import os\nprint(sorted(os.listdir('.')), sorted(os.listdir('/dev/shm')))", limits=limits)
+    assert r.stdout.decode().strip() == "['main.py'] ['main.py']", r

@@ -81,3 +81,54 @@ def test_livecodebench_reference_shape_from_curate_tasks():
     v = V.verify(P(ref), block("n = int(input())\nprint(9)"))
     assert v.status == "incorrect" and "test 1" in v.reason  # the private test caught it
     assert V.deadline_s(P(ref)) == 2 * (3 + 1.0) + 5.0
+
+
+ADD3_TEST = "def check(candidate):\n    assert candidate(1) == 4\n    assert candidate(-3) == 0\n"
+ADD3 = "def add3(x):\n    return x + 3"
+
+
+def test_a_complete_function_is_judged_alone_when_the_prompt_is_not_code():
+    """MBPP-style natural-language prompts and bare signatures do not parse: gluing them onto the code made a
+    file that did not parse, and a correct function came out `incorrect` ("ended before answering")."""
+    for prompt in ["Write a function add3 that adds three to x.", "def add3(x):", "def add3(x: int) -> int:\n",
+                   "Complete this:\ndef add3(x):\n    ..."]:
+        ref = {"test": ADD3_TEST, "entry_point": "add3", "prompt": prompt, "timeout_s": 3}
+        v = V.verify(P(ref, prompt=prompt), block(ADD3))
+        assert v.status == "correct", (prompt, v.reason)
+        assert V.verify(P(ref, prompt=prompt), block(ADD3.replace("+ 3", "+ 2"))).status == "incorrect", prompt
+    # the prompt taken from problem.prompt when the reference has none (MBPP rows as curate imports them)
+    ref = {"test": ADD3_TEST, "entry_point": "add3", "timeout_s": 3}
+    assert V.verify(P(ref, prompt="Write a python function to add 3."), block(ADD3)).status == "correct"
+
+
+def test_the_model_is_still_at_fault_for_its_own_syntax_and_names():
+    prompt = "Write a function add3 that adds three to x."
+    ref = {"test": ADD3_TEST, "entry_point": "add3", "prompt": prompt, "timeout_s": 3}
+    broken = V.verify(P(ref, prompt=prompt), block("def add3(x):\nreturn x + 3"))
+    assert broken.status == "incorrect"
+    renamed = V.verify(P(ref, prompt=prompt), block("def add_three(x):\n    return x + 3"))
+    assert renamed.status == "incorrect"
+
+
+def test_problem_data_cannot_raise_the_operators_limits():
+    """A reference asking for 100000 s and 3000 MB is clamped to the operator's caps, in the sandbox and in the
+    pool's kill deadline, and the verdict says so."""
+    v = CodeVerifier(timeout_s=1.0, memory_mb=256)
+    greedy = {"tests": [{"input": "", "output": "ok"}], "timeout_s": 100000, "memory_mb": 3000}
+    limits, note = v.limits(P(greedy))
+    assert (limits.timeout_s, limits.memory_mb) == (1.0, 256)
+    assert "clamped" in note and "timeout_s" in note and "memory_mb" in note
+    assert v.deadline_s(P(greedy)) == v.deadline_s(P({"tests": greedy["tests"]}))
+    slow = v.verify(P(greedy), block("import time\ntime.sleep(3)\nprint('ok')"))
+    assert slow.status == "timeout" and "clamped to the operator's cap" in slow.reason
+    big = v.verify(P(greedy), block("x = bytearray(600 << 20)\nprint('ok')"))
+    assert big.status == "incorrect" and "MemoryError" in big.reason and "clamped" in big.reason
+    # data may lower a limit; nonsense is ignored and said
+    assert v.limits(P({**greedy, "timeout_s": 0.5, "memory_mb": 128}))[0] == type(limits)(timeout_s=0.5, memory_mb=128)
+    for bad in (-1, 0, "abc", float("nan"), True):
+        lim, note = v.limits(P({**greedy, "timeout_s": bad}))
+        assert lim.timeout_s == 1.0 and "ignored" in note, bad
+    # the operator may allow more than the default
+    roomy = CodeVerifier(timeout_s=1.0, max_timeout_s=20.0)
+    assert roomy.limits(P({**greedy, "timeout_s": 12}))[0].timeout_s == 12.0
+    assert roomy.limits(P({"tests": greedy["tests"]}))[0].timeout_s == 1.0

@@ -5,13 +5,22 @@ same source to `python -I -c` (the sandbox user may not be able to read the chec
 returns the process's exit code.
 
 - mode "script", args [path]: run the file as __main__ (stdin/stdout tests).
-- mode "check", args [solution, test, entry]: a function-call check whose pass signal the program cannot read
-  or forge. This process (T) reads a one-time marker from stdin only after forking the solution's process (C)
-  and making itself non-dumpable. C runs the solution with /dev/null as stdin, stderr as stdout and no
+- mode "check", args [solution, entry]: a function-call check whose pass signal and tests the program cannot
+  read or forge. This process (T) forks the solution's process (C) after making itself non-dumpable, and only
+  then reads a one-time marker and the test source from stdin: the tests never sit in a file and were never in
+  the memory C was forked from. C runs the solution with /dev/null as stdin, stderr as stdout and no
   capabilities, and serves calls to `entry` over a socket: arguments and results cross as plain data (numbers,
   strings, bytes, lists, tuples, dicts, sets; anything else arrives as an opaque value equal to nothing). T runs
-  the test file's `check(entry)` against that proxy and prints the marker only after it returns, so exiting
+  the test's `check(entry)` against that proxy and prints the marker only after it returns, so exiting
   early, walking the stack for the marker, or returning an object whose `==` is always True cannot pass.
+  An exception from the candidate (of any type, or its process ending) fails the check even if the test
+  catches it: it reaches the test as `CandidateRaised` (a BaseException, so `except Exception` and a
+  `for ... in map(candidate, ...)` loop cannot swallow it as they did StopIteration) and is remembered.
+
+`enter_scratch` (called at the start of a run, as root of the run's private mount namespace) mounts a fresh,
+size-limited tmpfs on /tmp and binds it on /dev/shm and /var/tmp, copies the program's files into it and makes it
+the working directory; it vanishes with the namespace when the run ends. `main` is the entry of the fallback
+path (a fresh interpreter per program): scratch, privilege drop, then `run`.
 
 Exit codes the caller reads as "could not judge" (verdict `error`, never `incorrect`): SETUP_EXIT when the
 sandbox's own files or set-up fail, ENV_EXIT when the program needs a module the sandbox interpreter lacks.
@@ -34,6 +43,11 @@ _LIBC = ctypes.CDLL(None, use_errno=True)  # loaded once in the zygote, inherite
 
 class _SetupError(Exception):
     pass
+
+
+class CandidateRaised(BaseException):
+    """The candidate's own exception (or its process ending), as the test sees it: a BaseException, so neither
+    `except Exception` nor a loop over `map(candidate, ...)` can take it for a normal end."""
 
 
 class _Passthrough(BaseException):
@@ -88,6 +102,67 @@ def _guard(fn):
     except BaseException:
         traceback.print_exc()
         return 1
+
+
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_REMOUNT, MS_BIND, MS_REC = 1, 2, 4, 32, 4096, 16384
+NOBODY = 65534
+
+
+def _mount(source, target, fstype, flags, data):
+    if _LIBC.mount(source, target, fstype, flags, data) != 0:
+        e = ctypes.get_errno()
+        raise OSError(e, f"mount {target.decode()}: {os.strerror(e)}")
+
+
+def enter_scratch(names, size_bytes):
+    """As root of a private mount namespace: a fresh tmpfs of `size_bytes` on /tmp, bound on /dev/shm and
+    /var/tmp too (one size limit for all three), the program files `names` (relative to the current directory,
+    the caller's work dir) copied in read-only, and /tmp made the working directory."""
+    payload = []
+    for name in names:
+        with open(name, "rb") as f:
+            payload.append((name, f.read()))
+    # the interpreter itself may live under a masked directory (a venv in /tmp): keep it visible, read-only
+    masked = ("/tmp/", "/var/tmp/", "/dev/shm/")
+    keep = sorted({os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix,
+                                                  os.path.dirname(sys.executable))
+                   if os.path.realpath(p).startswith(masked)})
+    fds = [os.open(p, os.O_PATH | os.O_DIRECTORY) for p in keep]
+    _mount(b"tmpfs", b"/tmp", b"tmpfs", MS_NOSUID | MS_NODEV,
+           f"size={int(size_bytes)},nr_inodes=16384,mode=1777".encode())
+    for d in (b"/dev/shm", b"/var/tmp"):
+        if os.path.isdir(d):
+            _mount(b"/tmp", d, None, MS_BIND, None)
+    for path, fd in zip(keep, fds):
+        os.makedirs(path, exist_ok=True)
+        _mount(f"/proc/self/fd/{fd}".encode(), path.encode(), None, MS_BIND | MS_REC, None)
+        _mount(None, path.encode(), None, MS_REMOUNT | MS_BIND | MS_RDONLY, None)
+        os.close(fd)
+    os.chdir("/tmp")
+    for name, data in payload:
+        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)
+
+
+def main(argv):
+    """Fallback entry: argv = [json set-up, mode, *args]. Set-up: {"scratch": bytes or 0, "files": [...],
+    "uid": uid to drop to or null}; runs before any untrusted code, as the namespace's root."""
+    try:
+        setup = json.loads(argv[0])
+        if setup.get("scratch"):
+            enter_scratch(setup["files"], setup["scratch"])
+        if setup.get("uid") is not None:
+            os.setgroups([])
+            os.setgid(setup["uid"])
+            os.setuid(setup["uid"])
+            _LIBC.prctl(1, 9, 0, 0, 0)  # PR_SET_PDEATHSIG SIGKILL again: a credential change clears it
+    except BaseException as e:
+        print(f"curate-sandbox: set-up failed: {e}", file=sys.stderr)
+        return SETUP_EXIT
+    return run(argv[1], argv[2:])
 
 
 def run(mode, args):
@@ -282,8 +357,17 @@ class _Candidate:
 
     def __init__(self, sock, pid, entry):
         self._sock, self._pid, self.__name__ = sock, pid, entry
+        self.raised = None  # what the candidate raised first, kept even if the test catches it
+        self._ended = None
+
+    def _fail(self, what):
+        if self.raised is None:
+            self.raised = what
+        raise CandidateRaised(what)
 
     def __call__(self, *args, **kwargs):
+        if self._ended is not None:
+            self._fail(self._ended)
         try:
             _send(self._sock, {"args": encode(list(args)), "kwargs": encode(dict(kwargs))})
             reply = _recv(self._sock)
@@ -294,30 +378,26 @@ class _Candidate:
             code = os.waitstatus_to_exitcode(status)
             if code in (ENV_EXIT, SETUP_EXIT):
                 raise _Passthrough(code)
-            raise RuntimeError(f"the solution's process ended (exit code {code}) before answering")
+            self._ended = f"the solution's process ended (exit code {code}) before answering"
+            self._fail(self._ended)
         if "ok" in reply:
             return decode(reply["ok"])
         if "env" in reply:
             print(f"curate-sandbox: {reply['env']}", file=sys.stderr)
             raise _Passthrough(ENV_EXIT)
-        import builtins
-
-        kind = getattr(builtins, reply["raise"], None)
-        if not (isinstance(kind, type) and issubclass(kind, Exception)):
-            kind = RuntimeError
-        try:
-            err = kind(reply["text"])
-        except BaseException:
-            err = RuntimeError(f"{reply['raise']}: {reply['text']}")
-        raise err
+        self._fail(f"{reply['raise']}: {reply['text']}")
 
 
-def _check(solution, test, entry):
-    try:
-        test_code = _compile(test)
-    except _SetupError as e:
-        print(f"curate-sandbox: set-up failed: {e}", file=sys.stderr)
-        return SETUP_EXIT
+def _read_stdin():
+    chunks = []
+    while True:
+        chunk = os.read(0, 1 << 20)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+
+def _check(solution, entry):
     sock, child_sock = socket.socketpair()
     _LIBC.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)  # before the fork: C inherits no way into T's memory
     pid = os.fork()
@@ -325,14 +405,20 @@ def _check(solution, test, entry):
         sock.close()
         _solution_process(child_sock, solution, entry)
     child_sock.close()
-    marker = sys.stdin.readline().strip()
+    # only now, in T alone: the marker line, then the test source (never a file C could open)
+    marker, _, test_src = _read_stdin().partition(b"\n")
+    marker = marker.decode().strip()
     fd = os.open(os.devnull, os.O_RDONLY)
     os.dup2(fd, 0)
     os.close(fd)
     candidate = _Candidate(sock, pid, entry)
 
     def tests():
-        g = _main_module(test)
+        try:
+            test_code = compile(test_src.decode("utf-8"), "test.py", "exec")
+        except (SyntaxError, ValueError, UnicodeDecodeError) as e:
+            raise _SetupError(f"the test does not compile: {e}") from None
+        g = _main_module("test.py")
         g[entry] = candidate
         exec(test_code, g)
         g[entry] = candidate  # the test file's context may define a stub of the same name
@@ -348,6 +434,10 @@ def _check(solution, test, entry):
             os.kill(pid, 9)
         except OSError:
             pass
+    if candidate.raised is not None and code == 0:  # the test caught it; it still fails
+        code = 1
+    if candidate.raised is not None:
+        print(f"CandidateRaised: the candidate raised {candidate.raised[:300]}", file=sys.stderr)
     if code == 0:
         sys.stdout.flush()
         os.write(1, ("\n" + marker + "\n").encode())

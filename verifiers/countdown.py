@@ -24,7 +24,7 @@ from fractions import Fraction
 from typing import Any
 
 from verifiers.base import Probe, ProbeProblem, Verifier, reference_field
-from verifiers.extract import last_boxed, strip_thinking
+from verifiers.extract import last_boxed, last_tagged, strip_thinking
 
 MAX_CHARS = 1000
 MAX_DIGITS = 12
@@ -32,7 +32,6 @@ MAX_DEPTH = 64
 
 _NUMBERS_RE = re.compile(r"numbers\s*[:=]\s*\[([^\]]*)\]", re.IGNORECASE)
 _TARGET_RE = re.compile(r"target\s*[:=]\s*(-?\d+)", re.IGNORECASE)
-_ANSWER_TAG_RE = re.compile(r"<answer>(.*?)</answer>", re.DOTALL | re.IGNORECASE)
 _LATEX_SUBS = [
     (re.compile(r"\\left|\\right|\\!|\\,|\\;|\\ |\$"), ""),
     (re.compile(r"\\times|\\cdot|×|·|∗"), "*"),
@@ -306,8 +305,8 @@ def extract_answer(response: str) -> str | None:
     boxed = last_boxed(tail)
     if boxed is not None:
         return boxed
-    tags = _ANSWER_TAG_RE.findall(tail)
-    return tags[-1].strip() if tags else None
+    tagged = last_tagged(tail, "answer")
+    return tagged.strip() if tagged is not None else None
 
 
 class CountdownVerifier(Verifier):

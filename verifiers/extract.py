@@ -14,6 +14,7 @@ THINK_OPEN = "<think>"
 THINK_CLOSE = "</think>"
 
 _BOXED_RE = re.compile(r"\\(?:boxed|fbox)\s*")
+_BARE_TOKEN_RE = re.compile(r"[^\s$]+")
 _FENCE_RE = re.compile(r"^[ \t]*```[ \t]*([A-Za-z0-9_+\-.]*)[ \t]*$", re.MULTILINE)
 _PYTHON_TAGS = ("python", "py", "python3")
 
@@ -58,10 +59,27 @@ def boxed_contents(text: str) -> list[str]:
             out.append(text[i + 1 : j].strip())
             pos = j + 1
         else:  # `\boxed 5`: the token up to whitespace or `$`
-            tok = re.match(r"[^\s$]+", text[i:])
+            tok = _BARE_TOKEN_RE.match(text, i)  # matched in place: slicing text[i:] per box was quadratic
             if tok and m.group(0).endswith((" ", "\t")):
                 out.append(tok.group(0).strip())
             pos = i
+
+
+def last_tagged(text: str, tag: str = "answer") -> str | None:
+    """The content of the last `<tag>...</tag>` (case-insensitive, across lines), or None: the same answer as
+    `re.findall(r"<tag>(.*?)</tag>", text, re.DOTALL | re.IGNORECASE)[-1]` (reasoning-gym's rule), in one
+    linear scan (that regex is quadratic on `"<answer>" * n`: each opening tag scans to the end)."""
+    open_re = re.compile(re.escape(f"<{tag}>"), re.IGNORECASE)
+    close_re = re.compile(re.escape(f"</{tag}>"), re.IGNORECASE)
+    last, pos = None, 0
+    while True:
+        o = open_re.search(text, pos)
+        if o is None:
+            return last
+        c = close_re.search(text, o.end())
+        if c is None:  # no later opening tag can close either
+            return last
+        last, pos = text[o.end():c.start()], c.end()
 
 
 def last_boxed(text: str) -> str | None:

@@ -10,10 +10,14 @@ says no and both sides are equations, we also accept equations equal up to a non
 answer must simplify to a number.
 
 Timeouts: math-verify's own timeouts are SIGALRM based and silently turn a timeout into "no match"
-(an infrastructure failure disguised as a wrong answer), so we disable them and instead wrap the whole
-check in `soft_timeout` (a BaseException math-verify cannot swallow; main thread only). Neither can stop a
+(an infrastructure failure disguised as a wrong answer), so we disable them and instead the whole
+check, answer extraction included, runs under `Verifier.soft_timeout_s` (a BaseException math-verify cannot swallow; main thread only). Neither can stop a
 long C-level computation (`10^{10^{10}}` evaluated by sympy), so labeling runs verifiers in
 `verifiers.pool` worker processes that are killed at `deadline_s` and report `timeout`.
+
+Equations: an answer `x = 3` (one variable on the left, or function notation such as `f(x) = 3x-2`) is read
+as its value, as math-verify does; any other equation against a gold that is not one (`4 = 3`, `1 = 2 = 3`,
+`\\text{I do not know} = 3`, `2 + 1 = 3`, `xy = 3`) is incorrect, never reduced to its right side.
 
 Known issues (honest list):
 - Inherits math-verify's extraction choices: with no `\\boxed{}` the last LaTeX/plain number wins, so
@@ -34,7 +38,7 @@ import functools
 import re
 from typing import Any
 
-from verifiers.base import Probe, ProbeProblem, Verifier, soft_timeout
+from verifiers.base import Probe, ProbeProblem, Verifier
 from verifiers.extract import boxed_contents, strip_thinking
 
 
@@ -103,6 +107,53 @@ def equal_up_to_constant(gold: Any, pred: Any) -> bool:
     return bool(ratio.is_number and ratio.is_finite and ratio != 0 and not ratio.free_symbols)
 
 
+# a variable: one Latin letter or a Greek letter command, optionally subscripted and primed (x, x_1, a_{n}, \\theta')
+_VARIABLE_RE = re.compile(r"\s*(?:[A-Za-z]|\\[a-zA-Z]+)\s*(?:_\s*(?:\{\s*[A-Za-z0-9]+\s*\}|[A-Za-z0-9]))?\s*'*\s*")
+_GREEK = {"alpha", "beta", "gamma", "delta", "epsilon", "varepsilon", "zeta", "eta", "theta", "vartheta", "iota",
+          "kappa", "lambda", "mu", "nu", "xi", "pi", "rho", "sigma", "tau", "upsilon", "phi", "varphi", "chi", "psi",
+          "omega", "Gamma", "Delta", "Theta", "Lambda", "Xi", "Pi", "Sigma", "Upsilon", "Phi", "Psi", "Omega"}
+
+
+_CALL_RE = re.compile(r"(?P<name>[^()]+)\((?P<args>[^()]*)\)\s*")
+_ARG_RE = re.compile(r"\s*-?\d+(?:\.\d+)?\s*")
+
+
+def _is_variable(text: str) -> bool:
+    """`x`, `x_1`, `\\theta`, or function notation on variables or numbers (`f(x)`, `g(x, y)`, `f(2)`)."""
+    call = _CALL_RE.fullmatch(text.strip())
+    if call:
+        args = call.group("args").split(",")
+        return _is_variable(call.group("name")) and all(_is_variable(a) or _ARG_RE.fullmatch(a) for a in args)
+    if not _VARIABLE_RE.fullmatch(text):
+        return False
+    cmd = re.match(r"\s*\\([a-zA-Z]+)", text)
+    return cmd is None or cmd.group(1) in _GREEK
+
+
+def _non_variable_equation(gold: Any, pred: list) -> str | None:
+    """Why an equation answer must not be reduced to its right side, or None. math-verify compares a gold
+    value with the right side of any equation, so `4 = 3`, `1 = 2 = 3` and `\\text{I do not know} = 3` all
+    matched gold 3; only `variable = value` (a single symbol, or a function of variables or numbers, on the
+    left) may be read as its value. Golds that
+    are themselves equations or relations are left to math-verify and the constant-factor rule."""
+    import sympy
+
+    if isinstance(gold, (sympy.Equality, sympy.And)) or getattr(gold, "is_Relational", False):
+        return None
+    obj = pred[0]
+    if isinstance(obj, sympy.And) and any(isinstance(a, sympy.Equality) for a in obj.args):
+        return "a chain of equations is not an answer"
+    if not isinstance(obj, sympy.Equality):
+        return None
+    text = next((p for p in pred if isinstance(p, str)), "")
+    lhs = text.split("=", 1)[0] if "=" in text else ""
+    from sympy.core.function import AppliedUndef
+
+    if isinstance(obj.lhs, (sympy.Symbol, AppliedUndef)) and _is_variable(lhs):
+        return None
+    return f"left side of '=' is not a variable: {lhs.strip()[:60]!r}"
+
+
 @functools.lru_cache(maxsize=4096)
 def _parse_gold(gold_text: str) -> tuple:
     """Gold answers repeat across a problem's many samples (32 per question in the study's pool): parse once.
@@ -159,8 +210,34 @@ class MathVerifier(Verifier):
         exact = _exact_box(getattr(problem, "reference", None), tail) if self.exact_match else None
         if exact is not None:
             return self.verdict("correct", answer=exact, reason="boxed answer is the gold answer verbatim")
-        with soft_timeout(self.timeout_s if self.soft_timeout else None):
-            return self._compare(gold_text, tail)
+        return self._compare(gold_text, tail)
+
+    def equivalent(self, a: str, b: str) -> bool:
+        """Two extracted answers are one answer when math-verify matches them either way round (maj@k groups
+        votes with this). Each comparison runs under the soft timeout; one that runs out is not a match."""
+        if _norm(str(a)) == _norm(str(b)):
+            return True
+        from math_verify import verify
+
+        from verifiers.base import VerifyTimeout, soft_timeout
+
+        _quiet_math_verify()
+        try:
+            with soft_timeout(self.timeout_s if self.soft_timeout else None):
+                pa, pb = _parse_gold(_gold_text(str(a), as_is=True) or ""), _parse_gold(_gold_text(str(b), as_is=True) or "")
+                if not pa or not pb or _non_variable_equation(pa[0], list(pb)) or _non_variable_equation(pb[0], list(pa)):
+                    return False  # `4 = 3` is not the answer 3 (see check)
+                kw = {"float_rounding": self.float_rounding, "numeric_precision": self.numeric_precision,
+                      "timeout_seconds": None}
+                return bool(verify(list(pa), list(pb), **kw) or verify(list(pb), list(pa), **kw))
+        except VerifyTimeout:
+            return False
+        except Exception:  # an answer sympy cannot handle is only equal to its own spelling
+            return False
+
+    def soft_timeout_s(self, problem: Any) -> float | None:  # noqa: ARG002
+        """The whole check, extraction included, runs under the soft timeout (off: only the pool's hard kill)."""
+        return self.timeout_s if self.soft_timeout else None
 
     def _compare(self, gold_text: str, tail: str):
         from math_verify import parse, verify
@@ -174,6 +251,9 @@ class MathVerifier(Verifier):
             return self.verdict("no_answer", reason="no parsable final answer")
         answer = str(pred[-1]) if isinstance(pred[-1], str) else str(pred[0])
         gold = list(gold)
+        smuggled = _non_variable_equation(gold[0], pred)
+        if smuggled:
+            return self.verdict("incorrect", answer=answer, reason=smuggled)
         ok = verify(gold, pred, float_rounding=self.float_rounding, numeric_precision=self.numeric_precision,
                     timeout_seconds=None)
         if ok:

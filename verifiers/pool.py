@@ -8,7 +8,9 @@ that dies mid-task (segfault, OOM kill) yields an `error` verdict; neither is ev
 
 Workers come from a `forkserver` that preloads the built-in verifier modules, so a replacement after a kill
 costs a fork, not a fresh interpreter and a sympy import. Code-sandbox children set PDEATHSIG, so they die
-with a killed worker.
+with a killed worker; each worker watches the process that owns the pool (a pidfd) and kills itself when that
+process exits, however it exits, so a SIGTERM, SIGHUP or SIGKILL to `curate verify` stops every worker,
+zygote and running program at once (the forkserver then exits as its last client goes).
 
     with VerifierPool(workers=2) as pool:
         pool.self_test("math")              # raises SelfTestFailed when a probe gets the wrong status
@@ -21,7 +23,9 @@ import json
 
 import multiprocessing as mp
 import os
+import select
 import signal
+import threading
 import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
@@ -55,11 +59,43 @@ def _options_key(options: dict | None) -> str:
     return json.dumps(options or {}, sort_keys=True, default=repr)
 
 
-def _worker_main(conn: Connection) -> None:
-    """Worker loop: receive a task, verify it, send (key, verdict). Runs in a child process."""
+def _die_with(owner: int) -> None:
+    """Kill this worker the moment the process that owns the pool exits, however it exits (SIGTERM, SIGKILL,
+    a crash): a worker's parent is the forkserver, which outlives its clients, so PDEATHSIG cannot tell. The
+    worker's sandbox zygote has PDEATHSIG set to this worker, and each program dies with the zygote."""
+    def watch() -> None:
+        try:
+            fd = os.pidfd_open(owner)
+        except (AttributeError, OSError):  # old kernel, or already gone
+            fd = None
+        if fd is not None:
+            poller = select.poll()
+            poller.register(fd, select.POLLIN)
+            poller.poll()  # readable when the owner exits
+        else:
+            while True:
+                try:
+                    os.kill(owner, 0)
+                except ProcessLookupError:
+                    break
+                except PermissionError:
+                    pass
+                time.sleep(0.1)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    if owner is not None:
+        threading.Thread(target=watch, name="curate-pool-owner", daemon=True).start()
+
+
+def _worker_main(conn: Connection, owner: int | None = None) -> None:
+    """Worker loop: receive a task, verify it, send (key, verdict). Runs in a child process; dies with `owner`."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the parent decides
+    _die_with(owner)
     cache: dict[tuple, Any] = {}
-    conn.send(_READY)
+    try:
+        conn.send(_READY)
+    except OSError:  # the pool is already gone
+        return
     while True:
         try:
             msg = conn.recv()
@@ -74,7 +110,10 @@ def _worker_main(conn: Connection) -> None:
             verdict = v.verify(problem, response)
         except Exception as e:  # registry trouble inside the worker: still a verdict, never a crash
             verdict = Verdict("error", name, "?", reason=f"{type(e).__name__}: {e}"[:500])
-        conn.send((key, verdict))
+        try:
+            conn.send((key, verdict))
+        except OSError:  # the pool closed (or its owner died) while this task ran: nobody is listening
+            return
 
 
 @dataclass
@@ -118,7 +157,7 @@ class VerifierPool:
 
     def _spawn(self) -> _Worker:
         parent, child = self.ctx.Pipe(duplex=True)
-        proc = self.ctx.Process(target=_worker_main, args=(child,), daemon=True)
+        proc = self.ctx.Process(target=_worker_main, args=(child, os.getpid()), daemon=True)
         proc.start()
         child.close()
         return _Worker(proc=proc, conn=parent)
@@ -134,10 +173,14 @@ class VerifierPool:
         self._workers[self._workers.index(w)] = self._spawn()
 
     def close(self) -> None:
+        """Idle workers are asked to exit; busy ones (an interrupted run) are killed at once, which takes their
+        sandbox zygote and running program with them."""
         for w in self._workers:
             try:
                 if w.task is None and w.ready:
                     w.conn.send(None)
+                elif w.proc.is_alive():
+                    w.proc.kill()
             except OSError:
                 pass
         for w in self._workers:

@@ -15,13 +15,10 @@ Test: `python -m pytest -q tests/test_verifiers_mc_rg_safety.py`.
 from __future__ import annotations
 
 import functools
-import re
 from typing import Any, Callable
 
 from verifiers.base import Probe, ProbeProblem, Verifier
-from verifiers.extract import last_boxed, strip_thinking
-
-_ANSWER_TAG_RE = re.compile(r"<answer>(.*?)</answer>", re.DOTALL | re.IGNORECASE)
+from verifiers.extract import last_boxed, last_tagged, strip_thinking
 
 
 @functools.lru_cache(maxsize=256)
@@ -34,9 +31,9 @@ def scorer(task: str) -> Callable[[Any, dict], float]:
 
 def extract_answer(response: str) -> str | None:
     tail = strip_thinking(response)
-    tags = _ANSWER_TAG_RE.findall(tail)
-    if tags:
-        return tags[-1].strip()
+    tagged = last_tagged(tail, "answer")
+    if tagged is not None:
+        return tagged.strip()
     boxed = last_boxed(tail)
     if boxed is not None:
         return boxed

@@ -15,18 +15,28 @@ What it isolates (each run):
   work dir (except world-writable places such as /tmp), cannot signal other users' processes, and
   RLIMIT_NPROC applies (root ignores it);
 - rlimits: address space (memory bombs get MemoryError), CPU seconds, processes, file size, open files, no
-  core dumps; a temporary work dir as cwd/HOME/TMPDIR, removed afterwards; a scrubbed environment;
+  core dumps; a scrubbed environment;
+- a private scratch per run (namespace levels): a fresh tmpfs of `Limits.scratch_mb` (64 MiB) mounted on /tmp
+  and bound on /dev/shm and /var/tmp, holding a copy of the program's files and serving as its cwd, HOME and
+  TMPDIR; files, shared memory, fifos and sockets left there vanish with the run's mount namespace, and
+  filling it stops at its size (ENOSPC). The host's /tmp, /dev/shm and /var/tmp are not visible. The staging
+  work dir on the host (mode 700) is removed afterwards;
 - work dirs live in the sandbox's own work root (`work_root`), never wherever the caller's TMPDIR points: a
   `mktemp -d` TMPDIR (mode 700) is closed to `nobody`, which used to fail correct programs;
-- function-call checks (`run_check`) run the solution and the test in two processes; the pass marker lives
-  only in the test's process, which is non-dumpable, so the solution cannot read or forge it (see
+- function-call checks (`run_check`) run the solution and the test in two processes; the pass marker and the
+  test source reach only the test's process, on its stdin after the solution's process was forked (the tests
+  are never a file the solution could open, nor in the memory it was forked from), and that process is
+  non-dumpable, so the solution cannot read the tests or the expected values, nor read or forge the marker; an
+  exception from the candidate, of any type, fails the check even if the test catches it (see
   verifiers/_harness.py);
 - stdout and stderr capped at 1 MiB each (the run is killed when a stream passes the cap).
 
 What it does NOT isolate:
 - the kernel is shared (no seccomp filter, no VM): a kernel exploit escapes;
-- world-writable directories (/tmp, /dev/shm) stay writable; the filesystem stays readable where `nobody`
-  may read;
+- the rest of the filesystem stays readable where `nobody` may read (the checkout, the interpreter, /etc);
+  other world-writable directories than /tmp, /dev/shm and /var/tmp (if any, e.g. /run/lock) stay shared;
+- at level "none" there is no mount namespace: no private scratch (the program's cwd/TMPDIR is the host work
+  dir, removed afterwards, but what it writes to /tmp or /dev/shm stays);
 - CPU and memory contention between concurrent runs (no cgroups); RLIMIT_NPROC counts every process of
   `nobody` on the machine, so a fork bomb in one run can make forks fail in a concurrent run;
 - a program may exit with the harness's "could not judge" codes itself (its verdict becomes `error`).
@@ -70,7 +80,7 @@ _NS_FLAGS = ["--net", "--pid", "--fork", "--kill-child", "--mount-proc"]
 
 _HARNESS_PATH = Path(__file__).with_name("_harness.py")
 # The fallback path passes the harness as `-c` source: the sandbox user may not be able to read the checkout.
-_HARNESS_MAIN = "\nimport sys as _s\n_s.exit(run(_s.argv[1], _s.argv[2:]))\n"
+_HARNESS_MAIN = "\nimport sys as _s\n_s.exit(main(_s.argv[1:]))\n"
 SETUP_EXIT, ENV_EXIT = 121, 120  # verifiers/_harness.py: the sandbox's own failure, a module it lacks
 ROOT_ENV = "CURATE_SANDBOX_ROOT"
 PYTHON_ENV = "CURATE_SANDBOX_PYTHON"
@@ -89,6 +99,7 @@ class Limits:
     fsize_mb: int = 16
     nofile: int = 64
     output_bytes: int = OUTPUT_CAP
+    scratch_mb: int = 64  # the run's private tmpfs (/tmp, /dev/shm, /var/tmp and its cwd), namespace levels only
 
 
 @dataclass
@@ -124,8 +135,17 @@ class RunResult:
 # ---------------------------------------------------------------- isolation probing
 
 def _prefix(level: str) -> list[str]:
+    """The probe's command prefix: at root-ns it changes to nobody, proving nobody can run the interpreter."""
     if level == "root-ns":
         return [_UNSHARE, *_NS_FLAGS, "--setgid", str(NOBODY), "--setuid", str(NOBODY)]
+    return _run_prefix(level)
+
+
+def _run_prefix(level: str) -> list[str]:
+    """A run's prefix: the interpreter starts as its namespace's root, sets up the scratch, then (root-ns)
+    drops to nobody itself (verifiers/_harness.py `main`) before any untrusted code."""
+    if level == "root-ns":
+        return [_UNSHARE, *_NS_FLAGS]
     if level == "user-ns":
         return [_UNSHARE, "--user", "--map-root-user", *_NS_FLAGS]
     return []
@@ -310,8 +330,9 @@ def run_check(solution: str, test: str, entry_point: str, limits: Limits = Limit
     defines `check(candidate)`) in another that calls `entry_point` across the boundary (verifiers/_harness.py).
     `passed_marker` is set only if `check` returned; the program cannot read or forge that signal."""
     marker = secrets.token_hex(16)
-    return _run({"solution.py": solution, "test.py": test}, "check", ["solution.py", "test.py", entry_point],
-                (marker + "\n").encode(), limits, marker=marker)
+    # the test travels on the test process's stdin after the marker, never as a file the solution could open
+    return _run({"solution.py": solution}, "check", ["solution.py", entry_point],
+                (marker + "\n" + test).encode("utf-8"), limits, marker=marker)
 
 
 def _run(files: dict[str, str], mode: str, args: list[str], stdin: bytes, limits: Limits,
@@ -335,14 +356,11 @@ def _run(files: dict[str, str], mode: str, args: list[str], stdin: bytes, limits
         for name, text in files.items():
             paths[name] = Path(workdir) / name
             paths[name].write_text(text, encoding="utf-8")
-        argv = [str(paths[a]) if a in paths else a for a in args]
+        argv = list(args)  # file names relative to the run's cwd: the work dir, or the scratch they are copied to
+        scratch = {"files": list(files), "bytes": limits.scratch_mb << 20} if level != "none" else None
         in_path = Path(workdir) / ".stdin"
         in_path.write_bytes(stdin)
-        if level == "root-ns":
-            os.chown(workdir, NOBODY, NOBODY)
-            for p in paths.values():
-                os.chmod(p, 0o644)
-            os.chmod(in_path, 0o600)  # opened by us, before the uid change; the program cannot re-read it
+        os.chmod(in_path, 0o600)  # opened by us, before the uid change; the program cannot re-read it
         with open(in_path, "rb") as fin:
             in_path.unlink()  # the open fd is all the program gets; a marker never sits on disk
             res = None
@@ -350,11 +368,11 @@ def _run(files: dict[str, str], mode: str, args: list[str], stdin: bytes, limits
                 zyg = _zygote(level, python)
                 if zyg is not None:
                     try:
-                        res = zyg.run(fin.fileno(), mode, argv, workdir, limits, t0)
+                        res = zyg.run(fin.fileno(), mode, argv, workdir, limits, t0, scratch)
                     except _ZygoteBroken:
                         _drop_zygote()  # fall back to a fresh interpreter per program
             if res is None:
-                res = _run_popen(level, python, fin, mode, argv, workdir, limits, t0)
+                res = _run_popen(level, python, fin, mode, argv, workdir, limits, t0, scratch)
         res.isolation = level
         if marker is not None:
             lines = res.stdout.rstrip(b"\n").rsplit(b"\n", 1)
@@ -366,13 +384,17 @@ def _run(files: dict[str, str], mode: str, args: list[str], stdin: bytes, limits
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _run_popen(level, python, fin, mode, argv, workdir, limits, t0) -> RunResult:
+def _run_popen(level, python, fin, mode, argv, workdir, limits, t0, scratch) -> RunResult:
     """A fresh interpreter per program, started through `unshare` (the fallback when no zygote runs)."""
-    cmd = [*_prefix(level), python, "-I", "-c", _HARNESS_PATH.read_text(encoding="utf-8") + _HARNESS_MAIN, mode, *argv]
+    setup = {"scratch": scratch["bytes"] if scratch else 0, "files": scratch["files"] if scratch else [],
+             "uid": NOBODY if level == "root-ns" else None}
+    cmd = [*_run_prefix(level), python, "-I", "-c", _HARNESS_PATH.read_text(encoding="utf-8") + _HARNESS_MAIN,
+           json.dumps(setup), mode, *argv]
     try:
         proc = subprocess.Popen(
             cmd, stdin=fin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=workdir,
-            env=_base_env(workdir), start_new_session=True, preexec_fn=lambda: _preexec(limits), close_fds=True,
+            env=_base_env("/tmp" if scratch else workdir), start_new_session=True,
+            preexec_fn=lambda: _preexec(limits), close_fds=True,
         )
     except OSError as e:
         return RunResult(None, sandbox_error=f"cannot start sandbox: {e}", duration_s=time.monotonic() - t0)
@@ -502,11 +524,13 @@ class _Zygote:
             raise _ZygoteBroken("zygote exited")
         return json.loads(msg)
 
-    def run(self, stdin_fd: int, mode: str, argv: list[str], workdir: str, limits: Limits, t0: float) -> RunResult:
+    def run(self, stdin_fd: int, mode: str, argv: list[str], workdir: str, limits: Limits, t0: float,
+            scratch: dict | None = None) -> RunResult:
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         cpu = int(limits.cpu_s if limits.cpu_s is not None else limits.timeout_s + 1) + 1
-        req = {"args": argv, "cwd": workdir, "mode": mode, "env": _base_env(workdir),
+        req = {"args": argv, "cwd": workdir, "mode": mode, "env": _base_env("/tmp" if scratch else workdir),
+               "scratch": scratch,
                "limits": {"as": limits.memory_mb << 20, "cpu": cpu, "nproc": limits.nproc,
                           "fsize": limits.fsize_mb << 20, "nofile": limits.nofile}}
         try:

@@ -7,8 +7,12 @@ with a fixed seed so the same data always gives the same interval.
 - avg@k: mean over problems of the share of its k samples that are correct (the study's avg@3, avg@10).
 - pass@k: 1 - C(n-c, k) / C(n, k) per problem, with n samples of which c correct (Chen et al. 2021);
   needs n >= k. With n == k it is "any of the k correct".
-- maj@k: the most frequent extracted answer among the first k samples is correct (ties: the earliest sample
-  with a tied answer); samples without an answer do not vote.
+- maj@k: the most frequent answer among the first k samples is correct. Answers vote in classes of
+  equivalent answers when an `equivalent(a, b)` is given (the benchmark's verifier's own equivalence, e.g.
+  math-verify: `\\frac{3}{4}`, `0.75` and `\\dfrac{3}{4}` are one answer), else of equal strings. A sample joins
+  the first class whose first answer it is equivalent to (no chaining through a class's other members); a
+  class is as correct as its first (earliest) sample. Ties between classes: the class whose first sample
+  came earliest wins. Samples without an answer do not vote.
 - asr (safety): share of samples where the attack succeeded; the caller passes `attack succeeded` (the safety
   verifier said `incorrect`) as the flag, so `no_answer` is not counted as an attack.
 Test: tests/test_evaluate_metrics.py.
@@ -17,7 +21,6 @@ from __future__ import annotations
 
 import math
 import random
-from collections import Counter
 from typing import Callable, Sequence
 
 Judged = tuple[bool, "str | None"]
@@ -42,20 +45,40 @@ def pass_at_k(per_problem: Sequence[Sequence[Judged]], k: int) -> float:
     return 100.0 * sum(vals) / len(vals) if vals else float("nan")
 
 
-def majority_correct(samples: Sequence[Judged], k: int) -> bool:
-    votes = [(a, c) for c, a in samples[:k] if a is not None and str(a).strip() != ""]
+Equivalent = Callable[[str, str], bool]
+
+
+def majority_correct(samples: Sequence[Judged], k: int, equivalent: Equivalent | None = None) -> bool:
+    votes = [(str(a), c) for c, a in samples[:k] if a is not None and str(a).strip() != ""]
     if not votes:
         return False
-    counts = Counter(a for a, _ in votes)
-    top = max(counts.values())
-    for a, c in votes:  # earliest sample among the tied most frequent answers
-        if counts[a] == top:
-            return c
-    return False
+    classes: list[list] = []  # [first answer, votes, first sample's correctness], in order of first appearance
+    for a, c in votes:
+        for cl in classes:
+            if cl[0] == a or (equivalent is not None and equivalent(cl[0], a)):
+                cl[1] += 1
+                break
+        else:
+            classes.append([a, 1, c])
+    top = max(cl[1] for cl in classes)
+    return next(cl[2] for cl in classes if cl[1] == top)  # ties: the class that appeared first
 
 
-def maj_at_k(per_problem: Sequence[Sequence[Judged]], k: int) -> float:
-    vals = [majority_correct(s, k) for s in per_problem if s]
+def cached_equivalence(equivalent: Equivalent) -> Equivalent:
+    """`equivalent` memoised on the (unordered) pair: bootstrap resamples call maj@k a thousand times."""
+    memo: dict[tuple[str, str], bool] = {}
+
+    def eq(a: str, b: str) -> bool:
+        key = (a, b) if a <= b else (b, a)
+        if key not in memo:
+            memo[key] = bool(equivalent(a, b))
+        return memo[key]
+
+    return eq
+
+
+def maj_at_k(per_problem: Sequence[Sequence[Judged]], k: int, equivalent: Equivalent | None = None) -> float:
+    vals = [majority_correct(s, k, equivalent) for s in per_problem if s]
     return 100.0 * sum(vals) / len(vals) if vals else float("nan")
 
 
@@ -75,14 +98,16 @@ def parse_metric(name: str) -> tuple[str, int | None]:
     return kind, kk
 
 
-def metric_fn(name: str) -> Callable[[Sequence[Sequence[Judged]]], float]:
+def metric_fn(name: str, equivalent: Equivalent | None = None) -> Callable[[Sequence[Sequence[Judged]]], float]:
+    """The metric as a function of per-problem samples; `equivalent` groups answers for maj@k (memoised)."""
     kind, k = parse_metric(name)
     if kind == "avg":
         return avg_at_k
     if kind == "pass":
         return lambda pp: pass_at_k(pp, k)
     if kind == "maj":
-        return lambda pp: maj_at_k(pp, k)
+        eq = cached_equivalence(equivalent) if equivalent is not None else None
+        return lambda pp: maj_at_k(pp, k, eq)
     return avg_at_k  # asr: the caller flags each sample with "attack succeeded" instead of "correct"
 
 

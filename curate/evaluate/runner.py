@@ -185,7 +185,7 @@ def score_rows(outcomes: list[dict], bench: Benchmark, key: dict, base: dict) ->
         value = lo = hi = None
         extra: dict[str, Any] = {}
         if complete:
-            fn = M.metric_fn(metric)
+            fn = M.metric_fn(metric, _equivalence(bench) if kind == "maj" else None)
             value = fn(per_problem)
             lo, hi = M.bootstrap_ci(per_problem, fn)
             if kind in ("avg", "asr"):
@@ -213,6 +213,13 @@ def score_rows(outcomes: list[dict], bench: Benchmark, key: dict, base: dict) ->
                      "ci_high": None, "n_problems": len(by_problem), "n_samples": len(gen), "complete": complete,
                      "details": {"tokens_estimated": any(o["completion_tokens"] is None for o in gen)}})
     return rows
+
+
+def _equivalence(bench: Benchmark) -> Callable[[str, str], bool]:
+    """The benchmark verifier's own answer equivalence, so maj@k votes on answers, not spellings."""
+    from verifiers.registry import get_verifier
+
+    return get_verifier(bench.verifier, **dict(bench.verifier_options)).equivalent
 
 
 # ------------------------------------------------------------------ the stage
