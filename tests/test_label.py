@@ -287,3 +287,12 @@ def test_a_solution_that_reads_the_tests_is_incorrect_through_curate_verify(tmp_
     out = run_cli("verify", "--store", str(st.path), "--workers", "1", "--json")
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["by_verifier"]["code@1"] == {"incorrect": 1}
+
+
+def test_verify_code_caps_are_checked_options(tmp_path):
+    """`curate verify --code-max-timeout-s/--code-max-memory-mb` reach the code verifier; nonsense is one line."""
+    st = _fill(tmp_path / "store", n_countdown=1)
+    bad = run_cli("verify", "--store", str(st.path), "--workers", "1", "--code-max-timeout-s", "0")
+    assert bad.returncode == 2 and bad.stderr.startswith("error: the code sandbox's time cap must be positive"), bad.stderr
+    ok = run_cli("verify", "--store", str(st.path), "--workers", "1", "--code-max-timeout-s", "2", "--code-max-memory-mb", "256")
+    assert ok.returncode == 0, ok.stderr

@@ -77,7 +77,7 @@ def _program_running(root: int) -> bool:
 def test_a_signal_to_verify_stops_its_whole_tree_within_a_second(tmp_path, sig):
     st = _sleeping_store(tmp_path / "store")
     env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
-    proc = subprocess.Popen([sys.executable, "-m", "cli", "verify", "--store", str(st.path), "--verifier", "code",
+    proc = subprocess.Popen([sys.executable, "-m", "curate", "verify", "--store", str(st.path), "--verifier", "code",
                              "--workers", "1"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             start_new_session=True)
     try:

@@ -44,6 +44,10 @@ def verify(
                                                       "is written only after it passes.")] = 1,
     max_error_share: Annotated[float, typer.Option(help="Exit non-zero when a verifier's share of `error` verdicts is "
                                                         "above this.")] = 0.01,
+    code_max_timeout_s: Annotated[Optional[float], typer.Option(help="Cap on the code sandbox's seconds per test; "
+                                                                "problem data may lower it, never raise it.")] = None,
+    code_max_memory_mb: Annotated[Optional[int], typer.Option(help="Cap on the code sandbox's memory per test (MB); "
+                                                              "problem data may lower it, never raise it.")] = None,
     executor: ExecutorOpt = "local",
     ray_address: RayAddressOpt = None,
     json_: JsonOpt = False,
@@ -54,10 +58,12 @@ def verify(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from curate.errors import CurateError, InputError
+    from curate.label import code_caps
     from curate.scale import resolve_executor
 
     if not 0.0 <= max_error_share <= 1.0:
         raise InputError(f"--max-error-share must be between 0 and 1, got {max_error_share:g}")
+    caps = code_caps(code_max_timeout_s, code_max_memory_mb)
     label_store = resolve_executor(executor, ray_address).label_store
     st = open_store(store)
     columns = [TextColumn("verifying {task.fields[name]}"), BarColumn(), MofNCompleteColumn(),
@@ -76,7 +82,7 @@ def verify(
             bar.update(task, total=(bar.tasks[0].total or 0) + n, name=name)
 
         rep = label_store(st, verifier=verifier, workers=workers, relabel=relabel, where=where, batch_size=batch_size,
-                          planned=plan, progress=tick, self_test_every=self_test_every)
+                          planned=plan, progress=tick, self_test_every=self_test_every, verifier_options=caps)
     warn_store(st)
     data = rep.to_dict()
     if not emit_json(data, json_):

@@ -35,7 +35,7 @@ class _LabelActor:
     and self-tests after them."""
 
     def __init__(self, preload: list[str], grace_s: float, faults: dict, processes: int, names: list[str],
-                 options: dict | None, visible: tuple) -> None:
+                 options: dict[str, dict], visible: tuple) -> None:
         from verifiers.pool import PoolError, VerifierPool
 
         self.faults, self.options, self.failed, self.lock = faults, options, None, threading.Lock()
@@ -59,7 +59,7 @@ class _LabelActor:
         from verifiers.pool import SelfTestFailed
 
         try:
-            return self.pool.self_test(name, self.options), None
+            return self.pool.self_test(name, self.options[name]), None
         except SelfTestFailed as e:
             return 0, str(e)
 
@@ -79,7 +79,7 @@ class _LabelActor:
                 out["missing"].append((name, shard, len(items)))
                 continue
             for (sid, pid, _), text in zip(items, texts):
-                tasks.append((sid, name, self.options or {}, problems[pid], text))
+                tasks.append((sid, name, self.options[name], problems[pid], text))
                 step[sid] = name
         with self.lock:  # one piece at a time judges and self-tests in the pool
             out["tests"], self.tests = self.tests, []
@@ -106,7 +106,8 @@ class _LabelActor:
 def label_store(store: Any, verifier: str | None = None, workers: int = 2, relabel: bool = False,
                 where: str | None = None, batch_size: int = 500, options: dict | None = None,
                 progress: Callable[[int, str], None] | None = None, grace_s: float = 1.0, self_test_every: int = 1,
-                address: str | None = None, planned: Callable[[int, str], None] | None = None) -> Any:
+                address: str | None = None, planned: Callable[[int, str], None] | None = None,
+                verifier_options: dict[str, dict] | None = None) -> Any:
     """`curate.label.label_store` on Ray Data (`workers` verifier processes in all, in actors of one node's
     worth each); returns a LabelReport with the same verdicts. Raises CurateError when a verifier fails its
     self-test."""
@@ -115,7 +116,8 @@ def label_store(store: Any, verifier: str | None = None, workers: int = 2, relab
     L.check_args(store, workers, batch_size, self_test_every)
     t0 = time.monotonic()
     report = L.LabelReport()
-    steps, versions, preload = L.prepare(store, verifier, where, options, report)
+    steps, versions, preload = L.prepare(store, verifier, where, options, report, verifier_options)
+    per_name = {name: L.options_for(name, options, verifier_options) for name, _ in steps}
     work = []  # (verifier, its plan per shard, its problems) for the verifiers with something to judge
     for name, pred in steps:
         plan, problems = store.unlabeled_plan(name, versions[name], where=pred, relabel=relabel)
@@ -143,7 +145,7 @@ def label_store(store: Any, verifier: str | None = None, workers: int = 2, relab
                             compute=ray.data.ActorPoolStrategy(size=n, max_tasks_in_flight_per_actor=2,
                                                                max_concurrent_calls_per_actor=2,
                                                                enable_true_multi_threading=True),
-                            fn_constructor_args=(preload, grace_s, faults, per, [name for name, _, _ in work], options,
+                            fn_constructor_args=(preload, grace_s, faults, per, [name for name, _, _ in work], per_name,
                                                  visible))
         skipped: dict[tuple[str, str], int] = {}
         try:
