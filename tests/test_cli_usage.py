@@ -53,3 +53,11 @@ def test_piped_tables_do_not_wrap_at_80_columns():
     assert "math" in names and "countdown" in names, r.stdout
     assert all(n for n in names), "a wrapped row leaves an empty name cell"
     assert max(len(ln) for ln in rows) > 80
+
+
+@pytest.mark.parametrize("hours, text", [(12800.4, "12,800 GPU-hours"), (3.25, "3.25 GPU-hours"), (0.5, "30 GPU-minutes"),
+                                         (6.21e-07, "under a GPU-minute")])
+def test_study_plan_states_gpu_time_readably(hours, text):
+    from curate.cli.study import gpu_time
+
+    assert gpu_time(hours) == text

@@ -35,7 +35,7 @@ def study_plan(study: StudyArg, out: StudyOut = None, json_: JsonOpt = False) ->
     print_table([{**m, "conditions": ", ".join(m["conditions"]), "recipe_file": Path(m["recipe_file"]).name}
                   for m in p["mixtures"]], title="mixtures (each built once)")
     e = p["estimate"]
-    hours = f"{e['train_gpu_hours']:.3g} GPU-hours of training" if e["train_gpu_hours"] is not None else "GPU-hours unknown"
+    hours = "GPU-hours unknown" if e["train_gpu_hours"] is None else f"{gpu_time(e['train_gpu_hours'])} of training"
     rough = " (rough: no mixture built yet)" if any(r["rough"] for r in e["per_cell"]) else ""
     out_console.print(f"{e['mixtures']} mixtures, {e['runs']} runs, {e['checkpoint_evals']} checkpoint evaluations, "
                       f"{e['nodes']} nodes; {e['train_tokens']:,} training tokens, {hours}{rough}")
@@ -125,3 +125,11 @@ def study_mark(study: StudyArg, node: Annotated[str, typer.Option(help="Node id.
 
     mark(study, node, out)
     out_console.print(f"{node}: done", markup=False)
+
+
+def gpu_time(hours: float) -> str:
+    """GPU time a person reads at a glance: hours from one hour up, else minutes, else "under a GPU-minute"."""
+    if hours >= 1:
+        return f"{hours:,.0f} GPU-hours" if hours >= 100 else f"{hours:.3g} GPU-hours"
+    minutes = hours * 60
+    return f"{minutes:.2g} GPU-minutes" if minutes >= 1 else "under a GPU-minute"
