@@ -48,6 +48,12 @@ class BackendError(CurateError):
     """A generation backend failed after its retries (unreachable server, missing package)."""
 
 
+class Interrupted(CurateError):
+    """The user stopped a long command (Ctrl-C); the message says what was kept. Exit 130, like a shell."""
+
+    exit_code = 130
+
+
 class QueryInterrupted(StoreError):
     """A running query was stopped: by its time limit (exit 1), or by Ctrl-C/SIGTERM (128 + the signal, like a shell)."""
 

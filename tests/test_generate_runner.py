@@ -144,6 +144,30 @@ def test_sigkill_mid_run_then_rerun_no_duplicate_no_gap(tmp_path):
     assert counts(st) == (1600, 1600, 1600)
 
 
+def test_ctrl_c_says_what_was_kept_and_readers_see_it(tmp_path):
+    """SIGINT mid-run: one line saying how many samples are stored, exit 130, and `curate sql` counts them
+    at once (the interrupted run commits its shards instead of leaving them to the next write)."""
+    path = tmp_path / "store"
+    st = TraceStore(path)
+    add_problems(st, "countdown", {"max_numbers": 4}, size=200, seed=2)
+    proc = _cli("generate", "--store", str(path), "--problems", WHERE, "--n", "8", "--flush-every", "25", "--no-progress")
+    deadline = time.time() + 60
+    while time.time() < deadline and proc.poll() is None:
+        if st.shard_dir.exists() and len(list(st.shard_dir.glob("*.parquet"))) >= 3:
+            break
+        time.sleep(0.005)
+    assert proc.poll() is None, "the run finished before it could be interrupted; make it bigger"
+    os.kill(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    line = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert len(line) == 1 and "interrupted: the" in line[0] and "samples this run generated are stored" in line[0], err
+    kept = int(line[0].split("interrupted: the ")[1].split()[0])
+    assert 0 < kept < 1600 and "Traceback" not in err
+    assert TraceStore(path).pending_shards() == []
+    assert TraceStore(path).query("SELECT count(*) AS n FROM samples").to_pylist()[0]["n"] == kept
+
+
 def test_cli_dry_run_generates_nothing(tmp_path, cli):
     path = tmp_path / "store"
     assert cli("tasks", "add", "countdown", "--store", str(path), "--size", "5").returncode == 0

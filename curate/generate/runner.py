@@ -17,7 +17,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Callable
 
-from curate.errors import BackendError, CurateError, InputError, StoreError
+from curate.errors import BackendError, CurateError, InputError, Interrupted, StoreError
 from curate.generate.base import Backend, Completion, Request, SamplingParams
 from curate.generate.prompting import DEFAULT_TEMPLATE, build_messages
 from curate.records import Problem, Sample
@@ -177,6 +177,17 @@ def to_sample(c: Completion, req: Request, gen: dict, run_id: str) -> Sample:
     return s
 
 
+def _kept(store, report: RunReport) -> str:
+    """What an interrupted run leaves: its samples are committed now (readers see them), or said to be pending
+    when that commit is itself interrupted or the store is busy."""
+    try:
+        report.committed += store.commit_pending()
+    except (KeyboardInterrupt, CurateError):
+        return (f"interrupted: {report.generated} samples of this run are on disk, {report.committed} of them "
+                "committed; the rest are in pending shards that the next command writing to this store commits")
+    return f"interrupted: the {report.generated} samples this run generated are stored"
+
+
 def run(store, backend: Backend, where: str | None = None, cfg: RunConfig | None = None, *, params: list | None = None,
         dry_run: bool = False, progress: bool = True, on_sample: Callable[[Sample], None] | None = None) -> RunReport:
     """Generate every missing sample for the selected problems into the store; see the module docstring."""
@@ -232,8 +243,11 @@ def run(store, backend: Backend, where: str | None = None, cfg: RunConfig | None
         report.committed += store.commit_pending()
         e.message = f"{e.message} ({report.generated} samples of this run are stored; rerun the same command to resume)"
         raise
+    except KeyboardInterrupt:
+        flush()  # keep what was generated, and make it visible to readers now if the store lets us
+        raise Interrupted(_kept(store, report), hint="rerun the same command to resume") from None
     except BaseException:
-        flush()  # KeyboardInterrupt and friends: keep what was generated, leave committing to the next run
+        flush()  # anything else: keep what was generated, leave committing to the next run
         raise
     finally:
         bar.close()
