@@ -268,3 +268,12 @@ def test_local_executor_runs_one_gpu_node_per_gpu_at_once(tmp_path):
     first_done = min(i for i, s in enumerate(said) if s.startswith("done"))
     assert said.index(starts[2]) > first_done
     assert said.index(starts[1]) < first_done, "the two GPU nodes must run at the same time"
+
+
+def test_a_study_without_its_store_stops_before_anything_runs(tmp_path, cli):
+    """The demo study run before `curate demo`: one line naming the missing store, and no node was started."""
+    out = tmp_path / "study"
+    r = cli("study", "run", "demo", "--out", str(out), "--until", "mix", cwd=tmp_path)  # its store: ./demo-out/store
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "the study's store does not exist" in r.stderr and "curate demo" in r.stderr
+    assert "start " not in r.stdout and not (out / "models").exists()

@@ -145,6 +145,19 @@ class _Lock:
         self.f.close()
 
 
+def _check_store(plan: Plan, todo: list) -> None:
+    """Mixtures to build need a store with traces; without one (and no `prepare:` to fill it) say so before
+    anything runs, instead of failing every mix node one after another."""
+    if not any(n.kind == "mix" for n in todo) or any(n.kind == "prepare" for n in plan.nodes.values()):
+        return
+    from curate.store import TraceStore
+
+    if not TraceStore(plan.store).exists:
+        raise InputError(f"{plan.store}: the study's store does not exist, and the study has no `prepare:` commands "
+                         "to fill it", hint="fill it first (`curate tasks add`, `curate generate`, `curate verify`; for "
+                         "the demo study `curate demo`), point `store:` at a filled store, or add `prepare:` commands")
+
+
 def run_study(study: str | Path, out: Optional[str | Path] = None, executor: Optional[str] = None,
               gpus: Optional[list[int]] = None, dry_run: bool = False, rerun_stale: bool = False,
               until: Optional[str] = None, retries: Optional[int] = None, echo: Callable[[str], None] = print) -> dict:
@@ -187,6 +200,7 @@ def run_study(study: str | Path, out: Optional[str | Path] = None, executor: Opt
                 echo(f"would run {n.id}: {n.command()}")
             return {"study": plan.spec.name, "out": str(plan.out), "executor": "local", "dry_run": True,
                     "todo": [n.id for n in todo]}
+        _check_store(plan, todo)
         use_gpus = plan.spec.executor.gpus if gpus is None else gpus
         local = Local(plan, lambda node: finish_node(plan, node), use_gpus,
                       plan.spec.executor.retries if retries is None else retries, echo)
