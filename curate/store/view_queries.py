@@ -248,3 +248,11 @@ def recorded_manifests(store) -> list[str]:
     """The mixture manifest.json paths studies recorded for their runs (study_run_rows.manifest)."""
     (t,) = _run(store, [("SELECT DISTINCT manifest FROM study_run_rows WHERE manifest IS NOT NULL ORDER BY manifest", None)])
     return [m for m in t.column(0).to_pylist() if m]
+
+
+def problems_of(store, sample_ids: list[str]) -> list[str]:
+    """The problem ids of these samples, in the order the samples are given (each once)."""
+    (t,) = _run(store, [("""SELECT s.problem_id FROM unnest($ids) WITH ORDINALITY AS w(id, i)
+                            JOIN sample_rows s ON s.id = w.id GROUP BY s.problem_id ORDER BY min(w.i)""",
+                         {"ids": list(sample_ids)})])
+    return t.column(0).to_pylist()
