@@ -16,7 +16,10 @@ passed `check_predicate` (the same checker as `--where`).
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 from dataclasses import dataclass, field
+from typing import Iterator
 
 import duckdb
 import pyarrow as pa
@@ -25,6 +28,7 @@ from curate.store import keys
 from curate.store.connection import run_query
 from curate.store.sqlcheck import check_predicate, check_statement, referenced_names
 from curate.store.store import sql_error
+from curate.store.views import PROBLEM_COLUMNS, SAMPLE_COLUMNS, create_views
 
 # Columns of the trace list (every one sortable), in display order.
 LIST_COLUMNS = ("id", "source", "model", "split", "status", "verifier", "finish_reason", "completion_tokens",
@@ -54,16 +58,44 @@ class ListQuery:
     limit: int = 50
 
 
+_session: contextvars.ContextVar = contextvars.ContextVar("view_session", default=None)
+
+
+@contextlib.contextmanager
+def session(store) -> Iterator[None]:
+    """Run every read of this block on one locked-down connection (an export reads hundreds of pages): it holds
+    the store's read lock until the block ends. Views are re-created per statement, so `traces` still joins
+    the text only for statements that name it."""
+    with store.connect(None) as con:
+        shards = store._readable_shards(con)
+        token = _session.set((store, con, shards, {"text": True}))  # connect(None) joined the text
+        try:
+            yield
+        finally:
+            _session.reset(token)
+
+
 def _run(store, queries: list[tuple[str, dict | None]]) -> list[pa.Table]:
     """Run several statements on one locked-down connection (each checked first); errors as one StoreError."""
     for sql, _ in queries:
         check_statement(sql)
     names = [referenced_names(sql) for sql, _ in queries]
-    with store.connect(None if None in names else set().union(*names)) as con:
-        try:
+    open_session = _session.get()
+    try:
+        if open_session is not None and open_session[0] is store:
+            _, con, shards, state = open_session
+            out = []
+            for (sql, params), used in zip(queries, names):
+                text = used is None or "text" in used  # the problem join is cheap: always in
+                if text != state["text"]:
+                    create_views(con, shards, None if text else {"prompt"})
+                    state["text"] = text
+                out.append(run_query(con, sql, params))
+            return out
+        with store.connect(None if None in names else set().union(*names)) as con:
             return [run_query(con, sql, params) for sql, params in queries]
-        except duckdb.Error as e:
-            raise sql_error(e) from None
+    except duckdb.Error as e:
+        raise sql_error(e) from None
 
 
 def _rows(t: pa.Table) -> list[dict]:
@@ -163,13 +195,16 @@ def _texts(store, located: list[dict]) -> dict[str, str | None]:
     return out
 
 
+# Every column of `traces` but the text (named, so the text join is left out: the text is read from its shard row).
+TRACE_COLUMNS = (*SAMPLE_COLUMNS, "created_at", *PROBLEM_COLUMNS, *keys.FEATURE_COLUMNS, "status", "score", "verifier",
+                 "verifier_version")
 _LOCATE = f"SELECT id, shard, CASE WHEN skey >= 0 THEN skey % {1 << keys.ROW_BITS} END AS row FROM sample_rows"
 
 
 def trace(store, sample_id: str) -> dict | None:
     """One trace: the `traces` row (problem and features included, no text), every verdict, and the text."""
     row, verdicts, located = _run(store, [
-        ("SELECT * EXCLUDE (text) FROM traces WHERE id = $id", {"id": sample_id}),
+        (f"SELECT {', '.join(TRACE_COLUMNS)} FROM traces WHERE id = $id", {"id": sample_id}),
         ("SELECT * FROM verdicts WHERE sample_id = $id ORDER BY created_at DESC, verifier, version", {"id": sample_id}),
         (f"{_LOCATE} WHERE id = $id", {"id": sample_id}),
     ])

@@ -16,6 +16,7 @@ Run with `curate view`; tested by tests/test_view.py (TestClient) and tests/test
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -125,6 +126,11 @@ def create_app(store, mixture_folders: list[Path] | None = None) -> Starlette:
         Route("/mixture/{name}", guarded(mixture), methods=["GET"]),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
-    app = Starlette(routes=routes)
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        yield
+        workers.shutdown(wait=True)  # the threads end (and close their DuckDB handles) while the interpreter runs
+
+    app = Starlette(routes=routes, lifespan=lifespan)
     app.state.mixtures = mixtures
     return app

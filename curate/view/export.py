@@ -81,6 +81,11 @@ def export(store, out: Path, mixture_folders: list[Path] | None = None, where: s
     if out.exists() and any(out.iterdir()) and not (out / "index.html").is_file():
         raise InputError(f"{out} is not empty and holds no earlier export (no index.html); refusing to write into it",
                          hint="pass a new or empty folder to --export")
+    with vq.session(store):  # one connection for the whole copy
+        return _export(store, out, mixture_folders, where, limit)
+
+
+def _export(store, out: Path, mixture_folders: list[Path] | None, where: str, limit: int) -> dict:
     env = environment()
     mixtures = mx.Mixtures(mx.find(mixture_folders or [], vq.recorded_manifests(store)))
     base_params = {"where": where} if where else {}

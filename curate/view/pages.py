@@ -57,7 +57,7 @@ class Links:
 
 
 def _query(params: Mapping | None) -> str:
-    items = [(k, v) for k, v in (params or {}).items() if v not in (None, "", False)]
+    items = [(k, v) for k, v in (params or {}).items() if not (v is None or v is False or v == "")]  # 0 stays
     return ("?" + urlencode(items)) if items else ""
 
 
