@@ -191,16 +191,17 @@ GENERATION = ("backend", "model", "revision", "sample_index", "seed", "finish_re
 
 def trace(store, links: Links, mixtures: mx.Mixtures, sample_id: str, p: Mapping[str, str],
           neighbours: tuple[str | None, str | None] | None = None) -> dict | None:
-    t = vq.trace(store, sample_id)
+    listed = neighbours is None and p.get("pos", "").isdigit()  # server: the same listing, one row either side
+    pos = int(p["pos"]) if listed else 0
+    t = vq.trace(store, sample_id, list_query(p) if listed else None, pos)
     if t is None:
         return None
     text = t.pop("text")
     cut = text is not None and len(text) > vq.TEXT_LIMIT
     thinking, answer, closed = split_text(text[: vq.TEXT_LIMIT] if cut else text)
     nav: dict = {"up": links.traces({k: v for k, v in p.items() if k != "pos"})}
-    if neighbours is None and p.get("pos", "").isdigit():  # server: the same listing, one row either side
-        q, pos = list_query(p), int(p["pos"])
-        neighbours = (vq.neighbour(store, q, pos - 1), vq.neighbour(store, q, pos + 1))
+    if listed:
+        neighbours = t.pop("neighbours")
         ctx = {k: v for k, v in p.items() if k not in ("pos", "page")}
         nav["prev"] = links.trace(neighbours[0], {**ctx, "pos": pos - 1}) if neighbours[0] else None
         nav["next"] = links.trace(neighbours[1], {**ctx, "pos": pos + 1}) if neighbours[1] else None
