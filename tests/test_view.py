@@ -226,7 +226,6 @@ def test_hostile_trace_renders_as_text(client, built):
 
 # ------------------------------------------------------------------ trace, problem
 def test_trace_page_shows_verdict_features_params_and_neighbours(client, built):
-    st = built["store"]
     ids = list_ids(client.get("/traces?status=correct").text)[:3]
     html = client.get(f"/trace/{ids[1]}?status=correct&pos=1").text
     assert f'<link rel="prev" href="/trace/{ids[0]}?status=correct&amp;pos=0">' in html

@@ -160,7 +160,11 @@ STATUSES = "JSON.stringify(Array.from(document.querySelectorAll('#trace-table tb
 
 
 def test_pages_load_without_console_errors(tab, server, built, artifacts):
-    for name, path in [("overview", "/"), ("traces", "/traces"), ("problem", f"/problem/{built['hostile_problem']}"),
+    mixed = built["store"].query("""SELECT problem_id FROM traces WHERE source = 'openr1-math' GROUP BY problem_id
+        HAVING count(*) FILTER (status = 'correct') > 0 AND count(*) FILTER (status = 'incorrect') > 0
+        ORDER BY problem_id LIMIT 1""").column(0)[0].as_py()
+    for name, path in [("overview", "/"), ("traces", "/traces"), ("problem", f"/problem/{mixed}"),
+                       ("problem-hostile", f"/problem/{built['hostile_problem']}"),
                        ("evals", "/evals/grid?run=run-a&benchmark=toy"), ("mixture", "/mixture/half-incorrect")]:
         tab.goto(server + path)
         assert tab.js("document.title").endswith("curate view"), name

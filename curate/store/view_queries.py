@@ -260,20 +260,20 @@ def trace_list(store, q: ListQuery, with_choices: bool = True) -> dict:
 
 
 def _text_reads(store, located: list[dict]) -> list[tuple[str, None]]:
-    """One statement per shard file reading the text at these rows (DuckDB skips the row groups it need not read)."""
+    """One statement reading the text at these rows, a branch per shard file (DuckDB skips the row groups it need not read)."""
     by_shard: dict[str, list[int]] = {}
     for r in located:
         if r.get("row") is not None:
             by_shard.setdefault(r["shard"], []).append(int(r["row"]))
-    out = []
+    parts = []
     for shard, rows in sorted(by_shard.items()):
         path = store.shard_dir / f"{shard}.parquet"
         if not shard_io.looks_complete(path):
             continue
-        out.append((f"""SELECT {literal(shard)} AS shard, file_row_number AS row, text
+        parts.append(f"""SELECT {literal(shard)} AS shard, file_row_number AS row, text
                         FROM read_parquet({literal(str(path.resolve()))}, file_row_number = true)
-                        WHERE file_row_number IN ({', '.join(str(r) for r in sorted(set(rows)))})""", None))
-    return out
+                        WHERE file_row_number IN ({', '.join(str(r) for r in sorted(set(rows)))})""")
+    return [(" UNION ALL ".join(parts), None)] if parts else []
 
 
 def _texts_from(results: list[pa.Table], located: list[dict]) -> dict[str, str | None]:
