@@ -236,6 +236,8 @@ def test_trace_page_shows_verdict_features_params_and_neighbours(client, built):
     assert '<details id="thinking">' in html  # collapsed
     first = client.get(f"/trace/{ids[0]}?status=correct&pos=0").text
     assert 'rel="prev"' not in first
+    later = list_ids(client.get("/traces?page=2").text)[10]
+    assert 'href="/traces?page=2" class="up"' in client.get(f"/trace/{later}?pos=60").text  # back to its page
 
 
 def test_trace_page_links_the_mixtures_that_used_it(client, built):

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
@@ -120,6 +121,7 @@ def _rows(t: pa.Table) -> list[dict]:
 # Answers that only change when the store is written: keyed by the catalog file's size and mtime (every
 # writer checkpoints before it lets go, so a commit always changes them).
 _cache: dict[tuple, Any] = {}
+_cache_lock = threading.Lock()
 
 
 def _cached(store, name: str, compute: Callable[[], Any]) -> Any:
@@ -128,11 +130,21 @@ def _cached(store, name: str, compute: Callable[[], Any]) -> Any:
         key = (str(store.db_path.resolve()), name, st.st_size, st.st_mtime_ns)
     except OSError:
         return compute()
-    if key not in _cache:
+    with _cache_lock:
+        if key in _cache:
+            return _cache[key]
+    value = compute()
+    with _cache_lock:
         for k in [k for k in _cache if k[:2] == key[:2]]:
             del _cache[k]
-        _cache[key] = compute()
-    return _cache[key]
+        _cache[key] = value
+    return value
+
+
+def clear_cache() -> None:
+    """Forget the cached answers (the next overview reads the store again)."""
+    with _cache_lock:
+        _cache.clear()
 
 
 def overview(store) -> dict:

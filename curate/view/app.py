@@ -27,7 +27,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from curate.errors import CurateError
+from curate.errors import CurateError, StoreLocked
 from curate.view import mixtures as mx
 from curate.view import pages
 
@@ -72,6 +72,9 @@ def create_app(store, mixture_folders: list[Path] | None = None) -> Starlette:
         def safe(request: Request) -> Response:
             try:
                 return fn(request)
+            except StoreLocked as e:  # a writer held the store longer than CURATE_LOCK_TIMEOUT: try again later
+                return render("error.html", {"title": "busy", "heading": "The store is busy", "message": e.message,
+                                             "hint": e.hint}, 503)
             except CurateError as e:  # a bad predicate or number: one line on the page, as on the command line
                 return refused(e)
 

@@ -199,7 +199,8 @@ def trace(store, links: Links, mixtures: mx.Mixtures, sample_id: str, p: Mapping
     text = t.pop("text")
     cut = text is not None and len(text) > vq.TEXT_LIMIT
     thinking, answer, closed = split_text(text[: vq.TEXT_LIMIT] if cut else text)
-    nav: dict = {"up": links.traces({k: v for k, v in p.items() if k != "pos"})}
+    up = {k: v for k, v in p.items() if k not in ("pos", "page")}
+    nav: dict = {"up": links.traces({**up, "page": pos // PAGE + 1 if pos >= PAGE else ""})}  # the list's page it is on
     if listed:
         neighbours = t.pop("neighbours")
         ctx = {k: v for k, v in p.items() if k not in ("pos", "page")}
