@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from curate.cli import demo, evaluate, generate, label, mix, store, study, train
+from curate.cli import demo, evaluate, generate, label, mix, store, study, train, view
 from curate.cli.common import err_console
 from curate.errors import CurateError
 
@@ -37,7 +37,7 @@ def _root(
     """Data-quality curation and ablation for reasoning SFT."""
 
 
-for _module in (store, label, generate, mix, train, evaluate, study, demo):
+for _module in (store, label, generate, mix, train, evaluate, study, demo, view):
     _module.register(app)
 
 

@@ -36,3 +36,4 @@ def demo(
                  title="mixtures: the same problems, three data-quality conditions")
     out_console.print(Text(f"Mixtures (Hugging Face datasets with cards): {out / 'mixtures'}"))
     out_console.print(Text(f"Query the store: curate sql \"SELECT status, count(*) FROM traces GROUP BY status\" --store {store}"))
+    out_console.print(Text(f"Browse it (pip install 'curate[view]'): curate view --store {store} --mixtures {out / 'mixtures'}"))
