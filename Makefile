@@ -17,7 +17,7 @@ $(VENV)/.core: pyproject.toml | $(BIN)/python
 # The demo trains and evaluates a tiny model: the CPU torch build first, then the `train` extra.
 $(VENV)/.train: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q "torch==2.13.0"
-	$(BIN)/pip install -q -e ".[train,report]"
+	$(BIN)/pip install -q -e ".[train,report,view]"
 	touch $@ $(VENV)/.core
 
 # The CPU torch build first, so the open-ended `train` extra is already satisfied and nothing large is downloaded.
