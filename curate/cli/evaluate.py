@@ -98,12 +98,14 @@ def evals_import(
     file: Annotated[Path, typer.Argument(help="CSV or JSONL with run,benchmark,step,value [,metric,ci_low,ci_high,suite].")],
     store: StoreOpt = DEFAULT_STORE,
     run: Annotated[Optional[str], typer.Option(help="Use this run name for every row (the file's run column is then optional).")] = None,
+    last_wins: Annotated[bool, typer.Option("--last-wins", help="A run/benchmark/metric/step given twice keeps its last line (default: refuse).")] = False,
     json_: JsonOpt = False,
 ) -> None:
-    """Import published scores (e.g. a paper's curves) into the evals table, marked as imported."""
+    """Import published scores (e.g. a paper's curves) into the evals table, marked as imported; importing the
+    same file again replaces what it imported before."""
     from curate.evaluate.results import import_results
 
-    rep = import_results(open_store(store), file, run=run)
+    rep = import_results(open_store(store), file, run=run, last_wins=last_wins)
     if not emit_json(rep, json_):
         out_console.print(f"imported {rep['rows']} rows ({len(rep['runs'])} runs, benchmarks: {', '.join(rep['benchmarks'])})",
                           markup=False)

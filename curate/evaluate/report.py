@@ -69,11 +69,17 @@ def score_curves(rows: list[dict]) -> list[dict]:
         })
     out = []
     for bench, curves in sorted(benches.items()):
-        per_run = {}
+        per_run: dict[str, list[dict]] = {}
         for c in curves:
-            per_run[c["run"]] = per_run.get(c["run"], 0) + 1
-        for c in curves:
-            c["label"] = c["run"] if per_run[c["run"]] == 1 else f"{c['run']} [{c['suite']} {c['settings_hash'][:8]}]"
+            per_run.setdefault(c["run"], []).append(c)
+        for c in curves:  # a run with several curves: tell them apart by suite, and by settings only where needed
+            same = per_run[c["run"]]
+            if len(same) == 1:
+                c["label"] = c["run"]
+            elif sum(o["suite"] == c["suite"] for o in same) == 1:
+                c["label"] = f"{c['run']} [{c['suite']}]"
+            else:
+                c["label"] = f"{c['run']} [{c['suite']} {c['settings_hash'][:8]}]"
         higher = all(c["higher_is_better"] for c in curves)
         flips = []
         for a, b in itertools.combinations(curves, 2):

@@ -3,7 +3,11 @@
 `import_results(store, FILE)` reads a CSV or JSONL with the columns `run,benchmark,step,value` and optional
 `metric,ci_low,ci_high,suite` (for example the study's published curves), so a user's own runs sit in the same
 table as the numbers they want to reproduce. Imported rows carry `provenance = imported:<file name>`, suite
-`imported` unless given, and an empty checkpoint. Values are taken as written (the study reports percent).
+`imported` unless given, an empty checkpoint and the settings hash `imported`: a row is keyed by (run, suite,
+benchmark, metric, step), so a run split over two files is one curve, and importing a file again replaces
+what its earlier import wrote (rows deleted from the file leave the table). Two lines of one file with the same
+key are refused with their line numbers unless `last_wins`. Values are taken as written (the study reports
+percent).
 
 `wide(rows)` pivots result rows to one row per (run, step, suite) with one column per benchmark (its headline
 metric) plus the response-length and truncation columns, so a dip is read next to its length spike.
@@ -12,7 +16,6 @@ Test: tests/test_evaluate.py.
 from __future__ import annotations
 
 import csv
-import hashlib
 import math
 from pathlib import Path
 
@@ -61,13 +64,18 @@ def _number(path: Path, n: int, field: str, raw, integer: bool = False):
     return v
 
 
-def parse_results(path: str | Path, run: str | None = None) -> list[dict]:
-    """Validate every row of a published-results file; errors name the file, line and field."""
+IMPORTED_SETTINGS = "imported"
+
+
+def parse_results(path: str | Path, run: str | None = None, last_wins: bool = False) -> list[dict]:
+    """Validate every row of a published-results file; errors name the file, line and field. A key (run,
+    suite, benchmark, metric, step) given twice is an error naming both lines, unless `last_wins`."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such file")
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
-    out = []
+    out: list[dict] = []
+    seen: dict[tuple, int] = {}
+    duplicates: list[str] = []
     for n, r in _rows(path):
         unknown = sorted(set(r) - set(REQUIRED) - set(OPTIONAL))
         if unknown:
@@ -82,23 +90,36 @@ def parse_results(path: str | Path, run: str | None = None) -> list[dict]:
         lo, hi = _number(path, n, "ci_low", r.get("ci_low")), _number(path, n, "ci_high", r.get("ci_high"))
         if lo is not None and hi is not None and lo > hi:
             raise InputError(f"{path}:{n}: ci_low {lo} is above ci_high {hi}")
-        out.append({
+        row = {
             "run": run or str(r["run"]).strip(), "checkpoint": "", "step": _number(path, n, "step", r["step"], integer=True),
             "suite": str(r.get("suite") or "imported").strip(), "benchmark": str(r["benchmark"]).strip(),
             "metric": str(r.get("metric") or "avg@1").strip(), "kind": "score", "value": value, "ci_low": lo,
-            "ci_high": hi, "complete": True, "settings_hash": f"imported-{digest}",
-            "provenance": f"imported:{path.name}", "details": {"file": str(path), "line": n},
-        })
+            "ci_high": hi, "complete": True, "settings_hash": IMPORTED_SETTINGS,
+            "provenance": f"imported:{path.name}", "details": {"file": str(path.resolve()), "line": n},
+        }
+        key = (row["run"], row["suite"], row["benchmark"], row["metric"], row["step"])
+        if key in seen:
+            duplicates.append(f"lines {seen[key]} and {n} ({row['run']} {row['benchmark']} {row['metric']} step {row['step']})")
+            if not last_wins:
+                continue
+            out = [o for o in out if (o["run"], o["suite"], o["benchmark"], o["metric"], o["step"]) != key]
+        seen[key] = n
+        out.append(row)
+    if duplicates and not last_wins:
+        raise InputError(f"{path}: {len(duplicates)} repeated row(s): " + "; ".join(duplicates[:5])
+                         + (f"; and {len(duplicates) - 5} more" if len(duplicates) > 5 else ""),
+                         hint="keep one line per run, benchmark, metric and step, or pass --last-wins to keep the last")
     if not out:
         raise InputError(f"{path}: no rows")
     return out
 
 
-def import_results(store, path: str | Path, run: str | None = None) -> dict:
-    """Import a published-results file into `evals`; re-importing the same file replaces its rows."""
-    rows = parse_results(path, run)
-    written = write_evals(store, rows)
-    return {"file": str(path), "rows": written, "runs": sorted({r["run"] for r in rows}),
+def import_results(store, path: str | Path, run: str | None = None, last_wins: bool = False) -> dict:
+    """Import a published-results file into `evals`; rows an earlier import of the same file wrote are replaced
+    (a row no longer in the file is removed). `rows` counts the file's rows, `written` the rows that changed."""
+    rows = parse_results(path, run, last_wins)
+    written = write_evals(store, rows, replace=True)
+    return {"file": str(path), "rows": len(rows), "written": written, "runs": sorted({r["run"] for r in rows}),
             "benchmarks": sorted({r["benchmark"] for r in rows})}
 
 
