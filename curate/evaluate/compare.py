@@ -4,7 +4,8 @@ The difference is B - A in percentage points. When both rows carry per-problem s
 written by `curate eval`), its 95% CI comes from a paired bootstrap over the problems both sides answered:
 resample problems with replacement, take the mean of the per-problem differences. Pairing removes the
 problem-difficulty variance two conditions share, so real effects show with far fewer problems than comparing
-two independent CIs. Without per-problem data (imported or lm-eval rows) the CI is the unpaired normal
+two independent CIs. `curate eval` keeps per-problem values for every metric (avg@k, pass@k, maj@k, asr: each
+is a mean over problems). Without per-problem data (imported or lm-eval rows) the CI is the unpaired normal
 approximation from the two rows' own CIs, labelled as such; without those either there is no CI.
 
     paired_bootstrap(a, b) -> dict      (pure; a and b map problem id -> score in [0, 1])
@@ -90,7 +91,7 @@ def compare(store, a: str, b: str, benchmark: str | None = None, resamples: int 
         if not by[run]:
             what = f" on {benchmark}" if benchmark else ""
             raise InputError(f"no complete score rows for run {run!r}{what}", hint="`curate evals` lists runs and benchmarks")
-    out_rows, notes = [], []
+    out_rows, notes, unpaired_from = [], [], set()
     for key in sorted(set(by[a]) & set(by[b]), key=lambda k: (k[0], k[1], k[2] is None, k[2] or 0)):
         x, y = _pick(by[a][key], by[b][key])
         pa, pb = _per_problem(x["per_problem"]), _per_problem(y["per_problem"])
@@ -104,6 +105,7 @@ def compare(store, a: str, b: str, benchmark: str | None = None, resamples: int 
                 notes.append(f"{key[0]} step {key[2]}: {bs['only_a'] + bs['only_b']} problems answered by one side only "
                              "are left out of the paired difference")
         else:
+            unpaired_from |= {z["provenance"] for z, p in ((x, pa), (y, pb)) if p is None}
             u = unpaired(x["value"], y["value"], (x["ci_low"], x["ci_high"]), (y["ci_low"], y["ci_high"]))
             row.update(**u, p_value=None, method="unpaired (rows' CIs)" if u["ci_low"] is not None else "no CI",
                        n_problems=None)
@@ -119,9 +121,9 @@ def compare(store, a: str, b: str, benchmark: str | None = None, resamples: int 
                          f"{b} has {', '.join(sorted(metrics[b][bench]))}")
     if not out_rows:
         notes.append(f"{a} and {b} share no (benchmark, metric, step) with complete scores")
-    if any(r["method"] != "paired bootstrap" for r in out_rows):
-        notes.append("rows without per-problem scores (imported or lm-eval results) are compared unpaired, from each "
-                     "row's own CI (assumes independence, so wider); 'no CI' where a row has none")
+    if unpaired_from:
+        notes.append(f"rows without per-problem scores (provenance: {', '.join(sorted(unpaired_from))}) are compared unpaired, "
+                     "from each row's own CI (assumes independence, so wider); 'no CI' where a row has none")
     if any(not r["higher_is_better"] for r in out_rows):
         notes.append("asr (attack success rate): lower is better, so a negative B - A favours B")
     if any(not r["same_settings"] for r in out_rows):

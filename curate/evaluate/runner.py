@@ -188,9 +188,8 @@ def score_rows(outcomes: list[dict], bench: Benchmark, key: dict, base: dict) ->
             fn = M.metric_fn(metric)
             value = fn(per_problem)
             lo, hi = M.bootstrap_ci(per_problem, fn)
-            if kind in ("avg", "asr"):
-                extra["per_problem"] = {pid: round(sum(f for f, _ in pp) / len(pp), 6)
-                                        for pid, pp in zip(by_problem, per_problem)}
+            # every metric is a mean over problems: each problem's own value (0-1) lets `evals compare` pair them
+            extra["per_problem"] = {pid: round(fn([pp]) / 100.0, 6) for pid, pp in zip(by_problem, per_problem)}
         rows.append({**key, **base, "metric": metric, "kind": "score", "value": value, "ci_low": lo, "ci_high": hi,
                      "n_problems": len(by_problem), "n_samples": planned - missing - unjudged - errors,
                      "complete": complete, "details": {**details, **extra}})
