@@ -69,8 +69,12 @@ def eval_(
     if rep.incomplete:
         from curate.errors import CurateError
 
+        hint = "relabel errors with `curate verify --relabel --where \"status = 'error'\"`, then rerun the same command"
+        if rep.refused:
+            hint = ("a prompt the server refused is refused again on a rerun: serve a longer context, lower max_tokens, "
+                    "or leave those problems out (--set BENCH.where=...); " + hint)
         raise CurateError(f"{len(rep.incomplete)} benchmark(s) incomplete, stored without a score: " + "; ".join(rep.incomplete),
-                          hint="relabel errors with `curate verify --relabel --where \"status = 'error'\"`, then rerun the same command")
+                          hint=hint)
 
 
 def evals_cmd(
