@@ -44,10 +44,11 @@ def score_curves(rows: list[dict]) -> list[dict]:
     for r in rows:
         if r["kind"] != "score":
             continue
-        key = (r["benchmark"], r["run"], r["suite"], r["settings_hash"])
+        # one curve per training run: two runs sharing a name (cells of two studies) have different run ids
+        key = (r["benchmark"], r["run"], r.get("run_id") or "", r["suite"], r["settings_hash"])
         groups.setdefault(key, {}).setdefault(r["metric"], []).append(r)
     benches: dict[str, list[dict]] = {}
-    for (bench, run, suite, settings), by_metric in sorted(groups.items()):
+    for (bench, run, run_id, suite, settings), by_metric in sorted(groups.items()):
         metric = min(by_metric, key=_metric_rank)
         points, incomplete, seen = [], 0, set()
         for r in by_metric[metric]:  # newest first within a step
@@ -63,7 +64,7 @@ def score_curves(rows: list[dict]) -> list[dict]:
             continue
         higher = metric != "asr"
         benches.setdefault(bench, []).append({
-            "run": run, "suite": suite, "settings_hash": settings, "metric": metric, "higher_is_better": higher,
+            "run": run, "run_id": run_id or None, "suite": suite, "settings_hash": settings, "metric": metric, "higher_is_better": higher,
             "provenance": by_metric[metric][0]["provenance"], "incomplete_points": incomplete, "points": points,
             "dynamics": dyn.dynamics(points, higher_is_better=higher).to_dict(),
         })
@@ -76,6 +77,9 @@ def score_curves(rows: list[dict]) -> list[dict]:
             same = per_run[c["run"]]
             if len(same) == 1:
                 c["label"] = c["run"]
+            elif len({o["run_id"] for o in same}) > 1:
+                c["label"] = f"{c['run']} [run {(c['run_id'] or 'imported')[:8]}]" + (
+                    f" [{c['suite']}]" if sum(o["run_id"] == c["run_id"] for o in same) > 1 else "")
             elif sum(o["suite"] == c["suite"] for o in same) == 1:
                 c["label"] = f"{c['run']} [{c['suite']}]"
             else:

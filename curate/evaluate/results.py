@@ -9,7 +9,7 @@ what its earlier import wrote (rows deleted from the file leave the table). Two 
 key are refused with their line numbers unless `last_wins`. Values are taken as written (the study reports
 percent).
 
-`wide(rows)` pivots result rows to one row per (run, step, suite) with one column per benchmark (its headline
+`wide(rows)` pivots result rows to one row per (run, run id, step, suite) with one column per benchmark (its headline
 metric) plus the response-length and truncation columns, so a dip is read next to its length spike.
 Test: tests/test_evaluate.py.
 """
@@ -128,9 +128,9 @@ def wide(rows: list[dict]) -> list[dict]:
     truncation averaged over the benchmarks; an incomplete benchmark shows as `incomplete`, never a number."""
     table: dict[tuple, dict] = {}
     behaviour: dict[tuple, dict[str, list[float]]] = {}
-    for r in rows:
-        key = (r["run"], r["step"], r["suite"])
-        out = table.setdefault(key, {"run": r["run"], "step": r["step"], "suite": r["suite"]})
+    for r in rows:  # two training runs with one name (cells of two studies) stay apart by their run id
+        key = (r["run"], r.get("run_id"), r["step"], r["suite"])
+        out = table.setdefault(key, {"run": r["run"], "run_id": r.get("run_id"), "step": r["step"], "suite": r["suite"]})
         if r["kind"] == "score":
             col = r["benchmark"]
             if col in out:
@@ -143,7 +143,11 @@ def wide(rows: list[dict]) -> list[dict]:
             vals = behaviour.get(key, {}).get(m)
             if vals:
                 out[m] = round(sum(vals) / len(vals), 1)
-    ordered = sorted(table.values(), key=lambda d: (d["run"], d["step"] is None, d["step"] or 0, d["suite"]))
-    cols = ["run", "step", "suite"] + sorted({c for d in ordered for c in d} - {"run", "step", "suite"} - set(BEHAVIOUR_COLUMNS)) \
+    ordered = sorted(table.values(), key=lambda d: (d["run"], d["run_id"] or "", d["step"] is None, d["step"] or 0, d["suite"]))
+    ids: dict[str, set] = {}
+    for d in ordered:
+        ids.setdefault(d["run"], set()).add(d["run_id"])
+    keys = ["run", "run_id", "step", "suite"] if any(len(v) > 1 for v in ids.values()) else ["run", "step", "suite"]
+    cols = keys + sorted({c for d in ordered for c in d} - {"run", "run_id", "step", "suite"} - set(BEHAVIOUR_COLUMNS)) \
         + [c for c in BEHAVIOUR_COLUMNS if any(c in d for d in ordered)]
     return [{c: d.get(c) for c in cols} for d in ordered]

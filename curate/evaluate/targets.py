@@ -141,5 +141,5 @@ def _base_target(base: str, run: str, lineage: dict) -> Target:
     if looks_like_path(base) and not bp.exists():
         raise InputError(f"--base {base}: no such model folder")
     ident = str(bp.resolve()) if bp.exists() else base
-    keep = {k: v for k, v in lineage.items() if k in LINEAGE_KEYS}
+    keep = {"run_id": lineage["run_id"]} if lineage.get("run_id") else {}  # the base model: which curve, not what it was trained on
     return Target(run=run, checkpoint=base, step=0, model_ref=base, identity=ident, lineage=keep)
