@@ -274,7 +274,8 @@ TABLE_COLS = ("condition", "benchmark", "metric", "base", "final_step", "final",
 
 def _flip_line(b: dict, f: dict) -> str:
     return (f"{b['benchmark']}: at step {f['early_step']} {f['leader_early']} led by {f['margin_early']:.1f}; "
-            f"at step {f['last_step']} {f['leader_last']} leads by {f['margin_last']:.1f}")
+            f"at step {f['last_step']} {f['leader_last']} leads by {f['margin_last']:.1f}"
+            + ("" if f.get("tested", True) else " (no CIs: not tested against the noise)"))
 
 
 def _flips(data: dict) -> list[str]:
