@@ -64,3 +64,15 @@ def test_a_key_given_twice_is_refused_with_its_lines_unless_last_wins(tmp_path):
     r = run_cli("evals", "import", str(f), "--store", str(store), "--last-wins", "--json")
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["rows"] == 3 and _curve(store) == {0: 70.0, 20: 60.0, 40: 72.0}
+
+
+def test_fractions_imported_next_to_percent_curves_warn(tmp_path):
+    store = tmp_path / "st"
+    assert run_cli("evals", "import", str(_write(tmp_path / "pct.csv", ["P,math500,0,70", "P,math500,10,64"])),
+                   "--store", str(store)).returncode == 0
+    r = run_cli("evals", "import", str(_write(tmp_path / "frac.csv", ["Q,math500,0,0.70", "Q,math500,10,0.64"])),
+                "--store", str(store))
+    assert r.returncode == 0, r.stderr
+    assert "warning: math500 avg@1: the imported values are all in [0, 1]" in r.stderr, r.stderr
+    r = run_cli("evals", "import", str(_write(tmp_path / "more.csv", ["R,math500,0,71"])), "--store", str(store))
+    assert "warning" not in r.stderr  # percent next to percent (and fractions) is not repeated as a warning

@@ -33,6 +33,20 @@ def test_result_conversion_scales_accuracies_and_skips_bookkeeping():
     assert rows["word_perplexity"]["value"] == 31.5  # not a share: stored as reported
 
 
+def test_scaling_goes_by_metric_not_by_value():
+    t = Target(run="r", checkpoint="c", step=3, model_ref="c", identity="c")
+    rows = []
+    for step, mcc, acc, bleu in ((1, -0.05, 0.5, 0.4), (2, 0.20, 0.6, 12.0)):
+        res = {"results": {"t": {"mcc,none": mcc, "acc,none": acc, "bleu_max,none": bleu, "bleu_acc,none": 0.3}}}
+        rows += rows_from_results(res, Target(**{**t.__dict__, "step": step}), "h")
+    by = {(r["step"], r["metric"]): r for r in rows}
+    assert by[(1, "mcc")]["value"] == -0.05 and by[(2, "mcc")]["value"] == 0.20  # one scale on the whole curve
+    assert by[(1, "acc")]["value"] == 50.0 and by[(2, "acc")]["value"] == 60.0
+    assert by[(1, "bleu_max")]["value"] == 0.4 and by[(2, "bleu_max")]["value"] == 12.0
+    assert by[(1, "bleu_acc")]["value"] == 30.0
+    assert by[(2, "mcc")]["details"]["scale"] == 1.0 and by[(2, "acc")]["details"]["scale"] == 100.0
+
+
 def test_lm_eval_task_runs_on_a_checkpoint_and_lands_in_evals(tmp_path):
     from curate.generate.tiny import build_tiny_model
 

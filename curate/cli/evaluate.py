@@ -113,6 +113,8 @@ def evals_import(
     if not emit_json(rep, json_):
         out_console.print(f"imported {rep['rows']} rows ({len(rep['runs'])} runs, benchmarks: {', '.join(rep['benchmarks'])})",
                           markup=False)
+    for w in rep["warnings"]:
+        err_console.print(f"warning: {w}", markup=False)
 
 
 def evals_compare(

@@ -2,9 +2,11 @@
 checkpoints, with results in the same `evals` table. curate does not reimplement these tasks.
 
 Each (checkpoint, task) becomes one row per metric the harness reports: suite `lm-eval`, benchmark = task
-name, metric = the harness's metric name (with its filter when not `none`), provenance `lm-eval`. Metrics the
-harness reports in [0, 1] (accuracies, exact match) are stored in percent like every other score, with a
-95% interval from the harness's standard error; perplexities are stored as they are. A task already stored
+name, metric = the harness's metric name (with its filter when not `none`), provenance `lm-eval`. Scaling goes
+by metric, never by value: shares (accuracies, exact match, F1, TruthfulQA's mc1/mc2 and *_acc) are stored in
+percent like every other score, with a 95% interval from the harness's standard error; everything else (mcc,
+perplexities, BLEU/ROUGE max and diff, which the harness already reports on their own scales) is stored as
+reported, so one metric's curve never mixes scales. `details.scale` records the factor (100 or 1). A task already stored
 for a checkpoint with the same settings is skipped, so reruns resume.
 Needs `pip install 'curate[dev]'` or `pip install lm-eval`. Test: tests/test_evaluate_lmeval.py.
 """
@@ -18,7 +20,15 @@ from curate.evaluate.targets import Target
 from curate.records import content_hash
 from curate.store.evals import LINEAGE_COLUMNS, stored_keys, write_evals
 
-UNSCALED = ("perplexity", "bits_per_byte", "byte_perplexity", "word_perplexity")
+# Metrics the harness reports as a share in [0, 1]: stored x100 (percent). Everything else is stored as reported.
+SHARE_METRICS = frozenset({"acc", "acc_norm", "acc_mutual_info", "exact_match", "em", "f1", "mc1", "mc2",
+                           "prompt_level_strict_acc", "inst_level_strict_acc", "prompt_level_loose_acc",
+                           "inst_level_loose_acc", "contains", "pass@1"})
+
+
+def metric_scale(name: str) -> float:
+    """100 for a metric the harness reports as a share (by name: the list above, `*_acc`, `acc*`), else 1."""
+    return 100.0 if name in SHARE_METRICS or name.endswith("_acc") or name.startswith("acc") else 1.0
 
 
 def _settings(tasks_key: str, include_path: Path | None, overrides: dict, version: str) -> str:
@@ -37,7 +47,7 @@ def rows_from_results(results: dict, target: Target, settings: str) -> list[dict
                 continue
             name, _, filt = key.partition(",")
             metric = name if filt in ("", "none") else f"{name}[{filt}]"
-            scale = 1.0 if any(u in name for u in UNSCALED) or not 0.0 <= value <= 1.0 else 100.0
+            scale = metric_scale(name)
             se = metrics.get(f"{name}_stderr,{filt}" if filt else f"{name}_stderr")
             lo = hi = None
             if isinstance(se, (int, float)) and not isinstance(se, bool) and math.isfinite(se):
@@ -50,7 +60,7 @@ def rows_from_results(results: dict, target: Target, settings: str) -> list[dict
                 "benchmark": task, "metric": metric, "kind": "score", "value": float(value) * scale, "ci_low": lo,
                 "ci_high": hi, "n_problems": n, "n_samples": n, "complete": True, "settings_hash": settings,
                 "model": target.identity, "provenance": "lm-eval",
-                "details": {"task_version": versions.get(task), "raw_value": value},
+                "details": {"task_version": versions.get(task), "raw_value": value, "scale": scale},
                 **{k: target.lineage.get(k) for k in LINEAGE_COLUMNS},
             })
     return out

@@ -118,9 +118,31 @@ def import_results(store, path: str | Path, run: str | None = None, last_wins: b
     """Import a published-results file into `evals`; rows an earlier import of the same file wrote are replaced
     (a row no longer in the file is removed). `rows` counts the file's rows, `written` the rows that changed."""
     rows = parse_results(path, run, last_wins)
+    warnings = scale_warnings(store, rows)
     written = write_evals(store, rows, replace=True)
     return {"file": str(path), "rows": len(rows), "written": written, "runs": sorted({r["run"] for r in rows}),
-            "benchmarks": sorted({r["benchmark"] for r in rows})}
+            "benchmarks": sorted({r["benchmark"] for r in rows}), "warnings": warnings}
+
+
+def scale_warnings(store, rows: list[dict]) -> list[str]:
+    """Benchmark-metrics whose imported values all lie in [0, 1] while the store (or the file) holds percent
+    values above 1 for them, or the other way round: fractions next to percent curves, said, not fixed."""
+    from curate.store.evals import score_value_ranges
+
+    stored = score_value_ranges(store, sorted({r["benchmark"] for r in rows}))
+    out = []
+    for key in sorted({(r["benchmark"], r["metric"]) for r in rows}):
+        mine = [abs(r["value"]) for r in rows if (r["benchmark"], r["metric"]) == key]
+        other = stored.get(key)
+        if other is None or not mine or max(mine) == 0 or other == 0:
+            continue
+        if max(mine) <= 1.0 < other:
+            out.append(f"{key[0]} {key[1]}: the imported values are all in [0, 1] while the store's reach {other:g}: "
+                       "fractions next to percent? curate stores percent (0-100)")
+        elif other <= 1.0 < max(mine):
+            out.append(f"{key[0]} {key[1]}: the store's values are all in [0, 1] while the imported ones reach "
+                       f"{max(mine):g}: percent next to fractions?")
+    return out
 
 
 def wide(rows: list[dict]) -> list[dict]:

@@ -198,6 +198,15 @@ def stored_keys(store, suite: str, benchmark: str, settings_hash: str) -> set[tu
     return {(r["run"], r["checkpoint"], r["step"]) for r in rows}
 
 
+def score_value_ranges(store, benchmarks: list[str]) -> dict[tuple[str, str], float]:
+    """(benchmark, metric) -> the largest |value| among stored score rows of these benchmarks."""
+    if not store.exists or not benchmarks:
+        return {}
+    rows = store.query("SELECT benchmark, metric, max(abs(value)) AS top FROM evals WHERE kind = 'score' AND value IS NOT NULL "
+                       "AND list_contains($1, benchmark) GROUP BY ALL", [benchmarks]).to_pylist()
+    return {(r["benchmark"], r["metric"]): r["top"] for r in rows}
+
+
 def read_evals(store, where: str | None = None) -> list[dict]:
     """Result rows (newest settings first within a key), optionally filtered by a predicate over `evals`."""
     q = "SELECT * EXCLUDE (created_at) FROM evals"
