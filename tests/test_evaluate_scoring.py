@@ -49,3 +49,16 @@ def test_every_metric_keeps_per_problem_values_and_is_compared_paired(tmp_path):
     assert sorted(x["metric"] for x in rep["rows"]) == ["avg@4", "maj@4", "pass@4"]
     assert all(x["method"] == "paired bootstrap" and x["n_problems"] == 60 for x in rep["rows"])
     assert not any("unpaired" in n for n in rep["notes"])
+
+
+def test_evals_table_uses_the_reports_headline_metric_says_which_and_csv_keeps_precision(tmp_path):
+    st = TraceStore(tmp_path / "st")
+    write_evals(st, [{"run": "r", "checkpoint": "", "step": 10, "suite": "s", "benchmark": "math", "metric": m, "value": v,
+                      "settings_hash": "h", "provenance": "curate"} for m, v in (("maj@4", 55.5), ("pass@4", 71.23456))])
+    r = run_cli("evals", "--store", str(st.path))
+    assert r.returncode == 0, r.stderr
+    assert "71.2" in r.stdout and "55.5" not in r.stdout  # pass@4 heads the column, as in the report
+    assert "math pass@4" in r.stderr
+    r = run_cli("evals", "--store", str(st.path), "--csv")
+    assert r.stdout.splitlines()[1] == "r,10,s,71.23456"
+    assert json.loads(run_cli("evals", "--store", str(st.path), "--json").stdout)[0]["math"] == 71.23456

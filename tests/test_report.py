@@ -271,7 +271,9 @@ def test_paired_bootstrap_removes_shared_difficulty_that_unpaired_cis_keep():
     u = unpaired(50.0, 60.0, (50 - hw(.5), 50 + hw(.5)), (60 - hw(.6), 60 + hw(.6)))
     assert u["ci_low"] < 0  # the same data, unpaired: indistinguishable from noise
     same = paired_bootstrap({"p": 0.2, "q": 0.4}, {"p": 0.4, "q": 0.6})
-    assert (same["diff"], same["ci_low"], same["ci_high"], same["p_value"]) == pytest.approx((20.0, 20.0, 20.0, 0.0))
+    # no resample on the far side of zero: the p-value is only known to be below 1/resamples, never 0
+    assert (same["diff"], same["ci_low"], same["ci_high"], same["p_value"]) == pytest.approx((20.0, 20.0, 20.0, 1 / 4000))
+    assert same["p_value_text"] == "< 0.00025"
 
 
 def test_compare_cli_paired_with_per_problem_data_unpaired_without(built, cli):

@@ -90,12 +90,18 @@ def evals_cmd(
         return
     import pyarrow as pa
 
-    from curate.evaluate.results import wide
+    from curate.evaluate.results import headline_metrics, wide
     from curate.store.evals import read_evals
 
     rows = read_evals(open_store(store), where)
-    table = pa.Table.from_pylist(rows if long else wide(rows)) if rows else pa.table({"evals": pa.array([], pa.string())})
-    print_result(table, fmt="json" if json_ else "csv" if csv else "table", limit=10_000)
+    fmt = "json" if json_ else "csv" if csv else "table"
+    table = pa.Table.from_pylist(rows if long else wide(rows, digits=1 if fmt == "table" else None)) if rows \
+        else pa.table({"evals": pa.array([], pa.string())})
+    print_result(table, fmt=fmt, limit=10_000)
+    if rows and not long and fmt == "table":
+        used = headline_metrics(rows)
+        err_console.print("each benchmark column shows its headline metric: "
+                          + "; ".join(f"{b} {', '.join(m)}" for b, m in sorted(used.items())), markup=False)
 
 
 def evals_import(
@@ -133,6 +139,7 @@ def evals_compare(
     r1 = lambda v: "" if v is None else f"{v:.1f}"  # noqa: E731
     rows = [{"benchmark": r["benchmark"], "metric": r["metric"], "step": "-" if r["step"] is None else r["step"], "A": r1(r["a"]), "B": r1(r["b"]),
              "B-A": f"{r['diff']:+.1f}", "95% CI": f"[{r['ci_low']:+.1f}, {r['ci_high']:+.1f}]" if r["ci_low"] is not None else "",
+             "p": r["p_value_text"] or "",
              "significant": "" if r["significant"] is None else "yes" if r["significant"] else "no",
              "method": r["method"] + (f" ({r['n_problems']} problems)" if r["n_problems"] else "")} for r in rep["rows"]]
     if rows:

@@ -25,6 +25,7 @@ from typing import Iterable
 from curate.errors import InputError
 from curate.evaluate import dynamics as dyn
 from curate.evaluate.findings import findings
+from curate.evaluate.results import headline_rank
 from curate.store import report_queries as rq
 
 BEHAVIOUR = ("mean_tokens", "truncation_rate")
@@ -33,11 +34,6 @@ MAX_FLIPS_SHOWN = 20
 
 
 # ------------------------------------------------------------------ collecting the numbers
-def _metric_rank(metric: str) -> tuple:
-    order = ("avg@", "asr", "pass@", "maj@")
-    return (next((i for i, p in enumerate(order) if metric.startswith(p)), len(order)), metric)
-
-
 def score_curves(rows: list[dict]) -> list[dict]:
     """Per benchmark, one curve per (run, suite, settings) in its headline metric, with its dynamics and flips."""
     groups: dict[tuple, dict] = {}
@@ -49,7 +45,7 @@ def score_curves(rows: list[dict]) -> list[dict]:
         groups.setdefault(key, {}).setdefault(r["metric"], []).append(r)
     benches: dict[str, list[dict]] = {}
     for (bench, run, run_id, suite, settings), by_metric in sorted(groups.items()):
-        metric = min(by_metric, key=_metric_rank)
+        metric = min(by_metric, key=headline_rank)
         points, incomplete, seen = [], 0, set()
         for r in by_metric[metric]:  # newest first within a step
             if r["step"] is None or r["step"] in seen:

@@ -145,26 +145,53 @@ def scale_warnings(store, rows: list[dict]) -> list[str]:
     return out
 
 
-def wide(rows: list[dict]) -> list[dict]:
-    """One row per (run, step, suite): each benchmark's headline score (first score metric), then length and
-    truncation averaged over the benchmarks; an incomplete benchmark shows as `incomplete`, never a number."""
+HEADLINE_ORDER = ("avg@", "asr", "pass@", "maj@")
+
+
+def headline_rank(metric: str) -> tuple:
+    """Which score metric heads a benchmark (lowest first): avg@k, then asr, pass@k, maj@k, then any other."""
+    return (next((i for i, p in enumerate(HEADLINE_ORDER) if metric.startswith(p)), len(HEADLINE_ORDER)), metric)
+
+
+def _headline_rows(rows: list[dict]) -> dict[tuple, dict]:
+    """(run, run id, step, suite, benchmark) -> its headline score row (the first row of that metric, newest)."""
+    best: dict[tuple, dict] = {}
+    for r in rows:
+        if r["kind"] != "score":
+            continue
+        key = (r["run"], r.get("run_id"), r["step"], r["suite"], r["benchmark"])
+        if key not in best or headline_rank(r["metric"]) < headline_rank(best[key]["metric"]):
+            best[key] = r
+    return best
+
+
+def headline_metrics(rows: list[dict]) -> dict[str, list[str]]:
+    """Benchmark -> the headline metrics `wide` shows for it (one, unless runs differ in what they measured)."""
+    out: dict[str, set] = {}
+    for (_, _, _, _, bench), r in _headline_rows(rows).items():
+        out.setdefault(bench, set()).add(r["metric"])
+    return {b: sorted(m, key=headline_rank) for b, m in out.items()}
+
+
+def wide(rows: list[dict], digits: int | None = 1) -> list[dict]:
+    """One row per (run, run id, step, suite): each benchmark's headline score (ranked as the report ranks them:
+    avg@k, asr, pass@k, maj@k), then length and truncation averaged over the benchmarks; an incomplete benchmark
+    shows as `incomplete`, never a number. `digits=None` keeps full precision (CSV and JSON)."""
+    rnd = (lambda v: v) if digits is None else (lambda v: round(v, digits))
     table: dict[tuple, dict] = {}
     behaviour: dict[tuple, dict[str, list[float]]] = {}
     for r in rows:  # two training runs with one name (cells of two studies) stay apart by their run id
         key = (r["run"], r.get("run_id"), r["step"], r["suite"])
-        out = table.setdefault(key, {"run": r["run"], "run_id": r.get("run_id"), "step": r["step"], "suite": r["suite"]})
-        if r["kind"] == "score":
-            col = r["benchmark"]
-            if col in out:
-                continue
-            out[col] = "incomplete" if not r["complete"] or r["value"] is None else round(r["value"], 1)
-        elif r["metric"] in BEHAVIOUR_COLUMNS and r["value"] is not None:
+        table.setdefault(key, {"run": r["run"], "run_id": r.get("run_id"), "step": r["step"], "suite": r["suite"]})
+        if r["kind"] != "score" and r["metric"] in BEHAVIOUR_COLUMNS and r["value"] is not None:
             behaviour.setdefault(key, {}).setdefault(r["metric"], []).append(r["value"])
+    for (run, run_id, step, suite, bench), r in _headline_rows(rows).items():
+        table[(run, run_id, step, suite)][bench] = "incomplete" if not r["complete"] or r["value"] is None else rnd(r["value"])
     for key, out in table.items():
         for m in BEHAVIOUR_COLUMNS:
             vals = behaviour.get(key, {}).get(m)
             if vals:
-                out[m] = round(sum(vals) / len(vals), 1)
+                out[m] = rnd(sum(vals) / len(vals))
     ordered = sorted(table.values(), key=lambda d: (d["run"], d["run_id"] or "", d["step"] is None, d["step"] or 0, d["suite"]))
     ids: dict[str, set] = {}
     for d in ordered:
