@@ -45,6 +45,8 @@ def test_a_recovery_that_relapses_says_so():
     d = dynamics({0: 70.0, 10: 60.0, 20: 72.0, 40: 65.0, 80: 62.0})
     assert d.recovery_step == 20 and d.relapsed and d.relapse_step == 40
     assert d.recovery == "step 20, relapsed at step 40, ends 8.0 below base"
+    asr = dynamics({0: 10.0, 10: 30.0, 20: 8.0, 40: 14.0}, higher_is_better=False)  # lower is better: a relapse rises
+    assert asr.recovery == "step 20, relapsed at step 40, ends 4.0 above base"
     held = dynamics({0: 70.0, 10: 60.0, 20: 72.0, 40: 75.0})
     assert held.relapsed is False and held.recovery == "step 20"
 

@@ -129,8 +129,8 @@ class Dynamics:
         out = f"step {self.recovery_step}"
         if self.relapsed:
             out += f", relapsed at step {self.relapse_step}"
-            if self.final_gain is not None and self.final_gain < 0:
-                out += f", ends {-self.final_gain:.1f} below base"
+            if self.final_gain is not None and self.final_gain < 0:  # final_gain is in the "better" direction
+                out += f", ends {-self.final_gain:.1f} {'below' if self.higher_is_better else 'above'} base"
         return out
 
     def to_dict(self) -> dict:
