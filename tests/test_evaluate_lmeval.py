@@ -69,3 +69,54 @@ def test_lm_eval_task_runs_on_a_checkpoint_and_lands_in_evals(tmp_path):
     assert read_evals(TraceStore(store), "suite = 'lm-eval'") == rows
     bad = run_cli(*args[:-4], "--lm-eval", "no_such_task_xyz", "--lm-eval-include", str(tmp_path / "tasks"), timeout=600)
     assert bad.returncode != 0 and "unknown task 'no_such_task_xyz'" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def _paper_general(tmp_path, *names: str, extra: tuple = ()):
+    """`curate eval CHECKPOINT --suite paper -b NAME...` on fixture-sized local copies of the general benchmarks."""
+    from curate.generate.tiny import build_tiny_model
+
+    ck = build_tiny_model(tmp_path / "run" / "checkpoints" / "step-000005")
+    (tmp_path / "nltk" / "tokenizers" / "punkt_tab").mkdir(parents=True)  # IFEval's module looks for it; never used here
+    fixtures = Path(__file__).parent / "fixtures" / "lmeval"
+    args = ["eval", str(ck), "--suite", "paper", "--backend", "hf", "--no-progress", "--store", str(tmp_path / "store"),
+            "--set", f"ifeval.data={fixtures / 'ifeval_tiny.jsonl'}", "--set", "ifeval.max_tokens=8",
+            "--set", f"truthfulqa.data={fixtures / 'truthfulqa_tiny.jsonl'}", *extra]
+    for n in names:
+        args += ["-b", n]
+    env = {"OMP_NUM_THREADS": "1", "NLTK_DATA": str(tmp_path / "nltk"), "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"}
+    return args, env
+
+
+def test_truthfulqa_of_the_paper_suite_runs_offline_from_local_data(tmp_path):
+    """The harness's own truthfulqa_mc2 task on a 3-question local file: stored under the suite entry's name,
+    in percent; a rerun skips it."""
+    args, env = _paper_general(tmp_path, "truthfulqa")
+    r = run_cli(*args, env=env, timeout=600)
+    assert r.returncode == 0, r.stderr
+    rows = read_evals(TraceStore(tmp_path / "store"), "suite = 'lm-eval'")
+    assert [(x["benchmark"], x["metric"], x["step"], x["n_problems"]) for x in rows] == [("truthfulqa", "acc", 5, 3)]
+    assert 0 <= rows[0]["value"] <= 100 and rows[0]["details"] is not None
+    again = run_cli(*args, env=env, timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert read_evals(TraceStore(tmp_path / "store"), "suite = 'lm-eval'") == rows
+
+
+def test_ifeval_of_the_paper_suite_runs_offline_from_local_data(tmp_path):
+    pytest.importorskip("langdetect")  # IFEval's own dependency (lm-eval[ifeval])
+    args, env = _paper_general(tmp_path, "ifeval")
+    r = run_cli(*args, env=env, timeout=600)
+    assert r.returncode == 0, r.stderr
+    rows = {x["metric"]: x for x in read_evals(TraceStore(tmp_path / "store"), "suite = 'lm-eval' AND benchmark = 'ifeval'")}
+    assert set(rows) == {"prompt_level_strict_acc", "inst_level_strict_acc", "prompt_level_loose_acc", "inst_level_loose_acc"}
+    assert rows["prompt_level_strict_acc"]["n_problems"] == 2 and all(0 <= x["value"] <= 100 for x in rows.values())
+
+
+def test_ifeval_without_its_dependency_is_one_line(tmp_path):
+    import importlib.util
+
+    if importlib.util.find_spec("langdetect") is not None:
+        pytest.skip("langdetect is installed")
+    args, env = _paper_general(tmp_path, "ifeval")
+    r = run_cli(*args, env=env, timeout=600)
+    assert r.returncode != 0 and "Traceback" not in r.stderr, r.stderr
+    assert "lm-eval task ifeval needs the package langdetect" in r.stderr

@@ -162,6 +162,15 @@ def evaluate_command(store, target: str, suite_name: str, *, base: str | None = 
     else:
         report = evaluate(store, targets, suite, opts, say)
         report.notes = notes + report.notes
+        if suite.lm_eval:  # a fanned-out child runs its own step's; here every target's
+            from curate.evaluate.lmeval import run_suite_tasks
+
+            for t in targets:
+                if t.endpoint:
+                    report.notes.append(f"{t.run}: lm-eval entries ({', '.join(e.name for e in suite.lm_eval)}) need "
+                                        "model weights; left out for an endpoint")
+                    continue
+                report.rows += run_suite_tasks(store, t, suite.lm_eval, device=opts.backend_options.get("device", "cpu"))
     if lm_eval:
         from curate.evaluate.lmeval import run_lm_eval
 

@@ -12,6 +12,7 @@ Needs `pip install 'curate[dev]'` or `pip install lm-eval`. Test: tests/test_eva
 """
 from __future__ import annotations
 
+import hashlib
 import math
 from pathlib import Path
 
@@ -66,9 +67,54 @@ def rows_from_results(results: dict, target: Target, settings: str) -> list[dict
     return out
 
 
+def local_task_dir(entry, out: Path) -> tuple[Path, str]:
+    """A task folder for a suite entry with local `data`: one YAML that includes the harness's own task file
+    (so its prompts, answer extraction and metrics are the harness's) and swaps only the dataset for the local
+    file, as the one split the task evaluates. Returns (folder, task name)."""
+    import yaml
+    from lm_eval.tasks import TaskManager
+
+    index = TaskManager().task_index
+    found = index.get(entry.task)
+    if found is None or not getattr(found, "yaml_path", None):
+        raise InputError(f"lm_eval entry {entry.name}: the harness has no task {entry.task!r}",
+                         hint="`lm-eval ls tasks` lists them")
+    data = Path(entry.data).expanduser()
+    if not data.is_file():
+        raise InputError(f"lm_eval entry {entry.name}: data {data}: no such file")
+    builder = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet"}[data.suffix.lower()]
+    name = f"curate_{entry.name}"
+    cfg = {"include": str(Path(found.yaml_path).resolve()), "task": name, "tag": [], "dataset_path": builder,
+           "dataset_name": None, "dataset_kwargs": {"data_files": {"test": str(data.resolve())}},
+           "training_split": None, "validation_split": None, "test_split": "test", "fewshot_split": None}
+    if entry.max_tokens is not None and isinstance(found.cfg.get("generation_kwargs"), dict):
+        cfg["generation_kwargs"] = {**found.cfg["generation_kwargs"], "max_gen_toks": entry.max_tokens}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
+    return out, name
+
+
+def run_suite_tasks(store, target: Target, entries: list, device: str = "cpu") -> list[dict]:
+    """A suite's `lm_eval` entries on one target: each through the harness (with its local data, when given),
+    stored under the entry's name; rows written. An entry already stored with the same settings is skipped."""
+    import tempfile
+
+    rows: list[dict] = []
+    for entry in entries:
+        data = Path(entry.data).expanduser() if entry.data else None
+        digest = hashlib.sha256(data.read_bytes()).hexdigest() if data is not None and data.is_file() else None
+        with tempfile.TemporaryDirectory(prefix="curate-lm-eval-") as tmp:
+            include, task = local_task_dir(entry, Path(tmp)) if entry.data else (None, entry.task)
+            rows += run_lm_eval(store, target, [task], include_path=include,
+                                overrides={"limit": entry.limit} if entry.limit else {}, device=device,
+                                benchmark=entry.name, settings_extra=[entry.model_dump(mode="json"), digest])
+    return rows
+
+
 def run_lm_eval(store, target: Target, tasks: list[str], include_path: Path | None = None, overrides: dict | None = None,
-                device: str = "cpu") -> list[dict]:
-    """Run the harness on one target for the tasks not yet stored; returns the rows written."""
+                device: str = "cpu", benchmark: str | None = None, settings_extra=None) -> list[dict]:
+    """Run the harness on one target for the tasks not yet stored; returns the rows written. `benchmark` stores
+    a (single) task under another name; `settings_extra` enters the settings hash in place of the include path."""
     try:
         import lm_eval
         from lm_eval.tasks import TaskManager
@@ -83,8 +129,10 @@ def run_lm_eval(store, target: Target, tasks: list[str], include_path: Path | No
     version = getattr(lm_eval, "__version__", "?")
     rows: list[dict] = []
     for task in tasks:
-        settings = _settings(task, include_path, overrides, version)
-        if (target.run, target.checkpoint, target.step) in stored_keys(store, "lm-eval", task, settings):
+        name = benchmark or task
+        settings = _settings(task, include_path, overrides, version) if settings_extra is None else \
+            content_hash("lm-eval", name, settings_extra, overrides, version)[:16]
+        if (target.run, target.checkpoint, target.step) in stored_keys(store, "lm-eval", name, settings):
             continue
         manager = TaskManager(include_path=str(include_path) if include_path else None)
         if not manager.match_tasks([task]):
@@ -96,9 +144,12 @@ def run_lm_eval(store, target: Target, tasks: list[str], include_path: Path | No
                 model="hf", model_args={"pretrained": target.model_ref, "device": device, "dtype": "float32" if device == "cpu" else "auto"},
                 tasks=[task], task_manager=manager, limit=int(limit) if limit else None, log_samples=False,
                 verbosity="ERROR")
+        except ImportError as e:  # a task's own dependency (IFEval: langdetect, nltk), imported as the task loads
+            raise InputError(f"lm-eval task {name} needs the package {e.name or e}",
+                             hint=f"pip install {e.name}  (or lm-eval's extra for the task, e.g. 'lm-eval[ifeval]')") from None
         except (OSError, ValueError) as e:
             raise BackendError(f"lm-eval on {target.checkpoint}, task {task}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
-        new = rows_from_results(res or {}, target, settings)
+        new = [{**r, "benchmark": name} for r in rows_from_results(res or {}, target, settings)]
         write_evals(store, new)
         rows += new
     return rows
