@@ -120,3 +120,17 @@ def test_ifeval_without_its_dependency_is_one_line(tmp_path):
     r = run_cli(*args, env=env, timeout=600)
     assert r.returncode != 0 and "Traceback" not in r.stderr, r.stderr
     assert "lm-eval task ifeval needs the package langdetect" in r.stderr
+
+
+def test_suite_lm_eval_entries_are_validated_selected_and_overridden():
+    from curate.errors import ConfigError
+    from curate.evaluate.suite import load_suite
+
+    s = load_suite("paper", {"truthfulqa.data": "/x/tq.jsonl", "limit": "5"}).select(["truthfulqa", "math500"])
+    assert [b.name for b in s.benchmarks] == ["math500"] and s.benchmarks[0].limit == 5
+    [t] = s.lm_eval
+    assert (t.name, t.task, t.data, t.limit) == ("truthfulqa", "truthfulqa_mc2", "/x/tq.jsonl", 5)
+    with pytest.raises(ConfigError, match="lm_eval.0.data"):
+        load_suite("paper", {"ifeval.data": "/x/ifeval.txt"})
+    with pytest.raises(ConfigError, match="lm_eval.1.colour"):
+        load_suite("paper", {"truthfulqa.colour": "red"})
