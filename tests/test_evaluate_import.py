@@ -76,3 +76,15 @@ def test_fractions_imported_next_to_percent_curves_warn(tmp_path):
     assert "warning: math500 avg@1: the imported values are all in [0, 1]" in r.stderr, r.stderr
     r = run_cli("evals", "import", str(_write(tmp_path / "more.csv", ["R,math500,0,71"])), "--store", str(store))
     assert "warning" not in r.stderr  # percent next to percent (and fractions) is not repeated as a warning
+
+
+def test_rows_of_an_import_keyed_the_old_way_are_replaced(tmp_path):
+    from curate.store.evals import write_evals
+
+    st = TraceStore(tmp_path / "st")  # what an earlier curate wrote: the file's digest in the settings hash
+    write_evals(st, [{"run": "P", "checkpoint": "", "step": s, "suite": "imported", "benchmark": "math500", "metric": "avg@1",
+                      "value": v, "settings_hash": "imported-0123456789abcdef", "provenance": "imported:p.csv",
+                      "details": {"file": "p.csv", "line": 2}} for s, v in ((0, 70.0), (20, 60.0))])
+    f = _write(tmp_path / "p.csv", ["P,math500,0,71", "P,math500,10,65"])
+    assert run_cli("evals", "import", str(f), "--store", str(st.path)).returncode == 0
+    assert _curve(st.path) == {0: 71.0, 10: 65.0}

@@ -91,9 +91,11 @@ def write_evals(store, rows: Iterable[dict], replace: bool = False) -> int:
     return write_eval_table(store, pa.Table.from_pylist(list(by_key.values()), schema=EVAL_SCHEMA), replace=replace)
 
 
-# Rows an earlier import of one of the new rows' files wrote (details.file is the imported file's resolved path).
-_SAME_FILE = ("e.provenance LIKE 'imported:%' AND json_extract_string(e.details, '$.file') IN "
-              "(SELECT DISTINCT json_extract_string(n.details::JSON, '$.file') FROM new_evals n)")
+# Rows an earlier import of one of the new rows' files wrote (details.file is the imported file's resolved path),
+# and rows of a file of the same name imported before rows were keyed this way (settings hash `imported-<digest>`).
+_SAME_FILE = ("e.provenance LIKE 'imported:%' AND (json_extract_string(e.details, '$.file') IN "
+              "(SELECT DISTINCT json_extract_string(n.details::JSON, '$.file') FROM new_evals n) OR "
+              "(e.settings_hash LIKE 'imported-%' AND e.provenance IN (SELECT DISTINCT n.provenance FROM new_evals n)))")
 
 
 def write_eval_table(store, table: pa.Table, replace: bool = False) -> int:
