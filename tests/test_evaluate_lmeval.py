@@ -80,22 +80,27 @@ def _paper_general(tmp_path, *names: str, extra: tuple = ()):
     fixtures = Path(__file__).parent / "fixtures" / "lmeval"
     args = ["eval", str(ck), "--suite", "paper", "--backend", "hf", "--no-progress", "--store", str(tmp_path / "store"),
             "--set", f"ifeval.data={fixtures / 'ifeval_tiny.jsonl'}", "--set", "ifeval.max_tokens=8",
-            "--set", f"truthfulqa.data={fixtures / 'truthfulqa_tiny.jsonl'}", *extra]
+            "--set", f"truthfulqa.data={fixtures / 'truthfulqa_tiny.jsonl'}",
+            "--set", f"halueval.data={fixtures / 'halueval_tiny.jsonl'}", *extra]
     for n in names:
         args += ["-b", n]
     env = {"OMP_NUM_THREADS": "1", "NLTK_DATA": str(tmp_path / "nltk"), "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"}
     return args, env
 
 
-def test_truthfulqa_of_the_paper_suite_runs_offline_from_local_data(tmp_path):
-    """The harness's own truthfulqa_mc2 task on a 3-question local file: stored under the suite entry's name,
-    in percent; a rerun skips it."""
-    args, env = _paper_general(tmp_path, "truthfulqa")
+def test_truthfulqa_and_halueval_of_the_paper_suite_run_offline_from_local_data(tmp_path):
+    """The harness's own truthfulqa_mc2 task on a 3-question local file, and curate's shipped halueval_qa task on
+    2 HaluEval rows (4 judgements: each right and each hallucinated answer): stored under the suite entries'
+    names, in percent; a rerun skips them."""
+    args, env = _paper_general(tmp_path, "truthfulqa", "halueval")
     r = run_cli(*args, env=env, timeout=600)
     assert r.returncode == 0, r.stderr
     rows = read_evals(TraceStore(tmp_path / "store"), "suite = 'lm-eval'")
-    assert [(x["benchmark"], x["metric"], x["step"], x["n_problems"]) for x in rows] == [("truthfulqa", "acc", 5, 3)]
-    assert 0 <= rows[0]["value"] <= 100 and rows[0]["details"] is not None
+    assert sorted((x["benchmark"], x["metric"], x["step"], x["n_problems"]) for x in rows) == [
+        ("halueval", "acc", 5, 4), ("truthfulqa", "acc", 5, 3)]
+    assert all(0 <= x["value"] <= 100 for x in rows)
+    halu = next(x for x in rows if x["benchmark"] == "halueval")
+    assert any(halu["value"] == pytest.approx(25.0 * k) for k in range(5))
     again = run_cli(*args, env=env, timeout=600)
     assert again.returncode == 0, again.stderr
     assert read_evals(TraceStore(tmp_path / "store"), "suite = 'lm-eval'") == rows

@@ -21,6 +21,16 @@ from curate.evaluate.targets import Target
 from curate.records import content_hash
 from curate.store.evals import LINEAGE_COLUMNS, stored_keys, write_evals
 
+# Harness tasks curate ships (the harness has no such task): HaluEval QA. Always on the task search path.
+SHIPPED_TASKS = Path(__file__).parent / "suites" / "lm_eval"
+
+
+def task_manager(include_path: Path | None = None):
+    from lm_eval.tasks import TaskManager
+
+    return TaskManager(include_path=[str(p) for p in (include_path, SHIPPED_TASKS) if p is not None])
+
+
 # Metrics the harness reports as a share in [0, 1]: stored x100 (percent). Everything else is stored as reported.
 SHARE_METRICS = frozenset({"acc", "acc_norm", "acc_mutual_info", "exact_match", "em", "f1", "mc1", "mc2",
                            "prompt_level_strict_acc", "inst_level_strict_acc", "prompt_level_loose_acc",
@@ -72,9 +82,8 @@ def local_task_dir(entry, out: Path) -> tuple[Path, str]:
     (so its prompts, answer extraction and metrics are the harness's) and swaps only the dataset for the local
     file, as the one split the task evaluates. Returns (folder, task name)."""
     import yaml
-    from lm_eval.tasks import TaskManager
 
-    index = TaskManager().task_index
+    index = task_manager().task_index
     found = index.get(entry.task)
     if found is None or not getattr(found, "yaml_path", None):
         raise InputError(f"lm_eval entry {entry.name}: the harness has no task {entry.task!r}",
@@ -117,7 +126,6 @@ def run_lm_eval(store, target: Target, tasks: list[str], include_path: Path | No
     a (single) task under another name; `settings_extra` enters the settings hash in place of the include path."""
     try:
         import lm_eval
-        from lm_eval.tasks import TaskManager
     except ImportError:
         raise InputError("--lm-eval needs lm-evaluation-harness", hint="pip install lm-eval (or 'curate[dev]')") from None
     if target.endpoint:
@@ -134,7 +142,7 @@ def run_lm_eval(store, target: Target, tasks: list[str], include_path: Path | No
             content_hash("lm-eval", name, settings_extra, overrides, version)[:16]
         if (target.run, target.checkpoint, target.step) in stored_keys(store, "lm-eval", name, settings):
             continue
-        manager = TaskManager(include_path=str(include_path) if include_path else None)
+        manager = task_manager(include_path)
         if not manager.match_tasks([task]):
             raise InputError(f"--lm-eval: unknown task {task!r}",
                              hint="`lm-eval ls tasks` lists them; pass --lm-eval-include DIR for your own task YAMLs")
