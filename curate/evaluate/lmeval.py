@@ -1,13 +1,15 @@
 """lm-evaluation-harness tasks (IFEval, TruthfulQA, HaluEval, or a task folder of your own) on the same
-checkpoints, with results in the same `evals` table. curate does not reimplement these tasks.
+checkpoints, with results in the same `evals` table. curate does not reimplement the harness's tasks; it
+ships one the harness lacks (HaluEval QA, suites/lm_eval/).
 
 Each (checkpoint, task) becomes one row per metric the harness reports: suite `lm-eval`, benchmark = task
 name, metric = the harness's metric name (with its filter when not `none`), provenance `lm-eval`. Scaling goes
 by metric, never by value: shares (accuracies, exact match, F1, TruthfulQA's mc1/mc2 and *_acc) are stored in
 percent like every other score, with a 95% interval from the harness's standard error; everything else (mcc,
 perplexities, BLEU/ROUGE max and diff, which the harness already reports on their own scales) is stored as
-reported, so one metric's curve never mixes scales. `details.scale` records the factor (100 or 1). A task already stored
-for a checkpoint with the same settings is skipped, so reruns resume.
+reported, so one metric's curve never mixes scales. `details.scale` records the factor (100 or 1). A task
+already stored for a checkpoint with the same settings is skipped, so reruns resume. A suite's `lm_eval`
+entries (`run_suite_tasks`) run the same way, under the entry's name, optionally on a local data file.
 Needs `pip install 'curate[dev]'` or `pip install lm-eval`. Test: tests/test_evaluate_lmeval.py.
 """
 from __future__ import annotations
@@ -96,8 +98,9 @@ def local_task_dir(entry, out: Path) -> tuple[Path, str]:
     cfg = {"include": str(Path(found.yaml_path).resolve()), "task": name, "tag": [], "dataset_path": builder,
            "dataset_name": None, "dataset_kwargs": {"data_files": {"test": str(data.resolve())}},
            "training_split": None, "validation_split": None, "test_split": "test", "fewshot_split": None}
-    if entry.max_tokens is not None and isinstance(found.cfg.get("generation_kwargs"), dict):
-        cfg["generation_kwargs"] = {**found.cfg["generation_kwargs"], "max_gen_toks": entry.max_tokens}
+    generation = (getattr(found, "cfg", None) or {}).get("generation_kwargs")
+    if entry.max_tokens is not None and isinstance(generation, dict):
+        cfg["generation_kwargs"] = {**generation, "max_gen_toks": entry.max_tokens}
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{name}.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
     return out, name
