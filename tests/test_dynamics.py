@@ -36,6 +36,48 @@ def test_qwen3_1_7b_math500_bottoms_at_40_and_first_reaches_base_at_480():
     assert d.min_step == 40 and d.dip_depth == pytest.approx(16.0)
     assert d.recovery_step == 480
     assert d.final_gain == pytest.approx(-2.7)
+    # it reaches base at 480 and falls below again at 640: the recovery says so
+    assert d.relapsed and d.relapse_step == 640
+    assert d.recovery == "step 480, relapsed at step 640, ends 2.7 below base"
+
+
+def test_a_recovery_that_relapses_says_so():
+    d = dynamics({0: 70.0, 10: 60.0, 20: 72.0, 40: 65.0, 80: 62.0})
+    assert d.recovery_step == 20 and d.relapsed and d.relapse_step == 40
+    assert d.recovery == "step 20, relapsed at step 40, ends 8.0 below base"
+    asr = dynamics({0: 10.0, 10: 30.0, 20: 8.0, 40: 14.0}, higher_is_better=False)  # lower is better: a relapse rises
+    assert asr.recovery == "step 20, relapsed at step 40, ends 4.0 above base"
+    held = dynamics({0: 70.0, 10: 60.0, 20: 72.0, 40: 75.0})
+    assert held.relapsed is False and held.recovery == "step 20"
+
+
+def test_dip_test_is_corrected_for_picking_the_minimum_of_many_checkpoints():
+    import random
+
+    rng = random.Random(0)
+    se, trials = 2.0, 4000
+
+    def flat() -> list[Point]:
+        pts = []
+        for s in (0, 10, 20, 40, 80, 160, 320, 480, 640):
+            v = rng.gauss(50.0, se)
+            pts.append(Point(s, v, v - 1.96 * se, v + 1.96 * se))
+        return pts
+
+    curves = [flat() for _ in range(trials)]
+    flagged = sum(bool(dynamics(c).dip_significant) for c in curves) / trials
+    assert flagged <= 0.03  # nominal one-sided 2.5%
+    # the uncorrected test (depth beyond the two half-widths at the minimum) flags far more of them
+    naive = 0
+    for c in curves:
+        low = min(c[1:], key=lambda p: p.value)
+        naive += (c[0].value - low.value) > ((c[0].half_width ** 2 + low.half_width ** 2) ** 0.5)
+    assert naive / trials > 0.08
+    # a real dip of 20 points at one of 8 checkpoints is still found, with its adjusted p-value
+    real = flat()
+    real[2] = Point(20, 30.0, 30.0 - 1.96 * se, 30.0 + 1.96 * se)
+    d = dynamics(real)
+    assert d.dip_significant and d.dip_p_adjusted < 0.001
 
 
 def test_qwen3_1_7b_gpqa_never_recovers():
@@ -104,6 +146,19 @@ def test_ranking_flip_short_runs_mislead():
     assert f.margin_early == pytest.approx(10.0) and f.margin_last == pytest.approx(8.0)
     assert not ranking_flip(a, b, early_step=40).flipped
     assert ranking_flip(a, b, early_step=20).flipped
+
+
+def test_a_flip_inside_the_confidence_intervals_is_no_flip():
+    def pts(values, hw):
+        return [Point(s, v, v - hw, v + hw) for s, v in values.items()]
+
+    a, b = {0: 50.0, 10: 52.0, 640: 48.0}, {0: 50.0, 10: 50.0, 640: 50.0}
+    noisy = ranking_flip(pts(a, 3.5), pts(b, 3.0))  # margins of 2 against half-widths 3-3.5: no order at all
+    assert not noisy.flipped and noisy.leader_last is None and noisy.tested
+    sharp = ranking_flip(pts(a, 0.5), pts(b, 0.5))
+    assert sharp.flipped and sharp.tested and sharp.leader_last == "b" and sharp.opposite_steps == (10,)
+    untested = ranking_flip(a, b)  # published numbers: compared on values, and marked as untested
+    assert untested.flipped and not untested.tested
 
 
 def test_no_flip_on_the_published_curves_and_ties_never_count():

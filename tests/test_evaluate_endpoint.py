@@ -2,6 +2,8 @@
 another endpoint rating answers 1-5 (attack success = share rated 5), both real HTTP servers on localhost."""
 from __future__ import annotations
 
+import json
+
 from curate.generate.testserver import ServerState, TestServer
 from curate.store import TraceStore
 from curate.store.evals import read_evals
@@ -41,3 +43,19 @@ def test_judge_that_does_not_answer_stops_with_one_line_and_no_score(tmp_path):
     assert r.returncode != 0 and "Traceback" not in r.stderr
     assert r.stderr.strip().startswith("error:") and "harm_judge" in r.stderr, r.stderr
     assert not [x for x in read_evals(TraceStore(store), "kind = 'score'") if x["value"] is not None]
+
+
+def test_a_refused_prompt_marks_its_benchmark_incomplete_and_the_next_one_is_evaluated(tmp_path):
+    store = tmp_path / "store"
+    with TestServer(ServerState(fault_queue=["400"])) as model:
+        r = run_cli("eval", model.base_url, "--model", "m", "--suite", "smoke", "-b", "humaneval", "-b", "safety",
+                    "--store", str(store), "--no-progress", "--workers", "1", "--option", "concurrency=1", timeout=300)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert "humaneval: the server refused 1 samples (HTTP 400" in r.stderr and "refused again" in r.stderr, r.stderr
+    rows = {x["benchmark"]: x for x in read_evals(TraceStore(store), "kind = 'score'")}
+    assert set(rows) == {"humaneval", "safety"}  # the benchmark after the refusal was evaluated
+    assert not rows["humaneval"]["complete"] and rows["humaneval"]["value"] is None
+    details = json.loads(rows["humaneval"]["details"]) if isinstance(rows["humaneval"]["details"], str) else rows["humaneval"]["details"]
+    assert details["refused"]["samples"] == 1 and "HTTP 400" in details["refused"]["reasons"][0]
+    assert details["missing_samples"] == 1
+    assert rows["safety"]["complete"] and rows["safety"]["value"] is not None

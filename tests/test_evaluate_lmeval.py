@@ -33,6 +33,20 @@ def test_result_conversion_scales_accuracies_and_skips_bookkeeping():
     assert rows["word_perplexity"]["value"] == 31.5  # not a share: stored as reported
 
 
+def test_scaling_goes_by_metric_not_by_value():
+    t = Target(run="r", checkpoint="c", step=3, model_ref="c", identity="c")
+    rows = []
+    for step, mcc, acc, bleu in ((1, -0.05, 0.5, 0.4), (2, 0.20, 0.6, 12.0)):
+        res = {"results": {"t": {"mcc,none": mcc, "acc,none": acc, "bleu_max,none": bleu, "bleu_acc,none": 0.3}}}
+        rows += rows_from_results(res, Target(**{**t.__dict__, "step": step}), "h")
+    by = {(r["step"], r["metric"]): r for r in rows}
+    assert by[(1, "mcc")]["value"] == -0.05 and by[(2, "mcc")]["value"] == 0.20  # one scale on the whole curve
+    assert by[(1, "acc")]["value"] == 50.0 and by[(2, "acc")]["value"] == 60.0
+    assert by[(1, "bleu_max")]["value"] == 0.4 and by[(2, "bleu_max")]["value"] == 12.0
+    assert by[(1, "bleu_acc")]["value"] == 30.0
+    assert by[(2, "mcc")]["details"]["scale"] == 1.0 and by[(2, "acc")]["details"]["scale"] == 100.0
+
+
 def test_lm_eval_task_runs_on_a_checkpoint_and_lands_in_evals(tmp_path):
     from curate.generate.tiny import build_tiny_model
 
@@ -55,3 +69,73 @@ def test_lm_eval_task_runs_on_a_checkpoint_and_lands_in_evals(tmp_path):
     assert read_evals(TraceStore(store), "suite = 'lm-eval'") == rows
     bad = run_cli(*args[:-4], "--lm-eval", "no_such_task_xyz", "--lm-eval-include", str(tmp_path / "tasks"), timeout=600)
     assert bad.returncode != 0 and "unknown task 'no_such_task_xyz'" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def _paper_general(tmp_path, *names: str, extra: tuple = ()):
+    """`curate eval CHECKPOINT --suite paper -b NAME...` on fixture-sized local copies of the general benchmarks."""
+    from curate.generate.tiny import build_tiny_model
+
+    ck = build_tiny_model(tmp_path / "run" / "checkpoints" / "step-000005")
+    (tmp_path / "nltk" / "tokenizers" / "punkt_tab").mkdir(parents=True)  # IFEval's module looks for it; never used here
+    fixtures = Path(__file__).parent / "fixtures" / "lmeval"
+    args = ["eval", str(ck), "--suite", "paper", "--backend", "hf", "--no-progress", "--store", str(tmp_path / "store"),
+            "--set", f"ifeval.data={fixtures / 'ifeval_tiny.jsonl'}", "--set", "ifeval.max_tokens=8",
+            "--set", f"truthfulqa.data={fixtures / 'truthfulqa_tiny.jsonl'}",
+            "--set", f"halueval.data={fixtures / 'halueval_tiny.jsonl'}", *extra]
+    for n in names:
+        args += ["-b", n]
+    env = {"OMP_NUM_THREADS": "1", "NLTK_DATA": str(tmp_path / "nltk"), "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"}
+    return args, env
+
+
+def test_truthfulqa_and_halueval_of_the_paper_suite_run_offline_from_local_data(tmp_path):
+    """The harness's own truthfulqa_mc2 task on a 3-question local file, and curate's shipped halueval_qa task on
+    2 HaluEval rows (4 judgements: each right and each hallucinated answer): stored under the suite entries'
+    names, in percent; a rerun skips them."""
+    args, env = _paper_general(tmp_path, "truthfulqa", "halueval")
+    r = run_cli(*args, env=env, timeout=600)
+    assert r.returncode == 0, r.stderr
+    rows = read_evals(TraceStore(tmp_path / "store"), "suite = 'lm-eval'")
+    assert sorted((x["benchmark"], x["metric"], x["step"], x["n_problems"]) for x in rows) == [
+        ("halueval", "acc", 5, 4), ("truthfulqa", "acc", 5, 3)]
+    assert all(0 <= x["value"] <= 100 for x in rows)
+    halu = next(x for x in rows if x["benchmark"] == "halueval")
+    assert any(halu["value"] == pytest.approx(25.0 * k) for k in range(5))
+    again = run_cli(*args, env=env, timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert read_evals(TraceStore(tmp_path / "store"), "suite = 'lm-eval'") == rows
+
+
+def test_ifeval_of_the_paper_suite_runs_offline_from_local_data(tmp_path):
+    pytest.importorskip("langdetect")  # IFEval's own dependency (lm-eval[ifeval])
+    args, env = _paper_general(tmp_path, "ifeval")
+    r = run_cli(*args, env=env, timeout=600)
+    assert r.returncode == 0, r.stderr
+    rows = {x["metric"]: x for x in read_evals(TraceStore(tmp_path / "store"), "suite = 'lm-eval' AND benchmark = 'ifeval'")}
+    assert set(rows) == {"prompt_level_strict_acc", "inst_level_strict_acc", "prompt_level_loose_acc", "inst_level_loose_acc"}
+    assert rows["prompt_level_strict_acc"]["n_problems"] == 2 and all(0 <= x["value"] <= 100 for x in rows.values())
+
+
+def test_ifeval_without_its_dependency_is_one_line(tmp_path):
+    import importlib.util
+
+    if importlib.util.find_spec("langdetect") is not None:
+        pytest.skip("langdetect is installed")
+    args, env = _paper_general(tmp_path, "ifeval")
+    r = run_cli(*args, env=env, timeout=600)
+    assert r.returncode != 0 and "Traceback" not in r.stderr, r.stderr
+    assert "lm-eval task ifeval needs the package langdetect" in r.stderr
+
+
+def test_suite_lm_eval_entries_are_validated_selected_and_overridden():
+    from curate.errors import ConfigError
+    from curate.evaluate.suite import load_suite
+
+    s = load_suite("paper", {"truthfulqa.data": "/x/tq.jsonl", "limit": "5"}).select(["truthfulqa", "math500"])
+    assert [b.name for b in s.benchmarks] == ["math500"] and s.benchmarks[0].limit == 5
+    [t] = s.lm_eval
+    assert (t.name, t.task, t.data, t.limit) == ("truthfulqa", "truthfulqa_mc2", "/x/tq.jsonl", 5)
+    with pytest.raises(ConfigError, match="lm_eval.0.data"):
+        load_suite("paper", {"ifeval.data": "/x/ifeval.txt"})
+    with pytest.raises(ConfigError, match="lm_eval.1.colour"):
+        load_suite("paper", {"truthfulqa.colour": "red"})

@@ -69,8 +69,12 @@ def eval_(
     if rep.incomplete:
         from curate.errors import CurateError
 
+        hint = "relabel errors with `curate verify --relabel --where \"status = 'error'\"`, then rerun the same command"
+        if rep.refused:
+            hint = ("a prompt the server refused is refused again on a rerun: serve a longer context, lower max_tokens, "
+                    "or leave those problems out (--set BENCH.where=...); " + hint)
         raise CurateError(f"{len(rep.incomplete)} benchmark(s) incomplete, stored without a score: " + "; ".join(rep.incomplete),
-                          hint="relabel errors with `curate verify --relabel --where \"status = 'error'\"`, then rerun the same command")
+                          hint=hint)
 
 
 def evals_cmd(
@@ -86,27 +90,37 @@ def evals_cmd(
         return
     import pyarrow as pa
 
-    from curate.evaluate.results import wide
+    from curate.evaluate.results import headline_metrics, wide
     from curate.store.evals import read_evals
 
     rows = read_evals(open_store(store), where)
-    table = pa.Table.from_pylist(rows if long else wide(rows)) if rows else pa.table({"evals": pa.array([], pa.string())})
-    print_result(table, fmt="json" if json_ else "csv" if csv else "table", limit=10_000)
+    fmt = "json" if json_ else "csv" if csv else "table"
+    table = pa.Table.from_pylist(rows if long else wide(rows, digits=1 if fmt == "table" else None)) if rows \
+        else pa.table({"evals": pa.array([], pa.string())})
+    print_result(table, fmt=fmt, limit=10_000)
+    if rows and not long and fmt == "table":
+        used = headline_metrics(rows)
+        err_console.print("each benchmark column shows its headline metric: "
+                          + "; ".join(f"{b} {', '.join(m)}" for b, m in sorted(used.items())), markup=False)
 
 
 def evals_import(
     file: Annotated[Path, typer.Argument(help="CSV or JSONL with run,benchmark,step,value [,metric,ci_low,ci_high,suite].")],
     store: StoreOpt = DEFAULT_STORE,
     run: Annotated[Optional[str], typer.Option(help="Use this run name for every row (the file's run column is then optional).")] = None,
+    last_wins: Annotated[bool, typer.Option("--last-wins", help="A run/benchmark/metric/step given twice keeps its last line (default: refuse).")] = False,
     json_: JsonOpt = False,
 ) -> None:
-    """Import published scores (e.g. a paper's curves) into the evals table, marked as imported."""
+    """Import published scores (e.g. a paper's curves) into the evals table, marked as imported; importing the
+    same file again replaces what it imported before."""
     from curate.evaluate.results import import_results
 
-    rep = import_results(open_store(store), file, run=run)
+    rep = import_results(open_store(store), file, run=run, last_wins=last_wins)
     if not emit_json(rep, json_):
         out_console.print(f"imported {rep['rows']} rows ({len(rep['runs'])} runs, benchmarks: {', '.join(rep['benchmarks'])})",
                           markup=False)
+    for w in rep["warnings"]:
+        err_console.print(f"warning: {w}", markup=False)
 
 
 def evals_compare(
@@ -125,6 +139,7 @@ def evals_compare(
     r1 = lambda v: "" if v is None else f"{v:.1f}"  # noqa: E731
     rows = [{"benchmark": r["benchmark"], "metric": r["metric"], "step": "-" if r["step"] is None else r["step"], "A": r1(r["a"]), "B": r1(r["b"]),
              "B-A": f"{r['diff']:+.1f}", "95% CI": f"[{r['ci_low']:+.1f}, {r['ci_high']:+.1f}]" if r["ci_low"] is not None else "",
+             "p": r["p_value_text"] or "",
              "significant": "" if r["significant"] is None else "yes" if r["significant"] else "no",
              "method": r["method"] + (f" ({r['n_problems']} problems)" if r["n_problems"] else "")} for r in rep["rows"]]
     if rows:

@@ -88,6 +88,45 @@ def _fan_out(store, target: str, suite: str, targets: list[Target], jobs: int, g
     return failed
 
 
+HUB_BACKENDS = ("hf", "vllm")  # backends that load a non-folder model reference from the Hugging Face Hub
+
+
+def check_hub_models(targets: list[Target], backend: str, revision: str | None = None) -> None:
+    """Every hub-id model among the targets (and --base) is in the local HF cache or on the Hub, checked once
+    (no retries) before anything is written: a mistyped name is one line, not a minute of retries and a store
+    full of planned samples for a model that does not exist."""
+    if backend not in HUB_BACKENDS:
+        return
+    for ref in sorted({t.model_ref for t in targets if t.endpoint is None and not Path(t.model_ref).expanduser().exists()}):
+        _check_hub_model(ref, revision)
+
+
+def _check_hub_model(ref: str, revision: str | None) -> None:
+    try:
+        from huggingface_hub import HfApi, constants, try_to_load_from_cache
+        from huggingface_hub.errors import GatedRepoError, HFValidationError, RepositoryNotFoundError, RevisionNotFoundError
+    except ImportError:  # the backend itself will say what is missing
+        return
+    try:
+        if isinstance(try_to_load_from_cache(ref, "config.json", revision=revision), str):
+            return
+    except HFValidationError:
+        raise InputError(f"{ref}: no such folder here, and not a valid hub id") from None
+    if constants.HF_HUB_OFFLINE:
+        raise InputError(f"{ref}: no such folder here, and not in the Hugging Face cache (HF_HUB_OFFLINE is set)",
+                         hint="check the path, or download the model while online")
+    try:
+        HfApi().model_info(ref, revision=revision, timeout=10)
+    except GatedRepoError:
+        return  # it exists; loading it says whether this token may read it
+    except (RepositoryNotFoundError, RevisionNotFoundError) as e:
+        raise InputError(f"{ref}: no such folder here, and no such model{' revision' if isinstance(e, RevisionNotFoundError) else ''} "
+                         "on the Hugging Face Hub", hint="check the path or the hub id") from None
+    except Exception as e:  # noqa: BLE001 - any network failure: one line instead of the loader's retries
+        raise InputError(f"{ref}: no such folder here, not in the Hugging Face cache, and the Hub cannot be reached "
+                         f"({type(e).__name__})", hint="check the path, or set HF_HUB_OFFLINE=1 and use a cached model") from None
+
+
 def evaluate_command(store, target: str, suite_name: str, *, base: str | None = None, run: str | None = None,
                      steps: str | None = None, benchmarks: list[str] | None = None, backend: str = "auto",
                      model: str | None = None, backend_options: dict | None = None, overrides: dict | None = None,
@@ -107,6 +146,7 @@ def evaluate_command(store, target: str, suite_name: str, *, base: str | None = 
     opts = EvalOptions(backend=default_backend(backend), backend_options=dict(backend_options or {}), workers=workers,
                        judge=judge, judge_model=judge_model, progress=progress, flush_every=flush_every,
                        executor=ex)
+    check_hub_models(targets, opts.backend, opts.revision)
     gpu_list = [g.strip() for g in gpus.split(",") if g.strip()] if gpus else []
     if jobs > 1 and len(targets) > 1:
         if any(t.step is None for t in targets):
@@ -122,6 +162,15 @@ def evaluate_command(store, target: str, suite_name: str, *, base: str | None = 
     else:
         report = evaluate(store, targets, suite, opts, say)
         report.notes = notes + report.notes
+        if suite.lm_eval:  # a fanned-out child runs its own step's; here every target's
+            from curate.evaluate.lmeval import run_suite_tasks
+
+            for t in targets:
+                if t.endpoint:
+                    report.notes.append(f"{t.run}: lm-eval entries ({', '.join(e.name for e in suite.lm_eval)}) need "
+                                        "model weights; left out for an endpoint")
+                    continue
+                report.rows += run_suite_tasks(store, t, suite.lm_eval, device=opts.backend_options.get("device", "cpu"))
     if lm_eval:
         from curate.evaluate.lmeval import run_lm_eval
 

@@ -4,7 +4,8 @@ The difference is B - A in percentage points. When both rows carry per-problem s
 written by `curate eval`), its 95% CI comes from a paired bootstrap over the problems both sides answered:
 resample problems with replacement, take the mean of the per-problem differences. Pairing removes the
 problem-difficulty variance two conditions share, so real effects show with far fewer problems than comparing
-two independent CIs. Without per-problem data (imported or lm-eval rows) the CI is the unpaired normal
+two independent CIs. `curate eval` keeps per-problem values for every metric (avg@k, pass@k, maj@k, asr: each
+is a mean over problems). Without per-problem data (imported or lm-eval rows) the CI is the unpaired normal
 approximation from the two rows' own CIs, labelled as such; without those either there is no CI.
 
     paired_bootstrap(a, b) -> dict      (pure; a and b map problem id -> score in [0, 1])
@@ -25,13 +26,15 @@ RESAMPLES = 4000
 
 def paired_bootstrap(a: Mapping[str, float], b: Mapping[str, float], resamples: int = RESAMPLES, seed: int = 0) -> dict:
     """Mean of b - a over the common problems (percentage points), its 95% percentile CI and a two-sided
-    bootstrap p-value (twice the share of resampled means on the far side of zero, at most 1)."""
+    bootstrap p-value (twice the share of resampled means on the far side of zero, at most 1). When no resample
+    falls on the far side the p-value is only known to be below 1/resamples: `p_value` is then that bound and
+    `p_value_text` reads `< 0.00025` (for 4,000 resamples), never 0."""
     import numpy as np
 
     common = sorted(set(a) & set(b))
     out = {"n_problems": len(common), "only_a": len(set(a) - set(b)), "only_b": len(set(b) - set(a))}
     if not common:
-        return {**out, "diff": None, "ci_low": None, "ci_high": None, "p_value": None}
+        return {**out, "diff": None, "ci_low": None, "ci_high": None, "p_value": None, "p_value_text": None}
     d = 100.0 * (np.array([float(b[k]) for k in common]) - np.array([float(a[k]) for k in common]))
     rng = np.random.default_rng(seed)
     means = np.empty(resamples)
@@ -41,7 +44,9 @@ def paired_bootstrap(a: Mapping[str, float], b: Mapping[str, float], resamples: 
         means[start:stop] = d[rng.integers(0, len(d), size=(stop - start, len(d)))].mean(axis=1)
     lo, hi = np.percentile(means, [2.5, 97.5])
     p = min(1.0, 2.0 * min(float(np.mean(means <= 0)), float(np.mean(means >= 0))))
-    return {**out, "diff": float(d.mean()), "ci_low": float(lo), "ci_high": float(hi), "p_value": p}
+    text = f"< {1 / resamples:.2g}" if p == 0 else f"{p:.3g}"
+    return {**out, "diff": float(d.mean()), "ci_low": float(lo), "ci_high": float(hi), "p_value": p or 1 / resamples,
+            "p_value_text": text}
 
 
 def unpaired(va: float, vb: float, ci_a: tuple, ci_b: tuple) -> dict:
@@ -90,7 +95,7 @@ def compare(store, a: str, b: str, benchmark: str | None = None, resamples: int 
         if not by[run]:
             what = f" on {benchmark}" if benchmark else ""
             raise InputError(f"no complete score rows for run {run!r}{what}", hint="`curate evals` lists runs and benchmarks")
-    out_rows, notes = [], []
+    out_rows, notes, unpaired_from = [], [], set()
     for key in sorted(set(by[a]) & set(by[b]), key=lambda k: (k[0], k[1], k[2] is None, k[2] or 0)):
         x, y = _pick(by[a][key], by[b][key])
         pa, pb = _per_problem(x["per_problem"]), _per_problem(y["per_problem"])
@@ -99,13 +104,14 @@ def compare(store, a: str, b: str, benchmark: str | None = None, resamples: int 
         if pa is not None and pb is not None:
             bs = paired_bootstrap(pa, pb, resamples=resamples, seed=seed)
             row.update(diff=bs["diff"], ci_low=bs["ci_low"], ci_high=bs["ci_high"], p_value=bs["p_value"],
-                       method="paired bootstrap", n_problems=bs["n_problems"])
+                       p_value_text=bs["p_value_text"], method="paired bootstrap", n_problems=bs["n_problems"])
             if bs["only_a"] or bs["only_b"]:
                 notes.append(f"{key[0]} step {key[2]}: {bs['only_a'] + bs['only_b']} problems answered by one side only "
                              "are left out of the paired difference")
         else:
+            unpaired_from |= {z["provenance"] for z, p in ((x, pa), (y, pb)) if p is None}
             u = unpaired(x["value"], y["value"], (x["ci_low"], x["ci_high"]), (y["ci_low"], y["ci_high"]))
-            row.update(**u, p_value=None, method="unpaired (rows' CIs)" if u["ci_low"] is not None else "no CI",
+            row.update(**u, p_value=None, p_value_text=None, method="unpaired (rows' CIs)" if u["ci_low"] is not None else "no CI",
                        n_problems=None)
         row["significant"] = None if row["ci_low"] is None else (row["ci_low"] > 0 or row["ci_high"] < 0)
         out_rows.append(row)
@@ -119,9 +125,9 @@ def compare(store, a: str, b: str, benchmark: str | None = None, resamples: int 
                          f"{b} has {', '.join(sorted(metrics[b][bench]))}")
     if not out_rows:
         notes.append(f"{a} and {b} share no (benchmark, metric, step) with complete scores")
-    if any(r["method"] != "paired bootstrap" for r in out_rows):
-        notes.append("rows without per-problem scores (imported or lm-eval results) are compared unpaired, from each "
-                     "row's own CI (assumes independence, so wider); 'no CI' where a row has none")
+    if unpaired_from:
+        notes.append(f"rows without per-problem scores (provenance: {', '.join(sorted(unpaired_from))}) are compared unpaired, "
+                     "from each row's own CI (assumes independence, so wider); 'no CI' where a row has none")
     if any(not r["higher_is_better"] for r in out_rows):
         notes.append("asr (attack success rate): lower is better, so a negative B - A favours B")
     if any(not r["same_settings"] for r in out_rows):

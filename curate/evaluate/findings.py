@@ -336,12 +336,12 @@ def _sentence(c: dict, higher: bool) -> str:
 
 
 def headline(store, benchmarks: list[dict], info: dict) -> list[dict]:
-    from curate.evaluate.report import _metric_rank
+    from curate.evaluate.results import headline_rank
 
     many_models = len({i["model"] for i in info.values()}) > 1
     out = []
     for b in benchmarks:
-        metric = min(b["metrics"], key=_metric_rank)
+        metric = min(b["metrics"], key=headline_rank)
         values = _run_values(b, metric)
         groups: dict[tuple, list[str]] = {}
         for run in sorted(values):

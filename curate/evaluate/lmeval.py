@@ -1,15 +1,20 @@
 """lm-evaluation-harness tasks (IFEval, TruthfulQA, HaluEval, or a task folder of your own) on the same
-checkpoints, with results in the same `evals` table. curate does not reimplement these tasks.
+checkpoints, with results in the same `evals` table. curate does not reimplement the harness's tasks; it
+ships one the harness lacks (HaluEval QA, suites/lm_eval/).
 
 Each (checkpoint, task) becomes one row per metric the harness reports: suite `lm-eval`, benchmark = task
-name, metric = the harness's metric name (with its filter when not `none`), provenance `lm-eval`. Metrics the
-harness reports in [0, 1] (accuracies, exact match) are stored in percent like every other score, with a
-95% interval from the harness's standard error; perplexities are stored as they are. A task already stored
-for a checkpoint with the same settings is skipped, so reruns resume.
+name, metric = the harness's metric name (with its filter when not `none`), provenance `lm-eval`. Scaling goes
+by metric, never by value: shares (accuracies, exact match, F1, TruthfulQA's mc1/mc2 and *_acc) are stored in
+percent like every other score, with a 95% interval from the harness's standard error; everything else (mcc,
+perplexities, BLEU/ROUGE max and diff, which the harness already reports on their own scales) is stored as
+reported, so one metric's curve never mixes scales. `details.scale` records the factor (100 or 1). A task
+already stored for a checkpoint with the same settings is skipped, so reruns resume. A suite's `lm_eval`
+entries (`run_suite_tasks`) run the same way, under the entry's name, optionally on a local data file.
 Needs `pip install 'curate[dev]'` or `pip install lm-eval`. Test: tests/test_evaluate_lmeval.py.
 """
 from __future__ import annotations
 
+import hashlib
 import math
 from pathlib import Path
 
@@ -18,7 +23,25 @@ from curate.evaluate.targets import Target
 from curate.records import content_hash
 from curate.store.evals import LINEAGE_COLUMNS, stored_keys, write_evals
 
-UNSCALED = ("perplexity", "bits_per_byte", "byte_perplexity", "word_perplexity")
+# Harness tasks curate ships (the harness has no such task): HaluEval QA. Always on the task search path.
+SHIPPED_TASKS = Path(__file__).parent / "suites" / "lm_eval"
+
+
+def task_manager(include_path: Path | None = None):
+    from lm_eval.tasks import TaskManager
+
+    return TaskManager(include_path=[str(p) for p in (include_path, SHIPPED_TASKS) if p is not None])
+
+
+# Metrics the harness reports as a share in [0, 1]: stored x100 (percent). Everything else is stored as reported.
+SHARE_METRICS = frozenset({"acc", "acc_norm", "acc_mutual_info", "exact_match", "em", "f1", "mc1", "mc2",
+                           "prompt_level_strict_acc", "inst_level_strict_acc", "prompt_level_loose_acc",
+                           "inst_level_loose_acc", "contains", "pass@1"})
+
+
+def metric_scale(name: str) -> float:
+    """100 for a metric the harness reports as a share (by name: the list above, `*_acc`, `acc*`), else 1."""
+    return 100.0 if name in SHARE_METRICS or name.endswith("_acc") or name.startswith("acc") else 1.0
 
 
 def _settings(tasks_key: str, include_path: Path | None, overrides: dict, version: str) -> str:
@@ -37,7 +60,7 @@ def rows_from_results(results: dict, target: Target, settings: str) -> list[dict
                 continue
             name, _, filt = key.partition(",")
             metric = name if filt in ("", "none") else f"{name}[{filt}]"
-            scale = 1.0 if any(u in name for u in UNSCALED) or not 0.0 <= value <= 1.0 else 100.0
+            scale = metric_scale(name)
             se = metrics.get(f"{name}_stderr,{filt}" if filt else f"{name}_stderr")
             lo = hi = None
             if isinstance(se, (int, float)) and not isinstance(se, bool) and math.isfinite(se):
@@ -50,18 +73,62 @@ def rows_from_results(results: dict, target: Target, settings: str) -> list[dict
                 "benchmark": task, "metric": metric, "kind": "score", "value": float(value) * scale, "ci_low": lo,
                 "ci_high": hi, "n_problems": n, "n_samples": n, "complete": True, "settings_hash": settings,
                 "model": target.identity, "provenance": "lm-eval",
-                "details": {"task_version": versions.get(task), "raw_value": value},
+                "details": {"task_version": versions.get(task), "raw_value": value, "scale": scale},
                 **{k: target.lineage.get(k) for k in LINEAGE_COLUMNS},
             })
     return out
 
 
+def local_task_dir(entry, out: Path) -> tuple[Path, str]:
+    """A task folder for a suite entry with local `data`: one YAML that includes the harness's own task file
+    (so its prompts, answer extraction and metrics are the harness's) and swaps only the dataset for the local
+    file, as the one split the task evaluates. Returns (folder, task name)."""
+    import yaml
+
+    index = task_manager().task_index
+    found = index.get(entry.task)
+    if found is None or not getattr(found, "yaml_path", None):
+        raise InputError(f"lm_eval entry {entry.name}: the harness has no task {entry.task!r}",
+                         hint="`lm-eval ls tasks` lists them")
+    data = Path(entry.data).expanduser()
+    if not data.is_file():
+        raise InputError(f"lm_eval entry {entry.name}: data {data}: no such file")
+    builder = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet"}[data.suffix.lower()]
+    name = f"curate_{entry.name}"
+    cfg = {"include": str(Path(found.yaml_path).resolve()), "task": name, "tag": [], "dataset_path": builder,
+           "dataset_name": None, "dataset_kwargs": {"data_files": {"test": str(data.resolve())}},
+           "training_split": None, "validation_split": None, "test_split": "test", "fewshot_split": None}
+    generation = (getattr(found, "cfg", None) or {}).get("generation_kwargs")
+    if entry.max_tokens is not None and isinstance(generation, dict):
+        cfg["generation_kwargs"] = {**generation, "max_gen_toks": entry.max_tokens}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
+    return out, name
+
+
+def run_suite_tasks(store, target: Target, entries: list, device: str = "cpu") -> list[dict]:
+    """A suite's `lm_eval` entries on one target: each through the harness (with its local data, when given),
+    stored under the entry's name; rows written. An entry already stored with the same settings is skipped."""
+    import tempfile
+
+    rows: list[dict] = []
+    for entry in entries:
+        data = Path(entry.data).expanduser() if entry.data else None
+        digest = hashlib.sha256(data.read_bytes()).hexdigest() if data is not None and data.is_file() else None
+        with tempfile.TemporaryDirectory(prefix="curate-lm-eval-") as tmp:
+            include, task = local_task_dir(entry, Path(tmp)) if entry.data else (None, entry.task)
+            rows += run_lm_eval(store, target, [task], include_path=include,
+                                overrides={"limit": entry.limit} if entry.limit else {}, device=device,
+                                benchmark=entry.name, settings_extra=[entry.model_dump(mode="json"), digest])
+    return rows
+
+
 def run_lm_eval(store, target: Target, tasks: list[str], include_path: Path | None = None, overrides: dict | None = None,
-                device: str = "cpu") -> list[dict]:
-    """Run the harness on one target for the tasks not yet stored; returns the rows written."""
+                device: str = "cpu", benchmark: str | None = None, settings_extra=None) -> list[dict]:
+    """Run the harness on one target for the tasks not yet stored; returns the rows written. `benchmark` stores
+    a (single) task under another name; `settings_extra` enters the settings hash in place of the include path."""
     try:
         import lm_eval
-        from lm_eval.tasks import TaskManager
     except ImportError:
         raise InputError("--lm-eval needs lm-evaluation-harness", hint="pip install lm-eval (or 'curate[dev]')") from None
     if target.endpoint:
@@ -73,10 +140,12 @@ def run_lm_eval(store, target: Target, tasks: list[str], include_path: Path | No
     version = getattr(lm_eval, "__version__", "?")
     rows: list[dict] = []
     for task in tasks:
-        settings = _settings(task, include_path, overrides, version)
-        if (target.run, target.checkpoint, target.step) in stored_keys(store, "lm-eval", task, settings):
+        name = benchmark or task
+        settings = _settings(task, include_path, overrides, version) if settings_extra is None else \
+            content_hash("lm-eval", name, settings_extra, overrides, version)[:16]
+        if (target.run, target.checkpoint, target.step) in stored_keys(store, "lm-eval", name, settings):
             continue
-        manager = TaskManager(include_path=str(include_path) if include_path else None)
+        manager = task_manager(include_path)
         if not manager.match_tasks([task]):
             raise InputError(f"--lm-eval: unknown task {task!r}",
                              hint="`lm-eval ls tasks` lists them; pass --lm-eval-include DIR for your own task YAMLs")
@@ -86,9 +155,12 @@ def run_lm_eval(store, target: Target, tasks: list[str], include_path: Path | No
                 model="hf", model_args={"pretrained": target.model_ref, "device": device, "dtype": "float32" if device == "cpu" else "auto"},
                 tasks=[task], task_manager=manager, limit=int(limit) if limit else None, log_samples=False,
                 verbosity="ERROR")
+        except ImportError as e:  # a task's own dependency (IFEval: langdetect, nltk), imported as the task loads
+            raise InputError(f"lm-eval task {name} needs the package {e.name or e}",
+                             hint=f"pip install {e.name}  (or lm-eval's extra for the task, e.g. 'lm-eval[ifeval]')") from None
         except (OSError, ValueError) as e:
             raise BackendError(f"lm-eval on {target.checkpoint}, task {task}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
-        new = rows_from_results(res or {}, target, settings)
+        new = [{**r, "benchmark": name} for r in rows_from_results(res or {}, target, settings)]
         write_evals(store, new)
         rows += new
     return rows

@@ -25,6 +25,7 @@ from typing import Iterable
 from curate.errors import InputError
 from curate.evaluate import dynamics as dyn
 from curate.evaluate.findings import findings
+from curate.evaluate.results import headline_rank
 from curate.store import report_queries as rq
 
 BEHAVIOUR = ("mean_tokens", "truncation_rate")
@@ -33,22 +34,18 @@ MAX_FLIPS_SHOWN = 20
 
 
 # ------------------------------------------------------------------ collecting the numbers
-def _metric_rank(metric: str) -> tuple:
-    order = ("avg@", "asr", "pass@", "maj@")
-    return (next((i for i, p in enumerate(order) if metric.startswith(p)), len(order)), metric)
-
-
 def score_curves(rows: list[dict]) -> list[dict]:
     """Per benchmark, one curve per (run, suite, settings) in its headline metric, with its dynamics and flips."""
     groups: dict[tuple, dict] = {}
     for r in rows:
         if r["kind"] != "score":
             continue
-        key = (r["benchmark"], r["run"], r["suite"], r["settings_hash"])
+        # one curve per training run: two runs sharing a name (cells of two studies) have different run ids
+        key = (r["benchmark"], r["run"], r.get("run_id") or "", r["suite"], r["settings_hash"])
         groups.setdefault(key, {}).setdefault(r["metric"], []).append(r)
     benches: dict[str, list[dict]] = {}
-    for (bench, run, suite, settings), by_metric in sorted(groups.items()):
-        metric = min(by_metric, key=_metric_rank)
+    for (bench, run, run_id, suite, settings), by_metric in sorted(groups.items()):
+        metric = min(by_metric, key=headline_rank)
         points, incomplete, seen = [], 0, set()
         for r in by_metric[metric]:  # newest first within a step
             if r["step"] is None or r["step"] in seen:
@@ -63,17 +60,26 @@ def score_curves(rows: list[dict]) -> list[dict]:
             continue
         higher = metric != "asr"
         benches.setdefault(bench, []).append({
-            "run": run, "suite": suite, "settings_hash": settings, "metric": metric, "higher_is_better": higher,
+            "run": run, "run_id": run_id or None, "suite": suite, "settings_hash": settings, "metric": metric, "higher_is_better": higher,
             "provenance": by_metric[metric][0]["provenance"], "incomplete_points": incomplete, "points": points,
             "dynamics": dyn.dynamics(points, higher_is_better=higher).to_dict(),
         })
     out = []
     for bench, curves in sorted(benches.items()):
-        per_run = {}
+        per_run: dict[str, list[dict]] = {}
         for c in curves:
-            per_run[c["run"]] = per_run.get(c["run"], 0) + 1
-        for c in curves:
-            c["label"] = c["run"] if per_run[c["run"]] == 1 else f"{c['run']} [{c['suite']} {c['settings_hash'][:8]}]"
+            per_run.setdefault(c["run"], []).append(c)
+        for c in curves:  # a run with several curves: tell them apart by suite, and by settings only where needed
+            same = per_run[c["run"]]
+            if len(same) == 1:
+                c["label"] = c["run"]
+            elif len({o["run_id"] for o in same}) > 1:
+                c["label"] = f"{c['run']} [run {(c['run_id'] or 'imported')[:8]}]" + (
+                    f" [{c['suite']}]" if sum(o["run_id"] == c["run_id"] for o in same) > 1 else "")
+            elif sum(o["suite"] == c["suite"] for o in same) == 1:
+                c["label"] = f"{c['run']} [{c['suite']}]"
+            else:
+                c["label"] = f"{c['run']} [{c['suite']} {c['settings_hash'][:8]}]"
         higher = all(c["higher_is_better"] for c in curves)
         flips = []
         for a, b in itertools.combinations(curves, 2):
@@ -264,7 +270,8 @@ TABLE_COLS = ("condition", "benchmark", "metric", "base", "final_step", "final",
 
 def _flip_line(b: dict, f: dict) -> str:
     return (f"{b['benchmark']}: at step {f['early_step']} {f['leader_early']} led by {f['margin_early']:.1f}; "
-            f"at step {f['last_step']} {f['leader_last']} leads by {f['margin_last']:.1f}")
+            f"at step {f['last_step']} {f['leader_last']} leads by {f['margin_last']:.1f}"
+            + ("" if f.get("tested", True) else " (no CIs: not tested against the noise)"))
 
 
 def _flips(data: dict) -> list[str]:

@@ -12,7 +12,9 @@ For one checkpoint and one benchmark:
    truncation, repetition, backtracking and verification markers) next to them.
 A rerun plans the same ids, finds them stored and judged, and only rewrites the (identical) score rows; the
 model is never loaded when nothing is missing. A benchmark with samples missing or verdicts that are
-`error` is written as incomplete: no value, never a lower number.
+`error` is written as incomplete: no value, never a lower number. Prompts the server refuses (a client error
+such as HTTP 400 for a prompt over the context length) leave their samples missing: the benchmark is stored
+as incomplete with the reasons in `details.refused`, and the next benchmark is evaluated.
 Test: tests/test_evaluate.py.
 """
 from __future__ import annotations
@@ -57,6 +59,7 @@ class EvalReport:
     rows: list[dict] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     incomplete: list[str] = field(default_factory=list)  # "run step N benchmark: why", for a non-zero exit
+    refused: int = 0  # of those, benchmarks where the server refused prompts (a rerun is refused again)
     seconds: float = 0.0
 
     def to_dict(self) -> dict:
@@ -97,6 +100,16 @@ class LazyBackend:
             self._real = make_backend(self.name, self.target.model_ref, self.sampling, self.options, self.revision)
         self._real.sampling = self.sampling
         return self._real.generate(requests)
+
+    def take_refusals(self) -> list[str]:
+        """Why the server refused requests since the last call (a backend that skips per-prompt client errors,
+        e.g. HTTP 400 for a prompt over the context length, lists them in `skipped`); emptied as it is read."""
+        skipped = getattr(self._real, "skipped", None)
+        if not skipped:
+            return []
+        out = [why for _, why in skipped]
+        skipped.clear()
+        return out
 
     def close(self) -> None:
         if self._real is not None:
@@ -188,9 +201,8 @@ def score_rows(outcomes: list[dict], bench: Benchmark, key: dict, base: dict) ->
             fn = M.metric_fn(metric, _equivalence(bench) if kind == "maj" else None)
             value = fn(per_problem)
             lo, hi = M.bootstrap_ci(per_problem, fn)
-            if kind in ("avg", "asr"):
-                extra["per_problem"] = {pid: round(sum(f for f, _ in pp) / len(pp), 6)
-                                        for pid, pp in zip(by_problem, per_problem)}
+            # every metric is a mean over problems: each problem's own value (0-1) lets `evals compare` pair them
+            extra["per_problem"] = {pid: round(fn([pp]) / 100.0, 6) for pid, pp in zip(by_problem, per_problem)}
         rows.append({**key, **base, "metric": metric, "kind": "score", "value": value, "ci_low": lo, "ci_high": hi,
                      "n_problems": len(by_problem), "n_samples": planned - missing - unjudged - errors,
                      "complete": complete, "details": {**details, **extra}})
@@ -273,8 +285,15 @@ def evaluate_target(store, target: Target, suite: Suite, opts: EvalOptions, repo
                             system=bench.system, flush_every=opts.flush_every, flush_s=15.0, commit_s=60.0)
             backend.sampling = cfg.sampling
             _plan(store, key, problems, backend, cfg)
-            gen = _generate(store, backend, target, key, cfg, opts)
-            report.generated += gen.generated
+            refused: list[str] = []
+            try:
+                report.generated += _generate(store, backend, target, key, cfg, opts).generated
+            except BackendError:
+                # a refused prompt is refused again on every rerun: keep what was generated, store the
+                # benchmark as incomplete with the reason and go on with the next one
+                refused = backend.take_refusals()
+                if not refused:
+                    raise
             outcomes = E.planned_outcomes(store, key, verifier, version)
             labeled = 0
             if any(o["generated"] and o["status"] is None for o in outcomes):  # no verifier pool when all are judged
@@ -283,16 +302,22 @@ def evaluate_target(store, target: Target, suite: Suite, opts: EvalOptions, repo
             report.labeled += labeled
             base = {"model": target.identity, "provenance": "curate", **lineage}
             rows = score_rows(outcomes, bench, key, base)
+            if refused:
+                for r in rows:
+                    r["details"]["refused"] = {"samples": len(refused), "reasons": sorted(set(refused))[:5]}
             E.write_evals(store, rows)
             report.rows += [r for r in rows if r["kind"] == "score"]
             head = rows[0]
             if not head["complete"]:
                 d = head["details"]
-                report.incomplete.append(f"{target.run} step {target.step} {bench.name}: {d['missing_samples']} samples "
-                                         f"missing, {d['unjudged']} unjudged, {d['errors']} verdicts are errors")
+                why = (f"the server refused {len(refused)} samples ({sorted(set(refused))[0]})" if refused else
+                       f"{d['missing_samples']} samples missing, {d['unjudged']} unjudged, {d['errors']} verdicts are errors")
+                report.incomplete.append(f"{target.run} step {target.step} {bench.name}: {why}")
+                report.refused += bool(refused)
             shown = "incomplete" if head["value"] is None else f"{head['value']:.1f}"
             say(f"{target.run} step {target.step if target.step is not None else '-'} {bench.name}: "
-                f"{head['metric']} {shown} ({gen.generated} generated, {labeled} labeled)")
+                f"{head['metric']} {shown} ({sum(o['generated'] for o in outcomes)} of {len(outcomes)} samples stored, "
+                f"{labeled} labeled)")
     finally:
         backend.close()
 

@@ -120,15 +120,35 @@ class Benchmark(StrictModel):
         return content_hash("eval-settings", self.model_dump(mode="json"), backend)[:16]
 
 
+class LmEvalTask(StrictModel):
+    """A benchmark run by lm-evaluation-harness (curate/evaluate/lmeval.py) instead of generate + verify."""
+
+    name: str = Field(min_length=1, pattern=NAME)  # the benchmark's name in `evals`
+    task: str = Field(min_length=1)  # the harness's task name
+    data: Optional[str] = None  # a local .json/.jsonl/.csv/.parquet file used instead of the task's Hub dataset
+    limit: Optional[int] = Field(default=None, ge=1)
+    max_tokens: Optional[int] = Field(default=None, ge=1)  # generation tasks: the most new tokens
+
+    @field_validator("data")
+    @classmethod
+    def _data_file(cls, v: Optional[str]) -> Optional[str]:
+        if v is not None and Path(v).suffix.lower() not in (".json", ".jsonl", ".csv", ".parquet"):
+            raise ValueError(f"data must be a .json, .jsonl, .csv or .parquet file, got {v!r}")
+        return v
+
+
 class Suite(StrictModel):
     name: str = Field(min_length=1, pattern=NAME)
     description: str = ""
     defaults: dict[str, Any] = Field(default_factory=dict)
-    benchmarks: list[Benchmark] = Field(min_length=1)
+    benchmarks: list[Benchmark] = Field(default_factory=list)
+    lm_eval: list[LmEvalTask] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _unique(self) -> "Suite":
-        names = [b.name for b in self.benchmarks]
+        names = [b.name for b in self.benchmarks] + [t.name for t in self.lm_eval]
+        if not names:
+            raise ValueError("a suite needs at least one entry in benchmarks or lm_eval")
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
             raise ValueError(f"benchmark names must be unique: {', '.join(dup)}")
@@ -137,11 +157,12 @@ class Suite(StrictModel):
     def select(self, names: list[str] | None) -> "Suite":
         if not names:
             return self
-        known = {b.name for b in self.benchmarks}
+        known = {b.name for b in self.benchmarks} | {t.name for t in self.lm_eval}
         unknown = [n for n in names if n not in known]
         if unknown:
             raise ConfigError(f"suite {self.name} has no benchmark {', '.join(unknown)}", hint=f"it has {', '.join(sorted(known))}")
-        return self.model_copy(update={"benchmarks": [b for b in self.benchmarks if b.name in names]})
+        return self.model_copy(update={"benchmarks": [b for b in self.benchmarks if b.name in names],
+                                       "lm_eval": [t for t in self.lm_eval if t.name in names]})
 
 
 # ------------------------------------------------------------------ loading
@@ -176,6 +197,13 @@ def _validate(data: Any, origin: str, root: Any, overrides: dict[str, Any]) -> S
     defaults = data.get("defaults") or {}
     if not isinstance(defaults, dict):
         raise ConfigError(f"{origin}: defaults: expected a mapping of benchmark fields")
+    raw_tasks = data.get("lm_eval")
+    task_names = {t.get("name") for t in raw_tasks if isinstance(t, dict)} if isinstance(raw_tasks, list) else set()
+    # `BENCH.key=value` for an lm_eval entry goes to it alone; `limit=N` for every benchmark also limits them
+    for_tasks = {k: v for k, v in overrides.items() if k.split(".")[0] in task_names or k == "limit"}
+    overrides = {k: v for k, v in overrides.items() if k.split(".")[0] not in task_names}
+    if for_tasks and isinstance(raw_tasks, list) and all(isinstance(t, dict) for t in raw_tasks):
+        data["lm_eval"] = apply_overrides(raw_tasks, for_tasks)
     raw_benchmarks = data.get("benchmarks")
     if isinstance(raw_benchmarks, list) and all(isinstance(b, dict) for b in raw_benchmarks):
         merged = [_deep_merge(defaults, b) for b in raw_benchmarks]

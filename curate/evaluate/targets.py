@@ -22,7 +22,7 @@ from pathlib import Path
 
 from curate.errors import CurateError, InputError
 from curate.store.evals import LINEAGE_COLUMNS
-from curate.train.layout import checkpoint_info, run_lineage, weights_present
+from curate.train.layout import checkpoint_info, is_local_path, run_lineage, weights_present
 
 STEP_DIR = re.compile(r"^step-(\d+)$")
 LINEAGE_KEYS = LINEAGE_COLUMNS
@@ -37,6 +37,14 @@ class Target:
     identity: str  # samples.model for the eval traces
     endpoint: str | None = None
     lineage: dict = field(default_factory=dict)
+
+
+def looks_like_path(ref: str) -> bool:
+    """A reference meant as a local folder, not a hub id: absolute, relative (./, ~), with more than one `/`,
+    a trailing `/` or a backslash, or whose first part is a folder here (`runs/nope` while `runs/` exists)."""
+    first = Path(ref.split("/", 1)[0]).expanduser()
+    return (is_local_path(ref) or ref.endswith("/") or "\\" in ref
+            or ("/" in ref and first.is_dir()))
 
 
 def has_weights(folder: Path) -> bool:
@@ -122,7 +130,7 @@ def resolve_targets(target: str, *, base: str | None = None, run: str | None = N
         if base:
             out.insert(0, _base_target(base, name, lineage))
         return out, notes
-    if target.startswith(("/", ".", "~")) or p.exists():
+    if looks_like_path(target):
         raise InputError(f"{target}: no such checkpoint or run directory")
     out = [Target(run=run or target, checkpoint=target, step=None, model_ref=target, identity=target)]
     return out, notes
@@ -130,8 +138,8 @@ def resolve_targets(target: str, *, base: str | None = None, run: str | None = N
 
 def _base_target(base: str, run: str, lineage: dict) -> Target:
     bp = Path(base).expanduser()
-    if base.startswith(("/", ".", "~")) and not bp.exists():
+    if looks_like_path(base) and not bp.exists():
         raise InputError(f"--base {base}: no such model folder")
     ident = str(bp.resolve()) if bp.exists() else base
-    keep = {k: v for k, v in lineage.items() if k in LINEAGE_KEYS}
+    keep = {"run_id": lineage["run_id"]} if lineage.get("run_id") else {}  # the base model: which curve, not what it was trained on
     return Target(run=run, checkpoint=base, step=0, model_ref=base, identity=ident, lineage=keep)

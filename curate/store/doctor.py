@@ -208,7 +208,7 @@ def rebuild(store) -> RebuildReport:
             elif kind == "eval_samples":
                 evals.plan_sample_table(fresh, table)
             else:
-                evals.write_eval_table(fresh, table)
+                evals.write_eval_table(fresh, table, replace=path.stem.endswith("-replace"))
         fresh.commit_pending()
         counts = fresh.counts()
         rep.problems, rep.samples, rep.verdicts, rep.shards = (counts[k] for k in ("problems", "samples", "verdicts", "shards"))

@@ -1,7 +1,10 @@
 """The store's evaluation tables: results (`eval_rows`, the `evals` view) and planned samples (`eval_sample_rows`).
 
 An evaluation result is keyed by (run, checkpoint, step, suite, benchmark, metric, settings_hash); writing a
-key again replaces its row, so re-evaluating or re-importing never duplicates. The samples an evaluation
+key again replaces its row, so re-evaluating never duplicates. Imported rows have an empty checkpoint and the
+settings hash `imported`, so their key is (run, step, suite, benchmark, metric), and an import written with
+`replace=True` first drops every row an earlier import of the same file left (a step deleted from the file
+disappears from the table). The samples an evaluation
 planned are recorded before they are generated, so "which samples belong to this checkpoint's MATH500 run,
 and which of them are still missing" is one join, and a half-finished benchmark is visible as such.
 
@@ -76,35 +79,49 @@ def _row(r: dict) -> dict:
     return out
 
 
-def write_evals(store, rows: Iterable[dict]) -> int:
-    """Insert or replace result rows by their key; returns how many rows were written."""
+def write_evals(store, rows: Iterable[dict], replace: bool = False) -> int:
+    """Insert or replace result rows by their key; returns how many rows were written. With `replace` (an
+    import), rows earlier imports of the same files wrote are dropped first (see write_eval_table)."""
     by_key: dict[tuple, dict] = {}
     for r in rows:
         row = _row(r)
         by_key[tuple(row[k] for k in EVAL_KEY)] = row
     if not by_key:
         return 0
-    return write_eval_table(store, pa.Table.from_pylist(list(by_key.values()), schema=EVAL_SCHEMA))
+    return write_eval_table(store, pa.Table.from_pylist(list(by_key.values()), schema=EVAL_SCHEMA), replace=replace)
 
 
-def write_eval_table(store, table: pa.Table) -> int:
+# Rows an earlier import of one of the new rows' files wrote (details.file is the imported file's resolved path),
+# and rows of a file of the same name imported before rows were keyed this way (settings hash `imported-<digest>`).
+_SAME_FILE = ("e.provenance LIKE 'imported:%' AND (json_extract_string(e.details, '$.file') IN "
+              "(SELECT DISTINCT json_extract_string(n.details::JSON, '$.file') FROM new_evals n) OR "
+              "(e.settings_hash LIKE 'imported-%' AND e.provenance IN (SELECT DISTINCT n.provenance FROM new_evals n)))")
+
+
+def write_eval_table(store, table: pa.Table, replace: bool = False) -> int:
     """The upsert itself, from a table in EVAL_SCHEMA (also how `curate doctor --rebuild` replays records);
-    returns the rows written, 0 when every row is already stored as it is."""
+    returns the rows written, 0 when every row is already stored as it is. `replace` (an import) first deletes
+    the rows earlier imports of the same files wrote; its record is marked `-replace` so a rebuild does the same."""
     match = " AND ".join(f"e.{k} IS NOT DISTINCT FROM n.{k}" for k in EVAL_KEY)
     cols = ", ".join(f"n.{c}" if c != "details" else "n.details::JSON" for c in EVAL_COLUMNS)
     with store._write() as con:
         con.register("new_evals", table)
         same = ", ".join(f"{c}::VARCHAR" for c in EVAL_COLUMNS)
         changed = con.execute(f"SELECT count(*) FROM (SELECT {same} FROM new_evals EXCEPT SELECT {same} FROM eval_rows)").fetchall()[0][0]
+        if replace and changed == 0:  # the same rows again: still drop what the file no longer holds
+            changed = con.execute(f"SELECT count(*) FROM eval_rows e WHERE {_SAME_FILE} AND NOT EXISTS "
+                                  f"(SELECT 1 FROM new_evals n WHERE {match})").fetchall()[0][0]
         if changed == 0:  # a rerun that scored the same: leave the rows (and their created_at) alone
             con.unregister("new_evals")
             return 0
 
         def upsert() -> None:
+            if replace:
+                con.execute(f"DELETE FROM eval_rows e WHERE {_SAME_FILE}")
             con.execute(f"DELETE FROM eval_rows e USING new_evals n WHERE {match}")
             con.execute(f"INSERT INTO eval_rows SELECT {cols}, now() FROM new_evals n")
 
-        record = store._write_record("evals", table)  # a durable copy first: a rebuilt catalog keeps the results
+        record = store._write_record("evals", table, replace)  # a durable copy first: a rebuilt catalog keeps the results
         try:
             store._transaction(con, upsert)
         except BaseException:
@@ -181,6 +198,15 @@ def stored_keys(store, suite: str, benchmark: str, settings_hash: str) -> set[tu
     rows = store.query("SELECT DISTINCT run, checkpoint, step FROM evals WHERE suite = $1 AND benchmark = $2 AND settings_hash = $3",
                        [suite, benchmark, settings_hash]).to_pylist()
     return {(r["run"], r["checkpoint"], r["step"]) for r in rows}
+
+
+def score_value_ranges(store, benchmarks: list[str]) -> dict[tuple[str, str], float]:
+    """(benchmark, metric) -> the largest |value| among stored score rows of these benchmarks."""
+    if not store.exists or not benchmarks:
+        return {}
+    rows = store.query("SELECT benchmark, metric, max(abs(value)) AS top FROM evals WHERE kind = 'score' AND value IS NOT NULL "
+                       "AND list_contains($1, benchmark) GROUP BY ALL", [benchmarks]).to_pylist()
+    return {(r["benchmark"], r["metric"]): r["top"] for r in rows}
 
 
 def read_evals(store, where: str | None = None) -> list[dict]:

@@ -69,6 +69,8 @@ MIGRATIONS: list[tuple[str, Union[str, Callable]]] = [
     ("0004_study_runs", lineage.TABLE_SQL),
     # Integer keys behind the views, features and the latest verdict beside each sample (store/keys.py).
     ("0005_surrogate_keys", keys.convert),
+    # The training run id on each study record: the lineage view joins eval rows on it, not on the run name.
+    ("0006_study_run_id", lineage.ADD_RUN_ID_SQL),
 ]
 
 KNOWN = {name for name, _ in MIGRATIONS}

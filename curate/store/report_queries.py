@@ -17,13 +17,13 @@ from __future__ import annotations
 
 from curate.store.queries import literal
 
-CURVE_COLUMNS = ("run", "checkpoint", "step", "suite", "benchmark", "metric", "kind", "value", "ci_low", "ci_high",
+CURVE_COLUMNS = ("run", "run_id", "checkpoint", "step", "suite", "benchmark", "metric", "kind", "value", "ci_low", "ci_high",
                  "n_problems", "n_samples", "complete", "settings_hash", "provenance", "created_at")
 
 
 def eval_curves(store) -> list[dict]:
     q = f"SELECT {', '.join(CURVE_COLUMNS)} FROM evals"
-    q += " ORDER BY run, suite, benchmark, kind, metric, settings_hash, step NULLS LAST, created_at DESC"
+    q += " ORDER BY run, run_id NULLS FIRST, suite, benchmark, kind, metric, settings_hash, step NULLS LAST, created_at DESC"
     return store.query(q).to_pylist()
 
 

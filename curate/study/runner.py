@@ -66,7 +66,7 @@ def _record_lineage(plan: Plan, node: Node, key: str) -> None:
         "config_hash": run.get("config_hash"), "mixture": mix.id, "mixture_dir": str(mix.dir),
         "manifest": str(mix.dir / "manifest.json"), "mixture_fingerprint": mixture.get("mixture_fingerprint"),
         "recipe_name": manifest["name"], "recipe_file": str(mix.recipe_path), "recipe_hash": manifest["recipe_hash"],
-        "store_snapshot": manifest["store"]["id"], "node_key": key})
+        "store_snapshot": manifest["store"]["id"], "node_key": key, "run_id": run.get("run_id")})
 
 
 def mark(study: str | Path, node_id: str, out: Optional[str | Path] = None) -> None:
