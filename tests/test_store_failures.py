@@ -10,62 +10,13 @@ import contextlib
 import json
 import os
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from curate.store import TraceStore
 from curate.tasks import add_problems
-
-ROOT_ONLY = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("mount"), reason="mounting a tmpfs needs root")
-
-
-@contextlib.contextmanager
-def tmpfs(path: Path, size: str = "5m"):
-    path.mkdir(parents=True, exist_ok=True)
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True, text=True)
-    if r.returncode:
-        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], check=False)
-
-
-@contextlib.contextmanager
-def read_only(store: Path, tmp_path: Path):
-    """`store` made read-only: a read-only bind mount as root (root ignores file modes), chmod otherwise."""
-    if os.geteuid() == 0:
-        ro = tmp_path / "ro"
-        ro.mkdir()
-        if subprocess.run(["mount", "--bind", str(store), str(ro)], capture_output=True).returncode:
-            pytest.skip("cannot bind-mount here")
-        try:
-            if subprocess.run(["mount", "-o", "remount,ro,bind", str(ro)], capture_output=True).returncode:
-                pytest.skip("cannot remount read-only here")
-            yield ro
-        finally:
-            subprocess.run(["umount", "-l", str(ro)], check=False)
-    else:
-        paths = [store, *store.rglob("*")]
-        for p in paths:
-            p.chmod(p.stat().st_mode & ~0o222)
-        try:
-            yield store
-        finally:
-            for p in paths:
-                p.chmod(p.stat().st_mode | 0o200)
-
-
-def one_error_line(r: subprocess.CompletedProcess, *needles: str) -> str:
-    assert r.returncode != 0
-    errors = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
-    assert len(errors) == 1, r.stderr
-    assert "Traceback" not in r.stderr and "quarantine" not in r.stderr.lower(), r.stderr
-    for n in needles:
-        assert n in errors[0], errors[0]
-    return errors[0]
+from tests.helpers import ROOT_ONLY, one_error_line, read_only, tmpfs
 
 
 def contents(store: Path) -> dict:
