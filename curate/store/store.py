@@ -13,8 +13,9 @@ opens the catalog until after it has closed it, and a writer checkpoints before 
 replays a WAL. A failure to write (disk full, read-only, permission denied) is a StoreError naming the path
 and cause; a shard is set aside in `quarantine/` only when reading it fails on its own.
 
-Problems and verdicts also leave write-ahead records (`records/<kind>/*.parquet`, written before their
-transaction, removed if it fails), so `curate doctor --rebuild` can rebuild a damaged catalog from files.
+Problems, verdicts, eval results and study records also leave write-ahead records (journal.py:
+`records/<kind>/*.parquet`, written before their transaction, removed if it fails, carrying the rows'
+created_at), so `curate doctor --rebuild` can rebuild a damaged catalog from files.
 """
 from __future__ import annotations
 
@@ -24,7 +25,6 @@ import hashlib
 import itertools
 import json
 import os
-import time
 import uuid
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -37,8 +37,9 @@ import pyarrow.parquet as pq
 
 from curate.errors import InputError, StoreError, StoreVersionError, first_line
 from curate.records import Problem, Sample, Verdict, canonical_json
-from curate.store import commit, keys
+from curate.store import commit, journal, keys
 from curate.store import shards as shard_io
+from curate.store.journal import discard_record  # noqa: F401 (re-exported for writers of records)
 from curate.store.connection import connect, connect_readonly, lock_down, lock_timeout, run_query
 from curate.store.locking import store_lock
 from curate.store.migrations import KNOWN, MIGRATIONS
@@ -84,6 +85,7 @@ class TraceStore:
         self.db_path = self.path / CATALOG
         self.shard_dir = self.path / SHARDS
         self.records_dir = self.path / RECORDS
+        self._session: duckdb.DuckDBPyConnection | None = None
         self.keep_records = True  # both off only while `curate doctor --rebuild` replays records and shards
         self.unlink_empty_shards = True
         self.warnings: list[str] = []
@@ -122,8 +124,21 @@ class TraceStore:
                 raise self.write_error(PermissionError(13, "Permission denied"), str(f))
 
     @contextlib.contextmanager
+    def session(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """Hold one write connection across many writes (a rebuild's replay): every `_write` inside reuses it."""
+        with self._write() as con:
+            self._session = con
+            try:
+                yield con
+            finally:
+                self._session = None
+
+    @contextlib.contextmanager
     def _write(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """The single writer: the store lock, a read-write connection, and a checkpoint before letting go."""
+        if self._session is not None:
+            yield self._session
+            return
         try:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as e:
@@ -253,7 +268,7 @@ class TraceStore:
             n = con.execute(
                 """INSERT INTO problem_rows
                 SELECT $1 + row_number() OVER (), n.id, n.source, n.domain, n.prompt, n.reference::JSON,
-                       n.metadata::JSON, n.split, now()
+                       n.metadata::JSON, n.split, n.created_at
                 FROM new_problems n ANTI JOIN problem_rows p ON p.id = n.id""", [base]).fetchone()[0]
             if n and con.execute("SELECT count(*) FROM sample_rows WHERE pkey IS NULL").fetchone()[0]:
                 con.execute("""UPDATE sample_rows s SET pkey = p.pkey FROM problem_rows p
@@ -265,6 +280,7 @@ class TraceStore:
     def _recorded_write(self, kind: str, table: pa.Table, name: str, body: Callable, replace: bool = False):
         """Leave the write-ahead record of `table`, then run body(con) in one transaction with `table`
         registered as `name`. The record is removed again when the write fails."""
+        table = journal.stamped(table)  # the rows' created_at, the same in the record and the catalog
         record = self._write_record(kind, table, replace)
         try:
             with self._write() as con:
@@ -276,27 +292,12 @@ class TraceStore:
             discard_record(record)
             raise
 
-    # ------------------------------------------------------------------ write-ahead records (for rebuilds)
+    # ------------------------------------------------------------------ write-ahead records (journal.py)
     def _write_record(self, kind: str, table: pa.Table, replace: bool = False) -> Path | None:
-        """Durable copy of a problem/verdict batch, written before its transaction (see the module docstring).
-
-        Names sort in write order (nanosecond clock, then a random part); `-replace` marks a relabel batch."""
-        if not self.keep_records or table.num_rows == 0:
-            return None
-        name = f"{time.time_ns():020d}-{uuid.uuid4().hex[:12]}" + ("-replace" if replace else "")
-        try:
-            return shard_io.write_atomic(table, self.records_dir / kind, name)
-        except OSError as e:
-            raise self.write_error(e) from None
+        return journal.write_record(self, kind, table, replace)
 
     def record_files(self) -> list[tuple[str, Path]]:
-        """(kind, path) of every record, problems first, each kind in write order."""
-        out = []
-        for kind in ("problems", "verdicts", "eval_samples", "evals"):
-            d = self.records_dir / kind
-            if d.exists():
-                out += [(kind, p) for p in sorted(d.glob("*.parquet")) if not p.name.startswith(".tmp-")]
-        return out
+        return journal.record_files(self)
 
     def write_shard(self, samples: Iterable[Sample] | pa.Table, prefix: str = "s") -> list[Path]:
         """Producer side: write samples (with features) as pending shards. No catalog lock is taken.
@@ -368,7 +369,7 @@ class TraceStore:
                     WHERE v.sample_id = n.sample_id AND v.verifier = n.verifier AND v.version = n.version""")
             cols = ", ".join(keys.VERDICT_COLUMNS)
             n = con.execute(
-                f"""INSERT INTO verdict_rows (skey, {cols}, created_at) SELECT n.skey, {', '.join('n.' + c for c in keys.VERDICT_COLUMNS)}, now()
+                f"""INSERT INTO verdict_rows (skey, {cols}, created_at) SELECT n.skey, {', '.join('n.' + c for c in keys.VERDICT_COLUMNS)}, n.created_at
                 FROM keyed_verdicts n
                 ANTI JOIN verdict_rows v ON v.sample_id = n.sample_id AND v.verifier = n.verifier AND v.version = n.version"""
             ).fetchone()[0]
@@ -540,13 +541,6 @@ class TraceStore:
             ).fetchone()
         digest = hashlib.sha256(canonical_json([str(x) for x in r]).encode()).hexdigest()[:16]
         return {"id": digest, "problems": int(r[0]), "samples": int(r[2]), "verdicts": int(r[4])}
-
-
-def discard_record(record: Path | None) -> None:
-    """Remove the record of a batch whose transaction failed (best effort: a rebuild would only re-add it)."""
-    if record is not None:
-        with contextlib.suppress(OSError):
-            record.unlink()
 
 
 def _problem(r: dict) -> Problem:
