@@ -120,3 +120,34 @@ def test_pending_shard_on_a_read_only_store_is_not_quarantined(tmp_path):
         assert not (ro / "quarantine").exists()
     assert shard.exists()
     assert st.commit_pending() == 20
+
+
+@ROOT_ONLY
+def test_a_checkpoint_cut_by_a_full_disk_keeps_its_rows_in_the_wal_until_the_next_write(tmp_path, cli):
+    """Room for the commit but not for the checkpoint: the committed verdicts stay in catalog.duckdb.wal,
+    readers see them, and the next write on a healthy disk checkpoints the WAL away."""
+    from tests.helpers import fill
+
+    clean = tmp_path / "clean"
+    add_problems(TraceStore(clean), "countdown", {}, size=300, seed=0, split="train")
+    assert cli("generate", "--backend", "synthetic", "--n", "2", "--no-progress", "--store", str(clean)).returncode == 0
+    with tmpfs(tmp_path / "disk", size="3m") as disk:
+        store = disk / "v"
+        shutil.copytree(clean, store)
+        assert cli("verify", "--store", str(clean), "--batch-size", "50", "--workers", "1").returncode == 0
+        filler = fill(disk)
+        wal = store / "catalog.duckdb.wal"
+        for _ in range(8):  # free a little at a time until a commit fits but its checkpoint does not
+            os.truncate(filler, filler.stat().st_size - 128 * 1024)
+            r = cli("verify", "--store", str(store), "--batch-size", "50", "--workers", "1")
+            if wal.exists():
+                break
+        line = one_error_line(r, str(store), "No space left on device", "catalog.duckdb.wal until the next write")
+        assert "FATAL" not in line and not list(store.glob(".tmp-probe-*"))
+        kept = json.loads(cli("sql", "SELECT count(*) AS n FROM verdicts", "--store", str(store), "--json").stdout)[0]["n"]
+        assert kept > 0  # committed before the checkpoint failed, and readable while the WAL is there
+        filler.unlink()
+        r = cli("verify", "--store", str(store), "--batch-size", "50", "--workers", "1")
+        assert r.returncode == 0, r.stderr
+        assert not wal.exists()
+        assert contents(store) == contents(clean)

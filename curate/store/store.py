@@ -9,8 +9,9 @@ Committing a shard is one transaction (insert rows + register the shard), so a k
 the shard either fully committed or still pending; the next commit picks it up without duplicates.
 
 One writer or many readers at a time: every connection holds the store lock (locking.py) from before DuckDB
-opens the catalog until after it has closed it, and a writer checkpoints before it lets go, so a reader never
-replays a WAL. A failure to write (disk full, read-only, permission denied) is a StoreError naming the path
+opens the catalog until after it has closed it, and a writer checkpoints before it lets go, so a reader
+normally replays no WAL. When that checkpoint fails (disk full), what the writer committed stays in
+`catalog.duckdb.wal`: readers see it, and the next write on a healthy disk checkpoints it away. A failure to write (disk full, read-only, permission denied) is a StoreError naming the path
 and cause; a shard is set aside in `quarantine/` only when reading it fails on its own.
 
 Problems, verdicts, eval results and study records also leave write-ahead records (journal.py:
@@ -50,6 +51,7 @@ CATALOG = "catalog.duckdb"
 SHARD_ROWS = 131_072  # rows per shard file: bounded reader memory, and parallel writes for big batches
 SHARDS = "shards"
 RECORDS = "records"
+_OS_CAUSES = ("No space left on device", "Read-only file system", "Permission denied", "Disk quota exceeded")
 WRITE_HINT = "free space or fix the permissions, then rerun the same command; `curate doctor` checks the store"
 
 PROBLEM_SCHEMA = pa.schema(
@@ -102,6 +104,8 @@ class TraceStore:
     def write_error(self, e: BaseException, what: str | None = None) -> StoreError:
         """One line naming the store (or file) and the cause of a failed write."""
         cause = e.strerror if isinstance(e, OSError) and e.strerror else first_line(e)
+        known = [c for c in _OS_CAUSES if c in cause]
+        cause = known[0] if known and not isinstance(e, OSError) else cause  # DuckDB wraps the OS error in prose
         where = what or (e.filename if isinstance(e, OSError) and e.filename else None)
         return StoreError(f"cannot write to the store {self.path}: {cause}" + (f" ({where})" if where else ""),
                           hint=WRITE_HINT)
@@ -112,11 +116,14 @@ class TraceStore:
             try:
                 d.mkdir(parents=True, exist_ok=True)
                 probe = d / f".tmp-probe-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-                with open(probe, "wb") as f:
-                    f.write(b"\0" * 4096)  # a real block, so a full disk shows here and not after generating
-                    f.flush()
-                    os.fsync(f.fileno())
-                probe.unlink()
+                try:
+                    with open(probe, "wb") as f:
+                        f.write(b"\0" * 4096)  # a real block, so a full disk shows here and not after generating
+                        f.flush()
+                        os.fsync(f.fileno())
+                finally:
+                    with contextlib.suppress(OSError):
+                        probe.unlink()
             except OSError as e:
                 raise self.write_error(e, str(d)) from None
         for f in (self.db_path, Path(str(self.db_path) + ".wal")):
@@ -149,7 +156,11 @@ class TraceStore:
             try:
                 self._migrate(con)
                 yield con
-                con.execute("CHECKPOINT")  # the WAL never outlives its writer, so no reader replays one
+                try:
+                    con.execute("CHECKPOINT")  # a WAL outlives its writer only when this fails
+                except duckdb.Error as e:
+                    raise self.write_error(e, f"checkpointing {self.db_path.name}; what was committed is kept in "
+                                              f"{self.db_path.name}.wal until the next write") from None
                 failed = False
             except duckdb.Error as e:
                 raise self.write_error(e) from None
