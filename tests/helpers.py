@@ -93,6 +93,7 @@ def one_error_line(r: subprocess.CompletedProcess, *needles: str) -> str:
     assert r.returncode != 0
     errors = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
     assert len(errors) == 1, r.stderr
+    assert sum(ln.startswith("hint:") for ln in r.stderr.splitlines()) == 1, r.stderr  # as docs/store.md shows
     assert "Traceback" not in r.stderr and "quarantine" not in r.stderr.lower(), r.stderr
     for n in needles:
         assert n in errors[0], errors[0]
