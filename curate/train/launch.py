@@ -23,6 +23,7 @@ from pathlib import Path
 
 import yaml
 
+from curate import cpus
 from curate.errors import ConfigError, CurateError, InputError, first_line
 from curate.train.config import TrainConfig, config_from_dict, diff_fingerprints, fingerprint, load_config
 from curate.train.data import load_messages, prepare, steps_per_epoch, validate_messages
@@ -328,6 +329,8 @@ def train_from_config(config_path: str | Path, overrides: list[str] | None = Non
             with _stop_on_signals(out):
                 _run_here(out, resume)
         else:
+            os.environ.update(cpus.per_child(torchrun_nproc() if cfg.launch.nproc_per_node == "auto"
+                                              else cfg.launch.nproc_per_node))  # each rank its share of the CPUs
             rc = run_torchrun(torchrun_command(cfg, resume), lock, stdout)
             if rc != 0:
                 raise CurateError(f"training exited with status {rc}",
