@@ -1,7 +1,7 @@
 """Write-ahead records (`records/<kind>/*.parquet`): what `curate doctor --rebuild` replays into a new catalog.
 
-Every write of something the shards do not hold leaves a record before its transaction (and removes it
-again if the transaction fails): problems, verdicts, eval results, planned eval samples, what a study
+Every write of something the shards do not hold leaves a record under the write lock, before its
+transaction (and removes it again if the transaction fails; a failed checkpoint after a commit keeps it): problems, verdicts, eval results, planned eval samples, what a study
 recorded about a run (`study_runs`) and run renames (`renames`). Each record carries the `created_at`
 (`recorded_at` for study runs) its rows get in the catalog, so a rebuild restores those times exactly.
 

@@ -67,22 +67,21 @@ def record_run(store, row: dict) -> None:
 def record_run_table(store, table: pa.Table) -> None:
     """The replace itself, from a one-row table (also how `curate doctor --rebuild` replays records)."""
     table = stamped(table, "recorded_at")
-    record = store._write_record("study_runs", table)  # a durable copy first: a rebuilt catalog keeps it
-    try:
-        with store._write() as con:
-            con.register("new_run", table)
+    with store._write() as con:
+        record = store._write_record("study_runs", table)  # a durable copy first: a rebuilt catalog keeps it
+        con.register("new_run", table)
 
-            def replace() -> None:
-                con.execute("DELETE FROM study_run_rows WHERE run IN (SELECT run FROM new_run)")
-                con.execute(f"INSERT INTO study_run_rows SELECT {', '.join(STUDY_RUN_COLUMNS)}, recorded_at FROM new_run")
+        def replace() -> None:
+            con.execute("DELETE FROM study_run_rows WHERE run IN (SELECT run FROM new_run)")
+            con.execute(f"INSERT INTO study_run_rows SELECT {', '.join(STUDY_RUN_COLUMNS)}, recorded_at FROM new_run")
 
-            try:
-                store._transaction(con, replace)
-            finally:
-                con.unregister("new_run")
-    except BaseException:
-        discard_record(record)
-        raise
+        try:
+            store._transaction(con, replace)
+        except BaseException:
+            discard_record(record)
+            raise
+        finally:
+            con.unregister("new_run")
 
 
 def retire_run(store, run: str, new_name: str, suite: str | None = None) -> int:
@@ -92,22 +91,22 @@ def retire_run(store, run: str, new_name: str, suite: str | None = None) -> int:
         return 0
     where = "run = $1" + (" AND suite = $3" if suite else "")
     params = [run, new_name] + ([suite] if suite else [])
-    record = store._write_record("renames", pa.table({"run": [run], "new_name": [new_name], "suite": [suite]},
-                                                     schema=RENAME_SCHEMA))
-    try:
-        with store._write() as con:
+    with store._write() as con:
+        record = store._write_record("renames", pa.table({"run": [run], "new_name": [new_name], "suite": [suite]},
+                                                         schema=RENAME_SCHEMA))
 
-            def rename() -> int:
-                n = con.execute(f"UPDATE eval_rows SET run = $2 WHERE {where}", params).fetchone()[0]
-                con.execute(f"UPDATE eval_sample_rows SET run = $2 WHERE {where}", params)
-                if suite is None:
-                    con.execute("UPDATE study_run_rows SET run = $2 WHERE run = $1", [run, new_name])
-                return int(n)
+        def rename() -> int:
+            n = con.execute(f"UPDATE eval_rows SET run = $2 WHERE {where}", params).fetchone()[0]
+            con.execute(f"UPDATE eval_sample_rows SET run = $2 WHERE {where}", params)
+            if suite is None:
+                con.execute("UPDATE study_run_rows SET run = $2 WHERE run = $1", [run, new_name])
+            return int(n)
 
+        try:
             return store._transaction(con, rename)
-    except BaseException:
-        discard_record(record)
-        raise
+        except BaseException:
+            discard_record(record)
+            raise
 
 
 def read_lineage(store, run: str) -> list[dict]:

@@ -290,18 +290,20 @@ class TraceStore:
 
     def _recorded_write(self, kind: str, table: pa.Table, name: str, body: Callable, replace: bool = False):
         """Leave the write-ahead record of `table`, then run body(con) in one transaction with `table`
-        registered as `name`. The record is removed again when the write fails."""
+        registered as `name`. The record is removed again when the transaction fails."""
         table = journal.stamped(table)  # the rows' created_at, the same in the record and the catalog
-        record = self._write_record(kind, table, replace)
-        try:
-            with self._write() as con:
+        with self._write() as con:
+            # Written under the write lock, so a record compaction sees belongs to a finished transaction;
+            # kept when only the checkpoint after the commit fails (the rows are committed then).
+            record = self._write_record(kind, table, replace)
+            try:
                 con.register(name, table)
                 out = self._transaction(con, lambda: body(con))
                 con.unregister(name)
                 return out
-        except BaseException:
-            discard_record(record)
-            raise
+            except BaseException:
+                discard_record(record)
+                raise
 
     # ------------------------------------------------------------------ write-ahead records (journal.py)
     def _write_record(self, kind: str, table: pa.Table, replace: bool = False) -> Path | None:
