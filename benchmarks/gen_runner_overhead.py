@@ -2,11 +2,17 @@
 vs calling `model.generate` directly on the same prompts with the same batch size, side by side.
 
 Prints median wall and CPU seconds for each over --reps and the throughput ratios direct / runner
-(target >= 0.95x). On a shared machine wall time swings with other people's load; process CPU time
-(all threads of this process) is the steadier measure of the work each side does. Both sides sample the same number of new tokens per row (EOS is suppressed so
-neither side stops early), so the comparison is of everything around the model.
+(target >= 0.95x), at two sizes: the small one (64 prompts x 128 tokens) and a larger one closer to real
+use (256 x 512 by default), with the extra seconds (runner - direct) per size: a fixed cost stays flat while
+the model's work grows, and its ratio tends to 1. The runner's store work alone (the write probe, opening the
+catalog for the resume plan, features, one shard, one commit) is measured too, around a backend that
+answers at once. The direct side renders its chat prompts before its clock starts; the runner renders
+them inside (part of what it does). On a shared machine wall time swings with other people's load;
+process CPU time (all threads of this process) is the steadier measure of the work each side does. Both
+sides sample the same number of new tokens per row (EOS is suppressed so neither side stops early), so the
+comparison is of everything around the model.
 
-Run: python benchmarks/gen_runner_overhead.py [--prompts 64] [--max-tokens 128] [--batch-size 16] [--reps 5] [--threads 1]
+Run: python benchmarks/gen_runner_overhead.py [--sizes 64x128,256x512] [--batch-size 16] [--reps 3] [--threads 1]
 """
 from __future__ import annotations
 
@@ -68,27 +74,71 @@ def through_runner(model_dir: str, problems: list[Problem], max_tokens: int, bat
         shutil.rmtree(tmp)
 
 
+class Instant:
+    """A backend that answers at once: the runner with it costs only the store's fixed work."""
+    name, model, revision = "instant", "none", None
+
+    def identity_params(self) -> dict:
+        return {}
+
+    def generate(self, requests):
+        from curate.generate.base import Completion
+
+        for r in requests:
+            yield Completion(request_id=r.id, text="<think>x</think> 1", finish_reason="length", prompt_tokens=1,
+                             completion_tokens=1)
+
+    def close(self) -> None:
+        pass
+
+
+def fixed_cost(prompts: int, reps: int) -> tuple[float, float]:
+    """Median wall and CPU seconds of the runner around a backend that takes no time."""
+    problems = [countdown(CountdownConfig(max_numbers=4), 0, i) for i in range(prompts)]
+    out = []
+    for _ in range(reps):
+        tmp = Path(tempfile.mkdtemp())
+        try:
+            st = TraceStore(tmp / "store")
+            st.add_problems(problems)
+            t0, c0 = time.perf_counter(), time.process_time()
+            run(st, Instant(), None, RunConfig(n=1), progress=False)
+            out.append((time.perf_counter() - t0, time.process_time() - c0))
+        finally:
+            shutil.rmtree(tmp)
+    return statistics.median(x[0] for x in out), statistics.median(x[1] for x in out)
+
+
+def measure(model_dir: str, prompts: int, max_tokens: int, batch_size: int, reps: int) -> None:
+    problems = [countdown(CountdownConfig(max_numbers=4), 0, i) for i in range(prompts)]
+    d, r = [], []
+    for _ in range(reps):
+        d.append(direct(model_dir, problems, max_tokens, batch_size))
+        r.append(through_runner(model_dir, problems, max_tokens, batch_size))
+    md, mr = statistics.median(x[0] for x in d), statistics.median(x[0] for x in r)
+    cd, cr = statistics.median(x[1] for x in d), statistics.median(x[1] for x in r)
+    fw, fc = fixed_cost(prompts, reps)
+    print(f"[{prompts} prompts x {max_tokens} tokens, batch {batch_size}, {reps} reps, median]\n"
+          f"  wall: direct model.generate {md:.2f}s, curate runner {mr:.2f}s (store included), ratio {md / mr:.2f}x, "
+          f"runner - direct {mr - md:+.2f}s\n"
+          f"  cpu:  direct model.generate {cd:.2f}s, curate runner {cr:.2f}s (store included), ratio {cd / cr:.2f}x, "
+          f"runner - direct {cr - cd:+.2f}s\n"
+          f"  the runner around an instant backend (its fixed store work): wall {fw:.2f}s, cpu {fc:.2f}s", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--prompts", type=int, default=64)
-    ap.add_argument("--max-tokens", type=int, default=128)
+    ap.add_argument("--sizes", default="64x128,256x512", help="PROMPTSxTOKENS,... (each measured side by side)")
     ap.add_argument("--batch-size", type=int, default=16)
-    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)  # one thread: steadier timings on a shared machine
     tmp = Path(tempfile.mkdtemp())
     model_dir = str(build_tiny_model(tmp / "tiny"))
-    problems = [countdown(CountdownConfig(max_numbers=4), 0, i) for i in range(args.prompts)]
-    d, r = [], []
-    for _ in range(args.reps):
-        d.append(direct(model_dir, problems, args.max_tokens, args.batch_size))
-        r.append(through_runner(model_dir, problems, args.max_tokens, args.batch_size))
-    md, mr = statistics.median(x[0] for x in d), statistics.median(x[0] for x in r)
-    cd, cr = statistics.median(x[1] for x in d), statistics.median(x[1] for x in r)
-    print(f"wall: direct model.generate {md:.2f}s, curate runner {mr:.2f}s (store included), ratio {md / mr:.2f}x\n"
-          f"cpu:  direct model.generate {cd:.2f}s, curate runner {cr:.2f}s (store included), ratio {cd / cr:.2f}x\n"
-          f"[{args.prompts} prompts x {args.max_tokens} tokens, batch {args.batch_size}, {args.reps} reps, median]")
+    for size in args.sizes.split(","):
+        prompts, tokens = (int(x) for x in size.lower().split("x"))
+        measure(model_dir, prompts, tokens, args.batch_size, args.reps)
     shutil.rmtree(tmp)
 
 

@@ -44,6 +44,19 @@ class ConfigError(InputError):
     """A recipe or training config failed validation; the message names the field path."""
 
 
+class OutputError(CurateError):
+    """An output folder (a mixture, an export) could not be written: disk full, read-only, permission denied."""
+
+    @classmethod
+    def from_os(cls, e: OSError, out, what: str = "the output") -> "OutputError":
+        import os
+
+        cause = e.strerror or (os.strerror(e.errno) if e.errno else first_line(e))  # pyarrow sets errno only
+        where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+        return cls(f"cannot write {what} to {out}: {cause}{where}",
+                   hint="free space or fix the permissions, then rerun the same command")
+
+
 class BackendError(CurateError):
     """A generation backend failed after its retries (unreachable server, missing package)."""
 

@@ -1,13 +1,18 @@
 """Helpers shared by the tests: the checkout's root, the command line as a user runs it, this test's own
 process tree, and a verifier plugin whose environment breaks on demand. Import them from here (`from
-tests.helpers import run_cli`); test modules never import each other."""
+tests.helpers import run_cli`); test modules never import each other. Disks that fail on demand (a tiny
+tmpfs, a read-only bind mount, a filled disk) need root and skip without it."""
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,6 +44,71 @@ def run_cli(*args: str, env: dict | None = None, timeout: float = 120, cwd: Path
     return subprocess.run(
         [sys.executable, "-m", "curate", *args], capture_output=True, text=True, timeout=timeout, cwd=cwd or ROOT, env=full_env
     )
+
+
+# ---------------------------------------------------------------- disks that fail
+
+
+ROOT_ONLY = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("mount"), reason="mounting a tmpfs needs root")
+
+
+@contextlib.contextmanager
+def tmpfs(path: Path, size: str = "5m"):
+    path.mkdir(parents=True, exist_ok=True)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True, text=True)
+    if r.returncode:
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+@contextlib.contextmanager
+def read_only(store: Path, tmp_path: Path):
+    """`store` made read-only: a read-only bind mount as root (root ignores file modes), chmod otherwise."""
+    if os.geteuid() == 0:
+        ro = tmp_path / "ro"
+        ro.mkdir()
+        if subprocess.run(["mount", "--bind", str(store), str(ro)], capture_output=True).returncode:
+            pytest.skip("cannot bind-mount here")
+        try:
+            if subprocess.run(["mount", "-o", "remount,ro,bind", str(ro)], capture_output=True).returncode:
+                pytest.skip("cannot remount read-only here")
+            yield ro
+        finally:
+            subprocess.run(["umount", "-l", str(ro)], check=False)
+    else:
+        paths = [store, *store.rglob("*")]
+        for p in paths:
+            p.chmod(p.stat().st_mode & ~0o222)
+        try:
+            yield store
+        finally:
+            for p in paths:
+                p.chmod(p.stat().st_mode | 0o200)
+
+
+def one_error_line(r: subprocess.CompletedProcess, *needles: str) -> str:
+    assert r.returncode != 0
+    errors = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1, r.stderr
+    assert sum(ln.startswith("hint:") for ln in r.stderr.splitlines()) == 1, r.stderr  # as docs/store.md shows
+    assert "Traceback" not in r.stderr and "quarantine" not in r.stderr.lower(), r.stderr
+    for n in needles:
+        assert n in errors[0], errors[0]
+    return errors[0]
+
+
+def fill(disk: Path) -> Path:
+    """Write zeros to `disk` until it is full; returns the filler file (unlink it to free the space)."""
+    filler = disk / "filler"
+    with open(filler, "wb") as f:
+        with contextlib.suppress(OSError):
+            while True:
+                f.write(b"\0" * 65536)
+                f.flush()
+    return filler
 
 
 def descendants(pid: int) -> set[int]:

@@ -106,3 +106,105 @@ def test_rebuild_keeps_evaluation_results(tmp_path):
     rebuild(st)
     assert read_evals(st) == before
     assert st.query("SELECT sample_id FROM eval_samples").to_pylist() == [{"sample_id": "s1"}]
+
+
+# ---------------------------------------------------------------- everything the catalog holds is rebuilt
+
+WHOLE = {
+    "problems": "SELECT * EXCLUDE (pkey) FROM problem_rows ORDER BY id",
+    "samples": "SELECT * EXCLUDE (skey, pkey, created_at) FROM sample_rows ORDER BY id",
+    "verdicts": "SELECT * EXCLUDE (skey) FROM verdict_rows ORDER BY sample_id, verifier, version",
+    "evals": "SELECT * FROM eval_rows ORDER BY ALL",
+    "eval_samples": "SELECT * FROM eval_sample_rows ORDER BY ALL",
+    "study_runs": "SELECT * FROM study_run_rows ORDER BY run",
+    "lineage": "SELECT * FROM lineage ORDER BY ALL",
+}
+
+
+def whole(st) -> dict:
+    """Every row the catalog holds (created_at included; sample and shard times excepted, as documented)."""
+    return {k: st.query(q).to_pylist() for k, q in WHOLE.items()}
+
+
+def make_study_store(path):
+    """make_store plus eval results, planned eval samples, three study run records and a retired run."""
+    from curate.store.evals import plan_samples, write_evals
+    from curate.store.lineage import record_run, retire_run
+
+    st = make_store(path)
+    for n, run in enumerate(("a", "b", "c")):
+        write_evals(st, [{"run": run, "checkpoint": f"/x/{run}/step-2", "step": 2, "suite": "smoke", "benchmark": "cd",
+                          "metric": "avg@1", "value": 10.0 * n, "settings_hash": "h", "provenance": "curate"}])
+        plan_samples(st, [{"run": run, "checkpoint": f"/x/{run}/step-2", "step": 2, "suite": "smoke", "benchmark": "cd",
+                           "settings_hash": "h", "sample_id": f"s{n}", "problem_id": "p", "sample_index": 0}])
+        record_run(st, {"run": run, "study": "toy", "cell": f"cell-{run}", "condition": "verified", "mixture": f"m-{run}",
+                        "recipe_file": "/r/verified.yaml", "recipe_hash": "rh", "mixture_fingerprint": "mf"})
+    assert retire_run(st, "c", "c@old") == 1
+    # the rerun of c after it was retired: its new rows keep the name, the retired ones stay renamed
+    write_evals(st, [{"run": "c", "checkpoint": "/x/c/step-2", "step": 2, "suite": "smoke", "benchmark": "cd",
+                      "metric": "avg@1", "value": 99.0, "settings_hash": "h", "provenance": "curate"}])
+    record_run(st, {"run": "c", "study": "toy", "cell": "cell-c", "condition": "verified", "mixture": "m-c2"})
+    return st
+
+
+def test_a_corrupted_catalog_is_rebuilt_whole_with_lineage_and_times(tmp_path, cli):
+    st = make_study_store(tmp_path / "s")
+    before = whole(st)
+    assert len(before["study_runs"]) == 4 and {r["run"] for r in before["evals"]} == {"a", "b", "c", "c@old"}
+    assert all(r["study"] == "toy" for r in before["lineage"])
+    with open(st.db_path, "r+b") as f:  # corrupt it: blocks past the end
+        f.truncate(st.db_path.stat().st_size // 2)
+    r = cli("doctor", "--store", str(st.path), "--rebuild")
+    assert r.returncode == 0, r.stderr + r.stdout
+    assert whole(TraceStore(st.path)) == before
+
+
+def test_a_missing_catalog_is_rebuilt_and_said_so(tmp_path, cli):
+    st = make_study_store(tmp_path / "s")
+    before = whole(st)
+    st.db_path.unlink()
+    r = cli("doctor", "--store", str(st.path), "--rebuild")
+    assert r.returncode == 0, r.stderr + r.stdout
+    assert "there was no catalog before" in r.stdout and "None" not in r.stdout
+    assert whole(TraceStore(st.path)) == before
+
+
+def test_the_rebuild_opens_the_new_catalog_once(tmp_path, monkeypatch):
+    import curate.store.store as store_mod
+
+    st = make_study_store(tmp_path / "s")
+    assert len(st.record_files()) > 10
+    opened = []
+    real = store_mod.connect
+    monkeypatch.setattr(store_mod, "connect", lambda path, **kw: opened.append(path) or real(path, **kw))
+    rebuild(st)
+    assert len(opened) == 1, opened
+
+
+def test_doctor_compacts_records_and_the_rebuild_stays_exact(tmp_path, cli):
+    import shutil
+
+    st = make_study_store(tmp_path / "s")
+    ids = [r["id"] for r in st.query("SELECT id FROM samples ORDER BY id").to_pylist()]
+    for k in range(8):  # many small verdict batches, then a relabel of some
+        st.add_verdicts([Verdict(status="correct", verifier=f"w{k}", version="1", score=1.0, sample_id=i) for i in ids])
+    st.add_verdicts([Verdict(status="incorrect", verifier="w0", version="1", score=0.0, sample_id=i) for i in ids[:9]],
+                    replace=True)
+    before = whole(st)
+    old = st.path / "old-records"
+    shutil.copytree(st.records_dir, old)
+    n_before = len(st.record_files())
+    r = cli("doctor", "--store", str(st.path))
+    assert r.returncode == 0, r.stderr + r.stdout
+    assert f"{n_before - 5} record files replaced by one per kind" in r.stdout or "compacted" in r.stdout
+    kinds = [k for k, _ in st.record_files()]
+    assert len(kinds) == len(set(kinds)) == 5  # one file per kind (renames are folded into the rows)
+    assert cli("doctor", "--store", str(st.path)).stdout.count("compacted") == 0  # nothing left to compact
+    assert whole(st) == before
+    rebuild(st)
+    assert whole(st) == before
+    # a kill after the compacted records were written but before the old ones were removed leaves both
+    for p in old.rglob("*.parquet"):
+        shutil.copy2(p, st.records_dir / p.relative_to(old))
+    rebuild(st)
+    assert whole(st) == before

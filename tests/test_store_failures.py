@@ -10,62 +10,13 @@ import contextlib
 import json
 import os
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from curate.store import TraceStore
 from curate.tasks import add_problems
-
-ROOT_ONLY = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("mount"), reason="mounting a tmpfs needs root")
-
-
-@contextlib.contextmanager
-def tmpfs(path: Path, size: str = "5m"):
-    path.mkdir(parents=True, exist_ok=True)
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True, text=True)
-    if r.returncode:
-        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], check=False)
-
-
-@contextlib.contextmanager
-def read_only(store: Path, tmp_path: Path):
-    """`store` made read-only: a read-only bind mount as root (root ignores file modes), chmod otherwise."""
-    if os.geteuid() == 0:
-        ro = tmp_path / "ro"
-        ro.mkdir()
-        if subprocess.run(["mount", "--bind", str(store), str(ro)], capture_output=True).returncode:
-            pytest.skip("cannot bind-mount here")
-        try:
-            if subprocess.run(["mount", "-o", "remount,ro,bind", str(ro)], capture_output=True).returncode:
-                pytest.skip("cannot remount read-only here")
-            yield ro
-        finally:
-            subprocess.run(["umount", "-l", str(ro)], check=False)
-    else:
-        paths = [store, *store.rglob("*")]
-        for p in paths:
-            p.chmod(p.stat().st_mode & ~0o222)
-        try:
-            yield store
-        finally:
-            for p in paths:
-                p.chmod(p.stat().st_mode | 0o200)
-
-
-def one_error_line(r: subprocess.CompletedProcess, *needles: str) -> str:
-    assert r.returncode != 0
-    errors = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
-    assert len(errors) == 1, r.stderr
-    assert "Traceback" not in r.stderr and "quarantine" not in r.stderr.lower(), r.stderr
-    for n in needles:
-        assert n in errors[0], errors[0]
-    return errors[0]
+from tests.helpers import ROOT_ONLY, one_error_line, read_only, tmpfs
 
 
 def contents(store: Path) -> dict:
@@ -169,3 +120,34 @@ def test_pending_shard_on_a_read_only_store_is_not_quarantined(tmp_path):
         assert not (ro / "quarantine").exists()
     assert shard.exists()
     assert st.commit_pending() == 20
+
+
+@ROOT_ONLY
+def test_a_checkpoint_cut_by_a_full_disk_keeps_its_rows_in_the_wal_until_the_next_write(tmp_path, cli):
+    """Room for the commit but not for the checkpoint: the committed verdicts stay in catalog.duckdb.wal,
+    readers see them, and the next write on a healthy disk checkpoints the WAL away."""
+    from tests.helpers import fill
+
+    clean = tmp_path / "clean"
+    add_problems(TraceStore(clean), "countdown", {}, size=300, seed=0, split="train")
+    assert cli("generate", "--backend", "synthetic", "--n", "2", "--no-progress", "--store", str(clean)).returncode == 0
+    with tmpfs(tmp_path / "disk", size="3m") as disk:
+        store = disk / "v"
+        shutil.copytree(clean, store)
+        assert cli("verify", "--store", str(clean), "--batch-size", "50", "--workers", "1").returncode == 0
+        filler = fill(disk)
+        wal = store / "catalog.duckdb.wal"
+        for _ in range(8):  # free a little at a time until a commit fits but its checkpoint does not
+            os.truncate(filler, filler.stat().st_size - 128 * 1024)
+            r = cli("verify", "--store", str(store), "--batch-size", "50", "--workers", "1")
+            if wal.exists():
+                break
+        line = one_error_line(r, str(store), "No space left on device", "catalog.duckdb.wal until the next write")
+        assert "FATAL" not in line and not list(store.glob(".tmp-probe-*"))
+        kept = json.loads(cli("sql", "SELECT count(*) AS n FROM verdicts", "--store", str(store), "--json").stdout)[0]["n"]
+        assert kept > 0  # committed before the checkpoint failed, and readable while the WAL is there
+        filler.unlink()
+        r = cli("verify", "--store", str(store), "--batch-size", "50", "--workers", "1")
+        assert r.returncode == 0, r.stderr
+        assert not wal.exists()
+        assert contents(store) == contents(clean)

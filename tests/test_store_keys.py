@@ -220,3 +220,40 @@ def test_shard_texts_reads_rows_spread_over_row_groups(tmp_path):
     rows = [0, 63, 64, 65, 190, 191, 299]  # first and last rows of groups, groups skipped in between
     assert TraceStore.shard_texts(path, rows) == [f"t{r}" for r in rows]
     assert TraceStore.shard_texts(tmp_path / "gone.parquet", rows) is None
+
+
+def test_an_old_store_keeps_its_snapshot_id_and_rebuilds_from_its_old_records(old_store):
+    """The previous release's store: its snapshot id, computed with hashlib from the rows as that release
+    wrote them, is the one the migrated store reports; and its records (written before records carried
+    created_at) rebuild the migrated catalog's content, each row dated by its record's name."""
+    from curate.records import canonical_json
+    from curate.store.doctor import rebuild
+
+    con = duckdb.connect(str(old_store.db_path), read_only=True)
+    pids = [r[0] for r in con.execute("SELECT id FROM problem_rows").fetchall()]
+    sids = [r[0] for r in con.execute("SELECT id FROM sample_rows").fetchall()]
+    vs = ["\x1f".join(r) for r in con.execute("SELECT sample_id, verifier, version, status FROM verdict_rows").fetchall()]
+    con.close()
+
+    def xor(values):
+        out = 0
+        for v in values:
+            out ^= int(hashlib.md5(v.encode()).hexdigest()[:16], 16)
+        return out
+
+    parts = [len(pids), xor(pids), len(sids), xor(sids), len(vs), xor(vs)]
+    want = hashlib.sha256(canonical_json([str(x) for x in parts]).encode()).hexdigest()[:16]
+    assert old_store.snapshot()["id"] == want  # the first open migrates it in place
+    content = {"problems": "SELECT id, source, domain, prompt, reference, metadata, split FROM problems ORDER BY id",
+               "traces": "SELECT * EXCLUDE (created_at) FROM traces ORDER BY id",
+               "verdicts": "SELECT * EXCLUDE (created_at) FROM verdicts ORDER BY ALL"}
+    before = {k: rows(old_store, q) for k, q in content.items()}
+    rebuild(old_store)
+    assert {k: rows(old_store, q) for k, q in content.items()} == before
+    assert old_store.snapshot()["id"] == want
+    import datetime
+
+    names = [p.name for p in (old_store.records_dir / "problems").glob("*.parquet")]
+    stamps = {str(datetime.datetime.fromtimestamp(int(n[:20]) / 1e9)) for n in names}
+    dated = {r["t"] for r in rows(old_store, "SELECT DISTINCT created_at AS t FROM problem_rows")}
+    assert dated and dated <= stamps, (dated, stamps)

@@ -104,6 +104,30 @@ def test_resume_after_kill_is_exact(setup, reference, hook, lines):
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step-000002", "step-000004", "step-000006"]
 
 
+@pytest.mark.parametrize("hook, lines", [
+    ({"CURATE_TRAIN_KILL_AT_STEP": "1"}, 1),  # before the first state (step 2)
+    ({"CURATE_TRAIN_KILL_IN_SAVE": "state:2"}, 2),  # inside the first state save, before COMPLETE
+], ids=["before-first-state", "in-first-state-save"])
+def test_a_run_killed_before_its_first_state_resumes_from_step_0(setup, reference, hook, lines):
+    name = "early-" + next(iter(hook.values())).replace(":", "")
+    cfg = _config(setup, name)
+    out = setup / name
+    assert _train(cfg, env=hook).returncode == 17
+    assert len(_metrics(out)) == lines and not list((out / "state").glob("step-*/COMPLETE"))
+    again = _train(cfg)  # a plain rerun still points at --resume
+    assert again.returncode == 2 and "pass --resume" in again.stderr
+    r = _train(cfg, "--resume", "--json")
+    assert r.returncode == 0, r.stderr
+    assert "no complete state in" in r.stderr and "starting from step 0 of 6" in r.stderr
+    assert json.loads(r.stdout)["resumed_from"] == 0
+    got, ref = _metrics(out), _metrics(reference)
+    assert [g["step"] for g in got] == [1, 2, 3, 4, 5, 6]
+    for g, e in zip(got, ref):
+        assert abs(g["loss"] - e["loss"]) <= 1e-6 and abs(g["grad_norm"] - e["grad_norm"]) <= 1e-6
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step-000002", "step-000004", "step-000006"]
+    assert [p.name for p in (out / "state").iterdir()] == ["step-000006"]
+
+
 def test_checkpoints_carry_their_lineage(reference):
     from curate.train.layout import checkpoint_info, run_lineage
 

@@ -59,6 +59,9 @@ def _click():
 
 def main() -> None:
     """Console entry point: run the app, mapping known errors and usage errors to one line."""
+    from curate import cpus
+
+    cpus.configure()  # before anything imports torch: thread counts from the CPUs this process may use
     click = _click()
     try:
         rv = app(standalone_mode=False, prog_name="curate")

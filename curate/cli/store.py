@@ -62,8 +62,9 @@ def doctor(
     rep, built = run_doctor(open_store(store), rebuild_catalog=rebuild)
     if not emit_json({**rep.to_dict(), "rebuild": built.to_dict() if built else None}, json_):
         if built:
+            kept = f"old catalog kept as {built.kept_as}" if built.kept_as else "there was no catalog before"
             out_console.print(f"rebuilt {built.catalog}: {built.problems} problems, {built.samples} samples, "
-                              f"{built.verdicts} verdicts from {built.shards} shards; old catalog kept as {built.kept_as}",
+                              f"{built.verdicts} verdicts from {built.shards} shards and {built.records} records; {kept}",
                               markup=False)
         for line in rep.problems:
             out_console.print(f"[red]problem:[/] {escape(line)}")

@@ -6,6 +6,7 @@ The SQL lives in curate.store.selection.
 """
 from __future__ import annotations
 
+import contextlib
 import shutil
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -25,7 +26,7 @@ def mix_recipe(recipe: Recipe, store: Any, out: str | Path, overwrite: bool = Fa
     Points that differ only in knobs applied after selection (incorrect_fraction, truncation) share
     one selection, and every point is checked before any is written: a sweep writes all or nothing.
     """
-    from curate.errors import ConfigError
+    from curate.errors import ConfigError, OutputError
     from curate.mix import build, export
 
     say = progress or (lambda msg: None)
@@ -62,14 +63,17 @@ def mix_recipe(recipe: Recipe, store: Any, out: str | Path, overwrite: bool = Fa
                 manifest, tmp = export.stage(build.finish(store, selected, r), target)
                 staged.append((tmp, target))
                 manifests[suffix] = manifest
-    except BaseException:
+        for tmp, target in staged:
+            export.commit(tmp, target)
+    except BaseException as e:
         for tmp, _ in staged:
             shutil.rmtree(tmp, ignore_errors=True)
         if not existed and out.is_dir() and not any(out.iterdir()):
-            out.rmdir()
+            with contextlib.suppress(OSError):
+                out.rmdir()
+        if isinstance(e, OSError):  # disk full, read-only, permission denied: one line, not a traceback
+            raise OutputError.from_os(e, out, "the mixture") from None
         raise
-    for tmp, target in staged:
-        export.commit(tmp, target)
     return [manifests[suffix] for suffix, _ in points]
 
 

@@ -8,11 +8,13 @@ files, quarantined shards) are reported but are not problems.
 
 rebuild(store) builds a fresh catalog from durable files only, and keeps the old one aside:
 - samples and their features: from the shards (`shards/*.parquet`, including pending ones);
-- problems, verdicts, evaluation results and planned eval samples: from the write-ahead records every
-  write leaves in `records/` (see store.py and store/evals.py), replayed in write order;
-- lost: `created_at` of samples (the rebuild time is used), import resume marks (an import rerun then
-  re-reads its source and stores nothing new), and anything written by a curate that did not yet keep
-  records (problems and verdicts of such stores cannot be recovered; the check says so).
+- problems, verdicts, evaluation results, planned eval samples, study run records and run renames, with
+  their created_at/recorded_at: from the write-ahead records every write leaves in `records/`
+  (journal.py), replayed in write order through one connection;
+- lost: `created_at` of samples and `committed_at` of shards (the rebuild time is used), import resume
+  marks (an import rerun then re-reads its source and stores nothing new), and anything written by a
+  curate that did not yet keep records (problems and verdicts of such stores cannot be recovered; the check
+  says so); records written before they carried their time give their rows the time of the record's name.
 Test: tests/test_doctor.py.
 """
 from __future__ import annotations
@@ -27,7 +29,7 @@ import duckdb
 import pyarrow.parquet as pq
 
 from curate.errors import StoreError, first_line
-from curate.store import keys
+from curate.store import journal, keys
 from curate.store import shards as shard_io
 
 TABLES = ("curate_migrations", "problem_rows", "sample_rows", "verdict_rows", "shard_rows", "import_progress")
@@ -173,6 +175,7 @@ class RebuildReport:
     samples: int = 0
     verdicts: int = 0
     shards: int = 0
+    records: int = 0
     seconds: float = 0.0
 
     def to_dict(self) -> dict:
@@ -181,7 +184,6 @@ class RebuildReport:
 
 def rebuild(store) -> RebuildReport:
     """A new catalog from the records and shards; the old one is kept as catalog.duckdb.damaged-<time>."""
-    from curate.store import evals
     from curate.store.connection import lock_timeout
     from curate.store.locking import store_lock
     from curate.store.store import TraceStore
@@ -198,18 +200,12 @@ def rebuild(store) -> RebuildReport:
         fresh.path.mkdir()
         fresh.keep_records = False
         fresh.unlink_empty_shards = False
-        fresh.init()
-        for kind, path in store.record_files():
-            table = pq.read_table(path)
-            if kind == "problems":
-                fresh.add_problem_table(table)
-            elif kind == "verdicts":
-                fresh.add_verdict_table(table, replace=path.stem.endswith("-replace"))
-            elif kind == "eval_samples":
-                evals.plan_sample_table(fresh, table)
-            else:
-                evals.write_eval_table(fresh, table, replace=path.stem.endswith("-replace"))
-        fresh.commit_pending()
+        files = store.record_files()
+        with fresh.session():  # one connection for the whole replay, checkpointed once at the end
+            for kind, path in files:
+                journal.replay(fresh, kind, path)
+            fresh.commit_pending()
+        rep.records = len(files)
         counts = fresh.counts()
         rep.problems, rep.samples, rep.verdicts, rep.shards = (counts[k] for k in ("problems", "samples", "verdicts", "shards"))
         store.warnings += fresh.warnings
@@ -226,7 +222,17 @@ def rebuild(store) -> RebuildReport:
     return rep
 
 
-def doctor(store, rebuild_catalog: bool = False) -> tuple[CheckReport, RebuildReport | None]:
-    """What `curate doctor` runs: an optional rebuild, then the check of the result."""
+def doctor(store, rebuild_catalog: bool = False, compact: bool = True) -> tuple[CheckReport, RebuildReport | None]:
+    """What `curate doctor` runs: an optional rebuild, then the check of the result; a healthy store's
+    records are then compacted (journal.compact), noted in the report."""
     built = rebuild(store) if rebuild_catalog else None
-    return check(store), built
+    rep = check(store)
+    if compact and rep.ok and store.records_dir.exists():
+        try:
+            removed = journal.compact(store)
+        except StoreError as e:  # a check must not fail because the disk is full: the records stay as they are
+            rep.notes.append(f"records not compacted ({e.message})")
+        else:
+            if removed:
+                rep.notes.append(f"compacted {store.records_dir}: {removed} record files replaced by one per kind")
+    return rep, built

@@ -21,7 +21,7 @@ import pyarrow as pa
 from curate.errors import InputError
 from curate.store.queries import literal
 from curate.store.sqlcheck import check_predicate
-from curate.store.store import discard_record
+from curate.store.journal import discard_record, stamped
 
 EVAL_KEY = ("run", "checkpoint", "step", "suite", "benchmark", "metric", "settings_hash")
 EVAL_SCHEMA = pa.schema([
@@ -102,6 +102,7 @@ def write_eval_table(store, table: pa.Table, replace: bool = False) -> int:
     """The upsert itself, from a table in EVAL_SCHEMA (also how `curate doctor --rebuild` replays records);
     returns the rows written, 0 when every row is already stored as it is. `replace` (an import) first deletes
     the rows earlier imports of the same files wrote; its record is marked `-replace` so a rebuild does the same."""
+    table = stamped(table)  # the rows' created_at, the same in the record and the catalog
     match = " AND ".join(f"e.{k} IS NOT DISTINCT FROM n.{k}" for k in EVAL_KEY)
     cols = ", ".join(f"n.{c}" if c != "details" else "n.details::JSON" for c in EVAL_COLUMNS)
     with store._write() as con:
@@ -119,7 +120,7 @@ def write_eval_table(store, table: pa.Table, replace: bool = False) -> int:
             if replace:
                 con.execute(f"DELETE FROM eval_rows e WHERE {_SAME_FILE}")
             con.execute(f"DELETE FROM eval_rows e USING new_evals n WHERE {match}")
-            con.execute(f"INSERT INTO eval_rows SELECT {cols}, now() FROM new_evals n")
+            con.execute(f"INSERT INTO eval_rows SELECT {cols}, n.created_at FROM new_evals n")
 
         record = store._write_record("evals", table, replace)  # a durable copy first: a rebuilt catalog keeps the results
         try:
@@ -150,6 +151,7 @@ def plan_samples(store, rows: list[dict]) -> int:
 
 def plan_sample_table(store, table: pa.Table) -> int:
     """The insert itself, from a table in PLAN_SCHEMA (also how `curate doctor --rebuild` replays records)."""
+    table = stamped(table)
     with store._write() as con:
         con.register("planned", table)
         try:
@@ -163,7 +165,7 @@ def plan_sample_table(store, table: pa.Table) -> int:
                 return 0
             record = store._write_record("eval_samples", new)
             try:
-                con.execute("INSERT INTO eval_sample_rows SELECT *, now() FROM new_planned")
+                con.execute("INSERT INTO eval_sample_rows SELECT * FROM new_planned")
             except BaseException:
                 discard_record(record)
                 raise

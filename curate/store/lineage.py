@@ -4,12 +4,15 @@ mixture (fingerprint and manifest), recipe (file and hash) and the store snapsho
 
     SELECT run, step, benchmark, value, condition, recipe_file, recipe_hash, manifest FROM lineage
 The table is created by migration 0004_study_runs (0006 adds the run id it is joined on);
-`create_lineage_view` is called by views.create_views.
+`create_lineage_view` is called by views.create_views. Study records and run renames leave write-ahead records
+(journal.py), so a rebuilt catalog keeps them.
 Test: tests/test_study.py.
 """
 from __future__ import annotations
 
 import pyarrow as pa
+
+from curate.store.journal import RENAME_SCHEMA, discard_record, stamped
 
 STUDY_RUN_SCHEMA = pa.schema([
     ("run", pa.string()), ("study", pa.string()), ("study_file", pa.string()), ("cell", pa.string()),
@@ -71,19 +74,28 @@ def create_lineage_view(con) -> None:
 
 def record_run(store, row: dict) -> None:
     """Insert or replace what a study knows about one training run (keyed by its run id, else by study and run)."""
-    table = pa.Table.from_pylist([{c: row.get(c) for c in STUDY_RUN_COLUMNS}], schema=STUDY_RUN_SCHEMA)
+    record_run_table(store, pa.Table.from_pylist([{c: row.get(c) for c in STUDY_RUN_COLUMNS}], schema=STUDY_RUN_SCHEMA))
+
+
+def record_run_table(store, table: pa.Table) -> None:
+    """The replace itself, from a one-row table (also how `curate doctor --rebuild` replays records)."""
+    table = stamped(table, "recorded_at")
     cols = ", ".join(STUDY_RUN_COLUMNS)
     with store._write() as con:
+        record = store._write_record("study_runs", table)  # a durable copy first: a rebuilt catalog keeps it
         con.register("new_run", table)
 
         def replace() -> None:
             con.execute("""DELETE FROM study_run_rows s USING new_run n WHERE
                            CASE WHEN n.run_id IS NOT NULL THEN s.run_id = n.run_id OR (s.run_id IS NULL AND s.run = n.run AND s.study = n.study)
                                 ELSE s.run = n.run AND s.study = n.study END""")
-            con.execute(f"INSERT INTO study_run_rows ({cols}, recorded_at) SELECT {cols}, now() FROM new_run")
+            con.execute(f"INSERT INTO study_run_rows ({cols}, recorded_at) SELECT {cols}, recorded_at FROM new_run")
 
         try:
             store._transaction(con, replace)
+        except BaseException:
+            discard_record(record)
+            raise
         finally:
             con.unregister("new_run")
 
@@ -96,6 +108,8 @@ def retire_run(store, run: str, new_name: str, suite: str | None = None) -> int:
     where = "run = $1" + (" AND suite = $3" if suite else "")
     params = [run, new_name] + ([suite] if suite else [])
     with store._write() as con:
+        record = store._write_record("renames", pa.table({"run": [run], "new_name": [new_name], "suite": [suite]},
+                                                         schema=RENAME_SCHEMA))
 
         def rename() -> int:
             n = con.execute(f"UPDATE eval_rows SET run = $2 WHERE {where}", params).fetchone()[0]
@@ -104,7 +118,11 @@ def retire_run(store, run: str, new_name: str, suite: str | None = None) -> int:
                 con.execute("UPDATE study_run_rows SET run = $2 WHERE run = $1", [run, new_name])
             return int(n)
 
-        return store._transaction(con, rename)
+        try:
+            return store._transaction(con, rename)
+        except BaseException:
+            discard_record(record)
+            raise
 
 
 def read_lineage(store, run: str) -> list[dict]:

@@ -9,12 +9,14 @@ Committing a shard is one transaction (insert rows + register the shard), so a k
 the shard either fully committed or still pending; the next commit picks it up without duplicates.
 
 One writer or many readers at a time: every connection holds the store lock (locking.py) from before DuckDB
-opens the catalog until after it has closed it, and a writer checkpoints before it lets go, so a reader never
-replays a WAL. A failure to write (disk full, read-only, permission denied) is a StoreError naming the path
+opens the catalog until after it has closed it, and a writer checkpoints before it lets go, so a reader
+normally replays no WAL. When that checkpoint fails (disk full), what the writer committed stays in
+`catalog.duckdb.wal`: readers see it, and the next write on a healthy disk checkpoints it away. A failure to write (disk full, read-only, permission denied) is a StoreError naming the path
 and cause; a shard is set aside in `quarantine/` only when reading it fails on its own.
 
-Problems and verdicts also leave write-ahead records (`records/<kind>/*.parquet`, written before their
-transaction, removed if it fails), so `curate doctor --rebuild` can rebuild a damaged catalog from files.
+Problems, verdicts, eval results and study records also leave write-ahead records (journal.py:
+`records/<kind>/*.parquet`, written before their transaction, removed if it fails, carrying the rows'
+created_at), so `curate doctor --rebuild` can rebuild a damaged catalog from files.
 """
 from __future__ import annotations
 
@@ -24,7 +26,6 @@ import hashlib
 import itertools
 import json
 import os
-import time
 import uuid
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -37,8 +38,9 @@ import pyarrow.parquet as pq
 
 from curate.errors import InputError, StoreError, StoreVersionError, first_line
 from curate.records import Problem, Sample, Verdict, canonical_json
-from curate.store import commit, keys
+from curate.store import commit, journal, keys
 from curate.store import shards as shard_io
+from curate.store.journal import discard_record  # noqa: F401 (re-exported for writers of records)
 from curate.store.connection import connect, connect_readonly, lock_down, lock_timeout, run_query
 from curate.store.locking import store_lock
 from curate.store.migrations import KNOWN, MIGRATIONS
@@ -49,6 +51,7 @@ CATALOG = "catalog.duckdb"
 SHARD_ROWS = 131_072  # rows per shard file: bounded reader memory, and parallel writes for big batches
 SHARDS = "shards"
 RECORDS = "records"
+_OS_CAUSES = ("No space left on device", "Read-only file system", "Permission denied", "Disk quota exceeded")
 WRITE_HINT = "free space or fix the permissions, then rerun the same command; `curate doctor` checks the store"
 
 PROBLEM_SCHEMA = pa.schema(
@@ -84,6 +87,7 @@ class TraceStore:
         self.db_path = self.path / CATALOG
         self.shard_dir = self.path / SHARDS
         self.records_dir = self.path / RECORDS
+        self._session: duckdb.DuckDBPyConnection | None = None
         self.keep_records = True  # both off only while `curate doctor --rebuild` replays records and shards
         self.unlink_empty_shards = True
         self.warnings: list[str] = []
@@ -100,6 +104,8 @@ class TraceStore:
     def write_error(self, e: BaseException, what: str | None = None) -> StoreError:
         """One line naming the store (or file) and the cause of a failed write."""
         cause = e.strerror if isinstance(e, OSError) and e.strerror else first_line(e)
+        known = [c for c in _OS_CAUSES if c in cause]
+        cause = known[0] if known and not isinstance(e, OSError) else cause  # DuckDB wraps the OS error in prose
         where = what or (e.filename if isinstance(e, OSError) and e.filename else None)
         return StoreError(f"cannot write to the store {self.path}: {cause}" + (f" ({where})" if where else ""),
                           hint=WRITE_HINT)
@@ -110,11 +116,14 @@ class TraceStore:
             try:
                 d.mkdir(parents=True, exist_ok=True)
                 probe = d / f".tmp-probe-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-                with open(probe, "wb") as f:
-                    f.write(b"\0" * 4096)  # a real block, so a full disk shows here and not after generating
-                    f.flush()
-                    os.fsync(f.fileno())
-                probe.unlink()
+                try:
+                    with open(probe, "wb") as f:
+                        f.write(b"\0" * 4096)  # a real block, so a full disk shows here and not after generating
+                        f.flush()
+                        os.fsync(f.fileno())
+                finally:
+                    with contextlib.suppress(OSError):
+                        probe.unlink()
             except OSError as e:
                 raise self.write_error(e, str(d)) from None
         for f in (self.db_path, Path(str(self.db_path) + ".wal")):
@@ -122,8 +131,21 @@ class TraceStore:
                 raise self.write_error(PermissionError(13, "Permission denied"), str(f))
 
     @contextlib.contextmanager
+    def session(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """Hold one write connection across many writes (a rebuild's replay): every `_write` inside reuses it."""
+        with self._write() as con:
+            self._session = con
+            try:
+                yield con
+            finally:
+                self._session = None
+
+    @contextlib.contextmanager
     def _write(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """The single writer: the store lock, a read-write connection, and a checkpoint before letting go."""
+        if self._session is not None:
+            yield self._session
+            return
         try:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as e:
@@ -134,7 +156,11 @@ class TraceStore:
             try:
                 self._migrate(con)
                 yield con
-                con.execute("CHECKPOINT")  # the WAL never outlives its writer, so no reader replays one
+                try:
+                    con.execute("CHECKPOINT")  # a WAL outlives its writer only when this fails
+                except duckdb.Error as e:
+                    raise self.write_error(e, f"checkpointing {self.db_path.name}; what was committed is kept in "
+                                              f"{self.db_path.name}.wal until the next write") from None
                 failed = False
             except duckdb.Error as e:
                 raise self.write_error(e) from None
@@ -253,7 +279,7 @@ class TraceStore:
             n = con.execute(
                 """INSERT INTO problem_rows
                 SELECT $1 + row_number() OVER (), n.id, n.source, n.domain, n.prompt, n.reference::JSON,
-                       n.metadata::JSON, n.split, now()
+                       n.metadata::JSON, n.split, n.created_at
                 FROM new_problems n ANTI JOIN problem_rows p ON p.id = n.id""", [base]).fetchone()[0]
             if n and con.execute("SELECT count(*) FROM sample_rows WHERE pkey IS NULL").fetchone()[0]:
                 con.execute("""UPDATE sample_rows s SET pkey = p.pkey FROM problem_rows p
@@ -264,39 +290,27 @@ class TraceStore:
 
     def _recorded_write(self, kind: str, table: pa.Table, name: str, body: Callable, replace: bool = False):
         """Leave the write-ahead record of `table`, then run body(con) in one transaction with `table`
-        registered as `name`. The record is removed again when the write fails."""
-        record = self._write_record(kind, table, replace)
-        try:
-            with self._write() as con:
+        registered as `name`. The record is removed again when the transaction fails."""
+        table = journal.stamped(table)  # the rows' created_at, the same in the record and the catalog
+        with self._write() as con:
+            # Written under the write lock, so a record compaction sees belongs to a finished transaction;
+            # kept when only the checkpoint after the commit fails (the rows are committed then).
+            record = self._write_record(kind, table, replace)
+            try:
                 con.register(name, table)
                 out = self._transaction(con, lambda: body(con))
                 con.unregister(name)
                 return out
-        except BaseException:
-            discard_record(record)
-            raise
+            except BaseException:
+                discard_record(record)
+                raise
 
-    # ------------------------------------------------------------------ write-ahead records (for rebuilds)
+    # ------------------------------------------------------------------ write-ahead records (journal.py)
     def _write_record(self, kind: str, table: pa.Table, replace: bool = False) -> Path | None:
-        """Durable copy of a problem/verdict batch, written before its transaction (see the module docstring).
-
-        Names sort in write order (nanosecond clock, then a random part); `-replace` marks a relabel batch."""
-        if not self.keep_records or table.num_rows == 0:
-            return None
-        name = f"{time.time_ns():020d}-{uuid.uuid4().hex[:12]}" + ("-replace" if replace else "")
-        try:
-            return shard_io.write_atomic(table, self.records_dir / kind, name)
-        except OSError as e:
-            raise self.write_error(e) from None
+        return journal.write_record(self, kind, table, replace)
 
     def record_files(self) -> list[tuple[str, Path]]:
-        """(kind, path) of every record, problems first, each kind in write order."""
-        out = []
-        for kind in ("problems", "verdicts", "eval_samples", "evals"):
-            d = self.records_dir / kind
-            if d.exists():
-                out += [(kind, p) for p in sorted(d.glob("*.parquet")) if not p.name.startswith(".tmp-")]
-        return out
+        return journal.record_files(self)
 
     def write_shard(self, samples: Iterable[Sample] | pa.Table, prefix: str = "s") -> list[Path]:
         """Producer side: write samples (with features) as pending shards. No catalog lock is taken.
@@ -368,7 +382,7 @@ class TraceStore:
                     WHERE v.sample_id = n.sample_id AND v.verifier = n.verifier AND v.version = n.version""")
             cols = ", ".join(keys.VERDICT_COLUMNS)
             n = con.execute(
-                f"""INSERT INTO verdict_rows (skey, {cols}, created_at) SELECT n.skey, {', '.join('n.' + c for c in keys.VERDICT_COLUMNS)}, now()
+                f"""INSERT INTO verdict_rows (skey, {cols}, created_at) SELECT n.skey, {', '.join('n.' + c for c in keys.VERDICT_COLUMNS)}, n.created_at
                 FROM keyed_verdicts n
                 ANTI JOIN verdict_rows v ON v.sample_id = n.sample_id AND v.verifier = n.verifier AND v.version = n.version"""
             ).fetchone()[0]
@@ -540,13 +554,6 @@ class TraceStore:
             ).fetchone()
         digest = hashlib.sha256(canonical_json([str(x) for x in r]).encode()).hexdigest()[:16]
         return {"id": digest, "problems": int(r[0]), "samples": int(r[2]), "verdicts": int(r[4])}
-
-
-def discard_record(record: Path | None) -> None:
-    """Remove the record of a batch whose transaction failed (best effort: a rebuild would only re-add it)."""
-    if record is not None:
-        with contextlib.suppress(OSError):
-            record.unlink()
 
 
 def _problem(r: dict) -> Problem:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import yaml
 
+from curate import cpus
 from curate.errors import ConfigError, CurateError, InputError, first_line
 from curate.train.config import TrainConfig, config_from_dict, diff_fingerprints, fingerprint, load_config
 from curate.train.data import load_messages, prepare, steps_per_epoch, validate_messages
@@ -88,9 +89,8 @@ def _check_output_dir(cfg: TrainConfig, out: Path, resume: bool) -> None:
     if diffs:
         raise ConfigError(f"--resume: the config does not match the run in '{out}': " + "; ".join(diffs),
                           hint="only checkpoint, logging, launch and train.max_steps may change on resume")
-    if latest_state(out) is None:
-        raise InputError(f"--resume: '{out}' has no complete resumable state yet",
-                         hint="set checkpoint.state_every, or start over in a new output_dir")
+    # No complete state yet (killed before or during the first state save): the resume starts at step 0,
+    # over the same prepared data; the steps it re-runs overwrite their stale metrics and exports.
 
 
 def _saved_report(out: Path) -> dict:
@@ -193,7 +193,8 @@ def prepare_run(cfg: TrainConfig, resume: bool, echo=print) -> dict:
     if resume:
         if _saved_report(out).get("digest") != report["digest"]:
             raise ConfigError(f"--resume: the tokenized data differs from the run in '{out}' (dataset or tokenizer changed)")
-        resumed_from = state_step(latest_state(out))
+        state = latest_state(out)
+        resumed_from = state_step(state) if state is not None else 0
         if not (out / LINEAGE).exists():
             write_atomic(out / LINEAGE, json.dumps(lineage_for(cfg), indent=2) + "\n")
     else:
@@ -321,11 +322,15 @@ def train_from_config(config_path: str | Path, overrides: list[str] | None = Non
         if plan:
             echo(describe_data(plan["report"], cfg, plan["total_steps"]))
             if resume:
-                echo(f"resuming from step {plan['resumed_from']} of {plan['total_steps']} ({latest_state(out)})")
+                state = latest_state(out)
+                echo(f"resuming from step {plan['resumed_from']} of {plan['total_steps']} ({state})" if state else
+                     f"no complete state in '{out}' yet: starting from step 0 of {plan['total_steps']}")
         if _single_process(cfg):
             with _stop_on_signals(out):
                 _run_here(out, resume)
         else:
+            os.environ.update(cpus.per_child(torchrun_nproc() if cfg.launch.nproc_per_node == "auto"
+                                              else cfg.launch.nproc_per_node))  # each rank its share of the CPUs
             rc = run_torchrun(torchrun_command(cfg, resume), lock, stdout)
             if rc != 0:
                 raise CurateError(f"training exited with status {rc}",
