@@ -218,7 +218,7 @@ class TraceStore:
         """(path, shard_no) of every committed shard with rows whose file looks whole, in shard_no order."""
         out = []
         for name, number in con.execute("SELECT name, shard_no FROM shard_rows WHERE rows > 0 ORDER BY shard_no").fetchall():
-            p = self.shard_dir / f"{name}.parquet"
+            p = shard_io.shard_path(self.shard_dir, name)
             if shard_io.looks_complete(p):
                 out.append((str(p.resolve()), number))
             else:
@@ -458,7 +458,7 @@ class TraceStore:
         plan: dict[str, list[tuple[str, str, int]]] = {}
         for sid, pid, shard, row in zip(ids, pids, shards, rows):
             plan.setdefault(shard, []).append((sid, pid, int(row)))
-        return [(self.shard_dir / f"{shard}.parquet", items) for shard, items in plan.items()], probs
+        return [(shard_io.shard_path(self.shard_dir, shard), items) for shard, items in plan.items()], probs
 
     @staticmethod
     def shard_texts(path: Path, rows: list[int]) -> list[str] | None:
