@@ -21,6 +21,7 @@ import pytest
 from curate.errors import StoreError
 from curate.records import Problem, Sample
 from curate.store import TraceStore
+from curate.store.connection import BASE_CONFIG
 from tests.helpers import ROOT
 
 SECRET = "HOSTSECRET-51c2e8"
@@ -115,3 +116,71 @@ def test_pending_file_whose_name_is_no_shard_name_is_quarantined(world):
     with pytest.warns(UserWarning, match="not a shard file name"):
         st.commit_pending()
     st.query("SELECT text FROM traces")  # the store still opens
+
+
+# ---------------------------------------------------------------- catalog objects
+HOSTILE_OBJECTS = [
+    ("CREATE MACRO read_parquet(x, filename := false, file_row_number := false) AS TABLE "
+     "SELECT content AS text FROM read_text('{secret}')", "table macro read_parquet"),
+    ("CREATE MACRO md5(x) AS 'forged'", "macro md5"),
+    ("CREATE VIEW planted AS SELECT content FROM read_text('{secret}')", "view planted"),
+    ("ALTER TABLE shard_rows RENAME TO kept_shard_rows; CREATE VIEW shard_rows AS "
+     "SELECT content AS name, 1 AS shard_no, 1 AS rows FROM read_text('{secret}')", "view shard_rows"),
+]
+
+
+@pytest.mark.parametrize("sql, needle", HOSTILE_OBJECTS)
+def test_catalog_with_macros_views_or_triggers_is_refused_by_readers_and_writers(world, sql, needle):
+    st = world["store"]
+    tamper(st, *sql.format(secret=world["host"] / "secret.txt").split("; "))
+    refused(curate(world, "sql", "SELECT count(*) FROM problems"), "holds objects curate never creates", needle)
+    refused(curate(world, "stats"), needle)
+    refused(curate(world, "tasks", "add", "countdown", "--size", "2"), needle)  # a writer
+    with pytest.raises(StoreError, match="never creates"):
+        st.snapshot()  # the snapshot id could otherwise be forged with a macro md5
+    r = curate(world, "doctor")
+    assert r.returncode == 1 and needle in r.stdout + r.stderr and SECRET not in r.stdout + r.stderr
+
+
+def test_doctor_rebuild_replaces_a_tampered_catalog(world):
+    st = world["store"]
+    tamper(st, "CREATE MACRO md5(x) AS 'forged'")
+    r = curate(world, "doctor", "--rebuild")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert st.counts()["samples"] == 3 and len(st.snapshot()["id"]) == 16
+
+
+def test_triggers_are_refused_when_duckdb_has_them(world):
+    st = world["store"]
+    try:
+        tamper(st, "CREATE TRIGGER t AFTER INSERT ON problem_rows FOR EACH ROW DELETE FROM sample_rows")
+    except duckdb.Error:
+        pytest.skip("this DuckDB has no persistent triggers")
+    refused(curate(world, "sql", "SELECT 1"), "trigger t")
+
+
+def test_a_clean_catalog_is_checked_once_per_state(world, monkeypatch):
+    from curate.store import connection
+
+    st = world["store"]
+    seen = []
+    real = connection.check_catalog
+    monkeypatch.setattr(connection, "_trusted", set())
+    monkeypatch.setattr(connection, "check_catalog", lambda con, p: (seen.append(p), real(con, p))[1])
+    st.query("SELECT 1")
+    assert len(connection._trusted) == 1
+    st.query("SELECT 1")
+    st.add_problems([Problem(source="unit", domain="math", prompt="another", reference="1")])  # a writer keeps it trusted
+    st.query("SELECT count(*) FROM problems")
+    assert len(seen) == 4 and len(connection._trusted) >= 2
+    tamper(st, "CREATE MACRO md5(x) AS 'forged'")  # someone else's write changes the file's identity
+    with pytest.raises(StoreError, match="macro md5"):
+        st.query("SELECT 1")
+
+
+def test_writer_connections_load_no_extensions():
+    con = duckdb.connect(":memory:", config=BASE_CONFIG)
+    settings = dict(con.execute("SELECT name, value FROM duckdb_settings() WHERE name IN "
+                                "('autoinstall_known_extensions', 'autoload_known_extensions', "
+                                "'allow_community_extensions', 'python_enable_replacements')").fetchall())
+    assert set(settings.values()) == {"false"}, settings

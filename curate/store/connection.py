@@ -16,6 +16,12 @@ reaches DuckDB. It relies on DuckDB's own security settings, not on a filter of 
   the CPU count), then `lock_configuration = true`, so no SET/PRAGMA can undo any of this;
 - `run_query` adds a statement timeout (CURATE_SQL_TIMEOUT seconds, default 600, 0 for none) and turns
   Ctrl-C or SIGTERM into `connection.interrupt()` and one line, instead of a query that ignores them.
+Every connection, the writer's too, starts with extensions, community extensions, persistent secrets and
+replacement scans off (`BASE_CONFIG`), and `check_catalog` refuses a catalog holding anything curate never
+creates: a view, a macro (a persistent macro named `read_parquet` or `md5` replaces DuckDB's own in every
+query on the file, the writer's included) or a trigger. A catalog found clean is remembered by its file's
+identity (device, inode, size, mtime, ctime, and the WAL's), so a process checks it once, and a writer's
+own commit keeps it trusted (`trust_catalog`).
 What it does not do: spilling to `catalog.duckdb.tmp` beside the catalog stays on (DuckDB's own temp
 files, removed when the query ends), and reading the catalog file itself is allowed.
 Tested by tests/test_security.py.
@@ -78,20 +84,84 @@ def _is_lock_error(msg: str) -> bool:
     return "lock" in m and ("conflicting" in m or "could not set" in m or "resource temporarily unavailable" in m)
 
 
+# Start-up settings of every connection: nothing is fetched, loaded or read that the SQL does not name.
+BASE_CONFIG = {
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+    "allow_community_extensions": False,
+    "allow_persistent_secrets": False,
+    "python_enable_replacements": False,
+}
+
+# What a catalog may hold besides tables: nothing. Lists every view, macro and trigger outside DuckDB itself.
+_FOREIGN_OBJECTS = """
+    SELECT 'view ' || view_name FROM duckdb_views() WHERE NOT internal AND NOT temporary
+    UNION ALL SELECT replace(function_type, '_', ' ') || ' ' || function_name FROM duckdb_functions()
+        WHERE NOT internal AND function_type IN ('macro', 'table_macro')
+    UNION ALL SELECT 'trigger ' || trigger_name FROM duckdb_triggers()"""
+_trusted: set[tuple] = set()
+
+
+def _identity(db_path: Path) -> tuple | None:
+    """The catalog file and its WAL as they are now (None when the catalog cannot be stat'ed)."""
+    out: list = [str(db_path)]
+    for f in (db_path, Path(str(db_path) + ".wal")):
+        try:
+            st = os.stat(f)
+        except FileNotFoundError:
+            out.append(None)
+            continue
+        except OSError:
+            return None
+        out.append((st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
+    return tuple(out)
+
+
+def check_catalog(con: duckdb.DuckDBPyConnection, db_path: Path) -> None:
+    """Refuse a catalog that holds a view, macro or trigger (curate creates tables only): such an object
+    would run, or replace a built-in function, inside curate's own queries. Checked once per file state."""
+    key = _identity(db_path)
+    if key is not None and key in _trusted:
+        return
+    found = [r[0] for r in con.execute(_FOREIGN_OBJECTS).fetchall()]
+    if found:
+        listed = ", ".join(f[:60] for f in found[:3]) + (f" and {len(found) - 3} more" if len(found) > 3 else "")
+        raise StoreError(f"store {db_path.parent}: its catalog holds objects curate never creates ({listed}); "
+                         "refusing to open it",
+                         hint="the catalog was tampered with or is not a curate store; `curate doctor --rebuild` "
+                              "builds a clean one from the shards and records/")
+    if key is not None:
+        _trusted.add(key)
+
+
+def trust_catalog(db_path: Path) -> None:
+    """After a writer that opened a checked catalog closed it: its new state holds what curate wrote, tables only."""
+    key = _identity(db_path)
+    if key is not None:
+        _trusted.add(key)
+
+
 def connect(db_path: Path, *, read_only: bool, timeout: float | None = None,
             config: dict | None = None) -> duckdb.DuckDBPyConnection:
+    """A connection with BASE_CONFIG (plus `config`) to a catalog that passed `check_catalog`."""
     timeout = lock_timeout() if timeout is None else timeout
     msg = ""
     for _ in retry_waits(timeout, first=0.01):
         try:
-            con = duckdb.connect(str(db_path), read_only=read_only, config=config or {})
-            con.execute("SET enable_progress_bar = false")
-            return con
+            con = duckdb.connect(str(db_path), read_only=read_only, config={**BASE_CONFIG, **(config or {})})
         except duckdb.Error as e:
             msg = str(e)
             if not _is_lock_error(msg):
                 raise StoreError(f"cannot open the store catalog {db_path}: {first_line(e)}",
                                  hint="the file may be damaged or not a curate store") from None
+            continue
+        try:
+            con.execute("SET enable_progress_bar = false")
+            check_catalog(con, db_path)
+            return con
+        except BaseException:
+            con.close()
+            raise
     pid = re.search(r"PID (\d+)", msg)
     who = f"process {pid.group(1)}" if pid else "another process"
     raise StoreLocked(
@@ -103,11 +173,6 @@ def connect(db_path: Path, *, read_only: bool, timeout: float | None = None,
 def locked_config(limits: Limits) -> dict:
     """Settings fixed when the database starts (the rest need the database running: see `lock_down`)."""
     return {
-        "autoinstall_known_extensions": False,
-        "autoload_known_extensions": False,
-        "allow_community_extensions": False,
-        "allow_persistent_secrets": False,
-        "python_enable_replacements": False,
         "memory_limit": limits.memory_limit,
         "threads": limits.threads,
     }

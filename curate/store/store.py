@@ -39,7 +39,7 @@ from curate.errors import InputError, StoreError, StoreVersionError, first_line
 from curate.records import Problem, Sample, Verdict, canonical_json
 from curate.store import commit, keys
 from curate.store import shards as shard_io
-from curate.store.connection import connect, connect_readonly, lock_down, lock_timeout, run_query
+from curate.store.connection import connect, connect_readonly, lock_down, lock_timeout, run_query, trust_catalog
 from curate.store.locking import store_lock
 from curate.store.migrations import KNOWN, MIGRATIONS
 from curate.store.sqlcheck import check_predicate, check_statement, referenced_names
@@ -144,6 +144,7 @@ class TraceStore:
                 except duckdb.Error as e:
                     if not failed:  # an error already on its way is the one that matters
                         raise self.write_error(e) from None
+                trust_catalog(self.db_path)  # checked when opened; since then it gained only what we wrote
 
     @staticmethod
     def _transaction(con, body):
