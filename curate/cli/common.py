@@ -2,7 +2,11 @@
 and one `--json` emitter.
 
 Data is printed as rich Text (or escape()d inside our own markup) and emoji codes stay off: a trace saying
-`:x:` or `[bold]`, or a hint saying `pip install 'curate[vllm]'`, prints as written.
+`:x:` or `[bold]`, or a hint saying `pip install 'curate[vllm]'`, prints as written. Control characters in
+printed text (ESC and C1 sequences that recolour, retitle or clear a terminal or write its clipboard, BEL,
+and bidirectional overrides that reorder what a line shows) are printed as escapes (`\x1b`, `\u202e`) by
+both consoles, whatever the print call; table cells are made printable before layout so columns line up.
+`--json` escapes the same characters inside its strings (same values); `--csv` writes data byte for byte.
 """
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ import csv
 import io
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -17,6 +22,7 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.segment import Segment
 from rich.text import Text
 
 
@@ -27,8 +33,26 @@ def _width(stream) -> int | None:
     return 100_000
 
 
-err_console = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False, width=_width(sys.stderr))
-out_console = Console(highlight=False, soft_wrap=True, emoji=False, width=_width(sys.stdout))
+# C0 controls but newline and tab, DEL, C1 controls, and the bidirectional marks and overrides
+_UNPRINTABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str) -> str:
+    """`text` with every character that would control the terminal shown as its escape (ESC -> `\\x1b`)."""
+    return _UNPRINTABLE.sub(lambda m: f"\\x{ord(m[0]):02x}" if ord(m[0]) < 0x100 else f"\\u{ord(m[0]):04x}", text)
+
+
+class _Console(Console):
+    """A rich Console that never writes a control character it was given as text: rich's own styling and
+    cursor moves (control segments) are added after, so colours and progress bars still work."""
+
+    def _render_buffer(self, buffer):
+        return super()._render_buffer(seg if seg.control or not seg.text else Segment(printable(seg.text), seg.style)
+                                      for seg in buffer)
+
+
+err_console = _Console(stderr=True, highlight=False, soft_wrap=True, emoji=False, width=_width(sys.stderr))
+out_console = _Console(highlight=False, soft_wrap=True, emoji=False, width=_width(sys.stdout))
 
 DEFAULT_STORE = Path("curate-store")
 StoreOpt = Annotated[
@@ -68,14 +92,15 @@ def say(text: Any) -> None:
 def emit_json(data: Any, enabled: bool) -> bool:
     """With --json: print `data` as one JSON document on stdout and return True (the command is done)."""
     if enabled:
-        sys.stdout.write(json.dumps(data, default=str, ensure_ascii=False) + "\n")
+        text = json.dumps(data, default=str, ensure_ascii=False)  # escapes C0 controls; the rest only occur in strings
+        sys.stdout.write(_UNPRINTABLE.sub(lambda m: f"\\u{ord(m[0]):04x}", text) + "\n")
     return enabled
 
 
 def _cell(v) -> str:
     if v is None:
         return ""
-    s = str(v)
+    s = printable(str(v))
     return s if len(s) <= 200 else s[:197] + "..."
 
 
