@@ -1,0 +1,88 @@
+"""Hostile input files: import rows, YAML files and command-line options built to crash or exhaust a reader.
+
+Every case ends with one `error:` line naming the file and line (or the option), or, with --skip-bad, with
+the bad row listed and the good ones stored; never a traceback.
+Run: python -m pytest -q tests/test_security_inputs.py
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from curate import sources
+from curate.importer import import_dataset
+from curate.store import TraceStore
+from tests.helpers import ROOT
+
+GOOD = json.dumps({"prompt": "q", "response": "r", "answer": "1"})
+HOSTILE_LINES = [
+    ('{"prompt": "q", "response": "r", "x": ' + "[" * 100_000 + "]" * 100_000 + "}", "nested too deeply"),
+    ('{"prompt": "q", "response": "r", "x": ' + "1" * 5000 + "}", "4300 digits"),
+    ('{"prompt": "q", "response": "r", "answer": NaN}', "NaN is not a JSON value"),
+    ('{"prompt": "q", "response": "r", "answer": -Infinity}', "-Infinity is not a JSON value"),
+]
+
+
+def curate(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
+    return subprocess.run([sys.executable, "-m", "curate", *args], capture_output=True, text=True, timeout=120, cwd=cwd, env=env)
+
+
+def one_error_line(r: subprocess.CompletedProcess, *needles: str) -> str:
+    both = r.stdout + r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert r.returncode != 0 and "Traceback" not in both, both
+    assert lines[0].startswith("error:") and len(lines) <= 2, both
+    for n in needles:
+        assert n in lines[0], both
+    return lines[0]
+
+
+# ---------------------------------------------------------------- import rows
+@pytest.mark.parametrize("line, needle", HOSTILE_LINES)
+def test_hostile_jsonl_line_is_one_error_line(tmp_path, line, needle):
+    f = tmp_path / "data.jsonl"
+    f.write_text(GOOD + "\n" + line + "\n")
+    one_error_line(curate(tmp_path, "import", str(f), "--store", "st"), "data.jsonl:2: malformed JSON", needle)
+
+
+def test_hostile_lines_are_skipped_with_skip_bad(tmp_path):
+    f = tmp_path / "data.jsonl"
+    f.write_text("\n".join([line for line, _ in HOSTILE_LINES] + [GOOD]) + "\n")
+    rep = import_dataset(TraceStore(tmp_path / "st"), str(f), skip_bad=True)
+    assert rep.samples == 1 and len(rep.skipped) == len(HOSTILE_LINES)
+
+
+def test_an_overlong_line_is_read_past_in_bounded_pieces(tmp_path, monkeypatch):
+    monkeypatch.setattr(sources, "MAX_LINE_BYTES", 64)
+    f = tmp_path / "data.jsonl"
+    long = json.dumps({"prompt": "q", "response": "x" * 1000})
+    f.write_text(GOOD + "\n" + long + "\n" + json.dumps({"prompt": "q2", "response": "r"}) + "\n")
+    reads = []
+    real = sources._lines
+
+    def spy(fh, limit):
+        for raw, size in real(fh, limit):
+            reads.append(size if raw is None else len(raw))
+            yield raw, size
+
+    monkeypatch.setattr(sources, "_lines", spy)
+    st = TraceStore(tmp_path / "st")
+    rep = import_dataset(st, str(f), skip_bad=True)
+    assert rep.samples == 2 and len(rep.skipped) == 1 and "data.jsonl:2: line of 1,0" in rep.skipped[0]
+    assert reads[1] == len(long) + 1  # the whole long line was consumed, the next row read normally
+    with pytest.raises(Exception, match="longer than the limit of 64"):
+        import_dataset(TraceStore(tmp_path / "st2"), str(f))
+
+
+def test_parquet_answer_that_is_not_finite_is_a_bad_row(tmp_path):
+    pq.write_table(pa.table({"prompt": ["q", "q2"], "response": ["r", "r"], "answer": [float("nan"), 2.0]}),
+                   tmp_path / "data.parquet")
+    one_error_line(curate(tmp_path, "import", "data.parquet", "--store", "st"), "row 1", "answer", "finite")
