@@ -10,13 +10,20 @@ refusal is one ConfigError in the form `file:line: field: problem` (field is the
 - duplicate keys, compared by name (`1` and `"1"` collide): YAML would keep the last one silently;
 - numbers longer than MAX_NUMBER_CHARS characters (a 5,000-digit integer otherwise ends in Python's
   int-conversion ValueError), nesting deeper than MAX_DEPTH, files larger than MAX_BYTES, more than one
-  document, and Python-specific tags (SafeLoader's own rule).
+  document, and Python-specific tags (SafeLoader's own rule);
+- numbers that are not finite (`.inf`, `.nan`, `1e999`): no config field means them, and they cannot be
+  hashed into a recipe's or config's canonical JSON;
+- a path that is not a regular file (a FIFO or a device such as /dev/zero would never end), read at most
+  MAX_BYTES + 1 bytes whatever its size claims.
 `loads(text, origin, what)` does the same for text, and `parse_scalar(text, origin)` for one value from
 the command line (`--set key=value`, `--sweep key=1,2`).
 Tested by tests/test_security.py.
 """
 from __future__ import annotations
 
+import math
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +77,7 @@ class _Loader(yaml.SafeLoader):
             self._path.pop()
 
 
-def _check_tree(node, path: list) -> None:
+def _check_tree(node, path: list, loader: "_Loader") -> None:
     """Duplicate keys and oversized numbers, on the composed tree (no aliases, so its size is the file's)."""
     if isinstance(node, yaml.MappingNode):
         seen: dict[str, int] = {}
@@ -81,14 +88,17 @@ def _check_tree(node, path: list) -> None:
                     raise _Refused(key.start_mark, _field(path + [key]),
                                    f"duplicate key (first at line {seen[key.value]}); each key may appear once")
                 seen[key.value] = line
-            _check_tree(key, path)
-            _check_tree(value, path + [key])
+            _check_tree(key, path, loader)
+            _check_tree(value, path + [key], loader)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
-            _check_tree(item, path + [i])
-    elif isinstance(node, yaml.ScalarNode) and node.tag in _NUMBER_TAGS and len(node.value) > MAX_NUMBER_CHARS:
-        raise _Refused(node.start_mark, _field(path),
-                       f"a number of {len(node.value):,} characters; numbers are limited to {MAX_NUMBER_CHARS}")
+            _check_tree(item, path + [i], loader)
+    elif isinstance(node, yaml.ScalarNode) and node.tag in _NUMBER_TAGS:
+        if len(node.value) > MAX_NUMBER_CHARS:
+            raise _Refused(node.start_mark, _field(path),
+                           f"a number of {len(node.value):,} characters; numbers are limited to {MAX_NUMBER_CHARS}")
+        if node.tag == _NUMBER_TAGS[1] and not math.isfinite(loader.construct_yaml_float(node)):
+            raise _Refused(node.start_mark, _field(path), f"{node.value} is not a finite number")
 
 
 def _yaml_error(e: yaml.YAMLError, origin: str, lines: bool = True) -> ConfigError:
@@ -109,7 +119,7 @@ def loads(text: str, origin: str, what: str = "file", *, lines: bool = True) -> 
         root = loader.get_single_node()
         if root is None:
             return None, None
-        _check_tree(root, [])
+        _check_tree(root, [], loader)
         return loader.construct_document(root), root
     except _Refused as e:
         field = f" {e.field}:" if e.field else ""
@@ -128,10 +138,14 @@ def load_yaml(path: str | Path, what: str = "recipe") -> tuple[Any, Any]:
     """(data, root node) of the YAML file at `path`, or one ConfigError naming file, line and field."""
     path = Path(path)
     try:
-        size = path.stat().st_size
-        if size > MAX_BYTES:
-            raise ConfigError(f"{path}: {size:,} bytes is too large for a {what} (limit {MAX_BYTES:,})")
-        text = path.read_bytes().decode("utf-8")
+        # O_NONBLOCK: opening a FIFO must not wait for a writer before fstat can refuse it
+        with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise ConfigError(f"{path}: not a regular file; a {what} is a YAML file")
+            data = f.read(MAX_BYTES + 1)
+        if len(data) > MAX_BYTES:
+            raise ConfigError(f"{path}: too large for a {what} (limit {MAX_BYTES:,} bytes)")
+        text = data.decode("utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: cannot read this {what} ({type(e).__name__}: {str(e)[:200]})") from None
     return loads(text, str(path), what)

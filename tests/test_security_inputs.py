@@ -86,3 +86,38 @@ def test_parquet_answer_that_is_not_finite_is_a_bad_row(tmp_path):
     pq.write_table(pa.table({"prompt": ["q", "q2"], "response": ["r", "r"], "answer": [float("nan"), 2.0]}),
                    tmp_path / "data.parquet")
     one_error_line(curate(tmp_path, "import", "data.parquet", "--store", "st"), "row 1", "answer", "finite")
+
+
+# ---------------------------------------------------------------- YAML files and --set values
+def test_recipe_with_a_non_finite_number_is_one_error_line(tmp_path):
+    text = (ROOT / "recipes" / "countdown-toy.yaml").read_text()
+    (tmp_path / "r.yaml").write_text(text.replace("  - name: countdown\n", "  - name: countdown\n    weight: .inf\n", 1))
+    one_error_line(curate(tmp_path, "recipes", "validate", "r.yaml"), "r.yaml:", "sources.0.weight", ".inf is not a finite number")
+
+
+@pytest.mark.parametrize("value", [".nan", "-.Inf", "1.0e+999", "[1, .inf]", "{a: .NaN}"])
+def test_set_values_must_be_finite(value):
+    from curate.config import parse_set
+    from curate.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="is not a finite number"):
+        parse_set(f"train.lr={value}")
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "directory"])
+def test_a_yaml_path_that_is_no_regular_file_is_refused_without_waiting(tmp_path, kind):
+    import signal
+
+    from curate.errors import ConfigError
+    from curate.yamlfile import load_yaml
+
+    path = {"device": Path("/dev/zero"), "directory": tmp_path}.get(kind, tmp_path / "r.yaml")
+    if kind == "fifo":
+        os.mkfifo(path)
+    signal.signal(signal.SIGALRM, lambda *a: pytest.fail("the reader waited on the file"))
+    signal.alarm(10)
+    try:
+        with pytest.raises(ConfigError, match="not a regular file|cannot read"):
+            load_yaml(path)
+    finally:
+        signal.alarm(0)
