@@ -121,3 +121,40 @@ def test_a_yaml_path_that_is_no_regular_file_is_refused_without_waiting(tmp_path
             load_yaml(path)
     finally:
         signal.alarm(0)
+
+
+# ---------------------------------------------------------------- generate options
+@pytest.fixture(scope="module")
+def problem_store(tmp_path_factory):
+    from curate.records import Problem
+
+    st = TraceStore(tmp_path_factory.mktemp("gen") / "st")
+    st.add_problems([Problem(source="unit", domain="math", prompt=f"q{i}", reference=str(i)) for i in range(3)])
+    return st
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--temperature", "nan"], "temperature must be a finite number"),
+    (["--temperature", "inf"], "temperature must be a finite number"),
+    (["--min-p", "nan"], "min_p must be a finite number"),
+    (["--limit", "-1"], "--limit must be >= 1"),
+    (["--limit", "0"], "--limit must be >= 1"),
+    (["--option", "wrong_share=nan"], "expected a finite float"),
+    (["--backend", "openai", "--model", "m", "--option", "timeout_s=inf"], "expected a finite float"),
+    (["--backend", "openai", "--model", "m", "--option", "extra_body=" + "[" * 50_000], "extra_body"),
+    (["--backend", "openai", "--model", "m", "--option", 'extra_body={"temperature": 1.5, "model": "other"}'],
+     "extra_body may not set model, temperature"),
+])
+def test_generate_refuses_options_that_would_crash_or_misrecord(problem_store, args, needle):
+    before = problem_store.counts()
+    r = curate(problem_store.path.parent, "generate", "--store", str(problem_store.path), "--no-progress", *args)
+    one_error_line(r, needle)
+    assert problem_store.counts() == before
+
+
+def test_generate_with_a_limit_takes_that_many_problems(problem_store):
+    from curate.generate import RunConfig, SamplingParams, generate
+
+    rep = generate(problem_store, None, "synthetic", None, sampling=SamplingParams(),
+                   run_config=RunConfig(limit=2), dry_run=True, progress=False)
+    assert rep.problems == 2

@@ -57,6 +57,8 @@ class RunConfig:
             raise InputError(f"--n must be >= 1, got {self.n}")
         if self.flush_every < 1:
             raise InputError("flush_every must be >= 1")
+        if self.limit is not None and self.limit < 1:  # problems[:-1] would silently drop the last problem
+            raise InputError(f"--limit must be >= 1, got {self.limit}")
 
 
 @dataclass
