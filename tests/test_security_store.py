@@ -184,3 +184,16 @@ def test_writer_connections_load_no_extensions():
                                 "('autoinstall_known_extensions', 'autoload_known_extensions', "
                                 "'allow_community_extensions', 'python_enable_replacements')").fetchall())
     assert set(settings.values()) == {"false"}, settings
+
+
+def test_a_duckdb_without_triggers_still_checks_views_and_macros(world, monkeypatch):
+    from curate.store import connection
+
+    monkeypatch.setattr(connection, "_TRIGGERS", "\n    UNION ALL SELECT 'x' FROM no_such_function_here()")
+    monkeypatch.setattr(connection, "_has_triggers", [True])
+    monkeypatch.setattr(connection, "_trusted", set())
+    st = world["store"]
+    assert st.counts()["samples"] == 3 and connection._has_triggers == [False]
+    tamper(st, "CREATE MACRO md5(x) AS 'forged'")
+    with pytest.raises(StoreError, match="macro md5"):
+        st.counts()

@@ -24,7 +24,7 @@ identity (device, inode, size, mtime, ctime, and the WAL's), so a process checks
 own commit keeps it trusted (`trust_catalog`).
 What it does not do: spilling to `catalog.duckdb.tmp` beside the catalog stays on (DuckDB's own temp
 files, removed when the query ends), and reading the catalog file itself is allowed.
-Tested by tests/test_security.py.
+Tested by tests/test_security.py and tests/test_security_store.py.
 """
 from __future__ import annotations
 
@@ -97,9 +97,20 @@ BASE_CONFIG = {
 _FOREIGN_OBJECTS = """
     SELECT 'view ' || view_name FROM duckdb_views() WHERE NOT internal AND NOT temporary
     UNION ALL SELECT replace(function_type, '_', ' ') || ' ' || function_name FROM duckdb_functions()
-        WHERE NOT internal AND function_type IN ('macro', 'table_macro')
-    UNION ALL SELECT 'trigger ' || trigger_name FROM duckdb_triggers()"""
+        WHERE NOT internal AND function_type IN ('macro', 'table_macro')"""
+_TRIGGERS = "\n    UNION ALL SELECT 'trigger ' || trigger_name FROM duckdb_triggers()"
+_has_triggers = [True]  # DuckDB releases before triggers have no duckdb_triggers(): asked once, then left out
 _trusted: set[tuple] = set()
+
+
+def _foreign_objects(con: duckdb.DuckDBPyConnection) -> list[str]:
+    try:
+        return [r[0] for r in con.execute(_FOREIGN_OBJECTS + (_TRIGGERS if _has_triggers[0] else "")).fetchall()]
+    except duckdb.CatalogException:
+        if not _has_triggers[0]:
+            raise
+        _has_triggers[0] = False
+        return _foreign_objects(con)
 
 
 def _identity(db_path: Path) -> tuple | None:
@@ -123,7 +134,7 @@ def check_catalog(con: duckdb.DuckDBPyConnection, db_path: Path) -> None:
     key = _identity(db_path)
     if key is not None and key in _trusted:
         return
-    found = [r[0] for r in con.execute(_FOREIGN_OBJECTS).fetchall()]
+    found = _foreign_objects(con)
     if found:
         listed = ", ".join(f[:60] for f in found[:3]) + (f" and {len(found) - 3} more" if len(found) > 3 else "")
         raise StoreError(f"store {db_path.parent}: its catalog holds objects curate never creates ({listed}); "
