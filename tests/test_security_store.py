@@ -197,3 +197,36 @@ def test_a_duckdb_without_triggers_still_checks_views_and_macros(world, monkeypa
     tamper(st, "CREATE MACRO md5(x) AS 'forged'")
     with pytest.raises(StoreError, match="macro md5"):
         st.counts()
+
+
+# ---------------------------------------------------------------- links in the store folder
+def test_a_catalog_that_is_a_symlink_is_refused(world, tmp_path):
+    st = world["store"]
+    elsewhere = tmp_path / "other-app.duckdb"
+    st.db_path.rename(elsewhere)
+    st.db_path.symlink_to(elsewhere)
+    before = elsewhere.read_bytes()
+    refused(curate(world, "sql", "SELECT 1"), "is a symlink")
+    refused(curate(world, "tasks", "add", "countdown", "--size", "2"), "is a symlink")
+    assert elsewhere.read_bytes() == before
+
+
+def test_a_lock_file_linked_elsewhere_creates_nothing_there(world, tmp_path):
+    st = world["store"]
+    target = tmp_path / "host" / "created-by-curate"
+    (st.path / ".lock").unlink(missing_ok=True)
+    (st.path / ".lock").symlink_to(target)
+    refused(curate(world, "sql", "SELECT 1"), "cannot write to the store")
+    assert not target.exists()
+
+
+def test_records_linked_to_host_files_are_not_rebuilt_into_the_catalog(world):
+    st = world["store"]
+    link = st.records_dir / "problems" / "00000000000000000000-planted.parquet"
+    pq.write_table(pa.table({"id": ["p"], "source": [SECRET], "domain": ["math"], "prompt": ["q"], "reference": ["1"],
+                             "metadata": ["{}"], "split": ["train"]}), world["host"] / "problems.parquet")
+    link.symlink_to(world["host"] / "problems.parquet")
+    assert link not in [p for _, p in st.record_files()]
+    r = curate(world, "doctor", "--rebuild")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert SECRET not in str(st.query("SELECT source FROM problems").to_pylist())

@@ -291,12 +291,14 @@ class TraceStore:
             raise self.write_error(e) from None
 
     def record_files(self) -> list[tuple[str, Path]]:
-        """(kind, path) of every record, problems first, each kind in write order."""
+        """(kind, path) of every record, problems first, each kind in write order (regular files only: a
+        symlink could bring a file from outside the store into a rebuilt catalog)."""
         out = []
         for kind in ("problems", "verdicts", "eval_samples", "evals"):
             d = self.records_dir / kind
             if d.exists():
-                out += [(kind, p) for p in sorted(d.glob("*.parquet")) if not p.name.startswith(".tmp-")]
+                out += [(kind, p) for p in sorted(d.glob("*.parquet"))
+                        if not p.name.startswith(".tmp-") and not p.is_symlink() and p.is_file()]
         return out
 
     def write_shard(self, samples: Iterable[Sample] | pa.Table, prefix: str = "s") -> list[Path]:
