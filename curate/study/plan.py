@@ -148,7 +148,7 @@ def _prepare_argv(line: str, error) -> list[str]:
     if command not in PREPARE_COMMANDS:
         raise error(f"'{command[:40]}' cannot prepare a store; prepare runs {', '.join(PREPARE_COMMANDS)}")
     for a in argv:
-        if a == "--" or a in ("-s", "--store") or a.startswith(("--store=", "-s=")) or (a.startswith("-s") and len(a) > 2 and a[2] != "-"):
+        if a in ("--", "--store") or a.startswith(("--store=", "-s")):  # -s, -sPATH, -s=PATH
             raise error(f"'{a[:40]}': the study appends --store itself (set the study's `store`)")
     return argv
 
