@@ -141,3 +141,12 @@ def test_output_that_is_new_empty_or_a_study_folder_is_fine(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(InputError, match="not a folder"):
         run_study(study(tmp_path, out=tmp_path / "file"), dry_run=True, echo=lambda s: None)
+
+
+def test_study_plan_shows_the_prepare_commands(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "300"}
+    r = subprocess.run([sys.executable, "-m", "curate", "study", "plan", str(study(tmp_path))], capture_output=True,
+                       text=True, timeout=120, cwd=tmp_path, env=env)
+    assert r.returncode == 0, r.stderr
+    assert "prepare: commands that fill the store" in r.stdout
+    assert "curate tasks add countdown --size 30 --seed 0 --store" in r.stdout and "curate verify --workers 1" in r.stdout
