@@ -230,3 +230,30 @@ def test_records_linked_to_host_files_are_not_rebuilt_into_the_catalog(world):
     r = curate(world, "doctor", "--rebuild")
     assert r.returncode == 0, r.stdout + r.stderr
     assert SECRET not in str(st.query("SELECT source FROM problems").to_pylist())
+
+
+@pytest.mark.parametrize("name, target", [("catalog.duckdb.wal", "secret.txt"), ("catalog.duckdb.tmp", "/")])
+def test_a_wal_or_temp_folder_linked_elsewhere_is_refused(world, name, target):
+    st = world["store"]
+    (st.path / name).symlink_to(world["host"] / target if target != "/" else "/")
+    secret = world["host"] / "secret.txt"
+    refused(curate(world, "sql", f"SELECT content FROM read_text('{secret}')"), "is a symlink")
+    refused(curate(world, "generate", "--problems", f"id IN (SELECT content FROM '{secret}')"), "is a symlink")
+
+
+@pytest.mark.parametrize("pred, needle", [
+    ("id IN (SELECT content FROM '{secret}')", "secret.txt"),
+    ("id IN (SELECT id FROM '{private}')", "private.parquet"),
+    ("EXISTS (SELECT 1 FROM duckdb_databases WHERE path LIKE '%x%')", "duckdb_databases"),
+    ("EXISTS (SELECT 1 FROM duckdb_settings WHERE value LIKE '/%')", "duckdb_settings"),
+    ("id IN (SELECT id FROM main.problem_rows)", "main.problem_rows"),
+])
+def test_predicates_read_only_the_store_views(world, pred, needle):
+    pred = pred.format(secret=world["host"] / "secret.txt", private=world["host"] / "private.parquet")
+    refused(curate(world, "generate", "--problems", pred, "--dry-run"), "may read only the store's views", needle)
+
+
+def test_predicates_with_ctes_over_the_views_still_work(world):
+    st = world["store"]
+    got = st.problems("id IN (WITH t AS (SELECT problem_id FROM traces WHERE text_chars > 0) SELECT problem_id FROM t)")
+    assert len(got) == 3

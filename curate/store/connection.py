@@ -155,9 +155,13 @@ def trust_catalog(db_path: Path) -> None:
 def connect(db_path: Path, *, read_only: bool, timeout: float | None = None,
             config: dict | None = None) -> duckdb.DuckDBPyConnection:
     """A connection with BASE_CONFIG (plus `config`) to a catalog that passed `check_catalog`."""
-    if db_path.is_symlink():  # a writer would migrate and write whatever database it points at
-        raise StoreError(f"store catalog {db_path} is a symlink; refusing to open it",
-                         hint="a store's catalog.duckdb is a file inside the store folder (the folder itself may be a link)")
+    for f in (db_path, Path(f"{db_path}.wal"), Path(f"{db_path}.tmp")):
+        # A linked catalog would be migrated and written wherever it points; DuckDB lets even a locked-down
+        # connection read its WAL and anything under its temp folder, so a link there opens the host to SQL.
+        if f.is_symlink():
+            raise StoreError(f"store file {f} is a symlink; refusing to open the store",
+                             hint="catalog.duckdb, its .wal and its .tmp folder are files inside the store folder "
+                                  "(the store folder itself may be a link)")
     timeout = lock_timeout() if timeout is None else timeout
     msg = ""
     for _ in retry_waits(timeout, first=0.01):

@@ -8,8 +8,10 @@
   `verify --where`, a recipe's `where`) must be one boolean expression over the named view. It is parsed
   inside `SELECT 1 FROM view WHERE (...)` with `json_serialize_sql` and refused when it changes that
   query (a set operation, GROUP BY, ORDER BY, LIMIT, ...), closes a parenthesis it did not open (checked
-  on DuckDB's tokens, so the predicate stays one operand wherever it is AND-ed in), holds a ';', or reads
-  a table function (read_text, read_csv, glob, ...): subqueries over the store's views are fine.
+  on DuckDB's tokens, so the predicate stays one operand wherever it is AND-ed in), holds a ';', reads
+  a table function (read_text, read_csv, glob, ...), or reads a table that is not one of the store's views
+  (PREDICATE_VIEWS) or a CTE it defines: a quoted file name (`FROM 'x.json'`, a replacement scan), a system
+  view such as duckdb_settings or duckdb_databases. Subqueries over the store's views are fine.
   `check_predicate` returns the predicate wrapped as `(\\n...\\n)`, ready to embed: the newlines end any
   trailing `--` comment inside the parentheses.
 
@@ -32,6 +34,7 @@ import duckdb
 from curate.errors import ConfigError, StoreError
 
 READ_ONLY = "SELECT, WITH ... SELECT, DESCRIBE, SHOW, SUMMARIZE or EXPLAIN"
+PREDICATE_VIEWS = ("problems", "samples", "verdicts", "features", "traces", "evals", "eval_samples", "lineage")
 _local = threading.local()
 
 
@@ -172,7 +175,29 @@ def predicate_problem(pred: str, view: str) -> str | None:
     if funcs:
         return (f"it reads {', '.join(sorted(set(funcs)))}(): a predicate may read only the store's views "
                 "(problems, samples, verdicts, features, traces)")
+    tables, ctes = _base_tables(where)
+    other = sorted({t for t in tables if t not in PREDICATE_VIEWS and t not in ctes})
+    if other:  # a file name ('x.json' is a replacement scan), a system view (duckdb_databases), a raw table
+        return (f"it reads {', '.join(repr(t if len(t) <= 60 else '...' + t[-57:]) for t in other[:3])}: a predicate may read only the store's views "
+                f"({', '.join(PREDICATE_VIEWS)}) and names it defines with WITH")
     return None
+
+
+def _base_tables(node, tables: set | None = None, ctes: set | None = None) -> tuple[set[str], set[str]]:
+    """Tables a parse tree reads by name (qualified ones as `schema.table`), and the CTE names it defines."""
+    tables = set() if tables is None else tables
+    ctes = set() if ctes is None else ctes
+    if isinstance(node, dict):
+        if node.get("type") == "BASE_TABLE":
+            parts = [node.get("catalog_name"), node.get("schema_name"), node.get("table_name")]
+            tables.add(".".join(str(p) for p in parts if p).lower())
+        ctes.update(str(m.get("key", "")).lower() for m in (node.get("cte_map") or {}).get("map", []))
+        for v in node.values():
+            _base_tables(v, tables, ctes)
+    elif isinstance(node, list):
+        for v in node:
+            _base_tables(v, tables, ctes)
+    return tables, ctes
 
 
 def check_predicate(pred: str, view: str, what: str = "predicate") -> str:
