@@ -257,3 +257,30 @@ def test_predicates_with_ctes_over_the_views_still_work(world):
     st = world["store"]
     got = st.problems("id IN (WITH t AS (SELECT problem_id FROM traces WHERE text_chars > 0) SELECT problem_id FROM t)")
     assert len(got) == 3
+
+
+# ---------------------------------------------------------------- shards that are Parquet but not shards
+def test_a_shard_without_a_text_column_is_one_line_or_left_out(world):
+    st = world["store"]
+    st.add_samples([Sample(problem_id=st.problems()[0].id, text="second shard", backend="synthetic", model="m", params={},
+                           sample_index=5, finish_reason="stop")])
+    first, second = [st.shard_dir / f"{name}.parquet" for name in _shard_names(st)]
+    pq.write_table(pa.table({"id": ["x"]}), second)
+    r = curate(world, "sql", "SELECT text FROM traces")  # the view binds on the first file: the second fails reading
+    refused(r, second.name)
+    pq.write_table(pa.table({"id": ["x"]}), first)  # both lack text: the view leaves them out with a warning each
+    r = curate(world, "sql", "SELECT count(text) AS n FROM traces", "--json")
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    assert "has no text column" in r.stderr and '"n": 0' in r.stdout
+    plan, _ = st.unlabeled_plan("math", "1")
+    assert all(st.shard_texts(path, [row for _, _, row in items]) is None for path, items in plan)
+    r = curate(world, "verify", "--workers", "1")
+    assert "Traceback" not in r.stdout + r.stderr and "samples skipped" in r.stderr, r.stdout + r.stderr
+
+
+def _shard_names(st: TraceStore) -> list[str]:
+    con = duckdb.connect(str(st.db_path), read_only=True)
+    try:
+        return [n for (n,) in con.execute("SELECT name FROM shard_rows ORDER BY shard_no").fetchall()]
+    finally:
+        con.close()

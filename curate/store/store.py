@@ -181,7 +181,10 @@ class TraceStore:
                     text = names is None or not names.isdisjoint(("text", "texts", "shard_texts"))
                     shards = self._readable_shards(con) if text else []
                     lock_down(con, [path for path, _ in shards])
-                    create_views(con, shards, names)
+                    try:
+                        create_views(con, shards, names)
+                    except duckdb.Error:  # a shard that is Parquet but not a shard (no `text`): leave it out
+                        create_views(con, self._shards_with_text(shards), names)
                     yield con
             finally:
                 con.close()
@@ -227,6 +230,23 @@ class TraceStore:
                 if msg not in self.warnings:
                     self.warnings.append(msg)
                     warnings.warn(msg, stacklevel=3)
+        return out
+
+    def _shards_with_text(self, shards: list[tuple[str, int]]) -> list[tuple[str, int]]:
+        """The shards whose file has a `text` column; a warning names each one that has not."""
+        out = []
+        for path, number in shards:
+            try:
+                ok = "text" in pq.read_schema(path).names
+            except Exception:  # whatever pyarrow raises, the file is no readable shard
+                ok = False
+            if ok:
+                out.append((path, number))
+            else:
+                msg = f"shard {path} has no text column; its trace text is unavailable (other data is intact)"
+                if msg not in self.warnings:
+                    self.warnings.append(msg)
+                    warnings.warn(msg, stacklevel=4)
         return out
 
     # ------------------------------------------------------------------ writing
@@ -470,6 +490,8 @@ class TraceStore:
         if not shard_io.looks_complete(path):
             return None
         f = pq.ParquetFile(path)
+        if "text" not in f.schema_arrow.names:  # Parquet, but not a shard
+            return None
         sizes = [f.metadata.row_group(g).num_rows for g in range(f.metadata.num_row_groups)]
         firsts = [0, *itertools.accumulate(sizes)][:-1]  # first row of each row group
         group = [bisect.bisect_right(firsts, r) - 1 for r in rows]
