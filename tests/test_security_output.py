@@ -76,3 +76,10 @@ def test_json_keeps_the_values_and_escapes_them(store):
 def test_printable_table():
     assert printable("a\x1b[31mb\tc\nd\x7f\x85\u2066") == "a\\x1b[31mb\tc\nd\\x7f\\x85\\u2066"
     assert printable("plain ünïcode ✓ <think>") == "plain ünïcode ✓ <think>"
+
+
+def test_csv_prints_controls_as_escapes(store):
+    r = curate(store, "sql", "SELECT prompt, 'a\nb' AS two_lines FROM problems", "--csv")
+    assert r.returncode == 0, r.stderr
+    no_raw_controls(r.stdout, False)
+    assert "\\x1b]52;c;cm0gLXJmIH4=\\x07" in r.stdout and '"a\nb"' in r.stdout

@@ -6,7 +6,8 @@ Data is printed as rich Text (or escape()d inside our own markup) and emoji code
 printed text (ESC and C1 sequences that recolour, retitle or clear a terminal or write its clipboard, BEL,
 and bidirectional overrides that reorder what a line shows) are printed as escapes (`\x1b`, `\u202e`) by
 both consoles, whatever the print call; table cells are made printable before layout so columns line up.
-`--json` escapes the same characters inside its strings (same values); `--csv` writes data byte for byte.
+`--json` escapes the same characters inside its strings (same values); `--csv` cells show them as escapes too
+(newlines and tabs stay, quoted as CSV quotes them).
 """
 from __future__ import annotations
 
@@ -129,7 +130,7 @@ def print_result(table, fmt: str = "table", limit: int = 50) -> None:
         w.writerow(table.column_names)
         for batch in table.to_batches():
             for r in batch.to_pylist():
-                w.writerow(["" if r[c] is None else r[c] for c in table.column_names])
+                w.writerow(["" if r[c] is None else printable(str(r[c])) for c in table.column_names])
         sys.stdout.write(buf.getvalue())
         return
     rows = table.slice(0, limit).to_pylist()
