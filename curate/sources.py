@@ -6,7 +6,8 @@ bad JSONL line is passed to it (as that same message) and skipped instead.
 
 A JSONL line is at most MAX_LINE_BYTES long (a longer one is a bad line, read past in bounded pieces), and
 JSON that Python cannot turn into values (nesting deeper than its recursion limit, integers of more than
-4,300 digits) or that is not JSON (NaN, Infinity) is a malformed line like any other: never a traceback.
+4,300 digits, numbers that overflow to infinity, a lone surrogate escape such as \ud800) or that is not JSON
+(NaN, Infinity) is a malformed line like any other: never a traceback.
 
 `iter_rows` can start part-way (`start_row`, and for JSONL the byte offset after that row), so an import
 resumes without re-reading what it committed; `fingerprint` says whether a source is still the same one.
@@ -15,6 +16,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import re
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -119,7 +122,9 @@ def _json_line(path: Path, n: int, raw: bytes) -> dict | None:
     if not line.strip():
         return None
     try:
-        obj = json.loads(line, parse_constant=_not_json)
+        obj = json.loads(line, parse_constant=_not_json, parse_float=_finite)
+        if _SURROGATE.search(raw):  # only an escape can make one; a valid pair is joined by json.loads
+            _check_surrogates(obj)
     except json.JSONDecodeError as e:
         raise InputError(f"{path}:{n}: malformed JSON ({e.msg} at column {e.colno})") from None
     except RecursionError:
@@ -133,6 +138,33 @@ def _json_line(path: Path, n: int, raw: bytes) -> dict | None:
 
 def _not_json(name: str):
     raise ValueError(f"{name} is not a JSON value")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999999 overflows to inf
+        raise ValueError(f"{text[:40]} is out of range for a number")
+    return value
+
+
+_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _check_surrogates(obj) -> None:
+    """Raise ValueError at a string holding half of a UTF-16 surrogate pair (it cannot be stored as UTF-8)."""
+    stack = [obj]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, str):
+            try:
+                v.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValueError("a \\u escape names half of a surrogate pair, which is no character") from None
+        elif isinstance(v, dict):
+            stack.extend(v.keys())
+            stack.extend(v.values())
+        elif isinstance(v, list):
+            stack.extend(v)
 
 
 def _parquet(path: Path, start_row: int = 0) -> Iterator[Row]:

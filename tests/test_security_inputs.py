@@ -27,6 +27,8 @@ HOSTILE_LINES = [
     ('{"prompt": "q", "response": "r", "x": ' + "1" * 5000 + "}", "4300 digits"),
     ('{"prompt": "q", "response": "r", "answer": NaN}', "NaN is not a JSON value"),
     ('{"prompt": "q", "response": "r", "answer": -Infinity}', "-Infinity is not a JSON value"),
+    ('{"prompt": "q", "response": "r", "answer": 1e999999}', "1e999999 is out of range"),
+    ('{"prompt": "q\\ud800", "response": "r"}', "half of a surrogate pair"),
 ]
 
 
