@@ -7,6 +7,9 @@ Everything PyYAML's SafeLoader accepts, minus what a shared file can use against
 refusal is one ConfigError in the form `file:line: field: problem` (field is the dotted path, e.g.
 `sources.0.where`):
 - anchors and aliases (`&x`, `*x`, so also `<<: *x`): an alias bomb expands a few lines into gigabytes;
+- merge keys (`<<: {size: 2}`): they would bring in keys the duplicate-key rule never sees;
+- more than MAX_NODES values (a 4 MB list of 2M items would take minutes to read before being refused);
+- control characters such as NUL (PyYAML's own rule, reported as one line like any malformed YAML);
 - duplicate keys, compared by name (`1` and `"1"` collide): YAML would keep the last one silently;
 - numbers longer than MAX_NUMBER_CHARS characters (a 5,000-digit integer otherwise ends in Python's
   int-conversion ValueError), nesting deeper than MAX_DEPTH, files larger than MAX_BYTES, more than one
@@ -34,6 +37,8 @@ from curate.errors import ConfigError
 MAX_BYTES = 4 * 1024 * 1024
 MAX_DEPTH = 64
 MAX_NUMBER_CHARS = 64
+MAX_NODES = 20_000  # values in one file: shipped files hold a few hundred; PyYAML takes ~50 us a node
+_MERGE_TAG = "tag:yaml.org,2002:merge"
 _NUMBER_TAGS = ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
 
 
@@ -59,6 +64,7 @@ class _Loader(yaml.SafeLoader):
     def __init__(self, stream: str) -> None:
         super().__init__(stream)
         self._path: list = []
+        self._nodes = 0
 
     def compose_node(self, parent, index):
         event = self.peek_event()
@@ -70,6 +76,9 @@ class _Loader(yaml.SafeLoader):
                            "write the value out")
         if len(self._path) >= MAX_DEPTH:
             raise _Refused(event.start_mark, _field(here), f"nested more than {MAX_DEPTH} levels deep")
+        self._nodes += 1
+        if self._nodes > MAX_NODES:  # refused while reading, before the parser works through the rest
+            raise _Refused(event.start_mark, _field(here), f"more than {MAX_NODES:,} values in one file")
         self._path.append(index)
         try:
             return super().compose_node(parent, index)
@@ -82,6 +91,8 @@ def _check_tree(node, path: list, loader: "_Loader") -> None:
     if isinstance(node, yaml.MappingNode):
         seen: dict[str, int] = {}
         for key, value in node.value:
+            if key.tag == _MERGE_TAG:  # `<<` merges mappings in: keys would arrive twice, unchecked
+                raise _Refused(key.start_mark, _field(path + [key]), "YAML merge keys (<<) are not allowed; write the keys out")
             if isinstance(key, yaml.ScalarNode):
                 line = key.start_mark.line + 1
                 if key.value in seen:
@@ -114,7 +125,10 @@ def _yaml_error(e: yaml.YAMLError, origin: str, lines: bool = True) -> ConfigErr
 def loads(text: str, origin: str, what: str = "file", *, lines: bool = True) -> tuple[Any, Any]:
     """(data, root node) of one YAML document in `text`; `origin` names it in errors (a path, followed by
     `:line` unless `lines` is false, as for a one-line command-line value)."""
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text)  # the reader refuses NUL and other control characters here, as a YAMLError
+    except yaml.YAMLError as e:
+        raise _yaml_error(e, origin, lines) from None
     try:
         root = loader.get_single_node()
         if root is None:

@@ -160,3 +160,47 @@ def test_generate_with_a_limit_takes_that_many_problems(problem_store):
     rep = generate(problem_store, None, "synthetic", None, sampling=SamplingParams(),
                    run_config=RunConfig(limit=2), dry_run=True, progress=False)
     assert rep.problems == 2
+
+
+def test_generate_n_past_the_limit_is_refused_before_planning(problem_store):
+    import time
+
+    t = time.monotonic()
+    r = curate(problem_store.path.parent, "generate", "--store", str(problem_store.path), "--n", "1000000000", "--dry-run")
+    one_error_line(r, "--n must be between 1 and 65,536")
+    assert time.monotonic() - t < 60
+
+
+def test_a_run_planning_too_many_samples_asks_for_shards(problem_store, monkeypatch):
+    from curate.errors import InputError
+    from curate.generate import RunConfig, SamplingParams, generate, runner
+
+    monkeypatch.setattr(runner, "MAX_PLANNED", 5)
+    with pytest.raises(InputError, match="more than one run plans") as e:
+        generate(problem_store, None, "synthetic", None, sampling=SamplingParams(), run_config=RunConfig(n=2),
+                 dry_run=True, progress=False)
+    assert "--shard" in e.value.hint
+
+
+@pytest.mark.parametrize("text, needle", [
+    ("name: x\n<<: {name: y}\n", "merge keys"),
+    ("name: x\nsize: 1\n<<: [{size: 2}, {size: 3}]\n", "merge keys"),
+    ("name: x\x00\n", "unacceptable character #x0000"),
+    ("name: \x1b[31mx\n", "unacceptable character #x001b"),
+    ("sources: [" + ", ".join(["1"] * 1_000_000) + "]\n", "more than 20,000 values"),
+])
+def test_yaml_merge_keys_control_characters_and_huge_lists_are_one_line_and_quick(tmp_path, text, needle):
+    import time
+
+    (tmp_path / "r.yaml").write_text(text)
+    t = time.monotonic()
+    one_error_line(curate(tmp_path, "recipes", "validate", "r.yaml"), "r.yaml", needle)
+    assert time.monotonic() - t < 30
+
+
+def test_set_value_with_a_control_character_is_one_line():
+    from curate.config import parse_set
+    from curate.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="malformed YAML"):
+        parse_set("train.lr=\x00")
