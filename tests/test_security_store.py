@@ -284,3 +284,26 @@ def _shard_names(st: TraceStore) -> list[str]:
         return [n for (n,) in con.execute("SELECT name FROM shard_rows ORDER BY shard_no").fetchall()]
     finally:
         con.close()
+
+
+# ---------------------------------------------------------------- what describes the host, not the store
+@pytest.mark.parametrize("sql, needle", [
+    ("SELECT name, value FROM duckdb_settings()", "duckdb_settings"),
+    ("SELECT path FROM duckdb_databases", "duckdb_databases"),
+    ("SELECT * FROM traces WHERE id IN (SELECT path FROM duckdb_databases())", "duckdb_databases"),
+    ("SELECT current_setting('secret_directory')", "current_setting('secret_directory')"),
+    ("SELECT current_setting('allowed_paths')", "current_setting('allowed_paths')"),
+    ("SELECT current_setting(lower('TEMP_DIRECTORY'))", "computed name"),
+    ("SELECT * FROM duckdb_extensions()", "duckdb_extensions"),
+])
+def test_sql_that_describes_the_host_is_refused(world, sql, needle):
+    r = curate(world, "sql", sql)
+    line = refused(r, "describes this machine", needle)
+    assert str(Path.home()) not in line and str(world["store"].path) not in line.split(": ", 2)[-1].split("SELECT")[0]
+
+
+def test_settings_and_schema_queries_keep_working(world):
+    st = world["store"]
+    assert st.query("SELECT current_setting('threads') AS t").num_rows == 1
+    assert st.query("DESCRIBE traces").num_rows > 10
+    assert "problem_rows" in {r["table_name"] for r in st.query("SELECT table_name FROM duckdb_tables()").to_pylist()}
