@@ -195,12 +195,25 @@ def line_of(root: Any, loc: tuple) -> int | None:
     return line
 
 
+MAX_ERRORS = 5  # items one error line lists; the rest are counted
+
+
 def format_validation_errors(err, origin: str, root: Any = None) -> str:
-    """A pydantic ValidationError as `file:line: field.path: problem` items joined by '; ' (lines from `root`)."""
+    """A pydantic ValidationError as `file:line: field.path: problem` items joined by '; ' (lines from `root`).
+
+    Field paths are keys from the file, so a file that is no config at all (someone's /etc/shadow read as
+    YAML) is not echoed back: when none of its top-level keys is a field, the error says so without listing
+    them; otherwise at most MAX_ERRORS items are listed, each path cut to 60 characters."""
+    errors = err.errors()
+    top = [k for k, _ in root.value] if isinstance(root, yaml.MappingNode) else []
+    unknown_top = [e for e in errors if e["type"] == "extra_forbidden" and len(e["loc"]) == 1]
+    if top and len(unknown_top) == len(top):
+        return f"{origin}: none of its {len(top)} top-level keys is a known field; is this the right file?"
     lines = []
-    for e in err.errors():
+    for e in errors[:MAX_ERRORS]:
         loc = tuple(p for p in e["loc"])
         path = ".".join(str(p) for p in loc) or "(recipe)"
+        path = path if len(path) <= 60 else path[:57] + "..."
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
             msg = "unknown key"
@@ -211,4 +224,6 @@ def format_validation_errors(err, origin: str, root: Any = None) -> str:
         line = line_of(root, at) if root is not None and at else None
         where = f"{origin}:{line}" if line else origin
         lines.append(f"{where}: {path}: {msg}")
+    if len(errors) > MAX_ERRORS:
+        lines.append(f"and {len(errors) - MAX_ERRORS} more")
     return "; ".join(lines)

@@ -204,3 +204,16 @@ def test_set_value_with_a_control_character_is_one_line():
 
     with pytest.raises(ConfigError, match="malformed YAML"):
         parse_set("train.lr=\x00")
+
+
+def test_a_file_that_is_no_recipe_is_not_echoed_back(tmp_path):
+    (tmp_path / "passwords").write_text("alice: s3cret-one\nbob: s3cret-two\ncarol: s3cret-three\n")
+    line = one_error_line(curate(tmp_path, "recipes", "validate", "passwords"), "none of its 3 top-level keys")
+    assert "alice" not in line and "s3cret" not in line
+
+
+def test_many_unknown_keys_are_counted_not_listed(tmp_path):
+    text = (ROOT / "recipes" / "countdown-toy.yaml").read_text()
+    (tmp_path / "r.yaml").write_text(text + "".join(f"extra_key_{i}_{'x' * 80}: 1\n" for i in range(20)))
+    line = one_error_line(curate(tmp_path, "recipes", "validate", "r.yaml"), "and 15 more")
+    assert line.count("unknown key") == 5 and "x" * 70 not in line
