@@ -307,3 +307,28 @@ def test_settings_and_schema_queries_keep_working(world):
     assert st.query("SELECT current_setting('threads') AS t").num_rows == 1
     assert st.query("DESCRIBE traces").num_rows > 10
     assert "problem_rows" in {r["table_name"] for r in st.query("SELECT table_name FROM duckdb_tables()").to_pylist()}
+
+
+# ---------------------------------------------------------------- memory and disk of one query
+BIG = "SELECT repeat('x', 1000) || range AS s FROM range(2000000)"  # ~2 GB as Python objects
+
+
+def test_a_table_fetches_only_the_rows_it_shows(world):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "CURATE_STORE": str(world["store"].path), "COLUMNS": "200",
+           "CURATE_SQL_MEMORY": "256MB"}
+    code = ("import resource, sys\nfrom curate.cli import main\nsys.argv = ['curate', 'sql', sys.argv[1]]\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "print('RSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024, file=sys.stderr)")
+    r = subprocess.run([sys.executable, "-c", code, BIG], capture_output=True, text=True, timeout=300, env=env,
+                       cwd=world["cwd"])
+    assert r.returncode == 0 and "more than 50 rows (showing 50)" in r.stdout, r.stdout[-500:] + r.stderr[-2000:]
+    rss = int(r.stderr.split("RSS")[-1])
+    assert rss < 1000, f"{rss} MB"  # the whole result is ~2 GB as Python objects
+
+
+def test_spilling_is_capped(world, monkeypatch):
+    monkeypatch.setenv("CURATE_SQL_SPILL", "3MB")
+    assert world["store"].query("SELECT current_setting('max_temp_directory_size') AS s").to_pylist()[0]["s"].startswith("2.")
+    monkeypatch.setenv("CURATE_SQL_SPILL", "lots")
+    with pytest.raises(StoreError, match="CURATE_SQL_SPILL must be a size"):
+        world["store"].query("SELECT 1")

@@ -119,8 +119,9 @@ def print_table(rows: list[dict], title: str | None = None, limit: int | None = 
     out_console.print(table)
 
 
-def print_result(table, fmt: str = "table", limit: int = 50) -> None:
-    """A query result (a pyarrow Table) as a table of at most `limit` rows, JSON or CSV (every row)."""
+def print_result(table, fmt: str = "table", limit: int = 50, counted: bool = True) -> None:
+    """A query result (a pyarrow Table) as a table of at most `limit` rows, JSON or CSV (every row).
+    `counted`: `table` is the whole result (else it was cut after limit + 1 rows, and the count says "more than")."""
     if fmt == "json":
         emit_json(table.to_pylist(), True)
         return
@@ -135,8 +136,10 @@ def print_result(table, fmt: str = "table", limit: int = 50) -> None:
         return
     rows = table.slice(0, limit).to_pylist()
     print_table(rows, limit=limit, columns=table.column_names)
-    more = f" (showing {limit})" if table.num_rows > limit else ""
-    out_console.print(f"[dim]{table.num_rows} rows{more}[/]")
+    if table.num_rows <= limit:
+        out_console.print(f"[dim]{table.num_rows} rows[/]")
+    else:
+        out_console.print(f"[dim]{table.num_rows if counted else f'more than {limit}'} rows (showing {limit})[/]")
 
 
 def parse_pairs(pairs: list[str] | None, flag: str) -> dict[str, str]:

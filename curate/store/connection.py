@@ -13,7 +13,7 @@ reaches DuckDB. It relies on DuckDB's own security settings, not on a filter of 
 - extension autoinstall/autoload off, community extensions off, persistent secrets off, no Python
   replacement scans (a query cannot read the caller's variables);
 - a memory limit and a thread count (CURATE_SQL_MEMORY, default 50% of RAM; CURATE_SQL_THREADS, default
-  the CPU count), then `lock_configuration = true`, so no SET/PRAGMA can undo any of this;
+  the CPU count), a cap on what a statement spills to disk (CURATE_SQL_SPILL, default 10GB), then `lock_configuration = true`, so no SET/PRAGMA can undo any of this;
 - `run_query` adds a statement timeout (CURATE_SQL_TIMEOUT seconds, default 600, 0 for none) and turns
   Ctrl-C or SIGTERM into `connection.interrupt()` and one line, instead of a query that ignores them.
 Every connection, the writer's too, starts with extensions, community extensions, persistent secrets and
@@ -45,6 +45,8 @@ from curate.store.retry import retry_waits
 DEFAULT_LOCK_TIMEOUT = 30.0
 DEFAULT_SQL_TIMEOUT = 600.0
 DEFAULT_SQL_MEMORY = "50%"
+DEFAULT_SQL_SPILL = "10GB"  # DuckDB's own default is 90% of the free disk
+_SIZE = r"\d+(\.\d+)?\s*(%|[KMGT]i?B)"
 
 
 def _env_number(name: str, default: float, kind=float) -> float:
@@ -69,14 +71,18 @@ class Limits:
     memory_limit: str
     threads: int
     timeout: float  # seconds a statement may run; 0 = no limit
+    spill: str = DEFAULT_SQL_SPILL  # disk a statement may spill to beside the catalog
 
     @classmethod
     def from_env(cls) -> "Limits":
-        memory = os.environ.get("CURATE_SQL_MEMORY", "").strip() or DEFAULT_SQL_MEMORY
-        if not re.fullmatch(r"\d+(\.\d+)?\s*(%|[KMGT]i?B)", memory, flags=re.IGNORECASE):
-            raise StoreError(f"CURATE_SQL_MEMORY must be a size such as 4GB or 50%, got {memory!r}")
+        sizes = {}
+        for name, default in (("CURATE_SQL_MEMORY", DEFAULT_SQL_MEMORY), ("CURATE_SQL_SPILL", DEFAULT_SQL_SPILL)):
+            sizes[name] = os.environ.get(name, "").strip() or default
+            if not re.fullmatch(_SIZE, sizes[name], flags=re.IGNORECASE):
+                raise StoreError(f"{name} must be a size such as 4GB or 50%, got {sizes[name]!r}")
         threads = int(_env_number("CURATE_SQL_THREADS", os.cpu_count() or 1, int)) or (os.cpu_count() or 1)
-        return cls(memory_limit=memory, threads=threads, timeout=_env_number("CURATE_SQL_TIMEOUT", DEFAULT_SQL_TIMEOUT))
+        return cls(memory_limit=sizes["CURATE_SQL_MEMORY"], threads=threads,
+                   timeout=_env_number("CURATE_SQL_TIMEOUT", DEFAULT_SQL_TIMEOUT), spill=sizes["CURATE_SQL_SPILL"])
 
 
 def _is_lock_error(msg: str) -> bool:
@@ -193,6 +199,7 @@ def locked_config(limits: Limits) -> dict:
     return {
         "memory_limit": limits.memory_limit,
         "threads": limits.threads,
+        "max_temp_directory_size": limits.spill,
     }
 
 
@@ -224,8 +231,26 @@ def _short(sql: str, n: int = 120) -> str:
     return s if len(s) <= n else s[: n - 3] + "..."
 
 
-def run_query(con: duckdb.DuckDBPyConnection, sql: str, params=None, timeout: float | None = None) -> pa.Table:
+def _first_rows(rel, max_rows: int) -> pa.Table:
+    """The first `max_rows` rows of a relation, streamed: the rest of the result is never built."""
+    make = getattr(rel, "to_arrow_reader", None) or rel.fetch_arrow_reader  # DuckDB 2 / 1.x
+    reader = make(max(1, min(max_rows, 65_536)))
+    try:
+        batches, n = [], 0
+        for batch in reader:
+            batches.append(batch)
+            n += batch.num_rows
+            if n >= max_rows:
+                break
+        return pa.Table.from_batches(batches, schema=reader.schema).slice(0, max_rows)
+    finally:
+        reader.close()
+
+
+def run_query(con: duckdb.DuckDBPyConnection, sql: str, params=None, timeout: float | None = None,
+              max_rows: int | None = None) -> pa.Table:
     """Run one statement to an Arrow table, interrupting it after `timeout` seconds or on Ctrl-C/SIGTERM.
+    With `max_rows`, only that many rows are fetched (a table that shows 50 rows holds 50 rows in memory).
 
     The query runs in a worker thread: DuckDB does not return to Python while it executes, so a signal
     handler in the executing thread would only run once the query ended (a cross join: never). The main
@@ -237,7 +262,8 @@ def run_query(con: duckdb.DuckDBPyConnection, sql: str, params=None, timeout: fl
 
     def work() -> None:
         try:
-            box["table"] = con.sql(sql, params=params or None).to_arrow_table()
+            rel = con.sql(sql, params=params or None)
+            box["table"] = rel.to_arrow_table() if max_rows is None else _first_rows(rel, max_rows)
         except BaseException as e:  # handed to the waiting thread, which raises or maps it
             box["error"] = e
         finally:

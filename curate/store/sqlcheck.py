@@ -141,7 +141,9 @@ def _host_information(node) -> str | None:
             name = str(node.get("function_name", "")).lower()
             if name == "current_setting":
                 value = _first_string_argument(node)
-                if not isinstance(value, str) or any(w in value.lower() for w in _PATH_SETTING_WORDS):
+                path_like = isinstance(value, str) and "size" not in value.lower() and any(
+                    w in value.lower() for w in _PATH_SETTING_WORDS)  # max_temp_directory_size is a size
+                if not isinstance(value, str) or path_like:
                     return f"current_setting({value!r})" if isinstance(value, str) else "current_setting() of a computed name"
                 name = None
         if name in HOST_INFO:

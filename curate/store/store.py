@@ -423,15 +423,16 @@ class TraceStore:
         return int(row[0]), row[1], {k: int(v) for k, v in seen.items()}
 
     # ------------------------------------------------------------------ reading
-    def query(self, sql: str, params: list | None = None) -> pa.Table:
+    def query(self, sql: str, params: list | None = None, max_rows: int | None = None) -> pa.Table:
         """Run one read-only statement over the views (checked first: see sqlcheck.check_statement) on the
-        locked-down connection, with the statement timeout; errors come back as one StoreError line."""
+        locked-down connection, with the statement timeout; errors come back as one StoreError line.
+        `max_rows`: fetch at most that many rows (streamed; the rest is never materialised)."""
         if not sql or not sql.strip():
             raise InputError("empty SQL query")
         check_statement(sql)
         with self.connect(referenced_names(sql)) as con:
             try:
-                return run_query(con, sql, params)
+                return run_query(con, sql, params, max_rows=max_rows)
             except duckdb.Error as e:
                 raise sql_error(e) from None
 
