@@ -332,3 +332,14 @@ def test_spilling_is_capped(world, monkeypatch):
     monkeypatch.setenv("CURATE_SQL_SPILL", "lots")
     with pytest.raises(StoreError, match="CURATE_SQL_SPILL must be a size"):
         world["store"].query("SELECT 1")
+
+
+def test_writer_connections_reach_only_the_store_folders(world):
+    st = world["store"]
+    with pytest.raises(StoreError, match="Permission|file system operations are disabled"):
+        with st._write() as con:
+            con.execute(f"SELECT * FROM read_text('{world['host'] / 'secret.txt'}')").fetchall()
+    with st._write() as con:  # its own shards stay readable
+        assert con.execute(f"SELECT count(*) FROM read_parquet('{st.shard_dir}/*.parquet')").fetchone()[0] == 3
+        with pytest.raises(duckdb.Error, match="locked"):
+            con.execute("SET enable_external_access = true")

@@ -211,6 +211,14 @@ def lock_down(con: duckdb.DuckDBPyConnection, readable: list[str]) -> None:
     con.execute("SET lock_configuration = true")
 
 
+def lock_down_writer(con: duckdb.DuckDBPyConnection, folders: list[Path]) -> None:
+    """A writer reads and writes files only inside `folders` (the store's), then its configuration is frozen."""
+    dirs = sorted({str(d) + os.sep for f in folders for d in (Path(os.path.abspath(f)), Path(f).resolve())})
+    con.execute("SET allowed_directories = ?", [dirs])
+    con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")
+
+
 def connect_readonly(db_path: Path, limits: Limits | None = None) -> duckdb.DuckDBPyConnection:
     """A read-only connection with the start-up settings of `locked_config` (call `lock_down` next)."""
     return connect(db_path, read_only=True, config=locked_config(limits or Limits.from_env()))

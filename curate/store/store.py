@@ -39,7 +39,8 @@ from curate.errors import InputError, StoreError, StoreVersionError, first_line
 from curate.records import Problem, Sample, Verdict, canonical_json
 from curate.store import commit, keys
 from curate.store import shards as shard_io
-from curate.store.connection import connect, connect_readonly, lock_down, lock_timeout, run_query, trust_catalog
+from curate.store.connection import (connect, connect_readonly, lock_down, lock_down_writer, lock_timeout, run_query,
+                                     trust_catalog)
 from curate.store.locking import store_lock
 from curate.store.migrations import KNOWN, MIGRATIONS
 from curate.store.sqlcheck import check_predicate, check_statement, referenced_names
@@ -132,6 +133,7 @@ class TraceStore:
             con = connect(self.db_path, read_only=False)
             failed = True
             try:
+                lock_down_writer(con, [self.path, self.shard_dir, self.records_dir])
                 self._migrate(con)
                 yield con
                 con.execute("CHECKPOINT")  # the WAL never outlives its writer, so no reader replays one
