@@ -150,3 +150,13 @@ def test_study_plan_shows_the_prepare_commands(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "prepare: commands that fill the store" in r.stdout
     assert "curate tasks add countdown --size 30 --seed 0 --store" in r.stdout and "curate verify --workers 1" in r.stdout
+
+
+def test_a_store_that_is_no_curate_store_is_refused(tmp_path):
+    home = tmp_path / "home"
+    (home / "notes").mkdir(parents=True)
+    p = study(tmp_path)
+    p.write_text(p.read_text().replace("prepare:", f"store: {home}\nprepare:", 1))
+    with pytest.raises(InputError, match="no curate store"):
+        run_study(p, executor="local", dry_run=True, echo=lambda s: None)
+    assert tree(home) == ["notes"] and not (tmp_path / "out").exists()

@@ -128,6 +128,16 @@ def check_output_folder(out: Path) -> None:
                          "refusing to write into it", hint="choose a new or empty folder with `output` or --out")
 
 
+def check_store_folder(store: Path) -> None:
+    """The study's store must be new, empty or a curate store (it has catalog.duckdb): `store: ~` must not
+    turn a home folder into one."""
+    from curate.store.store import CATALOG
+
+    if store.exists() and (not store.is_dir() or (not (store / CATALOG).is_file() and any(store.iterdir()))):
+        raise InputError(f"study store {store} holds files but is no curate store (no {CATALOG}); refusing to write into it",
+                         hint="set the study's `store` to a store, or to a new or empty folder")
+
+
 class _Lock:
     def __init__(self, out: Path) -> None:
         self.path = out / ".study" / "lock"
@@ -168,6 +178,7 @@ def run_study(study: str | Path, out: Optional[str | Path] = None, executor: Opt
     for w in plan.warnings:
         echo(f"note: {w}")
     check_output_folder(plan.out)
+    check_store_folder(plan.store)
     plan.out.mkdir(parents=True, exist_ok=True)
     with _Lock(plan.out):
         states = st.node_states(plan)
