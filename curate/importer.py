@@ -18,6 +18,7 @@ chunks stay stored and are skipped on the rerun), or is skipped and listed with 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
@@ -174,6 +175,8 @@ def _row_to_records(row: dict, cols: dict, preset: Preset, source: str, domain: 
         d.setdefault("entropy", ent)
 
     answer = _get(row, cols, "answer")
+    if isinstance(answer, float) and not math.isfinite(answer):
+        raise _BadRow("answer", cols.get("answer"), f"{answer} is not an answer (a number must be finite)")
     reference = None if answer is None else (answer if isinstance(answer, (str, int, float)) else str(answer))
     meta: dict = {}
     sol = _get(row, cols, "solution")

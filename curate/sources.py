@@ -4,6 +4,11 @@ Every reader yields (row_number, dict) and turns bad input into an InputError na
 malformed JSON, non-UTF-8 bytes, a truncated or corrupt Parquet file, a missing dataset. With `on_bad`, a
 bad JSONL line is passed to it (as that same message) and skipped instead.
 
+A JSONL line is at most MAX_LINE_BYTES long (a longer one is a bad line, read past in bounded pieces), and
+JSON that Python cannot turn into values (nesting deeper than its recursion limit, integers of more than
+4,300 digits, numbers that overflow to infinity, a lone surrogate escape such as \ud800) or that is not JSON
+(NaN, Infinity) is a malformed line like any other: never a traceback.
+
 `iter_rows` can start part-way (`start_row`, and for JSONL the byte offset after that row), so an import
 resumes without re-reading what it committed; `fingerprint` says whether a source is still the same one.
 """
@@ -11,11 +16,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import re
 from pathlib import Path
 from typing import Callable, Iterator
 
 from curate.errors import InputError, first_line
 
+MAX_LINE_BYTES = 256 << 20  # one JSONL row; a study pool row (32 long traces) is a few MB
 Row = tuple[int, dict]
 PosRow = tuple[int, dict, "int | None"]  # (row number, row, byte offset after it for JSONL, else None)
 
@@ -66,17 +74,36 @@ def read_jsonl(path: Path) -> Iterator[Row]:
         yield n, obj
 
 
+def _lines(f, limit: int) -> Iterator[tuple[bytes | None, int]]:
+    """(line, bytes consumed) per line of a binary file; a line longer than `limit` is (None, its length),
+    skipped in pieces of `limit` bytes so it never sits in memory whole."""
+    while True:
+        raw = f.readline(limit + 1)
+        if not raw:
+            return
+        if len(raw) <= limit or raw.endswith(b"\n"):
+            yield raw, len(raw)
+            continue
+        size = len(raw)
+        while raw and not raw.endswith(b"\n"):
+            raw = f.readline(limit)
+            size += len(raw)
+        yield None, size
+
+
 def _jsonl(path: Path, start_row: int, start_offset: int | None, on_bad: Callable[[str], None] | None) -> Iterator[PosRow]:
     with open(path, "rb") as f:
         offset = 0
         if start_offset is not None:
             f.seek(start_offset)
             offset = start_offset
-        for n, raw in enumerate(f, start=1 if start_offset is None else start_row + 1):
-            offset += len(raw)
+        for n, (raw, size) in enumerate(_lines(f, MAX_LINE_BYTES), start=1 if start_offset is None else start_row + 1):
+            offset += size
             if n <= start_row:
                 continue
             try:
+                if raw is None:
+                    raise InputError(f"{path}:{n}: line of {size:,} bytes is longer than the limit of {MAX_LINE_BYTES:,}")
                 obj = _json_line(path, n, raw)
             except InputError as e:
                 if on_bad is None:
@@ -95,12 +122,49 @@ def _json_line(path: Path, n: int, raw: bytes) -> dict | None:
     if not line.strip():
         return None
     try:
-        obj = json.loads(line)
+        obj = json.loads(line, parse_constant=_not_json, parse_float=_finite)
+        if _SURROGATE.search(raw):  # only an escape can make one; a valid pair is joined by json.loads
+            _check_surrogates(obj)
     except json.JSONDecodeError as e:
         raise InputError(f"{path}:{n}: malformed JSON ({e.msg} at column {e.colno})") from None
+    except RecursionError:
+        raise InputError(f"{path}:{n}: malformed JSON (nested too deeply)") from None
+    except ValueError as e:  # an integer too long to convert, or NaN/Infinity
+        raise InputError(f"{path}:{n}: malformed JSON ({str(e).split(';')[0][:120]})") from None
     if not isinstance(obj, dict):
         raise InputError(f"{path}:{n}: expected a JSON object, got {type(obj).__name__}")
     return obj
+
+
+def _not_json(name: str):
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999999 overflows to inf
+        raise ValueError(f"{text[:40]} is out of range for a number")
+    return value
+
+
+_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _check_surrogates(obj) -> None:
+    """Raise ValueError at a string holding half of a UTF-16 surrogate pair (it cannot be stored as UTF-8)."""
+    stack = [obj]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, str):
+            try:
+                v.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValueError("a \\u escape names half of a surrogate pair, which is no character") from None
+        elif isinstance(v, dict):
+            stack.extend(v.keys())
+            stack.extend(v.values())
+        elif isinstance(v, list):
+            stack.extend(v)
 
 
 def _parquet(path: Path, start_row: int = 0) -> Iterator[Row]:

@@ -2,7 +2,12 @@
 and one `--json` emitter.
 
 Data is printed as rich Text (or escape()d inside our own markup) and emoji codes stay off: a trace saying
-`:x:` or `[bold]`, or a hint saying `pip install 'curate[vllm]'`, prints as written.
+`:x:` or `[bold]`, or a hint saying `pip install 'curate[vllm]'`, prints as written. Control characters in
+printed text (ESC and C1 sequences that recolour, retitle or clear a terminal or write its clipboard, BEL,
+and bidirectional overrides that reorder what a line shows) are printed as escapes (`\x1b`, `\u202e`) by
+both consoles, whatever the print call; table cells are made printable before layout so columns line up.
+`--json` escapes the same characters inside its strings (same values); `--csv` cells show them as escapes too
+(newlines and tabs stay, quoted as CSV quotes them).
 """
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ import csv
 import io
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -17,6 +23,7 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.segment import Segment
 from rich.text import Text
 
 
@@ -27,8 +34,26 @@ def _width(stream) -> int | None:
     return 100_000
 
 
-err_console = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False, width=_width(sys.stderr))
-out_console = Console(highlight=False, soft_wrap=True, emoji=False, width=_width(sys.stdout))
+# C0 controls but newline and tab, DEL, C1 controls, and the bidirectional marks and overrides
+_UNPRINTABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str) -> str:
+    """`text` with every character that would control the terminal shown as its escape (ESC -> `\\x1b`)."""
+    return _UNPRINTABLE.sub(lambda m: f"\\x{ord(m[0]):02x}" if ord(m[0]) < 0x100 else f"\\u{ord(m[0]):04x}", text)
+
+
+class _Console(Console):
+    """A rich Console that never writes a control character it was given as text: rich's own styling and
+    cursor moves (control segments) are added after, so colours and progress bars still work."""
+
+    def _render_buffer(self, buffer):
+        return super()._render_buffer(seg if seg.control or not seg.text else Segment(printable(seg.text), seg.style)
+                                      for seg in buffer)
+
+
+err_console = _Console(stderr=True, highlight=False, soft_wrap=True, emoji=False, width=_width(sys.stderr))
+out_console = _Console(highlight=False, soft_wrap=True, emoji=False, width=_width(sys.stdout))
 
 DEFAULT_STORE = Path("curate-store")
 StoreOpt = Annotated[
@@ -68,14 +93,15 @@ def say(text: Any) -> None:
 def emit_json(data: Any, enabled: bool) -> bool:
     """With --json: print `data` as one JSON document on stdout and return True (the command is done)."""
     if enabled:
-        sys.stdout.write(json.dumps(data, default=str, ensure_ascii=False) + "\n")
+        text = json.dumps(data, default=str, ensure_ascii=False)  # escapes C0 controls; the rest only occur in strings
+        sys.stdout.write(_UNPRINTABLE.sub(lambda m: f"\\u{ord(m[0]):04x}", text) + "\n")
     return enabled
 
 
 def _cell(v) -> str:
     if v is None:
         return ""
-    s = str(v)
+    s = printable(str(v))
     return s if len(s) <= 200 else s[:197] + "..."
 
 
@@ -93,8 +119,9 @@ def print_table(rows: list[dict], title: str | None = None, limit: int | None = 
     out_console.print(table)
 
 
-def print_result(table, fmt: str = "table", limit: int = 50) -> None:
-    """A query result (a pyarrow Table) as a table of at most `limit` rows, JSON or CSV (every row)."""
+def print_result(table, fmt: str = "table", limit: int = 50, counted: bool = True) -> None:
+    """A query result (a pyarrow Table) as a table of at most `limit` rows, JSON or CSV (every row).
+    `counted`: `table` is the whole result (else it was cut after limit + 1 rows, and the count says "more than")."""
     if fmt == "json":
         emit_json(table.to_pylist(), True)
         return
@@ -104,13 +131,15 @@ def print_result(table, fmt: str = "table", limit: int = 50) -> None:
         w.writerow(table.column_names)
         for batch in table.to_batches():
             for r in batch.to_pylist():
-                w.writerow(["" if r[c] is None else r[c] for c in table.column_names])
+                w.writerow(["" if r[c] is None else printable(str(r[c])) for c in table.column_names])
         sys.stdout.write(buf.getvalue())
         return
     rows = table.slice(0, limit).to_pylist()
     print_table(rows, limit=limit, columns=table.column_names)
-    more = f" (showing {limit})" if table.num_rows > limit else ""
-    out_console.print(f"[dim]{table.num_rows} rows{more}[/]")
+    if table.num_rows <= limit:
+        out_console.print(f"[dim]{table.num_rows} rows[/]")
+    else:
+        out_console.print(f"[dim]{table.num_rows if counted else f'more than {limit}'} rows (showing {limit})[/]")
 
 
 def parse_pairs(pairs: list[str] | None, flag: str) -> dict[str, str]:

@@ -32,9 +32,10 @@ def sql(
     st = open_store(store)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        table = st.query(query)
+        # a table shows `limit` rows: fetch one more to know there are more, never the whole result
+        table = st.query(query, max_rows=None if json_ or csv else max(limit, 0) + 1)
     warn_store(st)
-    print_result(table, fmt="json" if json_ else "csv" if csv else "table", limit=limit)
+    print_result(table, fmt="json" if json_ else "csv" if csv else "table", limit=limit, counted=json_ or csv)
 
 
 def stats(store: StoreOpt = DEFAULT_STORE, json_: JsonOpt = False) -> None:

@@ -34,6 +34,9 @@ def study_plan(study: StudyArg, out: StudyOut = None, json_: JsonOpt = False) ->
     print_table(p["grid"], title=f"study {p['study']}: {len(p['grid'])} cells -> {p['out']}")
     print_table([{**m, "conditions": ", ".join(m["conditions"]), "recipe_file": Path(m["recipe_file"]).name}
                   for m in p["mixtures"]], title="mixtures (each built once)")
+    prepare = [{"node": n["id"], "command": n["command"]} for n in p["nodes"] if n["id"].startswith("prepare/")]
+    if prepare:  # commands a study file runs before anything else: shown, so a shared file holds no surprise
+        print_table(prepare, title=f"prepare: commands that fill the store {p['store']}")
     e = p["estimate"]
     hours = "GPU-hours unknown" if e["train_gpu_hours"] is None else f"{gpu_time(e['train_gpu_hours'])} of training"
     rough = " (rough: no mixture built yet)" if any(r["rough"] for r in e["per_cell"]) else ""

@@ -8,6 +8,7 @@ stores the same keys per row.
 from __future__ import annotations
 
 import dataclasses
+import math
 import zlib
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Protocol, Sequence
@@ -29,6 +30,9 @@ class SamplingParams:
     logprobs: bool = False  # ask for token logprobs to fill teacher_logprob / teacher_entropy where supported
 
     def __post_init__(self) -> None:
+        for name in ("temperature", "top_p", "min_p"):
+            if not math.isfinite(getattr(self, name)):  # nan passes every comparison below, and no JSON holds it
+                raise ValueError(f"{name} must be a finite number, got {getattr(self, name)}")
         if self.temperature < 0:
             raise ValueError(f"temperature must be >= 0, got {self.temperature}")
         if not 0 < self.top_p <= 1:

@@ -34,6 +34,8 @@ try:  # newer openai releases ship the fork `httpx2`; older ones use httpx (same
 except ImportError:  # pragma: no cover
     import httpx  # type: ignore[no-redef]
 
+RESERVED_BODY = {"model", "messages", "prompt", "temperature", "top_p", "top_k", "min_p", "max_tokens", "seed", "n",
+                 "logprobs", "top_logprobs", "stream"}
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 SKIP_STATUS = {400, 413, 422}
 
@@ -63,6 +65,10 @@ class OpenAIConfig:
         for url in self.urls:
             if not url.startswith(("http://", "https://")):
                 raise ValueError(f"base_url must start with http:// or https://, got {url!r}")
+        taken = sorted(set(self.extra_body) & RESERVED_BODY)
+        if taken:  # the stored params would no longer say what the server was asked
+            raise ValueError(f"extra_body may not set {', '.join(taken)}: curate sends those itself "
+                             "(use --model, --temperature, --max-tokens, ... so each row records them)")
 
     @property
     def urls(self) -> tuple[str, ...]:

@@ -39,6 +39,10 @@ def parse_shard(text: str | None) -> tuple[int, int]:
     return (i, n)
 
 
+MAX_N = 65_536  # samples per problem (sample_index is a 32-bit column; the study draws 32)
+MAX_PLANNED = 10_000_000  # samples one run plans in memory (ids and requests: ~2 GB); --shard splits a larger run
+
+
 @dataclass(frozen=True)
 class RunConfig:
     n: int = 1  # samples per problem
@@ -53,10 +57,12 @@ class RunConfig:
     commit_s: float = 120.0
 
     def __post_init__(self) -> None:
-        if self.n < 1:
-            raise InputError(f"--n must be >= 1, got {self.n}")
+        if not 1 <= self.n <= MAX_N:
+            raise InputError(f"--n must be between 1 and {MAX_N:,}, got {self.n}")
         if self.flush_every < 1:
             raise InputError("flush_every must be >= 1")
+        if self.limit is not None and self.limit < 1:  # problems[:-1] would silently drop the last problem
+            raise InputError(f"--limit must be >= 1, got {self.limit}")
 
 
 @dataclass
@@ -107,6 +113,9 @@ def plan(store, where: str | None, backend: Backend, cfg: RunConfig, params: lis
     if cfg.limit is not None:
         problems = problems[: cfg.limit]
     report.problems = len(problems)
+    if len(problems) * cfg.n > MAX_PLANNED:
+        raise InputError(f"{len(problems):,} problems x --n {cfg.n:,} is {len(problems) * cfg.n:,} samples, more than one "
+                         f"run plans ({MAX_PLANNED:,})", hint="split the run with --shard i/n (one job each), or use --limit")
     planned: list[tuple[str, Problem, int]] = []
     for p in problems:
         for i in range(cfg.n):

@@ -108,6 +108,10 @@ def _quarantine(store, path: Path, err: Exception) -> None:
 def _unreadable(path: Path, footer_only: bool = False) -> Exception | None:
     """Why this shard cannot be read (None when it can): its footer, or every column a commit reads."""
     try:
+        if not shard_io.SHARD_NAME.fullmatch(path.stem):
+            raise ValueError("not a shard file name")
+        if path.is_symlink() or not path.is_file():
+            raise ValueError("not a regular file (a symlink or a special file)")
         if not shard_io.looks_complete(path):
             raise ValueError("truncated file")
         meta = pq.read_metadata(path)

@@ -13,12 +13,18 @@ reaches DuckDB. It relies on DuckDB's own security settings, not on a filter of 
 - extension autoinstall/autoload off, community extensions off, persistent secrets off, no Python
   replacement scans (a query cannot read the caller's variables);
 - a memory limit and a thread count (CURATE_SQL_MEMORY, default 50% of RAM; CURATE_SQL_THREADS, default
-  the CPU count), then `lock_configuration = true`, so no SET/PRAGMA can undo any of this;
+  the CPU count), a cap on what a statement spills to disk (CURATE_SQL_SPILL, default 10GB), then `lock_configuration = true`, so no SET/PRAGMA can undo any of this;
 - `run_query` adds a statement timeout (CURATE_SQL_TIMEOUT seconds, default 600, 0 for none) and turns
   Ctrl-C or SIGTERM into `connection.interrupt()` and one line, instead of a query that ignores them.
+Every connection, the writer's too, starts with extensions, community extensions, persistent secrets and
+replacement scans off (`BASE_CONFIG`), and `check_catalog` refuses a catalog holding anything curate never
+creates: a view, a macro (a persistent macro named `read_parquet` or `md5` replaces DuckDB's own in every
+query on the file, the writer's included) or a trigger. A catalog found clean is remembered by its file's
+identity (device, inode, size, mtime, ctime, and the WAL's), so a process checks it once, and a writer's
+own commit keeps it trusted (`trust_catalog`).
 What it does not do: spilling to `catalog.duckdb.tmp` beside the catalog stays on (DuckDB's own temp
 files, removed when the query ends), and reading the catalog file itself is allowed.
-Tested by tests/test_security.py.
+Tested by tests/test_security.py and tests/test_security_store.py.
 """
 from __future__ import annotations
 
@@ -39,6 +45,8 @@ from curate.store.retry import retry_waits
 DEFAULT_LOCK_TIMEOUT = 30.0
 DEFAULT_SQL_TIMEOUT = 600.0
 DEFAULT_SQL_MEMORY = "50%"
+DEFAULT_SQL_SPILL = "10GB"  # DuckDB's own default is 90% of the free disk
+_SIZE = r"\d+(\.\d+)?\s*(%|[KMGT]i?B)"
 
 
 def _env_number(name: str, default: float, kind=float) -> float:
@@ -63,14 +71,18 @@ class Limits:
     memory_limit: str
     threads: int
     timeout: float  # seconds a statement may run; 0 = no limit
+    spill: str = DEFAULT_SQL_SPILL  # disk a statement may spill to beside the catalog
 
     @classmethod
     def from_env(cls) -> "Limits":
-        memory = os.environ.get("CURATE_SQL_MEMORY", "").strip() or DEFAULT_SQL_MEMORY
-        if not re.fullmatch(r"\d+(\.\d+)?\s*(%|[KMGT]i?B)", memory, flags=re.IGNORECASE):
-            raise StoreError(f"CURATE_SQL_MEMORY must be a size such as 4GB or 50%, got {memory!r}")
+        sizes = {}
+        for name, default in (("CURATE_SQL_MEMORY", DEFAULT_SQL_MEMORY), ("CURATE_SQL_SPILL", DEFAULT_SQL_SPILL)):
+            sizes[name] = os.environ.get(name, "").strip() or default
+            if not re.fullmatch(_SIZE, sizes[name], flags=re.IGNORECASE):
+                raise StoreError(f"{name} must be a size such as 4GB or 50%, got {sizes[name]!r}")
         threads = int(_env_number("CURATE_SQL_THREADS", os.cpu_count() or 1, int)) or (os.cpu_count() or 1)
-        return cls(memory_limit=memory, threads=threads, timeout=_env_number("CURATE_SQL_TIMEOUT", DEFAULT_SQL_TIMEOUT))
+        return cls(memory_limit=sizes["CURATE_SQL_MEMORY"], threads=threads,
+                   timeout=_env_number("CURATE_SQL_TIMEOUT", DEFAULT_SQL_TIMEOUT), spill=sizes["CURATE_SQL_SPILL"])
 
 
 def _is_lock_error(msg: str) -> bool:
@@ -78,20 +90,102 @@ def _is_lock_error(msg: str) -> bool:
     return "lock" in m and ("conflicting" in m or "could not set" in m or "resource temporarily unavailable" in m)
 
 
+# Start-up settings of every connection: nothing is fetched, loaded or read that the SQL does not name.
+BASE_CONFIG = {
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+    "allow_community_extensions": False,
+    "allow_persistent_secrets": False,
+    "python_enable_replacements": False,
+}
+
+# What a catalog may hold besides tables: nothing. Lists every view, macro and trigger outside DuckDB itself.
+_FOREIGN_OBJECTS = """
+    SELECT 'view ' || view_name FROM duckdb_views() WHERE NOT internal AND NOT temporary
+    UNION ALL SELECT replace(function_type, '_', ' ') || ' ' || function_name FROM duckdb_functions()
+        WHERE NOT internal AND function_type IN ('macro', 'table_macro')"""
+_TRIGGERS = "\n    UNION ALL SELECT 'trigger ' || trigger_name FROM duckdb_triggers()"
+_has_triggers = [True]  # DuckDB releases before triggers have no duckdb_triggers(): asked once, then left out
+_trusted: set[tuple] = set()
+
+
+def _foreign_objects(con: duckdb.DuckDBPyConnection) -> list[str]:
+    try:
+        return [r[0] for r in con.execute(_FOREIGN_OBJECTS + (_TRIGGERS if _has_triggers[0] else "")).fetchall()]
+    except duckdb.CatalogException:
+        if not _has_triggers[0]:
+            raise
+        _has_triggers[0] = False
+        return _foreign_objects(con)
+
+
+def _identity(db_path: Path) -> tuple | None:
+    """The catalog file and its WAL as they are now (None when the catalog cannot be stat'ed)."""
+    out: list = [str(db_path)]
+    for f in (db_path, Path(str(db_path) + ".wal")):
+        try:
+            st = os.stat(f)
+        except FileNotFoundError:
+            out.append(None)
+            continue
+        except OSError:
+            return None
+        out.append((st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
+    return tuple(out)
+
+
+def check_catalog(con: duckdb.DuckDBPyConnection, db_path: Path) -> None:
+    """Refuse a catalog that holds a view, macro or trigger (curate creates tables only): such an object
+    would run, or replace a built-in function, inside curate's own queries. Checked once per file state."""
+    key = _identity(db_path)
+    if key is not None and key in _trusted:
+        return
+    found = _foreign_objects(con)
+    if found:
+        listed = ", ".join(f[:60] for f in found[:3]) + (f" and {len(found) - 3} more" if len(found) > 3 else "")
+        raise StoreError(f"store {db_path.parent}: its catalog holds objects curate never creates ({listed}); "
+                         "refusing to open it",
+                         hint="the catalog was tampered with or is not a curate store; `curate doctor --rebuild` "
+                              "builds a clean one from the shards and records/")
+    if key is not None:
+        _trusted.add(key)
+
+
+def trust_catalog(db_path: Path) -> None:
+    """After a writer that opened a checked catalog closed it: its new state holds what curate wrote, tables only."""
+    key = _identity(db_path)
+    if key is not None:
+        _trusted.add(key)
+
+
 def connect(db_path: Path, *, read_only: bool, timeout: float | None = None,
             config: dict | None = None) -> duckdb.DuckDBPyConnection:
+    """A connection with BASE_CONFIG (plus `config`) to a catalog that passed `check_catalog`."""
+    for f in (db_path, Path(f"{db_path}.wal"), Path(f"{db_path}.tmp")):
+        # A linked catalog would be migrated and written wherever it points; DuckDB lets even a locked-down
+        # connection read its WAL and anything under its temp folder, so a link there opens the host to SQL.
+        if f.is_symlink():
+            raise StoreError(f"store file {f} is a symlink; refusing to open the store",
+                             hint="catalog.duckdb, its .wal and its .tmp folder are files inside the store folder "
+                                  "(the store folder itself may be a link)")
     timeout = lock_timeout() if timeout is None else timeout
     msg = ""
     for _ in retry_waits(timeout, first=0.01):
         try:
-            con = duckdb.connect(str(db_path), read_only=read_only, config=config or {})
-            con.execute("SET enable_progress_bar = false")
-            return con
+            con = duckdb.connect(str(db_path), read_only=read_only, config={**BASE_CONFIG, **(config or {})})
         except duckdb.Error as e:
             msg = str(e)
             if not _is_lock_error(msg):
                 raise StoreError(f"cannot open the store catalog {db_path}: {first_line(e)}",
                                  hint="the file may be damaged or not a curate store") from None
+            continue
+        try:
+            con.execute("SET enable_progress_bar = false")
+            check_catalog(con, db_path)
+            return con
+        except BaseException:
+            con.close()
+            raise
     pid = re.search(r"PID (\d+)", msg)
     who = f"process {pid.group(1)}" if pid else "another process"
     raise StoreLocked(
@@ -103,13 +197,9 @@ def connect(db_path: Path, *, read_only: bool, timeout: float | None = None,
 def locked_config(limits: Limits) -> dict:
     """Settings fixed when the database starts (the rest need the database running: see `lock_down`)."""
     return {
-        "autoinstall_known_extensions": False,
-        "autoload_known_extensions": False,
-        "allow_community_extensions": False,
-        "allow_persistent_secrets": False,
-        "python_enable_replacements": False,
         "memory_limit": limits.memory_limit,
         "threads": limits.threads,
+        "max_temp_directory_size": limits.spill,
     }
 
 
@@ -117,6 +207,14 @@ def lock_down(con: duckdb.DuckDBPyConnection, readable: list[str]) -> None:
     """Only `readable` files stay reachable, then the configuration is frozen (order matters: DuckDB
     refuses to change allowed_paths once external access is off)."""
     con.execute("SET allowed_paths = ?", [list(readable)])
+    con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")
+
+
+def lock_down_writer(con: duckdb.DuckDBPyConnection, folders: list[Path]) -> None:
+    """A writer reads and writes files only inside `folders` (the store's), then its configuration is frozen."""
+    dirs = sorted({str(d) + os.sep for f in folders for d in (Path(os.path.abspath(f)), Path(f).resolve())})
+    con.execute("SET allowed_directories = ?", [dirs])
     con.execute("SET enable_external_access = false")
     con.execute("SET lock_configuration = true")
 
@@ -141,8 +239,26 @@ def _short(sql: str, n: int = 120) -> str:
     return s if len(s) <= n else s[: n - 3] + "..."
 
 
-def run_query(con: duckdb.DuckDBPyConnection, sql: str, params=None, timeout: float | None = None) -> pa.Table:
+def _first_rows(rel, max_rows: int) -> pa.Table:
+    """The first `max_rows` rows of a relation, streamed: the rest of the result is never built."""
+    make = getattr(rel, "to_arrow_reader", None) or rel.fetch_arrow_reader  # DuckDB 2 / 1.x
+    reader = make(max(1, min(max_rows, 65_536)))
+    try:
+        batches, n = [], 0
+        for batch in reader:
+            batches.append(batch)
+            n += batch.num_rows
+            if n >= max_rows:
+                break
+        return pa.Table.from_batches(batches, schema=reader.schema).slice(0, max_rows)
+    finally:
+        reader.close()
+
+
+def run_query(con: duckdb.DuckDBPyConnection, sql: str, params=None, timeout: float | None = None,
+              max_rows: int | None = None) -> pa.Table:
     """Run one statement to an Arrow table, interrupting it after `timeout` seconds or on Ctrl-C/SIGTERM.
+    With `max_rows`, only that many rows are fetched (a table that shows 50 rows holds 50 rows in memory).
 
     The query runs in a worker thread: DuckDB does not return to Python while it executes, so a signal
     handler in the executing thread would only run once the query ended (a cross join: never). The main
@@ -154,7 +270,8 @@ def run_query(con: duckdb.DuckDBPyConnection, sql: str, params=None, timeout: fl
 
     def work() -> None:
         try:
-            box["table"] = con.sql(sql, params=params or None).to_arrow_table()
+            rel = con.sql(sql, params=params or None)
+            box["table"] = rel.to_arrow_table() if max_rows is None else _first_rows(rel, max_rows)
         except BaseException as e:  # handed to the waiting thread, which raises or maps it
             box["error"] = e
         finally:

@@ -68,7 +68,9 @@ def record_files(store) -> list[tuple[str, Path]]:
     for kind in KINDS:
         d = store.records_dir / kind
         if d.exists():
-            found = [(kind, p) for p in sorted(d.glob("*.parquet")) if not p.name.startswith(".tmp-")]
+            # regular files only: a symlink could bring a file from outside the store into a rebuilt catalog
+            found = [(kind, p) for p in sorted(d.glob("*.parquet"))
+                     if not p.name.startswith(".tmp-") and not p.is_symlink() and p.is_file()]
             (problems if kind == "problems" else rest).extend(found)
     return problems + sorted(rest, key=lambda kp: kp[1].name)
 

@@ -88,7 +88,7 @@ def convert(con, store) -> None:
     gets its latest verdict. Every public column keeps its value, so queries over the views answer as before."""
     meta = shard_io.META_COLUMNS[2:]  # every sample column but id and problem_id
     names = [r[0] for r in con.execute("SELECT name FROM shard_rows WHERE rows > 0 ORDER BY name").fetchall()]
-    files = [str(p) for p in (store.shard_dir / f"{n}.parquet" for n in names) if shard_io.looks_complete(p)]
+    files = [str(p) for p in (shard_io.shard_path(store.shard_dir, n) for n in names) if shard_io.looks_complete(p)]
     if files:
         listed = "[" + ", ".join("'" + f.replace("'", "''") + "'" for f in files) + "]"
         con.execute(f"""CREATE TEMP TABLE old_positions AS SELECT parse_filename(filename, true) AS shard, id,

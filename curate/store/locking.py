@@ -6,7 +6,8 @@ between two opens inside one process. This lock (flock on `<store>/.lock`) has n
 to one open file description, so it also excludes a second open of the same store in the same process, and
 it covers DuckDB's whole open (header and WAL replay) and close (the checkpoint on shutdown).
 
-A store on read-only media cannot have a writer, so readers there go without the lock.
+A store on read-only media cannot have a writer, so readers there go without the lock. The lock file is
+never followed through a symlink (O_NOFOLLOW): a `.lock` linked elsewhere cannot make us create that file.
 Test: tests/test_store_soak.py (with tests/test_store_concurrency.py).
 """
 from __future__ import annotations
@@ -28,12 +29,12 @@ LOCK_FILE = ".lock"
 def store_lock(store_dir: Path, *, exclusive: bool, timeout: float) -> Iterator[None]:
     path = store_dir / LOCK_FILE
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o666)
     except OSError as e:
         if exclusive or e.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
             raise StoreError(f"cannot write to the store {store_dir}: {e.strerror} ({path})") from None
         try:  # a shared lock needs only read access (someone else's store)
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
         except OSError:
             yield  # read-only media without a lock file: nobody can write it while we read
             return

@@ -4,10 +4,17 @@ A producer (a generation worker, an importer, another machine writing into a sha
 samples into an Arrow table, adds feature columns, and writes `<store>/shards/<name>.parquet` atomically:
 a temporary name in the same directory, fsync, then rename. A half-written file therefore never has a
 shard's name, and a killed producer leaves only a `.tmp-*` file that nobody reads.
+
+A shard is read only as `shard_path(shard_dir, name)`: the name (from the catalog, or a pending file's stem)
+is a plain file name, never a path, and `looks_complete` accepts only a regular file, not a symlink. So a
+catalog naming `../../elsewhere` or a shard file linked to a file outside the store can neither widen what
+`curate sql` may read nor pull a host file into the catalog (tests/test_security_store.py).
 """
 from __future__ import annotations
 
 import os
+import re
+import stat
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -19,6 +26,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from curate import features
+from curate.errors import StoreError
 from curate.records import Sample, canonical_json
 
 SHARD_SCHEMA = pa.schema(
@@ -43,6 +51,7 @@ SHARD_SCHEMA = pa.schema(
 )
 META_COLUMNS = [n for n in SHARD_SCHEMA.names if n != "text"]
 PARQUET_MAGIC = b"PAR1"
+SHARD_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,199}")  # what new_shard_name makes, and room for other producers
 
 
 def samples_to_table(samples: Iterable[Sample]) -> pa.Table:
@@ -91,6 +100,16 @@ def new_shard_name(prefix: str = "s") -> str:
     return f"{prefix}-{uuid.uuid4().hex}"
 
 
+def shard_path(shard_dir: Path, name: str) -> Path:
+    """The file of shard `name` in `shard_dir`; StoreError when the name is not a plain file name (a catalog
+    that names a path points outside its store, which no curate writer does)."""
+    if not isinstance(name, str) or not SHARD_NAME.fullmatch(name):
+        raise StoreError(f"store {shard_dir.parent}: its catalog names a shard {str(name)[:60]!r} that is not a shard "
+                         "file name (it points outside the store's shards folder); refusing to read it",
+                         hint="the catalog was damaged or tampered with; `curate doctor --rebuild` rebuilds it from the shards")
+    return shard_dir / f"{name}.parquet"
+
+
 def write_atomic(table: pa.Table, directory: Path, name: str) -> Path:
     """Write `table` to directory/name.parquet so the final name appears only once the file is complete."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -114,12 +133,14 @@ def write_atomic(table: pa.Table, directory: Path, name: str) -> Path:
 
 
 def looks_complete(path: Path) -> bool:
-    """Cheap check that a Parquet file is whole: magic bytes at both ends (catches truncation)."""
+    """Cheap check that a shard file is whole and really in its folder: a regular file (not a symlink, which
+    could point anywhere, nor a FIFO or device), with Parquet's magic bytes at both ends (catches truncation)."""
     try:
-        size = path.stat().st_size
-        if size < 12:
+        st = path.lstat()
+        size = st.st_size
+        if not stat.S_ISREG(st.st_mode) or size < 12:
             return False
-        with open(path, "rb") as f:
+        with open(path, "rb", opener=lambda p, flags: os.open(p, flags | os.O_NOFOLLOW)) as f:
             head = f.read(4)
             f.seek(size - 4)
             tail = f.read(4)

@@ -3,13 +3,16 @@
 - `check_statement(sql)`: `curate sql` (and every TraceStore.query) runs exactly one read-only statement:
   SELECT (which includes WITH ... SELECT, FROM-first queries, VALUES, DESCRIBE, SHOW and SUMMARIZE) or
   EXPLAIN [ANALYZE] of one. Anything else (COPY, EXPORT, ATTACH, SET, PRAGMA, INSTALL, CALL, CREATE, ...)
-  is refused before it reaches a connection.
+  is refused before it reaches a connection, and so is a query reading what describes the host rather than
+  the store (HOST_INFO: duckdb_settings, duckdb_databases, ..., and current_setting() of a path setting).
 - `predicate_problem(pred, view)` / `check_predicate(pred, view, what)`: a predicate (`generate --problems`,
   `verify --where`, a recipe's `where`) must be one boolean expression over the named view. It is parsed
   inside `SELECT 1 FROM view WHERE (...)` with `json_serialize_sql` and refused when it changes that
   query (a set operation, GROUP BY, ORDER BY, LIMIT, ...), closes a parenthesis it did not open (checked
-  on DuckDB's tokens, so the predicate stays one operand wherever it is AND-ed in), holds a ';', or reads
-  a table function (read_text, read_csv, glob, ...): subqueries over the store's views are fine.
+  on DuckDB's tokens, so the predicate stays one operand wherever it is AND-ed in), holds a ';', reads
+  a table function (read_text, read_csv, glob, ...), or reads a table that is not one of the store's views
+  (PREDICATE_VIEWS) or a CTE it defines: a quoted file name (`FROM 'x.json'`, a replacement scan), a system
+  view such as duckdb_settings or duckdb_databases. Subqueries over the store's views are fine.
   `check_predicate` returns the predicate wrapped as `(\\n...\\n)`, ready to embed: the newlines end any
   trailing `--` comment inside the parentheses.
 
@@ -32,6 +35,7 @@ import duckdb
 from curate.errors import ConfigError, StoreError
 
 READ_ONLY = "SELECT, WITH ... SELECT, DESCRIBE, SHOW, SUMMARIZE or EXPLAIN"
+PREDICATE_VIEWS = ("problems", "samples", "verdicts", "features", "traces", "evals", "eval_samples", "lineage")
 _local = threading.local()
 
 
@@ -96,11 +100,64 @@ def check_statement(sql: str) -> None:
             return
         kind = f"EXPLAIN of a {_type(inner_stmts[0])} statement" if len(inner_stmts) == 1 else "EXPLAIN with options"
     elif kind == "SELECT":
+        leak = _host_information(_serialize(sql))
+        if leak:
+            raise StoreError(f"SQL reads {leak}, which describes this machine (paths, secrets), not the store: {_short(sql)}",
+                             hint=f"`curate sql` runs one {READ_ONLY} query over the store's views; `curate schema` lists them")
         return
     else:
         kind = f"a {kind} statement"
     raise StoreError(f"SQL is read-only: {kind} is not allowed: {_short(sql)}",
                      hint=f"`curate sql` runs one {READ_ONLY} query over the store's views")
+
+
+# Catalog functions and views whose rows name host paths or secrets (the store's own are in `curate schema`),
+# and the words of settings whose value is a path (current_setting('secret_directory') names the home folder).
+HOST_INFO = {"duckdb_settings", "duckdb_databases", "duckdb_secrets", "duckdb_temporary_files", "duckdb_extensions",
+             "duckdb_logs", "duckdb_logs_parsed", "duckdb_log_contexts", "duckdb_external_file_cache",
+             "pragma_database_list", "which_secret"}
+_PATH_SETTING_WORDS = ("directory", "path", "file", "secret", "log", "profil", "repository")
+
+
+def _first_string_argument(node: dict) -> str | None:
+    """A function call's first argument when it is a string constant (DuckDB 2 `arguments`, older `children`)."""
+    args = [a.get("expression") or {} for a in node.get("arguments") or []] or node.get("children") or []
+    if not args or args[0].get("class") != "CONSTANT":
+        return None
+    value = (args[0].get("literal") or {}).get("text", (args[0].get("value") or {}).get("value"))
+    return value if isinstance(value, str) else None
+
+
+def _host_information(node) -> str | None:
+    """What a query's parse tree reads that describes the host rather than the store (None when nothing)."""
+    if isinstance(node, dict):
+        kind = node.get("type")
+        name = None
+        if kind == "TABLE_FUNCTION":
+            name = str((node.get("function") or {}).get("function_name", "")).lower()
+        elif kind == "BASE_TABLE":
+            name = str(node.get("table_name", "")).lower()
+        elif kind == "FUNCTION":
+            name = str(node.get("function_name", "")).lower()
+            if name == "current_setting":
+                value = _first_string_argument(node)
+                path_like = isinstance(value, str) and "size" not in value.lower() and any(
+                    w in value.lower() for w in _PATH_SETTING_WORDS)  # max_temp_directory_size is a size
+                if not isinstance(value, str) or path_like:
+                    return f"current_setting({value!r})" if isinstance(value, str) else "current_setting() of a computed name"
+                name = None
+        if name in HOST_INFO:
+            return name
+        for v in node.values():
+            found = _host_information(v)
+            if found:
+                return found
+    elif isinstance(node, list):
+        for v in node:
+            found = _host_information(v)
+            if found:
+                return found
+    return None
 
 
 def _strip_locations(node):
@@ -172,7 +229,29 @@ def predicate_problem(pred: str, view: str) -> str | None:
     if funcs:
         return (f"it reads {', '.join(sorted(set(funcs)))}(): a predicate may read only the store's views "
                 "(problems, samples, verdicts, features, traces)")
+    tables, ctes = _base_tables(where)
+    other = sorted({t for t in tables if t not in PREDICATE_VIEWS and t not in ctes})
+    if other:  # a file name ('x.json' is a replacement scan), a system view (duckdb_databases), a raw table
+        return (f"it reads {', '.join(repr(t if len(t) <= 60 else '...' + t[-57:]) for t in other[:3])}: a predicate may read only the store's views "
+                f"({', '.join(PREDICATE_VIEWS)}) and names it defines with WITH")
     return None
+
+
+def _base_tables(node, tables: set | None = None, ctes: set | None = None) -> tuple[set[str], set[str]]:
+    """Tables a parse tree reads by name (qualified ones as `schema.table`), and the CTE names it defines."""
+    tables = set() if tables is None else tables
+    ctes = set() if ctes is None else ctes
+    if isinstance(node, dict):
+        if node.get("type") == "BASE_TABLE":
+            parts = [node.get("catalog_name"), node.get("schema_name"), node.get("table_name")]
+            tables.add(".".join(str(p) for p in parts if p).lower())
+        ctes.update(str(m.get("key", "")).lower() for m in (node.get("cte_map") or {}).get("map", []))
+        for v in node.values():
+            _base_tables(v, tables, ctes)
+    elif isinstance(node, list):
+        for v in node:
+            _base_tables(v, tables, ctes)
+    return tables, ctes
 
 
 def check_predicate(pred: str, view: str, what: str = "predicate") -> str:

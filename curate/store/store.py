@@ -40,8 +40,9 @@ from curate.errors import InputError, StoreError, StoreVersionError, first_line
 from curate.records import Problem, Sample, Verdict, canonical_json
 from curate.store import commit, journal, keys
 from curate.store import shards as shard_io
+from curate.store.connection import (connect, connect_readonly, lock_down, lock_down_writer, lock_timeout, run_query,
+                                     trust_catalog)
 from curate.store.journal import discard_record  # noqa: F401 (re-exported for writers of records)
-from curate.store.connection import connect, connect_readonly, lock_down, lock_timeout, run_query
 from curate.store.locking import store_lock
 from curate.store.migrations import KNOWN, MIGRATIONS
 from curate.store.sqlcheck import check_predicate, check_statement, referenced_names
@@ -154,6 +155,7 @@ class TraceStore:
             con = connect(self.db_path, read_only=False)
             failed = True
             try:
+                lock_down_writer(con, [self.path, self.shard_dir, self.records_dir])
                 self._migrate(con)
                 yield con
                 try:
@@ -170,6 +172,7 @@ class TraceStore:
                 except duckdb.Error as e:
                     if not failed:  # an error already on its way is the one that matters
                         raise self.write_error(e) from None
+                trust_catalog(self.db_path)  # checked when opened; since then it gained only what we wrote
 
     @staticmethod
     def _transaction(con, body):
@@ -206,7 +209,10 @@ class TraceStore:
                     text = names is None or not names.isdisjoint(("text", "texts", "shard_texts"))
                     shards = self._readable_shards(con) if text else []
                     lock_down(con, [path for path, _ in shards])
-                    create_views(con, shards, names)
+                    try:
+                        create_views(con, shards, names)
+                    except duckdb.Error:  # a shard that is Parquet but not a shard (no `text`): leave it out
+                        create_views(con, self._shards_with_text(shards), names)
                     yield con
             finally:
                 con.close()
@@ -244,7 +250,7 @@ class TraceStore:
         """(path, shard_no) of every committed shard with rows whose file looks whole, in shard_no order."""
         out = []
         for name, number in con.execute("SELECT name, shard_no FROM shard_rows WHERE rows > 0 ORDER BY shard_no").fetchall():
-            p = self.shard_dir / f"{name}.parquet"
+            p = shard_io.shard_path(self.shard_dir, name)
             if shard_io.looks_complete(p):
                 out.append((str(p.resolve()), number))
             else:
@@ -252,6 +258,23 @@ class TraceStore:
                 if msg not in self.warnings:
                     self.warnings.append(msg)
                     warnings.warn(msg, stacklevel=3)
+        return out
+
+    def _shards_with_text(self, shards: list[tuple[str, int]]) -> list[tuple[str, int]]:
+        """The shards whose file has a `text` column; a warning names each one that has not."""
+        out = []
+        for path, number in shards:
+            try:
+                ok = "text" in pq.read_schema(path).names
+            except Exception:  # whatever pyarrow raises, the file is no readable shard
+                ok = False
+            if ok:
+                out.append((path, number))
+            else:
+                msg = f"shard {path} has no text column; its trace text is unavailable (other data is intact)"
+                if msg not in self.warnings:
+                    self.warnings.append(msg)
+                    warnings.warn(msg, stacklevel=4)
         return out
 
     # ------------------------------------------------------------------ writing
@@ -414,15 +437,16 @@ class TraceStore:
         return int(row[0]), row[1], {k: int(v) for k, v in seen.items()}
 
     # ------------------------------------------------------------------ reading
-    def query(self, sql: str, params: list | None = None) -> pa.Table:
+    def query(self, sql: str, params: list | None = None, max_rows: int | None = None) -> pa.Table:
         """Run one read-only statement over the views (checked first: see sqlcheck.check_statement) on the
-        locked-down connection, with the statement timeout; errors come back as one StoreError line."""
+        locked-down connection, with the statement timeout; errors come back as one StoreError line.
+        `max_rows`: fetch at most that many rows (streamed; the rest is never materialised)."""
         if not sql or not sql.strip():
             raise InputError("empty SQL query")
         check_statement(sql)
         with self.connect(referenced_names(sql)) as con:
             try:
-                return run_query(con, sql, params)
+                return run_query(con, sql, params, max_rows=max_rows)
             except duckdb.Error as e:
                 raise sql_error(e) from None
 
@@ -472,7 +496,7 @@ class TraceStore:
         plan: dict[str, list[tuple[str, str, int]]] = {}
         for sid, pid, shard, row in zip(ids, pids, shards, rows):
             plan.setdefault(shard, []).append((sid, pid, int(row)))
-        return [(self.shard_dir / f"{shard}.parquet", items) for shard, items in plan.items()], probs
+        return [(shard_io.shard_path(self.shard_dir, shard), items) for shard, items in plan.items()], probs
 
     @staticmethod
     def shard_texts(path: Path, rows: list[int]) -> list[str] | None:
@@ -481,6 +505,8 @@ class TraceStore:
         if not shard_io.looks_complete(path):
             return None
         f = pq.ParquetFile(path)
+        if "text" not in f.schema_arrow.names:  # Parquet, but not a shard
+            return None
         sizes = [f.metadata.row_group(g).num_rows for g in range(f.metadata.num_row_groups)]
         firsts = [0, *itertools.accumulate(sizes)][:-1]  # first row of each row group
         group = [bisect.bisect_right(firsts, r) - 1 for r in rows]

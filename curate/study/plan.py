@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from curate.errors import ConfigError
-from curate.study.spec import TINY, StudySpec, field_error, load_study, resolve_study_path
+from curate.study.spec import PREPARE_COMMANDS, TINY, StudySpec, field_error, load_study, resolve_study_path
 
 KINDS = ("prepare", "model", "mix", "train", "eval", "report")
 
@@ -133,6 +133,26 @@ def _find(base: Path, ref: str, shipped: Path) -> Optional[Path]:
     return None
 
 
+def _prepare_argv(line: str, error) -> list[str]:
+    """A `prepare` line as curate arguments: one of PREPARE_COMMANDS, without options that would take the
+    store or the command line out of the study's hands (`--store`, `--`)."""
+    try:
+        argv = shlex.split(line)
+    except ValueError as e:
+        raise error(f"cannot split this command line: {e}") from None
+    if argv and argv[0] == "curate":
+        argv = argv[1:]
+    if not argv:
+        raise error("empty command")
+    command = " ".join(argv[:2]) if argv[0] == "tasks" else argv[0]
+    if command not in PREPARE_COMMANDS:
+        raise error(f"'{command[:40]}' cannot prepare a store; prepare runs {', '.join(PREPARE_COMMANDS)}")
+    for a in argv:
+        if a in ("--", "--store") or a.startswith(("--store=", "-s")):  # -s, -sPATH, -s=PATH
+            raise error(f"'{a[:40]}': the study appends --store itself (set the study's `store`)")
+    return argv
+
+
 def _conditions(spec: StudySpec, base: Path, root: Any, origin: str) -> list[tuple[str, str, str, Any]]:
     """(condition name, name in the study file, recipe file, resolved Recipe without a sweep) for every condition and sweep point."""
     from curate.config import set_dotted
@@ -241,11 +261,7 @@ def build_plan(study: str | Path, out: Optional[str | Path] = None) -> Plan:
     nodes: dict[str, Node] = {}
     prev: list[str] = []
     for i, line in enumerate(spec.prepare):
-        argv = shlex.split(line)
-        if argv and argv[0] == "curate":
-            argv = argv[1:]
-        if not argv:
-            raise field_error(origin, root, ("prepare", i), "empty command")
+        argv = _prepare_argv(line, lambda msg: field_error(origin, root, ("prepare", i), msg))
         nid = f"prepare/{i + 1}-{argv[0]}"
         nodes[nid] = Node(nid, "prepare", {"args": argv, "store": str(store)}, deps=list(prev))
         prev = [nid]

@@ -118,6 +118,26 @@ def _stale_message(plan: Plan, states: dict) -> str:
 
 
 # ------------------------------------------------------------------ run
+def check_output_folder(out: Path) -> None:
+    """A study writes (and replaces folders) under its output folder, so that folder must be new, empty, or
+    one a study made (it has `.study/`): a study file saying `output: ~` or `/` must not run into it."""
+    if out.exists() and not out.is_dir():
+        raise InputError(f"study output {out} is not a folder", hint="choose another `output` or --out")
+    if out.is_dir() and not (out / ".study").is_dir() and any(out.iterdir()):
+        raise InputError(f"study output {out} already holds files that no study wrote (no .study/ in it); "
+                         "refusing to write into it", hint="choose a new or empty folder with `output` or --out")
+
+
+def check_store_folder(store: Path) -> None:
+    """The study's store must be new, empty or a curate store (it has catalog.duckdb): `store: ~` must not
+    turn a home folder into one."""
+    from curate.store.store import CATALOG
+
+    if store.exists() and (not store.is_dir() or (not (store / CATALOG).is_file() and any(store.iterdir()))):
+        raise InputError(f"study store {store} holds files but is no curate store (no {CATALOG}); refusing to write into it",
+                         hint="set the study's `store` to a store, or to a new or empty folder")
+
+
 class _Lock:
     def __init__(self, out: Path) -> None:
         self.path = out / ".study" / "lock"
@@ -170,6 +190,8 @@ def run_study(study: str | Path, out: Optional[str | Path] = None, executor: Opt
     allowed = set(KINDS[: KINDS.index(until) + 1]) if until else set(KINDS)
     for w in plan.warnings:
         echo(f"note: {w}")
+    check_output_folder(plan.out)
+    check_store_folder(plan.store)
     plan.out.mkdir(parents=True, exist_ok=True)
     with _Lock(plan.out):
         states = st.node_states(plan)

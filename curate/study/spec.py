@@ -18,7 +18,12 @@ from curate.config import StrictModel, format_errors as config_format_errors, re
 from curate.errors import ConfigError
 from curate.yamlfile import line_of, load_yaml
 
-NAME = r"^[A-Za-z0-9_.\-]+$"
+# A name becomes a folder name (OUT/runs/CELL, OUT/models/NAME, OUT/mixtures/NAME) and a command-line value:
+# it starts with a letter or digit, so `.`, `..`, a hidden folder or an option such as `--store` cannot be one.
+NAME = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$"
+# Slurm values are written into `#SBATCH` lines of a shell script: one line each, no shell characters.
+SLURM_VALUE = r"^[A-Za-z0-9_.:,+=@/\-]+$"
+PREPARE_COMMANDS = ("tasks add", "generate", "verify", "import")  # what fills a store; nothing else runs as `prepare`
 TINY = "tiny"  # a model path naming curate's tiny random model, built locally (no download)
 
 
@@ -91,14 +96,27 @@ class Eval(StrictModel):
 
 
 class Slurm(StrictModel):
-    partition: Optional[str] = None
-    account: Optional[str] = None
-    time: str = "24:00:00"
+    """Written into each node's sbatch script: values are single words, `sbatch` options one `-...` line each.
+    `setup` lines are shell commands by design and run as you: read a study file's setup before you submit it."""
+
+    partition: Optional[str] = Field(default=None, pattern=SLURM_VALUE)
+    account: Optional[str] = Field(default=None, pattern=SLURM_VALUE)
+    time: str = Field(default="24:00:00", pattern=SLURM_VALUE)
     gpus_train: int = Field(default=8, ge=0)  # GPUs of one training node
     gpus_eval: int = Field(default=1, ge=0)
     cpus: int = Field(default=8, ge=1)
     sbatch: list[str] = Field(default_factory=list)  # extra `#SBATCH` options, e.g. --qos=high
     setup: list[str] = Field(default_factory=list)  # shell lines before each node (module load, venv)
+
+    @field_validator("sbatch", "setup")
+    @classmethod
+    def _one_line(cls, v: list[str], info) -> list[str]:
+        for item in v:
+            if any((ord(c) < 32 and c != "\t") or ord(c) == 127 for c in item):
+                raise ValueError(f"{info.field_name} items are one line each, without control characters: {item[:60]!r}")
+            if info.field_name == "sbatch" and not item.startswith("-"):
+                raise ValueError(f"sbatch items are sbatch options such as --qos=high, got {item[:60]!r}")
+        return v
 
 
 class Executor(StrictModel):

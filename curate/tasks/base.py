@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import random
 import types
 import typing
@@ -125,7 +126,10 @@ def _coerce(name: str, typ: Any, raw: Any) -> Any:
         if typ is int:
             return int(raw)
         if typ is float:
-            return float(raw)
+            value = float(raw)
+            if not math.isfinite(value):
+                raise ValueError(raw)
+            return value
         if typ is str:
             return raw
         if origin in (tuple, list) or typ in (tuple, list):
@@ -138,8 +142,9 @@ def _coerce(name: str, typ: Any, raw: Any) -> Any:
             if not isinstance(val, dict):
                 raise ValueError(raw)
             return val
-    except (ValueError, json.JSONDecodeError):
-        raise InputError(f"option {name}={raw!r}: expected {getattr(typ, '__name__', typ)}") from None
+    except (ValueError, RecursionError):  # RecursionError: JSON nested deeper than Python recurses
+        kind = "a finite float" if typ is float else getattr(typ, "__name__", typ)
+        raise InputError(f"option {name}={raw[:80]!r}: expected {kind}") from None
     return raw
 
 

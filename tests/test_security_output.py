@@ -1,0 +1,85 @@
+"""Terminal control sequences in data never reach the terminal: tables, errors, warnings and --json.
+
+Trace text, problem prompts, file names and error messages may hold ESC or C1 sequences (recolour, retitle,
+clear the screen, write the clipboard with OSC 52) or bidirectional overrides. Through `python -m curate`,
+with and without a colour terminal forced, they must print as visible escapes, and --json must carry the
+same values escaped. Run: python -m pytest -q tests/test_security_output.py
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from curate.cli.common import printable
+from curate.records import Problem
+from curate.store import TraceStore
+from tests.helpers import ROOT
+
+OSC = "\x1b]52;c;cm0gLXJmIH4=\x07"  # write the clipboard
+CSI = "\x1b[2J\x9b31m"  # clear the screen; C1 CSI
+BIDI = "\u202eevil"
+HOSTILE = f"q {OSC} {CSI} {BIDI}"
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    st = TraceStore(tmp_path_factory.mktemp("out") / "store")
+    st.add_problems([Problem(source="unit", domain="math", prompt=HOSTILE, reference="1")])
+    return st
+
+
+def curate(store, *args, colour=False):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "CURATE_STORE": str(store.path), "COLUMNS": "200"}
+    env.pop("NO_COLOR", None)
+    if colour:
+        env["FORCE_COLOR"] = "1"
+        env["TERM"] = "xterm-256color"
+    return subprocess.run([sys.executable, "-m", "curate", *args], capture_output=True, text=True, timeout=120, env=env)
+
+
+def no_raw_controls(text: str, colour: bool) -> None:
+    for bad in ("\x1b]", "\x07", "\x9b", "\u202e", "\x1b[2J"):
+        assert bad not in text, repr(text)
+    if not colour:
+        assert "\x1b" not in text, repr(text)
+
+
+@pytest.mark.parametrize("colour", [False, True])
+def test_table_prints_data_controls_as_escapes(store, colour):
+    r = curate(store, "sql", "SELECT prompt FROM problems", colour=colour)
+    assert r.returncode == 0, r.stderr
+    no_raw_controls(r.stdout + r.stderr, colour)
+    assert "\\x1b]52;c;cm0gLXJmIH4=\\x07" in r.stdout and "\\x9b31m" in r.stdout and "\\u202eevil" in r.stdout
+    if colour:
+        assert "\x1b[" in r.stdout  # rich's own styling still reaches a colour terminal
+
+
+@pytest.mark.parametrize("colour", [False, True])
+def test_error_lines_print_controls_as_escapes(store, colour):
+    r = curate(store, "sql", f'SELECT * FROM "{OSC}{CSI}"', colour=colour)
+    assert r.returncode != 0
+    no_raw_controls(r.stdout + r.stderr, colour)
+    assert "\\x1b]52" in r.stderr
+
+
+def test_json_keeps_the_values_and_escapes_them(store):
+    r = curate(store, "sql", "SELECT prompt FROM problems", "--json")
+    assert r.returncode == 0, r.stderr
+    no_raw_controls(r.stdout, False)
+    assert json.loads(r.stdout) == [{"prompt": HOSTILE}]
+
+
+def test_printable_table():
+    assert printable("a\x1b[31mb\tc\nd\x7f\x85\u2066") == "a\\x1b[31mb\tc\nd\\x7f\\x85\\u2066"
+    assert printable("plain ünïcode ✓ <think>") == "plain ünïcode ✓ <think>"
+
+
+def test_csv_prints_controls_as_escapes(store):
+    r = curate(store, "sql", "SELECT prompt, 'a\nb' AS two_lines FROM problems", "--csv")
+    assert r.returncode == 0, r.stderr
+    no_raw_controls(r.stdout, False)
+    assert "\\x1b]52;c;cm0gLXJmIH4=\\x07" in r.stdout and '"a\nb"' in r.stdout
