@@ -128,7 +128,8 @@ def not_blank_png(data: bytes) -> None:
 
 def test_report_html_parses_embeds_every_image_and_references_no_file(built):
     page = parse((built["out"] / "report.html").read_text(encoding="utf-8"))
-    assert page.external == [] and page.scripts == 0
+    # nothing is loaded from outside the file; the only links out open the local viewer's eval explorer
+    assert all(u.startswith("http://127.0.0.1:8300/evals/grid?") for u in page.external) and page.scripts == 0
     # countdown, gpqa_diamond, math500, behaviour, mixtures, verdicts
     assert len(page.images) == 6
     for src in page.images:
@@ -180,6 +181,10 @@ def test_markdown_and_html_carry_the_table_and_the_flip_warning(built):
     assert "| qwen3-4b-math-cot | math500 | avg@3 | 70.8 | 640 | 86.2 | 15.4 | 480 | 87.1 | 7.9 | 20 |" in md
     assert "![math500](figures/score_math500.png)" in md
     assert "| hub-model | countdown | countdown | avg@1 | 61.0 |" in md
+    # evaluated runs link to the viewer's eval explorer; imported (published) curves have no answers to show
+    assert "http://127.0.0.1:8300/evals/grid?run=cond-a&amp;benchmark=countdown" in html_text
+    assert "(http://127.0.0.1:8300/evals/grid?run=cond-a&benchmark=countdown)" in md
+    assert "evals/grid?run=qwen3-4b-math-cot" not in md
     for text in (md, html_text):
         assert "cond-a led by" not in text  # an order inside the noise is no flip
         assert text.count("Left out") == 2  # dose-response and training loss only

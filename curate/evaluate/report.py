@@ -214,6 +214,18 @@ def collect(store, study: Path | None = None, mixtures: Iterable[Path] = ()) -> 
 
 
 # ------------------------------------------------------------------ writing
+VIEW_URL = "http://127.0.0.1:8300"  # `curate view`'s default address
+
+
+def explorer_links(data: dict, bench: dict) -> list[tuple[str, str]]:
+    """(run, URL of `curate view`'s eval explorer for that run and benchmark) for each evaluated run of a figure;
+    imported curves have no answers to show."""
+    from urllib.parse import urlencode
+
+    runs = dict.fromkeys(c["run"] for c in bench["curves"] if not str(c.get("provenance", "")).startswith("imported"))
+    return [(r, f"{VIEW_URL}/evals/grid?{urlencode({'run': r, 'benchmark': bench['benchmark']})}") for r in runs]
+
+
 def build_report(store, out: str | Path, study: str | Path | None = None, mixtures: Iterable[str | Path] = ()) -> dict:
     """Collect, draw and write the report into `out`; returns the data with the written files listed."""
     from curate.evaluate import plots
@@ -412,7 +424,12 @@ def markdown(data: dict) -> str:
         parts.append("No loss curve for: " + "; ".join(data["loss_missing"]) + "\n")
     parts.append("## Score vs step\n")
     if data["benchmarks"]:
-        parts += [f"![{b['benchmark']}](figures/{b['figure']}.png)\n" for b in data["benchmarks"]]
+        for b in data["benchmarks"]:
+            parts.append(f"![{b['benchmark']}](figures/{b['figure']}.png)\n")
+            links = [f"[{r}]({u})" for r, u in explorer_links(data, b)]
+            if links:
+                parts.append(f"What each checkpoint answered (with `curate view --store {data['store']}` running): "
+                             + ", ".join(links) + "\n")
     else:
         parts.append(_skip(data, "scores"))
     parts.append("## Response length and truncation vs step\n")
@@ -504,7 +521,12 @@ def render_html(data: dict, figures: dict[str, bytes]) -> str:
         p.append(f'<p class="meta">No loss curve for: {e("; ".join(data["loss_missing"]))}</p>')
     p.append("<h2>Score vs step</h2>")
     if data["benchmarks"]:
-        p += [_img(figures, b["figure"], f"{b['benchmark']}: score vs step") for b in data["benchmarks"]]
+        for b in data["benchmarks"]:
+            p.append(_img(figures, b["figure"], f"{b['benchmark']}: score vs step"))
+            links = [f'<a href="{e(u)}">{e(r)}</a>' for r, u in explorer_links(data, b)]
+            if links:
+                p.append(f'<p class="meta">What each checkpoint answered (with <code>curate view --store '
+                         f'{e(data["store"])}</code> running): {", ".join(links)}</p>')
     else:
         p.append(skip("scores"))
     p.append("<h2>Response length and truncation vs step</h2>")
