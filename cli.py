@@ -844,11 +844,12 @@ def study_show(
 
 
 @study_app.command("tiny-model", hidden=True)
-def study_tiny_model(folder: Path, seed: Annotated[int, typer.Option()] = 0) -> None:
+def study_tiny_model(folder: Path, seed: Annotated[int, typer.Option()] = 0,
+                     size: Annotated[str, typer.Option(help="bpe-64x2 or char-128x4.")] = "bpe-64x2") -> None:
     """Build the tiny local base model of CPU studies (a study node)."""
     from curate.study.tiny import build_study_model
 
-    out_console.print(f"tiny model written to {build_study_model(folder, seed)}", markup=False)
+    out_console.print(f"tiny model written to {build_study_model(folder, seed, size=size)}", markup=False)
 
 
 @study_app.command("mark", hidden=True)
@@ -865,12 +866,12 @@ def study_mark(study: StudyArg, node: Annotated[str, typer.Option(help="Node id.
 def demo(
     store: StoreOpt = Path("demo-out/store"),
     out: Annotated[Path, typer.Option(help="Where the mixtures go.")] = Path("demo-out"),
-    problems: Annotated[int, typer.Option(help="Countdown problems to generate.")] = 400,
+    problems: Annotated[int, typer.Option(help="Chain-sum training problems to generate.")] = 4800,
     samples: Annotated[int, typer.Option(help="Synthetic traces per problem.")] = 4,
     workers: Annotated[int, typer.Option(help="Verifier worker processes.")] = 2,
     json_: JsonOpt = False,
 ) -> None:
-    """The whole pipeline on embedded defaults: countdown -> synthetic traces -> verify -> store -> 3 mixtures."""
+    """The whole pipeline on embedded defaults: chain sums -> synthetic traces -> verify -> store -> the demo study's 3 mixtures."""
     from curate.demo import DemoConfig, report_json, run_demo
 
     cfg = DemoConfig(problems=problems, samples_per_problem=samples, workers=workers)

@@ -227,7 +227,8 @@ def build_plan(study: str | Path, out: Optional[str | Path] = None) -> Plan:
         model_paths[m.name] = _model_path(m, base, out_dir, root, origin, i)
         if m.path == TINY:
             nid = f"model/{m.name}"
-            nodes[nid] = Node(nid, "model", ["curate", "study", "tiny-model", model_paths[m.name][0], "--seed", "0"])
+            nodes[nid] = Node(nid, "model", ["curate", "study", "tiny-model", model_paths[m.name][0], "--seed", "0",
+                                             *(["--size", m.size] if m.size else [])])
 
     for m in mixtures.values():
         nid = f"mix/{m.id}"

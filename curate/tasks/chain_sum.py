@@ -31,7 +31,7 @@ PROMPT = "Add these numbers: {terms}"
 @dataclass(frozen=True)
 class ChainSumConfig:
     min_terms: int = 3
-    max_terms: int = 5
+    max_terms: int = 4
     min_value: int = 10
     max_value: int = 99
 
