@@ -271,6 +271,8 @@ def build_plan(study: str | Path, out: Optional[str | Path] = None) -> Plan:
                     if value is not None:
                         ev += [flag, str(value)]
                 ev += _sets(spec.eval.set)
+                for k, v in spec.eval.options.items():
+                    ev += ["-o", f"{k}={_fmt(v)}"]
                 nodes[eid] = Node(eid, "eval", ev, deps=[tid] + ([f"model/{m.name}"] if m.path == TINY else []),
                                   gpu=True, cell=cid)
                 cells.append(Cell(cid, cname, m.name, seed, cond_mix[cname], run_dir, mpath))

@@ -95,6 +95,7 @@ class Eval(_Strict):
     max_tokens: Optional[int] = Field(default=None, ge=1)
     limit: Optional[int] = Field(default=None, ge=1)
     set: dict[str, Any] = Field(default_factory=dict)
+    options: dict[str, Any] = Field(default_factory=dict)  # backend config fields (`-o key=value`), e.g. batch_size
 
     @field_validator("steps")
     @classmethod
