@@ -1,7 +1,10 @@
 """`curate demo`: the whole pipeline on embedded defaults, with no GPU, no network and no model download.
 
-Countdown problems -> synthetic search traces (a share deliberately wrong) -> countdown verifier ->
-trace store -> three mixtures (verified, 50% verified-incorrect, thinking removed) -> a comparison table.
+Chain-sum problems (train, and the held-out eval set the `chain-sum` suite scores) -> synthetic scratchpad
+traces (half of them with one slipped partial sum) -> math verifier -> trace store -> the three mixtures of the
+`demo` study (verified, 50% verified-incorrect, thinking removed) -> a comparison table. The mixtures are built
+from the demo study's own resolved recipes, so they are byte-identical to the ones `curate study run demo`
+builds (and trains on) under demo-out/study/mixtures: same recipe, same store, same dataset.
 Rerunning reuses the store (content-hash ids make every step a no-op for what is already there).
 """
 from __future__ import annotations
@@ -10,25 +13,20 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
 from curate.store import TraceStore, queries
 
-# The three conditions the demo contrasts, as recipe overrides of one countdown recipe.
-CONDITIONS = {
-    "verified": {},
-    # draw problems that have a flawed trace, so small runs still reach the 50% share
-    "incorrect-50": {"quality": {"incorrect_fraction": 0.5}, "selection": {"require_incorrect": True}},
-    "no-thinking": {"quality": {"strip_thinking": True}},
-}
+STUDY = "demo"  # the shipped study whose conditions the demo's mixtures are
 
 
 @dataclass(frozen=True)
 class DemoConfig:
-    problems: int = 400
+    problems: int = 4800  # train-split chain sums
+    eval_problems: int = 200  # the `chain-sum` suite's held-out set (seed 1000), added before mixing
     samples_per_problem: int = 4
-    wrong_share: float = 0.35  # the synthetic teacher's share of traces with a wrong final answer
-    mixture_size: int = 200
+    wrong_share: float = 0.5  # the synthetic teacher's share of traces with one slipped partial sum
+    mixture_size: Optional[int] = None  # None: the demo study's recipe size (then the mixtures are the study's)
     workers: int = 2
     seed: int = 0
 
@@ -40,23 +38,15 @@ class DemoReport:
     store_summary: list[dict] = field(default_factory=list)
 
 
-def _recipe(name: str, cfg: DemoConfig, override: dict):
-    from curate.mix.recipe import validate_recipe
+def study_recipes(cfg: DemoConfig) -> dict:
+    """Mixture name -> resolved recipe of the demo study (its conditions with their overrides applied)."""
+    from curate.study.plan import build_plan
 
-    data = {
-        "name": f"demo-{name}",
-        "description": f"curate demo: countdown traces, condition '{name}'",
-        "seed": cfg.seed,
-        "size": cfg.mixture_size,
-        "allow_smaller": True,
-        "sources": [{"name": "countdown", "where": "source = 'countdown' AND split = 'train'"}],
-        "selection": {"per_problem": "one_random_correct"},
-        "filters": {"no_truncation": True},
-        "decontaminate": {"enabled": False},
-    }
-    for key, value in override.items():
-        data[key] = {**data.get(key, {}), **value}
-    return validate_recipe(data, origin=f"demo condition {name}")
+    plan = build_plan(STUDY)
+    out = {}
+    for name, m in plan.mixtures.items():
+        out[name] = m.recipe if cfg.mixture_size is None else m.recipe.model_copy(update={"size": cfg.mixture_size})
+    return out
 
 
 def run_demo(store_path: Path, out: Path, cfg: DemoConfig = DemoConfig(),
@@ -71,15 +61,16 @@ def run_demo(store_path: Path, out: Path, cfg: DemoConfig = DemoConfig(),
     report = DemoReport()
 
     t = time.perf_counter()
-    added = tasks.add_problems(store, "countdown", size=cfg.problems, seed=cfg.seed)
-    report.steps.append({"step": "problems", "detail": f"{added['added']} new countdown problems ({added['seen']} generated)",
-                         "seconds": round(time.perf_counter() - t, 2)})
+    held = tasks.add_problems(store, "chain_sum", size=cfg.eval_problems, seed=1000, split="eval")
+    added = tasks.add_problems(store, "chain_sum", size=cfg.problems, seed=cfg.seed)
+    report.steps.append({"step": "problems", "detail": f"{added['added']} new chain-sum problems ({added['seen']} generated), "
+                         f"{held['added']} new held-out eval problems", "seconds": round(time.perf_counter() - t, 2)})
     say(f"1/4 problems: {report.steps[-1]['detail']}")
 
     t = time.perf_counter()
-    backend = SyntheticBackend(config=SyntheticConfig(wrong_share=cfg.wrong_share))
-    run = runner.run(store, backend, "source = 'countdown'", runner.RunConfig(n=cfg.samples_per_problem, seed=cfg.seed),
-                     progress=False)
+    backend = SyntheticBackend(model="chain-sum-scratchpad", config=SyntheticConfig(wrong_share=cfg.wrong_share))
+    run = runner.run(store, backend, "source = 'chain_sum' AND split = 'train'",
+                     runner.RunConfig(n=cfg.samples_per_problem, seed=cfg.seed), progress=False)
     report.steps.append({"step": "generate", "detail": f"{run.generated} new synthetic traces ({run.existing} already stored)",
                          "seconds": round(time.perf_counter() - t, 2)})
     say(f"2/4 generate: {report.steps[-1]['detail']}")
@@ -90,10 +81,12 @@ def run_demo(store_path: Path, out: Path, cfg: DemoConfig = DemoConfig(),
     say(f"3/4 verify: {report.steps[-1]['detail']}")
 
     t = time.perf_counter()
-    for name, override in CONDITIONS.items():
-        manifest = mix_recipe(_recipe(name, cfg, override), store, out / "mixtures" / name, overwrite=True)[0]
+    recipes = study_recipes(cfg)
+    for name, recipe in recipes.items():
+        manifest = mix_recipe(recipe, store, out / "mixtures" / name, overwrite=True)[0]
         report.mixtures.append(_summarise_mixture(name, out / "mixtures" / name, manifest))
-    report.steps.append({"step": "mix", "detail": f"{len(CONDITIONS)} mixtures under {out / 'mixtures'}",
+    same = "the demo study's mixtures" if cfg.mixture_size is None else f"the demo study's recipes at size {cfg.mixture_size}"
+    report.steps.append({"step": "mix", "detail": f"{len(recipes)} mixtures under {out / 'mixtures'} ({same})",
                          "seconds": round(time.perf_counter() - t, 2)})
     say(f"4/4 mix: {report.steps[-1]['detail']}")
     report.store_summary = queries.trace_summary(store)

@@ -125,3 +125,29 @@ def test_missing_chat_template_and_bad_model(tiny, tmp_path):
 
     with pytest.raises(BackendError, match="cannot load"):
         HFBackend(str(tmp_path / "nope"), HFConfig(), SamplingParams())
+
+
+def test_sampled_text_does_not_depend_on_batch_composition(tiny):
+    """At T > 0 each sample draws from its own seeded stream: batch size, neighbours and order do not matter."""
+    hot = SamplingParams(temperature=1.0, top_p=0.95, top_k=50, max_tokens=12)
+    rs = reqs(6)
+    alone = {c.request_id: c.text for c in HFBackend(tiny, HFConfig(batch_size=1), hot).generate(rs)}
+    packed = {c.request_id: c.text for c in HFBackend(tiny, HFConfig(batch_size=4), hot).generate(rs[::-1])}
+    resumed = {c.request_id: c.text for c in HFBackend(tiny, HFConfig(batch_size=3), hot).generate(rs[2:5])}
+    assert alone == packed
+    assert all(resumed[k] == alone[k] for k in resumed)
+    assert len(set(alone.values())) > 1  # a random model's samples differ across prompts
+    other = [Request(id=r.id, problem=r.problem, messages=r.messages, sample_index=1, seed=0) for r in rs]
+    again = {c.request_id: c.text for c in HFBackend(tiny, HFConfig(batch_size=4), hot).generate(other)}
+    assert again != alone  # another sample index is another stream
+
+
+def test_per_sample_seed_depends_on_problem_index_and_seed_only():
+    p = Problem(source="t", domain="math", prompt="What is 1 + 1?", reference="2")
+    m = build_messages(p)
+    a = Request(id="id-under-model-a", problem=p, messages=m, sample_index=2, seed=7)
+    b = Request(id="id-under-model-b", problem=p, messages=m, sample_index=2, seed=7)
+    assert a.per_sample_seed == b.per_sample_seed
+    assert a.per_sample_seed != Request(id="x", problem=p, messages=m, sample_index=3, seed=7).per_sample_seed
+    assert a.per_sample_seed != Request(id="x", problem=p, messages=m, sample_index=2, seed=8).per_sample_seed
+    assert Request(id="x", problem=p, messages=m, sample_index=2, seed=None).per_sample_seed is None

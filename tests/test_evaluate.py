@@ -125,6 +125,45 @@ def test_killed_eval_resumes_to_the_same_table(trained, tmp_path):
     assert comparable(_evals(killed, "true")) == comparable(_evals(clean, "true"))
 
 
+def _traces(store: Path) -> dict:
+    return {r["id"]: (r["model"], r["text"]) for r in TraceStore(store).query("SELECT id, model, text FROM traces").to_pylist()}
+
+
+def test_moved_run_and_killed_sampled_eval_give_the_same_ids_and_traces(trained, tmp_path):
+    """Sample ids hold no absolute path (a model is its folder name and content hash) and sampling at T=0.6 is
+    seeded per sample: the run evaluated in place, and a copy in another folder evaluated with a kill in the
+    middle and a resume, store the same samples with the same texts."""
+    import shutil
+
+    from curate.evaluate.targets import resolve_targets
+
+    moved = tmp_path / "elsewhere" / "run"
+    shutil.copytree(trained / "run", moved)
+    here, there = resolve_targets(str(trained / "run"))[0], resolve_targets(str(moved))[0]
+    assert [t.identity for t in here] == [t.identity for t in there]
+    assert all(str(tmp_path) not in t.identity and str(trained) not in t.identity for t in here + there)
+    assert here[0].identity.startswith("run/step-000001@")
+
+    def args(run: Path) -> list[str]:
+        return ["eval", str(run / "checkpoints" / "step-000001"), "--suite", "smoke", "-b", "countdown",
+                "--set", "countdown.auto_add.size=10", "-o", "batch_size=4", "--flush-every", "2", *FAST]
+
+    clean, killed = tmp_path / "clean", tmp_path / "killed"
+    assert run_cli(*args(trained / "run"), "--store", str(clean), env=ENV, timeout=300).returncode == 0
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **ENV}
+    proc = subprocess.Popen([sys.executable, "-m", "curate", *args(moved), "--store", str(killed)], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(list((killed / "shards").glob("[!.]*.parquet"))) < 2 and proc.poll() is None:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    r = run_cli(*args(moved), "--store", str(killed), "--json", env=ENV, timeout=300)
+    assert r.returncode == 0, r.stderr
+    a, b = _traces(clean), _traces(killed)
+    assert len(a) == 10 and a == b
+
+
 # ------------------------------------------------------------------ bad input: one line, non-zero exit
 
 

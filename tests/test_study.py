@@ -102,9 +102,13 @@ def test_bad_study_gives_one_line_naming_file_line_and_field(tmp_path, cli, edit
 
 
 def test_shipped_studies_validate():
-    for name in ("paper", "toy-countdown"):
+    for name in ("paper", "toy", "toy-sweep", "demo"):
         spec, _ = load_study(name)
         assert spec.name == name
+    toy = build_plan("toy", out="/tmp/unused-toy-plan")
+    assert len(toy.cells) == 9 and len(toy.mixtures) == 3 and toy.nodes["model/tiny"].argv[-2:] == ["--size", "char-128x4"]
+    sweep = build_plan("toy-sweep", out="/tmp/unused-sweep-plan")
+    assert sorted(m.recipe.quality.incorrect_fraction for m in sweep.mixtures.values()) == [0, 0.25, 0.5, 0.75, 1]
     plan = build_plan("paper", out="/tmp/unused-paper-plan")
     assert len(plan.cells) == 20 and len(plan.mixtures) == 5
     assert plan.spec.eval.steps == [10, 20, 40, 80, 160, 320, 480, 640]

@@ -22,7 +22,7 @@ def load(source, **opts):
 
 def test_registry_lists_every_source_with_options():
     names = {t["name"] for t in list_tasks()}
-    assert {"countdown", "reasoning_gym", "hf", "file", "humaneval", "math500", "aime24", "gpqa_diamond", "mmlu_pro",
+    assert {"countdown", "chain_sum", "reasoning_gym", "hf", "file", "humaneval", "math500", "aime24", "gpqa_diamond", "mmlu_pro",
             "livecodebench", "openr1_math", "numinamath", "hex_phi"} <= names
     assert all(t["options"] for t in list_tasks())
 
@@ -54,6 +54,21 @@ def test_generated_oracles_pass_their_scorer(task):
         assert TASKS["reasoning_gym"].oracle(p) == f"<answer>{p.reference['answer']}</answer>"
         score = reasoning_gym.get_score_answer_fn(task)(p.reference["answer"], entry)
         assert score == 1.0, (task, p.reference)
+
+
+def test_every_generated_task_with_a_verifier_passes_it_with_its_oracle():
+    """Registry-wide: a generated task that names a verifier and has an oracle gets `correct` from that verifier."""
+    from verifiers.registry import get_verifier
+
+    checked = []
+    for name, spec in sorted(TASKS.items()):
+        if not (spec.generated and spec.oracle and spec.verifier) or name == "reasoning_gym":  # rgym: per task above
+            continue
+        v = get_verifier(spec.verifier)
+        for p in iter_problems(name, {"max_numbers": 4} if name == "countdown" else {}, size=10, seed=5):
+            assert v.verify(p, spec.oracle(p)).status == "correct", (name, p.reference)
+        checked.append(name)
+    assert {"countdown", "chain_sum"} <= set(checked)
 
 
 def test_math_presets_from_local_fixtures():

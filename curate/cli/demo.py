@@ -17,12 +17,12 @@ def register(app: typer.Typer) -> None:
 def demo(
     store: StoreOpt = Path("demo-out/store"),
     out: Annotated[Path, typer.Option(help="Where the mixtures go.")] = Path("demo-out"),
-    problems: Annotated[int, typer.Option(help="Countdown problems to generate.")] = 400,
+    problems: Annotated[int, typer.Option(help="Chain-sum training problems to generate.")] = 4800,
     samples: Annotated[int, typer.Option(help="Synthetic traces per problem.")] = 4,
     workers: Annotated[int, typer.Option(help="Verifier worker processes.")] = 2,
     json_: JsonOpt = False,
 ) -> None:
-    """The whole pipeline on embedded defaults: countdown -> synthetic traces -> verify -> store -> 3 mixtures."""
+    """The whole pipeline on embedded defaults: chain sums -> synthetic traces -> verify -> store -> the demo study's 3 mixtures."""
     from curate.demo import DemoConfig, report_json, run_demo
 
     cfg = DemoConfig(problems=problems, samples_per_problem=samples, workers=workers)

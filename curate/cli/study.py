@@ -115,11 +115,12 @@ def study_show(
         print_table(rows, title="eval rows")
 
 
-def study_tiny_model(folder: Path, seed: Annotated[int, typer.Option()] = 0) -> None:
+def study_tiny_model(folder: Path, seed: Annotated[int, typer.Option()] = 0,
+                     size: Annotated[str, typer.Option(help="bpe-64x2 or char-128x4.")] = "bpe-64x2") -> None:
     """Build the tiny local base model of CPU studies (a study node)."""
     from curate.study.tiny import build_study_model
 
-    out_console.print(f"tiny model written to {build_study_model(folder, seed)}", markup=False)
+    out_console.print(f"tiny model written to {build_study_model(folder, seed, size=size)}", markup=False)
 
 
 def study_mark(study: StudyArg, node: Annotated[str, typer.Option(help="Node id.")], out: StudyOut = None) -> None:

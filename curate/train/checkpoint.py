@@ -22,7 +22,7 @@ from torch.distributed.checkpoint.state_dict import (
     set_state_dict,
 )
 
-from curate.train.layout import MARKER, latest_state, step_name, write_atomic  # noqa: F401  (re-exported for the loop)
+from curate.train.layout import MARKER, latest_state, model_fingerprint, step_name, write_atomic  # noqa: F401  (re-exported for the loop)
 
 
 def export_steps(ckpt_cfg, total_steps: int) -> set[int]:
@@ -79,6 +79,7 @@ def save_hf(model, lm, tokenizer, folder: Path, dtype: torch.dtype, rank: int, m
     if getattr(lm, "generation_config", None) is not None:
         lm.generation_config.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
+    marker = {**marker, "fingerprint": model_fingerprint(tmp)}  # what evaluation identifies this model by
     (tmp / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
     _test_kill("hf", marker["step"])
     shutil.rmtree(folder, ignore_errors=True)

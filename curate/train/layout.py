@@ -9,7 +9,8 @@ Torch-free, so the launcher's checks stay fast and the evaluator can read lineag
     .train.lock, .ranks.lock   held while a run is alive (curate/train/guard.py)
 
 `checkpoint_info(folder)` returns a complete checkpoint's marker (step, run_id, config_hash, data_path,
-mixture_fingerprint, recipe_hash, store_snapshot, base_model) or None; `run_lineage(output_dir)` returns
+mixture_fingerprint, recipe_hash, store_snapshot, base_model, fingerprint) or None; `model_fingerprint(folder)`
+is the content hash of a model folder that evaluation identifies a model by; `run_lineage(output_dir)` returns
 the run's lineage plus its complete checkpoints. Tested in tests/test_train_lineage.py.
 """
 from __future__ import annotations
@@ -112,6 +113,33 @@ def weights_present(folder: Path) -> bool:
         shards = set(json.loads(index.read_text())["weight_map"].values())
         return all((folder / s).is_file() for s in shards)
     return (folder / "model.safetensors").is_file() or (folder / "pytorch_model.bin").is_file()
+
+
+_FINGERPRINTS: dict[tuple, str] = {}
+
+
+def model_fingerprint(folder: str | Path) -> str:
+    """A content hash of a model folder (16 hex): sha256 over the name and bytes of every file in it (weights,
+    config, tokenizer, chat and generation settings) except curate's checkpoint marker, hidden files and
+    partial downloads. Equal files give equal fingerprints wherever the folder lives; any retrained weight
+    changes it. Reads every byte (about a second per GB, once per folder and process: the result is kept
+    for an unchanged folder); `curate train` stores it in the checkpoint marker as `fingerprint`."""
+    folder = Path(folder)
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MARKER
+                   and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+                   and not p.name.endswith((".tmp", ".incomplete", ".lock")))
+    stat_key = (str(folder.resolve()), tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files))
+    if stat_key in _FINGERPRINTS:
+        return _FINGERPRINTS[stat_key]
+    h = hashlib.sha256()
+    for p in files:
+        h.update(p.relative_to(folder).as_posix().encode() + b"\0")
+        with open(p, "rb") as f:
+            while chunk := f.read(1 << 22):
+                h.update(chunk)
+        h.update(b"\0")
+    _FINGERPRINTS[stat_key] = h.hexdigest()[:16]
+    return _FINGERPRINTS[stat_key]
 
 
 def checkpoint_info(folder: str | Path) -> dict | None:
