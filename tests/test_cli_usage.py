@@ -61,3 +61,22 @@ def test_study_plan_states_gpu_time_readably(hours, text):
     from curate.cli.study import gpu_time
 
     assert gpu_time(hours) == text
+
+
+def test_hints_name_curate_the_way_it_was_started(tmp_path, monkeypatch):
+    """`make demo` runs .venv/bin/curate, which is not on PATH: its hints must say so, not a bare `curate`."""
+    import sys
+
+    from curate.cli.common import invocation
+
+    exe = tmp_path / "venv" / "bin" / "curate"
+    exe.parent.mkdir(parents=True)
+    exe.write_text("#!/bin/sh\n")
+    exe.chmod(0o755)
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    monkeypatch.setattr(sys, "argv", [str(exe), "demo"])
+    assert invocation() == str(exe)
+    monkeypatch.setenv("PATH", f"{exe.parent}:/usr/bin")
+    assert invocation() == "curate"
+    monkeypatch.setattr(sys, "argv", ["/x/curate/__main__.py", "demo"])
+    assert invocation() == "python -m curate"

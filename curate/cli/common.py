@@ -153,3 +153,17 @@ def parse_pairs(pairs: list[str] | None, flag: str) -> dict[str, str]:
             raise InputError(f"{flag} expects key=value, got {item!r}")
         out[key.strip()] = value
     return out
+
+
+def invocation() -> str:
+    """How to run curate again the way this process was started: `curate` when that is on PATH, else the path
+    the user typed (`.venv/bin/curate` after `make demo`), else `python -m curate`."""
+    import shutil
+
+    argv0 = sys.argv[0] if sys.argv else ""
+    if Path(argv0).name != "curate":
+        return "python -m curate"
+    on_path = shutil.which("curate")
+    if on_path and Path(on_path).resolve() == Path(argv0).resolve():
+        return "curate"
+    return argv0

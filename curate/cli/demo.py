@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 from rich.text import Text
 
-from curate.cli.common import JsonOpt, StoreOpt, out_console, print_table
+from curate.cli.common import JsonOpt, StoreOpt, invocation, out_console, print_table
 
 
 def register(app: typer.Typer) -> None:
@@ -35,5 +35,6 @@ def demo(
     print_table([{k: v for k, v in m.items() if k != "path"} for m in rep.mixtures],
                  title="mixtures: the same problems, three data-quality conditions")
     out_console.print(Text(f"Mixtures (Hugging Face datasets with cards): {out / 'mixtures'}"))
-    out_console.print(Text(f"Query the store: curate sql \"SELECT status, count(*) FROM traces GROUP BY status\" --store {store}"))
-    out_console.print(Text(f"Browse it (pip install 'curate[view]'): curate view --store {store} --mixtures {out / 'mixtures'}"))
+    cmd = invocation()
+    out_console.print(Text(f"Query the store: {cmd} sql \"SELECT status, count(*) FROM traces GROUP BY status\" --store {store}"))
+    out_console.print(Text(f"Browse it (the `view` extra): {cmd} view --store {store} --mixtures {out / 'mixtures'}"))

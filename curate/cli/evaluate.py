@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from curate.cli.common import (DEFAULT_STORE, BackendOpt, ExecutorOpt, JsonOpt, RayAddressOpt, StoreOpt, emit_json,
-                               err_console, open_store, out_console, parse_pairs, print_result, print_table)
+                               err_console, invocation, open_store, out_console, parse_pairs, print_result, print_table)
 
 
 def register(app: typer.Typer) -> None:
@@ -65,7 +65,7 @@ def eval_(
         for note in rep.notes:
             err_console.print(f"note: {note}", markup=False)
         out_console.print(f"evaluated {rep.targets} checkpoint(s): {rep.generated} samples generated, {rep.labeled} labeled "
-                          f"in {rep.seconds:.1f}s; see `curate evals --store {store}`", markup=False)
+                          f"in {rep.seconds:.1f}s; see `{invocation()} evals --store {store}`", markup=False)
     if rep.incomplete:
         from curate.errors import CurateError
 

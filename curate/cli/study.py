@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from curate.cli.common import JsonOpt, emit_json, err_console, out_console, print_table
+from curate.cli.common import JsonOpt, emit_json, err_console, invocation, out_console, print_table
 
 
 def register(app: typer.Typer) -> None:
@@ -69,7 +69,7 @@ def study_run(
     elif res.get("report"):
         out_console.print(f"report: {res['report']}", markup=False)
     elif res.get("store") and not dry_run:
-        out_console.print(f"results: curate evals --store {res['store']}", markup=False)
+        out_console.print(f"results: {invocation()} evals --store {res['store']}", markup=False)
 
 
 def study_status_cmd(study: StudyArg, out: StudyOut = None, json_: JsonOpt = False) -> None:
