@@ -146,7 +146,7 @@ def test_moved_run_and_killed_sampled_eval_give_the_same_ids_and_traces(trained,
 
     def args(run: Path) -> list[str]:
         return ["eval", str(run / "checkpoints" / "step-000001"), "--suite", "smoke", "-b", "countdown",
-                "--set", "countdown.auto_add.size=10", "-o", "batch_size=4", "--flush-every", "2", *FAST]
+                "--set", "countdown.auto_add.size=10", "--option", "batch_size=4", "--flush-every", "2", *FAST]
 
     clean, killed = tmp_path / "clean", tmp_path / "killed"
     assert run_cli(*args(trained / "run"), "--store", str(clean), env=ENV, timeout=300).returncode == 0

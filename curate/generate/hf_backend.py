@@ -85,7 +85,7 @@ class HFBackend:
         self.eos_ids = set(eos if isinstance(eos, list) else [eos]) - {None}
         if not c.raw:
             if not getattr(self.tokenizer, "chat_template", None):
-                raise InputError(f"{model}: the tokenizer has no chat template", hint="set -o raw=true to send plain text")
+                raise InputError(f"{model}: the tokenizer has no chat template", hint="set --option raw=true to send plain text")
             self.injected_system = warn_if_injected(self.tokenizer)
 
     def identity_params(self) -> dict:

@@ -103,7 +103,7 @@ class OpenAIBackend:
             try:
                 from transformers import AutoTokenizer
             except ImportError:
-                raise BackendError("-o tokenizer= needs transformers", hint="pip install 'curate[train]'") from None
+                raise BackendError("--option tokenizer= needs transformers", hint="pip install 'curate[train]'") from None
             from curate.generate.prompting import warn_if_injected
 
             try:

@@ -76,5 +76,5 @@ def render(tokenizer, messages) -> str:
     """Apply the tokenizer's chat template with a generation prompt."""
     if not getattr(tokenizer, "chat_template", None):
         raise InputError("the tokenizer has no chat template",
-                         hint="set -o raw=true to send the plain user text, or use a chat model's tokenizer")
+                         hint="set --option raw=true to send the plain user text, or use a chat model's tokenizer")
     return tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True)
