@@ -269,8 +269,14 @@ def test_card_and_manifest_record_provenance(store, tmp_path):
     assert ds.to_list() == rows
 
 
+# recipes whose problems the fixture store does not hold, and the test that builds them on a store that does
+OWN_STORE = {"chain-sum-toy": "tests/test_demo.py (the demo's chain-sum store)"}
+
+
 def test_every_shipped_recipe_runs_on_the_fixture_store(store, tmp_path):
     for path in list_recipes():
+        if path.stem in OWN_STORE:
+            continue
         data = load_recipe(path).model_dump(mode="json")
         data["size"] = 8
         r = validate_recipe(data, origin=path.name)
