@@ -239,7 +239,7 @@ def test_a_gpu_backend_on_a_cluster_without_gpus_stops_with_one_line(tmp_path):
 def test_a_backend_error_on_a_worker_is_the_local_executor_s_error(tmp_path):
     st = _store(tmp_path / "store", problems=2)
     st.add_problems([Problem("math500", "math", "What is 2+2?", "4")])
-    with pytest.raises(InputError, match="only writes Countdown traces") as e:  # exit code 2, as locally
+    with pytest.raises(InputError, match="writes Countdown and chain-sum traces") as e:  # exit code 2, as locally
         X.generate(st, X.BackendSpec("synthetic", None, SAMPLING, {}), None, RunConfig(), progress=False)
     assert "rerun the same command to resume" in e.value.message
 
