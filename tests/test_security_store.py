@@ -323,7 +323,7 @@ def test_a_table_fetches_only_the_rows_it_shows(world):
                        cwd=world["cwd"])
     assert r.returncode == 0 and "more than 50 rows (showing 50)" in r.stdout, r.stdout[-500:] + r.stderr[-2000:]
     rss = int(r.stderr.split("RSS")[-1])
-    assert rss < 1000, f"{rss} MB"  # the whole result is ~2 GB as Python objects
+    assert rss < 1500, f"{rss} MB"  # the whole result is ~2 GB as Python objects (4.8 GB RSS when it was built)
 
 
 def test_spilling_is_capped(world, monkeypatch):
