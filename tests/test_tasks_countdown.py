@@ -190,7 +190,7 @@ def test_size_counts_distinct_puzzles():
     ps = list(iter_problems("countdown", opts, size=25, seed=0))
     assert len(ps) == 25 and len({key(p.reference) for p in ps}) == 25
     assert ps[-1].metadata["index"] > 24  # some draws were repeats and were skipped
-    with pytest.raises(InputError, match="distinct puzzles"):
+    with pytest.raises(InputError, match="distinct problems in"):
         list(iter_problems("countdown", opts, size=500, seed=0))
 
 

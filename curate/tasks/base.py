@@ -181,3 +181,22 @@ def take(rows: Iterable[Problem], size: int | None) -> Iterator[Problem]:
         if size is not None and i >= size:
             return
         yield p
+
+
+def distinct_problems(name: str, generate: Callable, key: Callable[[dict], str], config: Any, size: int | None,
+                      seed: int, split: str) -> Iterator[Problem]:
+    """`size` distinct problems of a generated task: a draw repeating an earlier one of this run (same key) is
+    skipped, so a mixture of `size` rows can use every problem (mixtures dedup by the same key)."""
+    if size is None:
+        raise ValueError(f"{name} is generated: give --size")
+    check_split(split)
+    seen: set[str] = set()
+    index = 0
+    while len(seen) < size:
+        p = generate(config, seed, index, split)
+        index += 1
+        if key(p.reference) not in seen:
+            seen.add(key(p.reference))
+            yield p
+        elif index > 10 * size + 1000:
+            raise ValueError(f"only {len(seen)} distinct problems in {index} draws; widen the config's ranges")

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Iterator
 
 from curate.records import Problem
-from curate.tasks.base import TaskSpec, check_split, register, task_rng
+from curate.tasks.base import TaskSpec, distinct_problems, register, task_rng
 
 NAME = "chain_sum"
 PROMPT = "Add these numbers: {terms}"
@@ -71,19 +71,7 @@ def key(reference: dict) -> str:
 
 
 def load(config: ChainSumConfig, size: int | None, seed: int, split: str) -> Iterator[Problem]:
-    if size is None:
-        raise ValueError("chain_sum is generated: give --size")
-    check_split(split)
-    seen: set[str] = set()
-    index = 0
-    while len(seen) < size:
-        p = generate(config, seed, index, split)
-        index += 1
-        if key(p.reference) not in seen:
-            seen.add(key(p.reference))
-            yield p
-        elif index > 10 * size + 1000:
-            raise ValueError(f"only {len(seen)} distinct problems in {index} draws; widen the value or term ranges")
+    return distinct_problems('chain_sum', generate, key, config, size, seed, split)
 
 
 def oracle(problem: Problem) -> str:

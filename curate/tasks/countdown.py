@@ -28,7 +28,7 @@ from functools import lru_cache
 from typing import Iterator
 
 from curate.records import Problem
-from curate.tasks.base import TaskSpec, check_split, register, task_rng
+from curate.tasks.base import TaskSpec, distinct_problems, register, task_rng
 
 NAME = "countdown"
 PROMPT = (
@@ -338,21 +338,7 @@ def generate(config: CountdownConfig, seed: int, index: int, split: str = "train
 
 
 def load(config: CountdownConfig, size: int | None, seed: int, split: str) -> Iterator[Problem]:
-    if size is None:
-        raise ValueError("countdown is generated: give --size")
-    check_split(split)
-    # `size` distinct puzzles: a draw repeating an earlier one of this run (same numbers and target) is
-    # skipped, so a mixture of `size` rows can use every problem (mixtures dedup by the same key).
-    seen: set[str] = set()
-    index = 0
-    while len(seen) < size:
-        p = generate(config, seed, index, split)
-        index += 1
-        if key(p.reference) not in seen:
-            seen.add(key(p.reference))
-            yield p
-        elif index > 10 * size + 1000:
-            raise ValueError(f"only {len(seen)} distinct puzzles in {index} draws; widen the value or target ranges")
+    return distinct_problems('countdown', generate, key, config, size, seed, split)
 
 
 def oracle(problem: Problem) -> str:
