@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 from html.parser import HTMLParser
-from pathlib import Path
 
 import pytest
 
@@ -342,6 +341,11 @@ def test_cli_usage_errors(built, tmp_path):
     assert r.returncode != 0 and "no manifest.json" in r.stderr
 
 
-def test_demo_prints_the_view_command():
-    src = (Path(__file__).resolve().parents[1] / "curate" / "cli" / "demo.py").read_text(encoding="utf-8")
-    assert "curate view --store {store} --mixtures" in src
+def test_demo_prints_the_view_command(tmp_path):
+    """`curate demo` ends with the command that browses its store, spelled the way curate was started."""
+    from tests.helpers import run_cli
+
+    store, out = tmp_path / "s", tmp_path / "o"
+    r = run_cli("demo", "--store", str(store), "--out", str(out), "--problems", "12", "--samples", "2")
+    assert r.returncode == 0, r.stderr
+    assert f"python -m curate view --store {store} --mixtures {out / 'mixtures'}" in r.stdout, r.stdout[-800:]
