@@ -254,11 +254,15 @@ class TraceStore:
             if shard_io.looks_complete(p):
                 out.append((str(p.resolve()), number))
             else:
-                msg = f"shard {p} is missing or damaged; its trace text is unavailable (other data is intact)"
-                if msg not in self.warnings:
-                    self.warnings.append(msg)
-                    warnings.warn(msg, stacklevel=3)
+                self._warn_once(f"shard {p} is missing or damaged; its trace text is unavailable (other data is intact)",
+                                stacklevel=4)
         return out
+
+    def _warn_once(self, msg: str, stacklevel: int) -> None:
+        """Keep `msg` in self.warnings (the CLI prints them) and warn once per store object."""
+        if msg not in self.warnings:
+            self.warnings.append(msg)
+            warnings.warn(msg, stacklevel=stacklevel)
 
     def _shards_with_text(self, shards: list[tuple[str, int]]) -> list[tuple[str, int]]:
         """The shards whose file has a `text` column; a warning names each one that has not."""
@@ -271,10 +275,8 @@ class TraceStore:
             if ok:
                 out.append((path, number))
             else:
-                msg = f"shard {path} has no text column; its trace text is unavailable (other data is intact)"
-                if msg not in self.warnings:
-                    self.warnings.append(msg)
-                    warnings.warn(msg, stacklevel=4)
+                self._warn_once(f"shard {path} has no text column; its trace text is unavailable (other data is intact)",
+                                stacklevel=5)
         return out
 
     # ------------------------------------------------------------------ writing
