@@ -12,7 +12,6 @@ both consoles, whatever the print call; table cells are made printable before la
 from __future__ import annotations
 
 import csv
-import io
 import json
 import os
 import re
@@ -126,13 +125,11 @@ def print_result(table, fmt: str = "table", limit: int = 50, counted: bool = Tru
         emit_json(table.to_pylist(), True)
         return
     if fmt == "csv":
-        buf = io.StringIO()
-        w = csv.writer(buf)
+        w = csv.writer(sys.stdout)  # row by row: no second copy of the result as one string
         w.writerow(table.column_names)
         for batch in table.to_batches():
             for r in batch.to_pylist():
                 w.writerow(["" if r[c] is None else printable(str(r[c])) for c in table.column_names])
-        sys.stdout.write(buf.getvalue())
         return
     rows = table.slice(0, limit).to_pylist()
     print_table(rows, limit=limit, columns=table.column_names)
