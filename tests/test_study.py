@@ -274,6 +274,25 @@ def test_local_executor_runs_one_gpu_node_per_gpu_at_once(tmp_path):
     assert said.index(starts[1]) < first_done, "the two GPU nodes must run at the same time"
 
 
+def test_local_executor_without_gpus_runs_jobs_cpu_nodes_at_once(tmp_path):
+    """No GPU listed: training and eval nodes are CPU nodes, `jobs` of them side by side, a third waits."""
+    from curate.store import TraceStore
+    from curate.study.executors import Local
+    from curate.study.plan import Node
+
+    plan = build_plan(write(tmp_path))
+    TraceStore(tmp_path / "st").init()
+    nodes = [Node(f"prepare/{i}", "prepare", {"args": ["stats"], "store": str(tmp_path / "st")}, gpu=True) for i in range(3)]
+    plan.nodes = {n.id: n for n in nodes}
+    said: list[str] = []
+    res = Local(plan, lambda node: None, gpus=[], retries=0, echo=said.append, jobs=2).run(nodes)
+    assert res["done"] == ["prepare/0", "prepare/1", "prepare/2"] and not res["failed"]
+    starts = [s for s in said if s.startswith("start")]
+    assert starts[:2] == ["start prepare/0", "start prepare/1"], "no GPU named on a CPU node"
+    first_done = min(i for i, s in enumerate(said) if s.startswith("done"))
+    assert said.index(starts[1]) < first_done < said.index(starts[2])
+
+
 def test_a_study_without_its_store_stops_before_anything_runs(tmp_path, cli):
     """The demo study run before `curate demo`: one line naming the missing store, and no node was started."""
     out = tmp_path / "study"

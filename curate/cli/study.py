@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from curate.cli.common import JsonOpt, emit_json, err_console, invocation, out_console, print_table
+from curate.errors import InputError
 
 
 def register(app: typer.Typer) -> None:
@@ -46,6 +47,18 @@ def study_plan(study: StudyArg, out: StudyOut = None, json_: JsonOpt = False) ->
         err_console.print(f"[yellow]note:[/] {w}", markup=False)
 
 
+def parse_jobs(text: Optional[str]) -> int | str | None:
+    if text is None or text == "auto":
+        return text
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise InputError(f"--jobs expects a whole number of at least 1 or 'auto', got {text!r}")
+    return n
+
+
 def study_run(
     study: StudyArg,
     out: StudyOut = None,
@@ -55,6 +68,7 @@ def study_run(
     rerun_stale: Annotated[bool, typer.Option("--rerun-stale", help="Redo cells the changed study file made stale (old results are kept, renamed).")] = False,
     until: Annotated[Optional[str], typer.Option(help="Stop after this stage: prepare, model, mix, train, eval or report.")] = None,
     retries: Annotated[Optional[int], typer.Option(help="Extra attempts of a failed node (default: executor.retries).")] = None,
+    jobs: Annotated[Optional[str], typer.Option(help="local: nodes run side by side on the CPU, a number or auto (default: executor.jobs).")] = None,
     json_: JsonOpt = False,
 ) -> None:
     """Run the study as a DAG of curate commands; rerun to resume (finished nodes are skipped)."""
@@ -63,7 +77,7 @@ def study_run(
     gpu_list = [int(g) for g in gpus.split(",") if g.strip()] if gpus else None
     say = (lambda s: err_console.print(s, markup=False)) if json_ else (lambda s: out_console.print(s, markup=False))
     res = run_study(study, out, executor=executor, gpus=gpu_list, dry_run=dry_run, rerun_stale=rerun_stale, until=until,
-                    retries=retries, echo=say)
+                    retries=retries, jobs=parse_jobs(jobs), echo=say)
     if emit_json(res, json_):
         pass
     elif res.get("report"):

@@ -8,12 +8,11 @@ run name and lineage are exactly those of a sequential run, and any child can be
 from __future__ import annotations
 
 import importlib.util
-import subprocess
 import time
 from pathlib import Path
 from typing import Callable
 
-from curate.child import curate_argv, error_line, spawn
+from curate.child import Pool, curate_argv, error_line
 from curate.errors import CurateError, InputError
 from curate.generate import BACKENDS
 from curate.evaluate.runner import EvalOptions, EvalReport, evaluate
@@ -60,31 +59,26 @@ def _child_command(store, target: str, suite: str, t: Target, args: dict) -> lis
 
 def _fan_out(store, target: str, suite: str, targets: list[Target], jobs: int, gpus: list[str], args: dict,
              say: Callable[[str], None]) -> list[str]:
-    """Run one child per checkpoint, at most `jobs` at a time, each with its own GPU when given. A child's output
-    goes to a log file (a pipe read only at exit would block a child that prints more than it holds) and the
-    child dies with this process."""
+    """Run one child per checkpoint, at most `jobs` at a time, each with its own GPU when given (else each with
+    its share of the CPU threads). A child's output goes to a log file and the child dies with this process."""
     import tempfile
 
     queue = list(targets)
-    running: dict[subprocess.Popen, tuple[Target, str | None, Path]] = {}
-    free = list(gpus)
+    by_key = {f"step-{t.step}": t for t in targets}
+    pool = Pool(gpus, cpu_slots=jobs, max_running=jobs)
     failed: list[str] = []
     with tempfile.TemporaryDirectory(prefix="curate-eval-logs-") as logs:
-        while queue or running:
-            while queue and len(running) < jobs and (free or not gpus):
+        while queue or len(pool):
+            while queue and pool.can_start(wants_gpu=True):
                 t = queue.pop(0)
-                gpu = free.pop(0) if gpus else None
-                log = Path(logs) / f"step-{t.step}.log"
+                gpu = pool.start(f"step-{t.step}", _child_command(store, target, suite, t, args),
+                                 Path(logs) / f"step-{t.step}.log", wants_gpu=True)
                 say(f"step {t.step}: started" + (f" on GPU {gpu}" if gpu is not None else ""))
-                running[spawn(_child_command(store, target, suite, t, args), log, gpu)] = (t, gpu, log)
-            time.sleep(0.2)
-            for proc in [p for p in running if p.poll() is not None]:
-                t, gpu, log = running.pop(proc)
-                if gpu is not None:
-                    free.append(gpu)
-                if proc.returncode != 0:
-                    failed.append(f"step {t.step}: {error_line(log)} (exit {proc.returncode})")
-                say(f"step {t.step}: " + ("done" if proc.returncode == 0 else "failed"))
+            for f in pool.wait():
+                t = by_key[f.key]
+                if f.returncode != 0:
+                    failed.append(f"step {t.step}: {error_line(f.log)} (exit {f.returncode})")
+                say(f"step {t.step}: " + ("done" if f.returncode == 0 else "failed"))
     return failed
 
 

@@ -1,7 +1,9 @@
 """Executors: run a study's pending nodes here (`local`) or hand them to Slurm (`slurm`).
 
-local: nodes run as `python -m curate ...` subprocesses, one after another; with GPUs listed, one training
-or eval node per GPU at the same time (CUDA_VISIBLE_DEVICES), CPU nodes one at a time beside them. A
+local: nodes run as `python -m curate ...` subprocesses through `curate.child.Pool`, as soon as their inputs
+are done: with GPUs listed, one training or eval node per GPU at the same time (CUDA_VISIBLE_DEVICES); every
+other node, and every node when no GPU is listed, in one of `jobs` CPU slots (each with its share of the
+threads). A
 child dies with the runner (PR_SET_PDEATHSIG), so a killed runner leaves no orphan writing outputs;
 the node is simply not marked done and runs again next time (training resumes from its last state).
 slurm: one sbatch script per node under OUT/slurm/, chained with --dependency=afterok; each script runs
@@ -15,10 +17,9 @@ import shlex
 import shutil
 import signal
 import subprocess
-import time
 from typing import Callable, Optional
 
-from curate.child import checkout, curate_argv, error_line, spawn
+from curate.child import Pool, checkout, curate_argv, error_line
 from curate.study import state as st
 from curate.study.plan import Node, Plan
 
@@ -42,20 +43,33 @@ def launch_argv(plan: Plan, node: Node) -> list[str]:
     return argv
 
 
+def cpu_jobs(setting: int | str) -> int:
+    """CPU nodes side by side: the number given, or for `auto` the CPUs this process may use, at most 4 (a tiny
+    model's training step uses a second thread poorly, a second process well; more than 4 at once mostly adds
+    memory)."""
+    if setting == "auto":
+        from curate.cpus import usable_cpus
+
+        return max(1, min(4, usable_cpus()))
+    return int(setting)
+
+
 class Local:
-    """Runs pending nodes here; `finish(node)` (from the runner) verifies and marks a node done."""
+    """Runs pending nodes here; `finish(node)` (from the runner) verifies and marks a node done. Training and
+    eval nodes take a GPU each from `gpus`; every other node, and with no GPUs listed every node, takes one of
+    `jobs` CPU slots."""
 
     def __init__(self, plan: Plan, finish: Callable[[Node], Optional[str]], gpus: list[int], retries: int,
-                 echo: Callable[[str], None]) -> None:
+                 echo: Callable[[str], None], jobs: int = 1) -> None:
         self.plan, self.finish, self.gpus, self.retries, self.echo = plan, finish, list(gpus), retries, echo
+        self.pool = Pool(self.gpus, cpu_slots=jobs, on_parent_death=signal.SIGKILL)
 
-    def _start(self, node: Node, gpu: Optional[int]) -> tuple:
+    def _start(self, node: Node) -> None:
         argv = launch_argv(self.plan, node)
-        proc = spawn(argv, st.log_file(self.plan, node.id), gpu, on_parent_death=signal.SIGKILL)
-        st.mark_running(self.plan, node, proc.pid)
+        gpu = self.pool.start(node.id, argv, st.log_file(self.plan, node.id), wants_gpu=node.gpu)
+        st.mark_running(self.plan, node, self.pool.pid(node.id))
         where = f" on GPU {gpu}" if gpu is not None else ""
         self.echo(f"start {node.id}{where}" + (" (resuming)" if "--resume" in argv else ""))
-        return proc, gpu, time.monotonic()
 
     def run(self, todo: list[Node]) -> dict:
         pending = list(todo)
@@ -63,52 +77,33 @@ class Local:
         failed: dict[str, str] = {}
         blocked: list[str] = []
         attempts: dict[str, int] = {}
-        running: dict[str, tuple] = {}
-        free = list(self.gpus)
         waiting_on = {n.id for n in todo}
-        while pending or running:
+        while pending or len(self.pool):
             for node in list(pending):
                 if any(d in failed or d in blocked for d in node.deps):
                     pending.remove(node)
                     blocked.append(node.id)
                     continue
-                if any(d in waiting_on and d not in done for d in node.deps):
+                if any(d in waiting_on and d not in done for d in node.deps) or not self.pool.can_start(node.gpu):
                     continue
-                if self.gpus:
-                    if node.gpu and not free:
-                        continue
-                    if not node.gpu and any(not self.plan.nodes[r].gpu for r in running):
-                        continue
-                elif running:
-                    break
                 pending.remove(node)
-                running[node.id] = self._start(node, free.pop(0) if (self.gpus and node.gpu) else None)
-            if not running:
-                continue
-            time.sleep(0.2)
-            for nid, (proc, gpu, t0) in list(running.items()):
-                rc = proc.poll()
-                if rc is None:
-                    continue
-                del running[nid]
-                if gpu is not None:
-                    free.append(gpu)
-                node = self.plan.nodes[nid]
+                self._start(node)
+            for f in self.pool.wait():
+                node = self.plan.nodes[f.key]
                 st.clear_running(self.plan, node)
-                err = error_line(st.log_file(self.plan, nid)) if rc != 0 else self.finish(node)
-                secs = time.monotonic() - t0
+                err = error_line(f.log) if f.returncode != 0 else self.finish(node)
                 if err is None:
-                    done.add(nid)
-                    self.echo(f"done  {nid} in {secs:.1f}s")
+                    done.add(node.id)
+                    self.echo(f"done  {node.id} in {f.seconds:.1f}s")
                     continue
-                st.mark_failed(self.plan, node, rc, err)
-                attempts[nid] = attempts.get(nid, 0) + 1
-                self.echo(f"FAILED {nid} after {secs:.1f}s (exit {rc}): {err}\n       log: {st.log_file(self.plan, nid)}")
-                if attempts[nid] <= self.retries:
-                    self.echo(f"retry {nid} ({attempts[nid]} of {self.retries})")
+                st.mark_failed(self.plan, node, f.returncode, err)
+                attempts[node.id] = attempts.get(node.id, 0) + 1
+                self.echo(f"FAILED {node.id} after {f.seconds:.1f}s (exit {f.returncode}): {err}\n       log: {f.log}")
+                if attempts[node.id] <= self.retries:
+                    self.echo(f"retry {node.id} ({attempts[node.id]} of {self.retries})")
                     pending.insert(0, node)
                 else:
-                    failed[nid] = err
+                    failed[node.id] = err
         return {"done": sorted(done), "failed": failed, "blocked": blocked}
 
 

@@ -180,8 +180,9 @@ def _check_store(plan: Plan, todo: list) -> None:
 
 def run_study(study: str | Path, out: Optional[str | Path] = None, executor: Optional[str] = None,
               gpus: Optional[list[int]] = None, dry_run: bool = False, rerun_stale: bool = False,
-              until: Optional[str] = None, retries: Optional[int] = None, echo: Callable[[str], None] = print) -> dict:
-    from curate.study.executors import Local, submit_slurm
+              until: Optional[str] = None, retries: Optional[int] = None, jobs: Optional[int | str] = None,
+              echo: Callable[[str], None] = print) -> dict:
+    from curate.study.executors import Local, cpu_jobs, submit_slurm
 
     plan = build_plan(study, out)
     kind = executor or plan.spec.executor.kind
@@ -224,8 +225,11 @@ def run_study(study: str | Path, out: Optional[str | Path] = None, executor: Opt
                     "todo": [n.id for n in todo]}
         _check_store(plan, todo)
         use_gpus = plan.spec.executor.gpus if gpus is None else gpus
+        slots = cpu_jobs(plan.spec.executor.jobs if jobs is None else jobs)
+        if slots > 1:
+            echo(f"up to {slots} CPU nodes side by side (executor.jobs; --jobs 1 runs one at a time)")
         local = Local(plan, lambda node: finish_node(plan, node), use_gpus,
-                      plan.spec.executor.retries if retries is None else retries, echo)
+                      plan.spec.executor.retries if retries is None else retries, echo, jobs=slots)
         res = local.run(todo)
     report = plan.out / "report"
     if (report / "report.html").is_file():

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional, Union
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
@@ -135,6 +135,8 @@ class Executor(StrictModel):
     kind: Literal["local", "slurm"] = "local"
     gpus: list[int] = Field(default_factory=list)  # local: one training or eval node per GPU at once
     retries: int = Field(default=0, ge=0)  # extra attempts of a failed node within one `study run`
+    # local: nodes side by side on the CPU (training and eval too when no GPU is listed); auto: the usable CPUs, at most 4
+    jobs: Union[Literal["auto"], Annotated[int, Field(ge=1)]] = "auto"
     slurm: Slurm = Slurm()
 
 
