@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from verifiers.extract import strip_thinking
-from verifiers.math import MathVerifier, _exact_box, equal_up_to_constant
+from verifiers.math import MathVerifier, _exact_box, _integer_box, equal_up_to_constant
 from verifiers.pool import VerifierPool
 
 from math_regression import CASES, KNOWN_MISSES  # noqa: E402
@@ -51,6 +51,33 @@ def test_exact_box_shortcut_agrees_with_math_verify():
     assert _exact_box("5", r"\boxed{5}\quad\boxed{5}") is None  # two boxes: math-verify reads a set
     assert _exact_box("$5$", r"\boxed{5}") is None  # a gold we did not wrap takes the full path
     assert _exact_box(r"\frac{1}{2}", r"so \boxed{ \dfrac{1}{2} }.") == r"\dfrac{1}{2}"
+
+
+def test_integer_box_shortcut_agrees_with_math_verify():
+    """A boxed plain integer against a plain integer gold is decided by integer comparison: the same status as
+    the full math-verify path, correct and incorrect, signs, leading zeros and 25-digit numbers included."""
+    import random
+
+    full = MathVerifier(exact_match=False)
+    rng = random.Random(7)
+    pairs = [("205", "204"), ("205", "0205"), ("-3", "3"), ("0", "-0"), ("7", "7."), ("10", "$10$"),
+             ("1234567890123456789012345", "1234567890123456789012346"), ("12", "12 ")]
+    pairs += [(str(rng.randint(-999, 999)), str(rng.randint(-999, 999))) for _ in range(40)]
+    taken = 0
+    for gold, box in pairs:
+        out = f"<think>sum</think>The sum is {box}.\n\n\\boxed{{{box}}}"
+        if _integer_box(f"\\boxed{{{gold}}}", strip_thinking(out)) is None:
+            continue
+        taken += 1
+        assert V.verify(P(gold), out).status == full.verify(P(gold), out).status, (gold, box)
+    assert taken >= 45
+    assert V.verify(P("205"), r"\boxed{204}").reason == "boxed integer differs from the integer gold"
+    # anything but one plain integer box takes the full path
+    assert _integer_box(r"\boxed{1000}", r"\boxed{1,000}") is None
+    assert _integer_box(r"\boxed{5}", r"\boxed{5}\boxed{6}") is None
+    assert _integer_box(r"\boxed{5}", r"\boxed{5.0}") is None
+    assert _integer_box(r"\boxed{\frac{1}{2}}", r"\boxed{2}") is None
+    assert _integer_box(r"\boxed{50}", r"\boxed{50\%}") is None
 
 
 def test_constant_factor_rule_fixes_a_real_math_verify_miss():

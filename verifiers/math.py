@@ -2,7 +2,9 @@
 
 Flow: strip everything before the last `</think>`; if the tail has exactly one `\\boxed{}` and it spells the gold
 answer verbatim (modulo spacing), it is correct without parsing (math-verify would extract that box and find
-the strings equal; most correct traces take this path); otherwise parse the gold (wrapped in `\\boxed{}` unless it already
+the strings equal; most correct traces take this path); a single boxed plain integer against a plain integer gold
+is compared as integers (what math-verify's parse would compare; most wrong answers to integer questions take
+this path); otherwise parse the gold (wrapped in `\\boxed{}` unless it already
 carries `$` or `\\boxed`) and the response with math-verify's default extraction (LaTeX then plain
 expressions; `\\boxed{}` wins); `verify(gold, pred)` in that order (it is not symmetric). When math-verify
 says no and both sides are equations, we also accept equations equal up to a nonzero constant factor
@@ -89,6 +91,27 @@ def _exact_box(reference: Any, tail: str) -> str | None:
     raw = _gold_text(reference, as_is=True)  # `1,22` spelled as the gold spells it is the gold
     wants = {_norm(gold[len("\\boxed{"):-1]), _norm(raw[len("\\boxed{"):-1]) if raw else ""} - {""}
     return boxes[0] if got in wants else None
+
+
+_INT_RE = re.compile(r"-?\d{1,30}")
+
+
+def _integer_box(gold: str, tail: str) -> tuple[str, bool] | None:
+    """(the box, whether it equals the gold) when the gold we wrapped is a plain integer and the tail has
+    exactly one box holding a plain integer: math-verify would parse both into sympy Integers and compare them
+    exactly, so compare the integers here. The common case for wrong answers to integer questions (a missed
+    carry, an off-by-one); anything with a sign other than a leading minus, a separator, a unit, a decimal
+    point or a second box takes the full path."""
+    if not gold.startswith("\\boxed{") or gold.count("\\boxed") != 1:
+        return None
+    want = _norm(gold[len("\\boxed{"):-1])
+    boxes = boxed_contents(tail)
+    if len(boxes) != 1 or not _INT_RE.fullmatch(want):
+        return None
+    got = _norm(boxes[0])
+    if not _INT_RE.fullmatch(got):
+        return None
+    return boxes[0], int(got) == int(want)
 
 
 def equal_up_to_constant(gold: Any, pred: Any) -> bool:
@@ -210,6 +233,11 @@ class MathVerifier(Verifier):
         exact = _exact_box(getattr(problem, "reference", None), tail) if self.exact_match else None
         if exact is not None:
             return self.verdict("correct", answer=exact, reason="boxed answer is the gold answer verbatim")
+        whole = _integer_box(gold_text, tail) if self.exact_match else None
+        if whole is not None:
+            box, same = whole
+            return (self.verdict("correct", answer=box, reason="boxed integer equals the integer gold") if same else
+                    self.verdict("incorrect", answer=box, reason="boxed integer differs from the integer gold"))
         return self._compare(gold_text, tail)
 
     def equivalent(self, a: str, b: str) -> bool:
