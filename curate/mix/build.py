@@ -214,8 +214,9 @@ SYNTHETIC_SOURCES = ("countdown", "chain_sum")
 def _no_incorrect_hint(sources: list[str]) -> str:
     """A `curate generate` that yields verified-incorrect traces for these problem sources, then labels them."""
     synthetic = [s for s in sources if s in SYNTHETIC_SOURCES]
-    sql_list = ", ".join(f"'{s}'" for s in (synthetic or sources)) or "..."
-    problems = f"source IN ({sql_list}) AND split = 'train'"
+    names = synthetic or sources
+    which = f"source = '{names[0]}'" if len(names) == 1 else "source IN ({})".format(", ".join(f"'{s}'" for s in names))
+    problems = f"{which} AND split = 'train'"
     if synthetic:
         how = (f"`curate generate --problems \"{problems}\" --backend synthetic --n 4 --option wrong_share=0.5` "
                "(the synthetic writer ends that share of its traces on a wrong answer)")
@@ -240,13 +241,13 @@ def shortage_cause(store: Any, recipe: Recipe, filters: str, need_incorrect: boo
                   f"--set sources.{i}.where=\"source = '...'\"" + (f"; the store's train traces: {held}" if held else
                                                                      "; the store holds no train-split traces yet")))
     if need_incorrect and not recipe.quality.reference_solution and not any(c["incorrect_kept"] for _, _, c in counts):
-        names = ", ".join(s.name for _, s, _ in counts)
+        names = ("sources " if len(counts) > 1 else "source ") + ", ".join(s.name for _, s, _ in counts)
         if not any(c["incorrect"] for _, _, c in counts):
-            return ConfigError(f"no incorrect traces exist for source {names}: the recipe needs verified-incorrect traces "
+            return ConfigError(f"no incorrect traces exist for {names}: the recipe needs verified-incorrect traces "
                                "(quality.incorrect_fraction > 0 or selection.require_incorrect)",
                                hint=_no_incorrect_hint(sorted({x for _, _, c in counts for x in c["sources"]})))
         total = sum(c["incorrect"] for _, _, c in counts)
-        return ConfigError(f"none of the {total} incorrect traces of source {names} passes the recipe's filters",
+        return ConfigError(f"none of the {total} incorrect traces of {names} passes the recipe's filters",
                            hint="relax `filters` (e.g. max_tokens, no_truncation, has_answer, think_closed)")
     return None
 
