@@ -13,6 +13,8 @@ Order of work, all deterministic for a fixed recipe and store (`build` = `select
 3. `finish`, quality knobs: round(f * rows) problems swap their correct trace for the matched incorrect
    one (the incorrect trace nearest in length bucket to the correct one it replaces), then truncation,
    thinking removal or reference solutions.
+A mixture that comes up short names its cause when it is not the filters (`shortage_cause`): a source
+predicate that matches no trace, or no verified-incorrect traces where the recipe needs them.
 Test: tests/test_mix*.py.
 """
 from __future__ import annotations
