@@ -57,7 +57,7 @@ def mix_recipe(recipe: Recipe, store: Any, out: str | Path, overwrite: bool = Fa
             short = [f"{s or r.name}: {why}" for s, r, _ in items if (why := build.quality_shortfall(r, selected.rows))]
             if short:
                 raise ConfigError("cannot build " + "; ".join(short) + ("; nothing was written" if len(points) > 1 else ""),
-                                  hint="set selection.require_incorrect: true to draw only problems that have one")
+                                  hint=build.REQUIRE_INCORRECT_HINT)
             for suffix, r, target in items:
                 say(f"[{n}/{len(groups)}] writing {suffix or r.name}")
                 manifest, tmp = export.stage(build.finish(store, selected, r), target)

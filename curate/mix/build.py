@@ -13,6 +13,8 @@ Order of work, all deterministic for a fixed recipe and store (`build` = `select
 3. `finish`, quality knobs: round(f * rows) problems swap their correct trace for the matched incorrect
    one (the incorrect trace nearest in length bucket to the correct one it replaces), then truncation,
    thinking removal or reference solutions.
+A mixture that comes up short names its cause when it is not the filters (`shortage_cause`): a source
+predicate that matches no trace, or no verified-incorrect traces where the recipe needs them.
 Test: tests/test_mix*.py.
 """
 from __future__ import annotations
@@ -34,6 +36,8 @@ from curate.store import selection
 from curate.tasks import problem_key
 
 MIN_BATCH = 256
+REQUIRE_INCORRECT_HINT = ("set selection.require_incorrect: true (--set selection.require_incorrect=true) to draw only "
+                          "problems that have one")
 
 
 @dataclass
@@ -205,6 +209,51 @@ class _Taker:
         return out
 
 
+# Problem sources the synthetic backend writes traces for (it can be told to get a share of them wrong).
+SYNTHETIC_SOURCES = ("countdown", "chain_sum")
+
+
+def _no_incorrect_hint(sources: list[str]) -> str:
+    """A `curate generate` that yields verified-incorrect traces for these problem sources, then labels them."""
+    synthetic = [s for s in sources if s in SYNTHETIC_SOURCES]
+    names = synthetic or sources
+    which = f"source = '{names[0]}'" if len(names) == 1 else "source IN ({})".format(", ".join(f"'{s}'" for s in names))
+    problems = f"{which} AND split = 'train'"
+    if synthetic:
+        how = (f"`curate generate --problems \"{problems}\" --backend synthetic --n 4 --option wrong_share=0.5` "
+               "(the synthetic writer ends that share of its traces on a wrong answer)")
+    else:
+        how = f"sample a real model several times per question: `curate generate --problems \"{problems}\" --backend vllm --model MODEL --n 4`"
+    return f"get some, then label them: {how}, then `curate verify`"
+
+
+def shortage_cause(store: Any, recipe: Recipe, filters: str, need_incorrect: bool) -> Optional[ConfigError]:
+    """The actual cause when a mixture comes up short, if it is one of these, else None: a source predicate
+    that matches no trace (no filter to relax would help), or a recipe that needs verified-incorrect traces
+    where its sources have none (no `require_incorrect` would help)."""
+    counts = [(i, s, selection.source_counts(store, s.where, filters)) for i, s in enumerate(recipe.sources)]
+    for i, s, c in counts:
+        if c["train"]:
+            continue
+        what = "matched no traces" if not c["traces"] else f"matched {c['traces']} traces, none of a train-split problem"
+        held = ", ".join(f"source '{r['source']}' model '{r['model']}' ({r['traces']})" for r in selection.train_inventory(store))
+        return ConfigError(
+            f"source {s.name}: the predicate {what}: {s.where}",
+            hint=("add traces it matches (`curate generate`, `curate import`), or point it at stored ones, e.g. "
+                  f"--set sources.{i}.where=\"source = '...'\"" + (f"; the store's train traces: {held}" if held else
+                                                                     "; the store holds no train-split traces yet")))
+    if need_incorrect and not recipe.quality.reference_solution and not any(c["incorrect_kept"] for _, _, c in counts):
+        names = ("sources " if len(counts) > 1 else "source ") + ", ".join(s.name for _, s, _ in counts)
+        if not any(c["incorrect"] for _, _, c in counts):
+            return ConfigError(f"no incorrect traces exist for {names}: the recipe needs verified-incorrect traces "
+                               "(quality.incorrect_fraction > 0 or selection.require_incorrect)",
+                               hint=_no_incorrect_hint(sorted({x for _, _, c in counts for x in c["sources"]})))
+        total = sum(c["incorrect"] for _, _, c in counts)
+        return ConfigError(f"none of the {total} incorrect traces of {names} passes the recipe's filters",
+                           hint="relax `filters` (e.g. max_tokens, no_truncation, has_answer, think_closed)")
+    return None
+
+
 def quality_shortfall(recipe: Recipe, rows: list[dict]) -> Optional[str]:
     """Why the quality knobs of `recipe` cannot be applied to these selected rows, or None if they can."""
     q = recipe.quality
@@ -224,7 +273,7 @@ def _apply_quality(recipe: Recipe, rows: list[dict], mix: Mixture) -> None:
     if k_inc:
         problem = quality_shortfall(recipe, rows)
         if problem:
-            raise ConfigError(problem, hint="set selection.require_incorrect: true to draw only problems that have one")
+            raise ConfigError(problem, hint=REQUIRE_INCORRECT_HINT)
         able = [r for r in rows if r.get("neg")]
         # Which problems flip is a hash draw, blind to lengths: preferring problems whose incorrect trace
         # matches would bias the flipped share towards short (or long) problems.
@@ -336,6 +385,11 @@ def select(store: Any, recipe: Recipe, want_incorrect: bool = False,
         if len(got) < requested[s.name]:
             short.append(f"source {s.name}: {len(got)} eligible rows of {requested[s.name]} requested")
         mix.rows.extend(got)
+    no_neg = want_incorrect and not recipe.quality.reference_solution and not any(r.get("neg") for r in mix.rows)
+    if (short and not recipe.allow_smaller) or not mix.rows or no_neg:
+        cause = shortage_cause(store, recipe, filters, want_incorrect)
+        if cause is not None:
+            raise cause
     missing = mix.dropped.get("no reference solution", 0)
     if recipe.quality.reference_solution and missing and (short and not recipe.allow_smaller or not mix.rows):
         raise ConfigError(

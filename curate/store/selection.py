@@ -160,6 +160,33 @@ def per_problem_choices(store: Any, *, where: str, filters: str, per_problem: st
         raise StoreError(f"selecting candidates failed: {msg}") from None
 
 
+def source_counts(store: Any, where: str, filters: str) -> dict:
+    """What one recipe source's predicate finds, for naming why a mixture came up short: traces it matches
+    (any split), of train problems, correct ones passing `filters`, incorrect ones (before and after
+    `filters`), and the problem sources of its train traces."""
+    where = check_predicate(where, "traces", "where")
+    t = _store_query(store, f"""
+        SELECT count(*) AS traces, count(*) FILTER (split = 'train') AS train,
+               count(*) FILTER (split = 'train' AND status = 'correct' AND ({filters})) AS correct,
+               count(*) FILTER (split = 'train' AND status = 'incorrect') AS incorrect,
+               count(*) FILTER (split = 'train' AND status = 'incorrect' AND ({filters})) AS incorrect_kept,
+               list(DISTINCT source ORDER BY source) FILTER (split = 'train') AS sources
+        FROM traces WHERE {where}
+    """)
+    row = t.to_pylist()[0]
+    row["sources"] = row["sources"] or []
+    return row
+
+
+def train_inventory(store: Any, limit: int = 5) -> list[dict]:
+    """The most common (source, model) pairs among train-split traces, with counts: what a predicate could match."""
+    t = _store_query(store, f"""
+        SELECT source, model, count(*) AS traces FROM traces WHERE split = 'train'
+        GROUP BY ALL ORDER BY traces DESC, source, model LIMIT {int(limit)}
+    """)
+    return t.to_pylist()
+
+
 def texts(store: Any, sample_ids: Iterable[str]) -> dict[str, str]:
     """Trace text for these sample ids (batched; unknown ids are simply absent)."""
     ids = sorted(set(sample_ids))
