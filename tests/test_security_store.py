@@ -126,6 +126,8 @@ HOSTILE_OBJECTS = [
     ("CREATE VIEW planted AS SELECT content FROM read_text('{secret}')", "view planted"),
     ("ALTER TABLE shard_rows RENAME TO kept_shard_rows; CREATE VIEW shard_rows AS "
      "SELECT content AS name, 1 AS shard_no, 1 AS rows FROM read_text('{secret}')", "view shard_rows"),
+    ("CREATE TABLE planted AS SELECT 'x' AS note", "table planted"),
+    ("ALTER TABLE problem_rows ADD COLUMN note VARCHAR DEFAULT 'planted'", "column expression problem_rows.note"),
 ]
 
 
@@ -140,6 +142,42 @@ def test_catalog_with_macros_views_or_triggers_is_refused_by_readers_and_writers
         st.snapshot()  # the snapshot id could otherwise be forged with a macro md5
     r = curate(world, "doctor")
     assert r.returncode == 1 and needle in r.stdout + r.stderr and SECRET not in r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("sql, needle", [
+    ("CREATE SCHEMA other; CREATE TABLE other.problem_rows (id VARCHAR)", "table other.problem_rows"),
+    ("CREATE TYPE JSON AS VARCHAR", "type JSON"),
+    ("CREATE INDEX planted ON problem_rows (id)", "index planted"),
+    ("DROP TABLE import_progress; CREATE TABLE import_progress (source_key VARCHAR, twice VARCHAR AS (source_key || 'x'))",
+     "column expression import_progress.twice"),
+])
+def test_catalog_with_foreign_schema_objects_is_refused_in_process(world, sql, needle):
+    st = world["store"]
+    tamper(st, *sql.split("; "))
+    with pytest.raises(StoreError, match="never creates") as e:
+        st.counts()
+    assert needle in e.value.message
+    with pytest.raises(StoreError, match="never creates"):
+        st.add_problems([Problem(source="unit", domain="math", prompt="another", reference="1")])
+
+
+def test_every_migration_level_holds_only_known_tables(tmp_path):
+    """A store written at any earlier migration level still opens: each prefix of the migrations, run on an
+    empty catalog, creates only tables the catalog check allows, and together they create all of them."""
+    from types import SimpleNamespace
+
+    from curate.store.connection import _foreign_objects
+    from curate.store.migrations import MIGRATIONS, TABLES
+
+    con = duckdb.connect(str(tmp_path / "catalog.duckdb"))
+    con.execute("CREATE TABLE curate_migrations (name VARCHAR NOT NULL, applied_at TIMESTAMP NOT NULL)")
+    seen = set()
+    for name, step in MIGRATIONS:
+        step(con, SimpleNamespace(shard_dir=tmp_path / "shards")) if callable(step) else con.execute(step)
+        assert _foreign_objects(con) == [], name
+        seen |= {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables() WHERE NOT temporary").fetchall()}
+    con.close()
+    assert seen == TABLES
 
 
 def test_doctor_rebuild_replaces_a_tampered_catalog(world):

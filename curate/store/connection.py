@@ -19,7 +19,8 @@ reaches DuckDB. It relies on DuckDB's own security settings, not on a filter of 
 Every connection, the writer's too, starts with extensions, community extensions, persistent secrets and
 replacement scans off (`BASE_CONFIG`), and `check_catalog` refuses a catalog holding anything curate never
 creates: a view, a macro (a persistent macro named `read_parquet` or `md5` replaces DuckDB's own in every
-query on the file, the writer's included) or a trigger. A catalog found clean is remembered by its file's
+query on the file, the writer's included), a trigger, a table no migration creates (migrations.TABLES), a
+type, an index, or a column default, generated column or CHECK. A catalog found clean is remembered by its file's
 identity (device, inode, size, mtime, ctime, and the WAL's), so a process checks it once, and a writer's
 own commit keeps it trusted (`trust_catalog`).
 What it does not do: spilling to `catalog.duckdb.tmp` beside the catalog stays on (DuckDB's own temp
@@ -40,6 +41,7 @@ import duckdb
 import pyarrow as pa
 
 from curate.errors import QueryInterrupted, StoreError, StoreLocked, first_line
+from curate.store.migrations import TABLES
 from curate.store.retry import retry_waits
 
 DEFAULT_LOCK_TIMEOUT = 30.0
@@ -99,11 +101,22 @@ BASE_CONFIG = {
     "python_enable_replacements": False,
 }
 
-# What a catalog may hold besides tables: nothing. Lists every view, macro and trigger outside DuckDB itself.
+# What a catalog may hold: the migrations' tables, with plain columns. Lists everything else outside DuckDB
+# itself: a view, macro or trigger runs inside curate's queries; a type named JSON replaces DuckDB's; a column
+# default, generated column, CHECK or index expression runs on every write or read of its table.
 _FOREIGN_OBJECTS = """
     SELECT 'view ' || view_name FROM duckdb_views() WHERE NOT internal AND NOT temporary
     UNION ALL SELECT replace(function_type, '_', ' ') || ' ' || function_name FROM duckdb_functions()
-        WHERE NOT internal AND function_type IN ('macro', 'table_macro')"""
+        WHERE NOT internal AND function_type IN ('macro', 'table_macro')
+    UNION ALL SELECT 'table ' || CASE WHEN schema_name = 'main' THEN '' ELSE schema_name || '.' END || table_name
+        FROM duckdb_tables() WHERE NOT internal AND NOT temporary
+        AND (schema_name <> 'main' OR table_name NOT IN (SELECT unnest(?::VARCHAR[])))
+    UNION ALL SELECT 'type ' || type_name FROM duckdb_types() WHERE NOT internal AND database_name <> 'temp'
+    UNION ALL SELECT 'column expression ' || table_name || '.' || column_name FROM duckdb_columns()
+        WHERE NOT internal AND database_name <> 'temp' AND coalesce(column_default, generation_expression) IS NOT NULL
+    UNION ALL SELECT 'check on ' || table_name FROM duckdb_constraints()
+        WHERE constraint_type = 'CHECK' AND database_name <> 'temp'
+    UNION ALL SELECT 'index ' || index_name FROM duckdb_indexes() WHERE database_name <> 'temp'"""
 _TRIGGERS = "\n    UNION ALL SELECT 'trigger ' || trigger_name FROM duckdb_triggers()"
 _has_triggers = [True]  # DuckDB releases before triggers have no duckdb_triggers(): asked once, then left out
 _trusted: set[tuple] = set()
@@ -111,7 +124,8 @@ _trusted: set[tuple] = set()
 
 def _foreign_objects(con: duckdb.DuckDBPyConnection) -> list[str]:
     try:
-        return [r[0] for r in con.execute(_FOREIGN_OBJECTS + (_TRIGGERS if _has_triggers[0] else "")).fetchall()]
+        sql = _FOREIGN_OBJECTS + (_TRIGGERS if _has_triggers[0] else "")
+        return [r[0] for r in con.execute(sql, [sorted(TABLES)]).fetchall()]
     except duckdb.CatalogException:
         if not _has_triggers[0]:
             raise

@@ -74,3 +74,11 @@ MIGRATIONS: list[tuple[str, Union[str, Callable]]] = [
 ]
 
 KNOWN = {name for name, _ in MIGRATIONS}
+
+# Every table a catalog at some migration level holds (feature_rows until 0005 folds it into sample_rows).
+# Opening a store refuses any other table (connection.check_catalog); tests/test_security_store.py runs each
+# prefix of MIGRATIONS to keep this list true.
+TABLES = frozenset({
+    "curate_migrations", "problem_rows", "sample_rows", "verdict_rows", "feature_rows", "shard_rows",
+    "eval_rows", "eval_sample_rows", "import_progress", "study_run_rows",
+})
