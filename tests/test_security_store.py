@@ -8,6 +8,9 @@ Run: python -m pytest -q tests/test_security_store.py
 """
 from __future__ import annotations
 
+import csv
+import io
+import json
 import os
 import subprocess
 import sys
@@ -351,17 +354,54 @@ def test_settings_and_schema_queries_keep_working(world):
 BIG = "SELECT repeat('x', 1000) || range AS s FROM range(2000000)"  # ~2 GB as Python objects
 
 
-def test_a_table_fetches_only_the_rows_it_shows(world):
+def _peak_rss_mb(world, *args: str) -> tuple[subprocess.CompletedProcess, int]:
+    """Run `curate ARGS` in a child with CURATE_SQL_MEMORY=256MB, stdout to /dev/null unless a table: its peak RSS."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "CURATE_STORE": str(world["store"].path), "COLUMNS": "200",
            "CURATE_SQL_MEMORY": "256MB"}
-    code = ("import resource, sys\nfrom curate.cli import main\nsys.argv = ['curate', 'sql', sys.argv[1]]\n"
-            "try:\n    main()\nexcept SystemExit:\n    pass\n"
-            "print('RSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024, file=sys.stderr)")
-    r = subprocess.run([sys.executable, "-c", code, BIG], capture_output=True, text=True, timeout=300, env=env,
-                       cwd=world["cwd"])
-    assert r.returncode == 0 and "more than 50 rows (showing 50)" in r.stdout, r.stdout[-500:] + r.stderr[-2000:]
-    rss = int(r.stderr.split("RSS")[-1])
+    code = ("import resource, sys\nfrom curate.cli import main\nsys.argv = ['curate', *sys.argv[1:]]\n"
+            "try:\n    main()\nexcept SystemExit as e:\n    code = e.code\nelse:\n    code = 0\n"
+            "print('RSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024, file=sys.stderr)\nsys.exit(code)")
+    table = not {"--json", "--csv"} & set(args)
+    r = subprocess.run([sys.executable, "-c", code, *args], stdout=subprocess.PIPE if table else subprocess.DEVNULL,
+                       stderr=subprocess.PIPE, text=True, timeout=600, env=env, cwd=world["cwd"])
+    assert r.returncode == 0 and "RSS" in r.stderr, (r.stdout or "")[-500:] + r.stderr[-2000:]
+    return r, int(r.stderr.split("RSS")[-1])
+
+
+def test_a_table_fetches_only_the_rows_it_shows(world):
+    r, rss = _peak_rss_mb(world, "sql", BIG)
+    assert "more than 50 rows (showing 50)" in r.stdout, r.stdout[-500:]
     assert rss < 1500, f"{rss} MB"  # the whole result is ~2 GB as Python objects (4.8 GB RSS when it was built)
+
+
+@pytest.mark.parametrize("fmt", ["--json", "--csv"])
+def test_json_and_csv_are_written_batch_by_batch(world, fmt):
+    # 120 MB of strings: built whole, the result alone (Arrow, then Python rows) outgrew the bound; streamed,
+    # the child stays near what the interpreter, pyarrow and DuckDB take before the first row (~180 MB)
+    _, rss = _peak_rss_mb(world, "sql", fmt, "SELECT repeat('x', 2000) || range AS s FROM range(60000)")
+    assert rss < 300, f"{rss} MB"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", ["--json", "--csv"])
+def test_a_2gb_result_prints_as_json_or_csv_in_bounded_memory(world, fmt):
+    _, rss = _peak_rss_mb(world, "sql", fmt, "SELECT repeat('x', 2000) || range AS s FROM range(1000000)")
+    assert rss < 400, f"{rss} MB"
+
+
+def test_streamed_json_and_csv_print_what_a_whole_result_printed(world):
+    from tests.helpers import invoke
+
+    sql = ("SELECT range AS i, CASE WHEN range % 2 = 0 THEN NULL ELSE 'a' || chr(27) || ',\"' END AS s, "
+           "[range, 1] AS l FROM range(5000)")
+    rows = world["store"].query(sql).to_pylist()
+    out = invoke("sql", "--json", sql, "--store", str(world["store"].path)).stdout
+    assert json.loads(out) == rows and "\x1b" not in out and out.count("\n") == 1
+    csv_rows = list(csv.reader(io.StringIO(invoke("sql", "--csv", sql, "--store", str(world["store"].path)).stdout)))
+    assert csv_rows[0] == ["i", "s", "l"] and len(csv_rows) == 5001
+    assert csv_rows[2] == ["1", "a\\x1b,\"", "[1, 1]"] and csv_rows[1][1] == ""
+    for fmt, empty in (("--json", "[]\n"), ("--csv", "i,s,l\r\n")):
+        assert invoke("sql", fmt, sql + " WHERE false", "--store", str(world["store"].path)).stdout == empty
 
 
 def test_spilling_is_capped(world, monkeypatch):

@@ -36,6 +36,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 import duckdb
 import pyarrow as pa
@@ -253,26 +254,31 @@ def _short(sql: str, n: int = 120) -> str:
     return s if len(s) <= n else s[: n - 3] + "..."
 
 
-def _first_rows(rel, max_rows: int) -> pa.Table:
-    """The first `max_rows` rows of a relation, streamed: the rest of the result is never built."""
+STREAM_ROWS = 2048  # rows per batch a streamed result is read in (DuckDB's vector size)
+
+
+def _reader(rel, batch_rows: int) -> pa.RecordBatchReader:
     make = getattr(rel, "to_arrow_reader", None) or rel.fetch_arrow_reader  # DuckDB 2 / 1.x
-    reader = make(max(1, min(max_rows, 65_536)))
-    try:
-        batches, n = [], 0
-        for batch in reader:
-            batches.append(batch)
-            n += batch.num_rows
-            if n >= max_rows:
-                break
-        return pa.Table.from_batches(batches, schema=reader.schema).slice(0, max_rows)
-    finally:
-        reader.close()
+    return make(batch_rows)
+
+
+def _first_rows(reader: pa.RecordBatchReader, max_rows: int) -> pa.Table:
+    """The first `max_rows` rows of a streamed result: the rest of the result is never built."""
+    batches, n = [], 0
+    for batch in reader:
+        batches.append(batch)
+        n += batch.num_rows
+        if n >= max_rows:
+            break
+    return pa.Table.from_batches(batches, schema=reader.schema).slice(0, max_rows)
 
 
 def run_query(con: duckdb.DuckDBPyConnection, sql: str, params=None, timeout: float | None = None,
-              max_rows: int | None = None) -> pa.Table:
+              max_rows: int | None = None, consume: Callable[[pa.RecordBatchReader], Any] | None = None):
     """Run one statement to an Arrow table, interrupting it after `timeout` seconds or on Ctrl-C/SIGTERM.
     With `max_rows`, only that many rows are fetched (a table that shows 50 rows holds 50 rows in memory).
+    With `consume`, the result is handed to it as a reader of STREAM_ROWS-row batches and its return value
+    is returned: memory holds a batch, not the result (`--json`, `--csv`); the timeout covers consuming too.
 
     The query runs in a worker thread: DuckDB does not return to Python while it executes, so a signal
     handler in the executing thread would only run once the query ended (a cross join: never). The main
@@ -285,7 +291,14 @@ def run_query(con: duckdb.DuckDBPyConnection, sql: str, params=None, timeout: fl
     def work() -> None:
         try:
             rel = con.sql(sql, params=params or None)
-            box["table"] = rel.to_arrow_table() if max_rows is None else _first_rows(rel, max_rows)
+            if consume is None and max_rows is None:
+                box["table"] = rel.to_arrow_table()
+                return
+            reader = _reader(rel, STREAM_ROWS if consume is not None else max(1, min(max_rows, 65_536)))
+            try:
+                box["table"] = consume(reader) if consume is not None else _first_rows(reader, max_rows)
+            finally:
+                reader.close()
         except BaseException as e:  # handed to the waiting thread, which raises or maps it
             box["error"] = e
         finally:

@@ -30,7 +30,7 @@ import uuid
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import duckdb
 import pyarrow as pa
@@ -443,12 +443,20 @@ class TraceStore:
         """Run one read-only statement over the views (checked first: see sqlcheck.check_statement) on the
         locked-down connection, with the statement timeout; errors come back as one StoreError line.
         `max_rows`: fetch at most that many rows (streamed; the rest is never materialised)."""
+        return self._run(sql, params, max_rows=max_rows)
+
+    def stream(self, sql: str, consume: Callable[[pa.RecordBatchReader], Any], params: list | None = None) -> Any:
+        """`query`, with the result handed to `consume` as a reader of small record batches while the
+        connection is open (what it returns is returned): a result larger than memory is never held whole."""
+        return self._run(sql, params, consume=consume)
+
+    def _run(self, sql: str, params: list | None, **how) -> Any:
         if not sql or not sql.strip():
             raise InputError("empty SQL query")
         check_statement(sql)
         with self.connect(referenced_names(sql)) as con:
             try:
-                return run_query(con, sql, params, max_rows=max_rows)
+                return run_query(con, sql, params, **how)
             except duckdb.Error as e:
                 raise sql_error(e) from None
 
