@@ -83,3 +83,33 @@ def test_csv_prints_controls_as_escapes(store):
     assert r.returncode == 0, r.stderr
     no_raw_controls(r.stdout, False)
     assert "\\x1b]52;c;cm0gLXJmIH4=\\x07" in r.stdout and '"a\nb"' in r.stdout
+
+
+# ---------------------------------------------------------------- report.md and report.html
+IMG = "<img src=x onerror=alert(1)>"
+LINK = "x](javascript:alert(1))"
+
+
+def test_report_prints_names_from_data_as_text(tmp_path):
+    """Run and benchmark names from an imported file reach report.md and report.html as the text they are: rendered
+    by a real Markdown parser, no tag, link or image comes from them."""
+    from markdown_it import MarkdownIt
+
+    from curate.evaluate.report import build_report
+    from curate.store.evals import write_evals
+
+    st = TraceStore(tmp_path / "st`x`<u>")
+    curves = {IMG: {0: 50.0, 10: 60.0, 80: 40.0}, LINK: {0: 50.0, 10: 40.0, 80: 60.0}}
+    write_evals(st, [dict(run=run, step=s, suite="x", benchmark=f"b{IMG}|`", metric="avg@1", value=v, settings_hash="h",
+                          provenance="curate", ci_low=v - 1.0, ci_high=v + 1.0)
+                     for run, c in curves.items() for s, v in c.items()])
+    data = build_report(st, tmp_path / "out")
+    assert data["benchmarks"][0]["flips"]  # the names reach the flip lines, the table and the viewer links too
+    md = (tmp_path / "out" / "report.md").read_text()
+    page = MarkdownIt("commonmark").enable("table").render(md)
+    html_page = (tmp_path / "out" / "report.html").read_text()
+    for out in (page, html_page):
+        assert "<img src=x" not in out and "<u>" not in out and 'href="javascript' not in out, out
+    assert page.count("<img") == 1 and page.count("<a href") == 2  # the score figure and two viewer links: ours only
+    assert "&lt;img src=x onerror=alert(1)&gt;" in page and "x](javascript:alert(1))" in page
+    assert f"<code>{tmp_path}/st`x`&lt;u&gt;</code>" in page  # the store path stays one code span
