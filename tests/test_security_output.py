@@ -22,7 +22,9 @@ from tests.helpers import ROOT
 OSC = "\x1b]52;c;cm0gLXJmIH4=\x07"  # write the clipboard
 CSI = "\x1b[2J\x9b31m"  # clear the screen; C1 CSI
 BIDI = "\u202eevil"
-HOSTILE = f"q {OSC} {CSI} {BIDI}"
+OSC8 = "\x1b]8;;https://evil.example\x1b\\click\x1b]8;;\x1b\\"  # a hyperlink the text does not show
+CR = "\rsafe"  # back to the start of the line: what follows overprints what came before
+HOSTILE = f"q {OSC} {CSI} {BIDI} {OSC8} {CR}"
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +44,7 @@ def curate(store, *args, colour=False):
 
 
 def no_raw_controls(text: str, colour: bool) -> None:
-    for bad in ("\x1b]", "\x07", "\x9b", "\u202e", "\x1b[2J"):
+    for bad in ("\x1b]", "\x07", "\x9b", "\u202e", "\x1b[2J", CR):
         assert bad not in text, repr(text)
     if not colour:
         assert "\x1b" not in text, repr(text)
@@ -54,13 +56,14 @@ def test_table_prints_data_controls_as_escapes(store, colour):
     assert r.returncode == 0, r.stderr
     no_raw_controls(r.stdout + r.stderr, colour)
     assert "\\x1b]52;c;cm0gLXJmIH4=\\x07" in r.stdout and "\\x9b31m" in r.stdout and "\\u202eevil" in r.stdout
+    assert "\\x1b]8;;https://evil.example" in r.stdout and "\\x0dsafe" in r.stdout
     if colour:
         assert "\x1b[" in r.stdout  # rich's own styling still reaches a colour terminal
 
 
 @pytest.mark.parametrize("colour", [False, True])
 def test_error_lines_print_controls_as_escapes(store, colour):
-    r = curate(store, "sql", f'SELECT * FROM "{OSC}{CSI}"', colour=colour)
+    r = curate(store, "sql", f'SELECT * FROM "{OSC}{CSI}{OSC8}{CR}"', colour=colour)
     assert r.returncode != 0
     no_raw_controls(r.stdout + r.stderr, colour)
     assert "\\x1b]52" in r.stderr
@@ -82,7 +85,7 @@ def test_csv_prints_controls_as_escapes(store):
     r = curate(store, "sql", "SELECT prompt, 'a\nb' AS two_lines FROM problems", "--csv")
     assert r.returncode == 0, r.stderr
     no_raw_controls(r.stdout, False)
-    assert "\\x1b]52;c;cm0gLXJmIH4=\\x07" in r.stdout and '"a\nb"' in r.stdout
+    assert "\\x1b]52;c;cm0gLXJmIH4=\\x07" in r.stdout and '"a\nb"' in r.stdout and "\\x0dsafe" in r.stdout
 
 
 # ---------------------------------------------------------------- report.md and report.html
