@@ -309,6 +309,10 @@ def test_a_shard_without_a_text_column_is_one_line_or_left_out(world):
     pq.write_table(pa.table({"id": ["x"]}), second)
     r = curate(world, "sql", "SELECT text FROM traces")  # the view binds on the first file: the second fails reading
     refused(r, second.name)
+    recipe = world["cwd"] / "r.yaml"
+    recipe.write_text("name: t\nseed: 1\nsize: 3\nsources: [{name: a, where: \"domain = 'math'\"}]\n"
+                      "selection: {per_problem: any}\n")
+    refused(curate(world, "mix", str(recipe), "--out", str(world["cwd"] / "mixed")), second.name)
     pq.write_table(pa.table({"id": ["x"]}), first)  # both lack text: the view leaves them out with a warning each
     r = curate(world, "sql", "SELECT count(text) AS n FROM traces", "--json")
     assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
