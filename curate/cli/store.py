@@ -33,7 +33,7 @@ def sql(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if json_ or csv:  # every row, written batch by batch while the query runs
-            st.stream(query, lambda reader: write_rows("json" if json_ else "csv", reader.schema.names, reader))
+            st.query(query, consume=lambda reader: write_rows("json" if json_ else "csv", reader.schema.names, reader))
         else:  # a table shows `limit` rows: fetch one more to know there are more, never the whole result
             table = st.query(query, max_rows=max(limit, 0) + 1)
     warn_store(st)

@@ -439,24 +439,19 @@ class TraceStore:
         return int(row[0]), row[1], {k: int(v) for k, v in seen.items()}
 
     # ------------------------------------------------------------------ reading
-    def query(self, sql: str, params: list | None = None, max_rows: int | None = None) -> pa.Table:
+    def query(self, sql: str, params: list | None = None, max_rows: int | None = None,
+              consume: Callable[[pa.RecordBatchReader], Any] | None = None) -> Any:
         """Run one read-only statement over the views (checked first: see sqlcheck.check_statement) on the
         locked-down connection, with the statement timeout; errors come back as one StoreError line.
-        `max_rows`: fetch at most that many rows (streamed; the rest is never materialised)."""
-        return self._run(sql, params, max_rows=max_rows)
-
-    def stream(self, sql: str, consume: Callable[[pa.RecordBatchReader], Any], params: list | None = None) -> Any:
-        """`query`, with the result handed to `consume` as a reader of small record batches while the
-        connection is open (what it returns is returned): a result larger than memory is never held whole."""
-        return self._run(sql, params, consume=consume)
-
-    def _run(self, sql: str, params: list | None, **how) -> Any:
+        `max_rows`: fetch at most that many rows (streamed; the rest is never materialised). `consume`: hand
+        the result to it as a reader of small record batches while the connection is open and return what it
+        returns (a result larger than memory is never held whole) instead of an Arrow table."""
         if not sql or not sql.strip():
             raise InputError("empty SQL query")
         check_statement(sql)
         with self.connect(referenced_names(sql)) as con:
             try:
-                return run_query(con, sql, params, **how)
+                return run_query(con, sql, params, max_rows=max_rows, consume=consume)
             except duckdb.Error as e:
                 raise sql_error(e) from None
 
