@@ -164,6 +164,17 @@ def test_catalog_with_foreign_schema_objects_is_refused_in_process(world, sql, n
         st.add_problems([Problem(source="unit", domain="math", prompt="another", reference="1")])
 
 
+def test_a_newer_curates_store_says_so_before_naming_its_new_tables(world):
+    from curate.errors import StoreVersionError
+
+    tamper(world["store"], "CREATE TABLE future_rows (x INTEGER)", "INSERT INTO curate_migrations VALUES ('9999_future', now())")
+    with pytest.raises(StoreVersionError, match="newer curate .unknown migrations: 9999_future"):
+        world["store"].counts()
+    tamper(world["store"], "CREATE VIEW planted AS SELECT 1")  # anything but tables: refused before reading a row
+    with pytest.raises(StoreError, match="never creates"):
+        world["store"].counts()
+
+
 def test_every_migration_level_holds_only_known_tables(tmp_path):
     """A store written at any earlier migration level still opens: each prefix of the migrations, run on an
     empty catalog, creates only tables the catalog check allows, and together they create all of them."""

@@ -42,7 +42,7 @@ import duckdb
 import pyarrow as pa
 
 from curate.errors import QueryInterrupted, StoreError, StoreLocked, first_line
-from curate.store.migrations import TABLES
+from curate.store.migrations import KNOWN, TABLES, newer_store_error
 from curate.store.retry import retry_waits
 
 DEFAULT_LOCK_TIMEOUT = 30.0
@@ -156,6 +156,13 @@ def check_catalog(con: duckdb.DuckDBPyConnection, db_path: Path) -> None:
     if key is not None and key in _trusted:
         return
     found = _foreign_objects(con)
+    if found and all(f.startswith("table ") for f in found):
+        # Plain tables only, so reading the migration list runs nothing: a newer curate's tables are no attack
+        has = con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'main' AND NOT temporary "
+                          "AND table_name = 'curate_migrations'").fetchone()[0]
+        applied = {r[0] for r in con.execute("SELECT name FROM main.curate_migrations").fetchall()} if has else set()
+        if applied - KNOWN:
+            raise newer_store_error(db_path.parent, list(applied - KNOWN))
     if found:
         listed = ", ".join(f[:60] for f in found[:3]) + (f" and {len(found) - 3} more" if len(found) > 3 else "")
         raise StoreError(f"store {db_path.parent}: its catalog holds objects curate never creates ({listed}); "

@@ -6,8 +6,10 @@ SQL, or a function of (connection, store) for one that must also read the store'
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Callable, Union
 
+from curate.errors import StoreVersionError
 from curate.store import keys, lineage
 
 MIGRATIONS: list[tuple[str, Union[str, Callable]]] = [
@@ -82,3 +84,10 @@ TABLES = frozenset({
     "curate_migrations", "problem_rows", "sample_rows", "verdict_rows", "feature_rows", "shard_rows",
     "eval_rows", "eval_sample_rows", "import_progress", "study_run_rows",
 })
+
+
+def newer_store_error(store: Path, unknown: list[str]) -> StoreVersionError:
+    return StoreVersionError(
+        f"store {store} was written by a newer curate (unknown migrations: {', '.join(sorted(unknown))})",
+        hint="this store needs a newer curate: reinstall it from a newer checkout or wheel (`pip install -U .` in the checkout)",
+    )

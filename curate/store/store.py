@@ -36,7 +36,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from curate.errors import InputError, StoreError, StoreVersionError, first_line
+from curate.errors import InputError, StoreError, first_line
 from curate.records import Problem, Sample, Verdict, canonical_json
 from curate.store import commit, journal, keys
 from curate.store import shards as shard_io
@@ -44,7 +44,7 @@ from curate.store.connection import (connect, connect_readonly, lock_down, lock_
                                      trust_catalog)
 from curate.store.journal import discard_record  # noqa: F401 (re-exported for writers of records)
 from curate.store.locking import store_lock
-from curate.store.migrations import KNOWN, MIGRATIONS
+from curate.store.migrations import KNOWN, MIGRATIONS, newer_store_error
 from curate.store.sqlcheck import check_predicate, check_statement, referenced_names
 from curate.store.views import create_views
 
@@ -229,10 +229,7 @@ class TraceStore:
         applied = [r[0] for r in con.execute("SELECT name FROM curate_migrations").fetchall()] if has else []
         unknown = sorted(set(applied) - KNOWN)
         if unknown:
-            raise StoreVersionError(
-                f"store {self.path} was written by a newer curate (unknown migrations: {', '.join(unknown)})",
-                hint="this store needs a newer curate: reinstall it from a newer checkout or wheel (`pip install -U .` in the checkout)",
-            )
+            raise newer_store_error(self.path, unknown)
         return [name for name, _ in MIGRATIONS if name not in applied]
 
     def _migrate(self, con) -> None:
