@@ -22,7 +22,9 @@ from tests.helpers import ROOT
 OSC = "\x1b]52;c;cm0gLXJmIH4=\x07"  # write the clipboard
 CSI = "\x1b[2J\x9b31m"  # clear the screen; C1 CSI
 BIDI = "\u202eevil"
-HOSTILE = f"q {OSC} {CSI} {BIDI}"
+OSC8 = "\x1b]8;;https://evil.example\x1b\\click\x1b]8;;\x1b\\"  # a hyperlink the text does not show
+CR = "\rsafe"  # back to the start of the line: what follows overprints what came before
+HOSTILE = f"q {OSC} {CSI} {BIDI} {OSC8} {CR}"
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +44,7 @@ def curate(store, *args, colour=False):
 
 
 def no_raw_controls(text: str, colour: bool) -> None:
-    for bad in ("\x1b]", "\x07", "\x9b", "\u202e", "\x1b[2J"):
+    for bad in ("\x1b]", "\x07", "\x9b", "\u202e", "\x1b[2J", CR):
         assert bad not in text, repr(text)
     if not colour:
         assert "\x1b" not in text, repr(text)
@@ -54,13 +56,14 @@ def test_table_prints_data_controls_as_escapes(store, colour):
     assert r.returncode == 0, r.stderr
     no_raw_controls(r.stdout + r.stderr, colour)
     assert "\\x1b]52;c;cm0gLXJmIH4=\\x07" in r.stdout and "\\x9b31m" in r.stdout and "\\u202eevil" in r.stdout
+    assert "\\x1b]8;;https://evil.example" in r.stdout and "\\x0dsafe" in r.stdout
     if colour:
         assert "\x1b[" in r.stdout  # rich's own styling still reaches a colour terminal
 
 
 @pytest.mark.parametrize("colour", [False, True])
 def test_error_lines_print_controls_as_escapes(store, colour):
-    r = curate(store, "sql", f'SELECT * FROM "{OSC}{CSI}"', colour=colour)
+    r = curate(store, "sql", f'SELECT * FROM "{OSC}{CSI}{OSC8}{CR}"', colour=colour)
     assert r.returncode != 0
     no_raw_controls(r.stdout + r.stderr, colour)
     assert "\\x1b]52" in r.stderr
@@ -82,4 +85,34 @@ def test_csv_prints_controls_as_escapes(store):
     r = curate(store, "sql", "SELECT prompt, 'a\nb' AS two_lines FROM problems", "--csv")
     assert r.returncode == 0, r.stderr
     no_raw_controls(r.stdout, False)
-    assert "\\x1b]52;c;cm0gLXJmIH4=\\x07" in r.stdout and '"a\nb"' in r.stdout
+    assert "\\x1b]52;c;cm0gLXJmIH4=\\x07" in r.stdout and '"a\nb"' in r.stdout and "\\x0dsafe" in r.stdout
+
+
+# ---------------------------------------------------------------- report.md and report.html
+IMG = "<img src=x onerror=alert(1)>"
+LINK = "x](javascript:alert(1))"
+
+
+def test_report_prints_names_from_data_as_text(tmp_path):
+    """Run and benchmark names from an imported file reach report.md and report.html as the text they are: rendered
+    by a real Markdown parser, no tag, link or image comes from them."""
+    from markdown_it import MarkdownIt
+
+    from curate.evaluate.report import build_report
+    from curate.store.evals import write_evals
+
+    st = TraceStore(tmp_path / "st`x`<u>")
+    curves = {IMG: {0: 50.0, 10: 60.0, 80: 40.0}, LINK: {0: 50.0, 10: 40.0, 80: 60.0}}
+    write_evals(st, [dict(run=run, step=s, suite="x", benchmark=f"b{IMG}|`", metric="avg@1", value=v, settings_hash="h",
+                          provenance="curate", ci_low=v - 1.0, ci_high=v + 1.0)
+                     for run, c in curves.items() for s, v in c.items()])
+    data = build_report(st, tmp_path / "out")
+    assert data["benchmarks"][0]["flips"]  # the names reach the flip lines, the table and the viewer links too
+    md = (tmp_path / "out" / "report.md").read_text()
+    page = MarkdownIt("commonmark").enable("table").render(md)
+    html_page = (tmp_path / "out" / "report.html").read_text()
+    for out in (page, html_page):
+        assert "<img src=x" not in out and "<u>" not in out and 'href="javascript' not in out, out
+    assert page.count("<img") == 1 and page.count("<a href") == 2  # the score figure and two viewer links: ours only
+    assert "&lt;img src=x onerror=alert(1)&gt;" in page and "x](javascript:alert(1))" in page
+    assert f"<code>{tmp_path}/st`x`&lt;u&gt;</code>" in page  # the store path stays one code span

@@ -8,6 +8,9 @@ Run: python -m pytest -q tests/test_security_store.py
 """
 from __future__ import annotations
 
+import csv
+import io
+import json
 import os
 import subprocess
 import sys
@@ -126,6 +129,8 @@ HOSTILE_OBJECTS = [
     ("CREATE VIEW planted AS SELECT content FROM read_text('{secret}')", "view planted"),
     ("ALTER TABLE shard_rows RENAME TO kept_shard_rows; CREATE VIEW shard_rows AS "
      "SELECT content AS name, 1 AS shard_no, 1 AS rows FROM read_text('{secret}')", "view shard_rows"),
+    ("CREATE TABLE planted AS SELECT 'x' AS note", "table planted"),
+    ("ALTER TABLE problem_rows ADD COLUMN note VARCHAR DEFAULT 'planted'", "column expression problem_rows.note"),
 ]
 
 
@@ -140,6 +145,53 @@ def test_catalog_with_macros_views_or_triggers_is_refused_by_readers_and_writers
         st.snapshot()  # the snapshot id could otherwise be forged with a macro md5
     r = curate(world, "doctor")
     assert r.returncode == 1 and needle in r.stdout + r.stderr and SECRET not in r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("sql, needle", [
+    ("CREATE SCHEMA other; CREATE TABLE other.problem_rows (id VARCHAR)", "table other.problem_rows"),
+    ("CREATE TYPE JSON AS VARCHAR", "type JSON"),
+    ("CREATE INDEX planted ON problem_rows (id)", "index planted"),
+    ("DROP TABLE import_progress; CREATE TABLE import_progress (source_key VARCHAR, twice VARCHAR AS (source_key || 'x'))",
+     "column expression import_progress.twice"),
+])
+def test_catalog_with_foreign_schema_objects_is_refused_in_process(world, sql, needle):
+    st = world["store"]
+    tamper(st, *sql.split("; "))
+    with pytest.raises(StoreError, match="never creates") as e:
+        st.counts()
+    assert needle in e.value.message
+    with pytest.raises(StoreError, match="never creates"):
+        st.add_problems([Problem(source="unit", domain="math", prompt="another", reference="1")])
+
+
+def test_a_newer_curates_store_says_so_before_naming_its_new_tables(world):
+    from curate.errors import StoreVersionError
+
+    tamper(world["store"], "CREATE TABLE future_rows (x INTEGER)", "INSERT INTO curate_migrations VALUES ('9999_future', now())")
+    with pytest.raises(StoreVersionError, match="newer curate .unknown migrations: 9999_future"):
+        world["store"].counts()
+    tamper(world["store"], "CREATE VIEW planted AS SELECT 1")  # anything but tables: refused before reading a row
+    with pytest.raises(StoreError, match="never creates"):
+        world["store"].counts()
+
+
+def test_every_migration_level_holds_only_known_tables(tmp_path):
+    """A store written at any earlier migration level still opens: each prefix of the migrations, run on an
+    empty catalog, creates only tables the catalog check allows, and together they create all of them."""
+    from types import SimpleNamespace
+
+    from curate.store.connection import _foreign_objects
+    from curate.store.migrations import MIGRATIONS, TABLES
+
+    con = duckdb.connect(str(tmp_path / "catalog.duckdb"))
+    con.execute("CREATE TABLE curate_migrations (name VARCHAR NOT NULL, applied_at TIMESTAMP NOT NULL)")
+    seen = set()
+    for name, step in MIGRATIONS:
+        step(con, SimpleNamespace(shard_dir=tmp_path / "shards")) if callable(step) else con.execute(step)
+        assert _foreign_objects(con) == [], name
+        seen |= {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables() WHERE NOT temporary").fetchall()}
+    con.close()
+    assert seen == TABLES
 
 
 def test_doctor_rebuild_replaces_a_tampered_catalog(world):
@@ -268,6 +320,10 @@ def test_a_shard_without_a_text_column_is_one_line_or_left_out(world):
     pq.write_table(pa.table({"id": ["x"]}), second)
     r = curate(world, "sql", "SELECT text FROM traces")  # the view binds on the first file: the second fails reading
     refused(r, second.name)
+    recipe = world["cwd"] / "r.yaml"
+    recipe.write_text("name: t\nseed: 1\nsize: 3\nsources: [{name: a, where: \"domain = 'math'\"}]\n"
+                      "selection: {per_problem: any}\n")
+    refused(curate(world, "mix", str(recipe), "--out", str(world["cwd"] / "mixed")), second.name)
     pq.write_table(pa.table({"id": ["x"]}), first)  # both lack text: the view leaves them out with a warning each
     r = curate(world, "sql", "SELECT count(text) AS n FROM traces", "--json")
     assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
@@ -313,17 +369,54 @@ def test_settings_and_schema_queries_keep_working(world):
 BIG = "SELECT repeat('x', 1000) || range AS s FROM range(2000000)"  # ~2 GB as Python objects
 
 
-def test_a_table_fetches_only_the_rows_it_shows(world):
+def _peak_rss_mb(world, *args: str) -> tuple[subprocess.CompletedProcess, int]:
+    """Run `curate ARGS` in a child with CURATE_SQL_MEMORY=256MB, stdout to /dev/null unless a table: its peak RSS."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "CURATE_STORE": str(world["store"].path), "COLUMNS": "200",
            "CURATE_SQL_MEMORY": "256MB"}
-    code = ("import resource, sys\nfrom curate.cli import main\nsys.argv = ['curate', 'sql', sys.argv[1]]\n"
-            "try:\n    main()\nexcept SystemExit:\n    pass\n"
-            "print('RSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024, file=sys.stderr)")
-    r = subprocess.run([sys.executable, "-c", code, BIG], capture_output=True, text=True, timeout=300, env=env,
-                       cwd=world["cwd"])
-    assert r.returncode == 0 and "more than 50 rows (showing 50)" in r.stdout, r.stdout[-500:] + r.stderr[-2000:]
-    rss = int(r.stderr.split("RSS")[-1])
+    code = ("import resource, sys\nfrom curate.cli import main\nsys.argv = ['curate', *sys.argv[1:]]\n"
+            "try:\n    main()\nexcept SystemExit as e:\n    code = e.code\nelse:\n    code = 0\n"
+            "print('RSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024, file=sys.stderr)\nsys.exit(code)")
+    table = not {"--json", "--csv"} & set(args)
+    r = subprocess.run([sys.executable, "-c", code, *args], stdout=subprocess.PIPE if table else subprocess.DEVNULL,
+                       stderr=subprocess.PIPE, text=True, timeout=600, env=env, cwd=world["cwd"])
+    assert r.returncode == 0 and "RSS" in r.stderr, (r.stdout or "")[-500:] + r.stderr[-2000:]
+    return r, int(r.stderr.split("RSS")[-1])
+
+
+def test_a_table_fetches_only_the_rows_it_shows(world):
+    r, rss = _peak_rss_mb(world, "sql", BIG)
+    assert "more than 50 rows (showing 50)" in r.stdout, r.stdout[-500:]
     assert rss < 1500, f"{rss} MB"  # the whole result is ~2 GB as Python objects (4.8 GB RSS when it was built)
+
+
+@pytest.mark.parametrize("fmt", ["--json", "--csv"])
+def test_json_and_csv_are_written_batch_by_batch(world, fmt):
+    # 120 MB of strings: built whole, the result alone (Arrow, then Python rows) outgrew the bound; streamed,
+    # the child stays near what the interpreter, pyarrow and DuckDB take before the first row (~180 MB)
+    _, rss = _peak_rss_mb(world, "sql", fmt, "SELECT repeat('x', 2000) || range AS s FROM range(60000)")
+    assert rss < 300, f"{rss} MB"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", ["--json", "--csv"])
+def test_a_2gb_result_prints_as_json_or_csv_in_bounded_memory(world, fmt):
+    _, rss = _peak_rss_mb(world, "sql", fmt, "SELECT repeat('x', 2000) || range AS s FROM range(1000000)")
+    assert rss < 400, f"{rss} MB"
+
+
+def test_streamed_json_and_csv_print_what_a_whole_result_printed(world):
+    from tests.helpers import invoke
+
+    sql = ("SELECT range AS i, CASE WHEN range % 2 = 0 THEN NULL ELSE 'a' || chr(27) || ',\"' END AS s, "
+           "[range, 1] AS l FROM range(5000)")
+    rows = world["store"].query(sql).to_pylist()
+    out = invoke("sql", "--json", sql, "--store", str(world["store"].path)).stdout
+    assert json.loads(out) == rows and "\x1b" not in out and out.count("\n") == 1
+    csv_rows = list(csv.reader(io.StringIO(invoke("sql", "--csv", sql, "--store", str(world["store"].path)).stdout)))
+    assert csv_rows[0] == ["i", "s", "l"] and len(csv_rows) == 5001
+    assert csv_rows[2] == ["1", "a\\x1b,\"", "[1, 1]"] and csv_rows[1][1] == ""
+    for fmt, empty in (("--json", "[]\n"), ("--csv", "i,s,l\r\n")):
+        assert invoke("sql", fmt, sql + " WHERE false", "--store", str(world["store"].path)).stdout == empty
 
 
 def test_spilling_is_capped(world, monkeypatch):

@@ -37,6 +37,10 @@ def test_older_store_is_migrated_on_open(store_path, monkeypatch):
 
     monkeypatch.setattr(store_mod, "MIGRATIONS", migrations.MIGRATIONS)
     monkeypatch.setattr(store_mod, "KNOWN", migrations.KNOWN)
+    from curate.store import connection
+
+    monkeypatch.setattr(connection, "TABLES", migrations.TABLES | {"extra_rows"})
+    monkeypatch.setattr(connection, "_trusted", set())
     st = TraceStore(store_path)
     # a read-only query triggers the pending migration first
     assert st.query("SELECT count(*) AS n FROM extra_rows").to_pylist() == [{"n": 0}]

@@ -89,11 +89,16 @@ def say(text: Any) -> None:
     out_console.print(Text(str(text)))
 
 
+def _json_escaped(text: str) -> str:
+    """JSON text with the unprintable characters json.dumps leaves alone written as \\u escapes (same values)."""
+    return _UNPRINTABLE.sub(lambda m: f"\\u{ord(m[0]):04x}", text)
+
+
 def emit_json(data: Any, enabled: bool) -> bool:
     """With --json: print `data` as one JSON document on stdout and return True (the command is done)."""
     if enabled:
         text = json.dumps(data, default=str, ensure_ascii=False)  # escapes C0 controls; the rest only occur in strings
-        sys.stdout.write(_UNPRINTABLE.sub(lambda m: f"\\u{ord(m[0]):04x}", text) + "\n")
+        sys.stdout.write(_json_escaped(text) + "\n")
     return enabled
 
 
@@ -118,18 +123,29 @@ def print_table(rows: list[dict], title: str | None = None, limit: int | None = 
     out_console.print(table)
 
 
+def write_rows(fmt: str, columns: list[str], batches) -> None:
+    """Record batches as CSV (cells printable, like tables) or as one JSON array of row objects (exact values,
+    controls escaped as `emit_json` does), written batch by batch: no copy of the whole result is built."""
+    if fmt == "csv":
+        w = csv.writer(sys.stdout)
+        w.writerow(columns)
+        for batch in batches:
+            w.writerows(["" if r[c] is None else printable(str(r[c])) for c in columns] for r in batch.to_pylist())
+        return
+    sep = "["
+    for batch in batches:
+        if batch.num_rows:
+            text = ", ".join(json.dumps(r, default=str, ensure_ascii=False) for r in batch.to_pylist())
+            sys.stdout.write(sep + _json_escaped(text))
+            sep = ", "
+    sys.stdout.write("[]\n" if sep == "[" else "]\n")
+
+
 def print_result(table, fmt: str = "table", limit: int = 50, counted: bool = True) -> None:
     """A query result (a pyarrow Table) as a table of at most `limit` rows, JSON or CSV (every row).
     `counted`: `table` is the whole result (else it was cut after limit + 1 rows, and the count says "more than")."""
-    if fmt == "json":
-        emit_json(table.to_pylist(), True)
-        return
-    if fmt == "csv":
-        w = csv.writer(sys.stdout)  # row by row: no second copy of the result as one string
-        w.writerow(table.column_names)
-        for batch in table.to_batches():
-            for r in batch.to_pylist():
-                w.writerow(["" if r[c] is None else printable(str(r[c])) for c in table.column_names])
+    if fmt in ("json", "csv"):
+        write_rows(fmt, table.column_names, table.to_batches())
         return
     rows = table.slice(0, limit).to_pylist()
     print_table(rows, limit=limit, columns=table.column_names)

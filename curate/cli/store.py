@@ -7,7 +7,7 @@ import typer
 from rich.markup import escape
 
 from curate.cli.common import (DEFAULT_STORE, JsonOpt, StoreOpt, emit_json, err_console, open_store, out_console,
-                               print_result, print_table, warn, warn_store)
+                               print_result, print_table, warn, warn_store, write_rows)
 
 
 def register(app: typer.Typer) -> None:
@@ -32,10 +32,13 @@ def sql(
     st = open_store(store)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        # a table shows `limit` rows: fetch one more to know there are more, never the whole result
-        table = st.query(query, max_rows=None if json_ or csv else max(limit, 0) + 1)
+        if json_ or csv:  # every row, written batch by batch while the query runs
+            st.query(query, consume=lambda reader: write_rows("json" if json_ else "csv", reader.schema.names, reader))
+        else:  # a table shows `limit` rows: fetch one more to know there are more, never the whole result
+            table = st.query(query, max_rows=max(limit, 0) + 1)
     warn_store(st)
-    print_result(table, fmt="json" if json_ else "csv" if csv else "table", limit=limit, counted=json_ or csv)
+    if not (json_ or csv):
+        print_result(table, limit=limit, counted=False)
 
 
 def stats(store: StoreOpt = DEFAULT_STORE, json_: JsonOpt = False) -> None:

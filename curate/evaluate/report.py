@@ -9,7 +9,8 @@ dose-response over the incorrect share, eval and training settings of every run,
 per benchmark (dip and recovery marked), response length and truncation vs step, final and best scores with
 the dynamics summary and ranking flips, mixture composition from manifest.json files (a study's
 DIR/mixtures/*/, or --mixtures folders), verdict rates per source and teacher. A section without data is
-left out with one line saying why.
+left out with one line saying why. Names from data print as text in both pages (escaped HTML; Markdown with
+its markup characters backslash-escaped).
 Test: tests/test_report.py, tests/test_report_findings.py; benchmark: benchmarks/report_build.py.
 """
 from __future__ import annotations
@@ -317,8 +318,8 @@ def _answer_head(h: dict) -> str:
 def _answer_md(h: dict) -> str:
     """One bullet per benchmark, one sub-bullet per comparison (h['text'] holds the same on one line)."""
     if not h["comparisons"] or h["all_zero"]:
-        return f"- {h['text']}"
-    return f"- {_answer_head(h)}:\n" + "\n".join(f"  - {c['sentence']}" for c in h["comparisons"])
+        return f"- {_md(h['text'])}"
+    return f"- {_md(_answer_head(h))}:\n" + "\n".join(f"  - {_md(c['sentence'])}" for c in h["comparisons"])
 
 
 def _answer_html(h: dict) -> str:
@@ -376,19 +377,38 @@ def _pct(x) -> float | None:
     return None if x is None else round(100 * x, 1)
 
 
+# What turns text into markup: raw HTML and autolinks (<, >, &), links and images ([, ]), code spans (`), table
+# cells (|) and the escape itself. Run, condition and benchmark names come from data (a study file, an imported
+# CSV), so a name such as `<img src=x onerror=...>` or `x](javascript:...)` must print as the text it is.
+_MD_MARKUP = re.compile(r"([\\`\[\]<>&|*])")
+
+
+def _md(text) -> str:
+    """Data as literal Markdown text on one line: markup characters backslash-escaped, line breaks as spaces."""
+    return _MD_MARKUP.sub(r"\\\1", " ".join(str(text).splitlines()))
+
+
+def _code(text) -> str:
+    """Data as a Markdown code span: a fence longer than any run of backticks inside it (no escape works there)."""
+    text = " ".join(str(text).splitlines())
+    fence = "`" * (max((len(m) for m in re.findall("`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
 def _md_table(rows: list[dict]) -> str:
     cols = list(rows[0])
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(_fmt(r[c]).replace("|", "\\|") for c in cols) + " |" for r in rows]
+    lines = ["| " + " | ".join(_md(c) for c in cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(_md(_fmt(r[c])) for c in cols) + " |" for r in rows]
     return "\n".join(lines) + "\n"
 
 
 def _skip(data: dict, key: str) -> str:
-    return f"_Left out: {data['skipped'][key]}._\n"
+    return f"_Left out: {_md(data['skipped'][key])}._\n"
 
 
 def markdown(data: dict) -> str:
-    parts = [f"# Evaluation report\n\nStore: `{data['store']}`" + (f", study: `{data['study']}`" if data["study"] else "") + "\n"]
+    parts = [f"# Evaluation report\n\nStore: {_code(data['store'])}" + (f", study: {_code(data['study'])}" if data["study"] else "") + "\n"]
     parts.append("## Answer\n")
     if data["headline"]:
         parts.append(ANSWER_NOTE + "\n")
@@ -398,7 +418,7 @@ def markdown(data: dict) -> str:
         parts.append(_skip(data, "headline"))
     if data["warnings"]:
         parts.append("**Warnings**\n")
-        parts += [f"- {w}" for w in data["warnings"]]
+        parts += [f"- {_md(w)}" for w in data["warnings"]]
         parts.append("")
     if data["headline"]:
         parts.append("### Scores per condition\n")
@@ -408,7 +428,7 @@ def markdown(data: dict) -> str:
         parts.append(_md_table(_behaviour_ci_rows(data)))
     parts.append("## Dose-response\n")
     if data["dose_response"]:
-        parts += [f"- {d['sentence']}" for d in data["dose_response"]]
+        parts += [f"- {_md(d['sentence'])}" for d in data["dose_response"]]
         parts.append("\n![dose-response](figures/dose_response.png)\n")
         parts.append(_md_table(_dose_rows(data)))
     else:
@@ -421,14 +441,14 @@ def markdown(data: dict) -> str:
     parts.append("## Training loss\n")
     parts.append("![loss](figures/loss.png)\n" if data["loss"] else _skip(data, "loss"))
     if data["loss_missing"] and data["runs"]:
-        parts.append("No loss curve for: " + "; ".join(data["loss_missing"]) + "\n")
+        parts.append("No loss curve for: " + _md("; ".join(data["loss_missing"])) + "\n")
     parts.append("## Score vs step\n")
     if data["benchmarks"]:
         for b in data["benchmarks"]:
-            parts.append(f"![{b['benchmark']}](figures/{b['figure']}.png)\n")
-            links = [f"[{r}]({u})" for r, u in explorer_links(data, b)]
+            parts.append(f"![{_md(b['benchmark'])}](figures/{b['figure']}.png)\n")
+            links = [f"[{_md(r)}]({u})" for r, u in explorer_links(data, b)]
             if links:
-                parts.append(f"What each checkpoint answered (with `curate view --store {data['store']}` running): "
+                parts.append(f"What each checkpoint answered (with {_code('curate view --store ' + str(data['store']))} running): "
                              + ", ".join(links) + "\n")
     else:
         parts.append(_skip(data, "scores"))
@@ -440,7 +460,7 @@ def markdown(data: dict) -> str:
         flips = _flips(data)
         if flips:
             parts.append("Short runs mislead: the ranking of these conditions flips between an early step and the last one:\n")
-            parts += [f"- {x}" for x in flips[:MAX_FLIPS_SHOWN]]
+            parts += [f"- {_md(x)}" for x in flips[:MAX_FLIPS_SHOWN]]
             if len(flips) > MAX_FLIPS_SHOWN:
                 parts.append(f"- ... and {len(flips) - MAX_FLIPS_SHOWN} more (report.json lists all)")
             parts.append("")

@@ -19,7 +19,8 @@ reaches DuckDB. It relies on DuckDB's own security settings, not on a filter of 
 Every connection, the writer's too, starts with extensions, community extensions, persistent secrets and
 replacement scans off (`BASE_CONFIG`), and `check_catalog` refuses a catalog holding anything curate never
 creates: a view, a macro (a persistent macro named `read_parquet` or `md5` replaces DuckDB's own in every
-query on the file, the writer's included) or a trigger. A catalog found clean is remembered by its file's
+query on the file, the writer's included), a trigger, a table no migration creates (migrations.TABLES), a
+type, an index, or a column default, generated column or CHECK. A catalog found clean is remembered by its file's
 identity (device, inode, size, mtime, ctime, and the WAL's), so a process checks it once, and a writer's
 own commit keeps it trusted (`trust_catalog`).
 What it does not do: spilling to `catalog.duckdb.tmp` beside the catalog stays on (DuckDB's own temp
@@ -35,11 +36,13 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 import duckdb
 import pyarrow as pa
 
 from curate.errors import QueryInterrupted, StoreError, StoreLocked, first_line
+from curate.store.migrations import KNOWN, TABLES, newer_store_error
 from curate.store.retry import retry_waits
 
 DEFAULT_LOCK_TIMEOUT = 30.0
@@ -99,11 +102,22 @@ BASE_CONFIG = {
     "python_enable_replacements": False,
 }
 
-# What a catalog may hold besides tables: nothing. Lists every view, macro and trigger outside DuckDB itself.
+# What a catalog may hold: the migrations' tables, with plain columns. Lists everything else outside DuckDB
+# itself: a view, macro or trigger runs inside curate's queries; a type named JSON replaces DuckDB's; a column
+# default, generated column, CHECK or index expression runs on every write or read of its table.
 _FOREIGN_OBJECTS = """
     SELECT 'view ' || view_name FROM duckdb_views() WHERE NOT internal AND NOT temporary
     UNION ALL SELECT replace(function_type, '_', ' ') || ' ' || function_name FROM duckdb_functions()
-        WHERE NOT internal AND function_type IN ('macro', 'table_macro')"""
+        WHERE NOT internal AND function_type IN ('macro', 'table_macro')
+    UNION ALL SELECT 'table ' || CASE WHEN schema_name = 'main' THEN '' ELSE schema_name || '.' END || table_name
+        FROM duckdb_tables() WHERE NOT internal AND NOT temporary
+        AND (schema_name <> 'main' OR table_name NOT IN (SELECT unnest(?::VARCHAR[])))
+    UNION ALL SELECT 'type ' || type_name FROM duckdb_types() WHERE NOT internal AND database_name <> 'temp'
+    UNION ALL SELECT 'column expression ' || table_name || '.' || column_name FROM duckdb_columns()
+        WHERE NOT internal AND database_name <> 'temp' AND coalesce(column_default, generation_expression) IS NOT NULL
+    UNION ALL SELECT 'check on ' || table_name FROM duckdb_constraints()
+        WHERE constraint_type = 'CHECK' AND database_name <> 'temp'
+    UNION ALL SELECT 'index ' || index_name FROM duckdb_indexes() WHERE database_name <> 'temp'"""
 _TRIGGERS = "\n    UNION ALL SELECT 'trigger ' || trigger_name FROM duckdb_triggers()"
 _has_triggers = [True]  # DuckDB releases before triggers have no duckdb_triggers(): asked once, then left out
 _trusted: set[tuple] = set()
@@ -111,7 +125,8 @@ _trusted: set[tuple] = set()
 
 def _foreign_objects(con: duckdb.DuckDBPyConnection) -> list[str]:
     try:
-        return [r[0] for r in con.execute(_FOREIGN_OBJECTS + (_TRIGGERS if _has_triggers[0] else "")).fetchall()]
+        sql = _FOREIGN_OBJECTS + (_TRIGGERS if _has_triggers[0] else "")
+        return [r[0] for r in con.execute(sql, [sorted(TABLES)]).fetchall()]
     except duckdb.CatalogException:
         if not _has_triggers[0]:
             raise
@@ -141,6 +156,13 @@ def check_catalog(con: duckdb.DuckDBPyConnection, db_path: Path) -> None:
     if key is not None and key in _trusted:
         return
     found = _foreign_objects(con)
+    if found and all(f.startswith("table ") for f in found):
+        # Plain tables only, so reading the migration list runs nothing: a newer curate's tables are no attack
+        has = con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'main' AND NOT temporary "
+                          "AND table_name = 'curate_migrations'").fetchone()[0]
+        applied = {r[0] for r in con.execute("SELECT name FROM main.curate_migrations").fetchall()} if has else set()
+        if applied - KNOWN:
+            raise newer_store_error(db_path.parent, list(applied - KNOWN))
     if found:
         listed = ", ".join(f[:60] for f in found[:3]) + (f" and {len(found) - 3} more" if len(found) > 3 else "")
         raise StoreError(f"store {db_path.parent}: its catalog holds objects curate never creates ({listed}); "
@@ -239,26 +261,31 @@ def _short(sql: str, n: int = 120) -> str:
     return s if len(s) <= n else s[: n - 3] + "..."
 
 
-def _first_rows(rel, max_rows: int) -> pa.Table:
-    """The first `max_rows` rows of a relation, streamed: the rest of the result is never built."""
+STREAM_ROWS = 2048  # rows per batch a streamed result is read in (DuckDB's vector size)
+
+
+def _reader(rel, batch_rows: int) -> pa.RecordBatchReader:
     make = getattr(rel, "to_arrow_reader", None) or rel.fetch_arrow_reader  # DuckDB 2 / 1.x
-    reader = make(max(1, min(max_rows, 65_536)))
-    try:
-        batches, n = [], 0
-        for batch in reader:
-            batches.append(batch)
-            n += batch.num_rows
-            if n >= max_rows:
-                break
-        return pa.Table.from_batches(batches, schema=reader.schema).slice(0, max_rows)
-    finally:
-        reader.close()
+    return make(batch_rows)
+
+
+def _first_rows(reader: pa.RecordBatchReader, max_rows: int) -> pa.Table:
+    """The first `max_rows` rows of a streamed result: the rest of the result is never built."""
+    batches, n = [], 0
+    for batch in reader:
+        batches.append(batch)
+        n += batch.num_rows
+        if n >= max_rows:
+            break
+    return pa.Table.from_batches(batches, schema=reader.schema).slice(0, max_rows)
 
 
 def run_query(con: duckdb.DuckDBPyConnection, sql: str, params=None, timeout: float | None = None,
-              max_rows: int | None = None) -> pa.Table:
+              max_rows: int | None = None, consume: Callable[[pa.RecordBatchReader], Any] | None = None):
     """Run one statement to an Arrow table, interrupting it after `timeout` seconds or on Ctrl-C/SIGTERM.
     With `max_rows`, only that many rows are fetched (a table that shows 50 rows holds 50 rows in memory).
+    With `consume`, the result is handed to it as a reader of STREAM_ROWS-row batches and its return value
+    is returned: memory holds a batch, not the result (`--json`, `--csv`); the timeout covers consuming too.
 
     The query runs in a worker thread: DuckDB does not return to Python while it executes, so a signal
     handler in the executing thread would only run once the query ended (a cross join: never). The main
@@ -271,7 +298,14 @@ def run_query(con: duckdb.DuckDBPyConnection, sql: str, params=None, timeout: fl
     def work() -> None:
         try:
             rel = con.sql(sql, params=params or None)
-            box["table"] = rel.to_arrow_table() if max_rows is None else _first_rows(rel, max_rows)
+            if consume is None and max_rows is None:
+                box["table"] = rel.to_arrow_table()
+                return
+            reader = _reader(rel, STREAM_ROWS if consume is not None else max(1, min(max_rows, 65_536)))
+            try:
+                box["table"] = consume(reader) if consume is not None else _first_rows(reader, max_rows)
+            finally:
+                reader.close()
         except BaseException as e:  # handed to the waiting thread, which raises or maps it
             box["error"] = e
         finally:

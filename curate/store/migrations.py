@@ -6,8 +6,10 @@ SQL, or a function of (connection, store) for one that must also read the store'
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Callable, Union
 
+from curate.errors import StoreVersionError
 from curate.store import keys, lineage
 
 MIGRATIONS: list[tuple[str, Union[str, Callable]]] = [
@@ -74,3 +76,18 @@ MIGRATIONS: list[tuple[str, Union[str, Callable]]] = [
 ]
 
 KNOWN = {name for name, _ in MIGRATIONS}
+
+# Every table a catalog at some migration level holds (feature_rows until 0005 folds it into sample_rows).
+# Opening a store refuses any other table (connection.check_catalog); tests/test_security_store.py runs each
+# prefix of MIGRATIONS to keep this list true.
+TABLES = frozenset({
+    "curate_migrations", "problem_rows", "sample_rows", "verdict_rows", "feature_rows", "shard_rows",
+    "eval_rows", "eval_sample_rows", "import_progress", "study_run_rows",
+})
+
+
+def newer_store_error(store: Path, unknown: list[str]) -> StoreVersionError:
+    return StoreVersionError(
+        f"store {store} was written by a newer curate (unknown migrations: {', '.join(sorted(unknown))})",
+        hint="this store needs a newer curate: reinstall it from a newer checkout or wheel (`pip install -U .` in the checkout)",
+    )

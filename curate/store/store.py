@@ -30,13 +30,13 @@ import uuid
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from curate.errors import InputError, StoreError, StoreVersionError, first_line
+from curate.errors import InputError, StoreError, first_line
 from curate.records import Problem, Sample, Verdict, canonical_json
 from curate.store import commit, journal, keys
 from curate.store import shards as shard_io
@@ -44,7 +44,7 @@ from curate.store.connection import (connect, connect_readonly, lock_down, lock_
                                      trust_catalog)
 from curate.store.journal import discard_record  # noqa: F401 (re-exported for writers of records)
 from curate.store.locking import store_lock
-from curate.store.migrations import KNOWN, MIGRATIONS
+from curate.store.migrations import KNOWN, MIGRATIONS, newer_store_error
 from curate.store.sqlcheck import check_predicate, check_statement, referenced_names
 from curate.store.views import create_views
 
@@ -229,10 +229,7 @@ class TraceStore:
         applied = [r[0] for r in con.execute("SELECT name FROM curate_migrations").fetchall()] if has else []
         unknown = sorted(set(applied) - KNOWN)
         if unknown:
-            raise StoreVersionError(
-                f"store {self.path} was written by a newer curate (unknown migrations: {', '.join(unknown)})",
-                hint="this store needs a newer curate: reinstall it from a newer checkout or wheel (`pip install -U .` in the checkout)",
-            )
+            raise newer_store_error(self.path, unknown)
         return [name for name, _ in MIGRATIONS if name not in applied]
 
     def _migrate(self, con) -> None:
@@ -439,16 +436,19 @@ class TraceStore:
         return int(row[0]), row[1], {k: int(v) for k, v in seen.items()}
 
     # ------------------------------------------------------------------ reading
-    def query(self, sql: str, params: list | None = None, max_rows: int | None = None) -> pa.Table:
+    def query(self, sql: str, params: list | None = None, max_rows: int | None = None,
+              consume: Callable[[pa.RecordBatchReader], Any] | None = None) -> Any:
         """Run one read-only statement over the views (checked first: see sqlcheck.check_statement) on the
         locked-down connection, with the statement timeout; errors come back as one StoreError line.
-        `max_rows`: fetch at most that many rows (streamed; the rest is never materialised)."""
+        `max_rows`: fetch at most that many rows (streamed; the rest is never materialised). `consume`: hand
+        the result to it as a reader of small record batches while the connection is open and return what it
+        returns (a result larger than memory is never held whole) instead of an Arrow table."""
         if not sql or not sql.strip():
             raise InputError("empty SQL query")
         check_statement(sql)
         with self.connect(referenced_names(sql)) as con:
             try:
-                return run_query(con, sql, params, max_rows=max_rows)
+                return run_query(con, sql, params, max_rows=max_rows, consume=consume)
             except duckdb.Error as e:
                 raise sql_error(e) from None
 
