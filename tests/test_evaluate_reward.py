@@ -141,3 +141,16 @@ def test_alpacaeval_end_to_end_stores_the_mean_reward_with_ci_and_per_problem_va
 
     again = run_cli(*_eval_args(ck, store, reward_model), env=env, timeout=600)  # everything judged: nothing rescored
     assert again.returncode == 0 and "0 labeled" in again.stdout + again.stderr, again.stderr
+
+    # another checkpoint as run B: `evals compare` pairs the two on the instructions, in the reward's own units
+    other = build_tiny_model(tmp_path / "other" / "checkpoints" / "step-000005", seed=1)
+    r = run_cli(*_eval_args(other, store, reward_model), env=env, timeout=600)
+    assert r.returncode == 0, r.stderr
+    b = read_evals(TraceStore(store), "benchmark = 'alpacaeval' AND kind = 'score' AND run = 'other'")[0]
+    pb = json.loads(b["details"]) if isinstance(b["details"], str) else b["details"]
+    cmp = run_cli("evals", "compare", row["run"], "other", "--store", str(store), "--json", env=env)
+    assert cmp.returncode == 0, cmp.stderr
+    (c,) = json.loads(cmp.stdout)["rows"]
+    assert (c["metric"], c["unit"], c["method"], c["n_problems"]) == ("reward", "score", "paired bootstrap", 3)
+    diffs = [pb["per_problem"][k] - details["per_problem"][k] for k in per]
+    assert c["diff"] == pytest.approx(sum(diffs) / 3, abs=1e-5) and c["diff"] == pytest.approx(b["value"] - row["value"], abs=1e-5)
