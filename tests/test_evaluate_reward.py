@@ -92,6 +92,13 @@ def test_missing_or_mistyped_reward_model_is_refused_by_name():
         get_verifier("reward_model", model="/no/such/rm")
 
 
+def test_the_verifier_list_describes_it_though_it_needs_a_model_to_be_built():
+    from verifiers.registry import describe_all
+
+    (info,) = [d for d in describe_all() if d["name"] == "reward_model"]
+    assert info["version"] == "1" and "needs model=PATH" in info["description"] and "broken" not in info["description"]
+
+
 def test_mean_score_and_its_paired_difference_keep_the_reward_units():
     assert M.parse_metric("reward") == ("reward", None)
     assert M.mean_score([[1.0, 3.0], [-2.0]]) == pytest.approx(0.0)  # per problem first: (2 + -2) / 2

@@ -31,6 +31,10 @@ class RegistryError(Exception):
     """A verifier cannot be found or loaded, or two registrations claim one name."""
 
 
+class OptionsError(RegistryError):
+    """A verifier refuses the options it was built with (a reward model without its path)."""
+
+
 @dataclass(frozen=True)
 class Registration:
     name: str
@@ -125,7 +129,7 @@ def get_verifier(name: str, **options: Any) -> Verifier:
     except TypeError as e:
         raise RegistryError(f"verifier {name!r} does not accept options {sorted(options)}: {e}") from e
     except ValueError as e:  # options it accepts but cannot use (a missing model path): its own words
-        raise RegistryError(f"verifier {name!r}: {e}") from e
+        raise OptionsError(f"verifier {name!r}: {e}") from e
     if getattr(v, "name", None) != name:
         raise RegistryError(f"verifier registered as {name!r} calls itself {getattr(v, 'name', None)!r}; they must match")
     if not callable(getattr(v, "verify", None)):
@@ -140,6 +144,9 @@ def describe_all() -> list[dict]:
         reg = registry()[canonical(name)]
         try:
             info = get_verifier(name).describe()
+        except OptionsError:  # it needs options to be built (a model path); its class says what it is
+            cls = verifier_class(name)
+            info = cls.describe(object.__new__(cls))
         except RegistryError as e:
             info = {"name": name, "version": None, "domains": [], "sources": [], "description": f"(broken: {e})"}
         out.append({**info, "origin": reg.origin, "entry_point": reg.value})
