@@ -78,6 +78,18 @@ def test_the_pool_hands_a_worker_whole_batches_and_keeps_every_key(reward_model)
     assert all(got[f"r{i}"].verifier == "reward_model" and got[f"r{i}"].duration_s > 0 for i in range(5))
 
 
+def test_another_reward_model_or_threshold_is_another_verdict_version(reward_model, tmp_path):
+    """Stored verdicts are reused by (verifier, version): a different reward model must never reuse them."""
+    from curate.generate.tiny import build_tiny_reward_model
+
+    other = build_tiny_reward_model(tmp_path / "other-rm", seed=1)
+    v = get_verifier("reward_model", model=str(reward_model))
+    assert v.version == get_verifier("reward_model", model=str(reward_model), batch_size=32).version  # same scores
+    assert v.version.startswith("1-")
+    assert len({v.version, get_verifier("reward_model", model=str(other)).version,
+                get_verifier("reward_model", model=str(reward_model), threshold=1.0).version}) == 3
+
+
 def test_a_reward_model_that_cannot_load_is_error_never_a_score(tmp_path):
     (tmp_path / "broken").mkdir()
     v = get_verifier("reward_model", model=str(tmp_path / "broken"))

@@ -55,7 +55,7 @@ def batch_size(verifier: Any) -> int:
     return max(1, int(getattr(verifier, "batch_size", 1) or 1))
 
 
-def _verify_batch(v: Any, name: str, problems: list, responses: list) -> list[Verdict]:
+def _verify_batch(v: Any, problems: list, responses: list) -> list[Verdict]:
     """`verify_batch` with one verdict per response, each carrying its share of the batch's time."""
     t0 = time.perf_counter()
     try:
@@ -135,7 +135,7 @@ def _worker_main(conn: Connection, owner: int | None = None) -> None:
         ck = (name, _options_key(options))
         try:
             v = cache.get(ck) or cache.setdefault(ck, get_verifier(name, **(options or {})))
-            verdict = _verify_batch(v, name, problem, response) if isinstance(key, _Batch) else v.verify(problem, response)
+            verdict = _verify_batch(v, problem, response) if isinstance(key, _Batch) else v.verify(problem, response)
         except Exception as e:  # registry trouble inside the worker: still a verdict, never a crash
             one = Verdict("error", name, "?", reason=f"{type(e).__name__}: {e}"[:500])
             verdict = [one] * len(key) if isinstance(key, _Batch) else one

@@ -13,6 +13,8 @@ thinking is scored as an empty answer, as a reward model would see it: it is sti
 A model that cannot be loaded or scored gives `error` verdicts (the benchmark is then incomplete, never a lower
 number); the load failure is remembered, so later batches fail at once instead of loading again.
 
+A verdict's version is `1-<hash>` of the reward model's folder, `max_length`, `threshold` and `dtype`, so
+scoring with another reward model rescores the answers instead of reusing stored rewards.
 Known issues: a pair longer than `max_length` tokens is cut at the right (the reward then reads a shortened
 answer; the verdict's reason says so); the reward model's scale is its own, so means from two reward models are
 not comparable. There are no self-test probes: a reward has no known right value to check.
@@ -22,6 +24,8 @@ Test: tests/test_evaluate_reward.py.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from typing import Any, ClassVar, Sequence
 
@@ -38,19 +42,25 @@ class RewardModelVerifier(Verifier):
     domains: tuple[str, ...] = ()  # never chosen automatically: it needs a model; name it explicitly
     max_workers: ClassVar[int] = 1  # one copy of the model per labeling run
     loads_model: ClassVar[bool] = True  # `curate eval` frees the evaluated model's memory before labeling
-    timeout_s = 600.0  # a batch on CPU, loading the model included
+    timeout_s = 600.0  # one batch, loading the model included (the pool's hard kill; `timeout_s=` changes it)
 
     def __init__(self, model: str | None = None, batch_size: int = 8, device: str = "auto", max_length: int = 4096,
-                 threshold: float = 0.0, dtype: str = "auto") -> None:
+                 threshold: float = 0.0, dtype: str = "auto", timeout_s: float = 600.0) -> None:
         if not model:
             raise ValueError("needs the reward model: set verifier_options.model to a local folder "
                              "(e.g. --set alpacaeval.verifier_options.model=/models/reward)")
         path = os.path.expanduser(str(model))
         if str(model).startswith(("/", "./", "../", "~")) and not os.path.isdir(path):
             raise ValueError(f"{model}: no such folder (the reward model)")
-        if batch_size < 1 or max_length < 8:
-            raise ValueError("batch_size must be >= 1 and max_length >= 8")
+        if batch_size < 1 or max_length < 8 or timeout_s <= 0:
+            raise ValueError("batch_size must be >= 1, max_length >= 8 and timeout_s > 0")
+        self.timeout_s = float(timeout_s)
         self.model_path = path
+        # verdicts are kept per (verifier, version): another reward model, cut or threshold must rescore, never
+        # reuse the stored rewards, so the version names them
+        ident = json.dumps([os.path.abspath(path) if os.path.isdir(path) else str(model), int(max_length),
+                            float(threshold), dtype])
+        self.version = f"{type(self).version}-{hashlib.sha256(ident.encode()).hexdigest()[:10]}"
         self.batch_size = int(batch_size)
         self.device = device
         self.max_length = int(max_length)
