@@ -30,7 +30,7 @@ from curate.records import Verdict
 from curate.store import queries
 from curate.store.sqlcheck import check_predicate
 from verifiers.pool import PoolError, SelfTestFailed, VerifierPool
-from verifiers.registry import RegistryError, by_rules, get_verifier, names, resolve
+from verifiers.registry import RegistryError, by_rules, get_verifier, names, resolve, verifier_class
 
 
 @dataclass
@@ -123,6 +123,8 @@ def label_store(
     report = LabelReport()
     steps, versions, preload = prepare(store, verifier, where, options, report, verifier_options)
     per_name = {name: options_for(name, options, verifier_options) for name, _ in steps}
+    # a verifier that loads a model (a reward model) asks for one worker: one copy of the model, not one per worker
+    workers = min([workers] + [getattr(verifier_class(name), "max_workers", None) or workers for name, _ in steps])
     try:
         with VerifierPool(workers=workers, grace_s=grace_s, preload=preload) as pool:
             for name, _ in steps:  # every verifier proves itself before anything is labeled

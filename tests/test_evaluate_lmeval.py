@@ -71,20 +71,22 @@ def test_lm_eval_task_runs_on_a_checkpoint_and_lands_in_evals(tmp_path):
     assert bad.returncode != 0 and "unknown task 'no_such_task_xyz'" in bad.stderr and "Traceback" not in bad.stderr
 
 
-def _paper_general(tmp_path, *names: str, extra: tuple = ()):
+def _paper_general(tmp_path, *names: str, extra: tuple = (), ifeval: str = "ifeval_tiny.jsonl", nltk_data: Path | None = None):
     """`curate eval CHECKPOINT --suite paper -b NAME...` on fixture-sized local copies of the general benchmarks."""
     from curate.generate.tiny import build_tiny_model
 
     ck = build_tiny_model(tmp_path / "run" / "checkpoints" / "step-000005")
-    (tmp_path / "nltk" / "tokenizers" / "punkt_tab").mkdir(parents=True)  # IFEval's module looks for it; never used here
+    # IFEval's module looks for punkt_tab when it is imported (and downloads it when missing): an empty folder
+    # satisfies that look-up; only the sentence-counting instructions read the data itself
+    (tmp_path / "nltk" / "tokenizers" / "punkt_tab").mkdir(parents=True)
     fixtures = Path(__file__).parent / "fixtures" / "lmeval"
     args = ["eval", str(ck), "--suite", "paper", "--backend", "hf", "--no-progress", "--store", str(tmp_path / "store"),
-            "--set", f"ifeval.data={fixtures / 'ifeval_tiny.jsonl'}", "--set", "ifeval.max_tokens=8",
+            "--set", f"ifeval.data={fixtures / ifeval}", "--set", "ifeval.max_tokens=8",
             "--set", f"truthfulqa.data={fixtures / 'truthfulqa_tiny.jsonl'}",
             "--set", f"halueval.data={fixtures / 'halueval_tiny.jsonl'}", *extra]
     for n in names:
         args += ["-b", n]
-    env = {"OMP_NUM_THREADS": "1", "NLTK_DATA": str(tmp_path / "nltk"), "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"}
+    env = {"OMP_NUM_THREADS": "1", "NLTK_DATA": str(nltk_data or tmp_path / "nltk"), "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"}
     return args, env
 
 
@@ -116,6 +118,40 @@ def test_ifeval_of_the_paper_suite_runs_offline_from_local_data(tmp_path):
     assert rows["prompt_level_strict_acc"]["n_problems"] == 2 and all(0 <= x["value"] <= 100 for x in rows.values())
 
 
+def _installed_punkt_tab() -> Path | None:
+    """The NLTK data folder holding a real punkt_tab, if this machine has one (tests never download it)."""
+    import nltk
+
+    try:
+        found = Path(str(nltk.data.find("tokenizers/punkt_tab/english/")))
+    except LookupError:
+        return None
+    return found.parents[2]
+
+
+def test_ifeval_sentence_counting_runs_with_installed_punkt_tab(tmp_path):
+    """The instructions that count sentences read nltk's punkt_tab; run them where the data is installed."""
+    pytest.importorskip("langdetect")
+    data = _installed_punkt_tab()
+    if data is None:
+        pytest.skip("nltk's punkt_tab data is not installed (python -m nltk.downloader punkt_tab); tests never download it")
+    args, env = _paper_general(tmp_path, "ifeval", ifeval="ifeval_sentences.jsonl", nltk_data=data)
+    r = run_cli(*args, env=env, timeout=600)
+    assert r.returncode == 0, r.stderr
+    rows = read_evals(TraceStore(tmp_path / "store"), "suite = 'lm-eval' AND benchmark = 'ifeval'")
+    assert len(rows) == 4 and all(x["n_problems"] == 1 and x["value"] in (0.0, 100.0) for x in rows)
+
+
+def test_ifeval_sentence_counting_without_punkt_tab_is_one_line(tmp_path):
+    """Offline without punkt_tab: one line naming the data and how to install it, not nltk's banner and traceback."""
+    pytest.importorskip("langdetect")
+    args, env = _paper_general(tmp_path, "ifeval", ifeval="ifeval_sentences.jsonl")  # the empty punkt_tab folder
+    r = run_cli(*args, env=env, timeout=600)
+    assert r.returncode == 2 and "Traceback" not in r.stderr and "*****" not in r.stderr, r.stderr
+    assert "lm-eval task ifeval needs nltk data tokenizers/punkt_tab" in r.stderr
+    assert "nltk.downloader punkt_tab" in r.stderr
+
+
 def test_ifeval_without_its_dependency_is_one_line(tmp_path):
     import importlib.util
 
@@ -139,3 +175,23 @@ def test_suite_lm_eval_entries_are_validated_selected_and_overridden():
         load_suite("paper", {"ifeval.data": "/x/ifeval.txt"})
     with pytest.raises(ConfigError, match="lm_eval.1.colour"):
         load_suite("paper", {"truthfulqa.colour": "red"})
+
+
+def test_halueval_rows_become_a_right_and_a_hallucinated_judgement_each():
+    """The shipped task's documents: per HaluEval row, its right answer targets "No" (not hallucinated) and its
+    hallucinated answer "Yes", in the harness's choice order from the task file."""
+    import datasets
+    import yaml
+
+    from curate.evaluate.lmeval import SHIPPED_TASKS
+    from curate.evaluate.suites.lm_eval.halueval_utils import qa_judgements
+
+    fixture = Path(__file__).parent / "fixtures" / "lmeval" / "halueval_tiny.jsonl"
+    src = [json.loads(line) for line in fixture.read_text().splitlines() if line.strip()]
+    docs = list(qa_judgements(datasets.Dataset.from_list(src)))
+    text = (SHIPPED_TASKS / "halueval_qa.yaml").read_text().replace("!function", "")
+    choices = yaml.safe_load(text)["doc_to_choice"]
+    assert len(docs) == 2 * len(src)
+    got = [(d["question"], d["answer"], choices[d["label"]]) for d in docs]
+    want = [x for r in src for x in ((r["question"], r["right_answer"], "No"), (r["question"], r["hallucinated_answer"], "Yes"))]
+    assert got == want

@@ -6,6 +6,10 @@ one task at a time; the parent waits on all pipes and SIGKILLs a worker whose ta
 `verifier.deadline_s(problem) + grace_s`, reports that task as `timeout`, and starts a replacement. A worker
 that dies mid-task (segfault, OOM kill) yields an `error` verdict; neither is ever `incorrect`.
 
+A verifier with `batch_size` > 1 and a `verify_batch(problems, responses)` method (a reward model on a GPU)
+gets up to that many consecutive tasks as one message, and its `deadline_s` covers the whole batch; a killed or
+dead worker makes every task of the batch `timeout` or `error`.
+
 Workers come from a `forkserver` that preloads the built-in verifier modules, so a replacement after a kill
 costs a fork, not a fresh interpreter and a sympy import. Code-sandbox children set PDEATHSIG, so they die
 with a killed worker; each worker watches the process that owns the pool (a pidfd) and kills itself when that
@@ -38,6 +42,30 @@ PRELOAD = ["verifiers.pool", "verifiers.registry", "verifiers.math", "verifiers.
            "verifiers.code", "verifiers.sandbox"]
 _READY = "__ready__"
 Task = tuple  # (key, verifier_name, options: dict, problem, response)
+
+
+class _Batch(tuple):
+    """The keys of tasks sent to one worker together (the task's problem and response are then lists)."""
+
+
+def batch_size(verifier: Any) -> int:
+    """How many tasks a verifier takes at once: its `batch_size` when it has `verify_batch`, else 1."""
+    if not callable(getattr(verifier, "verify_batch", None)):
+        return 1
+    return max(1, int(getattr(verifier, "batch_size", 1) or 1))
+
+
+def _verify_batch(v: Any, problems: list, responses: list) -> list[Verdict]:
+    """`verify_batch` with one verdict per response, each carrying its share of the batch's time."""
+    t0 = time.perf_counter()
+    try:
+        out = list(v.verify_batch(problems, responses))
+        if len(out) != len(responses):
+            raise ValueError(f"verify_batch returned {len(out)} verdicts for {len(responses)} responses")
+    except Exception as e:  # a verifier bug is infrastructure, never a wrong answer
+        out = [v.verdict("error", reason=f"{type(e).__name__}: {e}"[:500]) for _ in responses]
+    share = round((time.perf_counter() - t0) / max(1, len(out)), 6)
+    return [Verdict(**{**x.to_dict(), "duration_s": share}) for x in out]
 
 
 class PoolError(RuntimeError):
@@ -107,9 +135,10 @@ def _worker_main(conn: Connection, owner: int | None = None) -> None:
         ck = (name, _options_key(options))
         try:
             v = cache.get(ck) or cache.setdefault(ck, get_verifier(name, **(options or {})))
-            verdict = v.verify(problem, response)
+            verdict = _verify_batch(v, problem, response) if isinstance(key, _Batch) else v.verify(problem, response)
         except Exception as e:  # registry trouble inside the worker: still a verdict, never a crash
-            verdict = Verdict("error", name, "?", reason=f"{type(e).__name__}: {e}"[:500])
+            one = Verdict("error", name, "?", reason=f"{type(e).__name__}: {e}"[:500])
+            verdict = [one] * len(key) if isinstance(key, _Batch) else one
         try:
             conn.send((key, verdict))
         except OSError:  # the pool closed (or its owner died) while this task ran: nobody is listening
@@ -212,7 +241,9 @@ class VerifierPool:
 
     def _dispatch(self, w: _Worker, task: Task) -> bool:
         key, name, options, problem, _ = task
-        deadline = float(self._verifier(name, options).deadline_s(problem)) + self.grace_s
+        v = self._verifier(name, options)
+        problems = problem if isinstance(key, _Batch) else [problem]
+        deadline = max(float(v.deadline_s(p)) for p in problems) + self.grace_s
         w.task, w.started = task, time.monotonic()
         w.deadline = w.started + deadline
         try:
@@ -221,15 +252,35 @@ class VerifierPool:
             return False
         return True
 
-    def _infra_verdict(self, task: Task, status: str, reason: str, elapsed: float) -> Verdict:
-        _, name, options, _, _ = task
-        v = self._verifier(name, options)
-        return v.verdict(status, reason=reason, duration_s=round(elapsed, 6))
+    def _infra(self, task: Task, status: str, reason: str, elapsed: float) -> Iterator[tuple[Any, Verdict]]:
+        """(key, verdict) for every task in `task` (one, or a batch's) that the worker could not judge."""
+        key, name, options, _, _ = task
+        v = self._verifier(name, options).verdict(status, reason=reason, duration_s=round(elapsed, 6))
+        for k in (key if isinstance(key, _Batch) else [key]):
+            yield k, v
+
+    def _next(self, it: Iterator[Task], ahead: list[Task]) -> Task:
+        """The next task to send: a single one, or consecutive tasks of one batching verifier as a batch."""
+        task = ahead.pop() if ahead else next(it)
+        size = batch_size(self._verifier(task[1], task[2]))  # unknown names fail here, in the parent, loudly
+        if size == 1:
+            return task
+        group = [task]
+        same = (task[1], _options_key(task[2]))
+        for t in it:
+            if (t[1], _options_key(t[2])) != same:
+                ahead.append(t)
+                break
+            group.append(t)
+            if len(group) == size:
+                break
+        return (_Batch(t[0] for t in group), task[1], task[2], [t[3] for t in group], [t[4] for t in group])
 
     def run(self, tasks: Iterable[Task]) -> Iterator[tuple[Any, Verdict]]:
         """Verify every task; yields (key, verdict) in completion order. Consumes `tasks` lazily."""
         self.start()
         it = iter(tasks)
+        ahead: list[Task] = []  # a task read while gathering a batch that belongs to the next one
         exhausted = False
         while True:
             for w in list(self._workers):
@@ -237,13 +288,12 @@ class VerifierPool:
                     break
                 if w.ready and w.task is None:
                     try:
-                        task = next(it)
+                        task = self._next(it, ahead)
                     except StopIteration:
                         exhausted = True
                         break
-                    self._verifier(task[1], task[2])  # unknown names fail here, in the parent, loudly
                     if not self._dispatch(w, task):
-                        yield task[0], self._infra_verdict(task, "error", "verifier worker died before the task", 0.0)
+                        yield from self._infra(task, "error", "verifier worker died before the task", 0.0)
                         w.task = None
                         self._replace(w, kill=True)
             busy = [w for w in self._workers if w.task is not None]
@@ -262,7 +312,7 @@ class VerifierPool:
                     code = w.proc.exitcode if not w.proc.is_alive() else None
                     if w.task is not None:
                         elapsed = time.monotonic() - w.started
-                        yield w.task[0], self._infra_verdict(w.task, "error", f"verifier worker died (exit code {code})", elapsed)
+                        yield from self._infra(w.task, "error", f"verifier worker died (exit code {code})", elapsed)
                     elif not w.ready:
                         self._start_failures += 1
                         if self._start_failures >= 3:
@@ -275,7 +325,10 @@ class VerifierPool:
                     continue
                 key, verdict = msg
                 w.task = None
-                yield key, verdict
+                if isinstance(key, _Batch):
+                    yield from zip(key, verdict)
+                else:
+                    yield key, verdict
             now = time.monotonic()
             for w in list(self._workers):
                 if w.task is not None and now >= w.deadline:
@@ -283,7 +336,7 @@ class VerifierPool:
                     w.task = None
                     self.kills += 1
                     self._replace(w, kill=True)
-                    yield task[0], self._infra_verdict(task, "timeout", f"killed after {elapsed:.1f}s wall clock", elapsed)
+                    yield from self._infra(task, "timeout", f"killed after {elapsed:.1f}s wall clock", elapsed)
 
 
 def verify_all(tasks: Iterable[Task], workers: int = 2, grace_s: float = 1.0) -> dict[Any, Verdict]:

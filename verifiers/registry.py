@@ -1,9 +1,10 @@
 """The verifier registry: names -> Verifier classes, loaded from the `curate.verifiers` entry-point group.
 
 Built-ins register exactly like third-party plugins: as entries in pyproject.toml's
-`[project.entry-points."curate.verifiers"]` table. When curate itself is not installed (a plain checkout on
-sys.path, as in the test suite) there is no package metadata, so the registry reads that same table from the
-checkout's pyproject.toml: one list of built-ins, two ways of finding it. A name registered twice (by two
+`[project.entry-points."curate.verifiers"]` table. Run from a checkout (a plain checkout on sys.path, as in the
+test suite, or an editable install) the registry reads that table from the checkout's pyproject.toml, which is
+current where installed metadata may be stale; an installed wheel has no pyproject.toml beside the package and
+uses its metadata: one list of built-ins, two ways of finding it. A name registered twice (by two
 distributions, or a plugin reusing a built-in name) is an error, never a silent override.
 
     from verifiers.registry import get_verifier, verifier_for
@@ -28,6 +29,10 @@ PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
 
 class RegistryError(Exception):
     """A verifier cannot be found or loaded, or two registrations claim one name."""
+
+
+class OptionsError(RegistryError):
+    """A verifier refuses the options it was built with (a reward model without its path)."""
 
 
 @dataclass(frozen=True)
@@ -59,17 +64,17 @@ def _pyproject_entries(path: Path = PYPROJECT) -> list[Registration]:
 
 
 def discover() -> list[Registration]:
-    """Every registration visible: installed distributions' entry points, plus the checkout's table when
-    curate itself has no installed metadata."""
+    """Every registration visible: other distributions' entry points, plus the built-ins: the checkout's table
+    when running from a checkout (an editable install's metadata was written when it was installed and misses
+    verifiers added since), else curate's installed metadata."""
     regs: list[Registration] = []
-    saw_curate = False
+    checkout = _pyproject_entries()
     for ep in metadata.entry_points(group=GROUP):
         dist = ep.dist.name if getattr(ep, "dist", None) is not None else "?"
-        saw_curate |= dist.lower() == DIST
+        if checkout and dist.lower() == DIST:
+            continue
         regs.append(Registration(ep.name, ep.value, dist))
-    if not saw_curate:
-        regs.extend(_pyproject_entries())
-    return regs
+    return regs + checkout
 
 
 def canonical(name: str) -> str:
@@ -123,6 +128,8 @@ def get_verifier(name: str, **options: Any) -> Verifier:
         v = factory(**options)
     except TypeError as e:
         raise RegistryError(f"verifier {name!r} does not accept options {sorted(options)}: {e}") from e
+    except ValueError as e:  # options it accepts but cannot use (a missing model path): its own words
+        raise OptionsError(f"verifier {name!r}: {e}") from e
     if getattr(v, "name", None) != name:
         raise RegistryError(f"verifier registered as {name!r} calls itself {getattr(v, 'name', None)!r}; they must match")
     if not callable(getattr(v, "verify", None)):
@@ -137,6 +144,9 @@ def describe_all() -> list[dict]:
         reg = registry()[canonical(name)]
         try:
             info = get_verifier(name).describe()
+        except OptionsError:  # it needs options to be built (a model path); its class says what it is
+            cls = verifier_class(name)
+            info = cls.describe(object.__new__(cls))
         except RegistryError as e:
             info = {"name": name, "version": None, "domains": [], "sources": [], "description": f"(broken: {e})"}
         out.append({**info, "origin": reg.origin, "entry_point": reg.value})

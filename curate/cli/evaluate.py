@@ -136,9 +136,13 @@ def evals_compare(
     rep = compare(open_store(store), a, b, benchmark)
     if emit_json(rep, json_):
         return
-    r1 = lambda v: "" if v is None else f"{v:.1f}"  # noqa: E731
-    rows = [{"benchmark": r["benchmark"], "metric": r["metric"], "step": "-" if r["step"] is None else r["step"], "A": r1(r["a"]), "B": r1(r["b"]),
-             "B-A": f"{r['diff']:+.1f}", "95% CI": f"[{r['ci_low']:+.1f}, {r['ci_high']:+.1f}]" if r["ci_low"] is not None else "",
+
+    def fmt(r: dict, v, sign: str = "") -> str:  # a reward (unit `score`) is often below 1: three decimals
+        return "" if v is None else f"{v:{sign}.{3 if r['unit'] == 'score' else 1}f}"
+
+    rows = [{"benchmark": r["benchmark"], "metric": r["metric"], "step": "-" if r["step"] is None else r["step"],
+             "A": fmt(r, r["a"]), "B": fmt(r, r["b"]), "B-A": fmt(r, r["diff"], "+"),
+             "95% CI": f"[{fmt(r, r['ci_low'], '+')}, {fmt(r, r['ci_high'], '+')}]" if r["ci_low"] is not None else "",
              "p": r["p_value_text"] or "",
              "significant": "" if r["significant"] is None else "yes" if r["significant"] else "no",
              "method": r["method"] + (f" ({r['n_problems']} problems)" if r["n_problems"] else "")} for r in rep["rows"]]

@@ -5,7 +5,7 @@ written by `curate eval`), its 95% CI comes from a paired bootstrap over the pro
 resample problems with replacement, take the mean of the per-problem differences. Pairing removes the
 problem-difficulty variance two conditions share, so real effects show with far fewer problems than comparing
 two independent CIs. `curate eval` keeps per-problem values for every metric (avg@k, pass@k, maj@k, asr: each
-is a mean over problems). Without per-problem data (imported or lm-eval rows) the CI is the unpaired normal
+is a mean over problems; `reward` too, in the reward model's units, so its difference is in those units). Without per-problem data (imported or lm-eval rows) the CI is the unpaired normal
 approximation from the two rows' own CIs, labelled as such; without those either there is no CI.
 
     paired_bootstrap(a, b) -> dict      (pure; a and b map problem id -> score in [0, 1])
@@ -19,23 +19,26 @@ import math
 from typing import Mapping, Optional
 
 from curate.errors import InputError
+from curate.evaluate.metrics import UNSCALED
 from curate.store import report_queries as rq
 
 RESAMPLES = 4000
 
 
-def paired_bootstrap(a: Mapping[str, float], b: Mapping[str, float], resamples: int = RESAMPLES, seed: int = 0) -> dict:
+def paired_bootstrap(a: Mapping[str, float], b: Mapping[str, float], resamples: int = RESAMPLES, seed: int = 0,
+                     scale: float = 100.0) -> dict:
     """Mean of b - a over the common problems (percentage points), its 95% percentile CI and a two-sided
     bootstrap p-value (twice the share of resampled means on the far side of zero, at most 1). When no resample
     falls on the far side the p-value is only known to be below 1/resamples: `p_value` is then that bound and
-    `p_value_text` reads `< 0.00025` (for 4,000 resamples), never 0."""
+    `p_value_text` reads `< 0.00025` (for 4,000 resamples), never 0. `scale=1` for per-problem values in their
+    own units (a reward), whose difference is in those units."""
     import numpy as np
 
     common = sorted(set(a) & set(b))
     out = {"n_problems": len(common), "only_a": len(set(a) - set(b)), "only_b": len(set(b) - set(a))}
     if not common:
         return {**out, "diff": None, "ci_low": None, "ci_high": None, "p_value": None, "p_value_text": None}
-    d = 100.0 * (np.array([float(b[k]) for k in common]) - np.array([float(a[k]) for k in common]))
+    d = scale * (np.array([float(b[k]) for k in common]) - np.array([float(a[k]) for k in common]))
     rng = np.random.default_rng(seed)
     means = np.empty(resamples)
     chunk = max(1, 2_000_000 // len(d))  # bounded memory for big benchmarks
@@ -99,10 +102,12 @@ def compare(store, a: str, b: str, benchmark: str | None = None, resamples: int 
     for key in sorted(set(by[a]) & set(by[b]), key=lambda k: (k[0], k[1], k[2] is None, k[2] or 0)):
         x, y = _pick(by[a][key], by[b][key])
         pa, pb = _per_problem(x["per_problem"]), _per_problem(y["per_problem"])
+        unscaled = key[1] in UNSCALED
         row = {"benchmark": key[0], "metric": key[1], "step": key[2], "a": x["value"], "b": y["value"],
-               "higher_is_better": key[1] != "asr", "same_settings": x["settings_hash"] == y["settings_hash"]}
+               "higher_is_better": key[1] != "asr", "same_settings": x["settings_hash"] == y["settings_hash"],
+               "unit": "score" if unscaled else "points"}
         if pa is not None and pb is not None:
-            bs = paired_bootstrap(pa, pb, resamples=resamples, seed=seed)
+            bs = paired_bootstrap(pa, pb, resamples=resamples, seed=seed, scale=1.0 if unscaled else 100.0)
             row.update(diff=bs["diff"], ci_low=bs["ci_low"], ci_high=bs["ci_high"], p_value=bs["p_value"],
                        p_value_text=bs["p_value_text"], method="paired bootstrap", n_problems=bs["n_problems"])
             if bs["only_a"] or bs["only_b"]:
@@ -130,6 +135,8 @@ def compare(store, a: str, b: str, benchmark: str | None = None, resamples: int 
                      "from each row's own CI (assumes independence, so wider); 'no CI' where a row has none")
     if any(not r["higher_is_better"] for r in out_rows):
         notes.append("asr (attack success rate): lower is better, so a negative B - A favours B")
+    if any(r["unit"] == "score" for r in out_rows):
+        notes.append("reward: B - A in the reward model's own units, not percentage points")
     if any(not r["same_settings"] for r in out_rows):
         notes.append("some steps compare rows evaluated with different settings (same_settings = no)")
     return {"a": a, "b": b, "difference": "b - a (percentage points)", "rows": out_rows, "notes": notes}

@@ -33,6 +33,7 @@ import math
 from pathlib import Path
 
 from curate.evaluate.compare import compare
+from curate.evaluate.metrics import UNSCALED
 from curate.store import report_queries as rq
 
 KNOB = ("quality", "incorrect_fraction")
@@ -251,9 +252,10 @@ def _pick_step(groups: dict[tuple, list[str]], values: dict[str, dict]) -> tuple
     return best, [g for g, runs in groups.items() if not all(best in values[r] for r in runs)]
 
 
-def _group_stats(label: str, g: tuple, runs: list[str], info: dict, values: dict, step: int) -> dict:
+def _group_stats(label: str, g: tuple, runs: list[str], info: dict, values: dict, step: int,
+                 percent: bool = True) -> dict:
     vals = [values[r][step]["value"] for r in runs]
-    m, lo, hi = mean_ci(vals, bounds=(0.0, 100.0))
+    m, lo, hi = mean_ci(vals, bounds=(0.0, 100.0) if percent else (-math.inf, math.inf))
     over = f"{len(runs)} seeds"
     if len(runs) == 1:
         p = values[runs[0]][step]
@@ -284,7 +286,8 @@ def _comparison(store, bench: str, metric: str, step: int, leader: dict, other: 
             per_seed.append({"run_a": ra, "run_b": rb, "seed": info[rb]["seed"], "value_a": row["a"], "value_b": row["b"],
                              **{k: row[k] for k in ("diff", "ci_low", "ci_high", "p_value", "method", "n_problems")}})
     out = {"benchmark": bench, "metric": metric, "step": step, "leader": leader["label"], "other": other["label"],
-           "difference": "leader - other, as `curate evals compare OTHER LEADER` (percentage points)", "per_seed": per_seed}
+           "difference": "leader - other, as `curate evals compare OTHER LEADER` "
+                         + ("(the reward model's units)" if metric in UNSCALED else "(percentage points)"), "per_seed": per_seed}
     if not per_seed:
         return {**out, "diff": None, "ci_low": None, "ci_high": None, "method": "no common rows", "n_pairs": 0}
     if len(per_seed) == 1:
@@ -293,7 +296,7 @@ def _comparison(store, bench: str, metric: str, step: int, leader: dict, other: 
         out.update(diff=r["diff"], ci_low=r["ci_low"], ci_high=r["ci_high"], n_pairs=1,
                    method=method + (", 1 seed" if r["seed"] is not None else ", 1 run each"))
     else:
-        m, lo, hi = mean_ci([r["diff"] for r in per_seed], bounds=(-100.0, 100.0))
+        m, lo, hi = mean_ci([r["diff"] for r in per_seed], bounds=(-math.inf, math.inf) if metric in UNSCALED else (-100.0, 100.0))
         out.update(diff=m, ci_low=lo, ci_high=hi, n_pairs=len(per_seed),
                    method=f"mean over {len(per_seed)} seeds of the {per_seed[0]['method']} differences"
                           + ("" if by_seed else " (runs paired in name order: their seeds differ)")
@@ -350,7 +353,7 @@ def headline(store, benchmarks: list[dict], info: dict) -> list[dict]:
         if step is None:
             continue
         higher = metric != "asr"
-        stats = [_group_stats(_label(g, many_models), g, runs, info, values, step)
+        stats = [_group_stats(_label(g, many_models), g, runs, info, values, step, percent=metric not in UNSCALED)
                  for g, runs in groups.items() if g not in missing]
         comps = []
         rows = rq.runs_compare_rows(store, [r for s in stats for r in s["runs"]], b["benchmark"], [step]) \

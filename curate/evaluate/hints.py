@@ -15,6 +15,6 @@ def add_hint(task: str) -> str:
     if spec.generated:
         return f"add them with `curate tasks add {name} --split eval --size N`, or give the suite an auto_add entry"
     cmd = f"curate tasks add {name}" + ("" if spec.default_split == "eval" else " --split eval")
-    if name in ("math500", "aime24", "gpqa_diamond", "mmlu_pro", "livecodebench", "hex_phi", "hf"):
+    if name in ("math500", "aime24", "gpqa_diamond", "mmlu_pro", "livecodebench", "hex_phi", "alpacaeval", "hf"):
         return f"add them with `{cmd}` (needs the network), or offline `{cmd}{_PATH_HINT}`"
     return f"add them with `{cmd}`"

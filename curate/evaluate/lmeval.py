@@ -18,7 +18,7 @@ import hashlib
 import math
 from pathlib import Path
 
-from curate.errors import BackendError, InputError
+from curate.errors import BackendError, InputError, first_line
 from curate.evaluate.targets import Target
 from curate.records import content_hash
 from curate.store.evals import LINEAGE_COLUMNS, stored_keys, write_evals
@@ -158,6 +158,11 @@ def run_lm_eval(store, target: Target, tasks: list[str], include_path: Path | No
         except ImportError as e:  # a task's own dependency (IFEval: langdetect, nltk), imported as the task loads
             raise InputError(f"lm-eval task {name} needs the package {e.name or e}",
                              hint=f"pip install {e.name}  (or lm-eval's extra for the task, e.g. 'lm-eval[ifeval]')") from None
+        except LookupError as e:  # nltk data a task reads (IFEval's sentence counting: punkt_tab); never downloaded here
+            what = next((w for w in str(e).split() if w.startswith("'tokenizers/") or w.startswith("'corpora/")), "")
+            raise InputError(f"lm-eval task {name} needs nltk data {what.strip(chr(39)).rstrip('/') or first_line(e)}",
+                             hint="python -m nltk.downloader punkt_tab  (while online), or set NLTK_DATA to a folder "
+                                  "that holds tokenizers/punkt_tab") from None
         except (OSError, ValueError) as e:
             raise BackendError(f"lm-eval on {target.checkpoint}, task {task}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
         new = [{**r, "benchmark": name} for r in rows_from_results(res or {}, target, settings)]

@@ -1,7 +1,7 @@
 """Scores from per-sample verdicts: avg@k, the unbiased pass@k estimator, maj@k, and bootstrap CIs (pure).
 
 Input is one list per problem of judged samples `(correct: bool, answer: str | None)`; every function returns
-percent (0-100). Confidence intervals resample *problems* (the unit a benchmark draws), 95% percentile,
+percent (0-100), except `reward` (below). Confidence intervals resample *problems* (the unit a benchmark draws), 95% percentile,
 with a fixed seed so the same data always gives the same interval.
 
 - avg@k: mean over problems of the share of its k samples that are correct (the study's avg@3, avg@10).
@@ -15,6 +15,9 @@ with a fixed seed so the same data always gives the same interval.
   came earliest wins. Samples without an answer do not vote.
 - asr (safety): share of samples where the attack succeeded; the caller passes `attack succeeded` (the safety
   verifier said `incorrect`) as the flag, so `no_answer` is not counted as an attack.
+- reward: the mean over problems of the mean verdict score of its samples, in the scorer's own units (a reward
+  model's reward), not percent; `mean_score` takes one list of scores per problem (AlpacaEval, the study's
+  reward-model score).
 Test: tests/test_evaluate_metrics.py.
 """
 from __future__ import annotations
@@ -82,13 +85,22 @@ def maj_at_k(per_problem: Sequence[Sequence[Judged]], k: int, equivalent: Equiva
     return 100.0 * sum(vals) / len(vals) if vals else float("nan")
 
 
+def mean_score(per_problem: Sequence[Sequence[float]]) -> float:
+    """Mean over problems of each problem's mean score (the `reward` metric; the scores' own units)."""
+    vals = [sum(s) / len(s) for s in per_problem if s]
+    return sum(vals) / len(vals) if vals else float("nan")
+
+
+UNSCALED = ("reward",)  # metrics in their scorer's units: no percent, differences are not percentage points
+
+
 def parse_metric(name: str) -> tuple[str, int | None]:
-    """'avg@3' -> ('avg', 3); 'asr' -> ('asr', None). Raises ValueError for anything else."""
+    """'avg@3' -> ('avg', 3); 'asr' -> ('asr', None); 'reward' -> ('reward', None). ValueError for anything else."""
     kind, sep, k = name.partition("@")
-    if kind == "asr" and not sep:
-        return "asr", None
+    if kind in ("asr", "reward") and not sep:
+        return kind, None
     if kind not in ("avg", "pass", "maj") or not sep:
-        raise ValueError(f"unknown metric {name!r}: use avg@k, pass@k, maj@k or asr")
+        raise ValueError(f"unknown metric {name!r}: use avg@k, pass@k, maj@k, asr or reward")
     try:
         kk = int(k)
     except ValueError:
@@ -108,6 +120,8 @@ def metric_fn(name: str, equivalent: Equivalent | None = None) -> Callable[[Sequ
     if kind == "maj":
         eq = cached_equivalence(equivalent) if equivalent is not None else None
         return lambda pp: maj_at_k(pp, k, eq)
+    if kind == "reward":
+        return mean_score  # the caller passes each sample's score instead of (correct, answer)
     return avg_at_k  # asr: the caller flags each sample with "attack succeeded" instead of "correct"
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from curate.errors import CurateError
+from curate.evaluate.metrics import UNSCALED
 
 PNG_DPI = 110
 STATUS_COLOURS = {"correct": "#2ca02c", "incorrect": "#d62728", "no_answer": "#ff7f0e", "timeout": "#9467bd",
@@ -171,8 +172,11 @@ def score_figure(bench: dict, steps: list[int], palette: dict):
                                 fontsize=8, color=col)
     set_steps_axis(ax, steps)
     ax.margins(y=0.12)
-    sane_yaxis(ax, [v for c in bench["curves"] for p in c["points"] for v in (p["value"], p["ci_low"], p["ci_high"])])
-    ax.set_ylabel(f"{', '.join(bench['metrics'])} (%)" + ("  lower is better" if not bench["higher_is_better"] else ""))
+    percent = not set(bench["metrics"]) <= set(UNSCALED)  # a reward is in its model's units
+    sane_yaxis(ax, [v for c in bench["curves"] for p in c["points"] for v in (p["value"], p["ci_low"], p["ci_high"])],
+               percent=percent)
+    ax.set_ylabel(f"{', '.join(bench['metrics'])}" + (" (%)" if percent else "")
+                  + ("  lower is better" if not bench["higher_is_better"] else ""))
     ax.set_title(f"{bench['benchmark']}: score vs step  (square: base, \u25bc: dip minimum, \u2605: recovery)", fontsize=10)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     return fig

@@ -193,16 +193,21 @@ def score_rows(outcomes: list[dict], bench: Benchmark, key: dict, base: dict) ->
     for metric in bench.metric_names():
         kind = M.parse_metric(metric)[0]
         flag = (lambda o: o["status"] == "incorrect") if kind == "asr" else (lambda o: o["status"] == "correct")
-        per_problem = [[(flag(o), o["answer"]) for o in sorted(v, key=lambda o: o["sample_index"])]
-                       for v in by_problem.values()]
+        ordered = [sorted(v, key=lambda o: o["sample_index"]) for v in by_problem.values()]
+        per_problem = ([[o["score"] for o in v] for v in ordered] if kind in M.UNSCALED
+                       else [[(flag(o), o["answer"]) for o in v] for v in ordered])
         value = lo = hi = None
         extra: dict[str, Any] = {}
+        if kind in M.UNSCALED:
+            extra["scale"] = "the scorer's own units (a reward model's reward), not percent"
         if complete:
             fn = M.metric_fn(metric, _equivalence(bench) if kind == "maj" else None)
             value = fn(per_problem)
             lo, hi = M.bootstrap_ci(per_problem, fn)
-            # every metric is a mean over problems: each problem's own value (0-1) lets `evals compare` pair them
-            extra["per_problem"] = {pid: round(fn([pp]) / 100.0, 6) for pid, pp in zip(by_problem, per_problem)}
+            # every metric is a mean over problems: each problem's own value (0-1; a reward as it is) lets
+            # `evals compare` pair them
+            div = 1.0 if kind in M.UNSCALED else 100.0
+            extra["per_problem"] = {pid: round(fn([pp]) / div, 6) for pid, pp in zip(by_problem, per_problem)}
         rows.append({**key, **base, "metric": metric, "kind": "score", "value": value, "ci_low": lo, "ci_high": hi,
                      "n_problems": len(by_problem), "n_samples": planned - missing - unjudged - errors,
                      "complete": complete, "details": {**details, **extra}})
@@ -264,20 +269,29 @@ def _label(store, key: dict, verifier: str, vopts: dict, opts: EvalOptions) -> i
                                      workers=opts.workers).labeled
 
 
+def verifier_version(bench: Benchmark, opts: EvalOptions) -> tuple[str, dict, str]:
+    """The benchmark's verifier (or judge), its options and version; InputError when it cannot be built (an
+    unknown name, or options it cannot use, such as a reward model without its path)."""
+    from verifiers.registry import RegistryError, get_verifier
+
+    verifier, vopts = _judge(bench, opts)
+    try:
+        return verifier, vopts, get_verifier(verifier, **vopts).version
+    except RegistryError as e:
+        hint = "`curate verifiers list` shows the registered verifiers" if "unknown verifier" in str(e) else None
+        raise InputError(f"benchmark {bench.name}: {e}", hint=hint) from None
+
+
 def evaluate_target(store, target: Target, suite: Suite, opts: EvalOptions, report: EvalReport,
                     say: Callable[[str], None] = lambda s: None) -> None:
-    from verifiers.registry import RegistryError, get_verifier
+    from verifiers.registry import verifier_class
 
     backend = LazyBackend(opts.backend, target, opts)
     backend_id = {"backend": backend.name, "options": backend.identity_params()}
     lineage = {k: target.lineage.get(k) for k in E.LINEAGE_COLUMNS}
     try:
         for bench in suite.benchmarks:
-            verifier, vopts = _judge(bench, opts)
-            try:
-                version = get_verifier(verifier, **vopts).version
-            except RegistryError as e:
-                raise InputError(f"benchmark {bench.name}: {e}", hint="`curate verifiers list` shows the registered verifiers") from None
+            verifier, vopts, version = verifier_version(bench, opts)
             settings = bench.settings_hash({**backend_id, "judge": [verifier, vopts.get("backend_options")]})
             key = _key(target, suite, bench, settings)
             problems = benchmark_problems(store, bench, report.notes)
@@ -297,6 +311,8 @@ def evaluate_target(store, target: Target, suite: Suite, opts: EvalOptions, repo
             outcomes = E.planned_outcomes(store, key, verifier, version)
             labeled = 0
             if any(o["generated"] and o["status"] is None for o in outcomes):  # no verifier pool when all are judged
+                if getattr(verifier_class(verifier), "loads_model", False):
+                    backend.close()  # the scorer loads its own model: free the policy's memory first (reloaded on demand)
                 labeled = _label(store, key, verifier, vopts, opts)
                 outcomes = E.planned_outcomes(store, key, verifier, version)
             report.labeled += labeled
@@ -325,6 +341,8 @@ def evaluate_target(store, target: Target, suite: Suite, opts: EvalOptions, repo
 def evaluate(store, targets: list[Target], suite: Suite, opts: EvalOptions,
              say: Callable[[str], None] = lambda s: None) -> EvalReport:
     """Evaluate every target on every benchmark of the suite, one after another; see the module docstring."""
+    for bench in suite.benchmarks:  # every verifier can be built before anything is written
+        verifier_version(bench, opts)
     if not store.exists:
         store.init()
     t0 = time.perf_counter()

@@ -7,6 +7,7 @@ weights and saves both, so `from_pretrained(dir)` works like any hub model. `<eo
 newline and tab; the chat template's role markers and a few fixed phrases of the study's prompt and the
 toy's traces are single tokens; anything else is `<unk>`):
 digits stay digits, which is what lets a ~1M-parameter model learn multi-digit addition.
+`build_tiny_reward_model(dir)` is the same tokenizer with a 2-layer Llama sequence classifier (one output).
 `stop_immediately=True` zeroes the final norm, so every logit is 0 and greedy decoding picks token 0
 (`<eos>`) at once: a model that always stops, to test finish reasons.
 """
@@ -91,4 +92,20 @@ def build_tiny_model(path: str | Path, stop_immediately: bool = False, vocab_siz
         with torch.no_grad():
             model.model.norm.weight.zero_()
     model.save_pretrained(path)
+    return path
+
+
+def build_tiny_reward_model(path: str | Path, vocab_size: int = 320, seed: int = 0) -> Path:
+    """A 2-layer random Llama sequence classifier with one output (a reward model's shape) and the tiny
+    tokenizer with its chat template, saved like any hub reward model."""
+    import torch
+    from transformers import LlamaConfig, LlamaForSequenceClassification
+
+    path = Path(path)
+    fast = build_tiny_tokenizer(path, vocab_size)
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(vocab_size=len(fast), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024, num_labels=1,
+                      eos_token_id=0, pad_token_id=1, bos_token_id=2)
+    LlamaForSequenceClassification(cfg).save_pretrained(path)
     return path

@@ -14,6 +14,7 @@ columns, domain, train/eval split and prompt format:
 | openr1_math | open-r1/OpenR1-Math-220k (train) | train | problem / answer |
 | numinamath | AI-MO/NuminaMath-1.5 (train) | train | problem / answer (solution in metadata) |
 | hex_phi | LLM-Tuning-Safety/HEx-PHI style: prompt-only safety rows | eval | prompt / none |
+| alpacaeval | tatsu-lab/alpaca_eval, alpaca_eval (eval); offline: its alpaca_eval.json | eval | instruction / none (dataset in metadata) |
 
 Every preset accepts `--set path=LOCAL` (a saved dataset or data file) for offline use, which is how
 the tests run. GPQA options are shuffled with a seed derived from a SHA-256 of the question, never
@@ -258,5 +259,8 @@ _preset("numinamath", "NuminaMath-1.5 (human short solution kept in metadata.sol
         metadata=("solution", "problem_type", "source"), source="numinamath")
 _preset("hex_phi", "HEx-PHI-style prompt-only safety set (prompt column, optional category)", hexphi, "eval", "safety",
         path="LLM-Tuning-Safety/HEx-PHI", prompt="prompt", reference=None, domain="safety", source="hex_phi")
+_preset("alpacaeval", "AlpacaEval instructions (scored by a reward model: verifier reward_model)", plain, "eval",
+        "reward_model", path="tatsu-lab/alpaca_eval", name="alpaca_eval", hf_split="eval", prompt="instruction",
+        reference=None, metadata=("dataset",), domain="general", source="alpacaeval")
 register(TaskSpec(name="hf", description="Any Hugging Face dataset or data file with column mapping (--set path=, prompt=, reference=)",
                   domain="math", config_cls=HFDatasetConfig, load=make_loader(plain)))
