@@ -106,7 +106,7 @@ def test_shipped_studies_validate():
         spec, _ = load_study(name)
         assert spec.name == name
     toy = build_plan("toy", out="/tmp/unused-toy-plan")
-    assert len(toy.cells) == 9 and len(toy.mixtures) == 3 and toy.nodes["model/tiny"].argv[-2:] == ["--size", "char-128x4"]
+    assert len(toy.cells) == 9 and len(toy.mixtures) == 3 and toy.nodes["model/tiny"].argv[-2:] == ["--size", "char-96x4"]
     sweep = build_plan("toy-sweep", out="/tmp/unused-sweep-plan")
     assert sorted(m.recipe.quality.incorrect_fraction for m in sweep.mixtures.values()) == [0, 0.25, 0.5, 0.75, 1]
     plan = build_plan("paper", out="/tmp/unused-paper-plan")
@@ -253,29 +253,11 @@ def test_lineage_view_walks_from_an_eval_row_to_the_recipe(tmp_path):
     assert {r["condition"] for r in read_lineage(store, "verified-tiny@abc")} == {"verified"}
 
 
-def test_local_executor_runs_one_gpu_node_per_gpu_at_once(tmp_path):
-    from curate.study.executors import Local
-    from curate.study.plan import Node
-
-    plan = build_plan(write(tmp_path))
-    from curate.store import TraceStore
-
-    TraceStore(tmp_path / "st").init()
-    nodes = [Node(f"prepare/{i}", "prepare", {"args": ["stats"], "store": str(tmp_path / "st")}, gpu=True) for i in range(3)]
-    plan.nodes = {n.id: n for n in nodes}
-    said: list[str] = []
-    res = Local(plan, lambda node: None, gpus=[0, 1], retries=0, echo=said.append).run(nodes)
-    assert res["done"] == ["prepare/0", "prepare/1", "prepare/2"] and not res["failed"]
-    starts = [s for s in said if s.startswith("start")]
-    assert starts[:2] == ["start prepare/0 on GPU 0", "start prepare/1 on GPU 1"]
-    # the third waits for a free GPU: it starts only after one of the first two finished
-    first_done = min(i for i, s in enumerate(said) if s.startswith("done"))
-    assert said.index(starts[2]) > first_done
-    assert said.index(starts[1]) < first_done, "the two GPU nodes must run at the same time"
-
-
-def test_local_executor_without_gpus_runs_jobs_cpu_nodes_at_once(tmp_path):
-    """No GPU listed: training and eval nodes are CPU nodes, `jobs` of them side by side, a third waits."""
+@pytest.mark.parametrize("gpus, jobs, first", [([0, 1], 1, ["start prepare/0 on GPU 0", "start prepare/1 on GPU 1"]),
+                                               ([], 2, ["start prepare/0", "start prepare/1"])],
+                         ids=["one-per-gpu", "cpu-slots"])
+def test_local_executor_runs_two_nodes_at_once_and_the_third_waits(tmp_path, gpus, jobs, first):
+    """GPU nodes take one GPU each; with no GPU listed they are CPU nodes, `jobs` of them side by side."""
     from curate.store import TraceStore
     from curate.study.executors import Local
     from curate.study.plan import Node
@@ -285,10 +267,11 @@ def test_local_executor_without_gpus_runs_jobs_cpu_nodes_at_once(tmp_path):
     nodes = [Node(f"prepare/{i}", "prepare", {"args": ["stats"], "store": str(tmp_path / "st")}, gpu=True) for i in range(3)]
     plan.nodes = {n.id: n for n in nodes}
     said: list[str] = []
-    res = Local(plan, lambda node: None, gpus=[], retries=0, echo=said.append, jobs=2).run(nodes)
+    res = Local(plan, lambda node: None, gpus=gpus, retries=0, echo=said.append, jobs=jobs).run(nodes)
     assert res["done"] == ["prepare/0", "prepare/1", "prepare/2"] and not res["failed"]
     starts = [s for s in said if s.startswith("start")]
-    assert starts[:2] == ["start prepare/0", "start prepare/1"], "no GPU named on a CPU node"
+    assert starts[:2] == first
+    # the first two run at the same time; the third starts only after one of them finished
     first_done = min(i for i, s in enumerate(said) if s.startswith("done"))
     assert said.index(starts[1]) < first_done < said.index(starts[2])
 

@@ -48,10 +48,11 @@ def test_char_tokenizer_digits_are_single_tokens_and_the_chat_template_renders(t
 def test_tiny_sizes_and_the_study_field(tmp_path):
     from transformers import AutoModelForCausalLM
 
-    m = AutoModelForCausalLM.from_pretrained(build_study_model(tmp_path / "toy", size="char-128x4"))
-    n = sum(p.numel() for p in m.parameters())
-    assert 0.5e6 < n < 2e6 and abs(n - SIZES["char-128x4"].params) / n < 0.1
-    assert m.config.vocab_size == len(build_char_tokenizer())
+    for size, low, high in (("char-96x4", 0.2e6, 0.5e6), ("char-128x4", 0.5e6, 2e6)):
+        m = AutoModelForCausalLM.from_pretrained(build_study_model(tmp_path / size, size=size))
+        n = sum(p.numel() for p in m.parameters())
+        assert low < n < high and abs(n - SIZES[size].params) / n < 0.1, (size, n)
+        assert m.config.vocab_size == len(build_char_tokenizer())
     assert Model(name="t", path="tiny", size="char-128x4").params() == SIZES["char-128x4"].params
     for bad in ({"path": "Qwen/Qwen3-4B-Base", "size": "char-128x4"}, {"path": "tiny", "size": "huge"}):
         with pytest.raises(ValueError, match="size names a tiny model size"):

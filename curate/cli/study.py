@@ -130,7 +130,7 @@ def study_show(
 
 
 def study_tiny_model(folder: Path, seed: Annotated[int, typer.Option()] = 0,
-                     size: Annotated[str, typer.Option(help="bpe-64x2 or char-128x4.")] = "bpe-64x2") -> None:
+                     size: Annotated[str, typer.Option(help="bpe-64x2, char-96x4 or char-128x4.")] = "bpe-64x2") -> None:
     """Build the tiny local base model of CPU studies (a study node)."""
     from curate.study.tiny import build_study_model
 

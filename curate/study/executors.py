@@ -79,7 +79,8 @@ class Local:
         attempts: dict[str, int] = {}
         waiting_on = {n.id for n in todo}
         while pending or len(self.pool):
-            for node in list(pending):
+            # training nodes first: they are the long ones, and evals fill the slots beside the last of them
+            for node in sorted(pending, key=lambda n: n.kind != "train"):
                 if any(d in failed or d in blocked for d in node.deps):
                     pending.remove(node)
                     blocked.append(node.id)
