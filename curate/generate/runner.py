@@ -21,7 +21,7 @@ from curate.errors import BackendError, CurateError, InputError, Interrupted, St
 from curate.generate.base import Backend, Completion, Request, SamplingParams
 from curate.generate.prompting import DEFAULT_TEMPLATE, build_messages
 from curate.generate.spec import BackendIdentity
-from curate.records import Problem, Sample
+from curate.records import Problem, Sample, sample_ids_of
 
 __all__ = ["RunConfig", "RunReport", "parse_shard", "plan", "run", "generator_identity"]
 
@@ -118,10 +118,8 @@ def plan(store, where: str | None, identity: BackendIdentity, cfg: RunConfig, pa
     if len(problems) * cfg.n > MAX_PLANNED:
         raise InputError(f"{len(problems):,} problems x --n {cfg.n:,} is {len(problems) * cfg.n:,} samples, more than one "
                          f"run plans ({MAX_PLANNED:,})", hint="split the run with --shard i/n (one job each), or use --limit")
-    planned: list[tuple[str, Problem, int]] = []
-    for p in problems:
-        for i in range(cfg.n):
-            planned.append((Sample.identity(p.id, gen, i, cfg.seed), p, i))
+    sample_id = sample_ids_of(gen)
+    planned = [(sample_id(p.id, i, cfg.seed), p, i) for p in problems for i in range(cfg.n)]
     report.planned = len(planned)
     existing: set[str] = set()
     for start in range(0, len(planned), 50_000):
