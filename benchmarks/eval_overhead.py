@@ -64,7 +64,7 @@ def direct(model_dir: str, suite_path: Path, store_dir: Path, batch_size: int) -
     target = resolve_targets(model_dir)[0][0]
     cfg = RunConfig(n=1, seed=bench.seed, sampling=bench.sampling.params(), template=bench.template)
     ident = LazyBackend("hf", target, EvalOptions(backend_options={"batch_size": batch_size}))
-    gen = generator_identity(ident, cfg)
+    gen = generator_identity(ident.identity, cfg)
     t0, c0 = time.perf_counter(), time.process_time()
     problems = TraceStore(store_dir).problems(benchmark_predicate(bench.problem_source))
     backend = HFBackend(model_dir, HFConfig(batch_size=batch_size), cfg.sampling)

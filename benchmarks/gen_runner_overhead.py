@@ -2,15 +2,20 @@
 vs calling `model.generate` directly on the same prompts with the same batch size, side by side.
 
 Prints median wall and CPU seconds for each over --reps and the throughput ratios direct / runner
-(target >= 0.95x), at two sizes: the small one (64 prompts x 128 tokens) and a larger one closer to real
-use (256 x 512 by default), with the extra seconds (runner - direct) per size: a fixed cost stays flat while
-the model's work grows, and its ratio tends to 1. The runner's store work alone (the write probe, opening the
-catalog for the resume plan, features, one shard, one commit) is measured too, around a backend that
-answers at once. The direct side renders its chat prompts before its clock starts; the runner renders
-them inside (part of what it does). On a shared machine wall time swings with other people's load;
-process CPU time (all threads of this process) is the steadier measure of the work each side does. Both
-sides sample the same number of new tokens per row (EOS is suppressed so neither side stops early), so the
-comparison is of everything around the model.
+(target >= 0.95x) at two sizes, the small one (64 prompts x 128 tokens) and a larger one closer to real use
+(256 x 512 by default), then both side by side. The runner's store work alone (the write probe, opening the
+catalog for the resume plan, features, one shard, one commit) is measured around a backend that answers at
+once, with what it does counted (catalog opens, commits, shard files). The extra seconds (runner - direct)
+are split into that fixed store work and a rest per 1,000 generated tokens: a fixed cost leaves the rest
+near zero and its ratio rises toward 1 with size; a per-token cost keeps the ratio where it is at every size.
+One per-token difference is by design: the runner samples each row from its own seeded generator (so a
+sample's text does not depend on its batch or on a resume), the direct side draws a batch at once; on this
+tiny model (320-token vocabulary, two layers) that sampling is a visible share of a step, on a real model
+it is not. The direct side renders its chat prompts before its clock starts; the runner renders them
+inside (part of what it does). On a shared machine wall time swings with other people's load; process CPU
+time (all threads of this process) is the steadier measure of the work each side does. Both sides sample
+the same number of new tokens per row (EOS is suppressed so neither side stops early), so the comparison is
+of everything around the model.
 
 Run: python benchmarks/gen_runner_overhead.py [--sizes 64x128,256x512] [--batch-size 16] [--reps 3] [--threads 1]
 """
@@ -92,24 +97,37 @@ class Instant:
         pass
 
 
-def fixed_cost(prompts: int, reps: int) -> tuple[float, float]:
-    """Median wall and CPU seconds of the runner around a backend that takes no time."""
+def fixed_cost(prompts: int, reps: int) -> tuple[float, float, dict]:
+    """Median wall and CPU seconds of the runner around a backend that takes no time, and what one such run
+    does to the store (counted, not timed: DuckDB opens, shard files written, commits)."""
+    import duckdb
+
     problems = [countdown(CountdownConfig(max_numbers=4), 0, i) for i in range(prompts)]
-    out = []
-    for _ in range(reps):
+    out, counts = [], {}
+    for rep in range(reps):
         tmp = Path(tempfile.mkdtemp())
         try:
             st = TraceStore(tmp / "store")
             st.add_problems(problems)
-            t0, c0 = time.perf_counter(), time.process_time()
-            run(st, Instant(), None, RunConfig(n=1), progress=False)
-            out.append((time.perf_counter() - t0, time.process_time() - c0))
+            real_connect, real_commit, opens, commits = duckdb.connect, st.commit_pending, [], []
+            if rep == 0:
+                duckdb.connect = lambda *a, **k: opens.append(1) or real_connect(*a, **k)
+                st.commit_pending = lambda: commits.append(1) or real_commit()
+            try:
+                t0, c0 = time.perf_counter(), time.process_time()
+                run(st, Instant(), None, RunConfig(n=1), progress=False)
+                out.append((time.perf_counter() - t0, time.process_time() - c0))
+            finally:
+                duckdb.connect = real_connect
+            if rep == 0:
+                counts = {"catalog opens": len(opens), "commits": len(commits),
+                          "shard files": len(list(st.shard_dir.glob("*.parquet")))}
         finally:
             shutil.rmtree(tmp)
-    return statistics.median(x[0] for x in out), statistics.median(x[1] for x in out)
+    return statistics.median(x[0] for x in out), statistics.median(x[1] for x in out), counts
 
 
-def measure(model_dir: str, prompts: int, max_tokens: int, batch_size: int, reps: int) -> None:
+def measure(model_dir: str, prompts: int, max_tokens: int, batch_size: int, reps: int) -> dict:
     problems = [countdown(CountdownConfig(max_numbers=4), 0, i) for i in range(prompts)]
     d, r = [], []
     for _ in range(reps):
@@ -117,13 +135,30 @@ def measure(model_dir: str, prompts: int, max_tokens: int, batch_size: int, reps
         r.append(through_runner(model_dir, problems, max_tokens, batch_size))
     md, mr = statistics.median(x[0] for x in d), statistics.median(x[0] for x in r)
     cd, cr = statistics.median(x[1] for x in d), statistics.median(x[1] for x in r)
-    fw, fc = fixed_cost(prompts, reps)
+    fw, fc, counts = fixed_cost(prompts, reps)
     print(f"[{prompts} prompts x {max_tokens} tokens, batch {batch_size}, {reps} reps, median]\n"
           f"  wall: direct model.generate {md:.2f}s, curate runner {mr:.2f}s (store included), ratio {md / mr:.2f}x, "
           f"runner - direct {mr - md:+.2f}s\n"
           f"  cpu:  direct model.generate {cd:.2f}s, curate runner {cr:.2f}s (store included), ratio {cd / cr:.2f}x, "
           f"runner - direct {cr - cd:+.2f}s\n"
-          f"  the runner around an instant backend (its fixed store work): wall {fw:.2f}s, cpu {fc:.2f}s", flush=True)
+          f"  the runner around an instant backend (its fixed store work): wall {fw:.2f}s, cpu {fc:.2f}s; one run: "
+          + ", ".join(f"{v} {k}" for k, v in counts.items()), flush=True)
+    return {"size": f"{prompts}x{max_tokens}", "tokens": prompts * max_tokens, "wall": (md, mr), "cpu": (cd, cr),
+            "fixed": (fw, fc)}
+
+
+def summary(rows: list[dict]) -> None:
+    """The sizes side by side. The extra seconds split into the store's fixed work (the instant-backend run)
+    and the rest per 1,000 generated tokens: a fixed cost shows as a ratio that rises toward 1 with size while
+    the per-token rest stays flat; a per-token cost shows as a ratio that does not move."""
+    print("\nside by side (target >= 0.95x)")
+    print(f"  {'size':>10}  {'ratio wall':>10}  {'ratio cpu':>9}  {'extra wall':>10}  {'extra cpu':>9}  "
+          f"{'fixed cpu':>9}  {'rest cpu / 1k tok':>17}")
+    for r in rows:
+        (md, mr), (cd, cr), (_, fc) = r["wall"], r["cpu"], r["fixed"]
+        rest = (cr - cd - fc) / r["tokens"] * 1000
+        print(f"  {r['size']:>10}  {md / mr:>9.2f}x  {cd / cr:>8.2f}x  {mr - md:>+9.2f}s  {cr - cd:>+8.2f}s  "
+              f"{fc:>8.2f}s  {rest:>+16.4f}s")
 
 
 def main() -> None:
@@ -136,9 +171,11 @@ def main() -> None:
     torch.set_num_threads(args.threads)  # one thread: steadier timings on a shared machine
     tmp = Path(tempfile.mkdtemp())
     model_dir = str(build_tiny_model(tmp / "tiny"))
+    rows = []
     for size in args.sizes.split(","):
         prompts, tokens = (int(x) for x in size.lower().split("x"))
-        measure(model_dir, prompts, tokens, args.batch_size, args.reps)
+        rows.append(measure(model_dir, prompts, tokens, args.batch_size, args.reps))
+    summary(rows)
     shutil.rmtree(tmp)
 
 

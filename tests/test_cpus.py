@@ -56,3 +56,23 @@ def test_children_split_what_curate_chose(monkeypatch):
     assert cpus.per_child(2)["OMP_NUM_THREADS"] == "4"
     monkeypatch.delenv(cpus.AUTO_MARK)
     assert cpus.per_child(2) == {}
+
+
+def _sql_threads(tmp_path, env: dict, cpu_set: set[int]) -> str:
+    """DuckDB's thread count on a real store's read connection in a child pinned to `cpu_set`."""
+    code = ("import sys; from curate.store import TraceStore; from curate.tasks import add_problems; "
+            "st = TraceStore(sys.argv[1]); add_problems(st, 'countdown', {}, size=1, seed=1); "
+            "print(st.query(\"SELECT current_setting('threads') AS t\").to_pylist()[0]['t'])")
+    full = {k: v for k, v in os.environ.items() if not k.startswith("CURATE_SQL_")}
+    r = subprocess.run([sys.executable, "-c", code, str(tmp_path / "store")], capture_output=True, text=True, cwd=ROOT,
+                       timeout=120, env={**full, "PYTHONPATH": str(ROOT), **env},
+                       preexec_fn=lambda: os.sched_setaffinity(0, cpu_set))
+    assert r.returncode == 0, r.stderr
+    return r.stdout.strip()
+
+
+def test_store_queries_use_the_cpus_the_process_may_run_on(tmp_path):
+    cpu = min(os.sched_getaffinity(0))
+    assert _sql_threads(tmp_path, {}, {cpu}) == "1"  # not os.cpu_count(): the host's cores are not ours
+    assert _sql_threads(tmp_path, {"CURATE_SQL_THREADS": "3"}, {cpu}) == "3"  # the user's choice stands
+    assert _sql_threads(tmp_path, {"CURATE_SQL_THREADS": "0"}, {cpu}) == "1"  # 0: the default

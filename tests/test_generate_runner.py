@@ -55,6 +55,20 @@ def test_run_stores_everything_once_and_resumes_as_noop(store):
     assert (again.existing, again.generated) == (90, 0) and counts(store) == (90, 90, 90)
 
 
+def test_resume_check_reads_the_catalog_only(store):
+    """Planning a resume opens no committed shard file: a lost one is neither read nor warned about, and its
+    samples still count as stored (their rows are in the catalog)."""
+    import warnings
+
+    run(store, synth(), WHERE, RunConfig(n=2), progress=False)
+    for shard in store.shard_dir.glob("*.parquet"):
+        shard.unlink()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        again = run(TraceStore(store.path), synth(), WHERE, RunConfig(n=2), progress=False)
+    assert (again.existing, again.generated) == (60, 0)
+
+
 def test_growing_n_and_changed_knob(store):
     trial = run(store, synth(), WHERE, RunConfig(n=2, limit=5), progress=False)
     assert (trial.problems, trial.generated) == (5, 10)  # --limit: a trial run on the first problems

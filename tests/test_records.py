@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from curate.records import Problem, Sample, Verdict, canonical_json
+from curate.records import Problem, Sample, Verdict, canonical_json, sample_ids_of
 
 
 def test_problem_id_is_content_hash():
@@ -27,6 +27,19 @@ def test_sample_id_includes_generator_identity():
     # params order does not matter
     assert Sample(**{**base, "params": {"top_p": 0.95, "temperature": 0.6}}).id == s.id
     assert Sample.identity(s.problem_id, s.generator, 0, None) == s.id
+
+
+@pytest.mark.parametrize("generator", [
+    {"backend": "vllm", "model": "Qwen/Qwen3-32B", "revision": None, "params": {"temperature": 0.6, "top_p": 0.95}},
+    {"backend": "openai", "model": 'ü "quoted"\\', "revision": "r1", "params": {"stop": ["\n", "é"], "x": None, "y": 1e-7}},
+])
+def test_planned_ids_are_sample_identity(generator):
+    """A plan writes the generator's JSON once; the ids must be exactly those `Sample.identity` gives."""
+    sample_id = sample_ids_of(generator)
+    for pid in ("p" * 32, 'ü"\\\n'):
+        for index in (0, 1, 65_535):
+            for seed in (None, 0, 7, -3):
+                assert sample_id(pid, index, seed) == Sample.identity(pid, generator, index, seed)
 
 
 def test_round_trip_and_canonical_json():

@@ -67,37 +67,27 @@ class EvalReport:
 
 
 class LazyBackend:
-    """A backend's identity without loading it: the model is built on the first request that needs generating.
+    """A BackendSpec built on the first request that needs generating, and its identity known without loading it.
 
-    `identity_params` come from the backend class and its validated config, so sample ids match what the real
-    backend would give; `model` is the checkpoint's stable identity, not its current path."""
+    The identity comes from the backend class and its validated config (`BackendSpec.declared_identity`), so
+    sample ids match what the real backend would give; its model is the checkpoint's stable identity, not its
+    current path. `sampling` is set per benchmark before generating."""
 
     def __init__(self, kind: str, target: Target, options: EvalOptions) -> None:
-        from curate.generate import config_class
-        from curate.tasks.base import build_config
+        from curate.generate.spec import BackendSpec
 
-        self.name = "openai" if target.endpoint else kind
         opts = dict(options.backend_options)
         if target.endpoint:
             opts["base_url"] = target.endpoint
-        self.options = opts
-        self.config = build_config(config_class(self.name), opts)
-        self.model = target.identity
-        self.revision = options.revision
-        self.target = target
+        self.spec = BackendSpec("openai" if target.endpoint else kind, target.model_ref, None, opts, options.revision)
+        self.identity = self.spec.declared_identity(model=target.identity)
+        self.name = self.spec.name
         self.sampling = None
         self._real: Any = None
 
-    def identity_params(self) -> dict:
-        from curate.generate import backend_class
-
-        return backend_class(self.name).identity_params(self)  # reads only self.config
-
     def generate(self, requests):
         if self._real is None:
-            from curate.generate import make_backend
-
-            self._real = make_backend(self.name, self.target.model_ref, self.sampling, self.options, self.revision)
+            self._real = dataclasses.replace(self.spec, sampling=self.sampling).build()
         self._real.sampling = self.sampling
         return self._real.generate(requests)
 
@@ -163,7 +153,7 @@ def _key(t: Target, suite: Suite, bench: Benchmark, settings: str) -> dict:
 
 
 def _plan(store, key: dict, problems: list, backend: LazyBackend, cfg: RunConfig) -> int:
-    gen = generator_identity(backend, cfg)
+    gen = generator_identity(backend.identity, cfg)
     rows = [{**key, "sample_id": Sample.identity(p.id, gen, i, cfg.seed), "problem_id": p.id, "sample_index": i}
             for p in problems for i in range(cfg.n)]
     E.plan_samples(store, rows)
@@ -253,12 +243,11 @@ def _judge(bench: Benchmark, opts: EvalOptions) -> tuple[str, dict]:
 
 def _generate(store, backend: LazyBackend, target: Target, key: dict, cfg: RunConfig, opts: EvalOptions):
     """The planned problems' missing samples, here or on Ray; a backend failure names the checkpoint."""
-    from curate.generate.spec import BackendSpec
-
     where = E.planned_problem_predicate(key)
     try:
-        spec = BackendSpec(backend.name, target.model_ref, cfg.sampling, backend.options, backend.revision)
-        return opts.executor.generate(store, spec, where, cfg, backend=backend, progress=opts.progress)
+        spec = dataclasses.replace(backend.spec, sampling=cfg.sampling)
+        return opts.executor.generate(store, spec, where, cfg, identity=backend.identity, backend=backend,
+                                      progress=opts.progress)
     except BackendError as e:
         raise BackendError(f"{target.checkpoint}: {e.message}", hint=e.hint) from None
 
@@ -287,7 +276,7 @@ def evaluate_target(store, target: Target, suite: Suite, opts: EvalOptions, repo
     from verifiers.registry import verifier_class
 
     backend = LazyBackend(opts.backend, target, opts)
-    backend_id = {"backend": backend.name, "options": backend.identity_params()}
+    backend_id = {"backend": backend.name, "options": backend.identity.params}
     lineage = {k: target.lineage.get(k) for k in E.LINEAGE_COLUMNS}
     try:
         for bench in suite.benchmarks:

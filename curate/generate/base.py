@@ -89,7 +89,9 @@ class Backend(Protocol):
     revision: str | None
 
     def identity_params(self) -> dict:
-        """Backend settings that change what is generated (stored with the sampling params; part of the id)."""
+        """Backend settings that change what is generated (stored with the sampling params; part of the id).
+        Reads only `self.config`, so the identity is known from the class and its config without building the
+        backend (`BackendSpec.declared_identity`)."""
 
     def generate(self, requests: Sequence[Request]) -> Iterator[Completion]:
         """Yield one Completion per request, in any order; raise BackendError when it cannot go on."""

@@ -20,7 +20,8 @@ from typing import Callable
 from curate.errors import BackendError, CurateError, InputError, Interrupted, StoreError
 from curate.generate.base import Backend, Completion, Request, SamplingParams
 from curate.generate.prompting import DEFAULT_TEMPLATE, build_messages
-from curate.records import Problem, Sample
+from curate.generate.spec import BackendIdentity
+from curate.records import Problem, Sample, sample_ids_of
 
 __all__ = ["RunConfig", "RunReport", "parse_shard", "plan", "run", "generator_identity"]
 
@@ -93,10 +94,10 @@ class RunReport:
         return d
 
 
-def generator_identity(backend: Backend, cfg: RunConfig) -> dict:
+def generator_identity(identity: BackendIdentity, cfg: RunConfig) -> dict:
     """What `Sample.generator` will be: backend, model, revision and every setting that shapes the output."""
-    params = {**cfg.sampling.to_dict(), "template": cfg.template, "system": cfg.system, **backend.identity_params()}
-    return {"backend": backend.name, "model": backend.model, "revision": backend.revision, "params": params}
+    params = {**cfg.sampling.to_dict(), "template": cfg.template, "system": cfg.system, **identity.params}
+    return {"backend": identity.name, "model": identity.model, "revision": identity.revision, "params": params}
 
 
 def _in_shard(problem_id: str, shard: tuple[int, int]) -> bool:
@@ -104,10 +105,11 @@ def _in_shard(problem_id: str, shard: tuple[int, int]) -> bool:
     return n == 1 or int(problem_id[:8], 16) % n == i
 
 
-def plan(store, where: str | None, backend: Backend, cfg: RunConfig, params: list | None = None) -> tuple[list[Request], RunReport]:
+def plan(store, where: str | None, identity: BackendIdentity, cfg: RunConfig, params: list | None = None
+         ) -> tuple[list[Request], RunReport]:
     """Select problems, compute every planned sample id, drop the stored ones; return what is left to do."""
-    gen = generator_identity(backend, cfg)
-    report = RunReport(run_id="", backend=backend.name, model=backend.model, params=gen["params"])
+    gen = generator_identity(identity, cfg)
+    report = RunReport(run_id="", backend=identity.name, model=identity.model, params=gen["params"])
     problems: list[Problem] = [p for p in store.problems(where, params) if _in_shard(p.id, cfg.shard)]
     problems.sort(key=lambda p: p.id)
     if cfg.limit is not None:
@@ -116,10 +118,8 @@ def plan(store, where: str | None, backend: Backend, cfg: RunConfig, params: lis
     if len(problems) * cfg.n > MAX_PLANNED:
         raise InputError(f"{len(problems):,} problems x --n {cfg.n:,} is {len(problems) * cfg.n:,} samples, more than one "
                          f"run plans ({MAX_PLANNED:,})", hint="split the run with --shard i/n (one job each), or use --limit")
-    planned: list[tuple[str, Problem, int]] = []
-    for p in problems:
-        for i in range(cfg.n):
-            planned.append((Sample.identity(p.id, gen, i, cfg.seed), p, i))
+    sample_id = sample_ids_of(gen)
+    planned = [(sample_id(p.id, i, cfg.seed), p, i) for p in problems for i in range(cfg.n)]
     report.planned = len(planned)
     existing: set[str] = set()
     for start in range(0, len(planned), 50_000):
@@ -198,21 +198,26 @@ def _kept(store, report: RunReport) -> str:
 
 
 def run(store, backend: Backend, where: str | None = None, cfg: RunConfig | None = None, *, params: list | None = None,
-        dry_run: bool = False, progress: bool = True, on_sample: Callable[[Sample], None] | None = None) -> RunReport:
-    """Generate every missing sample for the selected problems into the store; see the module docstring."""
+        dry_run: bool = False, progress: bool = True, on_sample: Callable[[Sample], None] | None = None,
+        identity: BackendIdentity | None = None) -> RunReport:
+    """Generate every missing sample for the selected problems into the store; see the module docstring.
+
+    `identity` is the backend as the planner sees it when it is not what `backend` reports (a backend built
+    only when something is missing); by default the backend's own."""
     cfg = cfg or RunConfig()
+    identity = identity or BackendIdentity.of(backend)
     t0 = time.perf_counter()
     if not dry_run:
         store.check_writable()  # a full disk or read-only store fails now, not after hours of generating
     if not dry_run and store.pending_shards():
         store.commit_pending()  # shards a killed run left behind count as done before we plan
-    requests, report = plan(store, where, backend, cfg, params)
+    requests, report = plan(store, where, identity, cfg, params)
     report.dry_run = dry_run
     report.run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
     if dry_run or not requests:
         report.elapsed_s = time.perf_counter() - t0
         return report
-    gen = generator_identity(backend, cfg)
+    gen = generator_identity(identity, cfg)
     by_id = {r.id: r for r in requests}
     buffer: list[Sample] = []
     bar = Progress(len(requests), progress)

@@ -54,21 +54,22 @@ class Executor:
 
         return label_store(store, **kwargs)
 
-    def generate(self, store: Any, spec: Any, where: str | None, cfg: Any, *, backend: Any = None,
-                 progress: bool = True) -> Any:
+    def generate(self, store: Any, spec: Any, where: str | None, cfg: Any, *, identity: Any = None,
+                 backend: Any = None, progress: bool = True) -> Any:
         """Generate the missing samples of the selected problems. `spec` (a BackendSpec) is what a worker builds;
-        `backend`, when given, is the one to use here (locally) or whose identity the planner uses (on Ray)."""
+        `identity` (a BackendIdentity), when given, is the backend as the planner sees it; `backend`, when given,
+        is the one to use here instead of building `spec` (Ray workers always build `spec`)."""
         if self.name == "ray":
             from curate.scale.ray_executor import generate
 
-            return generate(store, spec, where, cfg, identity=backend, progress=progress, address=self.address)
+            return generate(store, spec, where, cfg, identity=identity, progress=progress, address=self.address)
         from curate.generate.runner import run
 
         if backend is not None:
-            return run(store, backend, where, cfg, progress=progress)
+            return run(store, backend, where, cfg, progress=progress, identity=identity)
         built = spec.build()
         try:
-            return run(store, built, where, cfg, progress=progress)
+            return run(store, built, where, cfg, progress=progress, identity=identity)
         finally:
             built.close()
 

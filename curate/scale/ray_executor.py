@@ -36,7 +36,7 @@ from curate.errors import BackendError, ConfigError, CurateError
 from curate.scale.ray_common import (FAULT_ENV, LOCAL_SYSTEM_CONFIG, PROBE_PREFIX, error_data, kill_once, one_row,
                                      probe_file, quiet_data, read_faults, rebuild_error, results, session,
                                      visible_error, worker_failed)
-from curate.generate.spec import BackendSpec, ReportedIdentity
+from curate.generate.spec import BackendIdentity, BackendSpec
 from curate.scale.ray_label import label_store
 
 __all__ = ["BackendSpec", "session", "generate", "label_store", "FAULT_ENV", "LOCAL_SYSTEM_CONFIG", "PROBE_PREFIX"]
@@ -87,21 +87,20 @@ class _GenerateActor:
         return one_row(out)
 
 
-def _identity_probe(spec: BackendSpec, cfg: Any) -> tuple[dict | None, tuple | None]:
-    """(generator identity, None) from a backend built here, or (None, its error as data)."""
-    from curate.generate.runner import generator_identity
-
+def _identity_probe(spec: BackendSpec) -> tuple[BackendIdentity | None, tuple | None]:
+    """(the identity a backend built here reports, None), or (None, its error as data)."""
     try:
         backend = spec.build()
     except CurateError as e:
         return None, error_data(e)
     try:
-        return generator_identity(backend, cfg), None
+        return BackendIdentity.of(backend), None
     finally:
         backend.close()
 
 
-def generate(store: Any, spec: BackendSpec, where: str | None = None, cfg: Any = None, *, identity: Any = None,
+def generate(store: Any, spec: BackendSpec, where: str | None = None, cfg: Any = None, *,
+             identity: BackendIdentity | None = None,
              params: list | None = None, progress: bool = True, address: str | None = None,
              workers: int | None = None) -> Any:
     """`curate.generate.runner.run` on Ray Data: same plan, same ids, same shards; returns a RunReport.
@@ -117,7 +116,7 @@ def generate(store: Any, spec: BackendSpec, where: str | None = None, cfg: Any =
     if store.pending_shards():
         store.commit_pending()  # shards a killed run left behind count as done before we plan
     run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
-    ident = identity if identity is not None else spec.local_identity(cfg)
+    ident = identity if identity is not None else spec.local_identity()
 
     def planned() -> tuple[list, Any]:
         requests, report = plan(store, where, ident, cfg, params)
@@ -139,12 +138,11 @@ def generate(store: Any, spec: BackendSpec, where: str | None = None, cfg: Any =
                               hint="start Ray on GPU nodes, or lower -o tensor_parallel_size")
         if ident is None:  # a model-backed backend: its identity (the revision it loads) comes from the cluster
             try:
-                gen, error = ray.get(ray.remote(**per_actor)(_identity_probe).remote(spec, cfg))
+                ident, error = ray.get(ray.remote(**per_actor)(_identity_probe).remote(spec))
             except ray.exceptions.RayError as e:
                 raise worker_failed(e) from None
             if error:
                 raise rebuild_error(error)
-            ident = ReportedIdentity(gen)
             requests, report = planned()
             if not requests:
                 return report

@@ -13,7 +13,7 @@ reaches DuckDB. It relies on DuckDB's own security settings, not on a filter of 
 - extension autoinstall/autoload off, community extensions off, persistent secrets off, no Python
   replacement scans (a query cannot read the caller's variables);
 - a memory limit and a thread count (CURATE_SQL_MEMORY, default 50% of RAM; CURATE_SQL_THREADS, default
-  the CPU count), a cap on what a statement spills to disk (CURATE_SQL_SPILL, default 10GB), then `lock_configuration = true`, so no SET/PRAGMA can undo any of this;
+  the CPUs this process may use: `curate.cpus.usable_cpus`, affinity and cgroup quota), a cap on what a statement spills to disk (CURATE_SQL_SPILL, default 10GB), then `lock_configuration = true`, so no SET/PRAGMA can undo any of this;
 - `run_query` adds a statement timeout (CURATE_SQL_TIMEOUT seconds, default 600, 0 for none) and turns
   Ctrl-C or SIGTERM into `connection.interrupt()` and one line, instead of a query that ignores them.
 Every connection, the writer's too, starts with extensions, community extensions, persistent secrets and
@@ -41,6 +41,7 @@ from typing import Any, Callable
 import duckdb
 import pyarrow as pa
 
+from curate.cpus import usable_cpus
 from curate.errors import QueryInterrupted, StoreError, StoreLocked, first_line
 from curate.store.migrations import KNOWN, TABLES, newer_store_error
 from curate.store.retry import retry_waits
@@ -83,7 +84,9 @@ class Limits:
             sizes[name] = os.environ.get(name, "").strip() or default
             if not re.fullmatch(_SIZE, sizes[name], flags=re.IGNORECASE):
                 raise StoreError(f"{name} must be a size such as 4GB or 50%, got {sizes[name]!r}")
-        threads = int(_env_number("CURATE_SQL_THREADS", os.cpu_count() or 1, int)) or (os.cpu_count() or 1)
+        # the CPUs this process may run on (affinity, cgroup quota), not the machine's: in a container or a
+        # job pinned to a few cores, one DuckDB thread per host core only queues behind the others
+        threads = int(_env_number("CURATE_SQL_THREADS", 0, int)) or usable_cpus()
         return cls(memory_limit=sizes["CURATE_SQL_MEMORY"], threads=threads,
                    timeout=_env_number("CURATE_SQL_TIMEOUT", DEFAULT_SQL_TIMEOUT), spill=sizes["CURATE_SQL_SPILL"])
 

@@ -370,7 +370,7 @@ class TraceStore:
         if not files or (con is None and not self.exists):
             return files
         if con is None:
-            with self.connect() as own:
+            with self.connect(set()) as own:  # reads shard_rows only: no committed shard file is opened
                 return self.pending_shards(own)
         done = {r[0] for r in con.execute("SELECT name FROM shard_rows").fetchall()}
         return [p for p in files if p.stem not in done]
@@ -465,7 +465,7 @@ class TraceStore:
         if not ids or not self.exists:
             return set()
         t = pa.table({"id": pa.array(ids, pa.string())})
-        with self.connect() as con:
+        with self.connect(set()) as con:  # reads sample_rows only: a resume check opens no shard file
             con.register("wanted", t)
             return {r[0] for r in con.execute("SELECT s.id FROM sample_rows s SEMI JOIN wanted USING (id)").fetchall()}
 
