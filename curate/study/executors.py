@@ -21,7 +21,7 @@ from typing import Callable, Optional
 
 from curate.child import Pool, checkout, curate_argv, error_line
 from curate.study import state as st
-from curate.study.plan import Node, Plan
+from curate.study.plan import KINDS, Node, Plan
 
 def python_argv(node: Node) -> list[str]:
     return curate_argv(*node.argv[1:])
@@ -79,8 +79,9 @@ class Local:
         attempts: dict[str, int] = {}
         waiting_on = {n.id for n in todo}
         while pending or len(self.pool):
-            # training nodes first: they are the long ones, and evals fill the slots beside the last of them
-            for node in sorted(pending, key=lambda n: n.kind != "train"):
+            # earlier stages first: a mixture unblocks trainings, and a training is long where an eval is
+            # short, so evals fill the slots beside the last trainings
+            for node in sorted(pending, key=lambda n: KINDS.index(n.kind)):
                 if any(d in failed or d in blocked for d in node.deps):
                     pending.remove(node)
                     blocked.append(node.id)
