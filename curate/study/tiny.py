@@ -6,8 +6,8 @@ Sizes (a study model's `size`, `curate study tiny-model DIR --size NAME`):
   parameters): a plumbing check, too small to learn anything.
 - `char-96x4`: the character-level tokenizer (`curate.generate.tiny.build_char_tokenizer`), width 96,
   4 layers, MLP 192 (~0.34M parameters): the CPU toy's model. It learns chained 2-digit sums from verified
-  scratchpads in about 1,000 steps of 16 rows (82% of held-out sums at step 1,200, one seed), at 0.71x the
-  step time of `char-128x4`, which needs about as many steps (docs/study.md, "The CPU toy").
+  scratchpads in 1,200-1,600 steps of 16 rows (87-100% of held-out sums, greedy, at step 1,600 for three
+  seeds), at 0.71x the step time of `char-128x4` (docs/study.md, "The CPU toy").
 - `char-128x4`: the same tokenizer, width 128, 4 layers, MLP 384 (~0.8M parameters).
 
 `curate study tiny-model DIR --seed 0` (a study node) builds it; same seed and size, same files.
