@@ -129,10 +129,9 @@ def test_fork_bomb():
 
 
 def test_memory_bomb():
-    t0 = time.monotonic()
     r = run("x = bytearray(8 << 30)\nprint('allocated')")
     assert not r.ok and b"allocated" not in r.stdout and b"MemoryError" in r.stderr
-    assert time.monotonic() - t0 < 1.5
+    assert not r.timed_out, "the allocation fails at once under the memory limit, not at the time limit"
 
 
 def test_infinite_loop_is_killed_on_time():
