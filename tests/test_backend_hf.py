@@ -151,3 +151,28 @@ def test_per_sample_seed_depends_on_problem_index_and_seed_only():
     assert a.per_sample_seed != Request(id="x", problem=p, messages=m, sample_index=3, seed=7).per_sample_seed
     assert a.per_sample_seed != Request(id="x", problem=p, messages=m, sample_index=2, seed=8).per_sample_seed
     assert Request(id="x", problem=p, messages=m, sample_index=2, seed=None).per_sample_seed is None
+
+
+def test_per_row_sampler_draws_what_torch_multinomial_draws():
+    """The sampler's exponential race picks exactly the token torch.multinomial(p, 1, generator=g) picks from
+    the same generator state, so texts stored before stay reproducible; top-k masked rows included."""
+    import torch
+
+    from curate.generate.hf_backend import _PerRowSampler
+    from curate.generate.base import SamplingParams
+
+    torch.manual_seed(3)
+    seeds = list(range(100, 108))
+    for top_k in (-1, 5):
+        sampler = _PerRowSampler(torch, SamplingParams(temperature=0.7, top_k=top_k, top_p=1.0), seeds)
+        reference = [torch.Generator().manual_seed(s) for s in seeds]
+        for _ in range(20):
+            scores = torch.randn(len(seeds), 50) * 3
+            out = sampler(None, scores)
+            picks = out.argmax(dim=-1).tolist()
+            assert torch.isfinite(out).sum().item() == len(seeds)
+            logits = scores / 0.7
+            if top_k > 0:
+                logits = logits.masked_fill(logits < torch.topk(logits, top_k, dim=-1).values[..., -1:], float("-inf"))
+            probs = torch.softmax(logits, dim=-1)
+            assert picks == [int(torch.multinomial(probs[i], 1, generator=g)) for i, g in enumerate(reference)]

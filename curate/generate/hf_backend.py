@@ -189,7 +189,13 @@ class _PerRowSampler:
             sorted_p = sorted_p.masked_fill(before >= s.top_p, 0.0)
             probs = torch.zeros_like(probs).scatter(-1, order, sorted_p)
         probs = probs.cpu()
-        picks = [int(torch.multinomial(probs[i], 1, generator=g)) for i, g in enumerate(self.generators)]
+        # What torch.multinomial(probs[i], 1, generator=g) does for one sample (argmax of p / q with q ~ Exp(1),
+        # the exponential race), with only the draw left per row: the same tokens from the same generators,
+        # at less than half the cost of one multinomial call per row (tests/test_backend_hf.py compares them).
+        q = torch.empty_like(probs)
+        for i, g in enumerate(self.generators):
+            q[i].exponential_(1, generator=g)
+        picks = (probs / q).argmax(dim=-1).to(scores.device)
         out = torch.full_like(scores, float("-inf"))
-        out[torch.arange(len(picks)), torch.tensor(picks, device=scores.device)] = 0.0
+        out[torch.arange(len(picks), device=scores.device), picks] = 0.0
         return out
