@@ -17,6 +17,16 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def default_signals() -> None:
+    """preexec_fn for a child a test interrupts: SIGINT and SIGHUP back to their defaults. A test run started
+    in the background (`cmd &` in a script, or under nohup) hands its children those signals ignored, and
+    Python keeps SIGINT ignored instead of raising KeyboardInterrupt, so the test would not test the handler."""
+    import signal
+
+    for sig in (signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
+
+
 def invoke(*args: str) -> subprocess.CompletedProcess:
     """Run `curate ARGS` in this process (no interpreter start-up) through the real entry point and error
     mapping; for commands that start nothing and hold no state between calls (usage errors, listings)."""

@@ -19,6 +19,7 @@ from curate.generate.testserver import ServerState, TestServer
 from curate.records import Problem
 from curate.store import TraceStore
 from curate.tasks import add_problems
+from tests.helpers import default_signals
 
 ROOT = Path(__file__).resolve().parents[1]
 WHERE = "source = 'countdown'"
@@ -130,7 +131,7 @@ def test_empty_prompt_is_named(tmp_path):
 
 def _cli(*args, **kw):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen([sys.executable, "-m", "curate", *args], cwd=ROOT, env=env,
+    return subprocess.Popen([sys.executable, "-m", "curate", *args], cwd=ROOT, env=env, preexec_fn=default_signals,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
 
 

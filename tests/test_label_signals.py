@@ -15,6 +15,7 @@ import pytest
 
 from curate.records import Problem, Sample
 from curate.store import TraceStore
+from tests.helpers import default_signals
 
 ROOT = Path(__file__).resolve().parents[1]
 STOP_WITHIN_S = 1.0
@@ -79,7 +80,7 @@ def test_a_signal_to_verify_stops_its_whole_tree_within_a_second(tmp_path, sig):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
     proc = subprocess.Popen([sys.executable, "-m", "curate", "verify", "--store", str(st.path), "--verifier", "code",
                              "--workers", "1"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=default_signals)
     try:
         deadline = time.monotonic() + 120
         while not _program_running(proc.pid):
