@@ -77,19 +77,27 @@ def _norm(text: str) -> str:
     return _WS_RE.sub("", text.strip().strip("$")).replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac").rstrip(".")
 
 
+def _wrapped(gold: str) -> str | None:
+    """What a gold `_gold_text` wrapped in one `\\boxed{}` holds; None for any other gold."""
+    if gold.count("\\boxed") != 1 or not gold.startswith("\\boxed{"):
+        return None
+    return gold[len("\\boxed{"):-1]
+
+
 def _exact_box(reference: Any, tail: str) -> str | None:
     """The boxed answer when the tail has exactly one box and it spells the gold answer verbatim (modulo
     spacing): math-verify would extract that box and find the strings equal, so skip parsing both into
     sympy. The common case for correct traces; everything else goes through math-verify."""
     gold = _gold_text(reference)
-    if gold is None or gold.count("\\boxed") != 1 or not gold.startswith("\\boxed{"):
+    inner = _wrapped(gold) if gold is not None else None
+    if inner is None:
         return None  # only golds we wrapped ourselves: a raw `$...$` or pre-boxed gold takes the full path
     boxes = boxed_contents(tail)
     if len(boxes) != 1:
         return None
     got = _norm(boxes[0])
     raw = _gold_text(reference, as_is=True)  # `1,22` spelled as the gold spells it is the gold
-    wants = {_norm(gold[len("\\boxed{"):-1]), _norm(raw[len("\\boxed{"):-1]) if raw else ""} - {""}
+    wants = {_norm(inner), _norm(raw[len("\\boxed{"):-1]) if raw else ""} - {""}
     return boxes[0] if got in wants else None
 
 
@@ -102,9 +110,10 @@ def _integer_box(gold: str, tail: str) -> tuple[str, bool] | None:
     exactly, so compare the integers here. The common case for wrong answers to integer questions (a missed
     carry, an off-by-one); anything with a sign other than a leading minus, a separator, a unit, a decimal
     point or a second box takes the full path."""
-    if not gold.startswith("\\boxed{") or gold.count("\\boxed") != 1:
+    inner = _wrapped(gold)
+    if inner is None:
         return None
-    want = _norm(gold[len("\\boxed{"):-1])
+    want = _norm(inner)
     boxes = boxed_contents(tail)
     if len(boxes) != 1 or not _INT_RE.fullmatch(want):
         return None
