@@ -102,18 +102,23 @@ def _resumable_args(trained) -> list[str]:
             "--flush-every", "2", *FAST]
 
 
+def _kill_after_two_shards(args: list[str], store) -> None:
+    """Start `curate ARGS --store STORE` and SIGKILL its process group once two shards are written."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **ENV}
+    proc = subprocess.Popen([sys.executable, "-m", "curate", *args, "--store", str(store)], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(list((store / "shards").glob("[!.]*.parquet"))) < 2 and proc.poll() is None:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
 def test_killed_eval_resumes_to_the_same_table(trained, tmp_path):
     args = _resumable_args(trained)
     clean, killed = tmp_path / "clean", tmp_path / "killed"
     assert run_cli(*args, "--store", str(clean), env=ENV, timeout=300).returncode == 0
-    env = {**os.environ, "PYTHONPATH": str(ROOT), **ENV}
-    proc = subprocess.Popen([sys.executable, "-m", "curate", *args, "--store", str(killed)], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and len(list((killed / "shards").glob("[!.]*.parquet"))) < 2 and proc.poll() is None:
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    _kill_after_two_shards(args, killed)
     assert not _evals(killed), "a killed eval must not have written a score"
     r = run_cli(*args, "--store", str(killed), "--json", env=ENV, timeout=300)
     assert r.returncode == 0, r.stderr
@@ -150,14 +155,7 @@ def test_moved_run_and_killed_sampled_eval_give_the_same_ids_and_traces(trained,
 
     clean, killed = tmp_path / "clean", tmp_path / "killed"
     assert run_cli(*args(trained / "run"), "--store", str(clean), env=ENV, timeout=300).returncode == 0
-    env = {**os.environ, "PYTHONPATH": str(ROOT), **ENV}
-    proc = subprocess.Popen([sys.executable, "-m", "curate", *args(moved), "--store", str(killed)], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and len(list((killed / "shards").glob("[!.]*.parquet"))) < 2 and proc.poll() is None:
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    _kill_after_two_shards(args(moved), killed)
     r = run_cli(*args(moved), "--store", str(killed), "--json", env=ENV, timeout=300)
     assert r.returncode == 0, r.stderr
     a, b = _traces(clean), _traces(killed)
