@@ -155,7 +155,8 @@ def test_per_sample_seed_depends_on_problem_index_and_seed_only():
 
 def test_per_row_sampler_draws_what_torch_multinomial_draws():
     """The sampler's exponential race picks exactly the token torch.multinomial(p, 1, generator=g) picks from
-    the same generator state, so texts stored before stay reproducible; top-k masked rows included."""
+    the same generator state, so texts stored before stay reproducible; top-k masked rows included, and across
+    the blocks the draws are made in."""
     import torch
 
     from curate.generate.hf_backend import _PerRowSampler
@@ -163,8 +164,10 @@ def test_per_row_sampler_draws_what_torch_multinomial_draws():
 
     torch.manual_seed(3)
     seeds = list(range(100, 108))
-    for top_k in (-1, 5):
+    for top_k, block in ((-1, None), (5, None), (5, 150)):
         sampler = _PerRowSampler(torch, SamplingParams(temperature=0.7, top_k=top_k, top_p=1.0), seeds)
+        if block:  # draws refilled every 3 steps: still the tokens of one draw per step
+            sampler.BLOCK_VALUES = block
         reference = [torch.Generator().manual_seed(s) for s in seeds]
         for _ in range(20):
             scores = torch.randn(len(seeds), 50) * 3

@@ -129,6 +129,30 @@ def test_sample_ids_reports_what_is_stored(store_path):
     assert st.sample_ids([s.id for s in samples]) == {samples[0].id, samples[1].id}
 
 
+def test_reads_in_one_reading_block_share_a_catalog_open(store_path, monkeypatch):
+    """A generation plan reads problems, then stored ids: inside `reading()` that is one DuckDB open, with the
+    same answers as two; a read that needs the text views there opens its own and sees the text."""
+    st = TraceStore(store_path)
+    probs, samples = make()
+    st.add_problems(probs)
+    st.add_samples(samples[:2])
+    alone = (st.problems(), st.sample_ids([s.id for s in samples]))
+    from curate.store import connection
+
+    opens = []
+    real = connection.duckdb.connect
+    monkeypatch.setattr(connection.duckdb, "connect", lambda *a, **k: opens.append(a) or real(*a, **k))
+    with st.reading():
+        shared = (st.problems(), st.sample_ids([s.id for s in samples]), st.sample_ids([samples[2].id]))
+        assert len(opens) == 1
+        texts = st.query("SELECT text FROM traces ORDER BY text").column("text").to_pylist()
+        assert len(opens) == 2
+    assert shared == (*alone, set())
+    assert texts == sorted(s.text for s in samples[:2])
+    st.sample_ids([samples[0].id])  # after the block, reads open their own connection again
+    assert len(opens) == 3
+
+
 def test_store_path_that_is_a_file(tmp_path):
     f = tmp_path / "not-a-dir"
     f.write_text("x")

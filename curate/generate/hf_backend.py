@@ -7,8 +7,8 @@ time, and with `logprobs` the mean token logprob and entropy of the raw logits.
 
 Sampling (temperature > 0) draws every row's next token from its own random stream, seeded by the request's
 `per_sample_seed` (problem id, sample index and run seed): `_PerRowSampler` applies temperature, top-k,
-top-p and min-p to each row's logits and samples with that row's `torch.Generator`, and `generate` then
-decodes greedily over the result. So a sample's text does not depend on which samples share its batch, on
+top-p and min-p to each row's logits and samples with that row's `torch.Generator` (on the model's device),
+and `generate` then decodes greedily over the result. So a sample's text does not depend on which samples share its batch, on
 the batch size, or on whether an interrupted run was resumed (tests/test_backend_hf.py checks all three).
 Requests are sorted by prompt length within a window of `batch_size * 8` to limit padding.
 Known issues: padding changes the shapes of the matrix products, so logits can differ in the last bits
@@ -162,17 +162,38 @@ class HFBackend:
 
 class _PerRowSampler:
     """A logits processor that samples each row's next token from its own generator and leaves only that token
-    finite, so greedy decoding picks it. Rows without a seed draw from torch's global generator."""
+    finite, so greedy decoding picks it. Rows without a seed draw from torch's global generator.
+
+    The draw is the exponential race torch.multinomial(p, 1, generator=g) runs for one sample (argmax of
+    p / q with q ~ Exp(1)), so the same generators pick the same tokens (tests/test_backend_hf.py compares
+    them). Each row's q is drawn for BLOCK steps at once: on the CPU one draw of k x vocab values equals k
+    draws of one vocab each, so the tokens are those of a per-step draw at a fraction of the calls. The
+    generators live on the logits' device, so a GPU run never copies probabilities to the CPU; its texts
+    differ from a CPU run's anyway (another generator and, by default, bfloat16 logits)."""
+
+    BLOCK_VALUES = 1 << 20  # per row and block: 64 steps of a 16k vocabulary, one step of a 1M one
 
     def __init__(self, torch, s: SamplingParams, seeds: list[int | None]) -> None:
-        self.torch, self.s = torch, s
-        self.generators = []
-        for seed in seeds:
-            g = None
-            if seed is not None:
-                g = torch.Generator()
-                g.manual_seed(seed)
-            self.generators.append(g)
+        self.torch, self.s, self.seeds = torch, s, seeds
+        self.generators: list | None = None
+        self.q = None
+        self.step = 0
+
+    def _draws(self, probs):
+        """This step's Exp(1) values, one row per sample, refilled every `steps` steps."""
+        torch = self.torch
+        if self.generators is None:
+            self.generators = [None if seed is None else torch.Generator(device=probs.device).manual_seed(seed)
+                               for seed in self.seeds]
+            vocab = probs.shape[-1]
+            self.q = torch.empty((len(self.seeds), max(1, min(64, self.BLOCK_VALUES // vocab)), vocab),
+                                 dtype=probs.dtype, device=probs.device)
+        at = self.step % self.q.shape[1]
+        if at == 0:
+            for i, g in enumerate(self.generators):
+                self.q[i].exponential_(1, generator=g)
+        self.step += 1
+        return self.q[:, at]
 
     def __call__(self, input_ids, scores):
         torch, s = self.torch, self.s
@@ -188,14 +209,7 @@ class _PerRowSampler:
             before = sorted_p.cumsum(-1) - sorted_p  # mass of the tokens ranked above each one
             sorted_p = sorted_p.masked_fill(before >= s.top_p, 0.0)
             probs = torch.zeros_like(probs).scatter(-1, order, sorted_p)
-        probs = probs.cpu()
-        # What torch.multinomial(probs[i], 1, generator=g) does for one sample (argmax of p / q with q ~ Exp(1),
-        # the exponential race), with only the draw left per row: the same tokens from the same generators,
-        # at less than half the cost of one multinomial call per row (tests/test_backend_hf.py compares them).
-        q = torch.empty_like(probs)
-        for i, g in enumerate(self.generators):
-            q[i].exponential_(1, generator=g)
-        picks = (probs / q).argmax(dim=-1).to(scores.device)
+        picks = (probs / self._draws(probs)).argmax(dim=-1)
         out = torch.full_like(scores, float("-inf"))
         out[torch.arange(len(picks), device=scores.device), picks] = 0.0
         return out

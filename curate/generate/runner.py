@@ -110,6 +110,12 @@ def plan(store, where: str | None, identity: BackendIdentity, cfg: RunConfig, pa
     """Select problems, compute every planned sample id, drop the stored ones; return what is left to do."""
     gen = generator_identity(identity, cfg)
     report = RunReport(run_id="", backend=identity.name, model=identity.model, params=gen["params"])
+    with store.reading():  # one catalog open for both reads
+        return _plan(store, where, gen, report, cfg, params)
+
+
+def _plan(store, where: str | None, gen: dict, report: RunReport, cfg: RunConfig, params: list | None
+          ) -> tuple[list[Request], RunReport]:
     problems: list[Problem] = [p for p in store.problems(where, params) if _in_shard(p.id, cfg.shard)]
     problems.sort(key=lambda p: p.id)
     if cfg.limit is not None:
