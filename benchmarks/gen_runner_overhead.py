@@ -1,8 +1,9 @@
 """Benchmark: `curate generate` overhead. The runner (plan, resume check, hf backend, shards, commit)
 vs calling `model.generate` directly on the same prompts with the same batch size, side by side.
 
-Prints median wall and CPU seconds for each over --reps and the throughput ratios direct / runner
-(target >= 0.95x) at two sizes, the small one (64 prompts x 128 tokens) and a larger one closer to real use
+Prints median wall and CPU seconds for each over --reps and the median of the paired throughput ratios
+direct / runner (target >= 0.95x; each rep times both sides back to back, in alternating order, with the
+range of the pairs) at two sizes, the small one (64 prompts x 128 tokens) and a larger one closer to real use
 (256 x 512 by default), then both side by side. The runner's store work alone (the write probe, opening the
 catalog for the resume plan, features, one shard, one commit) is measured around a backend that answers at
 once, with what it does counted (catalog opens, commits, shard files). The extra seconds (runner - direct)
@@ -128,36 +129,45 @@ def fixed_cost(prompts: int, reps: int) -> tuple[float, float, dict]:
 
 
 def measure(model_dir: str, prompts: int, max_tokens: int, batch_size: int, reps: int) -> dict:
+    """Each rep times both sides back to back, in alternating order, and keeps their ratio: a machine that
+    slows down for a while (other tenants, clock changes) slows both sides of a pair, so the median of the
+    paired ratios is steadier than a ratio of medians."""
     problems = [countdown(CountdownConfig(max_numbers=4), 0, i) for i in range(prompts)]
     d, r = [], []
-    for _ in range(reps):
-        d.append(direct(model_dir, problems, max_tokens, batch_size))
-        r.append(through_runner(model_dir, problems, max_tokens, batch_size))
+    for rep in range(reps):
+        if rep % 2:
+            r.append(through_runner(model_dir, problems, max_tokens, batch_size))
+            d.append(direct(model_dir, problems, max_tokens, batch_size))
+        else:
+            d.append(direct(model_dir, problems, max_tokens, batch_size))
+            r.append(through_runner(model_dir, problems, max_tokens, batch_size))
     md, mr = statistics.median(x[0] for x in d), statistics.median(x[0] for x in r)
     cd, cr = statistics.median(x[1] for x in d), statistics.median(x[1] for x in r)
+    wall = sorted(a[0] / b[0] for a, b in zip(d, r))
+    cpu = sorted(a[1] / b[1] for a, b in zip(d, r))
     fw, fc, counts = fixed_cost(prompts, reps)
     print(f"[{prompts} prompts x {max_tokens} tokens, batch {batch_size}, {reps} reps, median]\n"
-          f"  wall: direct model.generate {md:.2f}s, curate runner {mr:.2f}s (store included), ratio {md / mr:.2f}x, "
-          f"runner - direct {mr - md:+.2f}s\n"
-          f"  cpu:  direct model.generate {cd:.2f}s, curate runner {cr:.2f}s (store included), ratio {cd / cr:.2f}x, "
-          f"runner - direct {cr - cd:+.2f}s\n"
+          f"  wall: direct model.generate {md:.2f}s, curate runner {mr:.2f}s (store included), paired ratio "
+          f"{statistics.median(wall):.2f}x (range {wall[0]:.2f}-{wall[-1]:.2f}), runner - direct {mr - md:+.2f}s\n"
+          f"  cpu:  direct model.generate {cd:.2f}s, curate runner {cr:.2f}s (store included), paired ratio "
+          f"{statistics.median(cpu):.2f}x (range {cpu[0]:.2f}-{cpu[-1]:.2f}), runner - direct {cr - cd:+.2f}s\n"
           f"  the runner around an instant backend (its fixed store work): wall {fw:.2f}s, cpu {fc:.2f}s; one run: "
           + ", ".join(f"{v} {k}" for k, v in counts.items()), flush=True)
     return {"size": f"{prompts}x{max_tokens}", "tokens": prompts * max_tokens, "wall": (md, mr), "cpu": (cd, cr),
-            "fixed": (fw, fc)}
+            "fixed": (fw, fc), "ratio": (statistics.median(wall), statistics.median(cpu))}
 
 
 def summary(rows: list[dict]) -> None:
     """The sizes side by side. The extra seconds split into the store's fixed work (the instant-backend run)
     and the rest per 1,000 generated tokens: a fixed cost shows as a ratio that rises toward 1 with size while
     the per-token rest stays flat; a per-token cost shows as a ratio that does not move."""
-    print("\nside by side (target >= 0.95x)")
+    print("\nside by side (target >= 0.95x; ratios are medians of the paired reps)")
     print(f"  {'size':>10}  {'ratio wall':>10}  {'ratio cpu':>9}  {'extra wall':>10}  {'extra cpu':>9}  "
           f"{'fixed cpu':>9}  {'rest cpu / 1k tok':>17}")
     for r in rows:
-        (md, mr), (cd, cr), (_, fc) = r["wall"], r["cpu"], r["fixed"]
+        (md, mr), (cd, cr), (_, fc), (rw, rc) = r["wall"], r["cpu"], r["fixed"], r["ratio"]
         rest = (cr - cd - fc) / r["tokens"] * 1000
-        print(f"  {r['size']:>10}  {md / mr:>9.2f}x  {cd / cr:>8.2f}x  {mr - md:>+9.2f}s  {cr - cd:>+8.2f}s  "
+        print(f"  {r['size']:>10}  {rw:>9.2f}x  {rc:>8.2f}x  {mr - md:>+9.2f}s  {cr - cd:>+8.2f}s  "
               f"{fc:>8.2f}s  {rest:>+16.4f}s")
 
 
