@@ -70,6 +70,26 @@ def test_resume_check_reads_the_catalog_only(store):
     assert (again.existing, again.generated) == (60, 0)
 
 
+def test_plan_opens_the_catalog_once_and_lets_writers_in_while_hashing_a_large_plan(store, monkeypatch):
+    """A small plan reads problems and stored ids on one catalog open; a large one lets go of the store while it
+    hashes its ids (other jobs' commits would wait for it), with the same result."""
+    from curate.generate import runner
+    from curate.generate.spec import BackendIdentity
+    from curate.store import connection
+
+    run(store, synth(), WHERE, RunConfig(n=2, limit=10), progress=False)
+    opens, real = [], connection.duckdb.connect
+    monkeypatch.setattr(connection.duckdb, "connect", lambda *a, **k: opens.append(1) or real(*a, **k))
+    ident = BackendIdentity.of(synth())
+    small = runner.plan(store, WHERE, ident, RunConfig(n=2))
+    assert len(opens) == 1
+    monkeypatch.setattr(runner, "SHARED_PLAN", 10)
+    large = runner.plan(store, WHERE, ident, RunConfig(n=2))
+    assert len(opens) == 3
+    assert [r.id for r in small[0]] == [r.id for r in large[0]] and len(small[0]) == 40
+    assert small[1].existing == large[1].existing == 20
+
+
 def test_growing_n_and_changed_knob(store):
     trial = run(store, synth(), WHERE, RunConfig(n=2, limit=5), progress=False)
     assert (trial.problems, trial.generated) == (5, 10)  # --limit: a trial run on the first problems

@@ -12,6 +12,7 @@ every worker commits into the same store. Test: tests/test_generate_runner.py.
 """
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -41,6 +42,7 @@ def parse_shard(text: str | None) -> tuple[int, int]:
 
 
 MAX_N = 65_536  # samples per problem (sample_index is a 32-bit column; the study draws 32)
+SHARED_PLAN = 100_000  # samples whose plan reads share one catalog open (their ids take well under a second)
 MAX_PLANNED = 10_000_000  # samples one run plans in memory (ids and requests: ~2 GB); --shard splits a larger run
 
 
@@ -110,26 +112,25 @@ def plan(store, where: str | None, identity: BackendIdentity, cfg: RunConfig, pa
     """Select problems, compute every planned sample id, drop the stored ones; return what is left to do."""
     gen = generator_identity(identity, cfg)
     report = RunReport(run_id="", backend=identity.name, model=identity.model, params=gen["params"])
-    with store.reading():  # one catalog open for both reads
-        return _plan(store, where, gen, report, cfg, params)
-
-
-def _plan(store, where: str | None, gen: dict, report: RunReport, cfg: RunConfig, params: list | None
-          ) -> tuple[list[Request], RunReport]:
-    problems: list[Problem] = [p for p in store.problems(where, params) if _in_shard(p.id, cfg.shard)]
-    problems.sort(key=lambda p: p.id)
-    if cfg.limit is not None:
-        problems = problems[: cfg.limit]
-    report.problems = len(problems)
-    if len(problems) * cfg.n > MAX_PLANNED:
-        raise InputError(f"{len(problems):,} problems x --n {cfg.n:,} is {len(problems) * cfg.n:,} samples, more than one "
-                         f"run plans ({MAX_PLANNED:,})", hint="split the run with --shard i/n (one job each), or use --limit")
-    sample_id = sample_ids_of(gen)
-    planned = [(sample_id(p.id, i, cfg.seed), p, i) for p in problems for i in range(cfg.n)]
-    report.planned = len(planned)
-    existing: set[str] = set()
-    for start in range(0, len(planned), 50_000):
-        existing |= store.sample_ids([sid for sid, _, _ in planned[start:start + 50_000]])
+    with contextlib.ExitStack() as reads:
+        reads.enter_context(store.reading())  # one catalog open for both reads of a small plan
+        problems: list[Problem] = [p for p in store.problems(where, params) if _in_shard(p.id, cfg.shard)]
+        problems.sort(key=lambda p: p.id)
+        if cfg.limit is not None:
+            problems = problems[: cfg.limit]
+        report.problems = len(problems)
+        if len(problems) * cfg.n > MAX_PLANNED:
+            raise InputError(f"{len(problems):,} problems x --n {cfg.n:,} is {len(problems) * cfg.n:,} samples, more than "
+                             f"one run plans ({MAX_PLANNED:,})",
+                             hint="split the run with --shard i/n (one job each), or use --limit")
+        if len(problems) * cfg.n > SHARED_PLAN:
+            reads.close()  # hashing this many ids takes seconds: writers (other shards' commits) get the store meanwhile
+        sample_id = sample_ids_of(gen)
+        planned = [(sample_id(p.id, i, cfg.seed), p, i) for p in problems for i in range(cfg.n)]
+        report.planned = len(planned)
+        existing: set[str] = set()
+        for start in range(0, len(planned), 50_000):
+            existing |= store.sample_ids([sid for sid, _, _ in planned[start:start + 50_000]])
     report.existing = len(existing)
     messages: dict[str, tuple] = {}
     requests = []
