@@ -171,7 +171,10 @@ class _PerRowSampler:
     generators live on the logits' device, so a GPU run never copies probabilities to the CPU; its texts
     differ from a CPU run's anyway (another generator and, by default, bfloat16 logits)."""
 
-    BLOCK_VALUES = 1 << 20  # per row and block: 64 steps of a 16k vocabulary, one step of a 1M one
+    # Values per row and block: 64 steps of a 4k vocabulary, 8 of a 32k one, one of a 150k one (where a block
+    # would save nothing and cost memory). It must not depend on the batch: on a GPU, one draw of k x vocab
+    # values is not k draws of one vocab, so a batch-dependent block would make texts depend on their batch.
+    BLOCK_VALUES = 1 << 18
 
     def __init__(self, torch, s: SamplingParams, seeds: list[int | None]) -> None:
         self.torch, self.s, self.seeds = torch, s, seeds
