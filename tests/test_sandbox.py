@@ -471,9 +471,10 @@ def test_an_interpreter_nobody_cannot_run_is_refused_not_run_as_root(tmp_path):
 
 def test_the_harness_reports_its_own_set_up_failure_apart_from_the_program(tmp_path):
     """The sandbox's own file unreadable: exit SETUP_EXIT with one `curate-sandbox:` line, judged `error`."""
-    from verifiers.sandbox import _HARNESS_MAIN, _HARNESS_PATH, ENV_EXIT, SETUP_EXIT, RunResult
+    from verifiers._launch import HARNESS_MAIN, HARNESS_PATH
+    from verifiers.sandbox import ENV_EXIT, SETUP_EXIT, RunResult
 
-    src = _HARNESS_PATH.read_text() + _HARNESS_MAIN
+    src = HARNESS_PATH.read_text() + HARNESS_MAIN
     out = subprocess.run([sys.executable, "-I", "-c", src, "{}", "script", str(tmp_path / "missing" / "main.py")],
                          capture_output=True, timeout=30)
     assert out.returncode == SETUP_EXIT and b"curate-sandbox: set-up failed: cannot read" in out.stderr
