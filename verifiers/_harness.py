@@ -25,7 +25,7 @@ path (a fresh interpreter per program): scratch, privilege drop, then `run`.
 Exit codes the caller reads as "could not judge" (verdict `error`, never `incorrect`): SETUP_EXIT when the
 sandbox's own files or set-up fail, ENV_EXIT when the program needs a module the sandbox interpreter lacks.
 A program can exit with these codes itself; that only ever turns its verdict into `error`.
-Test: `python -m pytest -q tests/test_sandbox.py`.
+Test: `python -m pytest -q tests/test_sandbox.py tests/test_sandbox_hostile.py`.
 """
 import ctypes
 import json

@@ -3,7 +3,7 @@ inherits, the fresh-interpreter path (`unshare` + verifiers/_harness.py, used wh
 pump that enforces the deadline and the output cap, and the process-group kill.
 
 The zygote path (verifiers/_zygote_client.py) shares the pump, the limits and the kill.
-Test: `python -m pytest -q tests/test_sandbox.py`.
+Test: `python -m pytest -q tests/test_sandbox.py tests/test_sandbox_hostile.py`.
 """
 from __future__ import annotations
 

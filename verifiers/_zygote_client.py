@@ -1,7 +1,7 @@
 """The code sandbox's side of the pre-forked clean worker (verifiers/_zygote.py): one zygote per process, started
 on first use, asked to fork one program at a time. Where it cannot start or breaks, `run_in_zygote` answers
 None and the caller starts a fresh interpreter instead (verifiers/_launch.py); both paths isolate the same.
-Test: `python -m pytest -q tests/test_sandbox.py`.
+Test: `python -m pytest -q tests/test_sandbox.py tests/test_sandbox_hostile.py`.
 """
 from __future__ import annotations
 
