@@ -110,6 +110,23 @@ def test_the_model_is_still_at_fault_for_its_own_syntax_and_names():
     assert renamed.status == "incorrect"
 
 
+
+def test_a_misnamed_entry_point_is_named_in_the_reason():
+    """The solution defines `solve`, the tests call `solution`: the reason is the NameError the call meets,
+    not just that the solution's process ended before answering."""
+    ref = {"test": ADD3_TEST, "entry_point": "solution", "timeout_s": 3}
+    v = V.verify(P(ref), block("def solve(x):\n    return x + 3"))
+    assert v.status == "incorrect" and "NameError: name 'solution' is not defined" in v.reason, v.reason
+    v = V.verify(P(ref), block("solution = 3"))
+    assert v.status == "incorrect" and "TypeError: 'int' object is not callable" in v.reason, v.reason
+    # an exception while the solution's file runs is named too, and a LeetCode-style method name as well
+    v = V.verify(P(ref), block("import json\njson.loads('{')\ndef solution(x):\n    return x + 3"))
+    assert v.status == "incorrect" and "JSONDecodeError" in v.reason, v.reason
+    lcb = {"fn_name": "addThree", "timeout_s": 3, "tests": [{"input": "1", "output": "4", "testtype": "functional"}]}
+    v = V.verify(P(lcb), block("class Solution:\n    def add_three(self, x):\n        return x + 3"))
+    assert v.status == "incorrect" and "NameError: name 'addThree' is not defined" in v.reason, v.reason
+    assert V.verify(P(ref), block("def solution(x):\n    return x + 3")).status == "correct"
+
 def test_problem_data_cannot_raise_the_operators_limits():
     """A reference asking for 100000 s and 3000 MB is clamped to the operator's caps, in the sandbox and in the
     pool's kill deadline, and the verdict says so."""

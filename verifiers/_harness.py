@@ -16,6 +16,8 @@ returns the process's exit code.
   An exception from the candidate (of any type, or its process ending) fails the check even if the test
   catches it: it reaches the test as `CandidateRaised` (a BaseException, so `except Exception` and a
   `for ... in map(candidate, ...)` loop cannot swallow it as they did StopIteration) and is remembered.
+  When C fails before it can serve (its file raises, or it defines no `entry`: the NameError a single-process
+  run would meet), it sends that exception as the answer to T's first call, so the reason names the real cause.
 
 `enter_scratch` (called at the start of a run, as root of the run's private mount namespace) mounts a fresh,
 size-limited tmpfs on /tmp and binds it on /dev/shm and /var/tmp, copies the program's files into it and makes it
@@ -25,7 +27,7 @@ path (a fresh interpreter per program): scratch, privilege drop, then `run`.
 Exit codes the caller reads as "could not judge" (verdict `error`, never `incorrect`): SETUP_EXIT when the
 sandbox's own files or set-up fail, ENV_EXIT when the program needs a module the sandbox interpreter lacks.
 A program can exit with these codes itself; that only ever turns its verdict into `error`.
-Test: `python -m pytest -q tests/test_sandbox.py`.
+Test: `python -m pytest -q tests/test_sandbox.py tests/test_sandbox_hostile.py`.
 """
 import ctypes
 import json
@@ -316,17 +318,27 @@ def _solution_process(sock, solution, entry):
     _drop_capabilities()
     holder = {}
 
-    def serve():
+    def load():
         code = _compile(solution)
         g = _main_module(solution)
         exec(code, g)
         cls = g.get("Solution")
         if isinstance(cls, type) and hasattr(cls, entry):
-            fn = getattr(cls(), entry)
-        elif callable(g.get(entry)):
-            fn = g[entry]
-        else:
-            raise NameError(f"the solution defines no function {entry!r}")
+            return getattr(cls(), entry)
+        if callable(g.get(entry)):
+            return g[entry]
+        if entry in g:
+            raise TypeError(f"{type(g[entry]).__name__!r} object is not callable")
+        raise NameError(f"name {entry!r} is not defined")  # what the test's call would raise in one process
+
+    def serve():
+        try:
+            fn = load()
+        except (SystemExit, ModuleNotFoundError, _SetupError):
+            raise  # an exit code of its own, or one T passes on
+        except BaseException as e:
+            holder["failed"] = "%s: %s" % _describe(e)
+            raise
         holder["fn"] = fn
         _flush(0)  # T kills this process when the test ends: its prints must be out by then
         while True:
@@ -339,17 +351,28 @@ def _solution_process(sock, solution, entry):
             except ModuleNotFoundError as e:
                 reply = {"env": f"missing module {e.name!r} in the sandbox interpreter {sys.executable}"}
             except BaseException as e:  # the candidate's own exception, sent back for the test to see
-                try:
-                    text = str(e)[:300]
-                except BaseException:
-                    text = "?"
-                reply = {"raise": type(e).__name__, "text": text}
+                name, text = _describe(e)
+                reply = {"raise": name, "text": text}
             _flush(0)
             _send(sock, reply)
 
     code = _guard(serve)
     _flush(code)
+    if "failed" in holder:  # T reads it as the answer to its first call: the real cause, not just "ended"
+        try:
+            _send(sock, {"failed": holder["failed"]})
+        except OSError:
+            pass
     os._exit(code)
+
+
+def _describe(e):
+    """(type name, message) of an exception, whatever its __str__ does."""
+    try:
+        text = str(e)[:300]
+    except BaseException:
+        text = "?"
+    return type(e).__name__, text
 
 
 class _Candidate:
@@ -370,9 +393,15 @@ class _Candidate:
             self._fail(self._ended)
         try:
             _send(self._sock, {"args": encode(list(args)), "kwargs": encode(dict(kwargs))})
+        except OSError:
+            pass  # the solution's process is gone; what it sent before it went is still there to read
+        try:
             reply = _recv(self._sock)
         except OSError:
             reply = None
+        if reply is not None and "failed" in reply:
+            self._ended = f"{reply['failed']} (while loading the solution, before answering)"
+            self._fail(self._ended)
         if reply is None:
             _, status = os.waitpid(self._pid, 0)
             code = os.waitstatus_to_exitcode(status)
