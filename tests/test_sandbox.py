@@ -10,56 +10,17 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import textwrap
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import descendants
+from tests.sandbox_cases import FAST, LEVEL, NS, P, code, run
+from tests.sandbox_cases import no_leftovers  # noqa: F401 (autouse: every test here leaves no process behind)
 from verifiers.code import CodeVerifier
 from verifiers._launch import HARNESS_MAIN, HARNESS_PATH
-from verifiers.sandbox import (ENV_EXIT, NOBODY, PYTHON_ENV, ROOT_ENV, SETUP_EXIT, Limits, RunResult, SandboxUnavailable,
-                               isolation, run_check, run_python, work_root)
+from verifiers.sandbox import (ENV_EXIT, PYTHON_ENV, ROOT_ENV, SETUP_EXIT, RunResult, SandboxUnavailable,
+                               run_check, work_root)
 
-FAST = Limits(timeout_s=1.5, memory_mb=512)
-LEVEL, _PY = isolation()
-NS = LEVEL in ("root-ns", "user-ns")
-
-
-def leftovers() -> list[str]:
-    """Processes of a sandbox run below this test process: cmdline or cwd in a curate-sbx- dir, or uid nobody.
-    Programs in their own PID namespaces still show below it with their parent chain, so nothing else running
-    on the machine is ever counted."""
-    out = []
-    for pid in descendants(os.getpid()):
-        try:
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
-            status = Path(f"/proc/{pid}/status").read_text()  # not stat(): non-dumpable processes show as root
-        except OSError:
-            continue
-        uid = int(status.split("\nUid:", 1)[1].split()[0])
-        try:
-            cwd = os.readlink(f"/proc/{pid}/cwd")  # zygote-forked programs keep the zygote's cmdline
-        except OSError:
-            cwd = ""
-        if b"curate-sbx-" in cmd or "curate-sbx-" in cwd or (LEVEL == "root-ns" and uid == NOBODY):
-            out.append(f"{pid} uid={uid} {cmd[:80]!r}")
-    return out
-
-
-@pytest.fixture(autouse=True)
-def no_leftovers():
-    yield
-    deadline = time.monotonic() + 2.0
-    while leftovers() and time.monotonic() < deadline:  # namespace teardown is asynchronous
-        time.sleep(0.05)
-    assert leftovers() == []
-
-
-def run(src: str, **kw) -> RunResult:
-    return run_python(textwrap.dedent(src), limits=kw.pop("limits", FAST), **kw)
 
 
 def test_a_normal_program_runs_and_sees_a_clean_world():
@@ -78,20 +39,6 @@ def test_a_normal_program_runs_and_sees_a_clean_world():
         assert lines[2] == "/tmp"
     else:
         assert "curate-sbx-" in lines[2] and not Path(lines[2]).exists()  # work dir removed afterwards
-
-
-CHECK_TEST = "def check(f):\n    assert f(2) == 5, 'wrong'\n"
-
-
-@dataclass
-class P:
-    prompt: str = "def add3(x):\n    \"\"\"Add three.\"\"\"\n"
-    reference: dict = field(default_factory=lambda: {"test": CHECK_TEST, "entry_point": "add3", "timeout_s": 1.5})
-    metadata: dict = field(default_factory=dict)
-
-
-def code(body: str) -> str:
-    return "<think>hm</think>\n```python\n" + textwrap.dedent(body) + "\n```"
 
 
 def test_a_real_solution_passes_and_a_wrong_one_fails():

@@ -10,52 +10,20 @@ import subprocess
 import sys
 import textwrap
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from tests.helpers import descendants
+from tests.sandbox_cases import FAST, LEVEL, NS, P, code, leftovers, run
+from tests.sandbox_cases import no_leftovers  # noqa: F401 (autouse: every test here leaves no process behind)
 from verifiers.code import CodeVerifier
-from verifiers.sandbox import NOBODY, OUTPUT_CAP, Limits, RunResult, isolation, run_check, run_python, work_root
+from verifiers.sandbox import OUTPUT_CAP, Limits, run_check, run_python, work_root
 
-FAST = Limits(timeout_s=1.5, memory_mb=512)
-LEVEL, _PY = isolation()
-NS = LEVEL in ("root-ns", "user-ns")
 # Without namespaces (level "none") some attacks would really hurt the machine running the tests: a fork bomb
 # as root (RLIMIT_NPROC does not bind root) or a program killing the test process. Those run only where
 # the sandbox contains them; the fallback level is documented as not containing them.
 NPROC_BINDS = LEVEL == "root-ns" or os.geteuid() != 0
-
-
-def leftovers() -> list[str]:
-    """Processes of a sandbox run below this test process: cmdline or cwd in a curate-sbx- dir, or uid nobody.
-    Programs in their own PID namespaces still show below it with their parent chain, so nothing else running
-    on the machine is ever counted."""
-    out = []
-    for pid in descendants(os.getpid()):
-        try:
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
-            status = Path(f"/proc/{pid}/status").read_text()  # not stat(): non-dumpable processes show as root
-        except OSError:
-            continue
-        uid = int(status.split("\nUid:", 1)[1].split()[0])
-        try:
-            cwd = os.readlink(f"/proc/{pid}/cwd")  # zygote-forked programs keep the zygote's cmdline
-        except OSError:
-            cwd = ""
-        if b"curate-sbx-" in cmd or "curate-sbx-" in cwd or (LEVEL == "root-ns" and uid == NOBODY):
-            out.append(f"{pid} uid={uid} {cmd[:80]!r}")
-    return out
-
-
-@pytest.fixture(autouse=True)
-def no_leftovers():
-    yield
-    deadline = time.monotonic() + 2.0
-    while leftovers() and time.monotonic() < deadline:  # namespace teardown is asynchronous
-        time.sleep(0.05)
-    assert leftovers() == []
 
 
 def test_leftover_check_sees_only_this_test_process_tree(tmp_path):
@@ -69,24 +37,6 @@ def test_leftover_check_sees_only_this_test_process_tree(tmp_path):
         assert stranger not in descendants(os.getpid()) and leftovers() == []
     finally:
         os.kill(stranger, 9)
-
-
-def run(src: str, **kw) -> RunResult:
-    return run_python(textwrap.dedent(src), limits=kw.pop("limits", FAST), **kw)
-
-
-CHECK_TEST = "def check(f):\n    assert f(2) == 5, 'wrong'\n"
-
-
-@dataclass
-class P:
-    prompt: str = "def add3(x):\n    \"\"\"Add three.\"\"\"\n"
-    reference: dict = field(default_factory=lambda: {"test": CHECK_TEST, "entry_point": "add3", "timeout_s": 1.5})
-    metadata: dict = field(default_factory=dict)
-
-
-def code(body: str) -> str:
-    return "<think>hm</think>\n```python\n" + textwrap.dedent(body) + "\n```"
 
 
 # ---------------------------------------------------------------- the corpus (>= 15 attacks)

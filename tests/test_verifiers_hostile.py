@@ -1,7 +1,7 @@
 """Hostile model outputs outside the sandbox: extraction blow-ups, equations that smuggle a gold value, and
 answers that split a majority vote. Each case names what it attacks; time bounds come from the verifier's own
 configured limit (its `timeout_s`), never from how fast this machine happens to be.
-Sandbox attacks (test-file access, exception smuggling, scratch leaks) live in tests/test_sandbox.py.
+Sandbox attacks (test-file access, exception smuggling, scratch leaks) live in tests/test_sandbox_hostile.py.
 Run: `python -m pytest -q tests/test_verifiers_hostile.py`."""
 from __future__ import annotations
 
