@@ -300,7 +300,7 @@ def test_verify_code_caps_are_checked_options(tmp_path):
 
 def test_verify_options_reach_the_named_verifier_and_a_bad_one_is_one_line(tmp_path):
     """`curate verify --option NAME.KEY=VALUE` builds the reward model verifier from a tiny local model (typed
-    values: the threshold is a number); an unknown key, an unknown verifier and a refused value each stop the
+    values: batch_size is an int, the threshold a float; names spelled as the registry compares them); an unknown key, an unknown verifier and a refused value each stop the
     command with one line naming the option, before anything is judged."""
     pytest.importorskip("torch")
     pytest.importorskip("transformers")
@@ -326,7 +326,7 @@ def test_verify_options_reach_the_named_verifier_and_a_bad_one_is_one_line(tmp_p
     assert _verdicts(st) == []
 
     ok = run_cli(*base, "--option", f"reward_model.model={rm}", "--option", "reward_model.batch_size=2",
-                 "--option", "Reward-Model.threshold=-1e3", "--json", timeout=300)
+                 "--option", "Reward-Model.threshold=-1000.0", "--json", timeout=300)
     assert ok.returncode == 0, ok.stderr
     version = get_verifier("reward_model", model=str(rm), threshold=-1000.0).version  # the threshold names the version
     assert json.loads(ok.stdout)["by_verifier"] == {f"reward_model@{version}": {"correct": 3}}
