@@ -20,6 +20,7 @@ Test: `python -m pytest -q tests/test_label.py`.
 """
 from __future__ import annotations
 
+import inspect
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -30,7 +31,7 @@ from curate.records import Verdict
 from curate.store import queries
 from curate.store.sqlcheck import check_predicate
 from verifiers.pool import PoolError, SelfTestFailed, VerifierPool
-from verifiers.registry import RegistryError, by_rules, get_verifier, names, resolve, verifier_class
+from verifiers.registry import RegistryError, by_rules, canonical, get_verifier, names, resolve, verifier_class
 
 
 @dataclass
@@ -176,10 +177,10 @@ def check_args(store: Any, workers: int, batch_size: int, self_test_every: int) 
 
 def options_for(name: str, options: dict | None, verifier_options: dict[str, dict] | None) -> dict:
     """The options verifier `name` is built with: `options` (every verifier), then `verifier_options[name]`
-    (names compare with - and _ alike, as everywhere)."""
+    (names compare as the registry compares them: `Reward-Model` is `reward_model`)."""
     out = dict(options or {})
     for key, opts in (verifier_options or {}).items():
-        if key.replace("-", "_") == name.replace("-", "_"):
+        if canonical(key) == canonical(name):
             out.update(opts or {})
     return out
 
@@ -202,13 +203,57 @@ def code_caps(max_timeout_s: float | None = None, max_memory_mb: int | None = No
     return {"code": opts} if opts else {}
 
 
+OPTIONS_HINT = "`curate verify --option NAME.KEY=VALUE` sets a verifier's options (docs/verifiers.md)"
+
+
+def option_names(cls: Any) -> set[str] | None:
+    """The keyword options verifier class (or factory) `cls` is built with; None when it takes any (**kwargs)."""
+    try:
+        params = inspect.signature(cls).parameters.values()
+    except (TypeError, ValueError):  # no signature to read: the verifier itself judges its options
+        return None
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return None
+    return {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+
+
+def check_options(verifier_options: dict[str, dict] | None) -> None:
+    """InputError naming `NAME.KEY` for options given to a verifier that is not registered, or with a key its
+    constructor does not take; checked for every named verifier, run or not, so a typo never passes silently."""
+    for key, opts in (verifier_options or {}).items():
+        first = next(iter(opts or {}), "")
+        try:
+            name = resolve(key)
+            takes = option_names(verifier_class(name))
+        except RegistryError as e:
+            raise InputError(f"verifier option {key}.{first}: {e}",
+                             hint="`curate verifiers list` shows the registered verifiers") from None
+        for k in opts or {}:
+            if takes is not None and k not in takes:
+                raise InputError(f"verifier option {key}.{k}: verifier {name!r} takes no option {k!r} "
+                                 f"(its options: {', '.join(sorted(takes)) or 'none'})", hint=OPTIONS_HINT)
+
+
+def _build(name: str, opts: dict) -> Any:
+    """The verifier `name` built with `opts`; options it refuses are an InputError that names the options given."""
+    verifier_class(name)  # a verifier that cannot load is a registry error, not a bad option
+    try:
+        return get_verifier(name, **opts)
+    except RegistryError as e:
+        if not isinstance(e.__cause__, (TypeError, ValueError)):
+            raise
+        given = f" ({', '.join(f'{k}={v!r}' for k, v in opts.items())})" if opts else ""
+        raise InputError(f"verifier {name}{given}: {e.__cause__}", hint=OPTIONS_HINT) from None
+
+
 def prepare(store: Any, verifier: str | None, where: str | None, options: dict | None,
             report: LabelReport, verifier_options: dict[str, dict] | None = None,
             ) -> tuple[list[tuple[str, str | None]], dict[str, str], list[str]]:
     """(steps, version per verifier, modules to preload into verifier workers); records unclaimed groups."""
     try:
         steps, report.unclaimed = plan(store, verifier, where)
-        instances = {name: get_verifier(name, **options_for(name, options, verifier_options)) for name, _ in steps}
+        check_options(verifier_options)
+        instances = {name: _build(name, options_for(name, options, verifier_options)) for name, _ in steps}
     except RegistryError as e:
         raise InputError(str(e), hint="`curate verifiers list` shows the registered verifiers") from None
     except (TypeError, ValueError) as e:  # an option the verifier does not take, or a bad value

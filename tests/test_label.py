@@ -296,3 +296,65 @@ def test_verify_code_caps_are_checked_options(tmp_path):
     assert bad.returncode == 2 and bad.stderr.startswith("error: the code sandbox's time cap must be positive"), bad.stderr
     ok = run_cli("verify", "--store", str(st.path), "--workers", "1", "--code-max-timeout-s", "2", "--code-max-memory-mb", "256")
     assert ok.returncode == 0, ok.stderr
+
+
+def test_verify_options_reach_the_named_verifier_and_a_bad_one_is_one_line(tmp_path):
+    """`curate verify --option NAME.KEY=VALUE` builds the reward model verifier from a tiny local model (typed
+    values: batch_size is an int, the threshold a float; names spelled as the registry compares them); an unknown key, an unknown verifier and a refused value each stop the
+    command with one line naming the option, before anything is judged."""
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    from curate.generate.tiny import build_tiny_reward_model
+    from verifiers.registry import get_verifier
+
+    rm = build_tiny_reward_model(tmp_path / "rm")
+    st = TraceStore(tmp_path / "store")
+    probs = [Problem("alpacaeval", "chat", f"Say hello to {who}.", None) for who in ("Ann", "Bo", "Cy")]
+    st.add_problems(probs)
+    st.add_samples([Sample(p.id, f"<think>easy</think>Hello, {p.prompt[13:-1]}!", "s", "m") for p in probs])
+    base = ("verify", "--store", str(st.path), "--verifier", "reward_model", "--workers", "2")
+    for opts, line in ((["reward_model.modle=/x"], "error: verifier option reward_model.modle: verifier 'reward_model' "
+                                                   "takes no option 'modle' (its options: batch_size, device, dtype"),
+                       (["rewrd.model=/x"], "error: verifier option rewrd.model: unknown verifier 'rewrd'"),
+                       ([f"reward_model.model={rm}", "reward_model.batch_size=0"], "error: verifier reward_model "
+                                                                                   f"(model='{rm}', batch_size=0): batch_size must be >= 1"),
+                       (["reward_model.model"], "error: --option expects key=value, got 'reward_model.model'")):
+        bad = run_cli(*base, *(a for o in opts for a in ("--option", o)))
+        errors = [ln for ln in bad.stderr.splitlines() if ln.startswith("error:")]
+        assert bad.returncode == 2 and len(errors) == 1 and errors[0].startswith(line), bad.stderr
+        assert "Traceback" not in bad.stderr
+    assert _verdicts(st) == []
+
+    ok = run_cli(*base, "--option", f"reward_model.model={rm}", "--option", "reward_model.batch_size=2",
+                 "--option", "Reward-Model.threshold=-1000.0", "--json", timeout=300)
+    assert ok.returncode == 0, ok.stderr
+    version = get_verifier("reward_model", model=str(rm), threshold=-1000.0).version  # the threshold names the version
+    assert json.loads(ok.stdout)["by_verifier"] == {f"reward_model@{version}": {"correct": 3}}
+    rows = st.query("SELECT status, score FROM verdicts").to_pylist()
+    assert len(rows) == 3 and all(r["status"] == "correct" and isinstance(r["score"], float) for r in rows)
+
+
+def test_verifier_options_parse_typed_and_nested_and_the_operators_caps_win(tmp_path):
+    from curate.cli.label import verifier_options
+
+    assert verifier_options(["reward_model.batch_size=4", "harm_judge.backend_options.base_url=http://h:8000/v1",
+                             "harm-judge.success_rating=4", "code.memory_mb="]) == {
+        "reward_model": {"batch_size": 4},
+        "harm_judge": {"backend_options": {"base_url": "http://h:8000/v1"}, "success_rating": 4},
+        "code": {"memory_mb": ""}}
+    st = _fill(tmp_path / "store", n_countdown=1)
+    with pytest.raises(InputError, match="harm_judge.nope: verifier 'harm_judge' takes no option 'nope'"):
+        label_store(st, workers=1, verifier_options={"harm_judge": {"nope": 1}})  # checked though harm_judge never runs
+    assert _verdicts(st) == []
+
+    # --code-max-timeout-s caps the sandbox even when --option asks the code verifier for more
+    st = TraceStore(tmp_path / "code")
+    p = Problem("livecodebench", "code", "Print 1.", {"tests": [{"input": "", "output": "1\n"}], "timeout_s": 100})
+    st.add_problems([p])
+    st.add_samples([Sample(p.id, "```python\nimport time\ntime.sleep(4)\nprint(1)\n```", "s", "m")])
+    out = run_cli("verify", "--store", str(st.path), "--verifier", "code", "--workers", "1", "--json",
+                  "--option", "code.max_timeout_s=100", "--option", "code.timeout_s=100", "--code-max-timeout-s", "1.5")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["by_verifier"]["code@1"] == {"timeout": 1}
+    reason = st.query("SELECT reason FROM verdicts").to_pylist()[0]["reason"]
+    assert "clamped to the operator's cap 1.5" in reason

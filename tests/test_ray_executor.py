@@ -1,7 +1,8 @@
 """The Ray executor (Ray Data pipelines) on a local 2-CPU Ray: the synthetic backend and the real verifiers give the
 same sample ids, texts, verdicts and eval rows as the local executor; a worker killed mid-batch (labeling) or right
 after writing its shard (generation) is retried with no duplicates and no loss; a self-test failing on a worker
-writes only what earlier self-tests confirmed; a store the workers cannot see, or a GPU backend on a cluster
+writes only what earlier self-tests confirmed; a verifier with `max_workers = 1` (the reward model's cap) is judged
+by one process; a store the workers cannot see, or a GPU backend on a cluster
 without GPUs, stops the command with one line. One Ray session serves the whole module (starting Ray takes
 ~10 s here).
 
@@ -33,6 +34,21 @@ from tests.helpers import flaky_plugin  # noqa: E402
 from verifiers import registry  # noqa: E402
 
 SAMPLING = SamplingParams(max_tokens=4096)
+ONE_COPY = '''
+"""A verifier that, like the reward model, asks for one worker process per labeling run; says which process judged."""
+import os
+import time
+from verifiers.base import Verifier
+
+class OneCopy(Verifier):
+    name = "one_copy"
+    domains = ("one_copy",)
+    max_workers = 1
+
+    def check(self, problem, response):
+        time.sleep(0.1)  # long enough that a second process in the pool would take some of the work
+        return self.verdict("correct", answer=response, reason=f"pid {os.getpid()}")
+'''
 OPTIONS = {"wrong_share": 0.3}  # some traces reach a wrong answer, so verdicts are not all `correct`
 
 
@@ -41,6 +57,11 @@ def ray_session(tmp_path_factory):
     # A plugin verifier whose environment can break (see tests/test_label.py), visible to this process and, through
     # the environment Ray's workers inherit, to every verifier worker.
     env = flaky_plugin(tmp_path_factory.mktemp("flaky"))
+    plug = Path(env["PYTHONPATH"].split(":")[-1])  # and one_copy, a verifier with max_workers, beside it
+    (plug / "one_copy-0.1.dist-info").mkdir()
+    (plug / "one_copy-0.1.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: one_copy\nVersion: 0.1\n")
+    (plug / "one_copy-0.1.dist-info" / "entry_points.txt").write_text("[curate.verifiers]\none_copy = one_copy:OneCopy\n")
+    (plug / "one_copy.py").write_text(ONE_COPY)
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     sys.path.append(env["PYTHONPATH"].split(":")[-1])
@@ -122,6 +143,20 @@ def test_a_labeling_worker_killed_mid_batch_is_retried_with_no_loss_and_no_dupli
     assert marker.exists()  # a worker really died mid-batch
     assert lab.labeled == lab.written == 26  # the killed batch's partial work was never counted or written
     assert _verdicts(st) == _verdicts(local)
+
+
+def test_a_verifier_with_max_workers_is_judged_by_that_many_processes(tmp_path):
+    st = _store(tmp_path / "store", problems=4)
+    run(st, make_backend("synthetic", None, SAMPLING, OPTIONS), None, RunConfig(n=1, seed=2, sampling=SAMPLING),
+        progress=False)
+    probs = [Problem("one_copy", "one_copy", f"Say ok ({i}).", "ok") for i in range(8)]
+    st.add_problems(probs)
+    st.add_samples([Sample(p.id, "ok", "s", "m") for p in probs])
+    rep = X.label_store(st, workers=2, batch_size=2)
+    assert rep.labeled == rep.written == 12
+    assert sum(rep.by_verifier["one_copy@1"].values()) == 8 and sum(rep.by_verifier["countdown@1"].values()) == 4
+    pids = st.query("SELECT DISTINCT reason FROM verdicts WHERE verifier = 'one_copy'").to_pylist()
+    assert len(pids) == 1  # one process judged all eight, as the local labeler's pool of one would
 
 
 def test_a_self_test_failing_on_a_worker_writes_only_the_batches_confirmed_before_it(tmp_path):

@@ -7,7 +7,11 @@ from typing import Annotated, Optional
 import typer
 
 from curate.cli.common import (DEFAULT_STORE, ExecutorOpt, JsonOpt, RayAddressOpt, StoreOpt, emit_json, err_console,
-                               open_store, out_console, print_table, warn, warn_store)
+                               open_store, out_console, parse_pairs, print_table, warn, warn_store)
+
+OptionOpt = Annotated[Optional[list[str]], typer.Option(
+    "--option", help="A verifier's option NAME.KEY=VALUE (repeatable), e.g. reward_model.model=/models/reward; "
+                     "the value is read as --set reads it (4 an int, [1, 2] a list).")]
 
 
 def register(app: typer.Typer) -> None:
@@ -48,6 +52,7 @@ def verify(
                                                                 "problem data may lower it, never raise it.")] = None,
     code_max_memory_mb: Annotated[Optional[int], typer.Option(help="Cap on the code sandbox's memory per test (MB); "
                                                               "problem data may lower it, never raise it.")] = None,
+    option: OptionOpt = None,
     executor: ExecutorOpt = "local",
     ray_address: RayAddressOpt = None,
     json_: JsonOpt = False,
@@ -58,12 +63,15 @@ def verify(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from curate.errors import CurateError, InputError
-    from curate.label import code_caps
+    from curate.label import check_options, code_caps
     from curate.scale import resolve_executor
 
     if not 0.0 <= max_error_share <= 1.0:
         raise InputError(f"--max-error-share must be between 0 and 1, got {max_error_share:g}")
-    caps = code_caps(code_max_timeout_s, code_max_memory_mb)
+    vopts = verifier_options(option)
+    for name, caps in code_caps(code_max_timeout_s, code_max_memory_mb).items():  # the operator's caps win
+        vopts[name] = {**vopts.get(name, {}), **caps}
+    check_options(vopts)  # before the progress bar starts: a typo is the only line printed
     label_store = resolve_executor(executor, ray_address).label_store
     st = open_store(store)
     columns = [TextColumn("verifying {task.fields[name]}"), BarColumn(), MofNCompleteColumn(),
@@ -82,7 +90,7 @@ def verify(
             bar.update(task, total=(bar.tasks[0].total or 0) + n, name=name)
 
         rep = label_store(st, verifier=verifier, workers=workers, relabel=relabel, where=where, batch_size=batch_size,
-                          planned=plan, progress=tick, self_test_every=self_test_every, verifier_options=caps)
+                          planned=plan, progress=tick, self_test_every=self_test_every, verifier_options=vopts)
     warn_store(st)
     data = rep.to_dict()
     if not emit_json(data, json_):
@@ -94,6 +102,26 @@ def verify(
         raise CurateError(f"error share above --max-error-share {max_error_share:.1%}: {'; '.join(over)}",
                           hint="these verdicts say the verifier could not judge: `curate sql \"SELECT verifier, reason, "
                                "count(*) FROM verdicts WHERE status = 'error' GROUP BY ALL\"` shows why (docs/verifiers.md)")
+
+
+def verifier_options(pairs: list[str] | None) -> dict[str, dict]:
+    """`--option NAME.KEY=VALUE` items as label_store's `verifier_options` ({NAME: {KEY: value}}). Values are
+    YAML scalars, as `--set` reads them, so `batch_size=4` is an int; a dotted KEY fills a dict option
+    (`harm_judge.backend_options.base_url=...`)."""
+    from curate.config import set_dotted
+    from curate.errors import InputError
+    from curate.yamlfile import parse_scalar
+    from verifiers.registry import canonical
+
+    out: dict[str, dict] = {}
+    for key, text in parse_pairs(pairs, "--option").items():
+        name, _, field = key.partition(".")
+        if not name.strip() or not field.strip():
+            raise InputError(f"--option {key}={text}: expected NAME.KEY=VALUE, e.g. reward_model.model=/models/reward")
+        value = parse_scalar(text, f"--option {key}") if text.strip() else ""
+        set_dotted(out.setdefault(canonical(name), {}), field.strip(), value, where="--option", what="verifier's options",
+                   create=True)
+    return out
 
 
 def _print_summary(data: dict) -> None:

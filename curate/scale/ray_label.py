@@ -4,9 +4,11 @@ The driver plans the unlabeled samples per verifier (`TraceStore.unlabeled_plan`
 positions in the shard files; no text) and cuts the plan into pieces of at most `self_test_every` x `batch_size`
 traces (a large shard becomes several pieces, small shards share one). The pieces, ids and positions with their
 problems, are the dataset (`from_items`); `map_batches` runs an actor class over them (`concurrency` actors of
-`num_cpus` = verifier processes each). Each actor reads its pieces' text from the shared store directory itself
-(`TraceStore.shard_texts`; two calls at a time, so it reads the next piece while its pool judges one), holds one
-warm `verifiers.pool.VerifierPool` (a process per CPU, the local executor's hard per-response kill), and runs
+`num_cpus` = verifier processes each). A verifier whose class sets `max_workers` (the reward model: 1, one copy
+of the model per run) has its pieces judged by their own pool of at most that many processes in all; the pools
+run one after another (the local labeler caps its one pool for the whole run). Each actor reads its pieces' text
+from the shared store directory itself (`TraceStore.shard_texts`; two calls at a time, so it reads the next piece
+while its pool judges one), holds one warm `verifiers.pool.VerifierPool` (a process per CPU, the local executor's hard per-response kill), and runs
 every verifier's self-test before it judges anything and again after every piece. A piece's verdicts leave the
 actor only with that passing self-test, so the driver (the one writer, `store.add_verdicts` in chunks of
 `batch_size`) writes nothing that a self-test on the actor that judged it has not confirmed afterwards. A failed self-test stops the command; the failed piece is discarded. A shard
@@ -133,32 +135,52 @@ def label_store(store: Any, verifier: str | None = None, workers: int = 2, relab
     root = store.path.resolve()
     with session(address) as ray, probe_file(root) as visible:
         quiet_data(ray)
-        n, per = _actor_shape(ray, workers)
-        total = sum(len(items) for _, plan, _ in work for _, items in plan)
-        chunk = max(1, min(self_test_every * batch_size, math.ceil(total / (2 * n))))
-        pieces, paths = _pieces(work, chunk, store.path, root)
         writer = _VerdictWriter(store, relabel, batch_size, report, progress)
-        # from_items builds its blocks here (from_arrow starts a Ray task per table to read its metadata)
-        ds = ray.data.from_items([{"piece": i, "work": w} for i, w in enumerate(pieces)],
-                                 override_num_blocks=len(pieces))
-        ds = ds.map_batches(_LabelActor, batch_size=1, batch_format="pyarrow", num_cpus=per,
-                            compute=ray.data.ActorPoolStrategy(size=n, max_tasks_in_flight_per_actor=2,
-                                                               max_concurrent_calls_per_actor=2,
-                                                               enable_true_multi_threading=True),
-                            fn_constructor_args=(preload, grace_s, faults, per, [name for name, _, _ in work], per_name,
-                                                 visible))
         skipped: dict[tuple[str, str], int] = {}
-        try:
+        paths: dict[tuple[str, str], tuple] = {}
+
+        def judge(group: list, processes: int) -> None:  # one actor pool of `processes` verifier processes in all
+            n, per = _actor_shape(ray, processes)
+            total = sum(len(items) for _, plan, _ in group for _, items in plan)
+            chunk = max(1, min(self_test_every * batch_size, math.ceil(total / (2 * n))))
+            pieces, where = _pieces(group, chunk, store.path, root)
+            offset = len(paths)  # shards keep their plan order across groups
+            paths.update((key, (offset + pos, path)) for key, (pos, path) in where.items())
+            # from_items builds its blocks here (from_arrow starts a Ray task per table to read its metadata)
+            ds = ray.data.from_items([{"piece": i, "work": w} for i, w in enumerate(pieces)],
+                                     override_num_blocks=len(pieces))
+            ds = ds.map_batches(_LabelActor, batch_size=1, batch_format="pyarrow", num_cpus=per,
+                                compute=ray.data.ActorPoolStrategy(size=n, max_tasks_in_flight_per_actor=2,
+                                                                   max_concurrent_calls_per_actor=2,
+                                                                   enable_true_multi_threading=True),
+                                fn_constructor_args=(preload, grace_s, faults, per, [name for name, _, _ in group],
+                                                     per_name, visible))
             for res in results(ray, ds):
                 writer.take(res)
                 for name, shard, count in res["missing"]:
                     skipped[(name, shard)] = skipped.get((name, shard), 0) + count
+
+        try:
+            for processes, group in _by_workers(work, workers):
+                judge(group, processes)
             writer.flush()
         finally:  # the local labeler's warning, once per verifier and shard, in plan order
             for key in sorted(skipped, key=lambda key: paths[key][0]):
                 store.warnings.append(f"shard {paths[key][1]} is missing or damaged; {skipped[key]} samples skipped")
     report.seconds = time.monotonic() - t0
     return report
+
+
+def _by_workers(work: list, workers: int) -> list[tuple[int, list]]:
+    """The work grouped by how many verifier processes may judge it, first group first: `workers`, or fewer for
+    a verifier whose class sets `max_workers` (a reward model: one copy of the model per labeling run, as locally)."""
+    from verifiers.registry import verifier_class
+
+    groups: dict[int, list] = {}
+    for item in work:
+        cap = getattr(verifier_class(item[0]), "max_workers", None)
+        groups.setdefault(min(workers, cap or workers), []).append(item)
+    return list(groups.items())
 
 
 def _pieces(work: list, chunk: int, base: Path, root: Path) -> tuple[list[bytes], dict[tuple[str, str], tuple]]:
