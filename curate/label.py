@@ -5,8 +5,9 @@
   (`verifiers.registry.by_rules`); problems nothing claims are reported, not labeled.
 - What: `store.unlabeled(name, version, where, relabel)`: samples without a verdict from that verifier
   *version* (a new version re-labels), filtered by an optional SQL predicate over the `traces` view.
-- How: a `verifiers.pool.VerifierPool` (hard wall-clock kill per response), one batch of `batch_size` at a time.
-- Self-tests: every verifier's probes (`Verifier.probes`) run in the pool before anything is labeled and again
+- How: a `verifiers.pool.VerifierPool` (hard wall-clock kill per response), one batch of `batch_size` at a time;
+  a verifier whose class sets `max_workers` (a reward model: 1) gets its own pool of that size.
+- Self-tests: every verifier's probes (`Verifier.probes`) run in its pool before the pool labels anything and again
   after every `self_test_every` batches (so also at the end). A batch's verdicts are written only once the
   self-test after it has passed; when one fails, labeling stops with a CurateError naming the verifier, the
   probe and the reason, and the failed stretch is discarded (still unlabeled: a re-run judges it again).
@@ -124,38 +125,55 @@ def label_store(
     report = LabelReport()
     steps, versions, preload = prepare(store, verifier, where, options, report, verifier_options)
     per_name = {name: options_for(name, options, verifier_options) for name, _ in steps}
-    # a verifier that loads a model (a reward model) asks for one worker: one copy of the model, not one per worker
-    workers = min([workers] + [getattr(verifier_class(name), "max_workers", None) or workers for name, _ in steps])
     try:
-        with VerifierPool(workers=workers, grace_s=grace_s, preload=preload) as pool:
-            for name, _ in steps:  # every verifier proves itself before anything is labeled
-                _self_test(pool, name, per_name[name], report)
-            for name, pred in steps:
-                opts = per_name[name]
-                stretch: list[Verdict] = []
-                on_plan = (lambda n, name=name: planned(n, name)) if planned else None
-                batches = store.unlabeled(name, versions[name], where=pred, relabel=relabel, batch_size=batch_size,
-                                          on_plan=on_plan)
-                for n, batch in enumerate(batches, 1):
-                    tasks = [(sid, name, opts, problem, text) for problem, sid, text in batch]
-                    for sid, verdict in pool.run(tasks):
-                        v = verdict.with_sample(sid)
-                        stretch.append(v)
-                        report.count(v)
-                        if progress:
-                            progress(1, name)
-                    if n % self_test_every == 0:
-                        report.written += _confirm_and_write(pool, store, name, opts, stretch, relabel, report)
-                        stretch = []
-                if stretch:
-                    report.written += _confirm_and_write(pool, store, name, opts, stretch, relabel, report)
-            report.killed = pool.kills
+        for processes, group in by_workers(steps, workers):
+            with VerifierPool(workers=processes, grace_s=grace_s, preload=preload) as pool:
+                for name, _ in group:  # every verifier of the pool proves itself before the pool labels anything
+                    _self_test(pool, name, per_name[name], report)
+                for name, pred in group:
+                    _label_step(store, pool, name, pred, versions[name], per_name[name], report, relabel=relabel,
+                                batch_size=batch_size, self_test_every=self_test_every, progress=progress,
+                                planned=planned)
+                report.killed += pool.kills
     except PoolError as e:
         raise CurateError(f"verifier workers cannot start: {e}") from None
     except SelfTestFailed as e:
         raise CurateError(str(e), hint=SELF_TEST_HINT) from None
     report.seconds = time.monotonic() - t0
     return report
+
+
+def by_workers(steps: list, workers: int) -> list[tuple[int, list]]:
+    """Steps (verifier name first) grouped by how many verifier processes may judge them, in plan order: `workers`,
+    or fewer for a verifier whose class sets `max_workers` (a reward model asks for one: one copy of its model
+    per labeling run), so the other verifiers of the same run keep every worker."""
+    groups: dict[int, list] = {}
+    for step in steps:
+        cap = getattr(verifier_class(step[0]), "max_workers", None)
+        groups.setdefault(min(workers, cap or workers), []).append(step)
+    return list(groups.items())
+
+
+def _label_step(store: Any, pool: VerifierPool, name: str, pred: str | None, version: str, opts: dict,
+                report: LabelReport, *, relabel: bool, batch_size: int, self_test_every: int,
+                progress: Callable[[int, str], None] | None, planned: Callable[[int, str], None] | None) -> None:
+    """Judge one verifier's unlabeled samples, writing each stretch of batches after a passing self-test."""
+    stretch: list[Verdict] = []
+    on_plan = (lambda n: planned(n, name)) if planned else None
+    batches = store.unlabeled(name, version, where=pred, relabel=relabel, batch_size=batch_size, on_plan=on_plan)
+    for n, batch in enumerate(batches, 1):
+        tasks = [(sid, name, opts, problem, text) for problem, sid, text in batch]
+        for sid, verdict in pool.run(tasks):
+            v = verdict.with_sample(sid)
+            stretch.append(v)
+            report.count(v)
+            if progress:
+                progress(1, name)
+        if n % self_test_every == 0:
+            report.written += _confirm_and_write(pool, store, name, opts, stretch, relabel, report)
+            stretch = []
+    if stretch:
+        report.written += _confirm_and_write(pool, store, name, opts, stretch, relabel, report)
 
 
 SELF_TEST_HINT = ("nothing judged since its last passing self-test was written; fix the environment "

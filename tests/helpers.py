@@ -185,3 +185,36 @@ def flaky_plugin(tmp_path: Path) -> dict:
     (info / "entry_points.txt").write_text("[curate.verifiers]\nflaky = flaky_plugin:Flaky\n")
     (plug / "flaky_plugin.py").write_text(FLAKY)
     return {"PYTHONPATH": f"{ROOT}:{plug}", "FLAKY_FLAG": str(tmp_path / "broken")}
+
+
+CAPPED = '''
+"""Two verifiers that say which process judged: `one_copy` asks, like the reward model, for one worker process
+per labeling run (`max_workers = 1`); `any_copy` takes every worker."""
+import os
+import time
+from verifiers.base import Verifier
+
+class OneCopy(Verifier):
+    name = "one_copy"
+    domains = ("one_copy",)
+    max_workers = 1
+
+    def check(self, problem, response):
+        time.sleep(0.1)  # long enough that a second process in the pool would take some of the work
+        return self.verdict("correct", answer=response, reason=f"pid {os.getpid()}")
+
+class AnyCopy(OneCopy):
+    name = "any_copy"
+    domains = ("any_copy",)
+    max_workers = None
+'''
+
+
+def capped_plugin(plug: Path) -> None:
+    """Install the CAPPED verifiers as a plugin distribution in `plug` (a folder on PYTHONPATH)."""
+    info = plug / "capped_plugin-0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: capped_plugin\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[curate.verifiers]\none_copy = capped_plugin:OneCopy\n"
+                                           "any_copy = capped_plugin:AnyCopy\n")
+    (plug / "capped_plugin.py").write_text(CAPPED)

@@ -15,7 +15,7 @@ from curate.errors import InputError, StoreError
 from curate.label import label_store, plan
 from curate.records import Problem, Sample
 from curate.store import TraceStore
-from tests.helpers import ROOT, flaky_plugin, run_cli
+from tests.helpers import ROOT, capped_plugin, flaky_plugin, run_cli
 
 
 def _fill(path: Path, n_countdown: int = 6, code_tests: int = 0) -> TraceStore:
@@ -200,6 +200,24 @@ def test_a_failing_self_test_stops_labeling_and_stores_nothing_wrong(tmp_path):
     rows = _verdicts(st)
     assert len(rows) % 3 == 0 and len(rows) < 12  # whole batches that passed the self-test after them
     assert {r["status"] for r in rows} <= {"correct"}  # nothing from the failed stretch, nothing wrong
+
+
+def test_a_verifier_capped_at_one_worker_leaves_the_others_every_worker(tmp_path):
+    """A reward model asks for one process (one copy of its model); the other verifiers of the same run still
+    get all of --workers, each judged in its own pool."""
+    plug = tmp_path / "plugin"
+    capped_plugin(plug)
+    st = TraceStore(tmp_path / "store")
+    probs = [Problem(d, d, f"Say ok ({i}).", "ok") for d in ("one_copy", "any_copy") for i in range(8)]
+    st.add_problems(probs)
+    st.add_samples([Sample(p.id, "ok", "s", "m") for p in probs])
+    out = run_cli("verify", "--store", str(st.path), "--workers", "2", "--batch-size", "8", "--json",
+                  env={"PYTHONPATH": f"{ROOT}:{plug}"})
+    assert out.returncode == 0, out.stderr
+    pids = {name: {r["reason"] for r in st.query(f"SELECT reason FROM verdicts WHERE verifier = '{name}'").to_pylist()}
+            for name in ("one_copy", "any_copy")}
+    assert len(pids["one_copy"]) == 1 and len(pids["any_copy"]) == 2
+    assert json.loads(out.stdout)["labeled"] == 16
 
 
 def test_verify_prints_the_status_distribution_and_fails_above_the_error_share(tmp_path):

@@ -30,25 +30,10 @@ from curate.scale.ray_label import _pieces  # noqa: E402
 from curate.store import TraceStore  # noqa: E402
 from curate.tasks import iter_problems  # noqa: E402
 from tests.helpers import run_cli  # noqa: E402
-from tests.helpers import flaky_plugin  # noqa: E402
+from tests.helpers import capped_plugin, flaky_plugin  # noqa: E402
 from verifiers import registry  # noqa: E402
 
 SAMPLING = SamplingParams(max_tokens=4096)
-ONE_COPY = '''
-"""A verifier that, like the reward model, asks for one worker process per labeling run; says which process judged."""
-import os
-import time
-from verifiers.base import Verifier
-
-class OneCopy(Verifier):
-    name = "one_copy"
-    domains = ("one_copy",)
-    max_workers = 1
-
-    def check(self, problem, response):
-        time.sleep(0.1)  # long enough that a second process in the pool would take some of the work
-        return self.verdict("correct", answer=response, reason=f"pid {os.getpid()}")
-'''
 OPTIONS = {"wrong_share": 0.3}  # some traces reach a wrong answer, so verdicts are not all `correct`
 
 
@@ -57,11 +42,7 @@ def ray_session(tmp_path_factory):
     # A plugin verifier whose environment can break (see tests/test_label.py), visible to this process and, through
     # the environment Ray's workers inherit, to every verifier worker.
     env = flaky_plugin(tmp_path_factory.mktemp("flaky"))
-    plug = Path(env["PYTHONPATH"].split(":")[-1])  # and one_copy, a verifier with max_workers, beside it
-    (plug / "one_copy-0.1.dist-info").mkdir()
-    (plug / "one_copy-0.1.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: one_copy\nVersion: 0.1\n")
-    (plug / "one_copy-0.1.dist-info" / "entry_points.txt").write_text("[curate.verifiers]\none_copy = one_copy:OneCopy\n")
-    (plug / "one_copy.py").write_text(ONE_COPY)
+    capped_plugin(Path(env["PYTHONPATH"].split(":")[-1]))  # and one_copy, a verifier with max_workers, beside it
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     sys.path.append(env["PYTHONPATH"].split(":")[-1])

@@ -161,7 +161,7 @@ def label_store(store: Any, verifier: str | None = None, workers: int = 2, relab
                     skipped[(name, shard)] = skipped.get((name, shard), 0) + count
 
         try:
-            for processes, group in _by_workers(work, workers):
+            for processes, group in L.by_workers(work, workers):
                 judge(group, processes)
             writer.flush()
         finally:  # the local labeler's warning, once per verifier and shard, in plan order
@@ -169,18 +169,6 @@ def label_store(store: Any, verifier: str | None = None, workers: int = 2, relab
                 store.warnings.append(f"shard {paths[key][1]} is missing or damaged; {skipped[key]} samples skipped")
     report.seconds = time.monotonic() - t0
     return report
-
-
-def _by_workers(work: list, workers: int) -> list[tuple[int, list]]:
-    """The work grouped by how many verifier processes may judge it, first group first: `workers`, or fewer for
-    a verifier whose class sets `max_workers` (a reward model: one copy of the model per labeling run, as locally)."""
-    from verifiers.registry import verifier_class
-
-    groups: dict[int, list] = {}
-    for item in work:
-        cap = getattr(verifier_class(item[0]), "max_workers", None)
-        groups.setdefault(min(workers, cap or workers), []).append(item)
-    return list(groups.items())
 
 
 def _pieces(work: list, chunk: int, base: Path, root: Path) -> tuple[list[bytes], dict[tuple[str, str], tuple]]:
