@@ -12,6 +12,8 @@ catalog naming `../../elsewhere` or a shard file linked to a file outside the st
 """
 from __future__ import annotations
 
+import bisect
+import itertools
 import os
 import re
 import stat
@@ -147,3 +149,21 @@ def looks_complete(path: Path) -> bool:
         return head == PARQUET_MAGIC and tail == PARQUET_MAGIC
     except OSError:
         return False
+
+
+def read_texts(path: Path, rows: list[int]) -> list[str] | None:
+    """The trace text at these row positions of a shard file (None when the file is missing or damaged).
+    Only the row groups holding those rows are read and decoded, whatever their sizes."""
+    if not looks_complete(path):
+        return None
+    f = pq.ParquetFile(path)
+    if "text" not in f.schema_arrow.names:  # Parquet, but not a shard
+        return None
+    sizes = [f.metadata.row_group(g).num_rows for g in range(f.metadata.num_row_groups)]
+    firsts = [0, *itertools.accumulate(sizes)][:-1]  # first row of each row group
+    group = [bisect.bisect_right(firsts, r) - 1 for r in rows]
+    wanted = sorted(set(group))
+    # where each wanted group starts in what is read
+    offset = dict(zip(wanted, [0, *itertools.accumulate(sizes[g] for g in wanted)]))
+    text = f.read_row_groups(wanted, columns=["text"]).column("text")
+    return text.take(pa.array([offset[g] + r - firsts[g] for g, r in zip(group, rows)], pa.int64())).to_pylist()
