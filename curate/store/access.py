@@ -19,6 +19,7 @@ from typing import Iterator
 import duckdb
 import pyarrow.parquet as pq
 
+from curate.cpus import usable_cpus
 from curate.errors import StoreError, first_line
 from curate.store import shards as shard_io
 from curate.store.connection import connect, connect_readonly, lock_down, lock_down_writer, lock_timeout, trust_catalog
@@ -123,7 +124,8 @@ class CatalogAccess:
         except OSError as e:
             raise self.write_error(e, str(self.path)) from None
         with store_lock(self.path, exclusive=True, timeout=lock_timeout()):
-            con = connect(self.db_path, read_only=False)
+            # DuckDB would start a thread per CPU of the machine, not per CPU this process may use.
+            con = connect(self.db_path, read_only=False, config={"threads": usable_cpus()})
             failed = True
             try:
                 lock_down_writer(con, [self.path, self.shard_dir, self.records_dir])

@@ -28,6 +28,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from curate import features
+from curate.cpus import usable_cpus
 from curate.errors import StoreError
 from curate.records import Sample, canonical_json
 
@@ -78,8 +79,8 @@ FEATURE_CHUNK_BYTES = 16 << 20
 
 
 def with_features(table: pa.Table) -> pa.Table:
-    """Append the feature columns to a shard table, computed in chunks on a thread per core (the pyarrow
-    and polars kernels release the GIL, so the chunks of a large batch really run in parallel)."""
+    """Append the feature columns to a shard table, computed in chunks on a thread per usable CPU (the
+    pyarrow and polars kernels release the GIL, so the chunks of a large batch really run in parallel)."""
     def compute(t: pa.Table) -> pa.Table:
         return features.compute(t.column("text"), t.column("finish_reason"), t.column("completion_tokens"))
 
@@ -87,7 +88,7 @@ def with_features(table: pa.Table) -> pa.Table:
     cuts = np.flatnonzero(np.diff(ends // FEATURE_CHUNK_BYTES, prepend=0)) + 1  # after each full FEATURE_CHUNK_BYTES
     bounds = [0, *cuts[cuts < table.num_rows].tolist(), table.num_rows]
     chunks = [table.slice(a, b - a) for a, b in zip(bounds, bounds[1:])]
-    workers = min(len(chunks), os.cpu_count() or 1)
+    workers = min(len(chunks), usable_cpus())
     if workers > 1:
         with ThreadPoolExecutor(max_workers=workers) as pool:
             feats = pa.concat_tables(pool.map(compute, chunks))

@@ -8,13 +8,13 @@ verdicts leave a write-ahead record first (journal.py), removed again when their
 """
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Iterable, TypeVar
 
 import pyarrow as pa
 
+from curate.cpus import usable_cpus
 from curate.errors import InputError
 from curate.records import Problem, Sample, Verdict, canonical_json
 from curate.store import commit, journal, keys
@@ -98,8 +98,8 @@ class Writes(CatalogAccess):
     def write_shard(self, samples: Iterable[Sample] | pa.Table, prefix: str = "s") -> list[Path]:
         """Producer side: write samples (with features) as pending shards. No catalog lock is taken.
 
-        Features are computed on a thread per core (shards.with_features), then a large batch is split into
-        shards of SHARD_ROWS, each written by its own thread (Parquet compression releases the GIL)."""
+        Features are computed on a thread per usable CPU (shards.with_features), then a large batch is split
+        into shards of SHARD_ROWS, each written by its own thread (Parquet compression releases the GIL)."""
         table = samples if isinstance(samples, pa.Table) else shard_io.samples_to_table(samples)
         if table.num_rows == 0:
             return []
@@ -113,7 +113,7 @@ class Writes(CatalogAccess):
         try:
             if len(parts) == 1:
                 return [write(parts[0])]
-            with ThreadPoolExecutor(max_workers=min(len(parts), os.cpu_count() or 1)) as pool:
+            with ThreadPoolExecutor(max_workers=min(len(parts), usable_cpus())) as pool:
                 return list(pool.map(write, parts))
         except OSError as e:  # disk full, read-only, permission denied: nothing of this batch is stored
             raise self.write_error(e) from None
