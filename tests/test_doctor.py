@@ -170,13 +170,13 @@ def test_a_missing_catalog_is_rebuilt_and_said_so(tmp_path, cli):
 
 
 def test_the_rebuild_opens_the_new_catalog_once(tmp_path, monkeypatch):
-    import curate.store.store as store_mod
+    from curate.store import access
 
     st = make_study_store(tmp_path / "s")
     assert len(st.record_files()) > 10
     opened = []
-    real = store_mod.connect
-    monkeypatch.setattr(store_mod, "connect", lambda path, **kw: opened.append(path) or real(path, **kw))
+    real = access.connect
+    monkeypatch.setattr(access, "connect", lambda path, **kw: opened.append(path) or real(path, **kw))
     rebuild(st)
     assert len(opened) == 1, opened
 

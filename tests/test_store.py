@@ -33,10 +33,10 @@ def test_older_store_is_migrated_on_open(store_path, monkeypatch):
     extra = ("0002_test_extra", "CREATE TABLE extra_rows (x INTEGER)")
     monkeypatch.setattr(migrations, "MIGRATIONS", migrations.MIGRATIONS + [extra])
     monkeypatch.setattr(migrations, "KNOWN", migrations.KNOWN | {extra[0]})
-    import curate.store.store as store_mod
+    from curate.store import access
 
-    monkeypatch.setattr(store_mod, "MIGRATIONS", migrations.MIGRATIONS)
-    monkeypatch.setattr(store_mod, "KNOWN", migrations.KNOWN)
+    monkeypatch.setattr(access, "MIGRATIONS", migrations.MIGRATIONS)
+    monkeypatch.setattr(access, "KNOWN", migrations.KNOWN)
     from curate.store import connection
 
     monkeypatch.setattr(connection, "TABLES", migrations.TABLES | {"extra_rows"})
@@ -229,9 +229,9 @@ def test_large_and_unicode_text_round_trips(store_path):
 
 
 def test_large_batches_split_into_parallel_shards(store_path, monkeypatch):
-    import curate.store.store as store_mod
+    from curate.store import writes
 
-    monkeypatch.setattr(store_mod, "SHARD_ROWS", 4)
+    monkeypatch.setattr(writes, "SHARD_ROWS", 4)
     st = TraceStore(store_path)
     probs, samples = make(n_problems=5, per=2)
     st.add_problems(probs)

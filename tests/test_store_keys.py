@@ -75,13 +75,13 @@ def test_converted_store_keeps_taking_writes(old_store):
 
 def test_conversion_interrupted_leaves_the_old_catalog(old_store, monkeypatch):
     from curate.store import keys
-    from curate.store import store as store_module
+    from curate.store import access
 
     def broken(con, store):
         con.execute("ALTER TABLE sample_rows RENAME TO old_sample_rows")
         raise duckdb.IOException("disk went away")
 
-    monkeypatch.setattr(store_module, "MIGRATIONS", [(n, broken if f is keys.convert else f) for n, f in store_module.MIGRATIONS])
+    monkeypatch.setattr(access, "MIGRATIONS", [(n, broken if f is keys.convert else f) for n, f in access.MIGRATIONS])
     with pytest.raises(StoreError, match="disk went away"):
         old_store.counts()
     monkeypatch.undo()

@@ -30,7 +30,7 @@ from curate.store import shards as shard_io
 from curate.store.queries import literal
 from curate.store.connection import run_query
 from curate.store.sqlcheck import check_predicate, check_statement, referenced_names
-from curate.store.store import sql_error
+from curate.store.access import sql_error
 from curate.store.views import PROBLEM_COLUMNS, SAMPLE_COLUMNS, create_views
 
 # Columns of the trace list (every one sortable), in display order.
