@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import re
 import xml.etree.ElementTree as ET
 from html.parser import HTMLParser
 from pathlib import Path
@@ -185,6 +186,13 @@ def test_markdown_and_html_carry_the_table_and_the_flip_warning(built):
     assert "http://127.0.0.1:8300/evals/grid?run=cond-a&amp;benchmark=countdown" in html_text
     assert "(http://127.0.0.1:8300/evals/grid?run=cond-a&benchmark=countdown)" in md
     assert "evals/grid?run=qwen3-4b-math-cot" not in md
+    # a CI reads [a, b] in the raw Markdown (no backslashes) and renders as the same text, not as a link
+    from markdown_it import MarkdownIt
+
+    cis = re.findall(r"\[\d+\.\d, \d+\.\d\]", md)
+    assert cis and "\\[" not in md and "\\]" not in md
+    page = MarkdownIt("commonmark").enable("table").render(md)
+    assert all(ci in page for ci in cis) and page.count("<a href") == md.count("](http")
     for text in (md, html_text):
         assert "cond-a led by" not in text  # an order inside the noise is no flip
         assert text.count("Left out") == 2  # dose-response and training loss only

@@ -10,7 +10,7 @@ per benchmark (dip and recovery marked), response length and truncation vs step,
 the dynamics summary and ranking flips, mixture composition from manifest.json files (a study's
 DIR/mixtures/*/, or --mixtures folders), verdict rates per source and teacher. A section without data is
 left out with one line saying why. Names from data print as text in both pages (escaped HTML; Markdown with
-its markup characters backslash-escaped).
+its markup characters backslash-escaped, except the plain brackets of a confidence interval, `[12.5, 30.0]`).
 Test: tests/test_report.py, tests/test_report_findings.py; benchmark: benchmarks/report_build.py.
 """
 from __future__ import annotations
@@ -383,9 +383,22 @@ def _pct(x) -> float | None:
 _MD_MARKUP = re.compile(r"([\\`\[\]<>&|*])")
 
 
+# A confidence interval as the report writes it, `[12.5, 30.0]` (signed in a difference). Its brackets stay as they
+# are, so the raw file reads as it renders: brackets make a link only when followed by `(` or `[`, or when a
+# definition `[label]: url` names them, and one is left plain only when followed by none of `(`, `[`, `:`; every
+# other bracket is escaped, so no definition exists and a link cannot start or end inside text from data.
+_CI = re.compile(r"\[[+-]?\d+(?:\.\d+)?, [+-]?\d+(?:\.\d+)?\](?![(\[:])")
+
+
 def _md(text) -> str:
-    """Data as literal Markdown text on one line: markup characters backslash-escaped, line breaks as spaces."""
-    return _MD_MARKUP.sub(r"\\\1", " ".join(str(text).splitlines()))
+    """Data as literal Markdown text on one line: markup characters backslash-escaped, line breaks as spaces;
+    confidence intervals keep their plain brackets."""
+    text = " ".join(str(text).splitlines())
+    out, at = [], 0
+    for m in _CI.finditer(text):
+        out += [_MD_MARKUP.sub(r"\\\1", text[at:m.start()]), m.group()]
+        at = m.end()
+    return "".join(out) + _MD_MARKUP.sub(r"\\\1", text[at:])
 
 
 def _code(text) -> str:
