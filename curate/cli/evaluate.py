@@ -30,6 +30,7 @@ def eval_(
     benchmark: Annotated[Optional[list[str]], typer.Option("--benchmark", "-b", help="Only this benchmark of the suite (repeatable).")] = None,
     backend: Annotated[str, typer.Option(help="hf | vllm | openai (an endpoint target always uses openai).")] = "auto",
     model: Annotated[Optional[str], typer.Option(help="Served model name for an endpoint target.")] = None,
+    revision: Annotated[Optional[str], typer.Option(help="Hub revision (branch, tag or commit) a hub-id target is loaded at; recorded as ID@REVISION. Refused for a local folder.")] = None,
     option: BackendOpt = None,
     n: Annotated[Optional[int], typer.Option("--n", help="Override samples per problem for every benchmark.")] = None,
     max_tokens: Annotated[Optional[int], typer.Option(help="Override the most new tokens for every benchmark.")] = None,
@@ -60,7 +61,7 @@ def eval_(
                            backend=backend, model=model, backend_options=parse_pairs(option, "--option"), overrides=overrides,
                            judge=judge, judge_model=judge_model, workers=workers, jobs=jobs, gpus=gpus, lm_eval=lm_eval,
                            lm_eval_include=lm_eval_include, progress=progress and not json_, flush_every=flush_every, say=say,
-                           executor=executor, ray_address=ray_address)
+                           executor=executor, ray_address=ray_address, revision=revision)
     if not emit_json(rep.to_dict(), json_):
         for note in rep.notes:
             err_console.print(f"note: {note}", markup=False)
