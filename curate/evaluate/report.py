@@ -63,6 +63,7 @@ def score_curves(rows: list[dict]) -> list[dict]:
         benches.setdefault(bench, []).append({
             "run": run, "run_id": run_id or None, "suite": suite, "settings_hash": settings, "metric": metric, "higher_is_better": higher,
             "provenance": by_metric[metric][0]["provenance"], "incomplete_points": incomplete, "points": points,
+            "evaluated_at": str(max(r["created_at"] for r in by_metric[metric])),
             "dynamics": dyn.dynamics(points, higher_is_better=higher).to_dict(),
         })
     out = []
@@ -75,8 +76,10 @@ def score_curves(rows: list[dict]) -> list[dict]:
             if len(same) == 1:
                 c["label"] = c["run"]
             elif len({o["run_id"] for o in same}) > 1:
+                mine = [o for o in same if o["run_id"] == c["run_id"]]
                 c["label"] = f"{c['run']} [run {(c['run_id'] or 'imported')[:8]}]" + (
-                    f" [{c['suite']}]" if sum(o["run_id"] == c["run_id"] for o in same) > 1 else "")
+                    "" if len(mine) == 1 else f" [{c['suite']}]" if sum(o["suite"] == c["suite"] for o in mine) == 1
+                    else f" [{c['suite']} {c['settings_hash'][:8]}]")
             elif sum(o["suite"] == c["suite"] for o in same) == 1:
                 c["label"] = f"{c['run']} [{c['suite']}]"
             else:
