@@ -81,9 +81,8 @@ def _newest(rows: list[dict], key) -> dict:
     out: dict = {}
     for r in rows:
         k = key(r)
-        if k not in out or (r["created_at"] is not None and (out[k] is None or r["created_at"] > out[k])):
-            out[k] = r["created_at"]
-    return dict(sorted(out.items(), key=lambda kv: (kv[1] is not None, kv[1]), reverse=True))
+        out[k] = max(out.get(k, r["created_at"]), r["created_at"])
+    return dict(sorted(out.items(), key=lambda kv: (kv[1], kv[0]), reverse=True))  # a tie: by key, deterministic
 
 
 def _id_text(run_id: str) -> str:
@@ -91,7 +90,7 @@ def _id_text(run_id: str) -> str:
 
 
 def _when(t) -> str:
-    return "" if t is None else f", evaluated {str(t)[:19]}"
+    return f", evaluated {str(t)[:19]}"
 
 
 def pick_run(run: str, rows: list[dict], wanted: str | None = None, option: str = "--a-id/--b-id") -> tuple[str, str | None]:
