@@ -80,3 +80,19 @@ def test_hints_name_curate_the_way_it_was_started(tmp_path, monkeypatch):
     assert invocation() == "curate"
     monkeypatch.setattr(sys, "argv", ["/x/curate/__main__.py", "demo"])
     assert invocation() == "python -m curate"
+
+
+def test_study_subcommands_the_readme_uses_are_listed_in_help():
+    """`curate study --help` lists every `curate study X` the README walks through (tiny-model builds the CPU
+    stand-in's base model), each with its one-line help."""
+    import re
+
+    from tests.helpers import ROOT
+
+    used = set(re.findall(r"^curate study ([a-z-]+)", (ROOT / "README.md").read_text(), flags=re.M))
+    assert "tiny-model" in used
+    r = invoke("study", "--help")
+    assert r.returncode == 0, r.stderr
+    listed = {m.group(1): m.group(2) for m in re.finditer(r"^│ ([a-z-]+) +(\S.*?)\s*│$", r.stdout, flags=re.M)}
+    assert used <= set(listed), r.stdout
+    assert listed["tiny-model"].startswith("Build a tiny random base model"), r.stdout

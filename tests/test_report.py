@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import re
 import xml.etree.ElementTree as ET
 from html.parser import HTMLParser
 from pathlib import Path
@@ -185,6 +186,13 @@ def test_markdown_and_html_carry_the_table_and_the_flip_warning(built):
     assert "http://127.0.0.1:8300/evals/grid?run=cond-a&amp;benchmark=countdown" in html_text
     assert "(http://127.0.0.1:8300/evals/grid?run=cond-a&benchmark=countdown)" in md
     assert "evals/grid?run=qwen3-4b-math-cot" not in md
+    # a CI reads [a, b] in the raw Markdown (no backslashes) and renders as the same text, not as a link
+    from markdown_it import MarkdownIt
+
+    cis = re.findall(r"\[\d+\.\d, \d+\.\d\]", md)
+    assert cis and "\\[" not in md and "\\]" not in md
+    page = MarkdownIt("commonmark").enable("table").render(md)
+    assert all(ci in page for ci in cis) and page.count("<a href") == md.count("](http")
     for text in (md, html_text):
         assert "cond-a led by" not in text  # an order inside the noise is no flip
         assert text.count("Left out") == 2  # dose-response and training loss only
@@ -329,3 +337,72 @@ def test_mixture_and_verdict_legends_stay_off_the_axis_labels(built):
             for lg in legends:
                 box = lg.get_window_extent(r)
                 assert not any(overlap(box, t) for t in labels)
+
+
+def _same_name_store(path: Path):
+    """`base`, and two runs named `cond` (two studies' cells: different training run ids), the older one better
+    and evaluated at more steps; the newer one also scored at step 10 with other settings, before its main ones."""
+    import time
+
+    from curate.store import TraceStore
+
+    st = TraceStore(path)
+
+    def rows(run, run_id, vals, settings="h"):
+        out = []
+        for step, v in vals.items():
+            k = round(v / 10)  # of 10 problems
+            out.append(dict(run=run, checkpoint=f"{run_id}/step-{step}", step=step, suite="s", benchmark="bench",
+                            metric="avg@1", value=10.0 * k, ci_low=0.0, ci_high=100.0, settings_hash=settings,
+                            provenance="curate", run_id=run_id, n_problems=10, complete=True,
+                            details={"per_problem": {f"p{i}": float(i < k) for i in range(10)}}))
+        return out
+
+    for batch in (rows("cond", "old-1111", {10: 80.0, 20: 80.0}), rows("base", "base-3333", {10: 50.0, 20: 50.0}),
+                  rows("cond", "new-2222", {10: 60.0}, settings="other"), rows("cond", "new-2222", {10: 20.0})):
+        write_evals(st, batch)
+        time.sleep(0.01)  # each batch evaluated after the one before
+    return st
+
+
+def test_a_name_shared_by_two_runs_compares_the_newest_run_and_says_so(tmp_path, cli):
+    """Never a curve stitched from two runs (before, step 10 came from the newer `cond` and step 20 from the older):
+    the newest run by that name, in the settings both sides share, named in a note and in the JSON; --b-id picks
+    the other; a run id that matches none is one line listing them."""
+    st = _same_name_store(tmp_path / "st")
+    args = ("--store", str(st.path))
+    r = cli("evals", "compare", "base", "cond", *args, "--json")
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(r.stdout)
+    assert (rep["a_run_id"], rep["b_run_id"]) == ("base-3333", "new-2222")
+    assert [(x["step"], x["a"], x["b"], x["same_settings"]) for x in rep["rows"]] == [(10, 50.0, 20.0, True)]
+    assert rep["rows"][0]["diff"] == pytest.approx(-30.0)
+    [runs] = [n for n in rep["notes"] if n.startswith("run 'cond' names 2 runs")]
+    assert "new-2222" in runs and "old-1111" in runs and "compared the newest, run id new-2222" in runs and "--b-id" in runs
+    assert any(n.startswith("bench: cond was evaluated with 2 different settings; compared settings h ") for n in rep["notes"])
+    r = cli("evals", "compare", "base", "cond", *args)
+    assert r.returncode == 0 and "B = cond (run id new-2222)" in r.stdout and "compared the newest" in r.stderr, r.stderr
+
+    r = cli("evals", "compare", "base", "cond", *args, "--b-id", "old", "--json")
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(r.stdout)
+    assert rep["b_run_id"] == "old-1111" and [(x["step"], x["b"]) for x in rep["rows"]] == [(10, 80.0), (20, 80.0)]
+    r = cli("evals", "compare", "base", "cond", *args, "--b-id", "x")
+    lines = r.stderr.splitlines()
+    assert r.returncode == 2 and lines[0].startswith("error: run 'cond': run id 'x' matches none"), r.stderr
+    assert "new-2222" in lines[0] and "old-1111" in lines[0] and len(lines) == 2
+
+
+def test_the_report_answer_uses_the_newest_of_two_same_named_runs_and_warns(tmp_path):
+    from curate.evaluate.report import build_report
+
+    st = _same_name_store(tmp_path / "st")
+    data = build_report(st, tmp_path / "out")
+    [h] = data["headline"]
+    assert h["step"] == 10 and {c["label"]: c["mean"] for c in h["conditions"]} == {"base": 50.0, "cond": 20.0}
+    [c] = h["comparisons"]
+    assert (c["leader"], c["other"], c["diff"]) == ("base", "cond", pytest.approx(30.0))
+    [w] = [w for w in data["warnings"] if "stands for" in w]
+    assert w.startswith("bench: run name cond stands for 3 evaluations") and w.endswith("the answer uses the newest, cond [run new-2222] [s h]")
+    labels = [c["label"] for b in data["benchmarks"] for c in b["curves"] if c["run"] == "cond"]
+    assert sorted(labels) == ["cond [run new-2222] [s h]", "cond [run new-2222] [s other]", "cond [run old-1111]"]

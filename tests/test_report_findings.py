@@ -129,7 +129,7 @@ def test_headline_is_first_and_its_numbers_are_those_of_evals_compare(one_seed):
     assert stored["diff"] == pytest.approx(35.0) and stored["method"] == "paired bootstrap"
     sentence = (f"verified beats incorrect-50 by {stored['diff']:.1f} points "
                 f"[{stored['ci_low']:.1f}, {stored['ci_high']:.1f}] (paired bootstrap over 40 problems, 1 seed) at step 150")
-    for text in (md.replace("\\[", "[").replace("\\]", "]"), html_text):  # Markdown escapes the CI's brackets
+    for text in (md, html_text):  # the raw Markdown shows the CI's brackets as they are, unescaped
         assert sentence in text
         assert text.index("Answer") < text.index("Score vs step")
     assert md.index("## Answer") < md.index("## Settings") < md.index("## Score vs step")

@@ -116,3 +116,25 @@ def test_report_prints_names_from_data_as_text(tmp_path):
     assert page.count("<img") == 1 and page.count("<a href") == 2  # the score figure and two viewer links: ours only
     assert "&lt;img src=x onerror=alert(1)&gt;" in page and "x](javascript:alert(1))" in page
     assert f"<code>{tmp_path}/st`x`&lt;u&gt;</code>" in page  # the store path stays one code span
+
+
+@pytest.mark.parametrize("name", [
+    "[1.0, 2.0](javascript:alert(1))",  # a CI's shape followed by a link target
+    "[1.0, 2.0][x]",  # ... by a reference
+    "[1.0, 2.0]: javascript:alert(1)",  # ... as a link definition
+    "[x](javascript:alert(1))",
+    "a [b, c] d",
+])
+def test_report_markdown_keeps_only_a_ci_s_brackets_plain(name):
+    """report.md leaves a confidence interval's brackets unescaped (`[12.5, 30.0]`, so the raw file reads as it
+    renders), and still escapes every bracket of a name from data: no link comes from a name that looks like a CI."""
+    from markdown_it import MarkdownIt
+
+    from curate.evaluate.report import _md
+
+    line = _md(f"{name} beats b by 3.0 points [+1.5, -4.0] (paired bootstrap) at step 10 {name}")
+    assert " [+1.5, -4.0] (paired" in line
+    for md in (line, f"- {line}", f"| {line} |\n|---|\n| {line} |"):
+        page = MarkdownIt("commonmark").enable("table").render(md + "\n\n[x]: javascript:alert(2)\n")
+        assert "<a" not in page and "[+1.5, -4.0] (paired bootstrap)" in page, page
+        assert page.count(name) == 2 * md.count(line), page

@@ -30,6 +30,7 @@ def eval_(
     benchmark: Annotated[Optional[list[str]], typer.Option("--benchmark", "-b", help="Only this benchmark of the suite (repeatable).")] = None,
     backend: Annotated[str, typer.Option(help="hf | vllm | openai (an endpoint target always uses openai).")] = "auto",
     model: Annotated[Optional[str], typer.Option(help="Served model name for an endpoint target.")] = None,
+    revision: Annotated[Optional[str], typer.Option(help="Hub revision (branch, tag or commit) a hub-id target is loaded at; recorded as ID@REVISION. Refused for a local folder.")] = None,
     option: BackendOpt = None,
     n: Annotated[Optional[int], typer.Option("--n", help="Override samples per problem for every benchmark.")] = None,
     max_tokens: Annotated[Optional[int], typer.Option(help="Override the most new tokens for every benchmark.")] = None,
@@ -60,7 +61,7 @@ def eval_(
                            backend=backend, model=model, backend_options=parse_pairs(option, "--option"), overrides=overrides,
                            judge=judge, judge_model=judge_model, workers=workers, jobs=jobs, gpus=gpus, lm_eval=lm_eval,
                            lm_eval_include=lm_eval_include, progress=progress and not json_, flush_every=flush_every, say=say,
-                           executor=executor, ray_address=ray_address)
+                           executor=executor, ray_address=ray_address, revision=revision)
     if not emit_json(rep.to_dict(), json_):
         for note in rep.notes:
             err_console.print(f"note: {note}", markup=False)
@@ -128,12 +129,16 @@ def evals_compare(
     b: Annotated[str, typer.Argument(help="Run (condition) B; differences are B - A.")],
     store: StoreOpt = DEFAULT_STORE,
     benchmark: Annotated[Optional[str], typer.Option(help="Only this benchmark.")] = None,
+    a_id: Annotated[Optional[str], typer.Option("--a-id", help="When several runs are named A: the training run id (or a prefix, or `none`) to use; default the newest.")] = None,
+    b_id: Annotated[Optional[str], typer.Option("--b-id", help="The same for B.")] = None,
     json_: JsonOpt = False,
 ) -> None:
-    """B - A per benchmark at each common step, with a paired bootstrap CI over problems where possible."""
+    """B - A per benchmark at each common step, with a paired bootstrap CI over problems where possible. A name
+    shared by several runs (two studies' conditions) compares the newest of them, said in a note."""
     from curate.evaluate.compare import compare
 
-    rep = compare(open_store(store), a, b, benchmark)
+    pick = {run: {"run_id": i} for run, i in ((a, a_id), (b, b_id)) if i is not None}
+    rep = compare(open_store(store), a, b, benchmark, pick=pick)
     if emit_json(rep, json_):
         return
 
@@ -147,7 +152,8 @@ def evals_compare(
              "significant": "" if r["significant"] is None else "yes" if r["significant"] else "no",
              "method": r["method"] + (f" ({r['n_problems']} problems)" if r["n_problems"] else "")} for r in rep["rows"]]
     if rows:
-        print_table(rows, title=f"A = {a}, B = {b}")
+        ids = {run: f" (run id {i[:8]})" if i else "" for run, i in ((a, rep["a_run_id"]), (b, rep["b_run_id"]))}
+        print_table(rows, title=f"A = {a}{ids[a]}, B = {b}{ids[b]}")
     for n in rep["notes"]:
         err_console.print(f"[yellow]note:[/] {n}", markup=True)
 

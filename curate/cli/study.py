@@ -1,4 +1,4 @@
-"""Study commands: `study plan|run|status|show`, and the hidden nodes `study tiny-model` and `study mark`."""
+"""Study commands: `study plan|run|status|show|tiny-model`, and the hidden node `study mark` (what a Slurm job runs last)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,7 +16,7 @@ def register(app: typer.Typer) -> None:
     study_app.command("run")(study_run)
     study_app.command("status")(study_status_cmd)
     study_app.command("show")(study_show)
-    study_app.command("tiny-model", hidden=True)(study_tiny_model)
+    study_app.command("tiny-model")(study_tiny_model)
     study_app.command("mark", hidden=True)(study_mark)
     app.add_typer(study_app, name="study")
 
@@ -129,9 +129,10 @@ def study_show(
         print_table(rows, title="eval rows")
 
 
-def study_tiny_model(folder: Path, seed: Annotated[int, typer.Option()] = 0,
+def study_tiny_model(folder: Annotated[Path, typer.Argument(help="Folder to write the model into.")],
+                     seed: Annotated[int, typer.Option(help="Seed of the random weights (same seed and size, same files).")] = 0,
                      size: Annotated[str, typer.Option(help="bpe-64x2, char-96x4 or char-128x4.")] = "bpe-64x2") -> None:
-    """Build the tiny local base model of CPU studies (a study node)."""
+    """Build a tiny random base model folder (Hugging Face layout, own tokenizer, no download) for CPU runs."""
     from curate.study.tiny import build_study_model
 
     out_console.print(f"tiny model written to {build_study_model(folder, seed, size=size)}", markup=False)

@@ -107,8 +107,9 @@ def _check_hub_model(ref: str, revision: str | None) -> None:
     except HFValidationError:
         raise InputError(f"{ref}: no such folder here, and not a valid hub id") from None
     if constants.HF_HUB_OFFLINE:
-        raise InputError(f"{ref}: no such folder here, and not in the Hugging Face cache (HF_HUB_OFFLINE is set)",
-                         hint="check the path, or download the model while online")
+        at = f" at revision {revision}" if revision else ""
+        raise InputError(f"{ref}: no such folder here, and not in the Hugging Face cache{at} (HF_HUB_OFFLINE is set)",
+                         hint="check the path" + (" and the revision" if revision else "") + ", or download the model while online")
     try:
         HfApi().model_info(ref, revision=revision, timeout=10)
     except GatedRepoError:
@@ -127,7 +128,7 @@ def evaluate_command(store, target: str, suite_name: str, *, base: str | None = 
                      judge: str | None = None, judge_model: str | None = None, workers: int = 2, jobs: int = 1,
                      gpus: str | None = None, lm_eval: str | None = None, lm_eval_include: Path | None = None,
                      progress: bool = True, flush_every: int = 64, say: Callable[[str], None] = lambda s: None,
-                     executor: str = "local", ray_address: str | None = None) -> EvalReport:
+                     executor: str = "local", ray_address: str | None = None, revision: str | None = None) -> EvalReport:
     from curate.scale import resolve_executor
 
     if workers < 1 or jobs < 1:
@@ -136,9 +137,9 @@ def evaluate_command(store, target: str, suite_name: str, *, base: str | None = 
     if ex.is_cluster and jobs > 1:
         raise InputError("--jobs starts local processes; with --executor ray the cluster schedules the work: use --jobs 1")
     suite = load_suite(suite_name, overrides or {}).select(benchmarks)
-    targets, notes = resolve_targets(target, base=base, run=run, model=model, steps=parse_steps(steps))
-    opts = EvalOptions(backend=default_backend(backend), backend_options=dict(backend_options or {}), workers=workers,
-                       judge=judge, judge_model=judge_model, progress=progress, flush_every=flush_every,
+    targets, notes = resolve_targets(target, base=base, run=run, model=model, steps=parse_steps(steps), revision=revision)
+    opts = EvalOptions(backend=default_backend(backend), backend_options=dict(backend_options or {}), revision=revision,
+                       workers=workers, judge=judge, judge_model=judge_model, progress=progress, flush_every=flush_every,
                        executor=ex)
     check_hub_models(targets, opts.backend, opts.revision)
     gpu_list = [g.strip() for g in gpus.split(",") if g.strip()] if gpus else []

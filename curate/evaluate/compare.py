@@ -8,8 +8,16 @@ two independent CIs. `curate eval` keeps per-problem values for every metric (av
 is a mean over problems; `reward` too, in the reward model's units, so its difference is in those units). Without per-problem data (imported or lm-eval rows) the CI is the unpaired normal
 approximation from the two rows' own CIs, labelled as such; without those either there is no CI.
 
+Runs are named in the evals table's `run` column, and a name can stand for more than one evaluation: two studies
+with the same condition names (rows with different training run ids), or one checkpoint evaluated twice with
+different settings. Each side is one evaluation, never a mix across steps: among runs sharing a name, the newest
+training run id (rows without one count as one run), unless `pick` names another (a run id or its prefix, `none`
+for the rows without one); within it, per benchmark, the settings both sides share, else the same suite, else the
+newest. Every such choice is a note in the output, and the result's `a_run_id` / `b_run_id` say what was compared.
+Rows of one name without a run id (hub models, imported files, runs trained outside curate) are not told apart.
+
     paired_bootstrap(a, b) -> dict      (pure; a and b map problem id -> score in [0, 1])
-    compare(store, a, b, benchmark=None, steps=None, rows=None) -> dict
+    compare(store, a, b, benchmark=None, steps=None, rows=None, pick=None) -> dict
 Test: tests/test_report.py (a hand-computed small case).
 """
 from __future__ import annotations
@@ -20,7 +28,7 @@ from typing import Mapping, Optional
 
 from curate.errors import InputError
 from curate.evaluate.metrics import UNSCALED
-from curate.store import report_queries as rq
+from curate.store.evals import score_rows_of_runs
 
 RESAMPLES = 4000
 
@@ -68,39 +76,102 @@ def _per_problem(raw: Optional[str]) -> Optional[dict]:
     return d if isinstance(d, dict) and d else None
 
 
-def _pick(ra: list[dict], rb: list[dict]) -> tuple[dict, dict]:
-    """The pair of rows to compare at one (benchmark, metric, step): same settings if possible, then same suite."""
-    for same in (lambda x, y: x["settings_hash"] == y["settings_hash"], lambda x, y: x["suite"] == y["suite"]):
-        for x in ra:
-            for y in rb:
-                if same(x, y):
-                    return x, y
-    return ra[0], rb[0]
+def _newest(rows: list[dict], key) -> dict:
+    """key(row) -> the newest created_at among the rows with that key, newest key first."""
+    out: dict = {}
+    for r in rows:
+        k = key(r)
+        out[k] = max(out.get(k, r["created_at"]), r["created_at"])
+    return dict(sorted(out.items(), key=lambda kv: (kv[1], kv[0]), reverse=True))  # a tie: by key, deterministic
+
+
+def _id_text(run_id: str) -> str:
+    return run_id or "none (no run id)"
+
+
+def _when(t) -> str:
+    return f", evaluated {str(t)[:19]}"
+
+
+def pick_run(run: str, rows: list[dict], wanted: str | None = None, option: str = "--a-id/--b-id") -> tuple[str, str | None]:
+    """Which training run id ('' for rows without one) to compare among the rows of runs named RUN, and a note
+    when the name stands for several. `wanted` is a run id or its prefix, or `none`; InputError when it matches
+    none or more than one. `option` is how a user picks another (named in the note)."""
+    ids = _newest(rows, lambda r: r["run_id"] or "")
+    listed = "; ".join(f"{_id_text(i)}{_when(t)}" for i, t in ids.items())
+    if wanted is not None:
+        hits = [i for i in ids if i == wanted] or [i for i in ids if (i == "" if wanted == "none" else i.startswith(wanted))]
+        if len(hits) != 1:
+            what = "matches none" if not hits else "matches several"
+            raise InputError(f"run {run!r}: run id {wanted!r} {what} of its run ids: {listed}",
+                             hint="give a longer prefix of one of them, or `none` for the rows without a run id")
+        return hits[0], (f"run {run!r} names {len(ids)} runs in the store; compared run id {_id_text(hits[0])} as asked"
+                         if len(ids) > 1 else None)
+    chosen = next(iter(ids))
+    if len(ids) == 1:
+        return chosen, None
+    return chosen, (f"run {run!r} names {len(ids)} runs in the store ({listed}); compared the newest, run id "
+                    f"{_id_text(chosen)}; pick another with {option} (a run id prefix, or `none`)")
+
+
+def pick_settings(bench: str, a: str, b: str, ra: list[dict], rb: list[dict],
+                  fixed: dict[str, str | None]) -> tuple[str, str, list[str]]:
+    """The settings hash of each side on one benchmark: one given in `fixed`, else the newest both share, else
+    the newest pair in the same suite, else each side's newest; with a note for a side evaluated several ways."""
+    sa, sb = _newest(ra, lambda r: (r["suite"], r["settings_hash"])), _newest(rb, lambda r: (r["suite"], r["settings_hash"]))
+    ka = [k for k in sa if fixed.get(a) in (None, k[1])] or list(sa)
+    kb = [k for k in sb if fixed.get(b) in (None, k[1])] or list(sb)
+    pair = (next(((x, y) for x in ka for y in kb if x[1] == y[1]), None)
+            or next(((x, y) for x in ka for y in kb if x[0] == y[0]), None) or (ka[0], kb[0]))
+    why = "the settings both sides share" if pair[0][1] == pair[1][1] else \
+        "the newest in the suite both share" if pair[0][0] == pair[1][0] else "the newest"
+    notes = [f"{bench}: {run} was evaluated with {len(s)} different settings; compared settings {k[1][:8]} (suite {k[0]}), "
+             f"{'as given' if fixed.get(run) else why}"
+             for run, s, k in ((a, sa, pair[0]), (b, sb, pair[1])) if len(s) > 1]
+    return pair[0][1], pair[1][1], notes
 
 
 def compare(store, a: str, b: str, benchmark: str | None = None, resamples: int = RESAMPLES, seed: int = 0,
-            steps: Optional[set] = None, rows: Optional[list[dict]] = None) -> dict:
+            steps: Optional[set] = None, rows: Optional[list[dict]] = None,
+            pick: Optional[Mapping[str, Mapping[str, Optional[str]]]] = None) -> dict:
     """Per benchmark and common step (a missing step, e.g. two hub models, counts as one): A, B, B - A with a CI,
     and how the CI was computed. `steps` keeps only those steps (the report compares at one step); `rows`, the
-    output of report_queries.runs_compare_rows for these runs, saves the query when many pairs are compared."""
+    output of store.evals.score_rows_of_runs for these runs, saves the query when many pairs are compared.
+    `pick`: run name -> {"run_id": id, prefix or `none`; "settings_hash": hash}, either optional (see the module
+    docstring for the choice without it)."""
     if a == b:
         raise InputError("compare needs two different runs")
     if rows is None:
-        rows = rq.compare_rows(store, a, b, benchmark)
-    else:
-        rows = [r for r in rows if r["run"] in (a, b) and (benchmark is None or r["benchmark"] == benchmark)]
-    by: dict[str, dict[tuple, list[dict]]] = {a: {}, b: {}}
+        rows = score_rows_of_runs(store, [a, b], benchmark)
+    usable: dict[str, list[dict]] = {a: [], b: []}
     for r in rows:
-        if r["value"] is None or not r["complete"] or (steps is not None and r["step"] not in steps):
-            continue
-        by[r["run"]].setdefault((r["benchmark"], r["metric"], r["step"]), []).append(r)
+        if r["run"] in usable and (benchmark is None or r["benchmark"] == benchmark) and r["value"] is not None \
+                and r["complete"] and (steps is None or r["step"] in steps):
+            usable[r["run"]].append(r)
     for run in (a, b):
-        if not by[run]:
+        if not usable[run]:
             what = f" on {benchmark}" if benchmark else ""
             raise InputError(f"no complete score rows for run {run!r}{what}", hint="`curate evals` lists runs and benchmarks")
-    out_rows, notes, unpaired_from = [], [], set()
+    pick = pick or {}
+    notes: list[str] = []
+    chosen_id: dict[str, str] = {}
+    for run in (a, b):
+        chosen_id[run], note = pick_run(run, usable[run], (pick.get(run) or {}).get("run_id"), "--a-id" if run == a else "--b-id")
+        notes += [note] if note else []
+        usable[run] = [r for r in usable[run] if (r["run_id"] or "") == chosen_id[run]]
+    fixed = {run: (pick.get(run) or {}).get("settings_hash") for run in (a, b)}
+    by: dict[str, dict[tuple, dict]] = {a: {}, b: {}}
+    for bench in sorted({r["benchmark"] for r in usable[a]} & {r["benchmark"] for r in usable[b]}):
+        ra, rb = ([r for r in usable[run] if r["benchmark"] == bench] for run in (a, b))
+        ha, hb, why = pick_settings(bench, a, b, ra, rb, fixed)
+        notes += why
+        for run, rs, h in ((a, ra, ha), (b, rb, hb)):
+            for r in rs:  # newest first within a step
+                if r["settings_hash"] == h:
+                    by[run].setdefault((r["benchmark"], r["metric"], r["step"]), r)
+    out_rows, unpaired_from = [], set()
     for key in sorted(set(by[a]) & set(by[b]), key=lambda k: (k[0], k[1], k[2] is None, k[2] or 0)):
-        x, y = _pick(by[a][key], by[b][key])
+        x, y = by[a][key], by[b][key]
         pa, pb = _per_problem(x["per_problem"]), _per_problem(y["per_problem"])
         unscaled = key[1] in UNSCALED
         row = {"benchmark": key[0], "metric": key[1], "step": key[2], "a": x["value"], "b": y["value"],
@@ -139,4 +210,5 @@ def compare(store, a: str, b: str, benchmark: str | None = None, resamples: int 
         notes.append("reward: B - A in the reward model's own units, not percentage points")
     if any(not r["same_settings"] for r in out_rows):
         notes.append("some steps compare rows evaluated with different settings (same_settings = no)")
-    return {"a": a, "b": b, "difference": "b - a (percentage points)", "rows": out_rows, "notes": notes}
+    return {"a": a, "b": b, "a_run_id": chosen_id[a] or None, "b_run_id": chosen_id[b] or None,
+            "difference": "b - a (percentage points)", "rows": out_rows, "notes": notes}

@@ -21,8 +21,10 @@
 - Dose-response: conditions whose mixtures' recipes differ only in `quality.incorrect_fraction` (read from
   each mixture's manifest.json, `recipe.quality.incorrect_fraction`), at three or more distinct values:
   score vs share with CIs and a least-squares slope over the runs with its 95% CI.
-Known issues: seeds that do not match between two conditions are paired in sorted order (said in the method);
-a run evaluated with several settings on one benchmark contributes its first curve.
+- Runs sharing a name (two studies' cells, or one run evaluated with several settings) contribute their newest
+  curve on each benchmark (by when it was evaluated), compared through `compare.compare` with that same curve
+  picked; a warning names the run ids and settings left out.
+Known issues: seeds that do not match between two conditions are paired in sorted order (said in the method).
 Test: tests/test_report_findings.py.
 """
 from __future__ import annotations
@@ -35,6 +37,7 @@ from pathlib import Path
 from curate.evaluate.compare import compare
 from curate.evaluate.metrics import UNSCALED
 from curate.store import report_queries as rq
+from curate.store.evals import score_rows_of_runs
 
 KNOB = ("quality", "incorrect_fraction")
 KNOB_NAME = ".".join(KNOB)
@@ -228,13 +231,21 @@ def _label(g: tuple, many_models: bool) -> str:
 
 
 # ------------------------------------------------------------------ headline
-def _run_values(bench: dict, metric: str) -> dict[str, dict]:
-    """run -> {step: point} for the benchmark's first curve of each run in `metric`."""
-    out: dict[str, dict] = {}
+def _run_curves(bench: dict, metric: str) -> tuple[dict[str, dict], list[str]]:
+    """run -> its newest curve on the benchmark in `metric`, and a note per run name that stands for several."""
+    by_run: dict[str, list[dict]] = {}
     for c in bench["curves"]:
-        if c["metric"] == metric and c["run"] not in out:
-            out[c["run"]] = {p["step"]: p for p in c["points"]}
-    return out
+        if c["metric"] == metric:
+            by_run.setdefault(c["run"], []).append(c)
+    chosen = {run: max(cs, key=lambda c: c["evaluated_at"]) for run, cs in by_run.items()}
+    notes = []
+    for run, cs in sorted(by_run.items()):
+        if len(cs) > 1:
+            c = chosen[run]
+            listed = "; ".join(f"{o['label']}, evaluated {o['evaluated_at'][:19]}" for o in cs)
+            notes.append(f"{bench['benchmark']}: run name {run} stands for {len(cs)} evaluations ({listed}); the answer "
+                         f"uses the newest, {c['label']}")
+    return chosen, notes
 
 
 def _pick_step(groups: dict[tuple, list[str]], values: dict[str, dict]) -> tuple[int | None, list[tuple]]:
@@ -276,11 +287,11 @@ def _seed_pairs(a: list[str], b: list[str], info: dict) -> tuple[list[tuple[str,
 
 
 def _comparison(store, bench: str, metric: str, step: int, leader: dict, other: dict, info: dict,
-                higher: bool, rows: list[dict]) -> dict:
+                higher: bool, rows: list[dict], pick: dict) -> dict:
     pairs, by_seed = _seed_pairs(other["runs"], leader["runs"], info)
     per_seed = []
     for ra, rb in pairs:
-        res = compare(store, ra, rb, benchmark=bench, steps={step}, rows=rows)
+        res = compare(store, ra, rb, benchmark=bench, steps={step}, rows=rows, pick={r: pick[r] for r in (ra, rb)})
         row = next((x for x in res["rows"] if x["metric"] == metric and x["step"] == step), None)
         if row is not None:
             per_seed.append({"run_a": ra, "run_b": rb, "seed": info[rb]["seed"], "value_a": row["a"], "value_b": row["b"],
@@ -345,7 +356,9 @@ def headline(store, benchmarks: list[dict], info: dict) -> list[dict]:
     out = []
     for b in benchmarks:
         metric = min(b["metrics"], key=headline_rank)
-        values = _run_values(b, metric)
+        curves, picked = _run_curves(b, metric)
+        values = {run: {p["step"]: p for p in c["points"]} for run, c in curves.items()}
+        pick = {run: {"run_id": c["run_id"] or "", "settings_hash": c["settings_hash"]} for run, c in curves.items()}
         groups: dict[tuple, list[str]] = {}
         for run in sorted(values):
             groups.setdefault((info[run]["condition"], info[run]["model"]), []).append(run)
@@ -356,13 +369,13 @@ def headline(store, benchmarks: list[dict], info: dict) -> list[dict]:
         stats = [_group_stats(_label(g, many_models), g, runs, info, values, step, percent=metric not in UNSCALED)
                  for g, runs in groups.items() if g not in missing]
         comps = []
-        rows = rq.runs_compare_rows(store, [r for s in stats for r in s["runs"]], b["benchmark"], [step]) \
+        rows = score_rows_of_runs(store, [r for s in stats for r in s["runs"]], b["benchmark"], [step]) \
             if len(stats) > 1 else []
         for model in sorted({s["model"] for s in stats}, key=str):
             same = sorted((s for s in stats if s["model"] == model),
                           key=lambda s: ((-s["mean"]) if higher else s["mean"], s["label"]))
             for other in same[1:]:
-                comps.append(_comparison(store, b["benchmark"], metric, step, same[0], other, info, higher, rows))
+                comps.append(_comparison(store, b["benchmark"], metric, step, same[0], other, info, higher, rows, pick))
         all_zero = all(v == 0 for st in stats for v in st["values"])
         if all_zero and len(stats) > 1:
             text = f"every condition scores 0 ({sum(st['n_seeds'] for st in stats)} runs), so they cannot be told apart"
@@ -373,7 +386,7 @@ def headline(store, benchmarks: list[dict], info: dict) -> list[dict]:
                    f"{_ci(stats[0]['ci_low'], stats[0]['ci_high'])}"
         out.append({"benchmark": b["benchmark"], "metric": metric, "step": step, "higher_is_better": higher,
                     "conditions": sorted(stats, key=lambda s: s["label"]), "comparisons": comps, "all_zero": all_zero,
-                    "missing": [_label(g, many_models) for g in missing],
+                    "missing": [_label(g, many_models) for g in missing], "picked": picked, "pick": pick,
                     "text": f"{b['benchmark']} ({metric}, step {step}): {text}"})
     return out
 
@@ -391,7 +404,7 @@ def behaviour_cis(store, rows: list[dict], heads: list[dict], info: dict) -> lis
     vals: dict[tuple, float] = {}
     for r in rows:  # newest first within a key
         if r["kind"] == "behaviour" and r["metric"] in BEHAVIOUR_CI and r["value"] is not None:
-            vals.setdefault((r["run"], r["benchmark"], r["step"], r["metric"]), r["value"])
+            vals.setdefault((r["run"], r["run_id"] or "", r["settings_hash"], r["benchmark"], r["step"], r["metric"]), r["value"])
     samples = {}
     for s in rq.eval_sample_stats(store):
         samples.setdefault((s["run"], s["benchmark"], s["step"]), s)
@@ -399,7 +412,8 @@ def behaviour_cis(store, rows: list[dict], heads: list[dict], info: dict) -> lis
     for h in heads:
         for c in h["conditions"]:
             for metric in BEHAVIOUR_CI:
-                v = [vals[k] for r in c["runs"] if (k := (r, h["benchmark"], h["step"], metric)) in vals]
+                v = [vals[k] for r in c["runs"] if (k := (r, h["pick"][r]["run_id"], h["pick"][r]["settings_hash"],
+                                                         h["benchmark"], h["step"], metric)) in vals]
                 if not v:
                     continue
                 m, lo, hi = mean_ci(v, bounds=(0.0, 100.0 if metric == "truncation_rate" else math.inf))
@@ -531,6 +545,7 @@ def warnings(rows: list[dict], benchmarks: list[dict], heads: list[dict], settin
         else:
             where = ", ".join(f"{b} ({share:.0f}% of {n} evaluations)" for b, share, n in hits)
             out.append(f"Most eval responses are truncated on {where}: they stop at {budget} {tail}")
+    out += [note for h in heads for note in h["picked"]]
     for h in heads:
         if h["all_zero"]:
             continue  # said once above

@@ -152,7 +152,8 @@ def run_lm_eval(store, target: Target, tasks: list[str], include_path: Path | No
         limit = overrides.get("limit")
         try:
             res = lm_eval.simple_evaluate(
-                model="hf", model_args={"pretrained": target.model_ref, "device": device, "dtype": "float32" if device == "cpu" else "auto"},
+                model="hf", model_args={"pretrained": target.model_ref, "device": device, "dtype": "float32" if device == "cpu" else "auto",
+                                        **({"revision": target.revision} if target.revision else {})},
                 tasks=[task], task_manager=manager, limit=int(limit) if limit else None, log_samples=False,
                 verbosity="ERROR")
         except ImportError as e:  # a task's own dependency (IFEval: langdetect, nltk), imported as the task loads

@@ -10,7 +10,7 @@ per benchmark (dip and recovery marked), response length and truncation vs step,
 the dynamics summary and ranking flips, mixture composition from manifest.json files (a study's
 DIR/mixtures/*/, or --mixtures folders), verdict rates per source and teacher. A section without data is
 left out with one line saying why. Names from data print as text in both pages (escaped HTML; Markdown with
-its markup characters backslash-escaped).
+its markup characters backslash-escaped, except the plain brackets of a confidence interval, `[12.5, 30.0]`).
 Test: tests/test_report.py, tests/test_report_findings.py; benchmark: benchmarks/report_build.py.
 """
 from __future__ import annotations
@@ -63,6 +63,7 @@ def score_curves(rows: list[dict]) -> list[dict]:
         benches.setdefault(bench, []).append({
             "run": run, "run_id": run_id or None, "suite": suite, "settings_hash": settings, "metric": metric, "higher_is_better": higher,
             "provenance": by_metric[metric][0]["provenance"], "incomplete_points": incomplete, "points": points,
+            "evaluated_at": str(max(r["created_at"] for r in by_metric[metric])),
             "dynamics": dyn.dynamics(points, higher_is_better=higher).to_dict(),
         })
     out = []
@@ -75,8 +76,10 @@ def score_curves(rows: list[dict]) -> list[dict]:
             if len(same) == 1:
                 c["label"] = c["run"]
             elif len({o["run_id"] for o in same}) > 1:
+                mine = [o for o in same if o["run_id"] == c["run_id"]]
                 c["label"] = f"{c['run']} [run {(c['run_id'] or 'imported')[:8]}]" + (
-                    f" [{c['suite']}]" if sum(o["run_id"] == c["run_id"] for o in same) > 1 else "")
+                    "" if len(mine) == 1 else f" [{c['suite']}]" if sum(o["suite"] == c["suite"] for o in mine) == 1
+                    else f" [{c['suite']} {c['settings_hash'][:8]}]")
             elif sum(o["suite"] == c["suite"] for o in same) == 1:
                 c["label"] = f"{c['run']} [{c['suite']}]"
             else:
@@ -383,9 +386,22 @@ def _pct(x) -> float | None:
 _MD_MARKUP = re.compile(r"([\\`\[\]<>&|*])")
 
 
+# A confidence interval as the report writes it, `[12.5, 30.0]` (signed in a difference). Its brackets stay as they
+# are, so the raw file reads as it renders: brackets make a link only when followed by `(` or `[`, or when a
+# definition `[label]: url` names them, and one is left plain only when followed by none of `(`, `[`, `:`; every
+# other bracket is escaped, so no definition exists and a link cannot start or end inside text from data.
+_CI = re.compile(r"\[[+-]?\d+(?:\.\d+)?, [+-]?\d+(?:\.\d+)?\](?![(\[:])")
+
+
 def _md(text) -> str:
-    """Data as literal Markdown text on one line: markup characters backslash-escaped, line breaks as spaces."""
-    return _MD_MARKUP.sub(r"\\\1", " ".join(str(text).splitlines()))
+    """Data as literal Markdown text on one line: markup characters backslash-escaped, line breaks as spaces;
+    confidence intervals keep their plain brackets."""
+    text = " ".join(str(text).splitlines())
+    out, at = [], 0
+    for m in _CI.finditer(text):
+        out += [_MD_MARKUP.sub(r"\\\1", text[at:m.start()]), m.group()]
+        at = m.end()
+    return "".join(out) + _MD_MARKUP.sub(r"\\\1", text[at:])
 
 
 def _code(text) -> str:

@@ -5,8 +5,10 @@
   skipped and reported, never half-read.
 - One checkpoint folder (config.json + weights): its step comes from the folder name or its
   `curate_checkpoint.json`; a folder under `RUN/checkpoints/` belongs to run RUN.
-- A hub id (`Qwen/Qwen3-4B-Base`): loaded by the backend (network or the local HF cache).
-- An http(s) URL: an OpenAI-compatible server; `--model` names the served model.
+- A hub id (`Qwen/Qwen3-4B-Base`): loaded by the backend (network or the local HF cache); `--revision` (a
+  branch, tag or commit) pins what is loaded.
+- An http(s) URL: an OpenAI-compatible server; `--model` names the served model, `--revision` only labels it
+  (the server decides what it serves).
 
 Each target carries its lineage (training run id, config hash, mixture fingerprint, recipe hash, store
 snapshot) from the checkpoint's `curate_checkpoint.json`, else from the run's config.yaml and the mixture's
@@ -15,7 +17,9 @@ samples, and so part of every eval sample id: for a local folder it is its name 
 (`RUN/step-NNNNNN@FINGERPRINT` for a checkpoint of run folder RUN, `NAME@FINGERPRINT` for a base model folder;
 `curate.train.layout.model_fingerprint`, taken from the checkpoint marker when the trainer recorded it), never its
 absolute path: a study moved or rerun in another folder plans the same ids and finds its samples stored, and the
-base model that every cell of a study scores as step 0 is generated once. A hub id or endpoint is its own identity.
+base model that every cell of a study scores as step 0 is generated once. A hub id or endpoint is its own identity,
+`ID@REVISION` with a revision (also its checkpoint and default run name, so two revisions never share rows). A
+local folder with a revision is refused: its files are its identity, and a loader ignores a revision for a folder.
 Test: tests/test_evaluate.py.
 """
 from __future__ import annotations
@@ -41,6 +45,7 @@ class Target:
     identity: str  # samples.model for the eval traces
     endpoint: str | None = None
     lineage: dict = field(default_factory=dict)
+    revision: str | None = None  # the hub revision loaded (or an endpoint's label); None for a local folder
 
 
 def looks_like_path(ref: str) -> bool:
@@ -97,15 +102,27 @@ def run_checkpoints(run_dir: Path) -> tuple[list[Path], list[str]]:
     return found, notes
 
 
+def _pinned(ref: str, revision: str | None) -> str:
+    return f"{ref}@{revision}" if revision else ref
+
+
 def resolve_targets(target: str, *, base: str | None = None, run: str | None = None, model: str | None = None,
-                    steps: list[int] | None = None) -> tuple[list[Target], list[str]]:
+                    steps: list[int] | None = None, revision: str | None = None) -> tuple[list[Target], list[str]]:
     """The checkpoints to evaluate for TARGET, and notes on what was skipped. Raises InputError naming the problem."""
     notes: list[str] = []
+    if revision is not None and not revision.strip():
+        raise InputError("--revision is empty", hint="give a branch, tag or commit of the hub model")
     if target.startswith(("http://", "https://")):
         if not model:
             raise InputError(f"{target}: an endpoint needs --model (the served model name)")
-        return [Target(run=run or model, checkpoint=target, step=None, model_ref=model, identity=model, endpoint=target)], notes
+        ident = _pinned(model, revision)
+        return [Target(run=run or ident, checkpoint=target, step=None, model_ref=model, identity=ident, endpoint=target,
+                       revision=revision)], notes
     p = Path(target).expanduser()
+    if revision is not None and p.is_dir():
+        raise InputError(f"--revision {revision}: {target} is a local folder, identified by its files, not a revision",
+                         hint="--revision pins a hub-id TARGET; for a pinned base model, download that revision to a "
+                              "folder and pass it as --base")
     out: list[Target] = []
     if p.is_dir() and (p / "checkpoints").is_dir():
         name = run or p.resolve().name
@@ -137,7 +154,8 @@ def resolve_targets(target: str, *, base: str | None = None, run: str | None = N
         return out, notes
     if looks_like_path(target):
         raise InputError(f"{target}: no such checkpoint or run directory")
-    out = [Target(run=run or target, checkpoint=target, step=None, model_ref=target, identity=target)]
+    ident = _pinned(target, revision)
+    out = [Target(run=run or ident, checkpoint=ident, step=None, model_ref=target, identity=ident, revision=revision)]
     return out, notes
 
 

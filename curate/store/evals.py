@@ -211,6 +211,27 @@ def score_value_ranges(store, benchmarks: list[str]) -> dict[tuple[str, str], fl
     return {(r["benchmark"], r["metric"]): r["top"] for r in rows}
 
 
+def score_rows_of_runs(store, runs: list[str], benchmark: str | None = None, steps: list[int] | None = None) -> list[dict]:
+    """Score rows of these runs (only this benchmark and these steps when given) with what tells apart runs that
+    share a name (run_id, checkpoint, created_at) and their per-problem scores (details.per_problem) when present;
+    newest first within a (benchmark, metric, step, run). What `curate evals compare` and the report's answer read."""
+    if not store.exists or not runs:
+        return []
+    cond = "list_contains($1, run) AND kind = 'score'"
+    params: list[Any] = [list(runs)]
+    if benchmark is not None:
+        params.append(benchmark)
+        cond += f" AND benchmark = ${len(params)}"
+    if steps is not None:
+        params.append([int(s) for s in steps])
+        cond += f" AND list_contains(${len(params)}, step)"
+    return store.query(
+        f"""SELECT run, run_id, checkpoint, step, suite, benchmark, metric, value, ci_low, ci_high, n_problems, complete,
+                   settings_hash, provenance, created_at, json_extract(details, '$.per_problem')::VARCHAR AS per_problem
+            FROM evals WHERE {cond}
+            ORDER BY benchmark, metric, step NULLS LAST, run, complete DESC, created_at DESC""", params).to_pylist()
+
+
 def read_evals(store, where: str | None = None) -> list[dict]:
     """Result rows (newest settings first within a key), optionally filtered by a predicate over `evals`."""
     q = "SELECT * EXCLUDE (created_at) FROM evals"
