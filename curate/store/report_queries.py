@@ -4,8 +4,6 @@
 - verdict_rates: per problem source and teacher model, traces by latest verdict status, length and truncation;
   traces planned by an evaluation are left out (their scores are in `evals`); it avoids the `traces` view so
   no trace text (Parquet) is read.
-- compare_rows: the score rows of two runs with their per-problem scores (details.per_problem) when present;
-  runs_compare_rows: the same for many runs at chosen steps (the report fetches once per benchmark).
 - run_records: what a study recorded about each run (condition, base model, seed, run folder, mixture manifest).
 - eval_settings: per run, suite, benchmark and settings: problems, samples, the benchmark's settings
   (details.settings: n, limit, sampling) and the newest checkpoint path (to find a run folder without a study).
@@ -15,7 +13,6 @@
 """
 from __future__ import annotations
 
-from curate.store.queries import literal
 
 CURVE_COLUMNS = ("run", "run_id", "checkpoint", "step", "suite", "benchmark", "metric", "kind", "value", "ci_low", "ci_high",
                  "n_problems", "n_samples", "complete", "settings_hash", "provenance", "created_at")
@@ -51,25 +48,6 @@ def verdict_rates(store) -> list[dict]:
            LEFT JOIN latest_verdicts v ON v.sample_id = s.id
            WHERE {NOT_EVAL}
            GROUP BY ALL ORDER BY p.source, model"""
-    ).to_pylist()
-
-
-def compare_rows(store, a: str, b: str, benchmark: str | None = None) -> list[dict]:
-    return runs_compare_rows(store, [a, b], benchmark)
-
-
-def runs_compare_rows(store, runs: list[str], benchmark: str | None = None, steps: list[int] | None = None) -> list[dict]:
-    """compare_rows for any number of runs (and only these steps), in the same order: one query for a report."""
-    cond = f"run IN ({', '.join(literal(r) for r in runs)}) AND kind = 'score'"
-    if benchmark:
-        cond += f" AND benchmark = {literal(benchmark)}"
-    if steps is not None:
-        cond += f" AND step IN ({', '.join(str(int(s)) for s in steps) or 'NULL'})"
-    return store.query(
-        f"""SELECT run, step, suite, benchmark, metric, value, ci_low, ci_high, n_problems, complete, settings_hash,
-                   provenance, json_extract(details, '$.per_problem')::VARCHAR AS per_problem
-            FROM evals WHERE {cond}
-            ORDER BY benchmark, metric, step NULLS LAST, run, complete DESC, created_at DESC"""
     ).to_pylist()
 
 
