@@ -339,25 +339,67 @@ def test_mixture_and_verdict_legends_stay_off_the_axis_labels(built):
                 assert not any(overlap(box, t) for t in labels)
 
 
+# What each training run of the same-named-runs store was, so a section showing the other run's numbers fails:
+# its study record (seed), run folder (lr, loss), eval budget, and at step 10 (settings h) its behaviour rows and
+# the responses they were computed from (tokens start + gap * i over 10 problems, the first `cut` truncated).
+SAME_NAME = {"old-1111": {"study": "one", "seed": 1, "lr": 0.1, "loss": [9.0, 8.0, 7.0, 6.0, 5.0], "max_tokens": 4096,
+                          "start": 1000, "gap": 100, "cut": 4},
+             "new-2222": {"study": "two", "seed": 2, "lr": 0.002, "loss": [1.0, 0.5, 0.25], "max_tokens": 512,
+                          "start": 300, "gap": 10, "cut": 1},
+             "base-3333": {"study": "two", "seed": 2, "lr": 0.002, "loss": [2.0, 1.5], "max_tokens": 512,
+                           "start": 500, "gap": 0, "cut": 0}}
+
+
 def _same_name_store(path: Path):
     """`base`, and two runs named `cond` (two studies' cells: different training run ids), the older one better
-    and evaluated at more steps; the newer one also scored at step 10 with other settings, before its main ones."""
+    and evaluated at more steps; the newer one also scored at step 10 with other settings, before its main ones.
+    Each run has its study record, run folder (config.yaml, metrics.jsonl) and, at step 10, behaviour rows and
+    planned responses that differ from the other `cond`'s (SAME_NAME)."""
     import time
 
+    import yaml
+
+    from curate.records import Problem, Sample
     from curate.store import TraceStore
+    from curate.store.lineage import record_run
 
     st = TraceStore(path)
+    problems = [Problem(source="bench", domain="math", prompt=f"q{i}", reference=i, split="eval") for i in range(10)]
+    st.add_problems(problems)
 
     def rows(run, run_id, vals, settings="h"):
+        info = SAME_NAME[run_id]
         out = []
         for step, v in vals.items():
             k = round(v / 10)  # of 10 problems
-            out.append(dict(run=run, checkpoint=f"{run_id}/step-{step}", step=step, suite="s", benchmark="bench",
-                            metric="avg@1", value=10.0 * k, ci_low=0.0, ci_high=100.0, settings_hash=settings,
-                            provenance="curate", run_id=run_id, n_problems=10, complete=True,
-                            details={"per_problem": {f"p{i}": float(i < k) for i in range(10)}}))
+            key = dict(run=run, checkpoint=f"{run_id}/step-{step}", step=step, suite="s", benchmark="bench",
+                       settings_hash=settings, provenance="curate", run_id=run_id, n_problems=10, complete=True)
+            out.append(dict(**key, metric="avg@1", value=10.0 * k, ci_low=0.0, ci_high=100.0,
+                            details={"per_problem": {f"p{i}": float(i < k) for i in range(10)},
+                                     "settings": {"n": 1, "sampling": {"max_tokens": info["max_tokens"]}}}))
+            if step == 10 and settings == "h":
+                tokens = [info["start"] + info["gap"] * i for i in range(10)]
+                resp = [Sample(problem_id=p.id, text=f"{run_id} {i}", backend="vllm", model=run_id,
+                               finish_reason="length" if i < info["cut"] else "stop", completion_tokens=t)
+                        for i, (p, t) in enumerate(zip(problems, tokens))]
+                st.add_samples(resp)
+                plan_samples(st, [{"sample_id": x.id, "problem_id": x.problem_id, "sample_index": 0,
+                                   **{c: key[c] for c in ("run", "checkpoint", "step", "suite", "benchmark", "settings_hash")}}
+                                  for x in resp])
+                out += [dict(**key, metric="mean_tokens", kind="behaviour", value=sum(tokens) / 10),
+                        dict(**key, metric="truncation_rate", kind="behaviour", value=10.0 * info["cut"])]
         return out
 
+    for run, run_id in (("cond", "old-1111"), ("cond", "new-2222"), ("base", "base-3333")):
+        info = SAME_NAME[run_id]
+        run_dir = path.parent / "runs" / run_id
+        run_dir.mkdir(parents=True)
+        (run_dir / "config.yaml").write_text(yaml.safe_dump({"model": {"name_or_path": "tiny"},
+                                                             "train": {"lr": info["lr"], "seed": info["seed"]}}))
+        (run_dir / "metrics.jsonl").write_text("".join(json.dumps({"step": i + 1, "loss": x}) + "\n"
+                                                       for i, x in enumerate(info["loss"])))
+        record_run(st, {"run": run, "run_id": run_id, "study": info["study"], "cell": run, "condition": run,
+                        "base_model": "tiny", "seed": info["seed"], "run_dir": str(run_dir)})
     for batch in (rows("cond", "old-1111", {10: 80.0, 20: 80.0}), rows("base", "base-3333", {10: 50.0, 20: 50.0}),
                   rows("cond", "new-2222", {10: 60.0}, settings="other"), rows("cond", "new-2222", {10: 20.0})):
         write_evals(st, batch)
@@ -406,3 +448,57 @@ def test_the_report_answer_uses_the_newest_of_two_same_named_runs_and_warns(tmp_
     assert w.startswith("bench: run name cond stands for 3 evaluations") and w.endswith("the answer uses the newest, cond [run new-2222] [s h]")
     labels = [c["label"] for b in data["benchmarks"] for c in b["curves"] if c["run"] == "cond"]
     assert sorted(labels) == ["cond [run new-2222] [s h]", "cond [run new-2222] [s other]", "cond [run old-1111]"]
+
+
+def test_every_report_section_takes_the_run_the_answer_compared_or_shows_both(tmp_path, cli):
+    """Per-condition sections (answer, behaviour CIs) read the run id `curate evals compare` picks for `cond`,
+    down to the responses behind a one-seed CI; sections listing every run (training runs, loss, behaviour
+    curves, eval settings) show both `cond` runs, each with its own seed, folder, loss and budget."""
+    from curate.evaluate.report import build_report
+
+    st = _same_name_store(tmp_path / "st")
+    r = cli("evals", "compare", "base", "cond", "--store", str(st.path), "--json")
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(r.stdout)
+    chosen, [row] = rep["b_run_id"], rep["rows"]
+    assert chosen == "new-2222"
+    mine, other = SAME_NAME[chosen], SAME_NAME["old-1111"]
+    data = build_report(st, tmp_path / "out")
+
+    [h] = data["headline"]
+    cond = next(c for c in h["conditions"] if c["label"] == "cond")
+    assert (cond["run_ids"], cond["seeds"], cond["mean"], h["step"]) == ([chosen], [mine["seed"]], row["b"], row["step"])
+
+    beh = {r["metric"]: r for r in data["behaviour_ci"] if r["condition"] == "cond"}
+    tokens = [mine["start"] + mine["gap"] * i for i in range(10)]
+    mean = sum(tokens) / 10
+    hw = 1.96 * math.sqrt(sum((t - mean) ** 2 for t in tokens) / 9) / math.sqrt(10)
+    t = beh["mean_tokens"]
+    assert (t["mean"], t["ci_over"]) == (mean, "10 responses")
+    assert (t["ci_low"], t["ci_high"]) == (pytest.approx(mean - hw), pytest.approx(mean + hw))
+    tr = beh["truncation_rate"]
+    assert tr["mean"] == 10.0 * mine["cut"] and tr["ci_over"] == "10 responses"
+    from curate.evaluate.findings import wilson
+
+    assert (tr["ci_low"], tr["ci_high"]) == tuple(pytest.approx(100 * x) for x in wilson(mine["cut"] / 10, 10))
+
+    runs = {r["label"]: r for r in data["runs"]}
+    assert set(runs) == {"base", "cond [run old-1111]", "cond [run new-2222]"}
+    for run_id, info in (("old-1111", other), ("new-2222", mine)):
+        r = runs[f"cond [run {run_id}]"]
+        assert (r["run_id"], r["seed"], r["train"]["lr"], r["loss_points"], r["recorded_by_study"]) == \
+            (run_id, info["seed"], info["lr"], len(info["loss"]), info["study"])
+        assert Path(r["run_dir"]).name == run_id
+    loss = {r["label"]: [p["loss"] for p in r["points"]] for r in data["loss"]}
+    assert loss == {"base": SAME_NAME["base-3333"]["loss"], "cond [run old-1111]": other["loss"],
+                    "cond [run new-2222]": mine["loss"]}
+    curves = {r["label"]: r["points"] for r in data["behaviour"]}
+    assert curves["cond [run old-1111]"][0]["mean_tokens"] == other["start"] + 4.5 * other["gap"]
+    assert curves["cond [run new-2222]"][0] == {"step": 10, "mean_tokens": mean, "truncation_rate": 10.0 * mine["cut"]}
+    budget = {s["max_tokens"]: s["runs"] for s in data["eval_settings"]}
+    assert budget[other["max_tokens"]] == "cond [run old-1111]"
+    assert "cond [run new-2222]" in budget[mine["max_tokens"]] and "old-1111" not in budget[mine["max_tokens"]]
+
+    md = (tmp_path / "out" / "report.md").read_text()
+    html_text = (tmp_path / "out" / "report.html").read_text()
+    assert r"| cond \[run old-1111\] | cond |" in md and "<td>cond [run new-2222]</td>" in html_text

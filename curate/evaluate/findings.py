@@ -23,7 +23,10 @@
   score vs share with CIs and a least-squares slope over the runs with its 95% CI.
 - Runs sharing a name (two studies' cells, or one run evaluated with several settings) contribute their newest
   curve on each benchmark (by when it was evaluated), compared through `compare.compare` with that same curve
-  picked; a warning names the run ids and settings left out.
+  picked; a warning names the run ids and settings left out. The condition's seed, group, behaviour (rows and
+  responses) and mixture come from that run id too. What lists every run (run_table, eval settings, loss) is
+  keyed by (run, run id) and labelled `name [run id8]` where a name stands for several; rows without a run
+  id stay one run per name.
 Known issues: seeds that do not match between two conditions are paired in sorted order (said in the method).
 Test: tests/test_report_findings.py.
 """
@@ -173,24 +176,44 @@ def _knob(manifest: Path | None) -> tuple[float | None, str | None, float | None
     return float(x), json.dumps(recipe, sort_keys=True), (inc / rows if rows else None)
 
 
-def run_table(store, runs: list[str]) -> dict[str, dict]:
-    """Per run: its group, seed, run folder (and whether it is reachable here), training fields, loss, knob."""
-    records = {r["run"]: r for r in rq.run_records(store)}
-    checkpoints: dict[str, str] = {}
+def run_label(run: str, run_id: str | None) -> str:
+    """A run name with its training run id, for where a name stands for several runs (`none`: rows without one,
+    as `curate evals compare --a-id none` calls them)."""
+    return f"{run} [run {(run_id or 'none')[:8]}]"
+
+
+def _record(records: list[dict], run: str, run_id: str) -> dict | None:
+    """What a study recorded about one training run, joined as the `lineage` view joins it: on the run id when
+    both sides carry one, else on the name; an exact id first, then the newest record."""
+    named = [r for r in records if r["run"] == run and (not run_id or not r["run_id"] or r["run_id"] == run_id)]
+    return max(named, key=lambda r: (bool(run_id) and r["run_id"] == run_id, r["recorded_at"]), default=None)
+
+
+def run_table(store, runs: list[tuple[str, str]]) -> dict[tuple[str, str], dict]:
+    """Per (run, run id; '' without one): its group, seed, run folder (and whether it is reachable here),
+    training fields, loss, knob, and a label that shows the run id where a name stands for several runs."""
+    records = rq.run_records(store)
+    checkpoints: dict[tuple[str, str], str] = {}
     for s in rq.eval_settings(store):
-        if s["checkpoint"] and s["run"] not in checkpoints:
-            checkpoints[s["run"]] = s["checkpoint"]
+        key = (s["run"], s["run_id"] or "")
+        if s["checkpoint"] and key not in checkpoints:
+            checkpoints[key] = s["checkpoint"]
+    ids: dict[str, int] = {}
+    for run, _ in runs:
+        ids[run] = ids.get(run, 0) + 1
     out = {}
-    for run in runs:
-        rec = records.get(run)
-        rd = _run_dir(rec, checkpoints.get(run))
+    for key in runs:
+        run, run_id = key
+        rec = _record(records, run, run_id)
+        rd = _run_dir(rec, checkpoints.get(key))
         reachable = rd is not None and (rd / "config.yaml").is_file()
         cfg = _read_config(rd) if reachable else None
         x, family, actual = _knob(_manifest(rec, cfg))
         train = _train_fields(cfg) if cfg else {}
         seed = rec["seed"] if rec and rec.get("seed") is not None else train.get("seed")
-        out[run] = {
-            "run": run, "condition": rec["condition"] if rec else run, "model": rec["base_model"] if rec else None,
+        out[key] = {
+            "run": run, "run_id": run_id or None, "label": run_label(run, run_id) if ids[run] > 1 else run,
+            "condition": rec["condition"] if rec else run, "model": rec["base_model"] if rec else None,
             "seed": seed, "recorded_by_study": rec["study"] if rec else None,
             "run_dir": str(rd) if rd else None,
             "run_dir_status": "reachable" if reachable else ("not reachable here" if rd else "no run folder recorded"),
@@ -200,23 +223,25 @@ def run_table(store, runs: list[str]) -> dict[str, dict]:
     return out
 
 
-def eval_settings(store, runs: dict[str, dict]) -> list[dict]:
-    """Eval settings per benchmark, one row per distinct setting with the runs that used it."""
+def eval_settings(store, runs: dict[tuple[str, str], dict]) -> list[dict]:
+    """Eval settings per benchmark, one row per distinct setting with the runs that used it (by their labels)."""
     backends: dict[tuple, set] = {}
     for s in rq.eval_sample_stats(store):
         if s["backends"]:
-            backends.setdefault((s["run"], s["suite"], s["benchmark"], s["settings_hash"]), set()).update(s["backends"].split(", "))
+            backends.setdefault((s["run"], s["run_id"] or "", s["suite"], s["benchmark"], s["settings_hash"]),
+                                set()).update(s["backends"].split(", "))
     groups: dict[tuple, list[str]] = {}
     for s in rq.eval_settings(store):
-        if s["run"] not in runs:
+        run = (s["run"], s["run_id"] or "")
+        if run not in runs:
             continue
         st = json.loads(s["settings"]) if s["settings"] else {}
         sampling = st.get("sampling") or {}
-        be = backends.get((s["run"], s["suite"], s["benchmark"], s["settings_hash"]))
+        be = backends.get((*run, s["suite"], s["benchmark"], s["settings_hash"]))
         key = (s["benchmark"], s["suite"], s["n_problems"], st.get("n"), sampling.get("max_tokens"),
                sampling.get("temperature"), sampling.get("top_p"),
                ", ".join(sorted(be)) if be else ("imported" if (s["provenance"] or "").startswith("imported") else None))
-        groups.setdefault(key, []).append(s["run"])
+        groups.setdefault(key, []).append(runs[run]["label"])
     rows = []
     for (bench, suite, problems, n, max_tokens, temp, top_p, backend), rs in sorted(groups.items(), key=lambda kv: str(kv[0])):
         rs = sorted(set(rs))
@@ -271,7 +296,8 @@ def _group_stats(label: str, g: tuple, runs: list[str], info: dict, values: dict
     if len(runs) == 1:
         p = values[runs[0]][step]
         lo, hi, over = p["ci_low"], p["ci_high"], "problems (1 seed)"
-    return {"label": label, "condition": g[0], "model": g[1], "runs": runs, "seeds": [info[r]["seed"] for r in runs],
+    return {"label": label, "condition": g[0], "model": g[1], "runs": runs, "run_ids": [info[r]["run_id"] for r in runs],
+            "seeds": [info[r]["seed"] for r in runs],
             "n_seeds": len(runs), "step": step, "mean": m, "ci_low": lo, "ci_high": hi, "ci_over": over,
             "spread": max(vals) - min(vals) if len(vals) > 1 else None, "values": vals}
 
@@ -359,14 +385,15 @@ def headline(store, benchmarks: list[dict], info: dict) -> list[dict]:
         curves, picked = _run_curves(b, metric)
         values = {run: {p["step"]: p for p in c["points"]} for run, c in curves.items()}
         pick = {run: {"run_id": c["run_id"] or "", "settings_hash": c["settings_hash"]} for run, c in curves.items()}
+        chosen = {run: info[(run, pick[run]["run_id"])] for run in curves}  # the seed, group and folder of the run compared
         groups: dict[tuple, list[str]] = {}
         for run in sorted(values):
-            groups.setdefault((info[run]["condition"], info[run]["model"]), []).append(run)
+            groups.setdefault((chosen[run]["condition"], chosen[run]["model"]), []).append(run)
         step, missing = _pick_step(groups, values)
         if step is None:
             continue
         higher = metric != "asr"
-        stats = [_group_stats(_label(g, many_models), g, runs, info, values, step, percent=metric not in UNSCALED)
+        stats = [_group_stats(_label(g, many_models), g, runs, chosen, values, step, percent=metric not in UNSCALED)
                  for g, runs in groups.items() if g not in missing]
         comps = []
         rows = score_rows_of_runs(store, [r for s in stats for r in s["runs"]], b["benchmark"], [step]) \
@@ -375,7 +402,7 @@ def headline(store, benchmarks: list[dict], info: dict) -> list[dict]:
             same = sorted((s for s in stats if s["model"] == model),
                           key=lambda s: ((-s["mean"]) if higher else s["mean"], s["label"]))
             for other in same[1:]:
-                comps.append(_comparison(store, b["benchmark"], metric, step, same[0], other, info, higher, rows, pick))
+                comps.append(_comparison(store, b["benchmark"], metric, step, same[0], other, chosen, higher, rows, pick))
         all_zero = all(v == 0 for st in stats for v in st["values"])
         if all_zero and len(stats) > 1:
             text = f"every condition scores 0 ({sum(st['n_seeds'] for st in stats)} runs), so they cannot be told apart"
@@ -407,19 +434,20 @@ def behaviour_cis(store, rows: list[dict], heads: list[dict], info: dict) -> lis
             vals.setdefault((r["run"], r["run_id"] or "", r["settings_hash"], r["benchmark"], r["step"], r["metric"]), r["value"])
     samples = {}
     for s in rq.eval_sample_stats(store):
-        samples.setdefault((s["run"], s["benchmark"], s["step"]), s)
+        samples.setdefault((s["run"], s["run_id"] or "", s["settings_hash"], s["benchmark"], s["step"]), s)
     out = []
     for h in heads:
         for c in h["conditions"]:
+            keys = {r: (r, h["pick"][r]["run_id"], h["pick"][r]["settings_hash"], h["benchmark"], h["step"]) for r in c["runs"]}
             for metric in BEHAVIOUR_CI:
-                v = [vals[k] for r in c["runs"] if (k := (r, h["pick"][r]["run_id"], h["pick"][r]["settings_hash"],
-                                                         h["benchmark"], h["step"], metric)) in vals]
-                if not v:
+                found = [(r, vals[(*k, metric)]) for r, k in keys.items() if (*k, metric) in vals]
+                if not found:
                     continue
+                v = [x for _, x in found]
                 m, lo, hi = mean_ci(v, bounds=(0.0, 100.0 if metric == "truncation_rate" else math.inf))
                 over = f"{len(v)} seeds"
-                if len(v) == 1:
-                    over, s = "no CI", samples.get((c["runs"][0], h["benchmark"], h["step"]))
+                if len(v) == 1:  # the spread over the responses of the one evaluation that gave the value
+                    over, s = "no CI", samples.get(keys[found[0][0]])
                     if s and s["n"]:
                         over = f"{s['n']} responses"
                         if metric == "truncation_rate":
@@ -433,23 +461,28 @@ def behaviour_cis(store, rows: list[dict], heads: list[dict], info: dict) -> lis
 
 
 # ------------------------------------------------------------------ dose-response
+def _first(info: dict, h: dict, c: dict) -> dict:
+    """What is known about the first run of a headline condition: the run id the answer compared."""
+    return info[(c["runs"][0], h["pick"][c["runs"][0]]["run_id"])]
+
+
 def dose_response(heads: list[dict], info: dict) -> tuple[list[dict], str | None]:
     """Score vs the incorrect share, per benchmark and family of otherwise-equal recipes with >= 3 shares."""
     out = []
     for h in heads:
         fam: dict[tuple, list[dict]] = {}
         for c in h["conditions"]:
-            r0 = info[c["runs"][0]]
+            r0 = _first(info, h, c)
             if r0["knob"] is not None:
                 fam.setdefault((c["model"], r0["knob_family"]), []).append(c)
         for (model, _), conds in fam.items():
-            xs = sorted({info[c["runs"][0]]["knob"] for c in conds})
+            xs = sorted({_first(info, h, c)["knob"] for c in conds})
             if len(xs) < 3:
                 continue
             pts, fx, fy = [], [], []
-            for c in sorted(conds, key=lambda c: (info[c["runs"][0]]["knob"], c["label"])):
-                x = info[c["runs"][0]]["knob"]
-                pts.append({"condition": c["label"], "share": x, "actual_share": info[c["runs"][0]]["knob_actual"],
+            for c in sorted(conds, key=lambda c: (_first(info, h, c)["knob"], c["label"])):
+                x = _first(info, h, c)["knob"]
+                pts.append({"condition": c["label"], "share": x, "actual_share": _first(info, h, c)["knob_actual"],
                             "mean": c["mean"], "ci_low": c["ci_low"], "ci_high": c["ci_high"], "n_seeds": c["n_seeds"]})
                 fx += [x] * len(c["values"])
                 fy += c["values"]
@@ -526,7 +559,8 @@ def warnings(rows: list[dict], benchmarks: list[dict], heads: list[dict], settin
                 out.append(f"Every score on {b['benchmark']} is 0 ({len(vs)} evaluations): its comparisons say nothing.")
     trunc: dict[str, list[float]] = {}
     for r in rows:
-        if r["kind"] == "behaviour" and r["metric"] == "truncation_rate" and r["value"] is not None and r["run"] in info:
+        if r["kind"] == "behaviour" and r["metric"] == "truncation_rate" and r["value"] is not None \
+                and (r["run"], r["run_id"] or "") in info:
             trunc.setdefault(r["benchmark"], []).append(r["value"])
     by_budget: dict[str, list[tuple[str, float, int]]] = {}
     for bench, vs in sorted(trunc.items()):
@@ -561,15 +595,15 @@ def warnings(rows: list[dict], benchmarks: list[dict], heads: list[dict], settin
 
 # ------------------------------------------------------------------ everything
 def findings(store, rows: list[dict], benchmarks: list[dict]) -> dict:
-    runs = sorted({c["run"] for b in benchmarks for c in b["curves"]}
-                  | {r["run"] for r in rows if r["kind"] == "behaviour" and r["step"] is not None})
+    runs = sorted({(c["run"], c["run_id"] or "") for b in benchmarks for c in b["curves"]}
+                  | {(r["run"], r["run_id"] or "") for r in rows if r["kind"] == "behaviour" and r["step"] is not None})
     info = run_table(store, runs)
     settings = eval_settings(store, info)
     heads = headline(store, benchmarks, info)
     dose, dose_why = dose_response(heads, info)
-    loss = [{"run": r, "points": i["loss"]} for r, i in info.items() if i["loss"]]
-    no_loss = [f"{r}: {i['run_dir_status']}" + (f" ({i['run_dir']})" if i["run_dir"] else "")
-               for r, i in info.items() if not i["loss"]]
+    loss = [{"run": i["run"], "run_id": i["run_id"], "label": i["label"], "points": i["loss"]} for i in info.values() if i["loss"]]
+    no_loss = [f"{i['label']}: {i['run_dir_status']}" + (f" ({i['run_dir']})" if i["run_dir"] else "")
+               for i in info.values() if not i["loss"]]
     skipped = {}
     if not heads:
         skipped["headline"] = "no complete score with a training step in the evals table"

@@ -182,16 +182,28 @@ def score_figure(bench: dict, steps: list[int], palette: dict):
     return fig
 
 
+def _dashes(runs: list[dict]) -> list[str]:
+    """A line style per entry: two training runs sharing a name share its colour, so the second gets a new dash."""
+    seen: dict[str, int] = {}
+    out = []
+    for r in runs:
+        out.append(("-", "--", "-.", ":")[seen.get(r["run"], 0) % 4])
+        seen[r["run"]] = seen.get(r["run"], 0) + 1
+    return out
+
+
 def behaviour_figure(runs: list[dict], steps: list[int], palette: dict):
     """Mean response length and truncation rate vs step, on the score figures' x-axis."""
     fig, axes = _figure(7.6, 5.4, rows=2, cols=1, sharex=True)
     top, bottom = axes[0][0], axes[1][0]
-    for r in runs:
+    dashes = _dashes(runs)
+    for r, dash in zip(runs, dashes):
         col = palette[r["run"]]
         for ax, key in ((top, "mean_tokens"), (bottom, "truncation_rate")):
             pts = [(p["step"], p[key]) for p in r["points"] if p.get(key) is not None]
             if pts:
-                ax.plot([s for s, _ in pts], [v for _, v in pts], "-o", color=col, ms=3, lw=1.4, label=r["run"])
+                ax.plot([s for s, _ in pts], [v for _, v in pts], dash, marker="o", color=col, ms=3, lw=1.4,
+                        label=r.get("label", r["run"]))
     top.set_ylabel("mean response tokens")
     bottom.set_ylabel("truncated (%)")
     sane_yaxis(top, [p["mean_tokens"] for r in runs for p in r["points"]], percent=False)
@@ -279,10 +291,10 @@ def loss_figure(runs: list[dict], palette: dict):
     """Training loss vs step from each run's metrics.jsonl."""
     fig, axes = _figure(7.6, 4.0)
     ax = axes[0][0]
-    for r in runs:
+    for r, dash in zip(runs, _dashes(runs)):
         pts = r["points"]
-        ax.plot([p["step"] for p in pts], [p["loss"] for p in pts], "-", color=palette.get(r["run"], "#1f77b4"),
-                lw=1.3, label=r["run"])
+        ax.plot([p["step"] for p in pts], [p["loss"] for p in pts], dash, color=palette.get(r["run"], "#1f77b4"),
+                lw=1.3, label=r.get("label", r["run"]))
     ax.set_xlabel("training step")
     ax.set_ylabel("training loss (response tokens)")
     ax.set_title("training loss vs step (metrics.jsonl)", fontsize=10)

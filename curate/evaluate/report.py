@@ -9,7 +9,9 @@ dose-response over the incorrect share, eval and training settings of every run,
 per benchmark (dip and recovery marked), response length and truncation vs step, final and best scores with
 the dynamics summary and ranking flips, mixture composition from manifest.json files (a study's
 DIR/mixtures/*/, or --mixtures folders), verdict rates per source and teacher. A section without data is
-left out with one line saying why. Names from data print as text in both pages (escaped HTML; Markdown with
+left out with one line saying why. Two training runs sharing a name (cells of two studies) are one condition in
+the answer (the run id it compared, see findings.py) and two labelled entries, `name [run id8]`, wherever every
+run is listed. Names from data print as text in both pages (escaped HTML; Markdown with
 its markup characters backslash-escaped, except the plain brackets of a confidence interval, `[12.5, 30.0]`).
 Test: tests/test_report.py, tests/test_report_findings.py; benchmark: benchmarks/report_build.py.
 """
@@ -25,7 +27,7 @@ from typing import Iterable
 
 from curate.errors import InputError
 from curate.evaluate import dynamics as dyn
-from curate.evaluate.findings import findings
+from curate.evaluate.findings import findings, run_label
 from curate.evaluate.results import headline_rank
 from curate.store import report_queries as rq
 
@@ -77,7 +79,7 @@ def score_curves(rows: list[dict]) -> list[dict]:
                 c["label"] = c["run"]
             elif len({o["run_id"] for o in same}) > 1:
                 mine = [o for o in same if o["run_id"] == c["run_id"]]
-                c["label"] = f"{c['run']} [run {(c['run_id'] or 'imported')[:8]}]" + (
+                c["label"] = run_label(c["run"], c["run_id"]) + (
                     "" if len(mine) == 1 else f" [{c['suite']}]" if sum(o["suite"] == c["suite"] for o in mine) == 1
                     else f" [{c['suite']} {c['settings_hash'][:8]}]")
             elif sum(o["suite"] == c["suite"] for o in same) == 1:
@@ -105,17 +107,22 @@ def unstepped(rows: list[dict]) -> list[dict]:
 
 
 def behaviour_curves(rows: list[dict]) -> list[dict]:
-    """Per run and step: mean response tokens and truncation rate, averaged over the benchmarks that report them."""
-    acc: dict[str, dict[int, dict[str, list[float]]]] = {}
+    """Per training run (name and run id) and step: mean response tokens and truncation rate, averaged over the
+    benchmarks that report them; labelled with the run id where a name stands for several runs."""
+    acc: dict[tuple[str, str], dict[int, dict[str, list[float]]]] = {}
     for r in rows:
         if r["kind"] != "behaviour" or r["metric"] not in BEHAVIOUR or r["value"] is None or r["step"] is None:
             continue
-        acc.setdefault(r["run"], {}).setdefault(r["step"], {}).setdefault(r["metric"], []).append(r["value"])
+        acc.setdefault((r["run"], r["run_id"] or ""), {}).setdefault(r["step"], {}).setdefault(r["metric"], []).append(r["value"])
+    ids: dict[str, int] = {}
+    for run, _ in acc:
+        ids[run] = ids.get(run, 0) + 1
     out = []
-    for run, steps in sorted(acc.items()):
+    for (run, run_id), steps in sorted(acc.items()):
         pts = [{"step": s, **{m: round(sum(v) / len(v), 2) if (v := vals.get(m)) else None for m in BEHAVIOUR}}
                for s, vals in sorted(steps.items())]
-        out.append({"run": run, "points": pts})
+        out.append({"run": run, "run_id": run_id or None, "label": run_label(run, run_id) if ids[run] > 1 else run,
+                    "points": pts})
     return out
 
 
@@ -370,7 +377,7 @@ def _eval_setting_rows(data: dict) -> list[dict]:
 
 
 def _run_rows(data: dict) -> list[dict]:
-    return [{"run": r["run"], "condition": r["condition"], "model": r["model"], "seed": r["seed"],
+    return [{"run": r["label"], "condition": r["condition"], "model": r["model"], "seed": r["seed"],
              "lr": r["train"].get("lr"), "steps": r["train"].get("steps"), "batch": r["train"].get("batch"),
              "max length": r["train"].get("max_length"), "schedule": r["train"].get("schedule"),
              "run folder": r["run_dir_status"], "loss points": r["loss_points"]} for r in data["runs"]]

@@ -4,12 +4,16 @@
 - verdict_rates: per problem source and teacher model, traces by latest verdict status, length and truncation;
   traces planned by an evaluation are left out (their scores are in `evals`); it avoids the `traces` view so
   no trace text (Parquet) is read.
-- run_records: what a study recorded about each run (condition, base model, seed, run folder, mixture manifest).
-- eval_settings: per run, suite, benchmark and settings: problems, samples, the benchmark's settings
-  (details.settings: n, limit, sampling) and the newest checkpoint path (to find a run folder without a study).
-- eval_sample_stats: per evaluation (run, step, suite, benchmark, settings), over its generated samples:
-  count, mean and spread of response tokens, spread of the trace markers (backtracks, verifications,
-  repetition), share cut at max_tokens, and the generation backends.
+- run_records: what a study recorded about each run (condition, base model, seed, run folder, mixture manifest),
+  with its training run id and when it was recorded, oldest first.
+- eval_settings: per run, training run id, suite, benchmark and settings: problems, samples, the benchmark's
+  settings (details.settings: n, limit, sampling) and the newest checkpoint path (to find a run folder without
+  a study).
+- eval_sample_stats: per evaluation (run, training run id, step, suite, benchmark, settings), over its generated
+  samples: count, mean and spread of response tokens, spread of the trace markers (backtracks, verifications,
+  repetition), share cut at max_tokens, and the generation backends. Planned samples carry no run id: it comes
+  from the score rows of the same (run, checkpoint, step, suite, benchmark, settings), so two training runs
+  sharing a name (different checkpoints) keep their samples apart.
 """
 from __future__ import annotations
 
@@ -52,22 +56,24 @@ def verdict_rates(store) -> list[dict]:
 
 
 def run_records(store) -> list[dict]:
-    return store.query("SELECT run, study, condition, base_model, seed, run_dir, train_config, manifest, recipe_file "
-                       "FROM study_run_rows ORDER BY run").to_pylist()
+    return store.query("SELECT run, run_id, study, condition, base_model, seed, run_dir, train_config, manifest, recipe_file, "
+                       "recorded_at FROM study_run_rows ORDER BY run, recorded_at, run_id").to_pylist()
 
 
 def eval_settings(store) -> list[dict]:
     return store.query(
-        """SELECT run, suite, benchmark, settings_hash, max(n_problems) AS n_problems, max(n_samples) AS n_samples,
+        """SELECT run, run_id, suite, benchmark, settings_hash, max(n_problems) AS n_problems, max(n_samples) AS n_samples,
                   arg_max(json_extract(details, '$.settings')::VARCHAR, created_at) AS settings,
                   arg_max(checkpoint, coalesce(step, -1)) AS checkpoint, any_value(provenance) AS provenance
-           FROM evals WHERE kind = 'score' GROUP BY ALL ORDER BY run, suite, benchmark, settings_hash"""
+           FROM evals WHERE kind = 'score' GROUP BY ALL ORDER BY run, run_id NULLS FIRST, suite, benchmark, settings_hash"""
     ).to_pylist()
 
 
 def eval_sample_stats(store) -> list[dict]:
     return store.query(
-        """SELECT e.run, e.step, e.suite, e.benchmark, e.settings_hash, count(*) AS n,
+        """WITH ids AS (SELECT run, checkpoint, step, suite, benchmark, settings_hash, max(run_id) AS run_id
+                        FROM evals GROUP BY ALL)
+           SELECT e.run, i.run_id, e.step, e.suite, e.benchmark, e.settings_hash, count(*) AS n,
                   avg(coalesce(s.completion_tokens, f.text_chars / 4)) AS mean_tokens,
                   stddev_samp(coalesce(s.completion_tokens, f.text_chars / 4)) AS sd_tokens,
                   avg(CASE WHEN s.finish_reason = 'length' OR coalesce(f.truncated, false) THEN 1.0 ELSE 0.0 END) AS truncated,
@@ -75,5 +81,7 @@ def eval_sample_stats(store) -> list[dict]:
                   stddev_samp(f.repetition_score) AS sd_repetition,
                   string_agg(DISTINCT s.backend, ', ' ORDER BY s.backend) AS backends
            FROM eval_samples e JOIN samples s ON s.id = e.sample_id LEFT JOIN features f ON f.sample_id = s.id
-           GROUP BY ALL ORDER BY e.run, e.step, e.benchmark"""
+           LEFT JOIN ids i ON i.run = e.run AND i.checkpoint = e.checkpoint AND i.step IS NOT DISTINCT FROM e.step
+                AND i.suite = e.suite AND i.benchmark = e.benchmark AND i.settings_hash = e.settings_hash
+           GROUP BY ALL ORDER BY e.run, i.run_id NULLS FIRST, e.step, e.benchmark"""
     ).to_pylist()
