@@ -32,7 +32,8 @@ from curate.records import Verdict
 from curate.store import queries
 from curate.store.sqlcheck import check_predicate
 from verifiers.pool import PoolError, SelfTestFailed, VerifierPool
-from verifiers.registry import RegistryError, by_rules, canonical, get_verifier, names, resolve, verifier_class
+from verifiers.registry import (OptionsError, RegistryError, by_rules, canonical, get_verifier, names, resolve,
+                                verifier_class)
 
 
 @dataclass
@@ -45,6 +46,7 @@ class LabelReport:
     seconds: float = 0.0
     self_tests: int = 0  # probe rounds passed
     warnings: list[str] = field(default_factory=list)
+    verifiers: list[str] = field(default_factory=list)  # the verifiers this run planned, in plan order
 
     def count(self, v: Verdict) -> None:
         self.labeled += 1
@@ -75,6 +77,7 @@ class LabelReport:
             "error_share": {k: round(v, 6) for k, v in self.error_shares().items()},
             "self_tests": self.self_tests,
             "warnings": self.warnings,
+            "verifiers": self.verifiers,
         }
 
 
@@ -253,14 +256,18 @@ def check_options(verifier_options: dict[str, dict] | None) -> None:
 
 
 def _build(name: str, opts: dict) -> Any:
-    """The verifier `name` built with `opts`; options it refuses are an InputError that names the options given."""
+    """The verifier `name` built with `opts`; options it refuses are an InputError that names the options given,
+    and one it needs but lacks is named in a hint that says how `curate verify` sets it."""
     verifier_class(name)  # a verifier that cannot load is a registry error, not a bad option
+    given = f" ({', '.join(f'{k}={v!r}' for k, v in opts.items())})" if opts else ""
     try:
         return get_verifier(name, **opts)
+    except OptionsError as e:
+        hint = f"set it with `curate verify --option {name}.{e.missing}=VALUE`" if e.missing else OPTIONS_HINT
+        raise InputError(f"verifier {name}{given}: {e.detail}", hint=hint) from None
     except RegistryError as e:
-        if not isinstance(e.__cause__, (TypeError, ValueError)):
+        if not (opts and isinstance(e.__cause__, TypeError)):  # a verifier broken without options: not an option's fault
             raise
-        given = f" ({', '.join(f'{k}={v!r}' for k, v in opts.items())})" if opts else ""
         raise InputError(f"verifier {name}{given}: {e.__cause__}", hint=OPTIONS_HINT) from None
 
 
@@ -270,6 +277,7 @@ def prepare(store: Any, verifier: str | None, where: str | None, options: dict |
     """(steps, version per verifier, modules to preload into verifier workers); records unclaimed groups."""
     try:
         steps, report.unclaimed = plan(store, verifier, where)
+        report.verifiers = [name for name, _ in steps]
         check_options(verifier_options)
         instances = {name: _build(name, options_for(name, options, verifier_options)) for name, _ in steps}
     except RegistryError as e:

@@ -98,8 +98,10 @@ def test_a_reward_model_that_cannot_load_is_error_never_a_score(tmp_path):
 
 
 def test_missing_or_mistyped_reward_model_is_refused_by_name():
-    with pytest.raises(RegistryError, match="needs the reward model.*verifier_options.model"):
+    with pytest.raises(RegistryError, match="needs the reward model: option 'model' is not set") as e:
         get_verifier("reward_model")
+    # the option is named; how to set it is each command's hint (this package does not know the command line)
+    assert e.value.missing == "model" and "--set" not in str(e.value) and "--option" not in str(e.value)
     with pytest.raises(RegistryError, match="/no/such/rm: no such folder"):
         get_verifier("reward_model", model="/no/such/rm")
 
@@ -137,6 +139,8 @@ def test_alpacaeval_end_to_end_stores_the_mean_reward_with_ci_and_per_problem_va
     missing = run_cli(*_eval_args(ck, store, None), env=env, timeout=300)
     assert missing.returncode == 2 and "Traceback" not in missing.stderr, missing.stderr
     assert "benchmark alpacaeval: verifier 'reward_model': needs the reward model" in missing.stderr
+    assert "hint: set it with `--set alpacaeval.verifier_options.model=VALUE`" in missing.stderr
+    assert "--option" not in missing.stderr  # that is how `curate verify` sets it, not `curate eval`
     assert TraceStore(store).query("SELECT count(*) AS n FROM eval_samples").to_pylist() == [{"n": 0}]  # nothing planned
 
     r = run_cli(*_eval_args(ck, store, reward_model), env=env, timeout=600)

@@ -197,6 +197,7 @@ def test_a_failing_self_test_stops_labeling_and_stores_nothing_wrong(tmp_path):
     (tmp_path / "broken").unlink()  # breaks mid-run, at the sample BREAK
     out = run_cli("verify", "--store", str(st.path), "--workers", "1", "--batch-size", "3", env=env)
     assert out.returncode != 0 and "failed its self-test" in out.stderr
+    assert [ln.split(":")[0] for ln in out.stderr.splitlines()] == ["error", "hint"], out.stderr  # no bar left over
     rows = _verdicts(st)
     assert len(rows) % 3 == 0 and len(rows) < 12  # whole batches that passed the self-test after them
     assert {r["status"] for r in rows} <= {"correct"}  # nothing from the failed stretch, nothing wrong
@@ -376,3 +377,60 @@ def test_verifier_options_parse_typed_and_nested_and_the_operators_caps_win(tmp_
     assert json.loads(out.stdout)["by_verifier"]["code@1"] == {"timeout": 1}
     reason = st.query("SELECT reason FROM verdicts").to_pylist()[0]["reason"]
     assert "clamped to the operator's cap 1.5" in reason
+
+
+def _one_countdown(path: Path) -> TraceStore:
+    st = TraceStore(path)
+    p = Problem("countdown", "game", "Numbers: [1, 2, 3]\nTarget: 6", {"numbers": [1, 2, 3], "target": 6})
+    st.add_problems([p])
+    st.add_samples([Sample(p.id, "<think>try</think>\\boxed{1+2+3}", "s", "m")])
+    return st
+
+
+def test_an_error_while_labeling_is_the_only_output(tmp_path):
+    """An error raised once the command has started labeling is one `error:` line and its hint: no blank line
+    from the progress bar before it; a run that succeeds writes nothing to stderr."""
+    from verifiers.registry import names
+
+    st = _one_countdown(tmp_path / "store")
+    bad = run_cli("verify", "--store", str(st.path), "--verifier", "nope", "--workers", "1")
+    assert bad.returncode == 2
+    assert bad.stderr.splitlines() == [
+        "error: unknown verifier 'nope'; known: " + ", ".join(names()),
+        "hint: `curate verifiers list` shows the registered verifiers"], bad.stderr
+
+    missing = run_cli("verify", "--store", str(st.path), "--verifier", "reward_model", "--workers", "1")
+    assert missing.returncode == 2 and missing.stderr.splitlines() == [
+        "error: verifier reward_model: needs the reward model: option 'model' is not set (a local folder with a "
+        "one-output sequence classifier)",
+        "hint: set it with `curate verify --option reward_model.model=VALUE`"], missing.stderr
+
+    typed = run_cli("verify", "--store", str(st.path), "--verifier", "reward_model", "--workers", "1",
+                    "--option", "reward_model.model=org/reward", "--option", "reward_model.batch_size='4'")
+    errors = [ln for ln in typed.stderr.splitlines() if ln.startswith("error:")]
+    assert typed.returncode == 2 and len(errors) == 1, typed.stderr
+    assert "batch_size='4' is of type str, not int" in errors[0] and "does not accept" not in errors[0]
+    assert _verdicts(st) == []
+
+    ok = run_cli("verify", "--store", str(st.path), "--verifier", "countdown", "--workers", "1")
+    assert ok.returncode == 0 and ok.stderr == "", ok.stderr
+
+
+def test_an_option_for_a_verifier_the_run_does_not_use_is_a_warning_naming_it(tmp_path):
+    """`--option` for a verifier this run does not use is checked, labeled around, and named in one warning per
+    verifier; the operator's `--code-max-*` caps and a used verifier with nothing left to judge are not warned about."""
+    st = _one_countdown(tmp_path / "store")
+    out = run_cli("verify", "--store", str(st.path), "--workers", "1", "--json", "--code-max-memory-mb", "512",
+                  "--option", "reward_model.model=/no/such/rm", "--option", "Reward-Model.batch_size=2",
+                  "--option", "countdown.use_all=true")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["verifiers"] == ["countdown"]
+    assert out.stderr.splitlines() == [
+        "warning: --option reward_model.model, reward_model.batch_size is not used: no stored problem is labeled by "
+        "'reward_model' (this run uses countdown); name it with --verifier reward_model"], out.stderr
+
+    again = run_cli("verify", "--store", str(st.path), "--workers", "1", "--verifier", "countdown",
+                    "--code-max-timeout-s", "2", "--option", "countdown.use_all=true", "--option", "code.timeout_s=1")
+    assert again.returncode == 0 and "0 new verdicts" in again.stdout, again.stderr
+    assert again.stderr.splitlines() == [
+        "warning: --option code.timeout_s is not used: this run labels with --verifier countdown only"], again.stderr

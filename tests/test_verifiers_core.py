@@ -185,3 +185,64 @@ def test_verifier_chosen_from_source_then_domain():
     assert registry.verifier_for(P("x", "math", {"verifier": "countdown"})) == "countdown"
     assert registry.get_verifier("reasoning-gym").name == "reasoning_gym"
     assert registry.verifier_for(P("x", "poetry")) is None
+
+
+FUSSY = PLUGIN + '''
+
+class Needy(Verifier):
+    """Needs a word list to judge against."""
+    name = "needy"
+
+    def __init__(self, words, limit=None, width: int = 3):
+        self.words, self.total = words, sum(limit or [])  # a limit of strings fails here, inside the constructor
+        self.pad = " " * width
+
+    def check(self, problem, response):
+        return self.verdict("correct" if response in self.words else "incorrect")
+
+
+class Broken(Verifier):
+    """Raises a TypeError of its own with no options at all."""
+    name = "broken"
+
+    def __init__(self):
+        len(None)
+'''
+
+
+def test_option_errors_name_the_real_cause(plugin_path):
+    """A name the constructor has no parameter for is "does not accept"; a needed option left out is named as
+    missing; a TypeError from inside the constructor is the value's problem, naming the option and the message."""
+    _install_plugin(plugin_path, "shout_plugin", {"needy": "shout_plugin:Needy", "broken": "shout_plugin:Broken"},
+                    "shout_plugin", FUSSY)
+    with pytest.raises(registry.RegistryError, match=r"does not accept options \['nope'\]") as e:
+        registry.get_verifier("needy", words=["a"], nope=1)
+    assert not isinstance(e.value, registry.OptionsError)
+
+    with pytest.raises(registry.OptionsError, match="needs option 'words'") as e:
+        registry.get_verifier("needy")
+    assert e.value.missing == "words"
+
+    with pytest.raises(registry.OptionsError) as e:  # the default is None: every option given is named
+        registry.get_verifier("needy", words=["a"], limit=["x"])
+    assert str(e.value).startswith("verifier 'needy': cannot use options words=['a'], limit=['x']: TypeError: ")
+    assert "unsupported operand" in str(e.value) and "does not accept" not in str(e.value) and e.value.missing is None
+
+    with pytest.raises(registry.OptionsError, match="option width='3' is of type str, not int like its default 3: "
+                                                    "TypeError: can't multiply sequence"):
+        registry.get_verifier("needy", words=["a"], width="3")
+    assert registry.get_verifier("needy", words=["a"], width=2).pad == "  "
+
+    with pytest.raises(registry.RegistryError, match="verifier 'broken' cannot be built: TypeError") as e:
+        registry.get_verifier("broken")
+    assert not isinstance(e.value, registry.OptionsError)
+    listing = {d["name"]: d["description"] for d in registry.describe_all()}
+    assert "broken" in listing["broken"] and listing["needy"] == "Needs a word list to judge against."
+
+
+def test_a_built_in_value_of_the_wrong_type_is_named_not_refused():
+    with pytest.raises(registry.OptionsError, match="option batch_size='4' is of type str, not int like its default 8: "
+                                                    "TypeError: '<' not supported") as e:
+        registry.get_verifier("reward_model", model="org/reward-model", batch_size="4")
+    assert "does not accept" not in str(e.value)
+    assert registry.get_verifier("reward_model", model="org/reward-model", threshold=1).threshold == 1.0  # int for a float

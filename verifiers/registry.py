@@ -14,6 +14,7 @@ distributions, or a plugin reusing a built-in name) is an error, never a silent 
 from __future__ import annotations
 
 import functools
+import inspect
 import sys
 from dataclasses import dataclass
 from importlib import metadata
@@ -32,7 +33,23 @@ class RegistryError(Exception):
 
 
 class OptionsError(RegistryError):
-    """A verifier refuses the options it was built with (a reward model without its path)."""
+    """A verifier takes the options it was built with but cannot use them: a value it refuses (its own words in
+    `detail`), a value of the wrong type, or a needed option left out (`missing` names it). How to set an option
+    is the caller's to say (`curate verify --option`, an eval suite's verifier_options): this package does not
+    know the command line."""
+
+    def __init__(self, name: str, detail: str, missing: str | None = None) -> None:
+        super().__init__(f"verifier {name!r}: {detail}")
+        self.detail = detail
+        self.missing = missing
+
+
+class MissingOption(ValueError):
+    """Raised by a verifier's constructor for an option it cannot work without (a reward model's `model`)."""
+
+    def __init__(self, option: str, message: str) -> None:
+        super().__init__(message)
+        self.option = option
 
 
 @dataclass(frozen=True)
@@ -125,16 +142,60 @@ def get_verifier(name: str, **options: Any) -> Verifier:
     name = resolve(name)
     factory = verifier_class(name)
     try:
+        sig: inspect.Signature | None = inspect.signature(factory)
+    except (TypeError, ValueError):  # no signature to read: a TypeError below cannot be told apart
+        sig = None
+    if sig is not None:
+        try:  # the names first: a TypeError from the constructor itself is then about a value
+            sig.bind(**options)
+        except TypeError as e:
+            needed = [p.name for p in sig.parameters.values() if p.default is p.empty and p.name not in options
+                      and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+            unknown = _unknown(sig, options)
+            if needed and not unknown:
+                raise OptionsError(name, f"needs option {needed[0]!r}", missing=needed[0]) from e
+            raise RegistryError(f"verifier {name!r} does not accept options {unknown or sorted(options)}: {e}") from e
+    try:
         v = factory(**options)
+    except MissingOption as e:
+        raise OptionsError(name, str(e), missing=e.option) from e
     except TypeError as e:
-        raise RegistryError(f"verifier {name!r} does not accept options {sorted(options)}: {e}") from e
-    except ValueError as e:  # options it accepts but cannot use (a missing model path): its own words
-        raise OptionsError(f"verifier {name!r}: {e}") from e
+        if sig is None:
+            raise RegistryError(f"verifier {name!r} does not accept options {sorted(options)}: {e}") from e
+        if not options:  # nothing given to blame: the verifier itself is broken
+            raise RegistryError(f"verifier {name!r} cannot be built: {type(e).__name__}: {e}") from e
+        raise OptionsError(name, f"{_blame(sig, options)}: {type(e).__name__}: {e}") from e
+    except ValueError as e:  # options it accepts but cannot use (a path that is not there): its own words
+        raise OptionsError(name, str(e)) from e
     if getattr(v, "name", None) != name:
         raise RegistryError(f"verifier registered as {name!r} calls itself {getattr(v, 'name', None)!r}; they must match")
     if not callable(getattr(v, "verify", None)):
         raise RegistryError(f"verifier {name!r} has no verify(problem, response) method")
     return v
+
+
+def _unknown(sig: inspect.Signature, options: dict[str, Any]) -> list[str]:
+    """The option names `sig` has no keyword parameter for (none when it takes **kwargs)."""
+    params = sig.parameters.values()
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return []
+    return [k for k in options if k not in {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}]
+
+
+def _blame(sig: inspect.Signature, options: dict[str, Any]) -> str:
+    """The options a constructor's TypeError most likely comes from: those whose value is not of the type of their
+    parameter's default (a str where an int is wanted), else every option given, each with its value."""
+    def off(key: str, value: Any) -> bool:
+        param = sig.parameters.get(key)
+        default = param.default if param is not None else inspect.Parameter.empty
+        if default is inspect.Parameter.empty or default is None or isinstance(value, type(default)):
+            return False
+        return not (isinstance(default, float) and isinstance(value, int))  # an int where a float is wanted is fine
+    suspects = {k: v for k, v in options.items() if off(k, v)}
+    if suspects:
+        return "; ".join(f"option {k}={v!r} is of type {type(v).__name__}, not {type(d).__name__} like its default "
+                         f"{d!r}" for k, v in suspects.items() if (d := sig.parameters[k].default) is not None)
+    return "cannot use options " + ", ".join(f"{k}={v!r}" for k, v in options.items())
 
 
 def describe_all() -> list[dict]:

@@ -31,6 +31,7 @@ from typing import Any, ClassVar, Sequence
 
 from verifiers.base import Verifier
 from verifiers.extract import strip_thinking
+from verifiers.registry import MissingOption
 from verifiers.verdict import Verdict
 
 
@@ -46,9 +47,9 @@ class RewardModelVerifier(Verifier):
 
     def __init__(self, model: str | None = None, batch_size: int = 8, device: str = "auto", max_length: int = 4096,
                  threshold: float = 0.0, dtype: str = "auto", timeout_s: float = 600.0) -> None:
-        if not model:
-            raise ValueError("needs the reward model: set verifier_options.model to a local folder "
-                             "(e.g. --set alpacaeval.verifier_options.model=/models/reward)")
+        if not model:  # how to set it is the caller's hint (`curate verify --option`, an eval's --set)
+            raise MissingOption("model", "needs the reward model: option 'model' is not set "
+                                         "(a local folder with a one-output sequence classifier)")
         path = os.path.expanduser(str(model))
         if str(model).startswith(("/", "./", "../", "~")) and not os.path.isdir(path):
             raise ValueError(f"{model}: no such folder (the reward model)")

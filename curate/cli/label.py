@@ -68,7 +68,8 @@ def verify(
 
     if not 0.0 <= max_error_share <= 1.0:
         raise InputError(f"--max-error-share must be between 0 and 1, got {max_error_share:g}")
-    vopts = verifier_options(option)
+    given = verifier_options(option)
+    vopts = {name: dict(opts) for name, opts in given.items()}
     for name, caps in code_caps(code_max_timeout_s, code_max_memory_mb).items():  # the operator's caps win
         vopts[name] = {**vopts.get(name, {}), **caps}
     check_options(vopts)  # before the progress bar starts: a typo is the only line printed
@@ -76,26 +77,33 @@ def verify(
     st = open_store(store)
     columns = [TextColumn("verifying {task.fields[name]}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[rate]}/s"), TimeElapsedColumn()]
-    with Progress(*columns, console=err_console, transient=True, disable=json_) as bar:
-        task = bar.add_task("verify", total=None, name="", rate="-")
-        started, done = time.monotonic(), 0
+    # rich writes a blank line when a bar stops on a console that is not a terminal, where the transient bar
+    # shows nothing anyway; on a terminal the bar starts with the first verifier's work, so an error in the
+    # plan or the options is the only output
+    bar = Progress(*columns, console=err_console, transient=True, disable=json_ or not err_console.is_interactive)
+    task = bar.add_task("verify", total=None, name="", rate="-")
+    started, done = time.monotonic(), 0
 
-        def tick(n: int, name: str) -> None:
-            nonlocal done
-            done += n
-            elapsed = time.monotonic() - started
-            bar.update(task, advance=n, name=name, rate=f"{done / elapsed:.1f}" if elapsed > 0 else "-")
+    def tick(n: int, name: str) -> None:
+        nonlocal done
+        done += n
+        elapsed = time.monotonic() - started
+        bar.update(task, advance=n, name=name, rate=f"{done / elapsed:.1f}" if elapsed > 0 else "-")
 
-        def plan(n: int, name: str) -> None:  # each verifier adds its share to the total as it starts
-            bar.update(task, total=(bar.tasks[0].total or 0) + n, name=name)
+    def plan(n: int, name: str) -> None:  # each verifier adds its share to the total as it starts
+        bar.start()
+        bar.update(task, total=(bar.tasks[0].total or 0) + n, name=name)
 
+    try:
         rep = label_store(st, verifier=verifier, workers=workers, relabel=relabel, where=where, batch_size=batch_size,
                           planned=plan, progress=tick, self_test_every=self_test_every, verifier_options=vopts)
+    finally:
+        bar.stop()
     warn_store(st)
     data = rep.to_dict()
     if not emit_json(data, json_):
         _print_summary(data)
-    for w in data["warnings"]:
+    for w in data["warnings"] + unused_options(given, data["verifiers"], verifier):
         warn(w)
     over = rep.over_error_share(max_error_share)
     if over:
@@ -121,6 +129,24 @@ def verifier_options(pairs: list[str] | None) -> dict[str, dict]:
         value = parse_scalar(text, f"--option {key}") if text.strip() else ""
         set_dotted(out.setdefault(canonical(name), {}), field.strip(), value, where="--option", what="verifier's options",
                    create=True)
+    return out
+
+
+def unused_options(given: dict[str, dict], used: list[str], named: str | None) -> list[str]:
+    """One warning per verifier that `--option` gave options to but this run does not use, naming its options:
+    they were checked, and are otherwise ignored. A verifier the run uses that found nothing to judge is used."""
+    from verifiers.registry import canonical
+
+    ran = {canonical(u) for u in used}
+    out = []
+    for name, opts in given.items():
+        if canonical(name) in ran:
+            continue
+        keys = ", ".join(f"{name}.{k}" for k in opts)
+        why = f"this run labels with --verifier {named} only" if named else \
+            (f"no stored problem is labeled by {name!r} (this run uses {', '.join(used) or 'no verifier'}); "
+             f"name it with --verifier {name}")
+        out.append(f"--option {keys} is not used: {why}")
     return out
 
 

@@ -268,6 +268,8 @@ def verifier_version(bench: Benchmark, opts: EvalOptions) -> tuple[str, dict, st
         return verifier, vopts, get_verifier(verifier, **vopts).version
     except RegistryError as e:
         hint = "`curate verifiers list` shows the registered verifiers" if "unknown verifier" in str(e) else None
+        if getattr(e, "missing", None):
+            hint = f"set it with `--set {bench.name}.verifier_options.{e.missing}=VALUE` or in the suite file"
         raise InputError(f"benchmark {bench.name}: {e}", hint=hint) from None
 
 
