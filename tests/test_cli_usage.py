@@ -35,6 +35,14 @@ def test_usage_errors_are_one_line_exit_2(args, needle):
     assert "--help" in lines[0]
 
 
+@pytest.mark.parametrize("args", [["tasks", "add", "countdown"], ["verify", "--verifier", "nope"]])
+def test_an_error_behind_a_progress_bar_is_the_first_thing_printed(tmp_path, args):
+    """Into a pipe a progress bar draws nothing, so nothing (rich's blank line on stopping) comes before the error."""
+    run_cli("tasks", "add", "countdown", "--size", "2", "--store", str(tmp_path / "store"))
+    r = run_cli(*args, "--store", str(tmp_path / "store"))
+    assert r.returncode != 0 and r.stderr.startswith("error:"), r.stderr
+
+
 def test_piped_tables_do_not_wrap_at_80_columns():
     """A table printed into a pipe keeps each row on one line (rich would wrap at 80 columns without a terminal)."""
     import os

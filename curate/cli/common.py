@@ -80,6 +80,15 @@ def warn_store(store) -> None:
         warn(str(w))
 
 
+def progress_bar(*columns, json_: bool = False):
+    """A transient rich progress bar on stderr, drawn only on a terminal: rich writes a blank line when a bar
+    stops on a console that is not one (where a transient bar shows nothing anyway), which would come before
+    an error line."""
+    from rich.progress import Progress
+
+    return Progress(*columns, console=err_console, transient=True, disable=json_ or not err_console.is_interactive)
+
+
 def warn(message: str, label: str = "warning") -> None:
     err_console.print(f"[yellow]{label}:[/] {escape(message)}")
 

@@ -6,7 +6,8 @@ from typing import Annotated, Optional
 import typer
 
 from curate.cli.common import (DEFAULT_STORE, BackendOpt, ExecutorOpt, JsonOpt, RayAddressOpt, SetOpt, StoreOpt,
-                               emit_json, err_console, open_store, out_console, parse_pairs, print_table, say, warn)
+                               emit_json, open_store, out_console, parse_pairs, print_table, progress_bar, say,
+                               warn)
 
 
 def register(app: typer.Typer) -> None:
@@ -39,13 +40,13 @@ def tasks_add(
     json_: JsonOpt = False,
 ) -> None:
     """Add problems from a source to the store (idempotent: ids are content hashes)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from curate.config import parse_sets
     from curate.tasks import add_problems
 
     columns = [TextColumn(f"adding {source}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn()]
-    with Progress(*columns, console=err_console, transient=True, disable=json_) as bar:
+    with progress_bar(*columns, json_=json_) as bar:
         task = bar.add_task("add", total=size)
         result = add_problems(open_store(store), source, parse_sets(set_), size=size, seed=seed, split=split,
                               progress=lambda done, total: bar.update(task, completed=done, total=total))

@@ -6,8 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from curate.cli.common import (DEFAULT_STORE, ExecutorOpt, JsonOpt, RayAddressOpt, StoreOpt, emit_json, err_console,
-                               open_store, out_console, parse_pairs, print_table, warn, warn_store)
+from curate.cli.common import (DEFAULT_STORE, ExecutorOpt, JsonOpt, RayAddressOpt, StoreOpt, emit_json, open_store, out_console, parse_pairs, print_table, progress_bar, warn, warn_store)
 
 OptionOpt = Annotated[Optional[list[str]], typer.Option(
     "--option", help="A verifier's option NAME.KEY=VALUE (repeatable), e.g. reward_model.model=/models/reward; "
@@ -60,7 +59,7 @@ def verify(
     """Label stored samples that lack a verdict, in worker processes with a hard per-response timeout."""
     import time
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
     from curate.errors import CurateError, InputError
     from curate.label import check_options, code_caps
@@ -77,10 +76,9 @@ def verify(
     st = open_store(store)
     columns = [TextColumn("verifying {task.fields[name]}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[rate]}/s"), TimeElapsedColumn()]
-    # rich writes a blank line when a bar stops on a console that is not a terminal, where the transient bar
-    # shows nothing anyway; on a terminal the bar starts with the first verifier's work, so an error in the
-    # plan or the options is the only output
-    bar = Progress(*columns, console=err_console, transient=True, disable=json_ or not err_console.is_interactive)
+    # on a terminal the bar starts with the first verifier's work, so an error in the plan or the options is the
+    # only output
+    bar = progress_bar(*columns, json_=json_)
     task = bar.add_task("verify", total=None, name="", rate="-")
     started, done = time.monotonic(), 0
 
