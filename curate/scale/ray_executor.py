@@ -13,7 +13,9 @@ checks. What goes to Ray workers: the backends and the verifiers, as Ray Data ma
 - Labeling: `curate.scale.ray_label` (map_batches over pieces of stored traces, verifier-pool actors).
 - Failures: Ray Data restarts a dead map actor and runs its batch again. A generation batch that had already
   written its shard writes a second one with the same ids; the commit keeps one row per id. A labeling piece
-  returns its verdicts once. No duplicates, no loss.
+  returns its verdicts once. No duplicates, no loss. Restarts are not bounded: Ray 2.60 takes a bound only
+  through the deprecated `**ray_remote_args` of `map_batches`, so an actor that dies on every try is rebuilt
+  until the user stops the command (docs/scale.md says what they see).
 - Prompts the server refuses (the openai backend's `skipped`) travel back with each batch's counts; the
   driver hands them to the caller (`refused`), as the local backend keeps them, so `curate eval` stores the
   benchmark incomplete with the same `details.refused`.
