@@ -1,5 +1,6 @@
 """The Ray executor (Ray Data pipelines) on a local 2-CPU Ray: the synthetic backend and the real verifiers give the
-same sample ids, texts, verdicts and eval rows as the local executor; a worker killed mid-batch (labeling) or right
+same sample ids, texts, verdicts and eval rows as the local executor (also when the server refuses a prompt:
+the benchmark is stored incomplete with the same `details.refused`); a worker killed mid-batch (labeling) or right
 after writing its shard (generation) is retried with no duplicates and no loss; a self-test failing on a worker
 writes only what earlier self-tests confirmed; a verifier with `max_workers = 1` (the reward model's cap) is judged
 by one process; a store the workers cannot see, or a GPU backend on a cluster
@@ -10,6 +11,7 @@ without GPUs, stops the command with one line. One Ray session serves the whole 
 """
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import shutil
@@ -218,6 +220,33 @@ def test_eval_through_ray_gives_the_local_rows(tmp_path):
             rows[executor] = ([(r["benchmark"], r["metric"], r["value"], r["n_samples"])
                                for r in read_evals(st, "kind = 'score'")], _verdicts(st))
     assert rows["ray"] == rows["local"] and rows["ray"][1]
+
+
+def test_prompts_the_server_refuses_on_ray_workers_give_the_local_incomplete_rows(tmp_path):
+    from curate.evaluate.command import evaluate_command
+    from curate.generate.testserver import ServerState, TestServer, synthetic_respond
+    from curate.store.evals import read_evals
+
+    got = {}
+    for executor in ("local", "ray"):
+        st = TraceStore(tmp_path / executor)
+        # the first prompt (a countdown one) is answered HTTP 400, as a server does for a prompt over its context
+        with TestServer(ServerState(respond=synthetic_respond(), fault_queue=["400"])) as server:
+            rep = evaluate_command(st, server.base_url, "smoke", model="served", benchmarks=["countdown", "safety"],
+                                   workers=1, progress=False, executor=executor)
+        rows = []
+        for r in read_evals(st, "kind = 'score'"):
+            d = json.loads(r["details"]) if isinstance(r["details"], str) else r["details"]
+            rows.append((r["benchmark"], r["metric"], r["value"], r["n_samples"], r["complete"],
+                         {k: d[k] for k in ("refused", "missing_samples", "status_counts") if k in d}))
+        got[executor] = (rows, [i.split(": ", 1)[1] for i in rep.incomplete], rep.refused, len(_verdicts(st)))
+    assert got["ray"] == got["local"]
+    rows, incomplete, refused, _ = got["ray"]
+    by_bench = {r[0]: r for r in rows}
+    assert by_bench["countdown"][2] is None and not by_bench["countdown"][4]  # incomplete: no value
+    assert by_bench["countdown"][5]["refused"]["samples"] == 1 and "HTTP 400" in by_bench["countdown"][5]["refused"]["reasons"][0]
+    assert by_bench["safety"][4] and by_bench["safety"][2] is not None  # the next benchmark was evaluated
+    assert refused == 1 and incomplete and "the server refused 1 samples" in incomplete[0]
 
 
 def test_cli_executor_flags(tmp_path):

@@ -84,6 +84,7 @@ class LazyBackend:
         self.name = self.spec.name
         self.sampling = None
         self._real: Any = None
+        self.skipped: list[tuple[str, str]] = []  # refusals from Ray workers' backends (the executor fills it)
 
     def generate(self, requests):
         if self._real is None:
@@ -93,12 +94,13 @@ class LazyBackend:
 
     def take_refusals(self) -> list[str]:
         """Why the server refused requests since the last call (a backend that skips per-prompt client errors,
-        e.g. HTTP 400 for a prompt over the context length, lists them in `skipped`); emptied as it is read."""
-        skipped = getattr(self._real, "skipped", None)
-        if not skipped:
-            return []
-        out = [why for _, why in skipped]
-        skipped.clear()
+        e.g. HTTP 400 for a prompt over the context length, lists them in `skipped`; on Ray the executor hands
+        the workers' lists back in this one's `skipped`); emptied as it is read."""
+        out = []
+        for skipped in (self.skipped, getattr(self._real, "skipped", None)):
+            if skipped:
+                out += [why for _, why in skipped]
+                skipped.clear()
         return out
 
     def close(self) -> None:

@@ -58,11 +58,13 @@ class Executor:
                  backend: Any = None, progress: bool = True) -> Any:
         """Generate the missing samples of the selected problems. `spec` (a BackendSpec) is what a worker builds;
         `identity` (a BackendIdentity), when given, is the backend as the planner sees it; `backend`, when given,
-        is the one to use here instead of building `spec` (Ray workers always build `spec`)."""
+        is the one to use here instead of building `spec` (Ray workers always build `spec`); on Ray, a `backend`
+        with a `skipped` list receives the prompts the workers' servers refused, as that list does locally."""
         if self.name == "ray":
             from curate.scale.ray_executor import generate
 
-            return generate(store, spec, where, cfg, identity=identity, progress=progress, address=self.address)
+            return generate(store, spec, where, cfg, identity=identity, progress=progress, address=self.address,
+                            refused=getattr(backend, "skipped", None))
         from curate.generate.runner import run
 
         if backend is not None:

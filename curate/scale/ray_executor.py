@@ -13,7 +13,12 @@ checks. What goes to Ray workers: the backends and the verifiers, as Ray Data ma
 - Labeling: `curate.scale.ray_label` (map_batches over pieces of stored traces, verifier-pool actors).
 - Failures: Ray Data restarts a dead map actor and runs its batch again. A generation batch that had already
   written its shard writes a second one with the same ids; the commit keeps one row per id. A labeling piece
-  returns its verdicts once. No duplicates, no loss.
+  returns its verdicts once. No duplicates, no loss. Restarts are not bounded: Ray 2.60 takes a bound only
+  through the deprecated `**ray_remote_args` of `map_batches`, so an actor that dies on every try is rebuilt
+  until the user stops the command (docs/scale.md says what they see).
+- Prompts the server refuses (the openai backend's `skipped`) travel back with each batch's counts; the
+  driver hands them to the caller (`refused`), as the local backend keeps them, so `curate eval` stores the
+  benchmark incomplete with the same `details.refused`.
 - The store directory must be the same directory on every node (a shared filesystem). Every actor reads a
   probe file the driver wrote into it (generation actors also write into `shards/`) before any work;
   otherwise the command stops with one line naming the node.
@@ -62,7 +67,7 @@ class _GenerateActor:
         from curate.generate.runner import to_sample
 
         out = {"generated": 0, "prompt_tokens": 0, "completion_tokens": 0, "truncated": 0, "missing": 0,
-               "error": self.error, "startup": self.error is not None}
+               "refused": [], "error": self.error, "startup": self.error is not None}
         if self.error:
             return one_row(out)
         requests = [pickle.loads(r) for r in batch.column("request").to_pylist()]
@@ -79,6 +84,10 @@ class _GenerateActor:
                 out["truncated"] += c.finish_reason == "length"
         except CurateError as e:
             out["error"] = error_data(e)
+        skipped = getattr(self.backend, "skipped", None)  # prompts the server refused (openai: HTTP 400 and kin)
+        if skipped:
+            out["refused"] = list(skipped)
+            skipped.clear()  # the actor's backend serves the next batch too
         if samples:
             self.store.write_shard(samples)  # one shard per batch; a retry after a kill may write it twice
             kill_once(self.faults.get("kill_generate_once"))
@@ -102,12 +111,14 @@ def _identity_probe(spec: BackendSpec) -> tuple[BackendIdentity | None, tuple | 
 def generate(store: Any, spec: BackendSpec, where: str | None = None, cfg: Any = None, *,
              identity: BackendIdentity | None = None,
              params: list | None = None, progress: bool = True, address: str | None = None,
-             workers: int | None = None) -> Any:
+             workers: int | None = None, refused: list | None = None) -> Any:
     """`curate.generate.runner.run` on Ray Data: same plan, same ids, same shards; returns a RunReport.
 
     `identity` is the backend as the planner should see it (the eval stage's checkpoint identity); by default
     the synthetic and openai backends build it here and a model-backed one reports it from a probe task on
-    the cluster. `workers` caps the number of backend actors."""
+    the cluster. `workers` caps the number of backend actors. `refused`, when given, receives (request id,
+    reason) for every prompt a worker's backend skipped because the server refused it (what an OpenAIBackend
+    lists in `skipped` locally); those requests also count as missing, as they do locally."""
     from curate.generate.runner import RunConfig, generator_identity, plan
 
     cfg = cfg or RunConfig()
@@ -155,7 +166,8 @@ def generate(store: Any, spec: BackendSpec, where: str | None = None, cfg: Any =
             compute=ray.data.ActorPoolStrategy(size=min(n, math.ceil(len(items) / size)), max_tasks_in_flight_per_actor=2),
             fn_constructor_args=(spec, gen, run_id, visible, faults))
         try:
-            error, missing = _run_batches(ray, ds, len(requests), report, cfg, store, progress)
+            error, missing = _run_batches(ray, ds, len(requests), report, cfg, store, progress,
+                                          refused if refused is not None else [])
         finally:
             report.committed += store.commit_pending()  # what the finished batches wrote is kept, even on an error
     if error and error[-1]:  # an actor could not start (a store it cannot see, a model it cannot load)
@@ -169,11 +181,11 @@ def generate(store: Any, spec: BackendSpec, where: str | None = None, cfg: Any =
     return report
 
 
-def _run_batches(ray: Any, ds: Any, total: int, report: Any, cfg: Any, store: Any, progress: bool
+def _run_batches(ray: Any, ds: Any, total: int, report: Any, cfg: Any, store: Any, progress: bool, refused: list
                  ) -> tuple[tuple | None, int]:
     """Consume the pipeline's per-batch results; commit pending shards every `cfg.commit_s` seconds. Stops at
     the first error, like the local runner, and returns it (class, message, hint, whether the actor could not
-    start) with the count of requests left unanswered."""
+    start) with the count of requests left unanswered; the server's refusals are appended to `refused`."""
     from curate.generate.runner import Progress
 
     bar = Progress(total, progress)
@@ -186,6 +198,7 @@ def _run_batches(ray: Any, ds: Any, total: int, report: Any, cfg: Any, store: An
             report.completion_tokens += res["completion_tokens"]
             report.truncated += res["truncated"]
             missing += res["missing"]
+            refused.extend(res["refused"])
             if res["error"]:
                 return (*res["error"], res["startup"]), missing
             for k in range(res["generated"]):
