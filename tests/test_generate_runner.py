@@ -1,5 +1,6 @@
 """The resumable runner on a real store: resume after SIGKILL (no duplicate, no gap), --shard i/n,
-growing --n, partial progress kept when a backend fails, and the CLI's dry run."""
+growing --n, partial progress kept when a backend fails, prompts the server refuses named in the error (with no
+promise that a rerun helps), and the CLI's dry run."""
 from __future__ import annotations
 
 import json
@@ -140,6 +141,21 @@ def test_backend_failure_keeps_partial_progress(tmp_path):
         r = generate(st, WHERE, "openai", "test-model", sampling=SamplingParams(max_tokens=64), options=opts,
                      run_config=RunConfig(n=1), progress=False)
     assert (r.existing, r.generated) == (12, 8) and counts(st) == (20, 20, 20)
+
+
+def test_prompts_the_server_refuses_are_named_and_a_rerun_is_not_promised(tmp_path):
+    st = TraceStore(tmp_path / "s")
+    add_problems(st, "countdown", {"max_numbers": 3}, size=5, seed=0)
+    # a server that answers HTTP 400 (as for a prompt over its context length) to the first two prompts
+    with TestServer(ServerState(fault_queue=["400", "400"])) as srv:
+        opts = {"base_url": srv.base_url, "concurrency": 1, "backoff_s": 0.0}
+        with pytest.raises(BackendError) as e:
+            generate(st, WHERE, "openai", "test-model", sampling=SamplingParams(max_tokens=64), options=opts,
+                     run_config=RunConfig(n=1), progress=False)
+    msg = e.value.message
+    assert msg.startswith("backend openai returned no result for 2 requests: the server refused them (HTTP 400"), msg
+    assert "\n" not in msg and "rerun the same command" not in e.value.hint and "refused again" in e.value.hint
+    assert counts(st)[0] == 3  # the answered prompts are stored
 
 
 def test_empty_prompt_is_named(tmp_path):

@@ -24,7 +24,7 @@ from curate.generate.prompting import DEFAULT_TEMPLATE, build_messages
 from curate.generate.spec import BackendIdentity
 from curate.records import Problem, Sample, sample_ids_of
 
-__all__ = ["RunConfig", "RunReport", "parse_shard", "plan", "run", "generator_identity"]
+__all__ = ["RunConfig", "RunReport", "parse_shard", "plan", "run", "generator_identity", "missing_error"]
 
 
 def parse_shard(text: str | None) -> tuple[int, int]:
@@ -193,6 +193,27 @@ def to_sample(c: Completion, req: Request, gen: dict, run_id: str) -> Sample:
     return s
 
 
+REFUSED_HINT = ("a prompt the server refused is refused again on a rerun: serve a longer context, lower --max-tokens, "
+                "or leave those problems out with --where")
+
+
+def missing_error(backend: str, missing: int, refused: list[tuple[str, str]]) -> BackendError:
+    """The error for `missing` requests a backend returned no result for. `refused` holds (request id, why) for
+    those the server refused (the openai backend's `skipped`, what `curate eval` stores as `details.refused`):
+    a rerun sends them again and they are refused again, so the hint says so instead of "rerun"."""
+    if not refused:
+        return BackendError(f"backend {backend} returned no result for {missing} requests",
+                            hint="rerun the same command to generate the missing samples")
+    reasons = list(dict.fromkeys(" ".join(why.split())[:160] for _, why in refused))  # first seen first, one line
+    shown = "; ".join(reasons[:2]) + (f"; {len(reasons) - 2} other reasons" if len(reasons) > 2 else "")
+    whom = "them" if len(refused) >= missing else f"{len(refused)} of them"
+    hint = REFUSED_HINT
+    if len(refused) < missing:
+        hint = f"rerun the same command to generate the other {missing - len(refused)}; {hint}"
+    return BackendError(f"backend {backend} returned no result for {missing} requests: the server refused {whom} "
+                        f"({shown})", hint=hint)
+
+
 def _kept(store, report: RunReport) -> str:
     """What an interrupted run leaves: its samples are committed now (readers see them), or said to be pending
     when that commit is itself interrupted or the store is busy."""
@@ -275,8 +296,8 @@ def run(store, backend: Backend, where: str | None = None, cfg: RunConfig | None
     flush()
     report.committed += store.commit_pending()
     if by_id:
-        raise BackendError(f"backend {backend.name} returned no result for {len(by_id)} requests",
-                           hint="rerun the same command to generate the missing samples")
+        raise missing_error(backend.name, len(by_id),
+                            [(rid, why) for rid, why in getattr(backend, "skipped", None) or () if rid in by_id])
     report.elapsed_s = time.perf_counter() - t0
     return report
 
