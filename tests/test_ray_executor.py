@@ -2,9 +2,10 @@
 same sample ids, texts, verdicts and eval rows as the local executor (also when the server refuses a prompt:
 the benchmark is stored incomplete with the same `details.refused`); a worker killed mid-batch (labeling) or right
 after writing its shard (generation) is retried with no duplicates and no loss; a self-test failing on a worker
-writes only what earlier self-tests confirmed; a verifier with `max_workers = 1` (the reward model's cap) is judged
-by one process; a store the workers cannot see, or a GPU backend on a cluster
-without GPUs, stops the command with one line. One Ray session serves the whole module (starting Ray takes
+writes only what earlier self-tests confirmed; an actor that dies on every try stops the command with one line
+past CURATE_RAY_MAX_REBUILDS, keeping what was stored, and a rerun resumes; prompts a worker's server refuses are
+named in the error; a verifier with `max_workers = 1` (the reward model's cap) is judged by one process; a store
+the workers cannot see, or a GPU backend on a cluster without GPUs, stops the command with one line. One Ray session serves the whole module (starting Ray takes
 ~10 s here).
 
     python -m pytest -q tests/test_ray_executor.py
@@ -16,6 +17,7 @@ import os
 import pickle
 import shutil
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -191,6 +193,55 @@ def test_a_generation_worker_killed_after_writing_its_shard_leaves_one_row_per_i
     assert rep.committed == 24 and _traces(st) == _traces(local)  # the retried batch wrote its shard twice
 
 
+def test_an_actor_that_dies_on_every_try_stops_the_command_with_one_line_and_a_rerun_resumes(tmp_path, monkeypatch):
+    spec = X.BackendSpec("synthetic", None, SAMPLING, OPTIONS)
+    local = _store(tmp_path / "local", problems=4)
+    run(local, make_backend("synthetic", None, SAMPLING, OPTIONS), None, RunConfig(n=2, seed=7, sampling=SAMPLING),
+        progress=False)
+    store = tmp_path / "ray"
+    st = _store(store, problems=4)
+    assert X.generate(st, spec, None, RunConfig(n=1, seed=7, sampling=SAMPLING), progress=False).committed == 4
+    X.label_store(st, workers=1)
+    st.add_samples([Sample(st.problems()[0].id, "<think>2+2</think>\\boxed{4}", "s", "m")])  # one left to label
+
+    # every actor dies on its first batch; Ray rebuilds it, and past the allowed rebuilds the command stops
+    faults = {X.FAULT_ENV: "die_generate=1", X.REBUILDS_ENV: "1"}
+    address = ray.get_runtime_context().gcs_address
+    t0 = time.monotonic()
+    gen = run_cli("generate", "--store", str(store), "--n", "2", "--seed", "7", "--max-tokens", "4096", "--option",
+                  "wrong_share=0.3", "--executor", "ray", "--ray-address", address, "--no-progress", env=faults,
+                  timeout=120)
+    assert time.monotonic() - t0 < 60
+    assert gen.returncode == 1 and "Traceback" not in gen.stderr, gen.stderr
+    errors = [ln for ln in gen.stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1, gen.stderr
+    assert "a Ray generation worker on" in errors[0] and "died 2 times" in errors[0] and "1 rebuilds" in errors[0]
+    assert X.REBUILDS_ENV in errors[0] and "worker logs" in gen.stderr, gen.stderr
+    assert len(_traces(st)) == 5  # what was committed before is kept
+    assert not list(store.glob(".ray-*"))  # the probe and the rebuild counts are cleaned up
+
+    for k, v in {X.FAULT_ENV: "die_label=1", X.REBUILDS_ENV: "0"}.items():
+        monkeypatch.setenv(k, v)
+    t0 = time.monotonic()
+    with pytest.raises(CurateError, match="a Ray labeling worker on .* died 1 times") as e:
+        X.label_store(st, workers=1)
+    assert time.monotonic() - t0 < 60 and "\n" not in e.value.message and "worker logs" in e.value.hint
+    assert len(_verdicts(st)) == 4
+
+    monkeypatch.delenv(X.FAULT_ENV)  # the cause fixed, the same commands resume
+    rep = X.generate(st, spec, None, RunConfig(n=2, seed=7, sampling=SAMPLING), progress=False)
+    assert (rep.existing, rep.generated) == (4, 4)
+    assert X.label_store(st, workers=1).written == 5
+    assert [t for t in _traces(st) if t["text"] != "<think>2+2</think>\\boxed{4}"] == _traces(local)
+
+
+def test_a_bad_rebuild_limit_is_named(tmp_path, monkeypatch):
+    monkeypatch.setenv(X.REBUILDS_ENV, "many")
+    with pytest.raises(ConfigError, match="CURATE_RAY_MAX_REBUILDS must be a whole number"):
+        X.generate(_store(tmp_path / "s", problems=1), X.BackendSpec("synthetic", None, SAMPLING, {}), None,
+                   RunConfig(), progress=False)
+
+
 def test_workers_that_cannot_see_the_store_stop_with_one_line(tmp_path, monkeypatch):
     st = _store(tmp_path / "store")
     _add_math(st)
@@ -247,6 +298,21 @@ def test_prompts_the_server_refuses_on_ray_workers_give_the_local_incomplete_row
     assert by_bench["countdown"][5]["refused"]["samples"] == 1 and "HTTP 400" in by_bench["countdown"][5]["refused"]["reasons"][0]
     assert by_bench["safety"][4] and by_bench["safety"][2] is not None  # the next benchmark was evaluated
     assert refused == 1 and incomplete and "the server refused 1 samples" in incomplete[0]
+
+
+def test_a_generate_run_names_the_prompts_ray_workers_servers_refused(tmp_path):
+    from curate.errors import BackendError
+    from curate.generate.testserver import ServerState, TestServer, synthetic_respond
+
+    st = _store(tmp_path / "store", problems=3)
+    refused: list = []
+    with TestServer(ServerState(respond=synthetic_respond(), fault_queue=["400"])) as server:
+        spec = X.BackendSpec("openai", "served", SAMPLING, {"base_url": server.base_url, "concurrency": 1})
+        with pytest.raises(BackendError) as e:
+            X.generate(st, spec, None, RunConfig(n=1), progress=False, refused=refused)
+    assert "returned no result for 1 requests: the server refused them (HTTP 400" in e.value.message
+    assert "refused again" in e.value.hint and "rerun the same command" not in e.value.hint
+    assert len(refused) == 1 and len(_traces(st)) == 2
 
 
 def test_cli_executor_flags(tmp_path):

@@ -1,9 +1,10 @@
-"""What the Ray executor's two pipelines share: the Ray session, the store-visibility probe, errors as data
-between workers and the driver, and the stream of per-batch results (curate.scale.ray_executor describes the
-executor; curate.scale.ray_label is its labeling pipeline).
+"""What the Ray executor's two pipelines share: the Ray session, the store-visibility probe, the bound on actor
+rebuilds, errors as data between workers and the driver, and the stream of per-batch results
+(curate.scale.ray_executor describes the executor; curate.scale.ray_label is its labeling pipeline).
 
-A test-only fault injector: CURATE_RAY_TEST_FAULTS="kill_label_once=PATH,kill_generate_once=PATH,hide_store=1"
-(read on the driver, passed to the actors; PATH is a marker file so each kill happens once).
+A test-only fault injector: CURATE_RAY_TEST_FAULTS="kill_label_once=PATH,kill_generate_once=PATH,hide_store=1,
+die_label=1,die_generate=1" (read on the driver, passed to the actors; PATH is a marker file so each kill
+happens once; die_* ends the actor on every batch it gets).
 Test: `python -m pytest -q tests/test_ray_executor.py`.
 """
 from __future__ import annotations
@@ -23,6 +24,10 @@ PROBE_PREFIX = ".ray-probe-"
 # Ray runs its workers at nice 15 by default; verifier and backend workers are this command's real work, so a
 # local instance runs them at the priority the local executor's processes have (docs/scale.md).
 LOCAL_SYSTEM_CONFIG = {"worker_niceness": 0}
+REBUILDS_ENV = "CURATE_RAY_MAX_REBUILDS"
+REBUILDS_PREFIX = ".ray-rebuilds-"
+DEFAULT_MAX_REBUILDS = 3
+LOGS_HINT = "its own error is in the worker logs on that node (by default under /tmp/ray/session_latest/logs/)"
 
 
 def import_ray() -> Any:
@@ -43,6 +48,50 @@ def kill_once(marker: str | None) -> None:
     if marker and not os.path.exists(marker):
         Path(marker).write_text(str(os.getpid()))
         os._exit(1)
+
+
+def die(flag: str | None) -> None:
+    """Test-only: end this worker process abruptly, every time (an actor that segfaults or is OOM-killed)."""
+    if flag:
+        os._exit(1)
+
+
+def max_rebuilds() -> int:
+    """How often one actor may be rebuilt after dying before the command stops ($CURATE_RAY_MAX_REBUILDS)."""
+    raw = os.environ.get(REBUILDS_ENV, "").strip()
+    if not raw:
+        return DEFAULT_MAX_REBUILDS
+    if not raw.isdigit():
+        raise ConfigError(f"{REBUILDS_ENV} must be a whole number >= 0, got {raw!r}")
+    return int(raw)
+
+
+def rebuilt_too_often(visible: tuple, limit: int, stage: str) -> tuple | None:
+    """None unless Ray has rebuilt this actor more than `limit` times in this command; then the error that
+    stops the command, as data.
+
+    Ray Data rebuilds a dead map actor without limit (and takes a bound only through deprecated arguments), so
+    each rebuilt actor counts itself here. The count must outlive the actor, so it is a file in the store
+    directory, named by the command's probe token and the actor id (which a rebuilt actor keeps). Where the
+    file cannot be written, the actor is not bounded, as before."""
+    import ray
+
+    ctx = ray.get_runtime_context()
+    if not ctx.was_current_actor_reconstructed:
+        return None
+    store_dir, _, token = visible
+    path = Path(store_dir) / f"{REBUILDS_PREFIX}{token}-{ctx.get_actor_id()}"
+    try:
+        n = int(path.read_text()) + 1 if path.exists() else 1
+        path.write_text(str(n))
+    except (OSError, ValueError):
+        return None
+    if n <= limit:
+        return None
+    host = node_ip()
+    return ("CurateError", f"a Ray {stage} worker on {host} died {n} times and was rebuilt after each, "
+            f"more than the {limit} rebuilds allowed ({REBUILDS_ENV})",
+            f"{LOGS_HINT}; what is stored is kept: fix the cause and rerun the same command to resume")
 
 
 @contextlib.contextmanager
@@ -113,7 +162,8 @@ def visible_error(visible: tuple, write: bool, faults: dict) -> tuple | None:
 
 @contextlib.contextmanager
 def probe_file(store_path: Path) -> Iterator[tuple[str, str, str]]:
-    """A probe file in the store directory while the command runs: (directory, probe name, token)."""
+    """A probe file in the store directory while the command runs: (directory, probe name, token). The token
+    also names this command's actor rebuild counts, removed with it."""
     token = uuid.uuid4().hex
     probe = PROBE_PREFIX + token
     (store_path / probe).write_text(token)
@@ -121,6 +171,8 @@ def probe_file(store_path: Path) -> Iterator[tuple[str, str, str]]:
         yield str(store_path), probe, token
     finally:
         (store_path / probe).unlink(missing_ok=True)
+        for counter in store_path.glob(f"{REBUILDS_PREFIX}{token}-*"):  # rebuild counts (rebuilt_too_often)
+            counter.unlink(missing_ok=True)
 
 
 def worker_failed(e: Exception) -> CurateError:

@@ -13,9 +13,10 @@ checks. What goes to Ray workers: the backends and the verifiers, as Ray Data ma
 - Labeling: `curate.scale.ray_label` (map_batches over pieces of stored traces, verifier-pool actors).
 - Failures: Ray Data restarts a dead map actor and runs its batch again. A generation batch that had already
   written its shard writes a second one with the same ids; the commit keeps one row per id. A labeling piece
-  returns its verdicts once. No duplicates, no loss. Restarts are not bounded: Ray 2.60 takes a bound only
-  through the deprecated `**ray_remote_args` of `map_batches`, so an actor that dies on every try is rebuilt
-  until the user stops the command (docs/scale.md says what they see).
+  returns its verdicts once. No duplicates, no loss. Ray Data rebuilds an actor without limit (Ray 2.60 takes
+  a bound only through the deprecated `**ray_remote_args` of `map_batches`), so each actor counts its own
+  rebuilds (`ray_common.rebuilt_too_often`, a counter file in the store directory) and past
+  $CURATE_RAY_MAX_REBUILDS (3) answers every batch with an error that stops the command with one line.
 - Prompts the server refuses (the openai backend's `skipped`) travel back with each batch's counts; the
   driver hands them to the caller (`refused`), as the local backend keeps them, so `curate eval` stores the
   benchmark incomplete with the same `details.refused`.
@@ -38,23 +39,26 @@ import uuid
 from typing import Any
 
 from curate.errors import BackendError, ConfigError, CurateError
-from curate.scale.ray_common import (FAULT_ENV, LOCAL_SYSTEM_CONFIG, PROBE_PREFIX, error_data, kill_once, one_row,
-                                     probe_file, quiet_data, read_faults, rebuild_error, results, session,
-                                     visible_error, worker_failed)
+from curate.scale.ray_common import (FAULT_ENV, LOCAL_SYSTEM_CONFIG, PROBE_PREFIX, REBUILDS_ENV, die, error_data,
+                                     kill_once, max_rebuilds, one_row, probe_file, quiet_data, read_faults,
+                                     rebuild_error, rebuilt_too_often, results, session, visible_error,
+                                     worker_failed)
 from curate.generate.spec import BackendIdentity, BackendSpec
 from curate.scale.ray_label import label_store
 
-__all__ = ["BackendSpec", "session", "generate", "label_store", "FAULT_ENV", "LOCAL_SYSTEM_CONFIG", "PROBE_PREFIX"]
+__all__ = ["BackendSpec", "session", "generate", "label_store", "FAULT_ENV", "LOCAL_SYSTEM_CONFIG", "PROBE_PREFIX",
+           "REBUILDS_ENV"]
 
 
 class _GenerateActor:
     """A Ray Data map actor: builds the backend once; each batch of requests becomes one Parquet shard."""
 
-    def __init__(self, spec: BackendSpec, gen: dict, run_id: str, visible: tuple, faults: dict) -> None:
+    def __init__(self, spec: BackendSpec, gen: dict, run_id: str, visible: tuple, faults: dict, rebuilds: int) -> None:
         from curate.store import TraceStore
 
         self.gen, self.run_id, self.faults, self.backend = gen, run_id, faults, None
-        self.error = visible_error(visible, True, faults)  # before a model is loaded
+        # before a model is loaded (again: a vLLM actor that runs out of memory loading would die once more)
+        self.error = visible_error(visible, True, faults) or rebuilt_too_often(visible, rebuilds, "generation")
         if self.error:
             return
         self.store = TraceStore(visible[0])
@@ -70,6 +74,7 @@ class _GenerateActor:
                "refused": [], "error": self.error, "startup": self.error is not None}
         if self.error:
             return one_row(out)
+        die(self.faults.get("die_generate"))
         requests = [pickle.loads(r) for r in batch.column("request").to_pylist()]
         by_id = {r.id: r for r in requests}
         samples = []
@@ -119,11 +124,11 @@ def generate(store: Any, spec: BackendSpec, where: str | None = None, cfg: Any =
     the cluster. `workers` caps the number of backend actors. `refused`, when given, receives (request id,
     reason) for every prompt a worker's backend skipped because the server refused it (what an OpenAIBackend
     lists in `skipped` locally); those requests also count as missing, as they do locally."""
-    from curate.generate.runner import RunConfig, generator_identity, plan
+    from curate.generate.runner import RunConfig, generator_identity, missing_error, plan
 
     cfg = cfg or RunConfig()
     t0 = time.perf_counter()
-    faults = read_faults()
+    faults, rebuilds = read_faults(), max_rebuilds()
     if store.pending_shards():
         store.commit_pending()  # shards a killed run left behind count as done before we plan
     run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
@@ -164,19 +169,20 @@ def generate(store: Any, spec: BackendSpec, where: str | None = None, cfg: Any =
         ds = ray.data.from_items(items, override_num_blocks=math.ceil(len(items) / size)).map_batches(
             _GenerateActor, batch_size=size, batch_format="pyarrow", **per_actor,
             compute=ray.data.ActorPoolStrategy(size=min(n, math.ceil(len(items) / size)), max_tasks_in_flight_per_actor=2),
-            fn_constructor_args=(spec, gen, run_id, visible, faults))
+            fn_constructor_args=(spec, gen, run_id, visible, faults, rebuilds))
+        skipped: list = []  # this run's refusals (the caller's list may hold earlier ones)
         try:
-            error, missing = _run_batches(ray, ds, len(requests), report, cfg, store, progress,
-                                          refused if refused is not None else [])
+            error, missing = _run_batches(ray, ds, len(requests), report, cfg, store, progress, skipped)
         finally:
             report.committed += store.commit_pending()  # what the finished batches wrote is kept, even on an error
-    if error and error[-1]:  # an actor could not start (a store it cannot see, a model it cannot load)
+            if refused is not None:
+                refused.extend(skipped)
+    if error and error[-1]:  # an actor could not start (a store it cannot see, a model it cannot load, too many rebuilds)
         raise rebuild_error(error[:3])
     if error:
         raise rebuild_error(error[:3], f" ({report.generated} samples of this run are stored; rerun the same command to resume)")
     if missing:
-        raise BackendError(f"backend {spec.name} returned no result for {missing} requests",
-                           hint="rerun the same command to generate the missing samples")
+        raise missing_error(spec.name, missing, skipped)
     report.elapsed_s = time.perf_counter() - t0
     return report
 

@@ -12,7 +12,8 @@ while its pool judges one), holds one warm `verifiers.pool.VerifierPool` (a proc
 every verifier's self-test before it judges anything and again after every piece. A piece's verdicts leave the
 actor only with that passing self-test, so the driver (the one writer, `store.add_verdicts` in chunks of
 `batch_size`) writes nothing that a self-test on the actor that judged it has not confirmed afterwards. A failed self-test stops the command; the failed piece is discarded. A shard
-file that is missing or damaged is skipped with the local labeler's warning (`store.warnings`).
+file that is missing or damaged is skipped with the local labeler's warning (`store.warnings`). An actor that Ray
+has rebuilt more than $CURATE_RAY_MAX_REBUILDS times stops the command (`ray_common.rebuilt_too_often`).
 
 Test: `python -m pytest -q tests/test_ray_executor.py`.
 """
@@ -26,8 +27,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from curate.errors import CurateError
-from curate.scale.ray_common import (kill_once, one_row, probe_file, quiet_data, read_faults, rebuild_error, results,
-                                     session, visible_error)
+from curate.scale.ray_common import (die, kill_once, max_rebuilds, one_row, probe_file, quiet_data, read_faults,
+                                     rebuild_error, rebuilt_too_often, results, session, visible_error)
 
 __all__ = ["label_store"]
 
@@ -37,12 +38,13 @@ class _LabelActor:
     and self-tests after them."""
 
     def __init__(self, preload: list[str], grace_s: float, faults: dict, processes: int, names: list[str],
-                 options: dict[str, dict], visible: tuple) -> None:
+                 options: dict[str, dict], visible: tuple, rebuilds: int) -> None:
         from verifiers.pool import PoolError, VerifierPool
 
         self.faults, self.options, self.failed, self.lock = faults, options, None, threading.Lock()
         self.tests: list[tuple[str, int]] = []  # (verifier, probes) of self-tests not yet reported
-        self.error = visible_error(visible, False, faults)  # before any verifier starts
+        # before any verifier starts
+        self.error = visible_error(visible, False, faults) or rebuilt_too_often(visible, rebuilds, "labeling")
         if self.error:
             return
         self.pool = VerifierPool(workers=processes, grace_s=grace_s, preload=preload)
@@ -73,6 +75,7 @@ class _LabelActor:
                "missing": []}
         if self.error or self.failed:
             return one_row(out)
+        die(self.faults.get("die_label"))
         slices, problems = pickle.loads(batch.column("work")[0].as_py())
         tasks, step = [], {}
         for name, shard, items in slices:  # outside the lock: the next piece is read while this actor judges one
@@ -131,7 +134,7 @@ def label_store(store: Any, verifier: str | None = None, workers: int = 2, relab
     if not work:  # nothing to judge: no Ray at all
         report.seconds = time.monotonic() - t0
         return report
-    faults = read_faults()
+    faults, rebuilds = read_faults(), max_rebuilds()
     root = store.path.resolve()
     with session(address) as ray, probe_file(root) as visible:
         quiet_data(ray)
@@ -154,7 +157,7 @@ def label_store(store: Any, verifier: str | None = None, workers: int = 2, relab
                                                                    max_concurrent_calls_per_actor=2,
                                                                    enable_true_multi_threading=True),
                                 fn_constructor_args=(preload, grace_s, faults, per, [name for name, _, _ in group],
-                                                     per_name, visible))
+                                                     per_name, visible, rebuilds))
             for res in results(ray, ds):
                 writer.take(res)
                 for name, shard, count in res["missing"]:
