@@ -450,6 +450,33 @@ def test_the_report_answer_uses_the_newest_of_two_same_named_runs_and_warns(tmp_
     assert sorted(labels) == ["cond [run new-2222] [s h]", "cond [run new-2222] [s other]", "cond [run old-1111]"]
 
 
+def test_explorer_links_name_the_training_run_of_each_same_named_curve(tmp_path):
+    """The report's links into `curate view` open one training run each: the run id rides along, so the two
+    `cond` runs land on their own grids, not on one that mixes them."""
+    from curate.evaluate.report import build_report, explorer_links
+
+    st = _same_name_store(tmp_path / "st")
+    data = build_report(st, tmp_path / "out")
+    [bench] = data["benchmarks"]
+    links = dict(explorer_links(data, bench))
+    grid = "http://127.0.0.1:8300/evals/grid?"
+    assert links == {"base": grid + "run=base&run_id=base-3333&benchmark=bench",
+                     "cond [run old-1111]": grid + "run=cond&run_id=old-1111&benchmark=bench",
+                     "cond [run new-2222]": grid + "run=cond&run_id=new-2222&benchmark=bench"}
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert r"[cond \[run old-1111\]](http://127.0.0.1:8300/evals/grid?run=cond&run_id=old-1111&benchmark=bench)" in md
+    assert "run=cond&amp;run_id=new-2222&amp;benchmark=bench" in (tmp_path / "out" / "report.html").read_text()
+    pytest.importorskip("starlette")
+    from starlette.testclient import TestClient
+
+    from curate.view.app import create_app
+
+    with TestClient(create_app(st)) as c:  # each link opens its own run's ten planned responses, not twenty
+        for label, url in links.items():
+            page = c.get(url.removeprefix("http://127.0.0.1:8300")).text
+            assert label in page and page.count('class="cell s-') == 10, label  # the grid is headed `cond [run old-1111]`
+
+
 def test_every_report_section_takes_the_run_the_answer_compared_or_shows_both(tmp_path, cli):
     """Per-condition sections (answer, behaviour CIs) read the run id `curate evals compare` picks for `cond`,
     down to the responses behind a one-seed CI; sections listing every run (training runs, loss, behaviour

@@ -279,6 +279,111 @@ def test_eval_explorer_shows_the_dip_and_recovery_per_problem(client, built):
     assert client.get("/evals/grid").status_code == 400
 
 
+OLD, NEW = "run-0ld11111", "run-n3w22222"  # two training runs both named `cond`; NEW was evaluated last
+
+
+@pytest.fixture(scope="module")
+def same_name(tmp_path_factory):
+    """A store where two training runs share the name `cond` on benchmark `bench`: OLD at steps 10 and 20, NEW at
+    steps 10 and 30, each answering `<run id>-<problem>`; plus samples planned at step 40 that no scored row names
+    a run id for yet. Real store, real plan and eval rows."""
+    import time
+
+    from curate.records import Problem, Sample, Verdict
+    from curate.store import TraceStore
+    from curate.store.evals import plan_samples, write_evals
+
+    st = TraceStore(tmp_path_factory.mktemp("same-name") / "store")
+    problems = [Problem(source="bench", domain="math", prompt=f"Same-name question {i}", reference=str(i), split="eval")
+                for i in range(3)]
+    st.add_problems(problems)
+    for run_id, steps in ((OLD, (10, 20)), (NEW, (10, 30)), ("", (40,))):
+        samples, planned, evals = [], [], []
+        for step in steps:
+            ckpt = f"runs/{run_id or 'pending'}/step-{step}"
+            key = {"run": "cond", "checkpoint": ckpt, "step": step, "suite": "s", "benchmark": "bench", "settings_hash": "h"}
+            for i, p in enumerate(problems):
+                s = Sample(problem_id=p.id, text=f"\\boxed{{{run_id or 'pending'}-{i}}}", backend="hf", model=ckpt,
+                           sample_index=0, seed=0, finish_reason="stop", completion_tokens=10)
+                samples.append(s)
+                planned.append({"sample_id": s.id, "problem_id": p.id, "sample_index": 0, **key})
+            if run_id:
+                evals.append({**key, "metric": "avg@1", "value": 50.0, "provenance": "curate", "run_id": run_id,
+                              "complete": True})
+        st.add_samples(samples)
+        st.add_verdicts([Verdict(status="correct", verifier="math", version="1.0", score=1.0,
+                                 answer=s.text[len("\\boxed{"):-1], sample_id=s.id) for s in samples])
+        plan_samples(st, planned)
+        if evals:
+            write_evals(st, evals)
+        time.sleep(0.01)  # NEW is scored after OLD
+    with TestClient(create_app(st)) as c:
+        yield {"store": st, "client": c}
+
+
+def grid_answers(html: str) -> set[str]:
+    return set(re.findall(r'class="cell s-\w+"[^>]*>([^<]+)</(?:a|span)>', html))
+
+
+def test_each_run_sharing_a_name_has_its_own_grid(same_name):
+    c = same_name["client"]
+    for wanted, run_id, heads in ((OLD, OLD, ["step 10", "final"]), ("run-n3w", NEW, ["step 10", "final"]),
+                                  ("none", "pending", ["step 40"])):
+        r = c.get(f"/evals/grid?run=cond&benchmark=bench&run_id={wanted}")
+        assert r.status_code == 200, r.text
+        parse(r.text)
+        assert re.findall(r"<th>(step \d+|final)", r.text) == heads
+        assert grid_answers(r.text) == {f"{run_id}-{i}" for i in range(3)}, wanted  # nothing of the other run
+        assert len(re.findall(r'class="cell s-', r.text)) == 3 * len(heads)
+    old = c.get(f"/evals/grid?run=cond&benchmark=bench&run_id={OLD}").text
+    assert "(20)" in old and "(30)" not in old  # OLD's final checkpoint is step 20
+    # its filters and the other runs keep to a run each
+    assert f'href="/evals/grid?run=cond&amp;run_id={OLD}&amp;benchmark=bench&amp;only=changed"' in old
+    assert f'href="/evals/grid?run=cond&amp;run_id={NEW}&amp;benchmark=bench"' in old
+    assert c.get(f"/evals/grid?run=cond&benchmark=bench&run_id={NEW}&only=changed").status_code == 200
+
+
+def test_a_name_for_several_runs_lists_them_newest_first_instead_of_mixing(same_name):
+    c = same_name["client"]
+    r = c.get("/evals/grid?run=cond&benchmark=bench")
+    assert r.status_code == 200
+    assert "stands for 2 training runs" in r.text and not grid_answers(r.text)
+    parse(r.text)  # tags nest
+    ids = re.findall(r'href="/evals/grid\?run=cond&amp;run_id=([^&"]+)&amp;benchmark=bench"', r.text)
+    assert ids == ["none", NEW, OLD]  # newest first: the pending samples were planned after NEW was scored
+    index = c.get("/evals").text
+    assert {f"cond [run {i[:8]}]" for i in (OLD, NEW)} | {"cond [run none]"} <= set(re.findall(r">(cond \[run [^\]]+\])<", index))
+    for i in (OLD, NEW, "none"):
+        assert f'href="/evals/grid?run=cond&amp;run_id={i}&amp;benchmark=bench&amp;suite=s"' in index
+        assert f'href="/evals/grid?run=cond&amp;run_id={i}&amp;benchmark=bench&amp;suite=s"' in c.get("/").text
+
+
+@pytest.mark.parametrize("run_id, says", [
+    ("zzz", "run id 'zzz' matches none"), ("run-", "run id 'run-' matches several"),
+    ("<script>x</script>", "matches none"), ("'; DROP TABLE eval_rows; --", "matches none"),
+    ("x" * 201, "run_id is longer than 200 characters"),
+])
+def test_a_run_id_that_picks_no_single_run_is_refused_in_one_line(same_name, run_id, says):
+    from urllib.parse import quote
+
+    r = same_name["client"].get(f"/evals/grid?run=cond&benchmark=bench&run_id={quote(run_id)}")
+    assert r.status_code == 400 and says in r.text.replace("&#39;", "'"), r.text
+    assert "<script>x" not in r.text
+    assert same_name["store"].query("SELECT count(*) FROM evals").column(0)[0].as_py() == 4
+
+
+def test_the_export_holds_one_grid_per_run(same_name, tmp_path):
+    from curate.view.export import export
+
+    export(same_name["store"], tmp_path / "copy")
+    grids = [f.read_text(encoding="utf-8") for f in (tmp_path / "copy").glob("grid-*.html")]
+    assert len(grids) == 9  # three runs, each with its two filters (empty here: every answer is right)
+    shown = sorted(sorted(grid_answers(g)) for g in grids if grid_answers(g))
+    assert shown == [[f"{r}-{i}" for i in range(3)] for r in sorted(("pending", OLD, NEW))]
+    index = (tmp_path / "copy" / "evals.html").read_text(encoding="utf-8")
+    assert len(set(re.findall(r'href="(grid-[0-9a-f]+\.html)"', index))) == 3
+
+
 # ------------------------------------------------------------------ mixtures
 def test_mixture_page_rows_provenance_and_card(client, built):
     html = client.get("/mixture/half-incorrect").text

@@ -229,12 +229,20 @@ VIEW_URL = "http://127.0.0.1:8300"  # `curate view`'s default address
 
 
 def explorer_links(data: dict, bench: dict) -> list[tuple[str, str]]:
-    """(run, URL of `curate view`'s eval explorer for that run and benchmark) for each evaluated run of a figure;
-    imported curves have no answers to show."""
+    """(label, URL of `curate view`'s eval explorer for that run and benchmark) for each evaluated run of a figure;
+    the URL names the training run id when the curve has one, so runs sharing a name open their own answers.
+    Imported curves have no answers to show."""
     from urllib.parse import urlencode
 
-    runs = dict.fromkeys(c["run"] for c in bench["curves"] if not str(c.get("provenance", "")).startswith("imported"))
-    return [(r, f"{VIEW_URL}/evals/grid?{urlencode({'run': r, 'benchmark': bench['benchmark']})}") for r in runs]
+    runs = dict.fromkeys((c["run"], c.get("run_id") or "") for c in bench["curves"]
+                         if not str(c.get("provenance", "")).startswith("imported"))
+    shared = {run for run, _ in runs if sum(r == run for r, _ in runs) > 1}
+    out = []
+    for run, run_id in runs:
+        pick = run_id or ("none" if run in shared else "")  # `none`: the explorer's samples without a run id
+        query = {"run": run, **({"run_id": pick} if pick else {}), "benchmark": bench["benchmark"]}
+        out.append((run_label(run, run_id) if run in shared else run, f"{VIEW_URL}/evals/grid?{urlencode(query)}"))
+    return out
 
 
 def build_report(store, out: str | Path, study: str | Path | None = None, mixtures: Iterable[str | Path] = ()) -> dict:

@@ -6,13 +6,15 @@ reaches SQL only as bound parameters, as a sort column chosen from LIST_COLUMNS,
 passed `check_predicate` (the same checker as `--where`).
 
 - overview: traces by source, model, split, latest verdict status and verifier; problems by source and split;
-  verdicts by verifier and status; evaluations planned per run and benchmark.
+  verdicts by verifier and status; evaluations planned per run (training runs sharing a name apart) and benchmark.
 - trace_list: one page of a filtered, sorted `traces` listing, its total and the filter choices (no trace text
   is read unless the free-text search asks for it).
 - trace: one sample with its problem, features, every verdict and its text (read from its shard row), and
   the ids either side of it in a listing (keyboard navigation from one trace to the next).
 - problem_traces: a problem and all of its traces with their latest verdicts, answers and texts.
-- eval_runs / eval_grid: what an evaluation answered for each problem at each checkpoint, with verdicts.
+- eval_runs / eval_run_ids / eval_grid: what an evaluation answered for each problem at each checkpoint, with
+  verdicts, per training run: `eval_samples` has no run id, so a planned sample takes the one its evaluation's
+  `evals` rows carry (two runs can share a name; a sample not yet scored has none).
 """
 from __future__ import annotations
 
@@ -155,8 +157,12 @@ def overview(store) -> dict:
                 FROM sample_rows s LEFT JOIN problem_rows p ON p.pkey = s.pkey GROUP BY ALL ORDER BY ALL""", None),
             ("SELECT source, domain, split, count(*) AS n FROM problems GROUP BY ALL ORDER BY ALL", None),
             ("SELECT verifier, version, status, count(*) AS n FROM verdicts GROUP BY ALL ORDER BY ALL", None),
-            ("SELECT run, suite, benchmark, count(DISTINCT step) AS steps, count(DISTINCT problem_id) AS problems, "
-             "count(*) AS samples FROM eval_samples GROUP BY ALL ORDER BY ALL", None),
+            (f"""{_eval_ids()}
+                 SELECT e.run, coalesce(i.run_id, '') AS run_id, e.suite, e.benchmark, count(DISTINCT e.step) AS steps,
+                        count(DISTINCT e.problem_id) AS problems, count(*) AS samples,
+                        coalesce(max(i.scored_at), max(e.created_at)) AS evaluated_at
+                 FROM eval_samples e {_EVAL_ID_JOIN} GROUP BY ALL
+                 ORDER BY e.run, e.suite, e.benchmark, evaluated_at DESC, run_id""", None),
         ])
         return {"traces": _rows(traces), "problems": _rows(problems), "verdicts": _rows(verdicts), "evals": _rows(evals)}
     return _cached(store, "overview", compute)
@@ -358,11 +364,44 @@ def problem_traces(store, problem_id: str, limit: int = 200) -> dict | None:
     return {"problem": _rows(out[0])[0], "traces": traces}
 
 
+# The training run id of each evaluated (run, checkpoint, step, suite, benchmark, settings); joined to a planned
+# sample by that key. Several ids for one key (a checkpoint folder retrained in place) take the largest, as the
+# report does.
+_EVAL_ID_JOIN = """LEFT JOIN ids i ON i.run = e.run AND i.checkpoint = e.checkpoint AND i.step IS NOT DISTINCT FROM e.step
+                   AND i.suite = e.suite AND i.benchmark = e.benchmark AND i.settings_hash = e.settings_hash"""
+
+
+def _eval_ids(where: str = "") -> str:
+    return f"""WITH ids AS (SELECT run, checkpoint, step, suite, benchmark, settings_hash, max(run_id) AS run_id,
+                                max(created_at) AS scored_at FROM evals {where} GROUP BY ALL)"""
+
+
+def _grid_filter(suite: str | None) -> str:
+    return "WHERE run = $run AND benchmark = $bench" + (" AND suite = $suite" if suite else "")
+
+
 def eval_runs(store) -> list[dict]:
-    """(run, suite, benchmark, settings_hash) of every planned evaluation, with its steps and size."""
-    (t,) = _run(store, [("""SELECT run, suite, benchmark, settings_hash, list(DISTINCT step ORDER BY step) AS steps,
-                                   count(DISTINCT problem_id) AS problems, count(*) AS samples
-                            FROM eval_samples GROUP BY ALL ORDER BY ALL""", None)])
+    """(run, run_id, suite, benchmark, settings_hash) of every planned evaluation, with its steps and size; runs
+    sharing a name apart, newest first (run_id '' for samples no scored row names a training run for)."""
+    (t,) = _run(store, [(f"""{_eval_ids()}
+                            SELECT e.run, coalesce(i.run_id, '') AS run_id, e.suite, e.benchmark, e.settings_hash,
+                                   list(DISTINCT e.step ORDER BY e.step) AS steps, count(DISTINCT e.problem_id) AS problems,
+                                   count(*) AS samples, coalesce(max(i.scored_at), max(e.created_at)) AS evaluated_at
+                            FROM eval_samples e {_EVAL_ID_JOIN} GROUP BY ALL
+                            ORDER BY e.run, e.suite, e.benchmark, evaluated_at DESC, run_id, e.settings_hash""", None)])
+    return _rows(t)
+
+
+def eval_run_ids(store, run: str, benchmark: str, suite: str | None = None) -> list[dict]:
+    """The training runs evaluated under this run name on this benchmark, newest first: run_id ('' for samples
+    without one), when it was last scored (or planned), its steps and planned samples."""
+    params = {"run": run, "bench": benchmark, **({"suite": suite} if suite else {})}
+    (t,) = _run(store, [(f"""{_eval_ids(_grid_filter(suite))}
+                            SELECT coalesce(i.run_id, '') AS run_id, list(DISTINCT e.step ORDER BY e.step) AS steps,
+                                   count(*) AS samples, coalesce(max(i.scored_at), max(e.created_at)) AS evaluated_at
+                            FROM eval_samples e {_EVAL_ID_JOIN}
+                            WHERE e.run = $run AND e.benchmark = $bench{' AND e.suite = $suite' if suite else ''}
+                            GROUP BY ALL ORDER BY evaluated_at DESC, run_id""", params)])
     return _rows(t)
 
 
@@ -390,26 +429,33 @@ def _grid(cells: list[dict], only: str, offset: int, limit: int) -> dict:
 
 
 def eval_grid(store, run: str, benchmark: str, suite: str | None = None, only: str = "", offset: int = 0,
-              limit: int = 50) -> dict:
+              limit: int = 50, run_id: str | None = None) -> dict:
     """Per problem (a page of them) and checkpoint step: the planned samples' verdicts and extracted answers.
 
     `only`: "changed" keeps problems whose verdict differs between two steps, "dip" those right at the first
-    step and wrong at a later one. Also returns the share correct per step over every problem. One statement
+    step and wrong at a later one. `run_id`: only that training run's samples ('' those without a run id; None
+    every sample under the name). Also returns the share correct per step over every problem. One statement
     reads the evaluation's cells (problems x steps x samples); the rest is arithmetic on them."""
     params = {"run": run, "bench": benchmark}
     if suite:
         params["suite"] = suite
+    if run_id is not None:
+        params["run_id"] = run_id
     state: dict = {}
 
     def then(out: list[pa.Table]) -> list:  # the page's prompts, on the same connection
         state.update(_grid(_rows(out[0]), only, offset, limit))
         return [("SELECT id, prompt FROM problems WHERE id IN (SELECT unnest($ids))", {"ids": state["page"]})]
 
-    out = _run(store, [(f"""SELECT e.problem_id, e.step, e.checkpoint, e.sample_index, e.sample_id, s.v_status AS status,
+    by_id = run_id is not None  # a run id only comes from joining the evaluation's scored rows
+    out = _run(store, [(f"""{_eval_ids(_grid_filter(suite)) if by_id else ''}
+                            SELECT e.problem_id, e.step, e.checkpoint, e.sample_index, e.sample_id, s.v_status AS status,
                                    v.answer, s.completion_tokens, s.finish_reason
                             FROM eval_samples e LEFT JOIN sample_rows s ON s.id = e.sample_id
                             LEFT JOIN verdict_rows v ON v.skey = s.skey AND v.verifier = s.v_verifier AND v.version = s.v_version
+                            {_EVAL_ID_JOIN if by_id else ''}
                             WHERE e.run = $run AND e.benchmark = $bench{' AND e.suite = $suite' if suite else ''}
+                                  {"AND coalesce(i.run_id, '') = $run_id" if by_id else ''}
                             ORDER BY e.problem_id, e.step NULLS FIRST, e.sample_index""", params)], then)
     prompts = {r["id"]: r["prompt"] for r in _rows(out[1])}
     page, by_problem, steps = state["page"], state["by_problem"], state["steps"]

@@ -6,7 +6,8 @@ Routes (every one GET/HEAD; there is no write route):
                              `HX-Request` header only the list fragment comes back (htmx swaps it in)
     /trace/{id}              one trace (`?pos=N` plus the list's parameters gives previous/next in that list)
     /problem/{id}            a problem's traces side by side
-    /evals, /evals/grid      the eval explorer (?run=&benchmark=[&suite=][&only=changed|dip][&page=])
+    /evals, /evals/grid      the eval explorer (?run=&benchmark=[&run_id=ID|prefix|none][&suite=][&only=changed|dip]
+                             [&page=]); a name that stands for several training runs lists them without run_id
     /mixtures, /mixture/{n}  built mixtures (see curate/view/mixtures.py for how they are found)
     /static/...              the vendored htmx, view.js and view.css (no CDN: works offline)
 Every page is rendered by Jinja2 with autoescaping on, and carries a Content-Security-Policy that allows

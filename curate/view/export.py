@@ -5,8 +5,8 @@ What goes in (flat, so every link is a plain relative file name):
     traces-N.html            the list of the chosen traces (`--where` over `traces`, newest first, `--limit` of them)
     trace-ID.html            each chosen trace, previous/next in that order (keys j/k as on the server)
     problem-ID.html          the problems of the chosen traces, their traces side by side
-    evals.html, grid-H.html  every evaluation's explorer (first page of problems, and its two filters), and the
-                             eval traces that page shows (up to `--limit` more)
+    evals.html, grid-H.html  every evaluation's explorer, one per training run (first page of problems, and its
+                             two filters), and the eval traces that page shows (up to `--limit` more)
     mixtures.html, mixture-H.html  each known mixture's first page of rows, composition and card
     static/                  htmx, view.js, view.css (the same files the server sends)
 A link to a page that was not exported is plain text. The filter form needs a server and is left out.
@@ -64,8 +64,8 @@ class ExportLinks(pages.Links):
     def evals(self) -> str:
         return "evals.html"
 
-    def grid(self, run, benchmark, suite=None, only="", page=1) -> str | None:
-        key = (run, benchmark, suite or "", only)
+    def grid(self, run, benchmark, suite=None, only="", page=1, run_id="") -> str | None:
+        key = (run, benchmark, suite or "", only, run_id)
         return f"grid-{_h(*key)}.html" if page == 1 and key in self.grids else None
 
     def mixtures(self) -> str:
@@ -97,13 +97,16 @@ def _export(store, out: Path, mixture_folders: list[Path] | None, where: str, li
     problem_ids = list(dict.fromkeys(r for r in _problems_of(store, chosen)))
     links.problem_ids.update(problem_ids)
     runs = vq.eval_runs(store)
-    links.grids.update((r["run"], r["benchmark"], r["suite"], only) for r in runs for only in ("", "changed", "dip"))
+    # one explorer per training run (the run id its link names), each with its two filters
+    explorers = list(dict.fromkeys((r["run"], r["benchmark"], r["suite"], r["link_id"]) for r in pages.explorers(runs)))
+    links.grids.update((run, bench, suite, only, run_id) for run, bench, suite, run_id in explorers
+                       for only in ("", "changed", "dip"))
     eval_traces: list[str] = []
     grids = []
-    for r in runs:
+    for run, bench, suite, run_id in explorers:
         for only in ("", "changed", "dip"):
-            g = pages.grid(store, links, {"run": r["run"], "benchmark": r["benchmark"], "suite": r["suite"], "only": only})
-            grids.append((links.grid(r["run"], r["benchmark"], r["suite"], only), g))
+            g = pages.grid(store, links, {"run": run, "benchmark": bench, "suite": suite, "only": only, "run_id": run_id})
+            grids.append((links.grid(run, bench, suite, only, run_id=run_id), g, run_id))
             eval_traces += [c["sample_id"] for row in g["rows"] for cs in row["cells"].values() for c in cs]
     extra = [s for s in dict.fromkeys(eval_traces) if s not in links.trace_ids][:limit]
     links.trace_ids.update(extra)
@@ -136,10 +139,9 @@ def _export(store, out: Path, mixture_folders: list[Path] | None, where: str, li
         if ctx is not None:
             write(f"problem-{pid}.html", "problem.html", ctx)
     write("evals.html", "evals.html", pages.evals(store, links))
-    for name, g in grids:  # rendered again: trace links now know which eval traces were exported
-        only = g["only"] if g["only"] in ("changed", "dip") else ""
+    for name, g, run_id in grids:  # rendered again: trace links now know which eval traces were exported
         write(name, "grid.html", pages.grid(store, links, {"run": g["run"], "benchmark": g["benchmark"],
-                                                            "suite": g["suite"], "only": only}))
+                                                            "suite": g["suite"], "only": g["only"], "run_id": run_id}))
     write("mixtures.html", "mixtures.html", pages.mixture_list(links, mixtures))
     for m in mixtures:
         write(links.mixture(m.name), "mixture.html", pages.mixture(links, mixtures, m.name, {}))

@@ -45,9 +45,10 @@ class Links:
     def evals(self) -> str | None:
         return "/evals"
 
-    def grid(self, run: str, benchmark: str, suite: str | None = None, only: str = "", page: int = 1) -> str | None:
-        return "/evals/grid" + _query({"run": run, "benchmark": benchmark, "suite": suite or "", "only": only,
-                                        "page": page if page > 1 else ""})
+    def grid(self, run: str, benchmark: str, suite: str | None = None, only: str = "", page: int = 1,
+             run_id: str = "") -> str | None:
+        return "/evals/grid" + _query({"run": run, "run_id": run_id, "benchmark": benchmark, "suite": suite or "",
+                                        "only": only, "page": page if page > 1 else ""})
 
     def mixtures(self) -> str | None:
         return "/mixtures"
@@ -149,7 +150,7 @@ def overview(store, links: Links, mixtures: mx.Mixtures) -> dict:
         return out
 
     verdicts = [{**r, "href": links.traces({"verifier": r["verifier"], "status": r["status"]})} for r in o["verdicts"]]
-    evals = [{**r, "href": links.grid(r["run"], r["benchmark"], r["suite"])} for r in o["evals"]]
+    evals = _eval_links(links, o["evals"])
     return {"title": "overview", "total": total, "by_source": by("source"), "by_model": by("model"),
             "by_split": by("split"), "by_status": by("status"), "by_source_model": by("source", "model"),
             "problems": o["problems"], "verdicts": verdicts, "evals": evals,
@@ -255,23 +256,74 @@ def problem(store, links: Links, problem_id: str) -> dict | None:
 
 
 # ----------------------------------------------------------------------------------------------- evals
-def evals(store, links: Links) -> dict:
-    runs = vq.eval_runs(store)
+def explorers(runs: list[dict]) -> list[dict]:
+    """Rows of (run, run_id, suite, benchmark, ...) with a label that tells apart training runs sharing a name
+    (`name [run 1a2b3c4d]`, as the report writes them) and `link_id`, the run_id their explorer link passes: the
+    run id whenever one is known, so a link keeps pointing at that run when another is evaluated under the name
+    later; `none` for samples without one beside runs that have one."""
+    ids: dict[str, set[str]] = {}
     for r in runs:
-        r["href"] = links.grid(r["run"], r["benchmark"], r["suite"])
-    return {"title": "evaluations", "runs": runs}
+        ids.setdefault(r["run"], set()).add(r["run_id"])
+    out = []
+    for r in runs:
+        shared = len(ids[r["run"]]) > 1
+        out.append({**r, "label": f"{r['run']} [run {(r['run_id'] or 'none')[:8]}]" if shared else r["run"],
+                    "link_id": r["run_id"] or ("none" if shared else "")})
+    return out
+
+
+def _eval_links(links: Links, runs: list[dict]) -> list[dict]:
+    return [{**r, "href": links.grid(r["run"], r["benchmark"], r["suite"], run_id=r["link_id"])} for r in explorers(runs)]
+
+
+def evals(store, links: Links) -> dict:
+    return {"title": "evaluations", "runs": _eval_links(links, vq.eval_runs(store))}
 
 
 def step_label(step) -> str:
     return "?" if step is None else "base" if step == 0 else f"step {step}"
 
 
+RUN_ID_CHARS = 200
+
+
+def pick_run_id(run: str, runs: list[dict], wanted: str) -> str | None:
+    """Which training run's samples the grid shows, from `runs` (eval_run_ids: newest first) and the URL's run_id
+    (an id, its prefix, or `none` for samples without one): None when none was asked for (every sample under the
+    name; the page lists the runs instead when there are several). InputError when it matches none or several."""
+    if not wanted:
+        return None
+    if len(wanted) > RUN_ID_CHARS:
+        raise InputError(f"run_id is longer than {RUN_ID_CHARS} characters")
+    known = [r["run_id"] for r in runs]
+    hits = [i for i in known if i == wanted] or [i for i in known if (i == "" if wanted == "none" else i.startswith(wanted))]
+    if len(hits) != 1:
+        listed = ", ".join(i or "none" for i in known) or "no evaluation"
+        raise InputError(f"run {run!r}: run id {wanted!r} {'matches several' if hits else 'matches none'} of its run ids: "
+                         f"{listed}", hint="give a longer prefix of one of them, or `none` for samples without a run id")
+    return hits[0]
+
+
 def grid(store, links: Links, p: Mapping[str, str]) -> dict:
     run, bench, suite, only = p.get("run", ""), p.get("benchmark", ""), p.get("suite", "") or None, p.get("only", "")
     if not run or not bench:
         raise InputError("the eval explorer needs ?run=RUN&benchmark=BENCHMARK")
+    only = only if only in ("changed", "dip") else ""
     page = max(1, int(_number(p.get("page", "1") or "1", int, "page")))
-    data = vq.eval_grid(store, run, bench, suite, only if only in ("changed", "dip") else "", (page - 1) * PAGE, PAGE)
+    runs = vq.eval_run_ids(store, run, bench, suite)
+    run_id = pick_run_id(run, runs, p.get("run_id", ""))
+    param = "" if run_id is None else run_id or "none"  # how this page's own links name the run
+    for r in runs:
+        r["label"] = r["run_id"] or "none (not scored, or no lineage)"
+        r["href"] = links.grid(run, bench, suite, only, run_id=r["run_id"] or "none")
+    title = f"{run} [run {param[:8]}] · {bench}" if param else f"{run} · {bench}"
+    base = {"title": title, "run": run, "run_id": run_id, "benchmark": bench, "suite": suite or "", "only": only,
+            "runs": runs, "page": page}
+    if run_id is None and sum(1 for r in runs if r["run_id"]) > 1:
+        # the name stands for several training runs: one grid would mix their checkpoints and answers
+        return {**base, "choose": True, "steps": [], "rows": [], "total": 0, "pages": 1, "filters": {},
+                "prev_href": None, "next_href": None, "others": []}
+    data = vq.eval_grid(store, run, bench, suite, only, (page - 1) * PAGE, PAGE, run_id=run_id)
     steps = [s["step"] for s in data["steps"]]
     last = steps[-1] if steps else None
     head = [{**s, "label": "final" if s["step"] == last and len(steps) > 1 else step_label(s["step"]),
@@ -283,12 +335,12 @@ def grid(store, links: Links, p: Mapping[str, str]) -> dict:
         c["href"] = links.trace(c["sample_id"])
         r["cells"].setdefault(c["step"], []).append(c)
     pages = max(1, -(-data["total"] // PAGE))
-    return {"title": f"{run} · {bench}", "run": run, "benchmark": bench, "suite": suite or "", "only": only,
-            "steps": head, "rows": [rows[pid] for pid in data["problems"] if pid in rows], "total": data["total"],
-            "page": page, "pages": pages,
-            "filters": {o: links.grid(run, bench, suite, o) for o in ("", "changed", "dip")},
-            "prev_href": links.grid(run, bench, suite, only, page - 1) if page > 1 else None,
-            "next_href": links.grid(run, bench, suite, only, page + 1) if page < pages else None}
+    return {**base, "choose": False, "steps": head, "rows": [rows[pid] for pid in data["problems"] if pid in rows],
+            "total": data["total"], "pages": pages,
+            "others": [r for r in runs if run_id is not None and r["run_id"] != run_id],
+            "filters": {o: links.grid(run, bench, suite, o, run_id=param) for o in ("", "changed", "dip")},
+            "prev_href": links.grid(run, bench, suite, only, page - 1, param) if page > 1 else None,
+            "next_href": links.grid(run, bench, suite, only, page + 1, param) if page < pages else None}
 
 
 # ----------------------------------------------------------------------------------------------- mixtures
