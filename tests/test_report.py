@@ -453,7 +453,8 @@ def test_the_report_answer_uses_the_newest_of_two_same_named_runs_and_warns(tmp_
 def test_explorer_links_name_the_training_run_of_each_same_named_curve(tmp_path):
     """The report's links into `curate view` open one training run each: the run id rides along, so the two
     `cond` runs land on their own grids, not on one that mixes them."""
-    from curate.evaluate.report import build_report, explorer_links
+    from curate.evaluate.report import build_report
+    from curate.evaluate.report_pages import explorer_links
 
     st = _same_name_store(tmp_path / "st")
     data = build_report(st, tmp_path / "out")

@@ -130,7 +130,7 @@ def test_report_markdown_keeps_only_a_ci_s_brackets_plain(name):
     renders), and still escapes every bracket of a name from data: no link comes from a name that looks like a CI."""
     from markdown_it import MarkdownIt
 
-    from curate.evaluate.report import _md
+    from curate.evaluate.report_pages import _md
 
     line = _md(f"{name} beats b by 3.0 points [+1.5, -4.0] (paired bootstrap) at step 10 {name}")
     assert " [+1.5, -4.0] (paired" in line
