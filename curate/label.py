@@ -7,7 +7,7 @@
   *version* (a new version re-labels), filtered by an optional SQL predicate over the `traces` view.
 - How: a `verifiers.pool.VerifierPool` (hard wall-clock kill per response), one batch of `batch_size` at a time;
   a verifier whose class sets `max_workers` (a reward model: 1) gets its own pool of that size.
-- Self-tests: every verifier's probes (`Verifier.probes`) run in its pool before the pool labels anything and again
+- Self-tests: every verifier's probes (`Verifier.probes`) run in its pool before anything is labeled and again
   after every `self_test_every` batches (so also at the end). A batch's verdicts are written only once the
   self-test after it has passed; when one fails, labeling stops with a CurateError naming the verifier, the
   probe and the reason, and the failed stretch is discarded (still unlabeled: a re-run judges it again).
@@ -21,6 +21,7 @@ Test: `python -m pytest -q tests/test_label.py`.
 """
 from __future__ import annotations
 
+import contextlib
 import inspect
 import time
 from collections import Counter
@@ -129,15 +130,20 @@ def label_store(
     steps, versions, preload = prepare(store, verifier, where, options, report, verifier_options)
     per_name = {name: options_for(name, options, verifier_options) for name, _ in steps}
     try:
-        for processes, group in by_workers(steps, workers):
-            with VerifierPool(workers=processes, grace_s=grace_s, preload=preload) as pool:
-                for name, _ in group:  # every verifier of the pool proves itself before the pool labels anything
+        with contextlib.ExitStack() as pools:
+            # every pool starts first and every verifier proves itself before anything is labeled; a capped pool
+            # (one reward-model worker) then waits, holding its one copy of the model, while the others label
+            groups = [(pools.enter_context(VerifierPool(workers=processes, grace_s=grace_s, preload=preload)), group)
+                      for processes, group in by_workers(steps, workers)]
+            for pool, group in groups:
+                for name, _ in group:
                     _self_test(pool, name, per_name[name], report)
+            for pool, group in groups:
                 for name, pred in group:
                     _label_step(store, pool, name, pred, versions[name], per_name[name], report, relabel=relabel,
                                 batch_size=batch_size, self_test_every=self_test_every, progress=progress,
                                 planned=planned)
-                report.killed += pool.kills
+            report.killed += sum(pool.kills for pool, _ in groups)
     except PoolError as e:
         raise CurateError(f"verifier workers cannot start: {e}") from None
     except SelfTestFailed as e:

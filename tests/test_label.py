@@ -221,6 +221,26 @@ def test_a_verifier_capped_at_one_worker_leaves_the_others_every_worker(tmp_path
     assert json.loads(out.stdout)["labeled"] == 16
 
 
+def test_every_pool_self_tests_before_any_pool_labels(tmp_path):
+    """A capped verifier's pool labels first (its problems come first in the plan); a broken verifier in the
+    other pool still stops the run before anything is judged."""
+    env = flaky_plugin(tmp_path)
+    capped_plugin(Path(env["PYTHONPATH"].split(":")[-1]))
+    st = TraceStore(tmp_path / "store")
+    probs = [Problem("aaa", "one_copy", f"Say ok ({i}).", "ok") for i in range(4)]
+    probs += [Problem("zzz", "flaky", f"Say ok ({i}).", "ok") for i in range(4)]
+    st.add_problems(probs)
+    st.add_samples([Sample(p.id, "ok", "s", "m") for p in probs])
+    (tmp_path / "broken").touch()
+    out = run_cli("verify", "--store", str(st.path), "--workers", "2", env=env)
+    assert out.returncode != 0 and "'flaky' failed its self-test" in out.stderr, out.stderr
+    assert _verdicts(st) == []
+    (tmp_path / "broken").unlink()
+    out = run_cli("verify", "--store", str(st.path), "--workers", "2", "--json", env=env)
+    assert out.returncode == 0, out.stderr
+    assert len(_verdicts(st)) == 8 and json.loads(out.stdout)["verifiers"][0] == "one_copy"
+
+
 def test_verify_prints_the_status_distribution_and_fails_above_the_error_share(tmp_path):
     st = _code_store(tmp_path / "store", broken=1)
     out = run_cli("verify", "--store", str(st.path), "--workers", "1")
