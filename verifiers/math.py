@@ -97,7 +97,7 @@ def _exact_box(reference: Any, tail: str) -> str | None:
         return None
     got = _norm(boxes[0])
     raw = _gold_text(reference, as_is=True)  # `1,22` spelled as the gold spells it is the gold
-    wants = {_norm(inner), _norm(raw[len("\\boxed{"):-1]) if raw else ""} - {""}
+    wants = {_norm(inner), _norm(_wrapped(raw) or "")} - {""}
     return boxes[0] if got in wants else None
 
 

@@ -8,9 +8,9 @@ time, and with `logprobs` the mean token logprob and entropy of the raw logits.
 Sampling (temperature > 0) draws every row's next token from its own random stream, seeded by the request's
 `per_sample_seed` (problem id, sample index and run seed): `_PerRowSampler` applies temperature, top-k,
 top-p and min-p to each row's logits and samples with that row's `torch.Generator` (on the model's device),
-and `generate` then decodes greedily over the result. So a sample's text does not depend on which samples share its batch, on
-the batch size, or on whether an interrupted run was resumed (tests/test_backend_hf.py checks all three).
-Requests are sorted by prompt length within a window of `batch_size * 8` to limit padding.
+and `generate` then decodes greedily over the result. So a sample's text does not depend on which samples
+share its batch, on the batch size, or on whether an interrupted run was resumed (tests/test_backend_hf.py
+checks all three). Requests are sorted by prompt length within a window of `batch_size * 8` to limit padding.
 Known issues: padding changes the shapes of the matrix products, so logits can differ in the last bits
 between batch compositions; a draw that lands exactly on such a boundary could still flip a token.
 Needs `pip install 'curate[train]'` (torch, transformers). Test: tests/test_backend_hf.py.
@@ -166,7 +166,7 @@ class _PerRowSampler:
 
     The draw is the exponential race torch.multinomial(p, 1, generator=g) runs for one sample (argmax of
     p / q with q ~ Exp(1)), so the same generators pick the same tokens (tests/test_backend_hf.py compares
-    them). Each row's q is drawn for BLOCK steps at once: on the CPU one draw of k x vocab values equals k
+    them). Each row's q is drawn for a block of steps at once (BLOCK_VALUES per row): on the CPU one draw of k x vocab values equals k
     draws of one vocab each, so the tokens are those of a per-step draw at a fraction of the calls. The
     generators live on the logits' device, so a GPU run never copies probabilities to the CPU; its texts
     differ from a CPU run's anyway (another generator and, by default, bfloat16 logits)."""
@@ -183,7 +183,7 @@ class _PerRowSampler:
         self.step = 0
 
     def _draws(self, probs):
-        """This step's Exp(1) values, one row per sample, refilled every `steps` steps."""
+        """This step's Exp(1) values, one row per sample; each row's block is drawn again once it is used up."""
         torch = self.torch
         if self.generators is None:
             self.generators = [None if seed is None else torch.Generator(device=probs.device).manual_seed(seed)
