@@ -22,7 +22,6 @@ Test: `python -m pytest -q tests/test_label.py`.
 from __future__ import annotations
 
 import contextlib
-import inspect
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -33,8 +32,8 @@ from curate.records import Verdict
 from curate.store import queries
 from curate.store.sqlcheck import check_predicate
 from verifiers.pool import PoolError, SelfTestFailed, VerifierPool
-from verifiers.registry import (OptionsError, RegistryError, by_rules, canonical, get_verifier, names, resolve,
-                                verifier_class)
+from verifiers.registry import (OptionsError, RegistryError, by_rules, canonical, get_verifier, names, option_names,
+                                resolve, verifier_class)
 
 
 @dataclass
@@ -231,17 +230,6 @@ def code_caps(max_timeout_s: float | None = None, max_memory_mb: int | None = No
 
 
 OPTIONS_HINT = "`curate verify --option NAME.KEY=VALUE` sets a verifier's options (docs/verifiers.md)"
-
-
-def option_names(cls: Any) -> set[str] | None:
-    """The keyword options verifier class (or factory) `cls` is built with; None when it takes any (**kwargs)."""
-    try:
-        params = inspect.signature(cls).parameters.values()
-    except (TypeError, ValueError):  # no signature to read: the verifier itself judges its options
-        return None
-    if any(p.kind is p.VAR_KEYWORD for p in params):
-        return None
-    return {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
 
 
 def check_options(verifier_options: dict[str, dict] | None) -> None:

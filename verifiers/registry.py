@@ -151,7 +151,7 @@ def get_verifier(name: str, **options: Any) -> Verifier:
         except TypeError as e:
             needed = [p.name for p in sig.parameters.values() if p.default is p.empty and p.name not in options
                       and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-            unknown = _unknown(sig, options)
+            unknown = _unknown(factory, options)
             if needed and not unknown:
                 raise OptionsError(name, f"needs option {needed[0]!r}", missing=needed[0]) from e
             raise RegistryError(f"verifier {name!r} does not accept options {unknown or sorted(options)}: {e}") from e
@@ -174,12 +174,22 @@ def get_verifier(name: str, **options: Any) -> Verifier:
     return v
 
 
-def _unknown(sig: inspect.Signature, options: dict[str, Any]) -> list[str]:
-    """The option names `sig` has no keyword parameter for (none when it takes **kwargs)."""
-    params = sig.parameters.values()
+def option_names(factory: Any) -> set[str] | None:
+    """The keyword options a verifier class (or factory) is built with; None when it takes any (**kwargs) or
+    has no signature to read (then the verifier itself judges its options)."""
+    try:
+        params = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):
+        return None
     if any(p.kind is p.VAR_KEYWORD for p in params):
-        return []
-    return [k for k in options if k not in {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}]
+        return None
+    return {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+
+
+def _unknown(factory: Any, options: dict[str, Any]) -> list[str]:
+    """The option names `factory` has no keyword parameter for (none when it takes **kwargs)."""
+    takes = option_names(factory)
+    return [] if takes is None else [k for k in options if k not in takes]
 
 
 def _blame(sig: inspect.Signature, options: dict[str, Any]) -> str:
@@ -194,7 +204,7 @@ def _blame(sig: inspect.Signature, options: dict[str, Any]) -> str:
     suspects = {k: v for k, v in options.items() if off(k, v)}
     if suspects:
         return "; ".join(f"option {k}={v!r} is of type {type(v).__name__}, not {type(d).__name__} like its default "
-                         f"{d!r}" for k, v in suspects.items() if (d := sig.parameters[k].default) is not None)
+                         f"{d!r}" for k, v in suspects.items() for d in [sig.parameters[k].default])
     return "cannot use options " + ", ".join(f"{k}={v!r}" for k, v in options.items())
 
 

@@ -62,7 +62,7 @@ def verify(
     from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
     from curate.errors import CurateError, InputError
-    from curate.label import check_options, code_caps
+    from curate.label import code_caps
     from curate.scale import resolve_executor
 
     if not 0.0 <= max_error_share <= 1.0:
@@ -71,7 +71,6 @@ def verify(
     vopts = {name: dict(opts) for name, opts in given.items()}
     for name, caps in code_caps(code_max_timeout_s, code_max_memory_mb).items():  # the operator's caps win
         vopts[name] = {**vopts.get(name, {}), **caps}
-    check_options(vopts)  # before the progress bar starts: a typo is the only line printed
     label_store = resolve_executor(executor, ray_address).label_store
     st = open_store(store)
     columns = [TextColumn("verifying {task.fields[name]}"), BarColumn(), MofNCompleteColumn(),

@@ -6,7 +6,8 @@ traces (a large shard becomes several pieces, small shards share one). The piece
 problems, are the dataset (`from_items`); `map_batches` runs an actor class over them (`concurrency` actors of
 `num_cpus` = verifier processes each). A verifier whose class sets `max_workers` (the reward model: 1, one copy
 of the model per run) has its pieces judged by their own pool of at most that many processes in all; the pools
-run one after another (the local labeler caps its one pool for the whole run). Each actor reads its pieces' text
+run one after another (both executors group the work through `curate.label.by_workers`; locally every pool
+starts and self-tests before any labels). Each actor reads its pieces' text
 from the shared store directory itself (`TraceStore.shard_texts`; two calls at a time, so it reads the next piece
 while its pool judges one), holds one warm `verifiers.pool.VerifierPool` (a process per CPU, the local executor's hard per-response kill), and runs
 every verifier's self-test before it judges anything and again after every piece. A piece's verdicts leave the
