@@ -147,6 +147,7 @@ def test_reads_in_one_reading_block_share_a_catalog_open(store_path, monkeypatch
         assert len(opens) == 1
         texts = st.query("SELECT text FROM traces ORDER BY text").column("text").to_pylist()
         assert len(opens) == 2
+        assert st.problems() == alone[0] and len(opens) == 2  # reopened for both: the first read's views stay
     assert shared == (*alone, set())
     assert texts == sorted(s.text for s in samples[:2])
     st.sample_ids([samples[0].id])  # after the block, reads open their own connection again

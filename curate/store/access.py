@@ -195,9 +195,10 @@ class CatalogAccess:
                 yield con
             return
         if not shared.covers(names):
+            merged = names if shared.con is None or names is None else shared.names | names
             shared.close()
-            shared.names = names if shared.con is None or names is None or shared.names is None else shared.names | names
-            shared.con = shared.stack.enter_context(self._open_read(shared.names))
+            shared.names = merged
+            shared.con = shared.stack.enter_context(self._open_read(merged))
         yield shared.con
 
     @contextlib.contextmanager

@@ -21,15 +21,13 @@ created_at), so `curate doctor --rebuild` can rebuild a damaged catalog from fil
 """
 from __future__ import annotations
 
-from curate.store.access import CATALOG, RECORDS, SHARDS, WRITE_HINT, sql_error
-from curate.store.journal import discard_record
+from curate.store.access import CATALOG
 from curate.store.label_plans import LabelPlans
 from curate.store.reads import Reads
-from curate.store.writes import PROBLEM_SCHEMA, SHARD_ROWS, VERDICT_SCHEMA, Writes
+from curate.store.writes import PROBLEM_SCHEMA, Writes
 
-# Names other modules import from here (the study runner, benchmarks, writers of records).
-__all__ = ["CATALOG", "PROBLEM_SCHEMA", "RECORDS", "SHARDS", "SHARD_ROWS", "VERDICT_SCHEMA", "WRITE_HINT",
-           "TraceStore", "discard_record", "sql_error"]
+# Names other modules import from here (the study runner, a benchmark).
+__all__ = ["CATALOG", "PROBLEM_SCHEMA", "TraceStore"]
 
 
 class TraceStore(Writes, Reads, LabelPlans):
