@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Mapping, Optional
+from typing import Iterable, Mapping, Optional
 
 from curate.errors import InputError
 from curate.evaluate.metrics import UNSCALED
@@ -93,6 +93,18 @@ def _when(t) -> str:
     return f", evaluated {str(t)[:19]}"
 
 
+def match_run_id(run: str, known: Iterable[str], wanted: str, listed: str, rows: str) -> str:
+    """The one run id among `known` ('' for rows without one) that `wanted` names: that id, else the one it is a
+    prefix of; `none` names ''. InputError when it matches none or several, listing `listed` and naming `rows`
+    (what has no run id: "the rows", "samples") in the hint. `curate evals compare` and the eval explorer."""
+    known = list(known)
+    hits = [i for i in known if i == wanted] or [i for i in known if (i == "" if wanted == "none" else i.startswith(wanted))]
+    if len(hits) != 1:
+        raise InputError(f"run {run!r}: run id {wanted!r} {'matches several' if hits else 'matches none'} of its run "
+                         f"ids: {listed}", hint=f"give a longer prefix of one of them, or `none` for {rows} without a run id")
+    return hits[0]
+
+
 def pick_run(run: str, rows: list[dict], wanted: str | None = None, option: str = "--a-id/--b-id") -> tuple[str, str | None]:
     """Which training run id ('' for rows without one) to compare among the rows of runs named RUN, and a note
     when the name stands for several. `wanted` is a run id or its prefix, or `none`; InputError when it matches
@@ -100,13 +112,9 @@ def pick_run(run: str, rows: list[dict], wanted: str | None = None, option: str 
     ids = _newest(rows, lambda r: r["run_id"] or "")
     listed = "; ".join(f"{_id_text(i)}{_when(t)}" for i, t in ids.items())
     if wanted is not None:
-        hits = [i for i in ids if i == wanted] or [i for i in ids if (i == "" if wanted == "none" else i.startswith(wanted))]
-        if len(hits) != 1:
-            what = "matches none" if not hits else "matches several"
-            raise InputError(f"run {run!r}: run id {wanted!r} {what} of its run ids: {listed}",
-                             hint="give a longer prefix of one of them, or `none` for the rows without a run id")
-        return hits[0], (f"run {run!r} names {len(ids)} runs in the store; compared run id {_id_text(hits[0])} as asked"
-                         if len(ids) > 1 else None)
+        hit = match_run_id(run, ids, wanted, listed, "the rows")
+        return hit, (f"run {run!r} names {len(ids)} runs in the store; compared run id {_id_text(hit)} as asked"
+                     if len(ids) > 1 else None)
     chosen = next(iter(ids))
     if len(ids) == 1:
         return chosen, None

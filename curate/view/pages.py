@@ -295,13 +295,10 @@ def pick_run_id(run: str, runs: list[dict], wanted: str) -> str | None:
         return None
     if len(wanted) > RUN_ID_CHARS:
         raise InputError(f"run_id is longer than {RUN_ID_CHARS} characters")
+    from curate.evaluate.compare import match_run_id
+
     known = [r["run_id"] for r in runs]
-    hits = [i for i in known if i == wanted] or [i for i in known if (i == "" if wanted == "none" else i.startswith(wanted))]
-    if len(hits) != 1:
-        listed = ", ".join(i or "none" for i in known) or "no evaluation"
-        raise InputError(f"run {run!r}: run id {wanted!r} {'matches several' if hits else 'matches none'} of its run ids: "
-                         f"{listed}", hint="give a longer prefix of one of them, or `none` for samples without a run id")
-    return hits[0]
+    return match_run_id(run, known, wanted, ", ".join(i or "none" for i in known) or "no evaluation", "samples")
 
 
 def grid(store, links: Links, p: Mapping[str, str]) -> dict:
