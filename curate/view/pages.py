@@ -14,6 +14,7 @@ from urllib.parse import urlencode
 
 from curate.errors import InputError
 from curate.features import THINK_CLOSE
+from curate.evaluate.run_info import run_label
 from curate.store import view_queries as vq
 from curate.view import mixtures as mx
 
@@ -267,7 +268,7 @@ def explorers(runs: list[dict]) -> list[dict]:
     out = []
     for r in runs:
         shared = len(ids[r["run"]]) > 1
-        out.append({**r, "label": f"{r['run']} [run {(r['run_id'] or 'none')[:8]}]" if shared else r["run"],
+        out.append({**r, "label": run_label(r["run"], r["run_id"]) if shared else r["run"],
                     "link_id": r["run_id"] or ("none" if shared else "")})
     return out
 
@@ -313,7 +314,7 @@ def grid(store, links: Links, p: Mapping[str, str]) -> dict:
     for r in runs:
         r["label"] = r["run_id"] or "none (not scored, or no lineage)"
         r["href"] = links.grid(run, bench, suite, only, run_id=r["run_id"] or "none")
-    title = f"{run} [run {param[:8]}] · {bench}" if param else f"{run} · {bench}"
+    title = f"{run_label(run, run_id)} · {bench}" if param else f"{run} · {bench}"
     base = {"title": title, "run": run, "run_id": run_id, "benchmark": bench, "suite": suite or "", "only": only,
             "runs": runs, "page": page}
     if run_id is None and sum(1 for r in runs if r["run_id"]) > 1:
