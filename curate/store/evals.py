@@ -239,3 +239,16 @@ def read_evals(store, where: str | None = None) -> list[dict]:
         q += f" WHERE {check_predicate(where, 'evals', '--where')}"
     q += " ORDER BY run, step NULLS LAST, suite, benchmark, kind, metric, created_at DESC"
     return store.query(q).to_pylist()
+
+
+# The training run id of each evaluated (run, checkpoint, step, suite, benchmark, settings); joined to a planned
+# sample by that key (the report's behaviour rows, the eval explorer). Several ids for one key (a checkpoint
+# folder retrained in place) take the largest.
+EVAL_IDS_JOIN = """LEFT JOIN ids i ON i.run = e.run AND i.checkpoint = e.checkpoint AND i.step IS NOT DISTINCT FROM e.step
+                   AND i.suite = e.suite AND i.benchmark = e.benchmark AND i.settings_hash = e.settings_hash"""
+
+
+def eval_ids(where: str = "") -> str:
+    """The `ids` CTE EVAL_IDS_JOIN joins (with when each key was last scored), over the `evals` rows `where` keeps."""
+    return f"""WITH ids AS (SELECT run, checkpoint, step, suite, benchmark, settings_hash, max(run_id) AS run_id,
+                                max(created_at) AS scored_at FROM evals {where} GROUP BY ALL)"""

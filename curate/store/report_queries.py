@@ -17,6 +17,7 @@
 """
 from __future__ import annotations
 
+from curate.store.evals import EVAL_IDS_JOIN, eval_ids
 
 CURVE_COLUMNS = ("run", "run_id", "checkpoint", "step", "suite", "benchmark", "metric", "kind", "value", "ci_low", "ci_high",
                  "n_problems", "n_samples", "complete", "settings_hash", "provenance", "created_at")
@@ -71,8 +72,7 @@ def eval_settings(store) -> list[dict]:
 
 def eval_sample_stats(store) -> list[dict]:
     return store.query(
-        """WITH ids AS (SELECT run, checkpoint, step, suite, benchmark, settings_hash, max(run_id) AS run_id
-                        FROM evals GROUP BY ALL)
+        f"""{eval_ids()}
            SELECT e.run, i.run_id, e.step, e.suite, e.benchmark, e.settings_hash, count(*) AS n,
                   avg(coalesce(s.completion_tokens, f.text_chars / 4)) AS mean_tokens,
                   stddev_samp(coalesce(s.completion_tokens, f.text_chars / 4)) AS sd_tokens,
@@ -81,7 +81,6 @@ def eval_sample_stats(store) -> list[dict]:
                   stddev_samp(f.repetition_score) AS sd_repetition,
                   string_agg(DISTINCT s.backend, ', ' ORDER BY s.backend) AS backends
            FROM eval_samples e JOIN samples s ON s.id = e.sample_id LEFT JOIN features f ON f.sample_id = s.id
-           LEFT JOIN ids i ON i.run = e.run AND i.checkpoint = e.checkpoint AND i.step IS NOT DISTINCT FROM e.step
-                AND i.suite = e.suite AND i.benchmark = e.benchmark AND i.settings_hash = e.settings_hash
+           {EVAL_IDS_JOIN}
            GROUP BY ALL ORDER BY e.run, i.run_id NULLS FIRST, e.step, e.benchmark"""
     ).to_pylist()

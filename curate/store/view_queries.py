@@ -29,6 +29,7 @@ import pyarrow as pa
 
 from curate.store import keys
 from curate.store import shards as shard_io
+from curate.store.evals import EVAL_IDS_JOIN, eval_ids
 from curate.store.queries import literal
 from curate.store.connection import run_query
 from curate.store.sqlcheck import check_predicate, check_statement, referenced_names
@@ -157,11 +158,11 @@ def overview(store) -> dict:
                 FROM sample_rows s LEFT JOIN problem_rows p ON p.pkey = s.pkey GROUP BY ALL ORDER BY ALL""", None),
             ("SELECT source, domain, split, count(*) AS n FROM problems GROUP BY ALL ORDER BY ALL", None),
             ("SELECT verifier, version, status, count(*) AS n FROM verdicts GROUP BY ALL ORDER BY ALL", None),
-            (f"""{_eval_ids()}
+            (f"""{eval_ids()}
                  SELECT e.run, coalesce(i.run_id, '') AS run_id, e.suite, e.benchmark, count(DISTINCT e.step) AS steps,
                         count(DISTINCT e.problem_id) AS problems, count(*) AS samples,
                         coalesce(max(i.scored_at), max(e.created_at)) AS evaluated_at
-                 FROM eval_samples e {_EVAL_ID_JOIN} GROUP BY ALL
+                 FROM eval_samples e {EVAL_IDS_JOIN} GROUP BY ALL
                  ORDER BY e.run, e.suite, e.benchmark, evaluated_at DESC, run_id""", None),
         ])
         return {"traces": _rows(traces), "problems": _rows(problems), "verdicts": _rows(verdicts), "evals": _rows(evals)}
@@ -364,18 +365,6 @@ def problem_traces(store, problem_id: str, limit: int = 200) -> dict | None:
     return {"problem": _rows(out[0])[0], "traces": traces}
 
 
-# The training run id of each evaluated (run, checkpoint, step, suite, benchmark, settings); joined to a planned
-# sample by that key. Several ids for one key (a checkpoint folder retrained in place) take the largest, as the
-# report does.
-_EVAL_ID_JOIN = """LEFT JOIN ids i ON i.run = e.run AND i.checkpoint = e.checkpoint AND i.step IS NOT DISTINCT FROM e.step
-                   AND i.suite = e.suite AND i.benchmark = e.benchmark AND i.settings_hash = e.settings_hash"""
-
-
-def _eval_ids(where: str = "") -> str:
-    return f"""WITH ids AS (SELECT run, checkpoint, step, suite, benchmark, settings_hash, max(run_id) AS run_id,
-                                max(created_at) AS scored_at FROM evals {where} GROUP BY ALL)"""
-
-
 def _grid_filter(suite: str | None) -> str:
     return "WHERE run = $run AND benchmark = $bench" + (" AND suite = $suite" if suite else "")
 
@@ -383,11 +372,11 @@ def _grid_filter(suite: str | None) -> str:
 def eval_runs(store) -> list[dict]:
     """(run, run_id, suite, benchmark, settings_hash) of every planned evaluation, with its steps and size; runs
     sharing a name apart, newest first (run_id '' for samples no scored row names a training run for)."""
-    (t,) = _run(store, [(f"""{_eval_ids()}
+    (t,) = _run(store, [(f"""{eval_ids()}
                             SELECT e.run, coalesce(i.run_id, '') AS run_id, e.suite, e.benchmark, e.settings_hash,
                                    list(DISTINCT e.step ORDER BY e.step) AS steps, count(DISTINCT e.problem_id) AS problems,
                                    count(*) AS samples, coalesce(max(i.scored_at), max(e.created_at)) AS evaluated_at
-                            FROM eval_samples e {_EVAL_ID_JOIN} GROUP BY ALL
+                            FROM eval_samples e {EVAL_IDS_JOIN} GROUP BY ALL
                             ORDER BY e.run, e.suite, e.benchmark, evaluated_at DESC, run_id, e.settings_hash""", None)])
     return _rows(t)
 
@@ -396,10 +385,10 @@ def eval_run_ids(store, run: str, benchmark: str, suite: str | None = None) -> l
     """The training runs evaluated under this run name on this benchmark, newest first: run_id ('' for samples
     without one), when it was last scored (or planned), its steps and planned samples."""
     params = {"run": run, "bench": benchmark, **({"suite": suite} if suite else {})}
-    (t,) = _run(store, [(f"""{_eval_ids(_grid_filter(suite))}
+    (t,) = _run(store, [(f"""{eval_ids(_grid_filter(suite))}
                             SELECT coalesce(i.run_id, '') AS run_id, list(DISTINCT e.step ORDER BY e.step) AS steps,
                                    count(*) AS samples, coalesce(max(i.scored_at), max(e.created_at)) AS evaluated_at
-                            FROM eval_samples e {_EVAL_ID_JOIN}
+                            FROM eval_samples e {EVAL_IDS_JOIN}
                             WHERE e.run = $run AND e.benchmark = $bench{' AND e.suite = $suite' if suite else ''}
                             GROUP BY ALL ORDER BY evaluated_at DESC, run_id""", params)])
     return _rows(t)
@@ -448,12 +437,12 @@ def eval_grid(store, run: str, benchmark: str, suite: str | None = None, only: s
         return [("SELECT id, prompt FROM problems WHERE id IN (SELECT unnest($ids))", {"ids": state["page"]})]
 
     by_id = run_id is not None  # a run id only comes from joining the evaluation's scored rows
-    out = _run(store, [(f"""{_eval_ids(_grid_filter(suite)) if by_id else ''}
+    out = _run(store, [(f"""{eval_ids(_grid_filter(suite)) if by_id else ''}
                             SELECT e.problem_id, e.step, e.checkpoint, e.sample_index, e.sample_id, s.v_status AS status,
                                    v.answer, s.completion_tokens, s.finish_reason
                             FROM eval_samples e LEFT JOIN sample_rows s ON s.id = e.sample_id
                             LEFT JOIN verdict_rows v ON v.skey = s.skey AND v.verifier = s.v_verifier AND v.version = s.v_version
-                            {_EVAL_ID_JOIN if by_id else ''}
+                            {EVAL_IDS_JOIN if by_id else ''}
                             WHERE e.run = $run AND e.benchmark = $bench{' AND e.suite = $suite' if suite else ''}
                                   {"AND coalesce(i.run_id, '') = $run_id" if by_id else ''}
                             ORDER BY e.problem_id, e.step NULLS FIRST, e.sample_index""", params)], then)
